@@ -1,0 +1,233 @@
+//! The command line: subcommands, flags, help text, exit codes.
+//!
+//! Owns: turning `argv` into a call of the library, and errors into a message on stderr and an
+//! exit code (0 success, 1 runtime failure, 2 usage or configuration error).
+//! Never: holds behaviour of its own beyond parsing; never prints to stdout except `--help`,
+//! `--version` and what a subcommand defines as its output.
+
+use crate::config::{Config, Separator};
+use crate::{example_server, gate, logging};
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const HELP: &str = "\
+aegis-gate: one MCP endpoint in front of many MCP servers
+
+USAGE:
+    aegis-gate [--log-level LEVEL] <COMMAND> [OPTIONS]
+
+COMMANDS:
+    stdio            Serve the merged tools of the configured servers over stdin/stdout
+    example-server   Run the built-in example MCP server over stdin/stdout
+
+GLOBAL OPTIONS:
+    --log-level LEVEL   Log filter, e.g. info or aegis_gate::downstream=debug
+                        (default: $AEGIS_LOG, else info). Logs go to stderr.
+    -h, --help          Print help
+    -V, --version       Print version
+
+Run `aegis-gate <COMMAND> --help` for a command's options.
+";
+
+const STDIO_HELP: &str = "\
+aegis-gate stdio: serve the merged tools of the configured servers over stdin/stdout
+
+USAGE:
+    aegis-gate stdio --config FILE [OPTIONS]
+
+OPTIONS:
+    --config FILE             {\"mcpServers\": {...}} file (command, args, env, cwd per server;
+                              an optional \"aegis\" object holds the settings)
+    --separator SEP           Merged-name separator: . (default), __, _ or -
+    --max-line-bytes N        Longest JSON-RPC line accepted (default 4194304)
+    --call-timeout-ms N       tools/call deadline (default 60000)
+    --startup-timeout-ms N    How long initialize waits for every server's first listing
+                              (default 10000)
+    -h, --help                Print help
+";
+
+const EXAMPLE_HELP: &str = "\
+aegis-gate example-server: a small MCP server over stdin/stdout, for demos and tests
+
+USAGE:
+    aegis-gate example-server [OPTIONS]
+
+OPTIONS:
+    --faults           Also offer misbehaving tools: crash, hang, big_line, garbage,
+                       stderr_flood, spawn_grandchild
+    --no-ping          Answer ping with -32601 (method not found)
+    --ignore-eof       Keep running after stdin closes; only a signal stops it
+    --extra-tools N    Add N echo tools named tool_0 ... tool_{N-1}
+    --page-size N      Page tools/list by N tools
+    -h, --help         Print help
+";
+
+/// Runs the command line and returns the process exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    match parse_and_run(args) {
+        Ok(()) => 0,
+        Err(CliError::Usage(message)) => {
+            eprintln!("aegis-gate: {message}\n\nRun `aegis-gate --help` for usage.");
+            2
+        }
+        Err(CliError::Config(message)) => {
+            eprintln!("aegis-gate: {message}");
+            2
+        }
+        Err(CliError::Runtime(message)) => {
+            log::error!("{message}");
+            eprintln!("aegis-gate: {message}");
+            1
+        }
+    }
+}
+
+enum CliError {
+    Usage(String),
+    Config(String),
+    Runtime(String),
+}
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> CliError {
+        CliError::Usage(e.to_string())
+    }
+}
+
+fn parse_and_run(args: Vec<OsString>) -> Result<(), CliError> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut log_level: Option<String> = None;
+    loop {
+        match parser.next()? {
+            Some(Long("log-level")) => log_level = Some(parser.value()?.string()?),
+            Some(Short('h') | Long("help")) => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            Some(Short('V') | Long("version")) => {
+                println!("aegis-gate {}", env!("CARGO_PKG_VERSION"));
+                return Ok(());
+            }
+            Some(Value(command)) => {
+                let command = command.string()?;
+                return run_command(&command, &mut parser, log_level.as_deref());
+            }
+            Some(other) => return Err(other.unexpected().into()),
+            None => return Err(CliError::Usage("no command given".into())),
+        }
+    }
+}
+
+fn run_command(
+    command: &str,
+    parser: &mut lexopt::Parser,
+    log_level: Option<&str>,
+) -> Result<(), CliError> {
+    match command {
+        "stdio" => run_stdio(parser, log_level),
+        "example-server" => run_example(parser, log_level),
+        other => Err(CliError::Usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+) -> Result<T, CliError> {
+    let text = parser.value()?.string()?;
+    text.parse()
+        .map_err(|_| CliError::Usage(format!("{flag} takes a number, not {text:?}")))
+}
+
+fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut config_path: Option<PathBuf> = None;
+    let mut separator: Option<Separator> = None;
+    let mut max_line: Option<usize> = None;
+    let mut call_timeout: Option<u64> = None;
+    let mut startup_timeout: Option<u64> = None;
+    let mut own_level: Option<String> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => config_path = Some(parser.value()?.into()),
+            Long("separator") => {
+                let text = parser.value()?.string()?;
+                separator = Some(Separator::parse(&text).ok_or_else(|| {
+                    CliError::Usage(format!("--separator takes ., __, _ or -, not {text:?}"))
+                })?);
+            }
+            Long("max-line-bytes") => {
+                max_line = Some(positive(parse_number(parser, "--max-line-bytes")?)?)
+            }
+            Long("call-timeout-ms") => {
+                call_timeout = Some(positive(parse_number(parser, "--call-timeout-ms")?)?)
+            }
+            Long("startup-timeout-ms") => {
+                startup_timeout = Some(positive(parse_number(parser, "--startup-timeout-ms")?)?)
+            }
+            Long("log-level") => own_level = Some(parser.value()?.string()?),
+            Short('h') | Long("help") => {
+                print!("{STDIO_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(own_level.as_deref().or(log_level));
+    let Some(path) = config_path else {
+        return Err(CliError::Usage("stdio needs --config FILE".into()));
+    };
+    let mut config = Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?;
+    if let Some(separator) = separator {
+        config.settings.separator = separator;
+        for server in &config.servers {
+            crate::config::validate_server_name(&server.name, separator).map_err(|reason| {
+                CliError::Config(format!("server name {:?}: {reason}", server.name))
+            })?;
+        }
+    }
+    if let Some(n) = max_line {
+        config.settings.max_line_bytes = n;
+    }
+    if let Some(ms) = call_timeout {
+        config.settings.call_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = startup_timeout {
+        config.settings.startup_timeout = Duration::from_millis(ms);
+    }
+    log::info!(
+        "aegis-gate {} on stdio with {} servers",
+        env!("CARGO_PKG_VERSION"),
+        config.servers.len()
+    );
+    gate::stdio::run(config).map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+fn positive<T: PartialEq + Default>(n: T) -> Result<T, CliError> {
+    if n == T::default() {
+        Err(CliError::Usage("a value must be greater than 0".into()))
+    } else {
+        Ok(n)
+    }
+}
+
+fn run_example(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut options = example_server::Options::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("faults") => options.faults = true,
+            Long("no-ping") => options.no_ping = true,
+            Long("ignore-eof") => options.ignore_eof = true,
+            Long("extra-tools") => options.extra_tools = parse_number(parser, "--extra-tools")?,
+            Long("page-size") => options.page_size = Some(parse_number(parser, "--page-size")?),
+            Short('h') | Long("help") => {
+                print!("{EXAMPLE_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    example_server::run(options).map_err(|e| CliError::Runtime(format!("example server: {e}")))
+}

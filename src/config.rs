@@ -1,0 +1,450 @@
+//! Configuration: the common `{"mcpServers": {...}}` file and the gate's own settings.
+//!
+//! Owns: reading and validating the config file once, at start; [`Settings`] with every limit,
+//! timeout and interval the other parts use, each with a documented default.
+//! Never: starts anything or reads the file again later; a bad file is a [`config::Error`](Error)
+//! at start, never a surprise at run time.
+//!
+//! The file is the form MCP clients already use, plus an optional `"aegis"` object of settings:
+//! ```json
+//! {"mcpServers": {"time": {"command": "python3", "args": ["-m", "mcp_server_time"],
+//!                          "env": {"TZ": "UTC"}}},
+//!  "aegis": {"call_timeout_ms": 60000, "separator": "."}}
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One downstream server as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The config key; it becomes the tool prefix (`name.tool`), never the server's own name.
+    pub name: String,
+    /// The executable.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Variables added to the child's otherwise cleared environment (besides `PATH` and `HOME`).
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the child; the gate's own when unset.
+    pub cwd: Option<PathBuf>,
+}
+
+/// How merged tool names join the server prefix and the tool name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Separator {
+    /// `server.tool` (the default).
+    Dot,
+    /// `server__tool`, for clients that reject dots.
+    DoubleUnderscore,
+    /// `server_tool`.
+    Underscore,
+    /// `server-tool`.
+    Dash,
+}
+
+impl Separator {
+    /// The separator's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Separator::Dot => ".",
+            Separator::DoubleUnderscore => "__",
+            Separator::Underscore => "_",
+            Separator::Dash => "-",
+        }
+    }
+
+    /// Parses `.`, `__`, `_` or `-`.
+    pub fn parse(text: &str) -> Option<Separator> {
+        match text {
+            "." => Some(Separator::Dot),
+            "__" => Some(Separator::DoubleUnderscore),
+            "_" => Some(Separator::Underscore),
+            "-" => Some(Separator::Dash),
+            _ => None,
+        }
+    }
+}
+
+/// Every limit, timeout and interval of the gate. See [`Settings::default`] for the values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Longest JSON-RPC line accepted from an agent or a child. Default 4 MiB.
+    pub max_line_bytes: usize,
+    /// Deadline of the `initialize` handshake with a child. Default 30 s.
+    pub init_timeout: Duration,
+    /// Deadline of an agent's `tools/call` (and of any other forwarded request). Default 60 s.
+    pub call_timeout: Duration,
+    /// Deadline of each `tools/list` page fetched from a child. Default 30 s.
+    pub list_timeout: Duration,
+    /// Agent requests in flight to one child; more get an immediate error. Default 64.
+    pub max_in_flight: usize,
+    /// Interval of `ping` heartbeats to each child. Default 15 s.
+    pub heartbeat_interval: Duration,
+    /// Consecutive unanswered heartbeats that make a child unhealthy. Default 2.
+    pub heartbeat_misses: u32,
+    /// Interval of the `tools/list` probe for a child that does not implement `ping`. Default 60 s.
+    pub probe_interval: Duration,
+    /// How long the first `initialize` answer waits for every child's first listing. Default 10 s.
+    pub startup_timeout: Duration,
+    /// First restart delay; it doubles per failure, with jitter. Default 500 ms.
+    pub backoff_min: Duration,
+    /// Longest restart delay. Default 30 s.
+    pub backoff_max: Duration,
+    /// Failures within `breaker_window` that open the breaker (state `failed`). Default 5.
+    pub breaker_failures: u32,
+    /// Window for counting failures. Default 60 s.
+    pub breaker_window: Duration,
+    /// How long an open breaker waits before the next try. Default 60 s.
+    pub breaker_cooldown: Duration,
+    /// Each teardown step's wait (stdin closed, then SIGTERM, then SIGKILL). Default 2 s.
+    pub teardown_grace: Duration,
+    /// Consecutive invalid lines from a child that make it unhealthy. Default 16.
+    pub invalid_line_limit: u32,
+    /// Merged-name separator. Default `.`.
+    pub separator: Separator,
+    /// Tools per `tools/list` page sent to an agent. Default 100.
+    pub page_size: usize,
+    /// Age after which a cached merged view triggers a re-fetch from the children. Default 300 s.
+    pub cache_ttl: Duration,
+    /// Pages read from one child's `tools/list` before giving up. Default 64.
+    pub max_list_pages: usize,
+    /// Tools accepted from one child. Default 4096.
+    pub max_tools_per_server: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_line_bytes: 4 * 1024 * 1024,
+            init_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(60),
+            list_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            heartbeat_interval: Duration::from_secs(15),
+            heartbeat_misses: 2,
+            probe_interval: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            breaker_failures: 5,
+            breaker_window: Duration::from_secs(60),
+            breaker_cooldown: Duration::from_secs(60),
+            teardown_grace: Duration::from_secs(2),
+            invalid_line_limit: 16,
+            separator: Separator::Dot,
+            page_size: 100,
+            cache_ttl: Duration::from_secs(300),
+            max_list_pages: 64,
+            max_tools_per_server: 4096,
+        }
+    }
+}
+
+/// The `"aegis"` object of the config file; every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    max_line_bytes: Option<usize>,
+    init_timeout_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    list_timeout_ms: Option<u64>,
+    max_in_flight: Option<usize>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_misses: Option<u32>,
+    probe_interval_ms: Option<u64>,
+    startup_timeout_ms: Option<u64>,
+    backoff_min_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_window_ms: Option<u64>,
+    breaker_cooldown_ms: Option<u64>,
+    teardown_grace_ms: Option<u64>,
+    invalid_line_limit: Option<u32>,
+    separator: Option<String>,
+    page_size: Option<usize>,
+    cache_ttl_ms: Option<u64>,
+    max_list_pages: Option<usize>,
+    max_tools_per_server: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServerEntry {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigFile {
+    mcp_servers: BTreeMap<String, ServerEntry>,
+    aegis: Option<SettingsFile>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Enabled servers in name order.
+    pub servers: Vec<ServerConfig>,
+    /// The gate's settings.
+    pub settings: Settings,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub enum Error {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A server name cannot become a tool prefix.
+    InvalidServerName {
+        /// The name as written.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A server entry has no command.
+    MissingCommand {
+        /// The server.
+        name: String,
+    },
+    /// A server entry names a remote `url`, which stdio config does not run yet.
+    RemoteServer {
+        /// The server.
+        name: String,
+    },
+    /// A setting is out of range.
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { path, source } => {
+                write!(f, "config error: cannot read {}: {source}", path.display())
+            }
+            Error::Parse { path, source } => {
+                write!(f, "config error: {}: {source}", path.display())
+            }
+            Error::InvalidServerName { name, reason } => {
+                write!(f, "config error: server name {name:?}: {reason}")
+            }
+            Error::MissingCommand { name } => {
+                write!(f, "config error: server {name:?} has no \"command\"")
+            }
+            Error::RemoteServer { name } => write!(
+                f,
+                "config error: server {name:?} has a \"url\": remote MCP servers are not supported \
+                 by this version of the gate, only local commands"
+            ),
+            Error::InvalidSetting { name, reason } => {
+                write!(f, "config error: setting {name:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } => Some(source),
+            Error::Parse { source, .. } => Some(source),
+            Error::InvalidServerName { .. }
+            | Error::MissingCommand { .. }
+            | Error::RemoteServer { .. }
+            | Error::InvalidSetting { .. } => None,
+        }
+    }
+}
+
+/// The documented pattern of server names: `^[A-Za-z0-9_-]{1,64}$`, without the separator.
+pub fn validate_server_name(name: &str, separator: Separator) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("may contain only ASCII letters, digits, '_' and '-'".into());
+    }
+    if name.contains(separator.as_str()) {
+        return Err(format!(
+            "must not contain the separator {:?}",
+            separator.as_str()
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: ConfigFile = serde_json::from_slice(&bytes).map_err(|source| Error::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let settings = settings_from(file.aegis.unwrap_or_default())?;
+        let mut servers = Vec::new();
+        for (name, entry) in file.mcp_servers {
+            if entry.disabled {
+                continue;
+            }
+            validate_server_name(&name, settings.separator).map_err(|reason| {
+                Error::InvalidServerName {
+                    name: name.clone(),
+                    reason,
+                }
+            })?;
+            if entry.url.is_some() {
+                return Err(Error::RemoteServer { name });
+            }
+            let Some(command) = entry.command.filter(|c| !c.is_empty()) else {
+                return Err(Error::MissingCommand { name });
+            };
+            servers.push(ServerConfig {
+                name,
+                command,
+                args: entry.args,
+                env: entry.env,
+                cwd: entry.cwd,
+            });
+        }
+        Ok(Config { servers, settings })
+    }
+}
+
+fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
+    let d = Settings::default();
+    let ms = |v: Option<u64>, default: Duration, name: &'static str| -> Result<Duration, Error> {
+        match v {
+            None => Ok(default),
+            Some(0) => Err(Error::InvalidSetting {
+                name,
+                reason: "must be greater than 0".into(),
+            }),
+            Some(n) => Ok(Duration::from_millis(n)),
+        }
+    };
+    let positive = |v: Option<usize>, default: usize, name: &'static str| match v {
+        None => Ok(default),
+        Some(0) => Err(Error::InvalidSetting {
+            name,
+            reason: "must be greater than 0".into(),
+        }),
+        Some(n) => Ok(n),
+    };
+    let separator = match file.separator {
+        None => d.separator,
+        Some(text) => Separator::parse(&text).ok_or(Error::InvalidSetting {
+            name: "separator",
+            reason: format!("{text:?} is not one of \".\", \"__\", \"_\", \"-\""),
+        })?,
+    };
+    let settings = Settings {
+        max_line_bytes: positive(file.max_line_bytes, d.max_line_bytes, "max_line_bytes")?,
+        init_timeout: ms(file.init_timeout_ms, d.init_timeout, "init_timeout_ms")?,
+        call_timeout: ms(file.call_timeout_ms, d.call_timeout, "call_timeout_ms")?,
+        list_timeout: ms(file.list_timeout_ms, d.list_timeout, "list_timeout_ms")?,
+        max_in_flight: positive(file.max_in_flight, d.max_in_flight, "max_in_flight")?,
+        heartbeat_interval: ms(
+            file.heartbeat_interval_ms,
+            d.heartbeat_interval,
+            "heartbeat_interval_ms",
+        )?,
+        heartbeat_misses: file.heartbeat_misses.unwrap_or(d.heartbeat_misses).max(1),
+        probe_interval: ms(
+            file.probe_interval_ms,
+            d.probe_interval,
+            "probe_interval_ms",
+        )?,
+        startup_timeout: ms(
+            file.startup_timeout_ms,
+            d.startup_timeout,
+            "startup_timeout_ms",
+        )?,
+        backoff_min: ms(file.backoff_min_ms, d.backoff_min, "backoff_min_ms")?,
+        backoff_max: ms(file.backoff_max_ms, d.backoff_max, "backoff_max_ms")?,
+        breaker_failures: file.breaker_failures.unwrap_or(d.breaker_failures).max(1),
+        breaker_window: ms(
+            file.breaker_window_ms,
+            d.breaker_window,
+            "breaker_window_ms",
+        )?,
+        breaker_cooldown: ms(
+            file.breaker_cooldown_ms,
+            d.breaker_cooldown,
+            "breaker_cooldown_ms",
+        )?,
+        teardown_grace: ms(
+            file.teardown_grace_ms,
+            d.teardown_grace,
+            "teardown_grace_ms",
+        )?,
+        invalid_line_limit: file
+            .invalid_line_limit
+            .unwrap_or(d.invalid_line_limit)
+            .max(1),
+        separator,
+        page_size: positive(file.page_size, d.page_size, "page_size")?,
+        cache_ttl: ms(file.cache_ttl_ms, d.cache_ttl, "cache_ttl_ms")?,
+        max_list_pages: positive(file.max_list_pages, d.max_list_pages, "max_list_pages")?,
+        max_tools_per_server: positive(
+            file.max_tools_per_server,
+            d.max_tools_per_server,
+            "max_tools_per_server",
+        )?,
+    };
+    if settings.backoff_min > settings.backoff_max {
+        return Err(Error::InvalidSetting {
+            name: "backoff_min_ms",
+            reason: "must not exceed backoff_max_ms".into(),
+        });
+    }
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_follow_the_documented_pattern() {
+        assert!(validate_server_name("slack", Separator::Dot).is_ok());
+        assert!(validate_server_name("my-server_2", Separator::Dot).is_ok());
+        assert!(validate_server_name("", Separator::Dot).is_err());
+        assert!(validate_server_name("a.b", Separator::Dot).is_err());
+        assert!(validate_server_name("my_server", Separator::Underscore).is_err());
+        assert!(validate_server_name(&"x".repeat(65), Separator::Dot).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! One child process of a connection: spawn into its own process group, pipes, teardown.
+//!
+//! Owns: the `std::process::Child`, its three pipes wrapped for `mio`, the bytes waiting to be
+//! written to its stdin, and the teardown sequence (close stdin, grace, SIGTERM to the group,
+//! grace, SIGKILL to the group, reap the leader and every orphaned group member).
+//! Never: parses protocol messages (it hands raw bytes to the connection) or blocks on a pipe:
+//! all three pipes are non-blocking and driven by the connection's `Poll`.
+
+use crate::config::ServerConfig;
+use crate::sys::{self, Signal};
+use mio::unix::pipe;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Token of the child's stdout.
+pub(crate) const STDOUT: Token = Token(0);
+/// Token of the child's stderr.
+pub(crate) const STDERR: Token = Token(1);
+/// Token of the child's stdin.
+pub(crate) const STDIN: Token = Token(2);
+
+/// Variables a child inherits from the gate; everything else it gets from its own `env`.
+const INHERITED_VARS: [&str; 2] = ["PATH", "HOME"];
+
+/// Bytes queued for a child's stdin beyond which new writes are refused.
+const MAX_STDIN_BACKLOG: usize = 64 * 1024 * 1024;
+
+/// A running child with registered pipes.
+#[derive(Debug)]
+pub(crate) struct ChildProc {
+    child: Child,
+    pgid: u32,
+    stdin: Option<pipe::Sender>,
+    stdout: Option<pipe::Receiver>,
+    stderr: Option<pipe::Receiver>,
+    backlog: Vec<u8>,
+    exit: Option<ExitStatus>,
+    torn_down: bool,
+}
+
+/// What a read from one of the child's output pipes produced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// The pipe is drained for now.
+    Drained,
+    /// The read budget ran out before the pipe was drained: read again soon.
+    More,
+    /// The child closed the pipe.
+    Closed,
+}
+
+impl ChildProc {
+    /// Spawns `cfg` with a cleared environment (plus `PATH`, `HOME` and its own `env`) in a new
+    /// process group, and registers its pipes with `poll`.
+    pub(crate) fn spawn(cfg: &ServerConfig, poll: &Poll) -> io::Result<ChildProc> {
+        let mut cmd = Command::new(&cfg.command);
+        cmd.args(&cfg.args).env_clear();
+        for var in INHERITED_VARS {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
+        cmd.envs(&cfg.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &cfg.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn()?;
+        let pgid = child.id();
+        let mut proc = ChildProc {
+            pgid,
+            stdin: child.stdin.take().map(pipe::Sender::from),
+            stdout: child.stdout.take().map(pipe::Receiver::from),
+            stderr: child.stderr.take().map(pipe::Receiver::from),
+            child,
+            backlog: Vec::new(),
+            exit: None,
+            torn_down: false,
+        };
+        if let Err(e) = proc.register(poll) {
+            proc.kill_now();
+            return Err(e);
+        }
+        Ok(proc)
+    }
+
+    fn register(&mut self, poll: &Poll) -> io::Result<()> {
+        let registry = poll.registry();
+        if let Some(p) = self.stdout.as_mut() {
+            p.set_nonblocking(true)?;
+            registry.register(p, STDOUT, Interest::READABLE)?;
+        }
+        if let Some(p) = self.stderr.as_mut() {
+            p.set_nonblocking(true)?;
+            registry.register(p, STDERR, Interest::READABLE)?;
+        }
+        if let Some(p) = self.stdin.as_mut() {
+            p.set_nonblocking(true)?;
+            registry.register(p, STDIN, Interest::WRITABLE)?;
+        }
+        Ok(())
+    }
+
+    /// The child's pid (also its process group id).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// Reads what is available on stdout or stderr (by token) into `on_bytes`, up to `budget`
+    /// bytes so that a flooding child cannot starve the connection's other work.
+    pub(crate) fn read_pipe(
+        &mut self,
+        token: Token,
+        buf: &mut [u8],
+        budget: usize,
+        mut on_bytes: impl FnMut(&[u8]),
+    ) -> io::Result<ReadOutcome> {
+        let pipe = match token {
+            STDOUT => self.stdout.as_mut(),
+            STDERR => self.stderr.as_mut(),
+            _ => None,
+        };
+        let Some(pipe) = pipe else {
+            return Ok(ReadOutcome::Closed);
+        };
+        let mut n_read = 0;
+        loop {
+            if n_read >= budget {
+                return Ok(ReadOutcome::More);
+            }
+            match pipe.read(buf) {
+                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(n) => {
+                    n_read += n;
+                    on_bytes(buf.get(..n).unwrap_or_default());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues one message line (a newline is added) and writes what the pipe takes now.
+    pub(crate) fn send_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.stdin.is_none() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed"));
+        }
+        if self.backlog.len() + line.len() > MAX_STDIN_BACKLOG {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the child is not reading its stdin",
+            ));
+        }
+        self.backlog.extend_from_slice(line);
+        self.backlog.push(b'\n');
+        self.flush_stdin()
+    }
+
+    /// Writes queued bytes until the pipe is full or the queue empty.
+    pub(crate) fn flush_stdin(&mut self) -> io::Result<()> {
+        let Some(pipe) = self.stdin.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        let res = loop {
+            let Some(rest) = self.backlog.get(written..).filter(|r| !r.is_empty()) else {
+                break Ok(());
+            };
+            match pipe.write(rest) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        self.backlog.drain(..written.min(self.backlog.len()));
+        res
+    }
+
+    /// The exit status, once the leader has exited (reaps it).
+    pub(crate) fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// Tears the child and its whole process group down within about `2 × grace` (+ the stdin
+    /// grace when `polite`), draining its output meanwhile so it is never blocked on a full pipe.
+    /// Always reaps. Returns the leader's exit status when it could be read.
+    pub(crate) fn teardown(
+        &mut self,
+        poll: &mut Poll,
+        grace: Duration,
+        polite: bool,
+    ) -> Option<ExitStatus> {
+        if let Some(mut pipe) = self.stdin.take() {
+            let _ = poll.registry().deregister(&mut pipe);
+        }
+        let mut gone = polite && self.wait_gone(poll, grace);
+        if !gone {
+            let _ = sys::kill_group(self.pgid, Signal::Term);
+            gone = self.wait_gone(poll, grace);
+        }
+        if !gone {
+            log::warn!("child group {} ignored SIGTERM; sending SIGKILL", self.pgid);
+            self.kill_now();
+        }
+        self.deregister(poll);
+        self.torn_down = true;
+        self.exit
+    }
+
+    /// SIGKILL to the group, then reap the leader and any orphaned members.
+    fn kill_now(&mut self) {
+        let _ = sys::kill_group(self.pgid, Signal::Kill);
+        if self.exit.is_none() {
+            self.exit = self.child.wait().ok();
+        }
+        // Orphans die from the same SIGKILL; they are ours to reap as the subreaper.
+        sys::reap_group(self.pgid);
+    }
+
+    /// Waits until the leader has exited and no member of its group is left, or `grace` passes.
+    fn wait_gone(&mut self, poll: &mut Poll, grace: Duration) -> bool {
+        // Process exit is not a pollable event here; the pipes' hang-up usually wakes us at once,
+        // and a short tick covers a grandchild that keeps the pipes open.
+        const TICK: Duration = Duration::from_millis(20);
+        let deadline = Instant::now() + grace;
+        let mut events = Events::with_capacity(8);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            self.try_exit();
+            sys::reap_group(self.pgid);
+            if self.exit.is_some() && !sys::group_exists(self.pgid) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let _ = poll.poll(&mut events, Some((deadline - now).min(TICK)));
+            for token in [STDOUT, STDERR] {
+                let res = self.read_pipe(token, &mut buf, usize::MAX, |_| {});
+                if matches!(res, Ok(ReadOutcome::Closed) | Err(_)) {
+                    self.close_output(poll, token);
+                }
+            }
+        }
+    }
+
+    /// Deregisters and closes one output pipe (after EOF).
+    pub(crate) fn close_output(&mut self, poll: &Poll, token: Token) {
+        let pipe = match token {
+            STDOUT => self.stdout.take(),
+            STDERR => self.stderr.take(),
+            _ => None,
+        };
+        if let Some(mut pipe) = pipe {
+            let _ = poll.registry().deregister(&mut pipe);
+        }
+    }
+
+    fn deregister(&mut self, poll: &Poll) {
+        self.close_output(poll, STDOUT);
+        self.close_output(poll, STDERR);
+        if let Some(mut pipe) = self.stdin.take() {
+            let _ = poll.registry().deregister(&mut pipe);
+        }
+    }
+}
+
+impl Drop for ChildProc {
+    /// A child dropped without a teardown (a panic unwinding the connection) is killed, not leaked.
+    fn drop(&mut self) {
+        if !self.torn_down {
+            self.kill_now();
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Downstream: the MCP servers behind the gate, one supervised connection each.
+//!
+//! Owns: [`ConnectionManager`] (the registry of live connections: spawn on start, teardown on
+//! shutdown) and [`ConnHandle`], the cheap clonable way other parts talk to one
+//! `DownstreamConnection`, whose thread lives in `connection.rs`.
+//! Never: merges tool lists (that is the merger's) or interprets an agent's session; it only
+//! forwards requests it is handed and reports tool lists and status changes as [`Event`]s.
+//!
+//! Threads: one `conn-<name>` thread per connection, its `JoinOnDrop` held by the manager.
+//! Channels: per connection a bounded `Command` queue (capacity [`COMMAND_QUEUE`]), written by any
+//! thread through [`ConnHandle`] followed by a `mio::Waker` wake; one bounded [`Event`] queue from all
+//! connections to the merger. Shutdown: a stop flag and a wake to every connection, then join them all
+//! (each tears its child down in parallel with the others).
+
+mod child;
+mod connection;
+mod health;
+
+use crate::config::{ServerConfig, Settings};
+use crate::jsonrpc::{code, Id, Responder, SessionId};
+use crate::thread::{self, JoinOnDrop};
+use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Capacity of each connection's command queue; a full queue is an immediate error to the agent.
+pub const COMMAND_QUEUE: usize = 256;
+
+/// Identifies a connection for the lifetime of the process (names may be reused after removal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// A connection's health, as logged and as the REST API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Spawned; handshake or first listing under way.
+    Starting,
+    /// Answering.
+    Healthy,
+    /// A fault was just detected; the child is being torn down.
+    Unhealthy,
+    /// Waiting out the backoff before the next start.
+    Restarting,
+    /// The breaker is open after repeated failures; retried after a cooldown.
+    Failed,
+    /// Torn down for good.
+    Stopped,
+}
+
+impl Status {
+    /// The lowercase name used in logs and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Healthy => "healthy",
+            Status::Unhealthy => "unhealthy",
+            Status::Restarting => "restarting",
+            Status::Failed => "failed",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A point-in-time view of one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The configured name (the tool prefix).
+    pub name: String,
+    /// The command line, for display.
+    pub command: Vec<String>,
+    /// The child's pid while one runs.
+    pub pid: Option<u32>,
+    /// Current status.
+    pub status: Status,
+    /// When the child last answered a heartbeat.
+    pub last_heartbeat: Option<SystemTime>,
+    /// Restarts since the connection was created.
+    pub restarts: u32,
+    /// Tools in the child's last complete listing.
+    pub tools: usize,
+    /// The last fault, in words (never a secret: no env values, no payloads).
+    pub last_error: Option<String>,
+}
+
+/// What a connection tells the merger.
+#[derive(Debug)]
+pub enum Event {
+    /// A complete `tools/list` (all pages) from the child.
+    Tools {
+        /// The connection.
+        conn: ConnId,
+        /// The raw tool objects, in the child's order.
+        tools: Vec<Value>,
+    },
+    /// The connection's status changed.
+    Status {
+        /// The connection.
+        conn: ConnId,
+        /// The new status.
+        status: Status,
+    },
+}
+
+/// An agent request to forward to a child.
+#[derive(Debug)]
+pub struct CallRequest {
+    /// Where the answer goes.
+    pub responder: Responder,
+    /// The MCP method (`tools/call`).
+    pub method: String,
+    /// The params object, already rewritten for the child (tool name without prefix); `_meta` is
+    /// held apart so the connection can put its own progress token in.
+    pub params: BTreeMap<String, Box<RawValue>>,
+    /// The params' `_meta` without `progressToken`.
+    pub meta: Option<Map<String, Value>>,
+    /// The agent's progress token, rewritten per child and restored on each progress notification.
+    pub progress_token: Option<Box<RawValue>>,
+    /// How long the agent waits before the gate answers with a timeout.
+    pub timeout: Duration,
+}
+
+/// Commands a connection thread accepts.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Call(CallRequest),
+    Cancel { session: SessionId, id: Id },
+    RefreshTools,
+    Restart,
+}
+
+struct HandleInner {
+    id: ConnId,
+    name: String,
+    tx: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    snapshot: Mutex<Snapshot>,
+    /// Set once by the manager; a flag rather than a command so a full queue cannot lose it.
+    stop: AtomicBool,
+}
+
+/// A clonable handle on one connection.
+#[derive(Clone)]
+pub struct ConnHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnHandle")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+impl ConnHandle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.inner.id
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
+    /// the agent is answered with an error at once, so every request gets exactly one answer.
+    pub fn call(&self, req: CallRequest) {
+        match self.inner.tx.try_send(Command::Call(req)) {
+            Ok(()) => self.wake(),
+            Err(e) => {
+                let (code, why) = if e.is_full() {
+                    (code::OVERLOADED, "is overloaded (command queue full)")
+                } else {
+                    (code::SERVER_UNAVAILABLE, "is stopped")
+                };
+                if let Command::Call(req) = e.into_inner() {
+                    let message = format!("server '{}' {why}", self.inner.name);
+                    req.responder.error(code, &message);
+                }
+            }
+        }
+    }
+
+    /// Tells the connection the agent cancelled request `id` of `session` (if it holds it).
+    pub fn cancel(&self, session: SessionId, id: Id) {
+        self.send(Command::Cancel { session, id });
+    }
+
+    /// Asks the connection to fetch its child's tool list again.
+    pub fn refresh_tools(&self) {
+        self.send(Command::RefreshTools);
+    }
+
+    /// Restarts the child now.
+    pub fn restart(&self) {
+        self.send(Command::Restart);
+    }
+
+    /// The connection's current state.
+    pub fn snapshot(&self) -> Snapshot {
+        match self.inner.snapshot.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn send(&self, cmd: Command) {
+        if self.inner.tx.try_send(cmd).is_ok() {
+            self.wake();
+        } else {
+            log::warn!(
+                "connection {}: command queue full or closed",
+                self.inner.name
+            );
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.inner.waker.wake() {
+            log::error!("connection {}: wake failed: {e}", self.inner.name);
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        match self.inner.snapshot.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// Why a connection could not be started.
+#[derive(Debug)]
+pub enum Error {
+    /// A connection with this name exists already.
+    Duplicate(String),
+    /// The OS refused a poll, waker or thread.
+    Io {
+        /// The connection.
+        name: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Duplicate(name) => write!(f, "downstream error: connection {name:?} exists"),
+            Error::Io { name, source } => {
+                write!(
+                    f,
+                    "downstream error: cannot start connection {name:?}: {source}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Duplicate(_) => None,
+            Error::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+struct Conn {
+    handle: ConnHandle,
+    thread: Option<JoinOnDrop<()>>,
+}
+
+/// The registry of live downstream connections.
+pub struct ConnectionManager {
+    settings: Arc<Settings>,
+    events: Sender<Event>,
+    conns: Vec<Conn>,
+    next_id: u64,
+}
+
+impl ConnectionManager {
+    /// An empty manager whose connections report to `events`.
+    pub fn new(settings: Arc<Settings>, events: Sender<Event>) -> ConnectionManager {
+        ConnectionManager {
+            settings,
+            events,
+            conns: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Starts a connection: its thread spawns the child and runs the handshake.
+    pub fn add(&mut self, cfg: ServerConfig) -> Result<ConnHandle, Error> {
+        if self.conns.iter().any(|c| c.handle.name() == cfg.name) {
+            return Err(Error::Duplicate(cfg.name));
+        }
+        let io_err = |source| Error::Io {
+            name: cfg.name.clone(),
+            source,
+        };
+        let poll = mio::Poll::new().map_err(io_err)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), connection::WAKER).map_err(io_err)?);
+        let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let mut command = vec![cfg.command.clone()];
+        command.extend(cfg.args.iter().cloned());
+        let handle = ConnHandle {
+            inner: Arc::new(HandleInner {
+                id,
+                name: cfg.name.clone(),
+                tx,
+                waker,
+                snapshot: Mutex::new(Snapshot {
+                    name: cfg.name.clone(),
+                    command,
+                    pid: None,
+                    status: Status::Starting,
+                    last_heartbeat: None,
+                    restarts: 0,
+                    tools: 0,
+                    last_error: None,
+                }),
+                stop: AtomicBool::new(false),
+            }),
+        };
+        let worker = connection::Worker::new(
+            cfg.clone(),
+            Arc::clone(&self.settings),
+            poll,
+            rx,
+            self.events.clone(),
+            handle.clone(),
+        );
+        let thread =
+            thread::spawn(format!("conn-{}", cfg.name), move || worker.run()).map_err(io_err)?;
+        self.conns.push(Conn {
+            handle: handle.clone(),
+            thread: Some(thread),
+        });
+        Ok(handle)
+    }
+
+    /// Handles of every connection, in the order they were added.
+    pub fn handles(&self) -> Vec<ConnHandle> {
+        self.conns.iter().map(|c| c.handle.clone()).collect()
+    }
+
+    /// Tears every connection down (in parallel) and joins their threads.
+    pub fn shutdown(&mut self) {
+        for conn in &self.conns {
+            conn.handle.inner.stop.store(true, Ordering::SeqCst);
+            conn.handle.wake();
+        }
+        for conn in &mut self.conns {
+            if let Some(thread) = conn.thread.take() {
+                thread.join();
+            }
+        }
+        self.conns.clear();
+    }
+}
+
+impl Drop for ConnectionManager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

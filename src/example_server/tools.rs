@@ -1,0 +1,382 @@
+//! The example server's tools and its request dispatch.
+//!
+//! Owns: the tool list (with the `toggle`d extra tool and `--extra-tools`), paging it, and each
+//! tool's behaviour.
+//! Never: blocks the reader for a timed tool: `sleep` and `progress` go through the timer thread.
+
+use super::{
+    after, initialize_result, parse, send_schedule, text_result, Options, Out, Scheduled, TimerMsg,
+};
+use crate::jsonrpc::{self, code, Id, Message};
+use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+const MAX_SLEEP_MS: u64 = 600_000;
+
+pub(super) struct Server {
+    options: Options,
+    out: Out,
+    timer: Sender<TimerMsg>,
+    surprise: bool,
+}
+
+fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "description": description,
+        "inputSchema": { "type": "object", "properties": properties, "required": required },
+    })
+}
+
+impl Server {
+    pub(super) fn new(options: Options, out: Out, timer: Sender<TimerMsg>) -> Server {
+        Server {
+            options,
+            out,
+            timer,
+            surprise: false,
+        }
+    }
+
+    fn tools(&self) -> Vec<Value> {
+        let mut tools = vec![
+            tool(
+                "echo",
+                "Returns the message it is given.",
+                json!({"message": {"type": "string"}}),
+                &["message"],
+            ),
+            tool(
+                "add",
+                "Adds two numbers.",
+                json!({"a": {"type": "number"}, "b": {"type": "number"}}),
+                &["a", "b"],
+            ),
+            tool(
+                "sleep",
+                "Answers after `ms` milliseconds.",
+                json!({"ms": {"type": "integer"}}),
+                &["ms"],
+            ),
+            tool("fail", "Always returns a tool error.", json!({}), &[]),
+            tool(
+                "progress",
+                "Sends `steps` progress notifications, `interval_ms` apart, then answers.",
+                json!({"steps": {"type": "integer"}, "interval_ms": {"type": "integer"}}),
+                &[],
+            ),
+            tool(
+                "toggle",
+                "Adds or removes the tool `surprise` and announces the change.",
+                json!({}),
+                &[],
+            ),
+            tool(
+                "get_env",
+                "Returns the value of an environment variable of this server.",
+                json!({"name": {"type": "string"}}),
+                &["name"],
+            ),
+        ];
+        if self.surprise {
+            tools.push(tool(
+                "surprise",
+                "Appears and disappears with toggle.",
+                json!({}),
+                &[],
+            ));
+        }
+        if self.options.faults {
+            tools.extend([
+                tool(
+                    "crash",
+                    "Exits the process at once, mid-call.",
+                    json!({}),
+                    &[],
+                ),
+                tool(
+                    "hang",
+                    "Stops reading and answering anything.",
+                    json!({}),
+                    &[],
+                ),
+                tool(
+                    "big_line",
+                    "Writes one line of `bytes` bytes to stdout.",
+                    json!({"bytes": {"type": "integer"}}),
+                    &["bytes"],
+                ),
+                tool(
+                    "garbage",
+                    "Writes `lines` lines that are not JSON.",
+                    json!({"lines": {"type": "integer"}}),
+                    &["lines"],
+                ),
+                tool(
+                    "stderr_flood",
+                    "Writes `lines` lines to stderr, then answers.",
+                    json!({"lines": {"type": "integer"}}),
+                    &["lines"],
+                ),
+                tool(
+                    "spawn_grandchild",
+                    "Starts a process of its own that ignores stdin EOF; answers its pid.",
+                    json!({}),
+                    &[],
+                ),
+            ]);
+        }
+        for i in 0..self.options.extra_tools {
+            tools.push(tool(
+                &format!("tool_{i}"),
+                "Returns the message it is given.",
+                json!({"message": {"type": "string"}}),
+                &[],
+            ));
+        }
+        tools
+    }
+
+    pub(super) fn handle(&mut self, line: &[u8]) {
+        match parse(line, &self.out) {
+            Some(Message::Request { id, method, params }) => {
+                self.request(&id, &method, params.as_deref())
+            }
+            Some(Message::Notification { method, params }) => {
+                if method == "notifications/cancelled" {
+                    let id = params
+                        .and_then(|p| serde_json::from_str::<Map<String, Value>>(p.get()).ok())
+                        .and_then(|m| m.get("requestId").map(Value::to_string))
+                        .and_then(|text| RawValue::from_string(text).ok())
+                        .and_then(|raw| Id::from_raw(&raw).ok());
+                    if let Some(id) = id {
+                        let _ = self.timer.send(TimerMsg::Cancel(id));
+                    }
+                }
+            }
+            Some(Message::Response { .. }) | None => {}
+        }
+    }
+
+    fn request(&mut self, id: &Id, method: &str, params: Option<&RawValue>) {
+        let reply = match method {
+            "initialize" => Ok(initialize_result(params)),
+            "ping" if self.options.no_ping => {
+                Err((code::METHOD_NOT_FOUND, "ping is not implemented".to_owned()))
+            }
+            "ping" => Ok(json!({})),
+            "tools/list" => self.list(params),
+            "tools/call" => match self.call(id, params) {
+                Some(reply) => reply,
+                None => return,
+            },
+            _ => Err((
+                code::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
+        };
+        self.answer(id, reply);
+    }
+
+    fn answer(&self, id: &Id, reply: Result<Value, (i64, String)>) {
+        let line = match reply {
+            Ok(result) => jsonrpc::result_line(id, &result.to_string()),
+            Err((code, message)) => jsonrpc::error_line(Some(id), code, &message),
+        };
+        self.out.line(&line);
+    }
+
+    fn list(&self, params: Option<&RawValue>) -> Result<Value, (i64, String)> {
+        let tools = self.tools();
+        let Some(page_size) = self.options.page_size.filter(|n| *n > 0) else {
+            return Ok(json!({ "tools": tools }));
+        };
+        let cursor = params
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .and_then(|v| v.get("cursor").and_then(Value::as_str).map(str::to_owned));
+        let start: usize = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| (code::INVALID_PARAMS, "bad cursor".to_owned()))?,
+        };
+        let page: Vec<Value> = tools.iter().skip(start).take(page_size).cloned().collect();
+        let end = start + page.len();
+        let mut result = json!({ "tools": page });
+        if end < tools.len() {
+            result["nextCursor"] = Value::String(end.to_string());
+        }
+        Ok(result)
+    }
+
+    /// Runs a tool; `None` when the answer comes later (timer) or never (faults).
+    fn call(&mut self, id: &Id, params: Option<&RawValue>) -> Option<Result<Value, (i64, String)>> {
+        let params: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let args = params.get("arguments").cloned().unwrap_or(Value::Null);
+        let token = params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned();
+        let known = self
+            .tools()
+            .iter()
+            .any(|t| t.get("name").and_then(Value::as_str) == Some(&name));
+        if !known {
+            return Some(Err((code::INVALID_PARAMS, format!("unknown tool: {name}"))));
+        }
+        let int =
+            |key: &str, default: u64| args.get(key).and_then(Value::as_u64).unwrap_or(default);
+        let text = |key: &str| {
+            args.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let result = match name.as_str() {
+            "echo" => text_result(&text("message")),
+            n if n.starts_with("tool_") => text_result(&text("message")),
+            "add" => {
+                let num = |k: &str| args.get(k).and_then(Value::as_f64);
+                match (num("a"), num("b")) {
+                    (Some(a), Some(b)) => text_result(&(a + b).to_string()),
+                    _ => {
+                        return Some(Err((
+                            code::INVALID_PARAMS,
+                            "a and b must be numbers".into(),
+                        )))
+                    }
+                }
+            }
+            "sleep" => {
+                let ms = int("ms", 0).min(MAX_SLEEP_MS);
+                let line =
+                    jsonrpc::result_line(id, &text_result(&format!("slept {ms} ms")).to_string());
+                send_schedule(
+                    &self.timer,
+                    vec![Scheduled {
+                        at: after(ms),
+                        request: id.clone(),
+                        line,
+                    }],
+                );
+                return None;
+            }
+            "fail" => {
+                json!({ "content": [{ "type": "text", "text": "failed on purpose" }], "isError": true })
+            }
+            "progress" => {
+                self.progress(
+                    id,
+                    token,
+                    int("steps", 3).min(100),
+                    int("interval_ms", 10).min(10_000),
+                );
+                return None;
+            }
+            "toggle" => {
+                self.surprise = !self.surprise;
+                self.out.line(&jsonrpc::notification_line(
+                    "notifications/tools/list_changed",
+                    None,
+                ));
+                text_result(if self.surprise {
+                    "surprise is on"
+                } else {
+                    "surprise is off"
+                })
+            }
+            "surprise" => text_result("surprise!"),
+            "get_env" => {
+                text_result(&std::env::var(text("name")).unwrap_or_else(|_| "(unset)".into()))
+            }
+            fault => return self.fault(fault, &args),
+        };
+        Some(Ok(result))
+    }
+
+    fn progress(&self, id: &Id, token: Option<Value>, steps: u64, interval_ms: u64) {
+        let mut items = Vec::new();
+        if let Some(token) = token {
+            for step in 1..=steps {
+                let params = json!({ "progressToken": token, "progress": step, "total": steps });
+                let line =
+                    jsonrpc::notification_line("notifications/progress", Some(&params.to_string()));
+                items.push(Scheduled {
+                    at: after(step * interval_ms),
+                    request: id.clone(),
+                    line,
+                });
+            }
+        }
+        let result = text_result(&format!("done after {steps} steps"));
+        let line = jsonrpc::result_line(id, &result.to_string());
+        items.push(Scheduled {
+            at: after(steps * interval_ms + 1),
+            request: id.clone(),
+            line,
+        });
+        send_schedule(&self.timer, items);
+    }
+
+    fn fault(&self, name: &str, args: &Value) -> Option<Result<Value, (i64, String)>> {
+        let int = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
+        match name {
+            "crash" => std::process::exit(3),
+            "hang" => loop {
+                std::thread::park();
+            },
+            "big_line" => {
+                let n = usize::try_from(int("bytes"))
+                    .unwrap_or(0)
+                    .min(256 * 1024 * 1024);
+                let mut line =
+                    b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"pad\":\"".to_vec();
+                line.resize(line.len() + n, b'A');
+                line.extend_from_slice(b"\"}}");
+                self.out.line(&line);
+                Some(Ok(text_result("wrote a big line")))
+            }
+            "garbage" => {
+                for _ in 0..int("lines").min(100_000) {
+                    self.out.line(b"this is not JSON at all");
+                }
+                Some(Ok(text_result("wrote garbage")))
+            }
+            "stderr_flood" => {
+                let mut err = std::io::stderr().lock();
+                for i in 0..int("lines").min(10_000_000) {
+                    let _ = writeln!(err, "flood line {i}");
+                }
+                Some(Ok(text_result("flooded stderr")))
+            }
+            "spawn_grandchild" => {
+                let spawned = std::env::current_exe().and_then(|exe| {
+                    std::process::Command::new(exe)
+                        .args(["example-server", "--ignore-eof"])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                });
+                match spawned {
+                    // The grandchild is left running on purpose: the gate must clean it up.
+                    Ok(child) => Some(Ok(text_result(&child.id().to_string()))),
+                    Err(e) => Some(Err((code::INTERNAL_ERROR, format!("spawn failed: {e}")))),
+                }
+            }
+            other => Some(Err((
+                code::INVALID_PARAMS,
+                format!("unknown tool: {other}"),
+            ))),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Gate: the upstream MCP endpoint that agents talk to.
+//!
+//! Owns: the upstream protocol: `initialize` (version negotiation, capabilities), `ping`,
+//! `tools/list` (answered by the merger), `tools/call` (routed by prefix to its connection with
+//! the name rewritten), `notifications/cancelled`, and -32601 at once for every other method
+//! (`server/discover` included) so dual-era clients fall back without waiting.
+//! Never: blocks. Every request is handed on (to the merger or a connection) with a `Responder`,
+//! so a slow `tools/call` never delays a `ping` or another call. Never logs arguments or results.
+//!
+//! Transports (`stdio`, later HTTP) frame bytes and call [`Gate::handle`] for each message.
+
+pub mod stdio;
+
+use crate::config::Settings;
+use crate::downstream::{CallRequest, ConnHandle};
+use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
+use crate::mcp;
+use crate::merger::{MergerHandle, Request, ViewKey};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One upstream peer's session.
+#[derive(Debug)]
+pub struct Session {
+    sink: Sink,
+    initialized: AtomicBool,
+}
+
+impl Session {
+    /// A session that answers through `sink`.
+    pub fn new(sink: Sink) -> Session {
+        Session {
+            sink,
+            initialized: AtomicBool::new(false),
+        }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.sink.session()
+    }
+
+    /// Where this session's messages go.
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+}
+
+/// The upstream endpoint, shared by every transport thread.
+#[derive(Debug)]
+pub struct Gate {
+    settings: Arc<Settings>,
+    merger: MergerHandle,
+    conns: Vec<ConnHandle>,
+    workspace: String,
+}
+
+#[derive(Deserialize)]
+struct InitializeParams {
+    #[serde(rename = "protocolVersion")]
+    protocol_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CancelParams {
+    #[serde(rename = "requestId")]
+    request_id: Box<RawValue>,
+}
+
+impl Gate {
+    /// A gate over `conns` for `workspace`.
+    pub fn new(
+        settings: Arc<Settings>,
+        merger: MergerHandle,
+        conns: Vec<ConnHandle>,
+        workspace: impl Into<String>,
+    ) -> Gate {
+        Gate {
+            settings,
+            merger,
+            conns,
+            workspace: workspace.into(),
+        }
+    }
+
+    /// Handles one framed message from `session`.
+    pub fn handle(self: &Arc<Self>, session: &Session, frame: &[u8]) {
+        match jsonrpc::parse(frame) {
+            Err(e) => {
+                session.sink.send(e.to_error_line());
+            }
+            Ok(Message::Request { id, method, params }) => {
+                let responder = Responder::new(id, session.sink.clone());
+                self.on_request(session, responder, &method, params.as_deref());
+            }
+            Ok(Message::Notification { method, params }) => {
+                self.on_notification(session, &method, params.as_deref())
+            }
+            // The gate sends agents no requests, so there is nothing to match an answer to.
+            Ok(Message::Response { .. }) => {}
+        }
+    }
+
+    /// A session ended: stop telling it about list changes.
+    pub fn end_session(&self, session: &Session) {
+        self.merger.send(Request::Unsubscribe {
+            session: session.id(),
+        });
+    }
+
+    fn on_request(
+        self: &Arc<Self>,
+        session: &Session,
+        responder: Responder,
+        method: &str,
+        params: Option<&RawValue>,
+    ) {
+        let initialized = session.initialized.load(Ordering::SeqCst);
+        match method {
+            "initialize" => self.initialize(session, responder, params),
+            "ping" => responder.result("{}"),
+            "tools/list" | "tools/call" if !initialized => responder.error(
+                code::NOT_INITIALIZED,
+                "the session is not initialized: send initialize first",
+            ),
+            "tools/list" => self.list(responder, params),
+            "tools/call" if !self.merger.is_ready() => {
+                // Routes are incomplete until every child has listed: run the call after that.
+                let gate = Arc::clone(self);
+                let params = params.map(ToOwned::to_owned);
+                let run = move || gate.call(responder, params.as_deref());
+                self.merger.send(Request::WhenReady(Box::new(run)));
+            }
+            "tools/call" => self.call(responder, params),
+            _ => {
+                let shown: String = method.chars().take(100).collect();
+                responder.error(
+                    code::METHOD_NOT_FOUND,
+                    &format!("method not found: {shown}"),
+                )
+            }
+        }
+    }
+
+    fn on_notification(&self, session: &Session, method: &str, params: Option<&RawValue>) {
+        if method != "notifications/cancelled" {
+            return;
+        }
+        let Some(cancel) = params.and_then(|p| serde_json::from_str::<CancelParams>(p.get()).ok())
+        else {
+            return;
+        };
+        let Ok(id) = Id::from_raw(&cancel.request_id) else {
+            return;
+        };
+        // The connection holding the request is not tracked here; each connection checks its own
+        // table, which is cheaper than keeping a second table in step.
+        for conn in &self.conns {
+            conn.cancel(session.id(), id.clone());
+        }
+    }
+
+    fn initialize(&self, session: &Session, responder: Responder, params: Option<&RawValue>) {
+        let requested = match params.map(|p| serde_json::from_str::<InitializeParams>(p.get())) {
+            Some(Ok(p)) => p.protocol_version,
+            None => None,
+            Some(Err(_)) => {
+                responder.error(code::INVALID_PARAMS, "initialize: params must be an object");
+                return;
+            }
+        };
+        let result = serde_json::json!({
+            "protocolVersion": mcp::negotiate(requested.as_deref()),
+            "capabilities": { "tools": { "listChanged": true } },
+            "serverInfo": {
+                "name": mcp::IMPLEMENTATION_NAME,
+                "version": mcp::IMPLEMENTATION_VERSION,
+            },
+        });
+        session.initialized.store(true, Ordering::SeqCst);
+        let line = jsonrpc::result_line(responder.id(), &result.to_string());
+        self.merger.send(Request::ReleaseWhenReady {
+            sink: session.sink.clone(),
+            line,
+        });
+    }
+
+    fn list(&self, responder: Responder, params: Option<&RawValue>) {
+        let cursor = match params.map(|p| serde_json::from_str::<ListParams>(p.get())) {
+            Some(Ok(p)) => p.cursor,
+            None => None,
+            Some(Err(_)) => {
+                responder.error(code::INVALID_PARAMS, "tools/list: params must be an object");
+                return;
+            }
+        };
+        let key = ViewKey {
+            workspace: self.workspace.clone(),
+            scope: None,
+        };
+        self.merger.send(Request::List {
+            key,
+            cursor,
+            responder,
+        });
+    }
+
+    fn call(&self, responder: Responder, params: Option<&RawValue>) {
+        match self.prepare_call(params) {
+            Ok((conn, call)) => conn.call(CallRequest {
+                responder,
+                method: "tools/call".into(),
+                params: call.params,
+                meta: call.meta,
+                progress_token: call.progress_token,
+                timeout: self.settings.call_timeout,
+            }),
+            Err(message) => responder.error(code::INVALID_PARAMS, &message),
+        }
+    }
+
+    fn prepare_call(
+        &self,
+        params: Option<&RawValue>,
+    ) -> Result<(ConnHandle, PreparedCall), String> {
+        let mut params: BTreeMap<String, Box<RawValue>> = params
+            .map(|p| serde_json::from_str(p.get()))
+            .transpose()
+            .map_err(|_| "tools/call: params must be an object".to_owned())?
+            .unwrap_or_default();
+        let name: String = params
+            .get("name")
+            .and_then(|n| serde_json::from_str(n.get()).ok())
+            .ok_or_else(|| "tools/call: params.name must be a string".to_owned())?;
+        let routes = self.merger.routes();
+        let Some(route) = routes.get(&name) else {
+            let shown: String = name.chars().take(200).collect();
+            return Err(format!("unknown tool: {shown:?}"));
+        };
+        let downstream_name =
+            serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
+        params.insert("name".into(), downstream_name);
+        let mut meta = match params.remove("_meta") {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_str::<Map<String, Value>>(raw.get())
+                    .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
+            ),
+        };
+        let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
+            Some(token @ (Value::String(_) | Value::Number(_))) => {
+                Some(serde_json::value::to_raw_value(&token).map_err(|e| e.to_string())?)
+            }
+            Some(_) => return Err("tools/call: progressToken must be a string or number".into()),
+            None => None,
+        };
+        let call = PreparedCall {
+            params,
+            meta,
+            progress_token,
+        };
+        Ok((route.conn.clone(), call))
+    }
+}
+
+struct PreparedCall {
+    params: BTreeMap<String, Box<RawValue>>,
+    meta: Option<Map<String, Value>>,
+    progress_token: Option<Box<RawValue>>,
+}

@@ -1,0 +1,204 @@
+//! The stdio transport: one agent on stdin/stdout, newline-delimited JSON-RPC.
+//!
+//! Owns: wiring a whole gate for one process (connections, merger, gate), the stdin reader, the
+//! stdout writer, signal handling, and the shutdown order: stop reading, tear every child down,
+//! stop the merger, flush stdout.
+//! Never: writes anything but protocol messages to stdout (logs go to stderr).
+//!
+//! Threads: `stdin-reader` (frames stdin, calls `Gate::handle`; at a signal it is left blocked in
+//! `read`, the one detached thread, since the process exits next), `stdout-writer` (drains the
+//! bounded outgoing queue, [`OUT_QUEUE`] lines), `signals` (SIGTERM/SIGINT to a stop message), plus
+//! those of the connections and the merger. Channels: outgoing lines (bounded), stop reasons
+//! (bounded, 4), the writer's close channel (dropped to close).
+
+use super::{Gate, Session};
+use crate::config::Config;
+use crate::downstream::{self, ConnectionManager};
+use crate::jsonrpc::{self, code, Frame, LineReader, Sink};
+use crate::merger::{self, Merger};
+use crate::sys;
+use crate::thread;
+use crossbeam_channel::{select, Receiver};
+use std::fmt;
+use std::io::{self, BufWriter, Read, Write};
+use std::sync::Arc;
+
+/// Lines waiting for stdout.
+pub const OUT_QUEUE: usize = 4096;
+
+/// The session id of the one stdio peer.
+const STDIO_SESSION: u64 = 1;
+
+/// Why the stdio gate could not run.
+#[derive(Debug)]
+pub enum Error {
+    /// A connection could not be started.
+    Downstream(downstream::Error),
+    /// A thread or the signal handler could not be set up.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Downstream(e) => e.fmt(f),
+            Error::Io(e) => write!(f, "stdio gate error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Downstream(e) => Some(e),
+            Error::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+#[derive(Debug)]
+enum Stop {
+    StdinClosed,
+    Signal(i32),
+}
+
+/// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives.
+pub fn run(config: Config) -> Result<(), Error> {
+    sys::become_child_subreaper();
+    let settings = Arc::new(config.settings);
+    let (events_tx, events_rx) = crossbeam_channel::bounded(merger::EVENT_QUEUE);
+    let mut manager = ConnectionManager::new(Arc::clone(&settings), events_tx);
+    for server in config.servers {
+        manager.add(server).map_err(Error::Downstream)?;
+    }
+    let (merger, merger_handle) =
+        Merger::spawn(Arc::clone(&settings), manager.handles(), events_rx)?;
+    let gate = Arc::new(Gate::new(
+        Arc::clone(&settings),
+        merger_handle,
+        manager.handles(),
+        "default",
+    ));
+
+    let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
+    let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
+    let writer = thread::spawn("stdout-writer", move || write_loop(&out_rx, &close_rx))?;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(4);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let signals_handle = signals.handle();
+    let signal_stop = stop_tx.clone();
+    let signal_thread = thread::spawn("signals", move || {
+        for signal in signals.forever() {
+            let _ = signal_stop.try_send(Stop::Signal(signal));
+        }
+    })?;
+
+    let session = Session::new(Sink::new(STDIO_SESSION, out_tx));
+    let max_line = settings.max_line_bytes;
+    let reader_gate = Arc::clone(&gate);
+    let reader = thread::spawn("stdin-reader", move || {
+        read_loop(&reader_gate, &session, max_line);
+        reader_gate.end_session(&session);
+        let _ = stop_tx.try_send(Stop::StdinClosed);
+    })?;
+
+    let stop = stop_rx.recv().unwrap_or(Stop::StdinClosed);
+    match &stop {
+        Stop::StdinClosed => log::info!("stdin closed; shutting down"),
+        Stop::Signal(n) => log::info!("signal {n}; shutting down"),
+    }
+    manager.shutdown();
+    merger.stop();
+    signals_handle.close();
+    signal_thread.join();
+    match stop {
+        Stop::StdinClosed => {
+            reader.join();
+        }
+        // Reason: a thread blocked in read(2) on stdin cannot be interrupted portably, and the
+        // process exits right after this function returns.
+        Stop::Signal(_) => reader.detach(),
+    }
+    drop(gate);
+    drop(close_tx);
+    writer.join();
+    log::info!("stopped");
+    Ok(())
+}
+
+fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize) {
+    let mut framer = LineReader::new(max_line);
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("stdin read failed: {e}");
+                return;
+            }
+        };
+        framer.push(buf.get(..n).unwrap_or_default(), |frame| match frame {
+            Frame::Line(line) => gate.handle(session, line),
+            Frame::Overlong => {
+                let message = format!("message over the {max_line} byte limit was dropped");
+                session
+                    .sink()
+                    .send(jsonrpc::error_line(None, code::INVALID_REQUEST, &message));
+            }
+        });
+    }
+}
+
+fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>) {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    loop {
+        select! {
+            recv(lines) -> line => match line {
+                Ok(line) => {
+                    if write_batch(&mut out, line, lines).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(close) -> _ => {
+                while let Ok(line) = lines.try_recv() {
+                    if write_line(&mut out, &line).is_err() {
+                        return;
+                    }
+                }
+                let _ = out.flush();
+                return;
+            }
+        }
+    }
+}
+
+/// Writes `first` and whatever else is queued, then flushes once.
+fn write_batch(out: &mut impl Write, first: Vec<u8>, lines: &Receiver<Vec<u8>>) -> io::Result<()> {
+    write_line(out, &first)?;
+    while let Ok(line) = lines.try_recv() {
+        write_line(out, &line)?;
+    }
+    out.flush()
+        .inspect_err(|e| log::warn!("stdout write failed: {e}"))
+}
+
+fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
+    out.write_all(line)?;
+    out.write_all(b"\n")
+}

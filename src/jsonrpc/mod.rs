@@ -1,0 +1,309 @@
+//! JSON-RPC 2.0 as MCP uses it: message classification, ids, and the bytes of replies.
+//!
+//! Owns: parsing one framed message into a [`Message`], validating ids (strings or integers only),
+//! building response, error, request and notification lines without re-serializing payloads.
+//! Never: touches pipes, sockets, clocks or threads; never interprets `params` or `result` beyond
+//! what routing needs, so result bytes pass through untouched.
+//! Errors: [`ParseError`] maps to the standard codes -32700 (not JSON) and -32600 (not a request).
+
+mod framing;
+mod reply;
+#[cfg(test)]
+mod tests;
+
+pub use framing::{Frame, LineReader};
+pub use reply::{Responder, SessionId, Sink};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// Standard JSON-RPC and gate-specific error codes, as agents see them.
+pub mod code {
+    /// The bytes are not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// JSON, but not a valid request object (batches included).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// The method is unknown; answered at once so dual-era clients fall back quickly.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Bad parameters, including an unknown tool name.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// A fault inside the gate.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The request outlived its deadline; the child was sent `notifications/cancelled`.
+    pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// The downstream server is not available (starting, restarting, failed or gone).
+    pub const SERVER_UNAVAILABLE: i64 = -32002;
+    /// Too many requests in flight to one downstream server or a full internal queue.
+    pub const OVERLOADED: i64 = -32003;
+    /// The session has not sent `initialize` yet.
+    pub const NOT_INITIALIZED: i64 = -32004;
+}
+
+/// A JSON-RPC id: the raw JSON text of a string or an integer, echoed back byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Id(Box<str>);
+
+impl Id {
+    /// Validates a raw id: a JSON string or an integer; `null`, floats, objects are refused.
+    pub fn from_raw(raw: &RawValue) -> Result<Id, &'static str> {
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            return Ok(Id(text.into()));
+        }
+        let is_integer = !text.is_empty()
+            && text
+                .strip_prefix('-')
+                .unwrap_or(text)
+                .bytes()
+                .all(|b| b.is_ascii_digit());
+        if is_integer && serde_json::from_str::<serde_json::Number>(text).is_ok() {
+            Ok(Id(text.into()))
+        } else {
+            Err("id must be a string or an integer")
+        }
+    }
+
+    /// An integer id, as the gate issues towards a child.
+    pub fn from_u64(n: u64) -> Id {
+        Id(n.to_string().into())
+    }
+
+    /// The id's JSON text, ready to splice into a message.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as an unsigned integer, when it is one (ids the gate issued to a child).
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.parse().ok()
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One classified JSON-RPC message.
+#[derive(Debug)]
+pub enum Message {
+    /// A call that expects an answer.
+    Request {
+        /// The caller's id.
+        id: Id,
+        /// The method name.
+        method: String,
+        /// The raw parameters, if any.
+        params: Option<Box<RawValue>>,
+    },
+    /// A call that expects no answer.
+    Notification {
+        /// The method name.
+        method: String,
+        /// The raw parameters, if any.
+        params: Option<Box<RawValue>>,
+    },
+    /// An answer to a request we sent.
+    Response {
+        /// The id we issued.
+        id: Id,
+        /// The result or the error object.
+        outcome: Outcome,
+    },
+}
+
+/// What a response carries.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The raw `result` value.
+    Result(Box<RawValue>),
+    /// The raw `error` object.
+    Error(Box<RawValue>),
+}
+
+/// Why a frame is not a usable message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON at all (-32700).
+    NotJson(String),
+    /// A JSON array: batches were removed from MCP in 2025-06-18 and the gate refuses them (-32600).
+    Batch,
+    /// JSON, but not a JSON-RPC 2.0 message; the id is kept when it could be read (-32600).
+    Invalid {
+        /// The request's id, when it was readable.
+        id: Option<Id>,
+        /// What is wrong, for the error message.
+        reason: String,
+    },
+}
+
+impl ParseError {
+    /// The JSON-RPC error code for this failure.
+    pub fn code(&self) -> i64 {
+        match self {
+            ParseError::NotJson(_) => code::PARSE_ERROR,
+            ParseError::Batch => code::INVALID_REQUEST,
+            ParseError::Invalid { .. } => code::INVALID_REQUEST,
+        }
+    }
+
+    /// The id to answer with (`null` when unknown).
+    pub fn id(&self) -> Option<&Id> {
+        match self {
+            ParseError::Invalid { id, .. } => id.as_ref(),
+            ParseError::NotJson(_) | ParseError::Batch => None,
+        }
+    }
+
+    /// The error line to send back.
+    pub fn to_error_line(&self) -> Vec<u8> {
+        error_line(self.id(), self.code(), &self.to_string())
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::NotJson(e) => write!(f, "parse error: {e}"),
+            ParseError::Batch => f.write_str("invalid request: batch arrays are not supported"),
+            ParseError::Invalid { reason, .. } => write!(f, "invalid request: {reason}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Box<RawValue>>,
+    method: Option<String>,
+    params: Option<Box<RawValue>>,
+    result: Option<Box<RawValue>>,
+    error: Option<Box<RawValue>>,
+}
+
+/// Keeps `"id": null` as a present value, so a null id is refused instead of read as a notification.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// Classifies one frame (a line without its newline).
+pub fn parse(frame: &[u8]) -> Result<Message, ParseError> {
+    let first = frame.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        // Still reject non-JSON garbage that merely starts with '[' as a parse error.
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(frame) {
+            Ok(_) => Err(ParseError::Batch),
+            Err(e) => Err(ParseError::NotJson(e.to_string())),
+        };
+    }
+    let env: Envelope = serde_json::from_slice(frame).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ParseError::Invalid {
+            id: None,
+            reason: e.to_string(),
+        },
+        _ => ParseError::NotJson(e.to_string()),
+    })?;
+    classify(env)
+}
+
+fn classify(env: Envelope) -> Result<Message, ParseError> {
+    let id = match &env.id {
+        Some(raw) => Some(Id::from_raw(raw).map_err(|reason| ParseError::Invalid {
+            id: None,
+            reason: reason.to_string(),
+        })?),
+        None => None,
+    };
+    if env.jsonrpc.as_deref() != Some("2.0") {
+        return Err(ParseError::Invalid {
+            id,
+            reason: "\"jsonrpc\" must be \"2.0\"".into(),
+        });
+    }
+    match (env.method, id, env.result, env.error) {
+        (Some(method), Some(id), None, None) => Ok(Message::Request {
+            id,
+            method,
+            params: env.params,
+        }),
+        (Some(method), None, None, None) => Ok(Message::Notification {
+            method,
+            params: env.params,
+        }),
+        (None, Some(id), Some(result), None) => Ok(Message::Response {
+            id,
+            outcome: Outcome::Result(result),
+        }),
+        (None, Some(id), None, Some(error)) => Ok(Message::Response {
+            id,
+            outcome: Outcome::Error(error),
+        }),
+        (_, id, _, _) => Err(ParseError::Invalid {
+            id,
+            reason: "not a request, notification or response".into(),
+        }),
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` with the result spliced in untouched.
+pub fn result_line(id: &Id, result: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + result.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_json().as_bytes());
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(result.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// An error response; `id` is `null` when the request's id could not be read.
+pub fn error_line(id: Option<&Id>, code: i64, message: &str) -> Vec<u8> {
+    let error = serde_json::json!({ "code": code, "message": message });
+    raw_error_line(id, &error.to_string())
+}
+
+/// An error response carrying an error object verbatim (a child's own error).
+pub fn raw_error_line(id: Option<&Id>, error: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + error.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.map_or("null", Id::as_json).as_bytes());
+    out.extend_from_slice(b",\"error\":");
+    out.extend_from_slice(error.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// A request line; `params` is spliced in untouched.
+pub fn request_line(id: &Id, method: &str, params: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + params.map_or(0, str::len));
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_json().as_bytes());
+    push_method_and_params(&mut out, method, params);
+    out
+}
+
+/// A notification line; `params` is spliced in untouched.
+pub fn notification_line(method: &str, params: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + params.map_or(0, str::len));
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\"");
+    push_method_and_params(&mut out, method, params);
+    out
+}
+
+fn push_method_and_params(out: &mut Vec<u8>, method: &str, params: Option<&str>) {
+    out.extend_from_slice(b",\"method\":");
+    // A method name is ours or was parsed from JSON: serializing a &str cannot fail.
+    out.extend_from_slice(
+        serde_json::to_string(method)
+            .unwrap_or_else(|_| "\"\"".into())
+            .as_bytes(),
+    );
+    if let Some(params) = params {
+        out.extend_from_slice(b",\"params\":");
+        out.extend_from_slice(params.as_bytes());
+    }
+    out.push(b'}');
+}

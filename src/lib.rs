@@ -1,0 +1,32 @@
+//! Aegis Gate: a synchronous MCP gateway.
+//!
+//! Agents talk to one gate; the gate starts and watches the MCP servers that hold the tools,
+//! merges their tools into one namespace (`server.tool`) and routes each call to the right child.
+//!
+//! Brief overview of the parts (see ARCHITECTURE.md for the full map):
+//! - [`jsonrpc`]: JSON-RPC 2.0 framing and message types, sans-IO.
+//! - [`config`]: the `{"mcpServers": {...}}` file and the gate's settings.
+//! - [`mcp`]: protocol versions and names shared by both sides.
+//! - [`downstream`]: `ConnectionManager` and one `DownstreamConnection` thread per child server.
+//! - [`merger`]: the `SchemaMerger` thread that builds the merged, cached tool view.
+//! - [`gate`]: the upstream MCP endpoint and its stdio transport.
+//! - [`example_server`]: a small MCP server built into the binary for demos and tests.
+//!
+//! No async runtime: concurrency is named threads, bounded crossbeam channels and `mio`.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod config;
+pub mod downstream;
+pub mod example_server;
+pub mod gate;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod merger;
+
+mod logging;
+mod sys;
+mod thread;

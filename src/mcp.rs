@@ -1,0 +1,30 @@
+//! MCP protocol facts shared by both sides of the gate: versions and method names.
+//!
+//! Owns: the list of protocol versions the gate speaks and how a version is negotiated.
+//! Never: does I/O or holds state.
+
+/// The version the gate offers and prefers.
+pub const LATEST_VERSION: &str = "2025-11-25";
+
+/// Every version the gate speaks, newest first. `2026-07-28` (stateless, `server/discover`) is not
+/// among them: its discovery method is answered with -32601 so dual-era clients fall back.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// True when the gate speaks `version`.
+pub fn is_supported(version: &str) -> bool {
+    SUPPORTED_VERSIONS.contains(&version)
+}
+
+/// The version to answer an agent's `initialize` with: its own when supported, else the latest
+/// (the client then decides whether it can go on).
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    requested
+        .and_then(|v| SUPPORTED_VERSIONS.iter().copied().find(|s| *s == v))
+        .unwrap_or(LATEST_VERSION)
+}
+
+/// The gate's name in `serverInfo` and `clientInfo`.
+pub const IMPLEMENTATION_NAME: &str = "aegis-gate";
+
+/// The gate's version.
+pub const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,409 @@
+//! SchemaMerger: the thread that turns every connection's tool list into one merged view.
+//!
+//! Owns: the latest tool list of each connection, the LRU cache of merged views (keyed by
+//! workspace and, later, the caller's scope; each entry stamped and expired after the TTL), the
+//! published route table, the list of sessions to tell `notifications/tools/list_changed`, and the
+//! startup gate that holds each session's `initialize` answer until every child has listed or failed.
+//! Never: blocks on a connection (it only sends them non-blocking commands) or on a session (sinks
+//! are bounded and non-blocking); it never forwards a call.
+//!
+//! Threads: `merger`, its handle held by [`Merger`]. Channels in: connection `Event`s (bounded,
+//! shared by all connections), [`Request`]s from the gate (bounded, [`REQUEST_QUEUE`]), and a stop
+//! channel whose sender [`Merger`] drops to end the thread. Out: replies through `Responder`s and
+//! `Sink`s, and the route table through a shared `RwLock`.
+
+mod view;
+
+pub use view::{Route, Routes};
+
+use crate::config::Settings;
+use crate::downstream::{ConnHandle, ConnId, Event, Status};
+use crate::jsonrpc::{self, code, Responder, SessionId, Sink};
+use crate::thread::{self, JoinOnDrop};
+use crossbeam_channel::{select, Receiver, Sender};
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use view::{MergedView, ServerTools};
+
+/// Capacity of the gate → merger request queue.
+pub const REQUEST_QUEUE: usize = 1024;
+/// Capacity of the connections → merger event queue.
+pub const EVENT_QUEUE: usize = 1024;
+/// Merged views kept in the cache.
+const CACHE_ENTRIES: usize = 64;
+
+/// Which merged view: a workspace, and room for the caller's scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    /// The workspace (`default` in stdio mode).
+    pub workspace: String,
+    /// The caller's tool scope, once scopes exist; `None` sees every tool.
+    pub scope: Option<String>,
+}
+
+/// Work the gate wants done once startup is settled (a `tools/call` that arrived early).
+pub type Deferred = Box<dyn FnOnce() + Send>;
+
+/// What the gate asks of the merger.
+pub enum Request {
+    /// Answer `tools/list` for `key` at `cursor`.
+    List {
+        /// The view.
+        key: ViewKey,
+        /// The agent's cursor.
+        cursor: Option<String>,
+        /// Where the answer goes.
+        responder: Responder,
+    },
+    /// Send `line` (an `initialize` answer) once startup is settled, then subscribe the sink to
+    /// `notifications/tools/list_changed`.
+    ReleaseWhenReady {
+        /// The session's sink.
+        sink: Sink,
+        /// The answer to hold.
+        line: Vec<u8>,
+    },
+    /// Forget a session's subscription.
+    Unsubscribe {
+        /// The session.
+        session: SessionId,
+    },
+    /// Run once startup is settled, in order with the other held requests.
+    WhenReady(Deferred),
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::List { key, .. } => write!(f, "List({key:?})"),
+            Request::ReleaseWhenReady { sink, .. } => {
+                write!(f, "ReleaseWhenReady({})", sink.session())
+            }
+            Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
+            Request::WhenReady(_) => f.write_str("WhenReady"),
+        }
+    }
+}
+
+/// The route table as the gate reads it: swapped whole by the merger on every change.
+pub type SharedRoutes = Arc<RwLock<Arc<Routes>>>;
+
+/// The gate's end of the merger: send requests, read routes.
+#[derive(Clone, Debug)]
+pub struct MergerHandle {
+    tx: Sender<Request>,
+    routes: SharedRoutes,
+    ready: Arc<AtomicBool>,
+}
+
+impl MergerHandle {
+    /// Queues a request; a full queue answers the agent with an error (for `List`).
+    pub fn send(&self, req: Request) {
+        if let Err(e) = self.tx.try_send(req) {
+            let full = e.is_full();
+            match e.into_inner() {
+                Request::List { responder, .. } if full => responder.error(
+                    code::OVERLOADED,
+                    "the gate is overloaded (merger queue full)",
+                ),
+                Request::List { responder, .. } => {
+                    responder.error(code::INTERNAL_ERROR, "the gate is shutting down")
+                }
+                Request::ReleaseWhenReady { .. }
+                | Request::Unsubscribe { .. }
+                | Request::WhenReady(_) => {
+                    log::warn!("merger queue full or closed; a request was dropped")
+                }
+            }
+        }
+    }
+
+    /// True once every child has listed or failed (or the startup deadline passed).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The current route table.
+    pub fn routes(&self) -> Arc<Routes> {
+        match self.routes.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// The running merger thread; dropping it stops and joins the thread.
+pub struct Merger {
+    // Declared before `thread`: dropped first, so the thread sees the stop before the join.
+    stop: Option<Sender<()>>,
+    thread: Option<JoinOnDrop<()>>,
+}
+
+impl Merger {
+    /// Starts the merger over `conns`, reading their events from `events`.
+    pub fn spawn(
+        settings: Arc<Settings>,
+        conns: Vec<ConnHandle>,
+        events: Receiver<Event>,
+    ) -> std::io::Result<(Merger, MergerHandle)> {
+        let (tx, requests) = crossbeam_channel::bounded(REQUEST_QUEUE);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(Routes::default())));
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = State::new(settings, conns, Arc::clone(&routes), Arc::clone(&ready));
+        let thread = thread::spawn("merger", move || state.run(events, requests, stop_rx))?;
+        let merger = Merger {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        Ok((merger, MergerHandle { tx, routes, ready }))
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            thread.join();
+        }
+    }
+}
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+struct CachedView {
+    built_at: Instant,
+    view: Arc<MergedView>,
+}
+
+struct Server {
+    tools: ServerTools<ConnHandle>,
+    /// Listed, or failed, at least once since the gate started.
+    settled: bool,
+}
+
+struct State {
+    settings: Arc<Settings>,
+    servers: Vec<Server>,
+    cache: LruCache<ViewKey, CachedView>,
+    routes: SharedRoutes,
+    startup_deadline: Instant,
+    startup_done: bool,
+    ready: Arc<AtomicBool>,
+    /// Requests that arrived before startup settled, in arrival order.
+    held: Vec<Request>,
+    subscribers: Vec<Sink>,
+}
+
+impl State {
+    fn new(
+        settings: Arc<Settings>,
+        conns: Vec<ConnHandle>,
+        routes: SharedRoutes,
+        ready: Arc<AtomicBool>,
+    ) -> State {
+        let servers = conns
+            .into_iter()
+            .map(|conn| Server {
+                tools: ServerTools {
+                    name: conn.name().to_owned(),
+                    conn,
+                    tools: Vec::new(),
+                },
+                settled: false,
+            })
+            .collect();
+        let capacity = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        State {
+            startup_deadline: Instant::now() + settings.startup_timeout,
+            settings,
+            servers,
+            cache: LruCache::new(capacity),
+            routes,
+            startup_done: false,
+            ready,
+            held: Vec::new(),
+            subscribers: Vec::new(),
+        }
+    }
+
+    fn run(mut self, events: Receiver<Event>, requests: Receiver<Request>, stop: Receiver<()>) {
+        let mut events = events;
+        self.check_startup(Instant::now());
+        loop {
+            let timeout = if self.startup_done {
+                Duration::from_secs(3600)
+            } else {
+                self.startup_deadline
+                    .saturating_duration_since(Instant::now())
+            };
+            select! {
+                recv(events) -> ev => match ev {
+                    Ok(ev) => self.on_event(ev),
+                    // Every connection is gone; requests are still answered from what we have.
+                    Err(_) => events = crossbeam_channel::never(),
+                },
+                recv(requests) -> req => match req {
+                    Ok(req) => self.on_request(req),
+                    Err(_) => return,
+                },
+                recv(stop) -> _ => return,
+                default(timeout) => {}
+            }
+            self.check_startup(Instant::now());
+        }
+    }
+
+    fn server_mut(&mut self, conn: ConnId) -> Option<&mut Server> {
+        self.servers.iter_mut().find(|s| s.tools.conn.id() == conn)
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Tools { conn, tools } => {
+                let Some(server) = self.server_mut(conn) else {
+                    return;
+                };
+                server.settled = true;
+                if server.tools.tools != tools {
+                    server.tools.tools = tools;
+                    self.invalidate();
+                }
+            }
+            Event::Status { conn, status } => {
+                let Some(server) = self.server_mut(conn) else {
+                    return;
+                };
+                match status {
+                    Status::Unhealthy | Status::Restarting => server.settled = true,
+                    Status::Failed | Status::Stopped => {
+                        server.settled = true;
+                        if !server.tools.tools.is_empty() {
+                            server.tools.tools.clear();
+                            self.invalidate();
+                        }
+                    }
+                    Status::Starting | Status::Healthy => {}
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let holds = matches!(
+            req,
+            Request::List { .. } | Request::ReleaseWhenReady { .. } | Request::WhenReady(_)
+        );
+        if holds && !self.startup_done {
+            self.held.push(req);
+            return;
+        }
+        match req {
+            Request::List {
+                key,
+                cursor,
+                responder,
+            } => self.list(key, cursor.as_deref(), responder),
+            Request::ReleaseWhenReady { sink, line } => self.release(sink, line),
+            Request::WhenReady(run) => run(),
+            Request::Unsubscribe { session } => {
+                self.subscribers.retain(|s| s.session() != session);
+            }
+        }
+    }
+
+    fn release(&mut self, sink: Sink, line: Vec<u8>) {
+        if sink.send(line)
+            && !self
+                .subscribers
+                .iter()
+                .any(|s| s.session() == sink.session())
+        {
+            self.subscribers.push(sink);
+        }
+    }
+
+    fn check_startup(&mut self, now: Instant) {
+        if self.startup_done {
+            return;
+        }
+        let all_settled = self.servers.iter().all(|s| s.settled);
+        if !all_settled && now < self.startup_deadline {
+            return;
+        }
+        if !all_settled {
+            let late: Vec<&str> = self
+                .servers
+                .iter()
+                .filter(|s| !s.settled)
+                .map(|s| s.tools.name.as_str())
+                .collect();
+            log::warn!(
+                "startup deadline passed; answering without {late:?}, which join when ready"
+            );
+        }
+        self.startup_done = true;
+        self.ready.store(true, Ordering::SeqCst);
+        for req in std::mem::take(&mut self.held) {
+            self.on_request(req);
+        }
+    }
+
+    fn list(&mut self, key: ViewKey, cursor: Option<&str>, responder: Responder) {
+        let now = Instant::now();
+        let fresh = self
+            .cache
+            .get(&key)
+            .filter(|c| now.duration_since(c.built_at) < self.settings.cache_ttl)
+            .map(|c| Arc::clone(&c.view));
+        let view = match fresh {
+            Some(view) => view,
+            None => {
+                if self.cache.contains(&key) {
+                    // Expired: ask every child for its list again; changes arrive as events.
+                    for server in &self.servers {
+                        server.tools.conn.refresh_tools();
+                    }
+                }
+                let view = Arc::new(self.build_view());
+                let cached = CachedView {
+                    built_at: now,
+                    view: Arc::clone(&view),
+                };
+                self.cache.put(key, cached);
+                view
+            }
+        };
+        match view.page(cursor) {
+            Some(page) => responder.result(page.get()),
+            None => responder.error(code::INVALID_PARAMS, "invalid cursor"),
+        }
+    }
+
+    fn build_view(&self) -> MergedView {
+        let lists = self.servers.iter().map(|s| &s.tools);
+        let merged = view::merge(lists, self.settings.separator, false);
+        MergedView::build(&merged, self.settings.page_size)
+    }
+
+    /// The merged view changed: drop cached views, publish new routes, tell subscribers.
+    fn invalidate(&mut self) {
+        self.cache.clear();
+        let lists = self.servers.iter().map(|s| &s.tools);
+        let merged = view::merge(lists, self.settings.separator, true);
+        let routes = Arc::new(view::routes(&merged));
+        log::info!("merged view: {} tools", routes.len());
+        match self.routes.write() {
+            Ok(mut r) => *r = routes,
+            Err(poisoned) => *poisoned.into_inner() = routes,
+        }
+        let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
+        self.subscribers.retain(|sink| sink.send(line.clone()));
+    }
+}
