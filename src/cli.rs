@@ -55,7 +55,7 @@ USAGE:
     aegis-gate example-server [OPTIONS]
 
 OPTIONS:
-    --faults           Also offer misbehaving tools: crash, hang, big_line, garbage,
+    --faults           Also offer pid and misbehaving tools: crash, hang, big_line, garbage,
                        stderr_flood, spawn_grandchild
     --no-ping          Answer ping with -32601 (method not found)
     --ignore-eof       Keep running after stdin closes; only a signal stops it

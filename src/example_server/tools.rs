@@ -90,6 +90,7 @@ impl Server {
         }
         if self.options.faults {
             tools.extend([
+                tool("pid", "Returns this server's process id.", json!({}), &[]),
                 tool(
                     "crash",
                     "Exits the process at once, mid-call.",
@@ -152,6 +153,8 @@ impl Server {
                         .and_then(|text| RawValue::from_string(text).ok())
                         .and_then(|raw| Id::from_raw(&raw).ok());
                     if let Some(id) = id {
+                        // Said on stderr so that a gate's log shows the cancellation arrived.
+                        eprintln!("example-server: cancelled request {id}");
                         let _ = self.timer.send(TimerMsg::Cancel(id));
                     }
                 }
@@ -330,6 +333,7 @@ impl Server {
     fn fault(&self, name: &str, args: &Value) -> Option<Result<Value, (i64, String)>> {
         let int = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
         match name {
+            "pid" => Some(Ok(text_result(&std::process::id().to_string()))),
             "crash" => std::process::exit(3),
             "hang" => loop {
                 std::thread::park();

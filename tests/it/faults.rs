@@ -1,0 +1,202 @@
+//! Supervision: children that crash, hang, flood or lie, and teardown that leaves nothing behind.
+
+use crate::support::{error_code, example, live_group_members, process_exists, text, Gate};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Fast supervision so faults are found and mended within a test's patience.
+fn fast() -> Value {
+    json!({
+        "heartbeat_interval_ms": 200,
+        "heartbeat_misses": 2,
+        "backoff_min_ms": 50,
+        "backoff_max_ms": 200,
+        "breaker_failures": 50,
+        "teardown_grace_ms": 500,
+    })
+}
+
+fn faulty_and_healthy() -> Value {
+    json!({ "faulty": example(&["--faults"]), "healthy": example(&[]) })
+}
+
+fn pid_of(gate: &mut Gate, server: &str) -> u32 {
+    text(&gate.call(&format!("{server}.pid"), json!({})))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_child_that_crashes_mid_call_errors_that_call_and_comes_back() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let before = pid_of(&mut gate, "faulty");
+    let res = gate.call("faulty.crash", json!({}));
+    assert_eq!(error_code(&res), -32002);
+    assert!(
+        res["error"]["message"].as_str().unwrap().contains("exited"),
+        "{res}"
+    );
+    assert_eq!(
+        text(&gate.call("healthy.echo", json!({"message": "ok"}))),
+        "ok"
+    );
+    let after: u32 = text(&gate.call_until_ok("faulty.pid", json!({})))
+        .parse()
+        .unwrap();
+    assert_ne!(before, after, "a new child serves");
+    assert!(!process_exists(before) || live_group_members(before).is_empty());
+}
+
+#[test]
+fn a_hung_child_is_found_by_heartbeat_and_restarted() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let before = pid_of(&mut gate, "faulty");
+    let res = gate.call("faulty.hang", json!({}));
+    assert_eq!(error_code(&res), -32002);
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missed 2 heartbeats"),
+        "{res}"
+    );
+    let after = gate.call_until_ok("faulty.pid", json!({}));
+    assert_ne!(text(&after), before.to_string());
+    gate.wait_for_log("connection faulty: restarting -> starting");
+}
+
+#[test]
+fn a_ten_mib_line_is_refused_without_buffering_and_the_child_restarted() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let res = gate.call("faulty.big_line", json!({"bytes": 10 * 1024 * 1024}));
+    assert_eq!(error_code(&res), -32002);
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("byte limit"),
+        "{res}"
+    );
+    gate.call_until_ok("faulty.echo", json!({"message": "back"}));
+}
+
+#[test]
+fn a_child_writing_garbage_is_restarted() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let res = gate.call("faulty.garbage", json!({"lines": 100}));
+    assert_eq!(error_code(&res), -32002);
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON-RPC lines"),
+        "{res}"
+    );
+    gate.call_until_ok("faulty.echo", json!({"message": "back"}));
+}
+
+#[test]
+fn a_stderr_flood_is_rate_limited_and_never_blocks_the_child() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let res = gate.call("faulty.stderr_flood", json!({"lines": 200_000}));
+    assert_eq!(text(&res), "flooded stderr");
+    assert_eq!(
+        text(&gate.call("faulty.echo", json!({"message": "fine"}))),
+        "fine"
+    );
+    // Sent after the flood, so once it is answered the gate has drained the flood.
+    gate.wait_for_log("stderr lines suppressed");
+    let logged = gate.log().matches("flood line").count();
+    assert!(logged < 10_000, "{logged} flood lines reached the log");
+}
+
+#[test]
+fn a_child_without_ping_is_watched_by_liveness_and_probe() {
+    let mut settings = fast();
+    settings["probe_interval_ms"] = json!(100);
+    let mut gate = Gate::start(json!({ "noping": example(&["--no-ping"]) }), settings);
+    gate.initialize();
+    gate.wait_for_log("does not implement ping");
+    let before = text(&gate.call("noping.echo", json!({"message": "a"})));
+    assert_eq!(before, "a");
+    // Several probe intervals later the child is still the same healthy one.
+    gate.wait_for_log("connection noping: starting -> healthy");
+    assert!(!gate
+        .log()
+        .contains("connection noping: healthy -> unhealthy"));
+    assert_eq!(
+        text(&gate.call("noping.echo", json!({"message": "b"}))),
+        "b"
+    );
+}
+
+#[test]
+fn a_broken_command_fails_fast_and_opens_the_breaker() {
+    let mut settings = fast();
+    settings["breaker_failures"] = json!(3);
+    let servers = json!({
+        "missing": { "command": "/nonexistent/aegis-test-binary" },
+        "healthy": example(&[]),
+    });
+    let mut gate = Gate::start(servers, settings);
+    gate.initialize();
+    assert_eq!(
+        gate.tool_names()
+            .iter()
+            .filter(|n| n.starts_with("healthy."))
+            .count(),
+        7
+    );
+    gate.wait_for_log("connection missing: unhealthy -> failed");
+    assert!(gate.log().contains("cannot start"));
+}
+
+#[test]
+fn stdin_eof_tears_down_every_child_and_grandchild() {
+    let servers = json!({ "faulty": example(&["--faults"]), "stubborn": example(&["--faults", "--ignore-eof"]) });
+    let mut gate = Gate::start(servers, json!({ "teardown_grace_ms": 300 }));
+    gate.initialize();
+    let faulty = pid_of(&mut gate, "faulty");
+    let stubborn = pid_of(&mut gate, "stubborn");
+    let grandchild: u32 = text(&gate.call("faulty.spawn_grandchild", json!({})))
+        .parse()
+        .unwrap();
+    assert!(process_exists(grandchild));
+    gate.close_stdin();
+    let status = gate.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    for pgid in [faulty, stubborn] {
+        assert_eq!(
+            live_group_members(pgid),
+            Vec::<u32>::new(),
+            "group {pgid} left behind"
+        );
+    }
+    assert!(
+        !process_exists(grandchild),
+        "grandchild {grandchild} left behind"
+    );
+}
+
+#[test]
+fn sigterm_tears_down_and_exits_zero() {
+    for signal in ["TERM", "INT"] {
+        let servers = json!({ "stubborn": example(&["--faults", "--ignore-eof"]) });
+        let mut gate = Gate::start(servers, json!({ "teardown_grace_ms": 300 }));
+        gate.initialize();
+        let child = pid_of(&mut gate, "stubborn");
+        let grandchild: u32 = text(&gate.call("stubborn.spawn_grandchild", json!({})))
+            .parse()
+            .unwrap();
+        gate.signal(signal);
+        let status = gate.wait_exit(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(0), "SIG{signal}");
+        assert_eq!(live_group_members(child), Vec::<u32>::new());
+        assert!(!process_exists(grandchild));
+    }
+}

@@ -1,0 +1,1 @@
+//! Tests against servers and clients someone else wrote.

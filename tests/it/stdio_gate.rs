@@ -1,0 +1,334 @@
+//! The upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
+
+use crate::support::{error_code, example, text, Gate};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn two_servers() -> Value {
+    json!({
+        "alpha": example(&[]),
+        "beta": example(&["--page-size", "2", "--faults"]),
+    })
+}
+
+#[test]
+fn merged_names_route_to_the_right_child() {
+    let mut gate = Gate::start(two_servers(), json!({ "page_size": 5 }));
+    let init = gate.initialize();
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    assert_eq!(init["result"]["serverInfo"]["name"], "aegis-gate");
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+
+    let names = gate.tool_names();
+    for expected in [
+        "alpha.echo",
+        "alpha.add",
+        "beta.echo",
+        "beta.crash",
+        "beta.pid",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n == "alpha.crash"),
+        "alpha has no fault tools"
+    );
+    let mut sorted = names.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "no duplicates across pages");
+
+    assert_eq!(
+        text(&gate.call("alpha.echo", json!({"message": "hello"}))),
+        "hello"
+    );
+    assert_eq!(text(&gate.call("beta.add", json!({"a": 2, "b": 3}))), "5");
+    let alpha_pid = gate.call("beta.pid", json!({}));
+    assert!(text(&alpha_pid).parse::<u32>().is_ok());
+}
+
+#[test]
+fn protocol_versions_are_negotiated() {
+    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
+    for (asked, answered) in [
+        ("2025-06-18", "2025-06-18"),
+        ("2024-11-05", "2024-11-05"),
+        ("2026-07-28", "2025-11-25"),
+        ("1999-01-01", "2025-11-25"),
+    ] {
+        let res = gate.request(
+            "initialize",
+            json!({"protocolVersion": asked, "capabilities": {}}),
+        );
+        assert_eq!(res["result"]["protocolVersion"], answered, "asked {asked}");
+    }
+}
+
+#[test]
+fn fifty_concurrent_calls_with_colliding_ids_each_get_their_own_answer() {
+    let mut gate = Gate::start(two_servers(), json!({}));
+    gate.initialize();
+    let mut expected = Vec::new();
+    for i in 0..25u64 {
+        // The same number as an integer id and as a string id, to the same and to different
+        // children, with delays that make the answers come back out of order.
+        for (id, server) in [(json!(i), "alpha"), (json!(i.to_string()), "beta")] {
+            let ms = 5 + (i * 7919 + u64::from(server == "beta") * 31) % 200;
+            gate.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                              "params": {"name": format!("{server}.sleep"), "arguments": {"ms": ms}}}));
+            expected.push((id, ms));
+        }
+    }
+    for (id, ms) in expected {
+        let res = gate.response(&id);
+        assert_eq!(text(&res), format!("slept {ms} ms"), "answer to id {id}");
+    }
+}
+
+#[test]
+fn a_slow_call_does_not_block_ping_or_other_calls() {
+    let mut gate = Gate::start(two_servers(), json!({}));
+    gate.initialize();
+    gate.send(
+        &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+                      "params": {"name": "alpha.sleep", "arguments": {"ms": 3000}}}),
+    );
+    assert_eq!(gate.request("ping", json!({}))["result"], json!({}));
+    assert_eq!(
+        text(&gate.call("alpha.echo", json!({"message": "fast"}))),
+        "fast"
+    );
+    assert!(gate.buffered_has_no_answer_to("slow"));
+    assert_eq!(text(&gate.response(&json!("slow"))), "slept 3000 ms");
+}
+
+#[test]
+fn progress_is_relayed_with_the_agents_own_tokens() {
+    let mut gate = Gate::start(two_servers(), json!({}));
+    gate.initialize();
+    for (id, token) in [(json!(1), json!("tok-a")), (json!(2), json!(7))] {
+        gate.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "alpha.progress", "arguments": {"steps": 3, "interval_ms": 5},
+                       "_meta": {"progressToken": token}}}));
+    }
+    for token in [json!("tok-a"), json!(7)] {
+        for step in 1..=3 {
+            let t = token.clone();
+            let note = gate.expect("progress", move |v| {
+                v["method"] == "notifications/progress"
+                    && v["params"]["progressToken"] == t
+                    && v["params"]["progress"] == step
+            });
+            assert_eq!(note["params"]["total"], 3);
+        }
+    }
+    assert_eq!(text(&gate.response(&json!(1))), "done after 3 steps");
+    assert_eq!(text(&gate.response(&json!(2))), "done after 3 steps");
+}
+
+#[test]
+fn cancellation_reaches_the_child_with_its_own_id() {
+    let mut gate = Gate::start(two_servers(), json!({}));
+    gate.initialize();
+    gate.send(
+        &json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+                      "params": {"name": "alpha.sleep", "arguments": {"ms": 60000}}}),
+    );
+    // The call has reached the child once a later call on the same child is answered.
+    assert_eq!(text(&gate.call("alpha.echo", json!({"message": "x"}))), "x");
+    gate.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": "c1", "reason": "user"}}),
+    );
+    gate.wait_for_log("example-server: cancelled request");
+    // The child's id is the gate's own integer, not the agent's string.
+    assert!(!gate.log().contains("cancelled request \"c1\""));
+    assert!(gate
+        .expect_within("answer to c1", Duration::from_millis(300), |v| v["id"]
+            == "c1")
+        .is_none());
+}
+
+#[test]
+fn a_call_past_its_deadline_gets_an_error_and_the_child_a_cancel() {
+    let mut gate = Gate::start(
+        json!({ "alpha": example(&[]) }),
+        json!({ "call_timeout_ms": 300 }),
+    );
+    gate.initialize();
+    let res = gate.call("alpha.sleep", json!({"ms": 30000}));
+    assert_eq!(error_code(&res), -32001);
+    assert!(res["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not answer within 300 ms"));
+    gate.wait_for_log("example-server: cancelled request");
+    assert_eq!(
+        text(&gate.call("alpha.echo", json!({"message": "still here"}))),
+        "still here"
+    );
+}
+
+#[test]
+fn unknown_tools_and_bad_params_are_invalid_params() {
+    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
+    gate.initialize();
+    let res = gate.call("alpha.nope", json!({}));
+    assert_eq!(error_code(&res), -32602);
+    assert!(res["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("alpha.nope"));
+    let res = gate.call("echo", json!({}));
+    assert_eq!(error_code(&res), -32602);
+    let res = gate.request("tools/call", json!({"arguments": {}}));
+    assert_eq!(error_code(&res), -32602);
+    let res = gate.request("tools/call", json!([1, 2]));
+    assert_eq!(error_code(&res), -32602);
+    let res = gate.request("tools/list", json!({"cursor": "forged"}));
+    assert_eq!(error_code(&res), -32602);
+}
+
+#[test]
+fn requests_before_initialize_and_unknown_methods() {
+    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
+    assert_eq!(gate.request("ping", json!({}))["result"], json!({}));
+    assert_eq!(error_code(&gate.request("tools/list", json!({}))), -32004);
+    assert_eq!(
+        error_code(&gate.call("alpha.echo", json!({"message": "x"}))),
+        -32004
+    );
+    assert_eq!(
+        error_code(&gate.request("server/discover", json!({}))),
+        -32601
+    );
+    assert_eq!(
+        error_code(&gate.request("resources/list", json!({}))),
+        -32601
+    );
+    gate.initialize();
+    assert_eq!(text(&gate.call("alpha.echo", json!({"message": "x"}))), "x");
+}
+
+#[test]
+fn malformed_input_gets_standard_errors_and_the_gate_keeps_serving() {
+    let mut gate = Gate::start(
+        json!({ "alpha": example(&[]) }),
+        json!({ "max_line_bytes": 4096 }),
+    );
+    gate.initialize();
+    gate.send_raw(b"{this is not json\n");
+    let res = gate.expect("parse error", |v| v["error"]["code"] == -32700);
+    assert_eq!(res["id"], Value::Null);
+    gate.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]\n");
+    gate.expect("batch refused", |v| {
+        v["error"]["code"] == -32600 && v["id"].is_null()
+    });
+    gate.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}\n");
+    gate.expect("float id refused", |v| v["error"]["code"] == -32600);
+    gate.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":\"v1\",\"method\":\"ping\"}\n{\"jsonrpc\":\"1.0\",\"id\":\"v2\",\"method\":\"ping\"}\n");
+    gate.expect("ping answered", |v| {
+        v["id"] == "v1" && v["result"] == json!({})
+    });
+    gate.expect("wrong version refused", |v| {
+        v["id"] == "v2" && v["error"]["code"] == -32600
+    });
+    let mut long =
+        b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{\"pad\":\"".to_vec();
+    long.resize(long.len() + 10_000, b'x');
+    long.extend_from_slice(b"\"}}\n");
+    gate.send_raw(&long);
+    let res = gate.expect("over-long line refused", |v| v["error"]["code"] == -32600);
+    assert!(res["error"]["message"].as_str().unwrap().contains("4096"));
+    assert_eq!(
+        text(&gate.call("alpha.echo", json!({"message": "alive"}))),
+        "alive"
+    );
+}
+
+#[test]
+fn a_tool_list_change_is_announced_and_listed() {
+    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
+    gate.initialize();
+    assert!(!gate.tool_names().contains(&"alpha.surprise".to_owned()));
+    assert_eq!(
+        text(&gate.call("alpha.toggle", json!({}))),
+        "surprise is on"
+    );
+    gate.expect("list_changed", |v| {
+        v["method"] == "notifications/tools/list_changed"
+    });
+    assert!(gate.tool_names().contains(&"alpha.surprise".to_owned()));
+    assert_eq!(text(&gate.call("alpha.surprise", json!({}))), "surprise!");
+}
+
+#[test]
+fn the_separator_is_configurable() {
+    let mut gate = Gate::start(
+        json!({ "alpha": example(&[]) }),
+        json!({ "separator": "__" }),
+    );
+    gate.initialize();
+    assert!(gate.tool_names().contains(&"alpha__echo".to_owned()));
+    assert_eq!(
+        text(&gate.call("alpha__echo", json!({"message": "x"}))),
+        "x"
+    );
+}
+
+#[test]
+fn a_child_sees_only_path_home_and_its_own_env() {
+    let mut servers = json!({ "alpha": example(&[]) });
+    servers["alpha"]["env"] = json!({ "OWN_VAR": "own value" });
+    let mut gate = Gate::start_with_env(
+        servers,
+        json!({}),
+        &[("AEGIS_TEST_GATE_ONLY", "gate secret")],
+    );
+    gate.initialize();
+    let get =
+        |gate: &mut Gate, name: &str| text(&gate.call("alpha.get_env", json!({ "name": name })));
+    assert_eq!(get(&mut gate, "AEGIS_TEST_GATE_ONLY"), "(unset)");
+    assert_eq!(get(&mut gate, "OWN_VAR"), "own value");
+    assert_ne!(get(&mut gate, "PATH"), "(unset)");
+}
+
+#[test]
+fn a_bad_config_is_a_clear_startup_error() {
+    let dir = crate::support::TempDir::new();
+    let path = dir.path().join("mcp.json");
+    for (body, needle) in [
+        (
+            json!({"mcpServers": {"bad name": {"command": "x"}}}),
+            "server name",
+        ),
+        (
+            json!({"mcpServers": {"a.b": {"command": "x"}}}),
+            "may contain only",
+        ),
+        (
+            json!({"mcpServers": {"a_b": {"command": "x"}}, "aegis": {"separator": "_"}}),
+            "separator",
+        ),
+        (
+            json!({"mcpServers": {"ok": {"args": []}}}),
+            "no \"command\"",
+        ),
+        (
+            json!({"mcpServers": {"ok": {"command": "x"}}, "aegis": {"typo": 1}}),
+            "unknown field",
+        ),
+    ] {
+        std::fs::write(&path, body.to_string()).unwrap();
+        let out = std::process::Command::new(crate::support::gate_bin())
+            .args(["stdio", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+}
