@@ -36,10 +36,13 @@ aegis-gate stdio: serve the merged tools of the configured servers over stdin/st
 
 USAGE:
     aegis-gate stdio --config FILE [OPTIONS]
+    aegis-gate stdio --demo [OPTIONS]
 
 OPTIONS:
     --config FILE             {\"mcpServers\": {...}} file (command, args, env, cwd per server;
                               an optional \"aegis\" object holds the settings)
+    --demo                    Use the embedded demo config instead: two built-in example
+                              servers named hello and world
     --separator SEP           Merged-name separator: . (default), __, _ or -
     --max-line-bytes N        Longest JSON-RPC line accepted (default 4194304)
     --call-timeout-ms N       tools/call deadline (default 60000)
@@ -143,6 +146,7 @@ fn parse_number<T: std::str::FromStr>(
 
 fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
     let mut config_path: Option<PathBuf> = None;
+    let mut demo = false;
     let mut separator: Option<Separator> = None;
     let mut max_line: Option<usize> = None;
     let mut call_timeout: Option<u64> = None;
@@ -151,6 +155,7 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => config_path = Some(parser.value()?.into()),
+            Long("demo") => demo = true,
             Long("separator") => {
                 let text = parser.value()?.string()?;
                 separator = Some(Separator::parse(&text).ok_or_else(|| {
@@ -175,10 +180,25 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         }
     }
     logging::init(own_level.as_deref().or(log_level));
-    let Some(path) = config_path else {
-        return Err(CliError::Usage("stdio needs --config FILE".into()));
+    let mut config = match (config_path, demo) {
+        (Some(path), false) => Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?,
+        (None, true) => {
+            let exe = std::env::current_exe().map_err(|e| {
+                CliError::Runtime(format!("cannot find the gate's own executable: {e}"))
+            })?;
+            Config::demo(&exe)
+        }
+        (Some(_), true) => {
+            return Err(CliError::Usage(
+                "--config and --demo exclude each other".into(),
+            ))
+        }
+        (None, false) => {
+            return Err(CliError::Usage(
+                "stdio needs --config FILE or --demo".into(),
+            ))
+        }
     };
-    let mut config = Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?;
     if let Some(separator) = separator {
         config.settings.separator = separator;
         for server in &config.servers {

@@ -102,6 +102,8 @@ pub struct Settings {
     pub breaker_cooldown: Duration,
     /// Each teardown step's wait (stdin closed, then SIGTERM, then SIGKILL). Default 2 s.
     pub teardown_grace: Duration,
+    /// How long requests already received may still finish after the agent closes stdin. Default 5 s.
+    pub drain_timeout: Duration,
     /// Consecutive invalid lines from a child that make it unhealthy. Default 16.
     pub invalid_line_limit: u32,
     /// Merged-name separator. Default `.`.
@@ -134,6 +136,7 @@ impl Default for Settings {
             breaker_window: Duration::from_secs(60),
             breaker_cooldown: Duration::from_secs(60),
             teardown_grace: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
             invalid_line_limit: 16,
             separator: Separator::Dot,
             page_size: 100,
@@ -163,6 +166,7 @@ struct SettingsFile {
     breaker_window_ms: Option<u64>,
     breaker_cooldown_ms: Option<u64>,
     teardown_grace_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
     invalid_line_limit: Option<u32>,
     separator: Option<String>,
     page_size: Option<usize>,
@@ -304,6 +308,29 @@ pub fn validate_server_name(name: &str, separator: Separator) -> Result<(), Stri
 }
 
 impl Config {
+    /// The embedded demo: two instances of the built-in example server (`hello` and `world`,
+    /// the latter with two extra tools), run from the gate's own executable `exe`.
+    pub fn demo(exe: &Path) -> Config {
+        let example = |name: &str, extra: &[&str]| {
+            let mut args = vec!["example-server".to_owned()];
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            ServerConfig {
+                name: name.to_owned(),
+                command: exe.display().to_string(),
+                args,
+                env: BTreeMap::new(),
+                cwd: None,
+            }
+        };
+        Config {
+            servers: vec![
+                example("hello", &[]),
+                example("world", &["--extra-tools", "2"]),
+            ],
+            settings: Settings::default(),
+        }
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let bytes = std::fs::read(path).map_err(|source| Error::Read {
@@ -411,6 +438,7 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
             d.teardown_grace,
             "teardown_grace_ms",
         )?,
+        drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout, "drain_timeout_ms")?,
         invalid_line_limit: file
             .invalid_line_limit
             .unwrap_or(d.invalid_line_limit)

@@ -266,6 +266,7 @@ impl Worker {
         match ChildProc::spawn(&self.cfg, &self.poll) {
             Ok(child) => {
                 let pid = child.pid();
+                log::info!("connection {}: child pid {pid}", self.cfg.name);
                 self.child = Some(child);
                 self.handle.update(|s| s.pid = Some(pid));
                 self.phase = Phase::Initializing;
@@ -565,11 +566,9 @@ impl Worker {
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>) {
         match method {
             "notifications/progress" => self.relay_progress(params),
-            "notifications/tools/list_changed" => {
-                if self.phase == Phase::Ready {
-                    log::info!("connection {}: tool list changed", self.cfg.name);
-                    self.start_listing();
-                }
+            "notifications/tools/list_changed" if self.phase == Phase::Ready => {
+                log::info!("connection {}: tool list changed", self.cfg.name);
+                self.start_listing();
             }
             "notifications/message" => {
                 log::debug!("connection {}: log message from child", self.cfg.name)

@@ -187,10 +187,9 @@ impl Gate {
             },
         });
         session.initialized.store(true, Ordering::SeqCst);
-        let line = jsonrpc::result_line(responder.id(), &result.to_string());
         self.merger.send(Request::ReleaseWhenReady {
-            sink: session.sink.clone(),
-            line,
+            responder,
+            result: result.to_string(),
         });
     }
 

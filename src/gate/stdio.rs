@@ -1,8 +1,9 @@
 //! The stdio transport: one agent on stdin/stdout, newline-delimited JSON-RPC.
 //!
 //! Owns: wiring a whole gate for one process (connections, merger, gate), the stdin reader, the
-//! stdout writer, signal handling, and the shutdown order: stop reading, tear every child down,
-//! stop the merger, flush stdout.
+//! stdout writer, signal handling, and the shutdown order: stop reading, let requests already
+//! received finish (at stdin EOF, up to the drain timeout), tear every child down, stop the merger,
+//! flush stdout.
 //! Never: writes anything but protocol messages to stdout (logs go to stderr).
 //!
 //! Threads: `stdin-reader` (frames stdin, calls `Gate::handle`; at a signal it is left blocked in
@@ -104,6 +105,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     })?;
 
     let session = Session::new(Sink::new(STDIO_SESSION, out_tx));
+    let session_sink = session.sink().clone();
     let max_line = settings.max_line_bytes;
     let reader_gate = Arc::clone(&gate);
     let reader = thread::spawn("stdin-reader", move || {
@@ -117,6 +119,10 @@ pub fn run(config: Config) -> Result<(), Error> {
         Stop::StdinClosed => log::info!("stdin closed; shutting down"),
         Stop::Signal(n) => log::info!("signal {n}; shutting down"),
     }
+    if matches!(stop, Stop::StdinClosed) && !session_sink.wait_idle(settings.drain_timeout) {
+        log::warn!("requests still unanswered after the drain timeout are dropped");
+    }
+    drop(session_sink);
     manager.shutdown();
     merger.stop();
     signals_handle.close();

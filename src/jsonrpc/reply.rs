@@ -2,11 +2,14 @@
 //!
 //! Owns: [`Sink`] (a bounded queue of outgoing lines for one upstream transport) and [`Responder`]
 //! (a sink plus the agent's id and session, consumed by exactly one answer).
-//! Never: blocks. A full sink drops the line and logs it: a downstream thread must not stall
-//! because an agent stopped reading.
+//! Never: blocks, except [`Sink::wait_idle`], which a transport calls while shutting down. A full
+//! sink drops the line and logs it: a downstream thread must not stall because an agent stopped
+//! reading.
 
 use super::{error_line, raw_error_line, result_line, Id};
 use crossbeam_channel::{Sender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Identifies one upstream session (one stdio peer, one HTTP session) inside the gate.
 pub type SessionId = u64;
@@ -16,12 +19,60 @@ pub type SessionId = u64;
 pub struct Sink {
     session: SessionId,
     tx: Sender<Vec<u8>>,
+    unanswered: Arc<Unanswered>,
+}
+
+/// Requests of one session that still owe an answer, so a closing transport can let them finish.
+#[derive(Debug, Default)]
+struct Unanswered {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Unanswered {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn done(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.zero.notify_all();
+        }
+    }
 }
 
 impl Sink {
     /// Wraps the sending end of an upstream transport's queue.
     pub fn new(session: SessionId, tx: Sender<Vec<u8>>) -> Sink {
-        Sink { session, tx }
+        Sink {
+            session,
+            tx,
+            unanswered: Arc::default(),
+        }
+    }
+
+    /// Waits until every request of this session has been answered, or `timeout` passes.
+    /// Returns true when none is left.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut count = self
+            .unanswered
+            .count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while *count > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = match self.unanswered.zero.wait_timeout(count, left) {
+                Ok((c, _)) => c,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
     }
 
     /// The session this sink belongs to.
@@ -45,7 +96,8 @@ impl Sink {
     }
 }
 
-/// The one answer owed to one agent request.
+/// The one answer owed to one agent request. Dropping it unanswered is allowed (a cancelled
+/// request is owed nothing) and still counts it as settled for [`Sink::wait_idle`].
 #[derive(Debug)]
 pub struct Responder {
     id: Id,
@@ -55,6 +107,7 @@ pub struct Responder {
 impl Responder {
     /// The route back for request `id` arriving on `sink`.
     pub fn new(id: Id, sink: Sink) -> Responder {
+        sink.unanswered.add();
         Responder { id, sink }
     }
 
@@ -66,6 +119,11 @@ impl Responder {
     /// The session the request came from.
     pub fn session(&self) -> SessionId {
         self.sink.session
+    }
+
+    /// The sink the answer will go to.
+    pub fn sink(&self) -> &Sink {
+        &self.sink
     }
 
     /// Sends a notification that belongs to this request (progress), keeping the responder.
@@ -86,5 +144,11 @@ impl Responder {
     /// Answers with a child's error object, verbatim.
     pub fn raw_error(self, error: &str) {
         self.sink.send(raw_error_line(Some(&self.id), error));
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.sink.unanswered.done();
     }
 }

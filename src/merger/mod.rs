@@ -58,13 +58,13 @@ pub enum Request {
         /// Where the answer goes.
         responder: Responder,
     },
-    /// Send `line` (an `initialize` answer) once startup is settled, then subscribe the sink to
+    /// Answer `initialize` with `result` once startup is settled, then subscribe the session to
     /// `notifications/tools/list_changed`.
     ReleaseWhenReady {
-        /// The session's sink.
-        sink: Sink,
-        /// The answer to hold.
-        line: Vec<u8>,
+        /// Where the answer goes.
+        responder: Responder,
+        /// The result to send.
+        result: String,
     },
     /// Forget a session's subscription.
     Unsubscribe {
@@ -79,8 +79,8 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::List { key, .. } => write!(f, "List({key:?})"),
-            Request::ReleaseWhenReady { sink, .. } => {
-                write!(f, "ReleaseWhenReady({})", sink.session())
+            Request::ReleaseWhenReady { responder, .. } => {
+                write!(f, "ReleaseWhenReady({})", responder.session())
             }
             Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
             Request::WhenReady(_) => f.write_str("WhenReady"),
@@ -281,8 +281,11 @@ impl State {
                     return;
                 };
                 match status {
-                    Status::Unhealthy | Status::Restarting => server.settled = true,
-                    Status::Failed | Status::Stopped => {
+                    // Stopped comes only at shutdown: the view stays as it is, unannounced.
+                    Status::Unhealthy | Status::Restarting | Status::Stopped => {
+                        server.settled = true
+                    }
+                    Status::Failed => {
                         server.settled = true;
                         if !server.tools.tools.is_empty() {
                             server.tools.tools.clear();
@@ -310,7 +313,7 @@ impl State {
                 cursor,
                 responder,
             } => self.list(key, cursor.as_deref(), responder),
-            Request::ReleaseWhenReady { sink, line } => self.release(sink, line),
+            Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
             Request::WhenReady(run) => run(),
             Request::Unsubscribe { session } => {
                 self.subscribers.retain(|s| s.session() != session);
@@ -318,12 +321,13 @@ impl State {
         }
     }
 
-    fn release(&mut self, sink: Sink, line: Vec<u8>) {
-        if sink.send(line)
-            && !self
-                .subscribers
-                .iter()
-                .any(|s| s.session() == sink.session())
+    fn release(&mut self, responder: Responder, result: &str) {
+        let sink = responder.sink().clone();
+        responder.result(result);
+        if !self
+            .subscribers
+            .iter()
+            .any(|s| s.session() == sink.session())
         {
             self.subscribers.push(sink);
         }

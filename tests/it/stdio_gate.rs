@@ -332,3 +332,35 @@ fn a_bad_config_is_a_clear_startup_error() {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
 }
+
+#[test]
+fn piped_requests_are_all_answered_before_the_gate_exits() {
+    // What the README's demo does: write everything, close stdin, read the answers.
+    let mut child = std::process::Command::new(crate::support::gate_bin())
+        .args(["stdio", "--demo"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "hello.sleep", "arguments": {"ms": 200}}}),
+    ];
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let answers: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    let tools = answers[1]["result"]["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "world.tool_1"));
+    assert_eq!(text(&answers[2]), "slept 200 ms");
+}
