@@ -1,0 +1,218 @@
+//! `cargo bench --bench gate`: per-call latency and throughput of `tools/call` directly against
+//! the example server and through the gate (1 and 8 in flight), the gate's RSS with 10
+//! downstreams, and the time to the first merged `tools/list`. Prints a table; asserts nothing.
+//! Set `AEGIS_BENCH_CALLS` to change the number of calls per run (default 20000).
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aegis-gate");
+
+struct Peer {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    rx: mpsc::Receiver<(Instant, Value)>,
+    _reader: std::thread::JoinHandle<()>,
+}
+
+impl Peer {
+    fn spawn(args: &[&str]) -> Peer {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("AEGIS_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if tx.send((Instant::now(), v)).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = BufWriter::new(child.stdin.take().expect("stdin"));
+        Peer {
+            child,
+            stdin,
+            rx,
+            _reader: reader,
+        }
+    }
+
+    fn send(&mut self, v: &Value) {
+        writeln!(self.stdin, "{v}").expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn wait_id(&mut self, id: i64) -> Value {
+        loop {
+            let (_, v) = self
+                .rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("answer");
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    fn initialize(&mut self) {
+        self.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize",
+            "params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}));
+        self.wait_id(0);
+        self.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    }
+
+    /// Runs `n` calls with `window` in flight; returns sorted latencies and the wall time.
+    fn run_calls(&mut self, tool: &str, n: i64, window: i64) -> (Vec<Duration>, Duration) {
+        let mut sent: HashMap<i64, Instant> = HashMap::new();
+        let mut latencies = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        let start = Instant::now();
+        let mut next = 1;
+        while next <= window.min(n) {
+            sent.insert(next, Instant::now());
+            self.send(&call(next, tool));
+            next += 1;
+        }
+        while latencies.len() < usize::try_from(n).unwrap_or(0) {
+            let (at, v) = self
+                .rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("answer");
+            let Some(id) = v["id"].as_i64() else { continue };
+            assert!(v.get("result").is_some(), "call failed: {v}");
+            if let Some(t) = sent.remove(&id) {
+                latencies.push(at - t);
+            }
+            if next <= n {
+                sent.insert(next, Instant::now());
+                self.send(&call(next, tool));
+                next += 1;
+            }
+        }
+        let wall = start.elapsed();
+        latencies.sort();
+        (latencies, wall)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(id: i64, tool: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"message":"bench"}}})
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    let idx = (sorted.len().saturating_sub(1) * p) / 100;
+    sorted.get(idx).copied().unwrap_or_default()
+}
+
+fn config(dir: &std::path::Path, n_servers: usize) -> String {
+    let servers: serde_json::Map<String, Value> = (0..n_servers)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                json!({"command": BIN, "args": ["example-server"]}),
+            )
+        })
+        .collect();
+    let path = dir.join(format!("bench-{n_servers}.json"));
+    std::fs::write(&path, json!({"mcpServers": servers}).to_string()).expect("config");
+    path.display().to_string()
+}
+
+fn main() {
+    let n: i64 = std::env::var("AEGIS_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dir = std::env::temp_dir().join(format!("aegis-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    println!("aegis-gate bench: {n} echo calls per row (release build, this machine)");
+    println!(
+        "{:<36} {:>10} {:>10} {:>12}",
+        "path", "p50", "p99", "calls/s"
+    );
+    let mut p50s = HashMap::new();
+    for window in [1, 8] {
+        for (label, args, tool) in [
+            (
+                "direct example-server",
+                vec!["example-server".to_owned()],
+                "echo",
+            ),
+            (
+                "through the gate",
+                vec!["stdio".into(), "--config".into(), config(&dir, 1)],
+                "s0.echo",
+            ),
+        ] {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut peer = Peer::spawn(&args);
+            peer.initialize();
+            peer.run_calls(tool, 500, window); // warm up
+            let (lat, wall) = peer.run_calls(tool, n, window);
+            let rate = n as f64 / wall.as_secs_f64();
+            println!(
+                "{:<36} {:>8.1}µs {:>8.1}µs {:>12.0}",
+                format!("{label}, {window} in flight"),
+                pct(&lat, 50).as_secs_f64() * 1e6,
+                pct(&lat, 99).as_secs_f64() * 1e6,
+                rate
+            );
+            p50s.insert((label, window), pct(&lat, 50));
+        }
+    }
+    let added = p50s[&("through the gate", 1)].saturating_sub(p50s[&("direct example-server", 1)]);
+    println!(
+        "added latency p50 (1 in flight): {:.1}µs",
+        added.as_secs_f64() * 1e6
+    );
+
+    let start = Instant::now();
+    let mut gate = Peer::spawn(&["stdio", "--config", &config(&dir, 10)]);
+    gate.initialize();
+    gate.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
+    let list = gate.wait_id(1);
+    let first_list = start.elapsed();
+    let n_tools = list["result"]["tools"].as_array().map_or(0, Vec::len);
+    gate.run_calls("s3.echo", 2000, 8);
+    println!(
+        "time to first merged tools/list, 10 servers ({n_tools} tools): {:.1} ms",
+        first_list.as_secs_f64() * 1e3
+    );
+    println!(
+        "gate RSS with 10 downstreams (children excluded): {:.1} MiB",
+        gate.rss_kib() as f64 / 1024.0
+    );
+    drop(gate);
+    let _ = std::fs::remove_dir_all(&dir);
+}
