@@ -9,6 +9,7 @@
 //! - [`mcp`]: protocol versions and names shared by both sides.
 //! - [`downstream`]: `ConnectionManager` and one `DownstreamConnection` thread per child server.
 //! - [`merger`]: the `SchemaMerger` thread that builds the merged, cached tool view.
+//! - [`sanitize`]: pure cleaning of tool definitions, server instructions and results.
 //! - [`gate`]: the upstream MCP endpoint and its stdio transport.
 //! - [`example_server`]: a small MCP server built into the binary for demos and tests.
 //!
@@ -26,6 +27,7 @@ pub mod gate;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod merger;
+pub mod sanitize;
 
 mod logging;
 mod sys;

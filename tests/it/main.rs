@@ -6,6 +6,7 @@
 
 mod faults;
 mod real_peers;
+mod sanitize;
 mod stdio_gate;
 mod support;
 mod tidy;

@@ -1,0 +1,248 @@
+//! What a sanitizer found, how bad it is, and the verdict it adds up to.
+//!
+//! Owns: [`Finding`], [`Kind`] with its [`Severity`], and [`Verdict`].
+//! Never: decides anything by itself beyond the fixed mapping kind → severity → verdict.
+
+use std::fmt;
+
+/// How much a finding weighs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// A cosmetic change (whitespace, a markdown link unwrapped, a truncation).
+    Cosmetic,
+    /// Hidden content was removed or a detector fired: the tool is held for review.
+    Hold,
+    /// A structural violation: the tool is rejected.
+    Reject,
+}
+
+/// The kinds of findings. Each has one severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// ANSI escape sequences removed.
+    AnsiEscape,
+    /// C0/C1 control characters removed.
+    ControlChar,
+    /// Zero-width or invisible characters removed.
+    Invisible,
+    /// Bidi embedding/override/isolate controls removed.
+    Bidi,
+    /// Bidi marks (LRM, RLM, ALM) removed; they are common in RTL text.
+    BidiMark,
+    /// Unicode tag characters (U+E0000 block) removed; the detail decodes them.
+    TagChars,
+    /// A run of variation selectors removed; the detail decodes them as bytes.
+    VariationSelectors,
+    /// Private-use characters removed.
+    PrivateUse,
+    /// Noncharacters removed.
+    Noncharacter,
+    /// Line separators normalized to `\n`.
+    LineSeparator,
+    /// Whitespace collapsed.
+    Whitespace,
+    /// A long whitespace run that pushes text out of view.
+    Padding,
+    /// NFKC changed the text.
+    Compatibility,
+    /// An HTML comment removed.
+    HtmlComment,
+    /// A markdown image removed (a zero-click fetch).
+    MarkdownImage,
+    /// A markdown link turned into its text.
+    MarkdownLink,
+    /// Text cut at the length cap.
+    Truncated,
+    /// `<IMPORTANT>`, `<system>`, chat-template tokens.
+    PseudoTag,
+    /// "Ignore previous instructions" and kin.
+    Override,
+    /// "Do not tell the user" and kin.
+    Concealment,
+    /// "Before using this tool, read…" and kin.
+    Coercion,
+    /// `~/.ssh`, `.aws/credentials`, `mcp.json`, `.env`…
+    SensitivePath,
+    /// Asking for keys, tokens, passwords.
+    CredentialHarvest,
+    /// Sending data to a URL or an address.
+    Exfiltration,
+    /// `curl … | sh` and kin.
+    RemoteExecution,
+    /// "You are now…", `system:` lines.
+    RolePlay,
+    /// Instructions about other tools or servers.
+    Shadowing,
+    /// A long base64 run.
+    Base64,
+    /// A word mixing Latin with look-alike letters of other scripts.
+    MixedScript,
+    /// A JSON Schema keyword outside the allowlist was dropped.
+    DroppedKeyword,
+    /// A tool field the gate does not pass on was dropped.
+    DroppedField,
+    /// An icon with a URI other than `https:` or `data:` was dropped.
+    IconRemoved,
+    /// A name (tool or property) outside the allowed pattern.
+    InvalidName,
+    /// A `$ref` that is not local (`#/…`).
+    RemoteRef,
+    /// A `$schema` that is not a known dialect.
+    UnknownDialect,
+    /// A bound on depth, node count, size or properties was exceeded.
+    Bounds,
+    /// A value has the wrong JSON type for its place.
+    WrongType,
+}
+
+impl Kind {
+    /// The severity of this kind.
+    pub fn severity(self) -> Severity {
+        use Kind::*;
+        match self {
+            BidiMark | LineSeparator | Whitespace | Compatibility | MarkdownLink | Truncated
+            | DroppedKeyword | DroppedField | IconRemoved => Severity::Cosmetic,
+            AnsiEscape | ControlChar | Invisible | Bidi | TagChars | VariationSelectors
+            | PrivateUse | Noncharacter | Padding | HtmlComment | MarkdownImage | PseudoTag
+            | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
+            | Exfiltration | RemoteExecution | RolePlay | Shadowing | Base64 | MixedScript => {
+                Severity::Hold
+            }
+            InvalidName | RemoteRef | UnknownDialect | Bounds | WrongType => Severity::Reject,
+        }
+    }
+
+    /// A stable snake_case name for logs, APIs and tests.
+    pub fn as_str(self) -> &'static str {
+        use Kind::*;
+        match self {
+            AnsiEscape => "ansi_escape",
+            ControlChar => "control_char",
+            Invisible => "invisible",
+            Bidi => "bidi",
+            BidiMark => "bidi_mark",
+            TagChars => "tag_chars",
+            VariationSelectors => "variation_selectors",
+            PrivateUse => "private_use",
+            Noncharacter => "noncharacter",
+            LineSeparator => "line_separator",
+            Whitespace => "whitespace",
+            Padding => "padding",
+            Compatibility => "compatibility",
+            HtmlComment => "html_comment",
+            MarkdownImage => "markdown_image",
+            MarkdownLink => "markdown_link",
+            Truncated => "truncated",
+            PseudoTag => "pseudo_tag",
+            Override => "override",
+            Concealment => "concealment",
+            Coercion => "coercion",
+            SensitivePath => "sensitive_path",
+            CredentialHarvest => "credential_harvest",
+            Exfiltration => "exfiltration",
+            RemoteExecution => "remote_execution",
+            RolePlay => "role_play",
+            Shadowing => "shadowing",
+            Base64 => "base64",
+            MixedScript => "mixed_script",
+            DroppedKeyword => "dropped_keyword",
+            DroppedField => "dropped_field",
+            IconRemoved => "icon_removed",
+            InvalidName => "invalid_name",
+            RemoteRef => "remote_ref",
+            UnknownDialect => "unknown_dialect",
+            Bounds => "bounds",
+            WrongType => "wrong_type",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing a sanitizer found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Where: `description`, `inputSchema.properties.note.description`, `instructions`…
+    pub location: String,
+    /// What.
+    pub kind: Kind,
+    /// Evidence for a reviewer: the matched phrase, decoded hidden text (bounded).
+    pub detail: String,
+}
+
+impl Finding {
+    /// A finding with its detail cut to a reviewable length.
+    pub fn new(location: &str, kind: Kind, detail: impl Into<String>) -> Finding {
+        let detail: String = detail.into();
+        let detail = if detail.chars().count() > MAX_DETAIL_CHARS {
+            let mut cut: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
+            cut.push('…');
+            cut
+        } else {
+            detail
+        };
+        Finding {
+            location: location.to_owned(),
+            kind,
+            detail,
+        }
+    }
+
+    /// The finding's severity.
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+}
+
+const MAX_DETAIL_CHARS: usize = 240;
+
+/// What the gate does with a tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Clean: passed on untouched.
+    Pass,
+    /// Cosmetic changes only: passed on cleaned.
+    Sanitized,
+    /// A detector fired or hidden content was removed: not listed, not callable, until approved.
+    Held,
+    /// A structural violation: not listed, not callable.
+    Rejected,
+}
+
+impl Verdict {
+    /// The verdict the findings add up to; `changed` says whether cleaning changed anything.
+    pub fn from_findings(findings: &[Finding], changed: bool) -> Verdict {
+        match findings.iter().map(Finding::severity).max() {
+            Some(Severity::Reject) => Verdict::Rejected,
+            Some(Severity::Hold) => Verdict::Held,
+            Some(Severity::Cosmetic) => Verdict::Sanitized,
+            None if changed => Verdict::Sanitized,
+            None => Verdict::Pass,
+        }
+    }
+
+    /// Whether agents may see and call a tool with this verdict.
+    pub fn is_usable(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Sanitized)
+    }
+
+    /// The lowercase name used in logs and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Sanitized => "sanitized",
+            Verdict::Held => "held",
+            Verdict::Rejected => "rejected",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,101 @@
+//! Sanitizers: pure functions that clean what downstream servers say before an agent reads it.
+//!
+//! Owns: the description sanitizer ([`description`], text in → cleaned text + findings), the
+//! schema and tool sanitizers ([`sanitize_tool`]), server instructions ([`instructions`]), tool
+//! results ([`clean_result`]), the verdict of each tool, and the canonical hash that pins a tool.
+//! Never: does I/O, keeps state or panics on input: every function is a pure map from what a
+//! server sent to what the gate passes on plus why.
+//!
+//! Order of the text steps (see `text.rs`): ANSI escapes; C0/C1 controls, zero-width and invisible
+//! characters, bidi controls, tag characters (decoded into the finding), variation-selector runs,
+//! private-use and noncharacters; line separators and whitespace (padding flagged); NFKC; HTML
+//! comments, markdown images, markdown links to their text; the length cap. The detectors then run
+//! on the cleaned text, on its confusable fold and on every piece of hidden text that was removed.
+
+mod detect;
+mod finding;
+mod pin;
+mod result;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod text;
+mod tool;
+
+pub use detect::Context;
+pub use finding::{Finding, Kind, Severity, Verdict};
+pub use pin::{canonical_json, pin_hash};
+pub use result::clean_result;
+pub use tool::{is_valid_tool_name, sanitize_tool, SanitizedTool};
+
+/// Every bound the sanitizers apply, with the documented defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Characters of a tool description kept. Default 4096.
+    pub description_chars: usize,
+    /// Characters of a title kept. Default 256.
+    pub title_chars: usize,
+    /// Characters of a schema `description` kept. Default 2048.
+    pub schema_text_chars: usize,
+    /// Characters of server instructions kept. Default 4096.
+    pub instructions_chars: usize,
+    /// JSON nesting depth of a schema. Default 32.
+    pub max_schema_depth: usize,
+    /// JSON values in a schema. Default 10 000.
+    pub max_schema_nodes: usize,
+    /// Serialized bytes of a schema. Default 262 144.
+    pub max_schema_bytes: usize,
+    /// Entries of one `properties` (or `$defs`) object. Default 512.
+    pub max_properties: usize,
+    /// Serialized bytes of a whole tool definition. Default 524 288.
+    pub max_tool_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            description_chars: 4096,
+            title_chars: 256,
+            schema_text_chars: 2048,
+            instructions_chars: 4096,
+            max_schema_depth: 32,
+            max_schema_nodes: 10_000,
+            max_schema_bytes: 262_144,
+            max_properties: 512,
+            max_tool_bytes: 524_288,
+        }
+    }
+}
+
+/// The description sanitizer: cleaned text and findings, for any text only the model reads.
+pub fn description(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let cleaned = schema::clean_and_detect(
+        input,
+        limits.description_chars,
+        "description",
+        ctx,
+        &mut findings,
+    );
+    (cleaned, findings)
+}
+
+/// Server `instructions`, cleaned the same way (they are model-read and pinned with each tool).
+pub fn instructions(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let cleaned = schema::clean_and_detect(
+        input,
+        limits.instructions_chars,
+        "instructions",
+        ctx,
+        &mut findings,
+    );
+    (cleaned, findings)
+}
+
+/// True for a code point the text sanitizer never lets through (controls other than `\t` and
+/// `\n`, invisible and bidi controls, tag characters, private use, noncharacters). Variation
+/// selectors and joiners are allowed in their legitimate positions and are not listed here.
+pub fn is_forbidden(c: char) -> bool {
+    text::is_forbidden(c)
+}

@@ -1,0 +1,424 @@
+//! The JSON Schema sanitizer for `inputSchema` and `outputSchema`.
+//!
+//! Owns: the bounds (depth, node count, serialized size, properties per object), the keyword
+//! allowlist (everything else is dropped and its text scanned), local-only `$ref`, known `$schema`
+//! dialects, an object root; cleaning of model-read strings (`description`, `title`); validation,
+//! never rewriting, of values that go back to the server (property names, `enum`, `const`,
+//! `default`, `examples`).
+//! Never: follows a `$ref` or fetches anything.
+
+use super::detect::{self, Context};
+use super::finding::{Finding, Kind, Severity};
+use super::text;
+use super::Limits;
+use serde_json::{Map, Value};
+
+const TYPES: [&str; 7] = [
+    "object", "array", "string", "number", "integer", "boolean", "null",
+];
+
+const DIALECTS: [&str; 8] = [
+    "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema#",
+    "http://json-schema.org/draft-07/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+    "https://json-schema.org/draft/2020-12/schema",
+    "http://json-schema.org/schema#",
+    "https://json-schema.org/draft/2020-12/schema#",
+];
+
+/// Sanitizes one schema whose root must be an object schema; `location` is `inputSchema` or
+/// `outputSchema`.
+pub(crate) fn sanitize(
+    schema: &Value,
+    location: &str,
+    limits: &Limits,
+    ctx: &Context,
+    findings: &mut Vec<Finding>,
+) -> Value {
+    if let Some(why) = out_of_bounds(schema, limits) {
+        findings.push(Finding::new(location, Kind::Bounds, why));
+        return placeholder();
+    }
+    let root_is_object = schema.as_object().is_some_and(|m| match m.get("type") {
+        Some(Value::String(t)) => t == "object",
+        _ => false,
+    });
+    if !root_is_object {
+        findings.push(Finding::new(
+            location,
+            Kind::WrongType,
+            "the root must be {\"type\": \"object\"}",
+        ));
+        return placeholder();
+    }
+    Walker {
+        limits,
+        ctx,
+        findings,
+    }
+    .node(schema, location)
+}
+
+fn placeholder() -> Value {
+    serde_json::json!({ "type": "object" })
+}
+
+/// Depth, node count and size, measured before anything else looks at the schema.
+fn out_of_bounds(schema: &Value, limits: &Limits) -> Option<String> {
+    let mut n_nodes = 0usize;
+    let mut max_depth = 0usize;
+    let mut stack = vec![(schema, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        n_nodes += 1;
+        max_depth = max_depth.max(depth);
+        if depth > limits.max_schema_depth {
+            return Some(format!(
+                "nesting deeper than {} levels",
+                limits.max_schema_depth
+            ));
+        }
+        if n_nodes > limits.max_schema_nodes {
+            return Some(format!("more than {} nodes", limits.max_schema_nodes));
+        }
+        match v {
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, depth + 1))),
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            _ => {}
+        }
+    }
+    let size = serde_json::to_vec(schema).map_or(usize::MAX, |b| b.len());
+    (size > limits.max_schema_bytes)
+        .then(|| format!("{size} bytes, over {}", limits.max_schema_bytes))
+}
+
+/// The documented pattern of property names: `^[A-Za-z0-9_.-]{1,64}$`.
+pub(crate) fn is_valid_property_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+struct Walker<'a> {
+    limits: &'a Limits,
+    ctx: &'a Context,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Walker<'_> {
+    fn node(&mut self, v: &Value, path: &str) -> Value {
+        match v {
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Object(map) => Value::Object(self.object(map, path)),
+            other => {
+                let detail = format!(
+                    "a schema must be an object or a boolean, not {}",
+                    json_type(other)
+                );
+                self.findings
+                    .push(Finding::new(path, Kind::WrongType, detail));
+                Value::Bool(false)
+            }
+        }
+    }
+
+    fn object(&mut self, map: &Map<String, Value>, path: &str) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (key, value) in map {
+            let here = format!("{path}.{key}");
+            if let Some(kept) = self.keyword(key, value, &here) {
+                out.insert(key.clone(), kept);
+            }
+        }
+        out
+    }
+
+    /// The sanitized value of one keyword, or `None` when it is dropped.
+    fn keyword(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+        match key {
+            "type" => self.type_keyword(value, here),
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                self.schema_map(key, value, here)
+            }
+            "items" if value.is_array() => self.schema_list(value, here),
+            "items"
+            | "additionalProperties"
+            | "unevaluatedProperties"
+            | "unevaluatedItems"
+            | "propertyNames"
+            | "contains"
+            | "not"
+            | "if"
+            | "then"
+            | "else"
+            | "additionalItems" => Some(self.node(value, here)),
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => self.schema_list(value, here),
+            "description" | "title" => self.model_text(key, value, here),
+            "enum" | "examples" | "const" | "default" => {
+                self.validate_values(value, here);
+                Some(value.clone())
+            }
+            "$ref" => self.reference(value, here),
+            "$schema" => self.dialect(value, here),
+            "required" => self.string_list(value, here),
+            "format" | "pattern" | "contentMediaType" | "contentEncoding" => {
+                self.plain_string(value, here)
+            }
+            "minimum" | "maximum" | "multipleOf" | "minLength" | "maxLength" | "minItems"
+            | "maxItems" | "minProperties" | "maxProperties" | "minContains" | "maxContains" => {
+                self.number(value, here)
+            }
+            "exclusiveMinimum" | "exclusiveMaximum" if value.is_boolean() => Some(value.clone()),
+            "exclusiveMinimum" | "exclusiveMaximum" => self.number(value, here),
+            "uniqueItems" | "deprecated" | "readOnly" | "writeOnly" | "nullable" => {
+                self.boolean(value, here)
+            }
+            "dependentRequired" => Some(value.clone()).filter(|v| v.is_object()),
+            _ => {
+                self.dropped(value, here);
+                None
+            }
+        }
+    }
+
+    fn type_keyword(&mut self, value: &Value, here: &str) -> Option<Value> {
+        let ok = match value {
+            Value::String(t) => TYPES.contains(&t.as_str()),
+            Value::Array(ts) => ts
+                .iter()
+                .all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))),
+            _ => false,
+        };
+        if !ok {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "unknown type"));
+        }
+        Some(value.clone())
+    }
+
+    fn schema_map(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+        let Some(map) = value.as_object() else {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be an object"));
+            return None;
+        };
+        if map.len() > self.limits.max_properties {
+            let detail = format!("{} entries, over {}", map.len(), self.limits.max_properties);
+            self.findings.push(Finding::new(here, Kind::Bounds, detail));
+            return None;
+        }
+        let mut out = Map::new();
+        for (name, schema) in map {
+            let child = format!("{here}.{name}");
+            if key == "properties" || key == "$defs" || key == "definitions" {
+                self.property_name(name, &child);
+            }
+            out.insert(name.clone(), self.node(schema, &child));
+        }
+        Some(Value::Object(out))
+    }
+
+    /// Names go back to the server: never rewritten. An invalid name or one that carries
+    /// instructions is structural: the tool is rejected.
+    fn property_name(&mut self, name: &str, here: &str) {
+        if !is_valid_property_name(name) {
+            let shown: String = name.chars().take(80).collect();
+            self.findings
+                .push(Finding::new(here, Kind::InvalidName, format!("{shown:?}")));
+            return;
+        }
+        let words = name.replace(['_', '-', '.'], " ");
+        let mut found = Vec::new();
+        detect::detect(&words, here, self.ctx, &mut found);
+        for f in found {
+            let detail = format!("property name reads as {}: {}", f.kind, f.detail);
+            self.findings
+                .push(Finding::new(here, Kind::InvalidName, detail));
+        }
+    }
+
+    fn schema_list(&mut self, value: &Value, here: &str) -> Option<Value> {
+        let Some(items) = value.as_array() else {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be an array"));
+            return None;
+        };
+        let out = items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.node(s, &format!("{here}[{i}]")))
+            .collect();
+        Some(Value::Array(out))
+    }
+
+    fn model_text(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+        let Some(s) = value.as_str() else {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be a string"));
+            return None;
+        };
+        let cap = if key == "title" {
+            self.limits.title_chars
+        } else {
+            self.limits.schema_text_chars
+        };
+        Some(Value::String(clean_and_detect(
+            s,
+            cap,
+            here,
+            self.ctx,
+            self.findings,
+        )))
+    }
+
+    /// Values go back to the server: findings only, the value itself is never changed.
+    fn validate_values(&mut self, value: &Value, here: &str) {
+        for s in strings_in(value) {
+            let mut found = Vec::new();
+            let cleaned = text::clean(s, usize::MAX, here, &mut found);
+            found.retain(|f| f.severity() >= Severity::Hold);
+            detect::detect(&cleaned.text, here, self.ctx, &mut found);
+            for hidden in cleaned.hidden {
+                detect::detect(&hidden, here, self.ctx, &mut found);
+            }
+            self.findings.extend(found);
+        }
+    }
+
+    fn reference(&mut self, value: &Value, here: &str) -> Option<Value> {
+        match value.as_str() {
+            Some(r) if r == "#" || r.starts_with("#/") => Some(value.clone()),
+            Some(r) => {
+                self.findings.push(Finding::new(here, Kind::RemoteRef, r));
+                None
+            }
+            None => {
+                self.findings
+                    .push(Finding::new(here, Kind::WrongType, "must be a string"));
+                None
+            }
+        }
+    }
+
+    fn dialect(&mut self, value: &Value, here: &str) -> Option<Value> {
+        match value.as_str() {
+            Some(d) if DIALECTS.contains(&d) => Some(value.clone()),
+            other => {
+                let shown = other.unwrap_or("(not a string)");
+                self.findings
+                    .push(Finding::new(here, Kind::UnknownDialect, shown));
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, value: &Value, here: &str) -> Option<Value> {
+        let ok = value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string));
+        if !ok {
+            self.findings.push(Finding::new(
+                here,
+                Kind::WrongType,
+                "must be an array of strings",
+            ));
+            return None;
+        }
+        self.validate_values(value, here);
+        Some(value.clone())
+    }
+
+    fn plain_string(&mut self, value: &Value, here: &str) -> Option<Value> {
+        if !value.is_string() {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be a string"));
+            return None;
+        }
+        self.validate_values(value, here);
+        Some(value.clone())
+    }
+
+    fn number(&mut self, value: &Value, here: &str) -> Option<Value> {
+        if value.is_number() {
+            Some(value.clone())
+        } else {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be a number"));
+            None
+        }
+    }
+
+    fn boolean(&mut self, value: &Value, here: &str) -> Option<Value> {
+        if value.is_boolean() {
+            Some(value.clone())
+        } else {
+            self.findings
+                .push(Finding::new(here, Kind::WrongType, "must be a boolean"));
+            None
+        }
+    }
+
+    /// A keyword outside the allowlist: dropped, and its text scanned (clients may have shown it).
+    fn dropped(&mut self, value: &Value, here: &str) {
+        self.findings.push(Finding::new(
+            here,
+            Kind::DroppedKeyword,
+            "not in the allowlist",
+        ));
+        for s in strings_in(value) {
+            let mut found = Vec::new();
+            let cleaned = text::clean(s, usize::MAX, here, &mut found);
+            found.retain(|f| f.severity() >= Severity::Hold);
+            detect::detect(&cleaned.text, here, self.ctx, &mut found);
+            self.findings.extend(found);
+        }
+    }
+}
+
+/// Cleans a model-read string and runs the detectors on the result and on what was hidden in it.
+pub(crate) fn clean_and_detect(
+    s: &str,
+    cap: usize,
+    here: &str,
+    ctx: &Context,
+    findings: &mut Vec<Finding>,
+) -> String {
+    let cleaned = text::clean(s, cap, here, findings);
+    detect::detect(&cleaned.text, here, ctx, findings);
+    for hidden in &cleaned.hidden {
+        detect::detect(hidden, here, ctx, findings);
+    }
+    cleaned.text
+}
+
+/// Every string in a JSON value, depth first.
+fn strings_in(value: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => out.push(s.as_str()),
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => {
+                out.extend(m.keys().map(String::as_str));
+                stack.extend(m.values());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,201 @@
+//! A whole tool definition in, a cleaned definition with findings and a verdict out.
+//!
+//! Owns: which top-level fields of a tool are passed on (`name`, `title`, `description`,
+//! `inputSchema`, `outputSchema`, `annotations` as hints, `icons` with `https:`/`data:` URIs,
+//! `execution`), the tool-name rule, and the verdict.
+//! Never: uses `annotations` for a decision; they are hints passed on, nothing more.
+
+use super::detect::Context;
+use super::finding::{Finding, Kind, Verdict};
+use super::schema::{self, clean_and_detect};
+use super::{text, Limits};
+use serde_json::{Map, Value};
+
+/// A sanitized tool.
+#[derive(Clone, Debug)]
+pub struct SanitizedTool {
+    /// The cleaned definition, as agents would see it (before namespacing).
+    pub clean: Value,
+    /// Everything found, in order.
+    pub findings: Vec<Finding>,
+    /// What the findings add up to.
+    pub verdict: Verdict,
+}
+
+const HINTS: [&str; 4] = [
+    "readOnlyHint",
+    "destructiveHint",
+    "idempotentHint",
+    "openWorldHint",
+];
+
+/// The MCP tool-name rule (2025-11-25): 1 to 128 of `A-Z a-z 0-9 _ - .`.
+pub fn is_valid_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Sanitizes one raw tool definition.
+pub fn sanitize_tool(raw: &Value, limits: &Limits, ctx: &Context) -> SanitizedTool {
+    let mut findings = Vec::new();
+    let clean = match raw.as_object() {
+        Some(map) => clean_fields(raw, map, limits, ctx, &mut findings),
+        None => {
+            findings.push(Finding::new(
+                "tool",
+                Kind::WrongType,
+                "a tool must be an object",
+            ));
+            Value::Null
+        }
+    };
+    let verdict = Verdict::from_findings(&findings, &clean != raw);
+    SanitizedTool {
+        clean,
+        findings,
+        verdict,
+    }
+}
+
+fn clean_fields(
+    raw: &Value,
+    map: &Map<String, Value>,
+    limits: &Limits,
+    ctx: &Context,
+    findings: &mut Vec<Finding>,
+) -> Value {
+    let size = serde_json::to_vec(raw).map_or(usize::MAX, |b| b.len());
+    if size > limits.max_tool_bytes {
+        let detail = format!("{size} bytes, over {}", limits.max_tool_bytes);
+        findings.push(Finding::new("tool", Kind::Bounds, detail));
+        return Value::Null;
+    }
+    let mut out = Map::new();
+    match map.get("name").and_then(Value::as_str) {
+        Some(name) if is_valid_tool_name(name) => {
+            let words = name.replace(['_', '-', '.'], " ");
+            super::detect::detect(&words, "name", ctx, findings);
+            out.insert("name".into(), Value::String(name.to_owned()));
+        }
+        other => {
+            let shown: String = other.unwrap_or("(missing)").chars().take(80).collect();
+            findings.push(Finding::new(
+                "name",
+                Kind::InvalidName,
+                format!("{shown:?}"),
+            ));
+        }
+    }
+    for (key, value) in map {
+        match key.as_str() {
+            "name" => {}
+            "title" | "description" => {
+                let cap = if key == "title" {
+                    limits.title_chars
+                } else {
+                    limits.description_chars
+                };
+                match value.as_str() {
+                    Some(s) => {
+                        let cleaned = clean_and_detect(s, cap, key, ctx, findings);
+                        out.insert(key.clone(), Value::String(cleaned));
+                    }
+                    None => findings.push(Finding::new(key, Kind::WrongType, "must be a string")),
+                }
+            }
+            "inputSchema" | "outputSchema" => {
+                let cleaned = schema::sanitize(value, key, limits, ctx, findings);
+                out.insert(key.clone(), cleaned);
+            }
+            "annotations" => {
+                if let Some(a) = annotations(value, limits, ctx, findings) {
+                    out.insert(key.clone(), a);
+                }
+            }
+            "icons" => {
+                if let Some(icons) = icons(value, findings) {
+                    out.insert(key.clone(), icons);
+                }
+            }
+            "execution" if value.is_object() => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => dropped_field(key, value, ctx, findings),
+        }
+    }
+    if !map.contains_key("inputSchema") {
+        findings.push(Finding::new("inputSchema", Kind::WrongType, "missing"));
+    }
+    Value::Object(out)
+}
+
+/// Hints are passed on (booleans only, title cleaned); they never decide anything in the gate.
+fn annotations(
+    value: &Value,
+    limits: &Limits,
+    ctx: &Context,
+    findings: &mut Vec<Finding>,
+) -> Option<Value> {
+    let map = value.as_object()?;
+    let mut out = Map::new();
+    for (key, v) in map {
+        let here = format!("annotations.{key}");
+        match (key.as_str(), v) {
+            (k, Value::Bool(_)) if HINTS.contains(&k) => {
+                out.insert(key.clone(), v.clone());
+            }
+            ("title", Value::String(s)) => {
+                let cleaned = clean_and_detect(s, limits.title_chars, &here, ctx, findings);
+                out.insert(key.clone(), Value::String(cleaned));
+            }
+            _ => dropped_field(&here, v, ctx, findings),
+        }
+    }
+    Some(Value::Object(out))
+}
+
+/// Icons only with `https:` or `data:` URIs.
+fn icons(value: &Value, findings: &mut Vec<Finding>) -> Option<Value> {
+    let list = value.as_array()?;
+    let kept: Vec<Value> = list
+        .iter()
+        .filter(|icon| {
+            let src = icon.get("src").and_then(Value::as_str).unwrap_or_default();
+            let lower = src.trim_start().to_ascii_lowercase();
+            let ok = lower.starts_with("https:") || lower.starts_with("data:image/");
+            if !ok {
+                let shown: String = src.chars().take(80).collect();
+                findings.push(Finding::new("icons", Kind::IconRemoved, shown));
+            }
+            ok
+        })
+        .cloned()
+        .collect();
+    (!kept.is_empty()).then_some(Value::Array(kept))
+}
+
+/// A field the gate does not pass on; its text is still read, since clients may have shown it.
+fn dropped_field(key: &str, value: &Value, ctx: &Context, findings: &mut Vec<Finding>) {
+    findings.push(Finding::new(key, Kind::DroppedField, "not passed on"));
+    let mut found = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                let cleaned = text::clean(s, usize::MAX, key, &mut found);
+                super::detect::detect(&cleaned.text, key, ctx, &mut found);
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    findings.extend(
+        found
+            .into_iter()
+            .filter(|f| f.severity() >= super::Severity::Hold),
+    );
+}
