@@ -69,6 +69,25 @@ impl Separator {
     }
 }
 
+/// How merged names are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// `server` + separator + `tool` (the default).
+    Plain,
+    /// Names that match `^[A-Za-z0-9_-]{1,64}$` (OpenAI, Bedrock, Claude Desktop): dots become `_`,
+    /// a `.` separator becomes `__`, long names are cut and get a short hash.
+    ProviderSafe,
+}
+
+/// What agents see of a pinned tool that changed, until an operator approves the change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnChange {
+    /// The last approved sanitized version (the default).
+    ServeLastApproved,
+    /// Nothing: the tool is hidden and calls to it are refused.
+    Hide,
+}
+
 /// Every limit, timeout and interval of the gate. See [`Settings::default`] for the values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -116,6 +135,12 @@ pub struct Settings {
     pub max_list_pages: usize,
     /// Tools accepted from one child. Default 4096.
     pub max_tools_per_server: usize,
+    /// How merged names are made. Default plain.
+    pub naming: Naming,
+    /// First sight of a clean tool: trust on first use (default) or wait for approval.
+    pub pinning: crate::store::pins::Pinning,
+    /// A pinned tool that changed: serve the last approved version (default) or hide it.
+    pub on_change: OnChange,
 }
 
 impl Default for Settings {
@@ -143,6 +168,9 @@ impl Default for Settings {
             cache_ttl: Duration::from_secs(300),
             max_list_pages: 64,
             max_tools_per_server: 4096,
+            naming: Naming::Plain,
+            pinning: crate::store::pins::Pinning::TrustOnFirstUse,
+            on_change: OnChange::ServeLastApproved,
         }
     }
 }
@@ -173,6 +201,9 @@ struct SettingsFile {
     cache_ttl_ms: Option<u64>,
     max_list_pages: Option<usize>,
     max_tools_per_server: Option<usize>,
+    naming: Option<String>,
+    pinning: Option<String>,
+    on_change: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -452,6 +483,37 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
             d.max_tools_per_server,
             "max_tools_per_server",
         )?,
+        naming: d.naming,
+        pinning: d.pinning,
+        on_change: d.on_change,
+    };
+    let mut settings = settings;
+    settings.naming = match file.naming.as_deref() {
+        None | Some("plain") => Naming::Plain,
+        Some("provider_safe") => Naming::ProviderSafe,
+        Some(other) => return Err(invalid("naming", other, "\"plain\", \"provider_safe\"")),
+    };
+    settings.pinning = match file.pinning.as_deref() {
+        None | Some("trust_on_first_use") => crate::store::pins::Pinning::TrustOnFirstUse,
+        Some("require_approval") => crate::store::pins::Pinning::RequireApproval,
+        Some(other) => {
+            return Err(invalid(
+                "pinning",
+                other,
+                "\"trust_on_first_use\", \"require_approval\"",
+            ))
+        }
+    };
+    settings.on_change = match file.on_change.as_deref() {
+        None | Some("serve_last_approved") => OnChange::ServeLastApproved,
+        Some("hide") => OnChange::Hide,
+        Some(other) => {
+            return Err(invalid(
+                "on_change",
+                other,
+                "\"serve_last_approved\", \"hide\"",
+            ))
+        }
     };
     if settings.backoff_min > settings.backoff_max {
         return Err(Error::InvalidSetting {
@@ -460,6 +522,13 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         });
     }
     Ok(settings)
+}
+
+fn invalid(name: &'static str, value: &str, allowed: &str) -> Error {
+    Error::InvalidSetting {
+        name,
+        reason: format!("{value:?} is not one of {allowed}"),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`downstream`]: `ConnectionManager` and one `DownstreamConnection` thread per child server.
 //! - [`merger`]: the `SchemaMerger` thread that builds the merged, cached tool view.
 //! - [`sanitize`]: pure cleaning of tool definitions, server instructions and results.
+//! - [`store`]: the data dir, atomic writes, tool pins.
 //! - [`gate`]: the upstream MCP endpoint and its stdio transport.
 //! - [`example_server`]: a small MCP server built into the binary for demos and tests.
 //!
@@ -28,6 +29,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod merger;
 pub mod sanitize;
+pub mod store;
 
 mod logging;
 mod sys;

@@ -1,4 +1,4 @@
-//! The few POSIX calls std does not offer: process-group signals, reaping, subreaping.
+//! The few POSIX calls std does not offer: process-group signals, reaping, subreaping, flock.
 //!
 //! Owns: every `unsafe` block of the crate, each a single libc call with plain integer arguments.
 //! Never: holds state or touches memory it did not allocate; callers own the policy (which group,
@@ -88,6 +88,22 @@ pub(crate) fn become_child_subreaper() {
                 "could not become a child subreaper: {}",
                 io::Error::last_os_error()
             );
+        }
+    }
+}
+
+/// Takes an exclusive advisory lock on an open file, waiting for it. Released when the file closes.
+pub(crate) fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock takes a descriptor we own (borrowed from `file`) and an integer.
+        let res = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if res == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{CallRequest, Command, ConnHandle, Event, Status};
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{self, code, Frame, Id, LineReader, Message, Outcome, Responder};
 use crate::mcp;
+use crate::sanitize;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Poll, Token};
 use serde::Deserialize;
@@ -61,6 +62,8 @@ enum PendingKind {
     Agent {
         responder: Responder,
         progress_token: Option<Box<RawValue>>,
+        /// A `tools/call`, whose result text is stripped of hidden characters.
+        tool_call: bool,
     },
     Initialize,
     ListPage,
@@ -96,6 +99,10 @@ struct InitializeResult {
     protocol_version: String,
     #[serde(default)]
     capabilities: Map<String, Value>,
+    #[serde(rename = "serverInfo", default)]
+    server_info: Value,
+    #[serde(default)]
+    instructions: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +144,8 @@ pub(crate) struct Worker {
     stdout_more: bool,
     stderr_more: bool,
     started_once: bool,
+    server_info: Value,
+    instructions: Option<String>,
     buf: Vec<u8>,
 }
 
@@ -182,6 +191,8 @@ impl Worker {
             stdout_more: false,
             stderr_more: false,
             started_once: false,
+            server_info: Value::Null,
+            instructions: None,
             buf: vec![0; READ_BUF],
         }
     }
@@ -426,11 +437,22 @@ impl Worker {
         }
     }
 
+    /// Why stdout closed: the exit status when the child exits within a moment (it usually
+    /// closes stdout by exiting; the status is a little behind the hang-up).
     fn exit_description(&mut self) -> String {
-        match self.child.as_mut().and_then(ChildProc::try_exit) {
-            Some(status) => format!("exited ({status})"),
-            None => "closed its stdout".to_owned(),
+        const EXIT_WAIT: Duration = Duration::from_millis(200);
+        let deadline = Instant::now() + EXIT_WAIT;
+        while let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_exit() {
+                return format!("exited ({status})");
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Process exit is not a pollable event here; this wait is bounded by EXIT_WAIT.
+            std::thread::sleep(Duration::from_millis(2));
         }
+        "closed its stdout".to_owned()
     }
 
     fn read_stderr(&mut self) {
@@ -594,6 +616,7 @@ impl Worker {
                 PendingKind::Agent {
                     responder,
                     progress_token: Some(token),
+                    ..
                 },
             ..
         }) = self.pending.get(&id)
@@ -618,9 +641,19 @@ impl Worker {
             return;
         };
         match pending.kind {
-            PendingKind::Agent { responder, .. } => {
+            PendingKind::Agent {
+                responder,
+                tool_call,
+                ..
+            } => {
                 self.n_agent = self.n_agent.saturating_sub(1);
                 match outcome {
+                    Outcome::Result(result) if tool_call => {
+                        match sanitize::clean_result(result.get()) {
+                            Some(cleaned) => responder.result(&cleaned),
+                            None => responder.result(result.get()),
+                        }
+                    }
                     Outcome::Result(result) => responder.result(result.get()),
                     Outcome::Error(error) => responder.raw_error(error.get()),
                 }
@@ -678,6 +711,8 @@ impl Worker {
             self.cfg.name,
             init.protocol_version
         );
+        self.server_info = init.server_info;
+        self.instructions = init.instructions;
         self.send_notification("notifications/initialized", &Value::Object(Map::new()));
         if self.child.is_none() {
             return;
@@ -766,6 +801,8 @@ impl Worker {
         self.emit(Event::Tools {
             conn: self.handle.id(),
             tools,
+            server_info: self.server_info.clone(),
+            instructions: self.instructions.clone(),
         });
         if !self.listed_once {
             self.listed_once = true;
@@ -844,6 +881,7 @@ impl Worker {
                 let kind = PendingKind::Agent {
                     responder,
                     progress_token,
+                    tool_call: method == "tools/call",
                 };
                 let deadline = Instant::now() + timeout;
                 self.pending.insert(id, Pending { kind, deadline });

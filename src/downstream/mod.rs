@@ -102,6 +102,10 @@ pub enum Event {
         conn: ConnId,
         /// The raw tool objects, in the child's order.
         tools: Vec<Value>,
+        /// The child's `serverInfo` from its `initialize` answer (pinned with each tool).
+        server_info: Value,
+        /// The child's `instructions`, if any (model-read: sanitized and pinned, never forwarded).
+        instructions: Option<String>,
     },
     /// The connection's status changed.
     Status {

@@ -3,7 +3,8 @@
 //! Owns: a handful of tools for demos and tests (`echo`, `add`, `sleep`, `fail`, `progress`,
 //! `toggle`, `get_env`) and, with `--faults`, tools that misbehave on purpose (`crash`, `hang`,
 //! `big_line`, `garbage`, `stderr_flood`, `spawn_grandchild`) so the gate's supervision can be
-//! tested against something real.
+//! tested against something real; with `--poison`, tools that try to steer the agent (`weather`
+//! with a rug pull, `poisoned_add`) so the gate's sanitizers and pins can be.
 //! Never: is used by the gate itself; it is a separate process like any other MCP server.
 //!
 //! Threads: the main thread reads stdin; `example-timer` sends delayed answers (`sleep`,
@@ -34,6 +35,9 @@ pub struct Options {
     pub extra_tools: usize,
     /// Page `tools/list` by this many tools; all in one page when unset.
     pub page_size: Option<usize>,
+    /// Offer tools that attack the agent: `weather` (clean, until `rug_pull` swaps its
+    /// description for a poisoned one), `poisoned_add` (a hidden instruction in its description).
+    pub poison: bool,
 }
 
 /// Shared stdout, written one whole line at a time.

@@ -223,14 +223,24 @@ impl Gate {
                 progress_token: call.progress_token,
                 timeout: self.settings.call_timeout,
             }),
-            Err(message) => responder.error(code::INVALID_PARAMS, &message),
+            Err((code, message)) => responder.error(code, &message),
         }
     }
 
     fn prepare_call(
         &self,
         params: Option<&RawValue>,
-    ) -> Result<(ConnHandle, PreparedCall), String> {
+    ) -> Result<(ConnHandle, PreparedCall), (i64, String)> {
+        self.prepare_call_inner(params).map_err(|e| match e {
+            CallError::Params(message) => (code::INVALID_PARAMS, message),
+            CallError::Blocked(message) => (code::TOOL_BLOCKED, message),
+        })
+    }
+
+    fn prepare_call_inner(
+        &self,
+        params: Option<&RawValue>,
+    ) -> Result<(ConnHandle, PreparedCall), CallError> {
         let mut params: BTreeMap<String, Box<RawValue>> = params
             .map(|p| serde_json::from_str(p.get()))
             .transpose()
@@ -241,10 +251,13 @@ impl Gate {
             .and_then(|n| serde_json::from_str(n.get()).ok())
             .ok_or_else(|| "tools/call: params.name must be a string".to_owned())?;
         let routes = self.merger.routes();
+        let shown: String = name.chars().take(200).collect();
         let Some(route) = routes.get(&name) else {
-            let shown: String = name.chars().take(200).collect();
-            return Err(format!("unknown tool: {shown:?}"));
+            return Err(CallError::Params(format!("unknown tool: {shown:?}")));
         };
+        if let Some(reason) = &route.blocked {
+            return Err(CallError::Blocked(format!("tool {shown:?} is {reason}")));
+        }
         let downstream_name =
             serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
         params.insert("name".into(), downstream_name);
@@ -259,7 +272,11 @@ impl Gate {
             Some(token @ (Value::String(_) | Value::Number(_))) => {
                 Some(serde_json::value::to_raw_value(&token).map_err(|e| e.to_string())?)
             }
-            Some(_) => return Err("tools/call: progressToken must be a string or number".into()),
+            Some(_) => {
+                return Err(CallError::Params(
+                    "tools/call: progressToken must be a string or number".into(),
+                ))
+            }
             None => None,
         };
         let call = PreparedCall {
@@ -268,6 +285,17 @@ impl Gate {
             progress_token,
         };
         Ok((route.conn.clone(), call))
+    }
+}
+
+enum CallError {
+    Params(String),
+    Blocked(String),
+}
+
+impl From<String> for CallError {
+    fn from(message: String) -> CallError {
+        CallError::Params(message)
     }
 }
 

@@ -16,12 +16,14 @@ use super::{Gate, Session};
 use crate::config::Config;
 use crate::downstream::{self, ConnectionManager};
 use crate::jsonrpc::{self, code, Frame, LineReader, Sink};
-use crate::merger::{self, Merger};
+use crate::merger::{self, Merger, MergerOptions};
+use crate::store::pins::PinStore;
 use crate::sys;
 use crate::thread;
 use crossbeam_channel::{select, Receiver};
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Lines waiting for stdout.
@@ -30,6 +32,9 @@ pub const OUT_QUEUE: usize = 4096;
 /// The session id of the one stdio peer.
 const STDIO_SESSION: u64 = 1;
 
+/// The workspace name a stdio gate keeps its pins under.
+pub const WORKSPACE: &str = "default";
+
 /// Why the stdio gate could not run.
 #[derive(Debug)]
 pub enum Error {
@@ -37,6 +42,8 @@ pub enum Error {
     Downstream(downstream::Error),
     /// A thread or the signal handler could not be set up.
     Io(io::Error),
+    /// The data dir or the pins in it could not be used.
+    Store(crate::store::Error),
 }
 
 impl fmt::Display for Error {
@@ -44,6 +51,7 @@ impl fmt::Display for Error {
         match self {
             Error::Downstream(e) => e.fmt(f),
             Error::Io(e) => write!(f, "stdio gate error: {e}"),
+            Error::Store(e) => e.fmt(f),
         }
     }
 }
@@ -53,6 +61,7 @@ impl std::error::Error for Error {
         match self {
             Error::Downstream(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::Store(e) => Some(e),
         }
     }
 }
@@ -69,22 +78,29 @@ enum Stop {
     Signal(i32),
 }
 
-/// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives.
-pub fn run(config: Config) -> Result<(), Error> {
+/// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives;
+/// pins and findings are kept in `data_dir`.
+pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
     sys::become_child_subreaper();
+    let pins = PinStore::open(data_dir).map_err(Error::Store)?;
+    log::info!("data dir {}", data_dir.display());
     let settings = Arc::new(config.settings);
     let (events_tx, events_rx) = crossbeam_channel::bounded(merger::EVENT_QUEUE);
     let mut manager = ConnectionManager::new(Arc::clone(&settings), events_tx);
     for server in config.servers {
         manager.add(server).map_err(Error::Downstream)?;
     }
+    let options = MergerOptions {
+        workspace: WORKSPACE.to_owned(),
+        pins: Some(pins),
+    };
     let (merger, merger_handle) =
-        Merger::spawn(Arc::clone(&settings), manager.handles(), events_rx)?;
+        Merger::spawn(Arc::clone(&settings), options, manager.handles(), events_rx)?;
     let gate = Arc::new(Gate::new(
         Arc::clone(&settings),
         merger_handle,
         manager.handles(),
-        "default",
+        WORKSPACE,
     ));
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);

@@ -38,6 +38,8 @@ pub mod code {
     pub const OVERLOADED: i64 = -32003;
     /// The session has not sent `initialize` yet.
     pub const NOT_INITIALIZED: i64 = -32004;
+    /// The tool is held, rejected or quarantined by the gate; the message says why.
+    pub const TOOL_BLOCKED: i64 = -32005;
 }
 
 /// A JSON-RPC id: the raw JSON text of a string or an integer, echoed back byte for byte.

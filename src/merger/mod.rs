@@ -12,6 +12,7 @@
 //! channel whose sender [`Merger`] drops to end the thread. Out: replies through `Responder`s and
 //! `Sink`s, and the route table through a shared `RwLock`.
 
+mod judge;
 mod view;
 
 pub use view::{Route, Routes};
@@ -21,12 +22,13 @@ use crate::downstream::{ConnHandle, ConnId, Event, Status};
 use crate::jsonrpc::{self, code, Responder, SessionId, Sink};
 use crate::thread::{self, JoinOnDrop};
 use crossbeam_channel::{select, Receiver, Sender};
+use judge::{Judge, Listing};
 use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use view::{MergedView, ServerTools};
+use view::{MergedView, Namer, ServerTools};
 
 /// Capacity of the gate → merger request queue.
 pub const REQUEST_QUEUE: usize = 1024;
@@ -34,6 +36,15 @@ pub const REQUEST_QUEUE: usize = 1024;
 pub const EVENT_QUEUE: usize = 1024;
 /// Merged views kept in the cache.
 const CACHE_ENTRIES: usize = 64;
+/// How often the merger looks whether an operator changed the pins on disk.
+const PIN_CHECK: Duration = Duration::from_secs(1);
+
+fn namer(settings: &Settings) -> Namer {
+    Namer {
+        separator: settings.separator,
+        naming: settings.naming,
+    }
+}
 
 /// Which merged view: a workspace, and room for the caller's scope.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -146,6 +157,7 @@ impl Merger {
     /// Starts the merger over `conns`, reading their events from `events`.
     pub fn spawn(
         settings: Arc<Settings>,
+        options: MergerOptions,
         conns: Vec<ConnHandle>,
         events: Receiver<Event>,
     ) -> std::io::Result<(Merger, MergerHandle)> {
@@ -153,7 +165,13 @@ impl Merger {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(Routes::default())));
         let ready = Arc::new(AtomicBool::new(false));
-        let state = State::new(settings, conns, Arc::clone(&routes), Arc::clone(&ready));
+        let state = State::new(
+            settings,
+            options,
+            conns,
+            Arc::clone(&routes),
+            Arc::clone(&ready),
+        );
         let thread = thread::spawn("merger", move || state.run(events, requests, stop_rx))?;
         let merger = Merger {
             stop: Some(stop_tx),
@@ -183,13 +201,25 @@ struct CachedView {
 }
 
 struct Server {
+    /// The judged entries that the view is merged from.
     tools: ServerTools<ConnHandle>,
+    /// The last listing as the child sent it, kept to judge again when pins change.
+    listing: Listing,
     /// Listed, or failed, at least once since the gate started.
     settled: bool,
 }
 
+/// Where the merger keeps pins and how it names tools.
+pub struct MergerOptions {
+    /// The workspace the view belongs to (`default` in stdio mode).
+    pub workspace: String,
+    /// The pin store; `None` keeps pins in memory only (trust on first use for this run).
+    pub pins: Option<crate::store::pins::PinStore>,
+}
+
 struct State {
     settings: Arc<Settings>,
+    judge: Judge,
     servers: Vec<Server>,
     cache: LruCache<ViewKey, CachedView>,
     routes: SharedRoutes,
@@ -204,6 +234,7 @@ struct State {
 impl State {
     fn new(
         settings: Arc<Settings>,
+        options: MergerOptions,
         conns: Vec<ConnHandle>,
         routes: SharedRoutes,
         ready: Arc<AtomicBool>,
@@ -216,11 +247,21 @@ impl State {
                     conn,
                     tools: Vec::new(),
                 },
+                listing: Listing::default(),
                 settled: false,
             })
             .collect();
         let capacity = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        let judge = Judge {
+            limits: crate::sanitize::Limits::default(),
+            workspace: options.workspace,
+            pinning: settings.pinning,
+            on_change: settings.on_change,
+            namer: namer(&settings),
+            pins: options.pins,
+        };
         State {
+            judge,
             startup_deadline: Instant::now() + settings.startup_timeout,
             settings,
             servers,
@@ -236,13 +277,20 @@ impl State {
     fn run(mut self, events: Receiver<Event>, requests: Receiver<Request>, stop: Receiver<()>) {
         let mut events = events;
         self.check_startup(Instant::now());
+        let mut next_pin_check = Instant::now() + PIN_CHECK;
         loop {
-            let timeout = if self.startup_done {
-                Duration::from_secs(3600)
-            } else {
-                self.startup_deadline
-                    .saturating_duration_since(Instant::now())
-            };
+            let now = Instant::now();
+            if now >= next_pin_check {
+                next_pin_check = now + PIN_CHECK;
+                if self.judge.pins_changed() {
+                    self.on_pins_changed();
+                }
+            }
+            let mut wake = next_pin_check;
+            if !self.startup_done {
+                wake = wake.min(self.startup_deadline);
+            }
+            let timeout = wake.saturating_duration_since(Instant::now());
             select! {
                 recv(events) -> ev => match ev {
                     Ok(ev) => self.on_event(ev),
@@ -266,13 +314,25 @@ impl State {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Tools { conn, tools } => {
-                let Some(server) = self.server_mut(conn) else {
+            Event::Tools {
+                conn,
+                tools,
+                server_info,
+                instructions,
+            } => {
+                let listing = Listing {
+                    tools,
+                    server_info,
+                    instructions,
+                };
+                let Some(idx) = self.servers.iter().position(|s| s.tools.conn.id() == conn) else {
                     return;
                 };
+                let server = &mut self.servers[idx];
                 server.settled = true;
-                if server.tools.tools != tools {
-                    server.tools.tools = tools;
+                if server.listing != listing || server.tools.tools.is_empty() {
+                    server.listing = listing;
+                    self.judge_server(idx);
                     self.invalidate();
                 }
             }
@@ -289,6 +349,7 @@ impl State {
                         server.settled = true;
                         if !server.tools.tools.is_empty() {
                             server.tools.tools.clear();
+                            server.listing = Listing::default();
                             self.invalidate();
                         }
                     }
@@ -392,17 +453,47 @@ impl State {
 
     fn build_view(&self) -> MergedView {
         let lists = self.servers.iter().map(|s| &s.tools);
-        let merged = view::merge(lists, self.settings.separator, false);
+        let merged = view::merge(lists, namer(&self.settings), false);
         MergedView::build(&merged, self.settings.page_size)
+    }
+
+    /// Judges one server's listing again (sanitize, pin, decide).
+    fn judge_server(&mut self, idx: usize) {
+        let others: Vec<String> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != idx)
+            .map(|(_, s)| s.tools.name.clone())
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let Some(server) = self.servers.get(idx) else {
+            return;
+        };
+        let entries = self
+            .judge
+            .judge(&server.tools.name, &others, &server.listing);
+        if let Some(server) = self.servers.get_mut(idx) {
+            server.tools.tools = entries;
+        }
+    }
+
+    /// An operator changed the pins (`tools approve`): judge every server again.
+    fn on_pins_changed(&mut self) {
+        log::info!("pins changed on disk; judging every server's tools again");
+        for idx in 0..self.servers.len() {
+            self.judge_server(idx);
+        }
+        self.invalidate();
     }
 
     /// The merged view changed: drop cached views, publish new routes, tell subscribers.
     fn invalidate(&mut self) {
         self.cache.clear();
         let lists = self.servers.iter().map(|s| &s.tools);
-        let merged = view::merge(lists, self.settings.separator, true);
+        let merged = view::merge(lists, namer(&self.settings), true);
         let routes = Arc::new(view::routes(&merged));
-        log::info!("merged view: {} tools", routes.len());
+        log::info!("merged view: {} callable tools", routes.callable());
         match self.routes.write() {
             Ok(mut r) => *r = routes,
             Err(poisoned) => *poisoned.into_inner() = routes,

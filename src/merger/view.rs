@@ -1,22 +1,37 @@
-//! The merge itself, sans-IO: per-server tool lists in, one namespaced view and its routes out.
+//! The merge itself, sans-IO: per-server evaluated tools in, one namespaced view and its routes out.
 //!
-//! Owns: naming (`server` + separator + `tool`, the server being the config key), skipping tools
-//! whose names are invalid or collide, paging the merged list, and the route table that maps a
-//! merged name back to its connection and original tool name.
-//! Never: talks to a connection or a clock; the merger thread owns when this runs.
+//! Owns: naming (`server` + separator + `tool`, the server being the config key; or provider-safe
+//! names), skipping names that collide, paging the merged list, and the route table that maps a
+//! merged name back to its connection and original tool name, with the reason when a tool may
+//! not be called (held, rejected, changed and hidden).
+//! Never: talks to a connection or a clock; never decides a verdict (the merger hands in entries
+//! already judged).
 
-use crate::config::Separator;
+use crate::config::{Naming, Separator};
 use crate::downstream::ConnHandle;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// One tool of a server as the merger judged it.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolEntry {
+    /// The tool's name on its server.
+    pub(crate) name: String,
+    /// The definition agents see (sanitized, or the last approved one); `None` when hidden.
+    pub(crate) shown: Option<Value>,
+    /// Why an agent may not call it; `None` when it may.
+    pub(crate) blocked: Option<Arc<str>>,
+}
 
 /// One server's latest tools, as the merger holds them; `C` is how to reach it (a `ConnHandle`).
 #[derive(Debug)]
 pub(crate) struct ServerTools<C> {
     pub(crate) name: String,
     pub(crate) conn: C,
-    pub(crate) tools: Vec<Value>,
+    pub(crate) tools: Vec<ToolEntry>,
 }
 
 /// Where a merged tool name leads.
@@ -26,9 +41,12 @@ pub struct Route<C = ConnHandle> {
     pub conn: C,
     /// The tool's name on that server.
     pub tool: String,
+    /// Why the tool may not be called (held, rejected…); `None` when it may.
+    pub blocked: Option<Arc<str>>,
 }
 
-/// Merged name → route, for every callable tool of the current view.
+/// Merged name → route, for every tool of the current view (blocked ones included, so that a call
+/// to one gets its reason rather than "unknown tool").
 #[derive(Debug)]
 pub struct Routes<C = ConnHandle> {
     map: HashMap<String, Route<C>>,
@@ -48,62 +66,75 @@ impl<C> Routes<C> {
         self.map.get(merged_name)
     }
 
-    /// Number of routable tools.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// True when no tool is routable.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// Number of callable tools.
+    pub fn callable(&self) -> usize {
+        self.map.values().filter(|r| r.blocked.is_none()).count()
     }
 }
 
-/// A merged tool: its public name, where it goes, and its definition as agents see it.
+/// A merged tool: its public name, where it goes, and its entry.
 #[derive(Debug)]
 pub(crate) struct MergedTool<'a, C> {
     pub(crate) name: String,
     pub(crate) server: &'a ServerTools<C>,
-    pub(crate) original: &'a str,
-    pub(crate) definition: &'a Value,
+    pub(crate) entry: &'a ToolEntry,
 }
 
-/// The MCP tool-name rule (2025-11-25): 1 to 128 of `A-Z a-z 0-9 _ - .`.
-pub(crate) fn is_valid_tool_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+/// How merged names are made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Namer {
+    pub(crate) separator: Separator,
+    pub(crate) naming: Naming,
 }
 
-/// Merges servers in order; invalid or colliding names are skipped (and logged when `warn`).
+impl Namer {
+    /// The name agents see for `tool` of `server`.
+    pub(crate) fn merged_name(&self, server: &str, tool: &str) -> String {
+        match self.naming {
+            Naming::Plain => format!("{server}{}{tool}", self.separator.as_str()),
+            Naming::ProviderSafe => provider_safe(server, tool, self.separator),
+        }
+    }
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`: dots become `_`; a long name keeps its first 55 characters and gets
+/// `_` and 8 hex digits of the SHA-256 of the full name, so shortening stays deterministic and
+/// distinct names stay distinct (collisions are still checked by the merge).
+fn provider_safe(server: &str, tool: &str, separator: Separator) -> String {
+    let separator = match separator {
+        Separator::Dot => "__",
+        other => other.as_str(),
+    };
+    let full = format!("{server}{separator}{tool}");
+    let safe: String = full
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.len() <= 64 {
+        return safe;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hash}", &safe[..55])
+}
+
+/// Merges servers in order; colliding names are skipped (and logged when `warn`).
 pub(crate) fn merge<'a, C: 'a>(
     servers: impl IntoIterator<Item = &'a ServerTools<C>>,
-    separator: Separator,
+    namer: Namer,
     warn: bool,
 ) -> Vec<MergedTool<'a, C>> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut merged = Vec::new();
     for server in servers {
-        for definition in &server.tools {
-            let Some(original) = definition.get("name").and_then(Value::as_str) else {
-                if warn {
-                    log::warn!("server {}: a tool without a name was skipped", server.name);
-                }
-                continue;
-            };
-            if !is_valid_tool_name(original) {
-                if warn {
-                    log::warn!(
-                        "server {}: tool {:?} has an invalid name and was skipped",
-                        server.name,
-                        original.chars().take(80).collect::<String>()
-                    );
-                }
-                continue;
-            }
-            let name = format!("{}{}{original}", server.name, separator.as_str());
+        for entry in &server.tools {
+            let name = namer.merged_name(&server.name, &entry.name);
             if !seen.insert(name.clone()) {
                 if warn {
                     log::warn!("tool name {name:?} is taken already; the duplicate was skipped");
@@ -113,8 +144,7 @@ pub(crate) fn merge<'a, C: 'a>(
             merged.push(MergedTool {
                 name,
                 server,
-                original,
-                definition,
+                entry,
             });
         }
     }
@@ -128,7 +158,8 @@ pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>]) -> Routes<C> {
         .map(|t| {
             let route = Route {
                 conn: t.server.conn.clone(),
-                tool: t.original.to_owned(),
+                tool: t.entry.name.clone(),
+                blocked: t.entry.blocked.clone(),
             };
             (t.name.clone(), route)
         })
@@ -143,14 +174,14 @@ pub(crate) struct MergedView {
 }
 
 impl MergedView {
-    /// Serializes `merged` into pages of `page_size` tools.
+    /// Serializes the shown tools of `merged` into pages of `page_size`.
     pub(crate) fn build<C>(merged: &[MergedTool<'_, C>], page_size: usize) -> MergedView {
-        let chunks: Vec<&[MergedTool<'_, C>]> = merged.chunks(page_size.max(1)).collect();
+        let shown: Vec<Value> = merged.iter().filter_map(renamed).collect();
+        let chunks: Vec<&[Value]> = shown.chunks(page_size.max(1)).collect();
         let n_pages = chunks.len().max(1);
         let mut pages = Vec::with_capacity(n_pages);
         for idx in 0..n_pages {
-            let chunk = chunks.get(idx).copied().unwrap_or_default();
-            let tools: Vec<Value> = chunk.iter().map(renamed).collect();
+            let tools = chunks.get(idx).copied().unwrap_or_default().to_vec();
             let mut page = serde_json::Map::new();
             page.insert("tools".into(), Value::Array(tools));
             if idx + 1 < n_pages {
@@ -174,12 +205,12 @@ impl MergedView {
     }
 }
 
-fn renamed<C>(tool: &MergedTool<'_, C>) -> Value {
-    let mut definition = tool.definition.clone();
+fn renamed<C>(tool: &MergedTool<'_, C>) -> Option<Value> {
+    let mut definition = tool.entry.shown.clone()?;
     if let Some(obj) = definition.as_object_mut() {
         obj.insert("name".into(), Value::String(tool.name.clone()));
     }
-    definition
+    Some(definition)
 }
 
 fn cursor_for(page: usize) -> String {
@@ -195,8 +226,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn server(name: &str, tools: Value) -> ServerTools<&'static str> {
-        let tools = tools.as_array().cloned().unwrap_or_default();
+    const DOT: Namer = Namer {
+        separator: Separator::Dot,
+        naming: Naming::Plain,
+    };
+
+    fn entry(name: &str) -> ToolEntry {
+        ToolEntry {
+            name: name.into(),
+            shown: Some(json!({"name": name})),
+            blocked: None,
+        }
+    }
+
+    fn server(name: &str, tools: Vec<ToolEntry>) -> ServerTools<&'static str> {
         ServerTools {
             name: name.into(),
             conn: "conn",
@@ -205,38 +248,83 @@ mod tests {
     }
 
     #[test]
-    fn names_are_prefixed_with_the_config_key_and_bad_names_skipped() {
+    fn names_are_prefixed_with_the_config_key_and_hidden_tools_still_route() {
+        let held = ToolEntry {
+            name: "held".into(),
+            shown: None,
+            blocked: Some("held for review".into()),
+        };
         let servers = [
-            server(
-                "a",
-                json!([{"name": "echo"}, {"name": "bad name"}, {"title": "no name"}]),
-            ),
-            server("b", json!([{"name": "echo"}, {"name": "x".repeat(129)}])),
+            server("a", vec![entry("echo"), held]),
+            server("b", vec![entry("echo")]),
         ];
-        let merged = merge(&servers, Separator::Dot, false);
-        let names: Vec<&str> = merged.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["a.echo", "b.echo"]);
+        let merged = merge(&servers, DOT, false);
         let routes = routes(&merged);
         assert_eq!(routes.get("b.echo").map(|r| r.tool.as_str()), Some("echo"));
-        assert!(routes.get("echo").is_none());
+        assert_eq!(
+            routes.get("a.held").and_then(|r| r.blocked.as_deref()),
+            Some("held for review")
+        );
+        assert_eq!(routes.callable(), 2);
+        let view = MergedView::build(&merged, 10);
+        let page: Value = serde_json::from_str(view.page(None).unwrap().get()).unwrap();
+        let names: Vec<&str> = page["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.echo", "b.echo"]);
     }
 
     #[test]
     fn colliding_names_keep_the_first() {
+        let namer = Namer {
+            separator: Separator::Underscore,
+            naming: Naming::Plain,
+        };
         let servers = [
-            server("a", json!([{"name": "b_c"}])),
-            server("a_b", json!([{"name": "c"}])),
+            server("a", vec![entry("b_c")]),
+            server("a_b", vec![entry("c")]),
         ];
-        let merged = merge(&servers, Separator::Underscore, false);
+        let merged = merge(&servers, namer, false);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].server.name, "a");
     }
 
     #[test]
-    fn pages_chain_by_cursor_and_rename_tools() {
-        let tools: Vec<Value> = (0..5).map(|i| json!({"name": format!("t{i}")})).collect();
-        let servers = [server("s", Value::Array(tools))];
-        let merged = merge(&servers, Separator::DoubleUnderscore, false);
+    fn provider_safe_names_match_the_pattern_and_stay_distinct() {
+        let namer = Namer {
+            separator: Separator::Dot,
+            naming: Naming::ProviderSafe,
+        };
+        let long_a = format!("{}.a", "x".repeat(80));
+        let long_b = format!("{}.b", "x".repeat(80));
+        let names = [
+            namer.merged_name("srv", "salesforce.read_account"),
+            namer.merged_name("srv", &long_a),
+            namer.merged_name("srv", &long_b),
+        ];
+        assert_eq!(names[0], "srv__salesforce_read_account");
+        for n in &names {
+            assert!(
+                n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{n}"
+            );
+        }
+        assert_ne!(names[1], names[2]);
+        assert_eq!(names[1], namer.merged_name("srv", &long_a), "deterministic");
+    }
+
+    #[test]
+    fn pages_chain_by_cursor() {
+        let servers = [server(
+            "s",
+            (0..5).map(|i| entry(&format!("t{i}"))).collect(),
+        )];
+        let merged = merge(&servers, DOT, false);
         let view = MergedView::build(&merged, 2);
         let mut cursor: Option<String> = None;
         let mut names = Vec::new();
@@ -251,7 +339,7 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(names, ["s__t0", "s__t1", "s__t2", "s__t3", "s__t4"]);
+        assert_eq!(names, ["s.t0", "s.t1", "s.t2", "s.t3", "s.t4"]);
         assert!(view.page(Some("bogus")).is_none());
         let empty = MergedView::build::<&str>(&[], 2);
         assert_eq!(empty.page(None).unwrap().get(), r#"{"tools":[]}"#);

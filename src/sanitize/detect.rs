@@ -181,17 +181,21 @@ fn mixed_script(lower: &str, location: &str, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Flags long base64 runs; decodes them and runs the detectors on the result too.
+/// Flags long base64 runs; decodes them and runs the detectors on the result too. URLs and
+/// paths are not base64: tokens with `://` are skipped, and a run needs mixed case and a digit
+/// (or to be one repeated character, a padding trick).
 fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
-    for run in text.split(|c: char| !is_b64(c)) {
+    let tokens = text.split_whitespace().filter(|t| !t.contains("://"));
+    for run in tokens.flat_map(|t| t.split(move |c: char| !is_b64(c))) {
         if run.len() < BASE64_RUN {
             continue;
         }
         let has_upper = run.bytes().any(|b| b.is_ascii_uppercase());
         let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
+        let has_digit = run.bytes().any(|b| b.is_ascii_digit() || b == b'+');
         let all_same = run.bytes().all(|b| Some(&b) == run.as_bytes().first());
-        if !(all_same || has_upper && has_lower) {
+        if !(all_same || has_upper && has_lower && has_digit) {
             continue;
         }
         let preview: String = run.chars().take(60).collect();

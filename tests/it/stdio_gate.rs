@@ -336,8 +336,10 @@ fn a_bad_config_is_a_clear_startup_error() {
 #[test]
 fn piped_requests_are_all_answered_before_the_gate_exits() {
     // What the README's demo does: write everything, close stdin, read the answers.
+    let dir = crate::support::TempDir::new();
     let mut child = std::process::Command::new(crate::support::gate_bin())
-        .args(["stdio", "--demo"])
+        .args(["stdio", "--demo", "--data-dir"])
+        .arg(dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

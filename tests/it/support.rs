@@ -72,6 +72,8 @@ impl Gate {
         let mut cmd = Command::new(gate_bin());
         cmd.args(["--log-level", "debug", "stdio", "--config"])
             .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -102,6 +104,11 @@ impl Gate {
             next_id: 1000,
             dir,
         }
+    }
+
+    /// The data dir the gate was started with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The gate's stderr so far.
@@ -323,4 +330,14 @@ impl Gate {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Runs `aegis-gate ARGS` to completion; (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(gate_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -5,8 +5,10 @@
 //! Never: holds behaviour of its own beyond parsing; never prints to stdout except `--help`,
 //! `--version` and what a subcommand defines as its output.
 
+mod tools;
+
 use crate::config::{Config, Separator};
-use crate::{example_server, gate, logging};
+use crate::{example_server, gate, logging, store};
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ USAGE:
 
 COMMANDS:
     stdio            Serve the merged tools of the configured servers over stdin/stdout
+    tools            List, inspect and approve tools (verdicts, findings, pins)
     example-server   Run the built-in example MCP server over stdin/stdout
 
 GLOBAL OPTIONS:
@@ -48,7 +51,30 @@ OPTIONS:
     --call-timeout-ms N       tools/call deadline (default 60000)
     --startup-timeout-ms N    How long initialize waits for every server's first listing
                               (default 10000)
+    --data-dir DIR            Where pins and findings are kept (default
+                              $XDG_STATE_HOME/aegis-gate, else ~/.local/state/aegis-gate)
     -h, --help                Print help
+";
+
+const TOOLS_HELP: &str = "\
+aegis-gate tools: the operator's view of the tools a gate has seen
+
+USAGE:
+    aegis-gate tools list [--data-dir DIR]
+    aegis-gate tools show NAME [--data-dir DIR]
+    aegis-gate tools approve NAME [--data-dir DIR]
+
+    list      Every tool with its verdict (pass, sanitized, held, rejected), its pin
+              (approved, changed, unapproved) and the kinds of its findings
+    show      One tool's findings, its text as the server sent it with invisible
+              characters made visible, and what agents see
+    approve   Approve the tool's current version; a running gate serves it within a second
+
+OPTIONS:
+    --data-dir DIR     The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
+                       else ~/.local/state/aegis-gate)
+    --workspace ID     Workspace (default: default, the stdio gate's)
+    -h, --help         Print help
 ";
 
 const EXAMPLE_HELP: &str = "\
@@ -64,6 +90,8 @@ OPTIONS:
     --ignore-eof       Keep running after stdin closes; only a signal stops it
     --extra-tools N    Add N echo tools named tool_0 ... tool_{N-1}
     --page-size N      Page tools/list by N tools
+    --poison           Also offer tools that attack the agent: weather (clean until
+                       rug_pull swaps its description), poisoned_add, rug_pull
     -h, --help         Print help
 ";
 
@@ -130,6 +158,7 @@ fn run_command(
 ) -> Result<(), CliError> {
     match command {
         "stdio" => run_stdio(parser, log_level),
+        "tools" => run_tools(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -147,6 +176,7 @@ fn parse_number<T: std::str::FromStr>(
 fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
     let mut config_path: Option<PathBuf> = None;
     let mut demo = false;
+    let mut data_dir: Option<PathBuf> = None;
     let mut separator: Option<Separator> = None;
     let mut max_line: Option<usize> = None;
     let mut call_timeout: Option<u64> = None;
@@ -156,6 +186,7 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         match arg {
             Long("config") => config_path = Some(parser.value()?.into()),
             Long("demo") => demo = true,
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("separator") => {
                 let text = parser.value()?.string()?;
                 separator = Some(Separator::parse(&text).ok_or_else(|| {
@@ -221,7 +252,48 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         env!("CARGO_PKG_VERSION"),
         config.servers.len()
     );
-    gate::stdio::run(config).map_err(|e| CliError::Runtime(e.to_string()))
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    gate::stdio::run(config, &data_dir).map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut data_dir: Option<PathBuf> = None;
+    let mut workspace = gate::stdio::WORKSPACE.to_owned();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("workspace") => workspace = parser.value()?.string()?,
+            Short('h') | Long("help") => {
+                print!("{TOOLS_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let action = match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["list"] => tools::Action::List,
+        ["show", name] => tools::Action::Show((*name).to_owned()),
+        ["approve", name] => tools::Action::Approve((*name).to_owned()),
+        _ => {
+            return Err(CliError::Usage(
+                "tools takes: list | show NAME | approve NAME".into(),
+            ))
+        }
+    };
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    let out = tools::run(&action, &data_dir, &workspace).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
 }
 
 fn positive<T: PartialEq + Default>(n: T) -> Result<T, CliError> {
@@ -241,6 +313,7 @@ fn run_example(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(
             Long("ignore-eof") => options.ignore_eof = true,
             Long("extra-tools") => options.extra_tools = parse_number(parser, "--extra-tools")?,
             Long("page-size") => options.page_size = Some(parse_number(parser, "--page-size")?),
+            Long("poison") => options.poison = true,
             Short('h') | Long("help") => {
                 print!("{EXAMPLE_HELP}");
                 return Ok(());

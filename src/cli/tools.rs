@@ -1,0 +1,184 @@
+//! `aegis-gate tools list|show|approve`: the operator's view of merged tools, their verdicts and pins.
+//!
+//! Owns: reading `pins.json` of a data dir (what the gate saw last, held and rejected tools
+//! included), printing it for a person, and approving a tool's current version.
+//! Never: starts servers or talks to a running gate: a running gate notices an approval on disk
+//! within a second.
+
+use crate::sanitize;
+use crate::store::pins::{PinEntry, PinStore, Standing};
+use serde_json::Value;
+use std::path::Path;
+
+/// What to do.
+pub(crate) enum Action {
+    List,
+    Show(String),
+    Approve(String),
+}
+
+/// Runs `action` on the pins of `workspace` in `data_dir`; returns what to print.
+pub(crate) fn run(action: &Action, data_dir: &Path, workspace: &str) -> Result<String, String> {
+    let mut store = PinStore::open(data_dir).map_err(|e| e.to_string())?;
+    match action {
+        Action::List => Ok(list(&store, workspace)),
+        Action::Show(name) => show(&store, workspace, name),
+        Action::Approve(name) => {
+            let entry = store.approve(workspace, name).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "approved {name} (version {}); a running gate serves it within a second\n",
+                short(&entry.current.hash)
+            ))
+        }
+    }
+}
+
+fn standing_word(entry: &PinEntry) -> &'static str {
+    match entry.standing() {
+        Standing::Approved => "approved",
+        Standing::Changed { .. } => "changed",
+        Standing::Unapproved => "unapproved",
+    }
+}
+
+fn list(store: &PinStore, workspace: &str) -> String {
+    let entries = store.entries(workspace);
+    if entries.is_empty() {
+        return format!(
+            "no tools seen yet in workspace {workspace:?} (data dir {}); run the gate first\n",
+            store
+                .path()
+                .parent()
+                .map_or_else(String::new, |p| p.display().to_string())
+        );
+    }
+    let width = entries
+        .iter()
+        .map(|(_, _, e)| e.merged_name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "{:<width$}  {:<9}  {:<10}  FINDINGS\n",
+        "TOOL", "VERDICT", "PIN"
+    );
+    for (_, _, entry) in entries {
+        let mut kinds: Vec<&str> = entry
+            .current
+            .findings
+            .iter()
+            .map(|f| f.kind.as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        out.push_str(&format!(
+            "{:<width$}  {:<9}  {:<10}  {}\n",
+            entry.merged_name,
+            entry.current.verdict,
+            standing_word(entry),
+            if kinds.is_empty() {
+                "-".to_owned()
+            } else {
+                kinds.join(", ")
+            }
+        ));
+    }
+    out
+}
+
+fn show(store: &PinStore, workspace: &str, name: &str) -> Result<String, String> {
+    let (server, tool, entry) = store
+        .entries(workspace)
+        .into_iter()
+        .find(|(_, _, e)| e.merged_name == name)
+        .ok_or_else(|| {
+            format!("no tool named {name:?} has been seen in workspace {workspace:?}")
+        })?;
+    let mut out = format!(
+        "{name}\n  server: {server}\n  tool: {tool}\n  verdict: {}\n  pin: {} (current version {})\n",
+        entry.current.verdict,
+        standing_word(entry),
+        short(&entry.current.hash)
+    );
+    if let Some(approved) = &entry.approved {
+        out.push_str(&format!(
+            "  approved: version {} by {} at unix time {}\n",
+            short(&approved.hash),
+            approved.by,
+            approved.at
+        ));
+    }
+    out.push_str("findings:\n");
+    if entry.current.findings.is_empty() {
+        out.push_str("  none\n");
+    }
+    for f in &entry.current.findings {
+        out.push_str(&format!(
+            "  - {} at {}: {}\n",
+            f.kind,
+            f.location,
+            visible(&f.detail)
+        ));
+    }
+    out.push_str("as the server sent it (invisible characters shown as <U+XXXX>):\n");
+    for (path, text) in strings(&entry.current.raw, String::new()) {
+        out.push_str(&format!("  {path}: {}\n", visible(&text)));
+    }
+    out.push_str("as agents see it:\n  ");
+    let served = match entry.standing() {
+        Standing::Approved => Some(entry.current.clean.clone()),
+        Standing::Changed { approved } => Some(approved),
+        Standing::Unapproved => None,
+    };
+    match served {
+        Some(v) => out.push_str(&format!("{v}\n")),
+        None => out.push_str("(hidden)\n"),
+    }
+    Ok(out)
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Escapes every character a reader could not see.
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let u = u32::from(c);
+        let hidden = sanitize::is_forbidden(c)
+            || (0xe0000..=0xe007f).contains(&u)
+            || (0xfe00..=0xfe0f).contains(&u)
+            || (0xe0100..=0xe01ef).contains(&u)
+            || c == '\u{200d}'
+            || c == '\u{200c}';
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            _ if hidden => out.push_str(&format!("<U+{u:04X}>")),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every string of a value with its JSON path (`description`, `inputSchema.properties.x.title`).
+fn strings(value: &Value, path: String) -> Vec<(String, String)> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => vec![(path, s.clone())],
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| strings(v, format!("{path}[{i}]")))
+            .collect(),
+        Value::Object(m) => m.iter().flat_map(|(k, v)| strings(v, join(k))).collect(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,196 @@
+//! Judging a server's listing: sanitize every tool, pin it, and decide what agents see of it.
+//!
+//! Owns: the step from raw tools to [`ToolEntry`]s: the sanitizer's verdict, the server
+//! instructions' findings (which count for each of its tools), the pin hash and the pin store's
+//! standing, and the rule that combines them (see [`entry_for`]).
+//! Never: forwards server `instructions` to agents; never lets a held or rejected tool through
+//! without an operator's approval of that exact version.
+
+use super::view::{Namer, ToolEntry};
+use crate::config::OnChange;
+use crate::sanitize::{self, Context, Finding, Limits, Severity, Verdict};
+use crate::store::pins::{Observation, PinStore, Pinning, Standing};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// A server's last complete listing, as the connection reported it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Listing {
+    pub(crate) tools: Vec<Value>,
+    pub(crate) server_info: Value,
+    pub(crate) instructions: Option<String>,
+}
+
+/// Sanitizes, pins and decides.
+pub(crate) struct Judge {
+    pub(crate) limits: Limits,
+    pub(crate) workspace: String,
+    pub(crate) pinning: Pinning,
+    pub(crate) on_change: OnChange,
+    pub(crate) namer: Namer,
+    pub(crate) pins: Option<PinStore>,
+}
+
+impl Judge {
+    /// Entries for `server`'s listing; `others` are the other servers' names (for shadowing).
+    pub(crate) fn judge(
+        &mut self,
+        server: &str,
+        others: &[&str],
+        listing: &Listing,
+    ) -> Vec<ToolEntry> {
+        let ctx = Context {
+            other_prefixes: others
+                .iter()
+                .map(|o| format!("{}{}", o.to_lowercase(), self.namer.separator.as_str()))
+                .collect(),
+        };
+        let instruction_findings = match &listing.instructions {
+            Some(text) => sanitize::instructions(text, &self.limits, &ctx).1,
+            None => Vec::new(),
+        };
+        let observations: Vec<Observation> = listing
+            .tools
+            .iter()
+            .map(|raw| self.observe(server, raw, listing, &ctx, &instruction_findings))
+            .collect();
+        let standings = self.standings(server, &observations);
+        observations
+            .into_iter()
+            .zip(standings)
+            .map(|(obs, standing)| {
+                if matches!(standing, Standing::Changed { .. }) {
+                    log::warn!(
+                        "tool {} changed since it was approved: quarantined until `aegis-gate tools \
+                         approve {}`",
+                        obs.merged_name,
+                        obs.merged_name
+                    );
+                }
+                let entry = entry_for(&obs, standing, self.on_change);
+                if let Some(reason) = &entry.blocked {
+                    log::warn!("tool {}: {reason}", obs.merged_name);
+                }
+                entry
+            })
+            .collect()
+    }
+
+    fn observe(
+        &self,
+        server: &str,
+        raw: &Value,
+        listing: &Listing,
+        ctx: &Context,
+        instruction_findings: &[Finding],
+    ) -> Observation {
+        let mut sanitized = sanitize::sanitize_tool(raw, &self.limits, ctx);
+        if instruction_findings
+            .iter()
+            .any(|f| f.severity() >= Severity::Hold)
+        {
+            sanitized
+                .findings
+                .extend(instruction_findings.iter().cloned());
+            let changed = sanitized.clean != *raw;
+            sanitized.verdict = Verdict::from_findings(&sanitized.findings, changed);
+        }
+        let tool = raw
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)")
+            .to_owned();
+        Observation {
+            merged_name: self.namer.merged_name(server, &tool),
+            tool,
+            hash: sanitize::pin_hash(raw, &listing.server_info, listing.instructions.as_deref()),
+            verdict: sanitized.verdict,
+            raw: raw.clone(),
+            clean: sanitized.clean,
+            findings: sanitized.findings,
+        }
+    }
+
+    fn standings(&mut self, server: &str, observations: &[Observation]) -> Vec<Standing> {
+        if let Some(pins) = self.pins.as_mut() {
+            match pins.observe_server(&self.workspace, server, observations, self.pinning) {
+                Ok(standings) => return standings,
+                // Fail closed: without the pins, nothing counts as approved.
+                Err(e) => {
+                    log::error!("pins of server {server}: {e}; treating its tools as unapproved")
+                }
+            }
+            return observations.iter().map(|_| Standing::Unapproved).collect();
+        }
+        observations
+            .iter()
+            .map(|o| {
+                if o.verdict.is_usable() && self.pinning == Pinning::TrustOnFirstUse {
+                    Standing::Approved
+                } else {
+                    Standing::Unapproved
+                }
+            })
+            .collect()
+    }
+
+    /// Re-reads the pin store when another process (an operator's `tools approve`) changed it.
+    pub(crate) fn pins_changed(&mut self) -> bool {
+        match self.pins.as_mut().map(PinStore::reload_if_changed) {
+            Some(Ok(changed)) => changed,
+            Some(Err(e)) => {
+                log::error!("cannot reload pins: {e}");
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// What agents see of one tool:
+/// - rejected: nothing, and calls are refused;
+/// - the approved version (clean, or held but approved by an operator): its sanitized definition;
+/// - changed since approval: the last approved definition, or nothing (`on_change: hide`);
+/// - never approved (held, or pinning requires approval): nothing, and calls are refused.
+pub(crate) fn entry_for(obs: &Observation, standing: Standing, on_change: OnChange) -> ToolEntry {
+    let blocked = |reason: String| ToolEntry {
+        name: obs.tool.clone(),
+        shown: None,
+        blocked: Some(Arc::from(reason)),
+    };
+    let kinds = finding_kinds(&obs.findings);
+    if obs.verdict == Verdict::Rejected {
+        return blocked(format!("rejected by the gate's sanitizer ({kinds})"));
+    }
+    match standing {
+        Standing::Approved => ToolEntry {
+            name: obs.tool.clone(),
+            shown: Some(obs.clean.clone()),
+            blocked: None,
+        },
+        Standing::Changed { approved } if on_change == OnChange::ServeLastApproved => ToolEntry {
+            name: obs.tool.clone(),
+            shown: Some(approved),
+            blocked: None,
+        },
+        Standing::Changed { .. } => blocked(format!(
+            "changed since it was approved and quarantined until an operator approves it ({})",
+            obs.verdict
+        )),
+        Standing::Unapproved if obs.verdict == Verdict::Held => {
+            blocked(format!("held for review by the gate's sanitizer ({kinds})"))
+        }
+        Standing::Unapproved => blocked("waiting for an operator's approval".into()),
+    }
+}
+
+fn finding_kinds(findings: &[Finding]) -> String {
+    let mut kinds: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.severity() >= Severity::Hold)
+        .map(|f| f.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds.join(", ")
+}

@@ -1,0 +1,158 @@
+//! Store: the gate's persisted state in its data dir.
+//!
+//! Owns: finding and creating the data dir (mode 0700), atomic writes (temp file, fsync, rename,
+//! fsync of the directory) so a reader sees the old file or the new one, never half of one, and
+//! the files kept there (`pins.json` today).
+//! Never: holds secrets in plain text; never overwrites a file it could not parse (a corrupt file
+//! is an error naming it).
+
+pub mod pins;
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why the store could not do something.
+#[derive(Debug)]
+pub enum Error {
+    /// No `--data-dir`, no `$XDG_STATE_HOME` and no `$HOME`.
+    NoDataDir,
+    /// A file or directory operation failed.
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// No pinned tool has this merged name.
+    UnknownTool(String),
+    /// The tool's current version cannot be approved (it was rejected).
+    NotApprovable {
+        /// The merged name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file holds something that is not its expected JSON.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoDataDir => f.write_str(
+                "store error: no data dir: pass --data-dir, or set XDG_STATE_HOME or HOME",
+            ),
+            Error::Io { path, source } => write!(f, "store error: {}: {source}", path.display()),
+            Error::UnknownTool(name) => {
+                write!(f, "store error: no tool named {name:?} has been seen")
+            }
+            Error::NotApprovable { name, reason } => {
+                write!(f, "store error: {name} cannot be approved: {reason}")
+            }
+            Error::Corrupt { path, reason } => write!(
+                f,
+                "store error: {} is corrupt ({reason}); it was left as it is: repair or move it",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::NoDataDir
+            | Error::UnknownTool(_)
+            | Error::NotApprovable { .. }
+            | Error::Corrupt { .. } => None,
+        }
+    }
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The data dir: `flag`, else `$XDG_STATE_HOME/aegis-gate`, else `~/.local/state/aegis-gate`.
+pub fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_owned());
+    }
+    let non_empty = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    if let Some(state) = non_empty("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(state).join("aegis-gate"));
+    }
+    let home = non_empty("HOME").ok_or(Error::NoDataDir)?;
+    Ok(PathBuf::from(home).join(".local/state/aegis-gate"))
+}
+
+/// Creates the data dir (and its parents) with mode 0700 if it does not exist.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error(dir))
+}
+
+/// Replaces `path` with `bytes` atomically and durably (mode 0600).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// An exclusive lock on `<dir>/<name>.lock`, held until dropped: serializes read-modify-write
+/// of one file between gates and CLI commands sharing a data dir.
+pub(crate) struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub(crate) fn acquire(dir: &Path, name: &str) -> Result<FileLock, Error> {
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        crate::sys::lock_exclusive(&file).map_err(io_error(&path))?;
+        Ok(FileLock { _file: file })
+    }
+}

@@ -1,0 +1,444 @@
+//! Tool pins: which version of each tool was approved, and what each tool looked like last.
+//!
+//! Owns: `pins.json` in the data dir: per workspace, server and tool, the approved version (hash,
+//! sanitized definition, by whom) and the current one (hash, verdict, findings, raw and cleaned
+//! definition). Trust on first use pins a clean tool the first time it is seen; a later change keeps
+//! the old approval and marks the tool changed until an operator approves the new version.
+//! Never: approves a held or rejected version by itself; writes without the lock (a gate and an
+//! operator's `tools approve` may share the data dir).
+
+use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
+use crate::sanitize::{Finding, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const FILE: &str = "pins.json";
+const SCHEMA_VERSION: u32 = 1;
+
+/// How first sight of a clean tool is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Trust on first use: a clean tool is approved when first seen (the default).
+    TrustOnFirstUse,
+    /// Every tool waits for an operator's approval.
+    RequireApproval,
+}
+
+/// Where a tool stands against its pin.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Standing {
+    /// The current version is the approved one.
+    Approved,
+    /// The tool changed since it was approved; the approved sanitized definition is kept here.
+    Changed {
+        /// What was approved.
+        approved: Value,
+    },
+    /// No version of the tool was ever approved.
+    Unapproved,
+}
+
+/// A stored finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFinding {
+    /// Where.
+    pub location: String,
+    /// What (snake_case kind).
+    pub kind: String,
+    /// Evidence.
+    pub detail: String,
+}
+
+/// The approved version of a tool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approved {
+    /// Its pin hash.
+    pub hash: String,
+    /// Its sanitized definition (what agents are served while a newer version waits).
+    pub definition: Value,
+    /// `first use` or `operator`.
+    pub by: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// The version of a tool last seen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    /// Its pin hash.
+    pub hash: String,
+    /// Its verdict.
+    pub verdict: String,
+    /// What the sanitizers found.
+    pub findings: Vec<StoredFinding>,
+    /// The definition as the server sent it.
+    pub raw: Value,
+    /// The sanitized definition.
+    pub clean: Value,
+}
+
+/// One tool's pin record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PinEntry {
+    /// The name agents see.
+    pub merged_name: String,
+    /// The approved version, if any.
+    pub approved: Option<Approved>,
+    /// The last version seen.
+    pub current: Current,
+}
+
+impl PinEntry {
+    /// Where the current version stands.
+    pub fn standing(&self) -> Standing {
+        match &self.approved {
+            None => Standing::Unapproved,
+            Some(a) if a.hash == self.current.hash => Standing::Approved,
+            Some(a) => Standing::Changed {
+                approved: a.definition.clone(),
+            },
+        }
+    }
+}
+
+type Tools = BTreeMap<String, PinEntry>;
+type Servers = BTreeMap<String, Tools>;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct PinFile {
+    version: u32,
+    workspaces: BTreeMap<String, Servers>,
+}
+
+/// One tool as the merger saw it, ready to be pinned.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// The tool's name on its server.
+    pub tool: String,
+    /// The name agents see.
+    pub merged_name: String,
+    /// Its pin hash.
+    pub hash: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// As sent.
+    pub raw: Value,
+    /// As cleaned.
+    pub clean: Value,
+    /// Findings.
+    pub findings: Vec<Finding>,
+}
+
+/// `pins.json` of one data dir.
+#[derive(Debug)]
+pub struct PinStore {
+    dir: PathBuf,
+    path: PathBuf,
+    file: PinFile,
+    modified: Option<SystemTime>,
+}
+
+impl PinStore {
+    /// Opens (creating the data dir if needed) and loads the pins.
+    pub fn open(dir: &Path) -> Result<PinStore, Error> {
+        ensure_data_dir(dir)?;
+        let path = dir.join(FILE);
+        let (file, modified) = load(&path)?;
+        Ok(PinStore {
+            dir: dir.to_owned(),
+            path,
+            file,
+            modified,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records what a server lists now and returns each tool's standing, in order.
+    pub fn observe_server(
+        &mut self,
+        workspace: &str,
+        server: &str,
+        observations: &[Observation],
+        pinning: Pinning,
+    ) -> Result<Vec<Standing>, Error> {
+        self.update(|file| {
+            let tools = file
+                .workspaces
+                .entry(workspace.to_owned())
+                .or_default()
+                .entry(server.to_owned())
+                .or_default();
+            observations
+                .iter()
+                .map(|obs| observe(tools, obs, pinning))
+                .collect()
+        })
+    }
+
+    /// Approves the current version of the tool agents know as `merged_name`.
+    pub fn approve(&mut self, workspace: &str, merged_name: &str) -> Result<PinEntry, Error> {
+        self.update(|file| {
+            let entry = file
+                .workspaces
+                .get_mut(workspace)
+                .and_then(|servers| {
+                    servers
+                        .values_mut()
+                        .find_map(|tools| tools.values_mut().find(|e| e.merged_name == merged_name))
+                })
+                .ok_or_else(|| Error::UnknownTool(merged_name.to_owned()))?;
+            if entry.current.verdict == Verdict::Rejected.as_str() {
+                return Err(Error::NotApprovable {
+                    name: merged_name.to_owned(),
+                    reason: "its current version was rejected (a structural violation)".into(),
+                });
+            }
+            entry.approved = Some(Approved {
+                hash: entry.current.hash.clone(),
+                definition: entry.current.clean.clone(),
+                by: "operator".into(),
+                at: now(),
+            });
+            Ok(entry.clone())
+        })?
+    }
+
+    /// Every entry of a workspace: (server, tool, entry).
+    pub fn entries(&self, workspace: &str) -> Vec<(&str, &str, &PinEntry)> {
+        let Some(servers) = self.file.workspaces.get(workspace) else {
+            return Vec::new();
+        };
+        servers
+            .iter()
+            .flat_map(|(server, tools)| {
+                tools
+                    .iter()
+                    .map(move |(tool, e)| (server.as_str(), tool.as_str(), e))
+            })
+            .collect()
+    }
+
+    /// The entry of one tool.
+    pub fn entry(&self, workspace: &str, server: &str, tool: &str) -> Option<&PinEntry> {
+        self.file.workspaces.get(workspace)?.get(server)?.get(tool)
+    }
+
+    /// Re-reads the file when another process changed it; true when it did.
+    pub fn reload_if_changed(&mut self) -> Result<bool, Error> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == self.modified {
+            return Ok(false);
+        }
+        let (file, modified) = load(&self.path)?;
+        let changed = file != self.file;
+        self.file = file;
+        self.modified = modified;
+        Ok(changed)
+    }
+
+    /// Read-modify-write under the lock; writes only when something changed.
+    fn update<T>(&mut self, f: impl FnOnce(&mut PinFile) -> T) -> Result<T, Error> {
+        let _lock = FileLock::acquire(&self.dir, FILE)?;
+        let (mut file, _) = load(&self.path)?;
+        let before = file.clone();
+        let out = f(&mut file);
+        if file != before {
+            file.version = SCHEMA_VERSION;
+            let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            atomic_write(&self.path, &bytes)?;
+        }
+        self.modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        self.file = file;
+        Ok(out)
+    }
+}
+
+fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning) -> Standing {
+    let current = Current {
+        hash: obs.hash.clone(),
+        verdict: obs.verdict.as_str().to_owned(),
+        findings: obs
+            .findings
+            .iter()
+            .map(|f| StoredFinding {
+                location: f.location.clone(),
+                kind: f.kind.as_str().to_owned(),
+                detail: f.detail.clone(),
+            })
+            .collect(),
+        raw: obs.raw.clone(),
+        clean: obs.clean.clone(),
+    };
+    let entry = tools.entry(obs.tool.clone()).or_insert_with(|| PinEntry {
+        merged_name: obs.merged_name.clone(),
+        approved: None,
+        current: current.clone(),
+    });
+    entry.merged_name = obs.merged_name.clone();
+    entry.current = current;
+    let first_use =
+        entry.approved.is_none() && pinning == Pinning::TrustOnFirstUse && obs.verdict.is_usable();
+    if first_use {
+        entry.approved = Some(Approved {
+            hash: obs.hash.clone(),
+            definition: obs.clean.clone(),
+            by: "first use".into(),
+            at: now(),
+        });
+    }
+    if let Some(approved) = entry.approved.as_mut().filter(|a| a.hash == obs.hash) {
+        // Same version; the sanitizer may have improved since: serve today's cleaning of it.
+        approved.definition = obs.clean.clone();
+    }
+    entry.standing()
+}
+
+fn load(path: &Path) -> Result<(PinFile, Option<SystemTime>), Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((PinFile::default(), None))
+        }
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let file: PinFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if file.version > SCHEMA_VERSION {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "schema version {} is newer than this gate's {SCHEMA_VERSION}",
+                file.version
+            ),
+        });
+    }
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok((file, modified))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obs(hash: &str, verdict: Verdict) -> Observation {
+        Observation {
+            tool: "t".into(),
+            merged_name: "s.t".into(),
+            hash: hash.into(),
+            verdict,
+            raw: json!({"name": "t", "v": hash}),
+            clean: json!({"name": "t", "v": hash}),
+            findings: Vec::new(),
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aegis-pins-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn first_use_pins_a_change_waits_and_approval_survives_reopening() {
+        let dir = temp_dir("tofu");
+        let mut store = PinStore::open(&dir).unwrap();
+        let tofu = Pinning::TrustOnFirstUse;
+        assert_eq!(
+            store
+                .observe_server("w", "s", &[obs("h1", Verdict::Pass)], tofu)
+                .unwrap(),
+            [Standing::Approved]
+        );
+        let changed = store
+            .observe_server("w", "s", &[obs("h2", Verdict::Pass)], tofu)
+            .unwrap();
+        assert!(matches!(&changed[0], Standing::Changed { approved } if approved["v"] == "h1"));
+        let mut reopened = PinStore::open(&dir).unwrap();
+        assert!(matches!(
+            reopened.entry("w", "s", "t").unwrap().standing(),
+            Standing::Changed { .. }
+        ));
+        reopened.approve("w", "s.t").unwrap();
+        assert!(store.reload_if_changed().unwrap());
+        assert_eq!(
+            store.entry("w", "s", "t").unwrap().standing(),
+            Standing::Approved
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&dir).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_tools_are_never_pinned_by_themselves_and_rejected_ones_not_at_all() {
+        let dir = temp_dir("held");
+        let mut store = PinStore::open(&dir).unwrap();
+        let standing = store
+            .observe_server(
+                "w",
+                "s",
+                &[obs("h1", Verdict::Held)],
+                Pinning::TrustOnFirstUse,
+            )
+            .unwrap();
+        assert_eq!(standing, [Standing::Unapproved]);
+        store.approve("w", "s.t").unwrap();
+        assert_eq!(
+            store.entry("w", "s", "t").unwrap().standing(),
+            Standing::Approved
+        );
+        store
+            .observe_server(
+                "w",
+                "s",
+                &[obs("h2", Verdict::Rejected)],
+                Pinning::TrustOnFirstUse,
+            )
+            .unwrap();
+        assert!(matches!(
+            store.approve("w", "s.t"),
+            Err(Error::NotApprovable { .. })
+        ));
+        assert!(matches!(
+            store.approve("w", "nope"),
+            Err(Error::UnknownTool(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_and_is_left_alone() {
+        let dir = temp_dir("corrupt");
+        ensure_data_dir(&dir).unwrap();
+        std::fs::write(dir.join(FILE), b"{not json").unwrap();
+        let err = PinStore::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("pins.json is corrupt"), "{err}");
+        assert_eq!(std::fs::read(dir.join(FILE)).unwrap(), b"{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
