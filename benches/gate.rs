@@ -214,5 +214,134 @@ fn main() {
         gate.rss_kib() as f64 / 1024.0
     );
     drop(gate);
+
+    sanitizer_throughput();
+    rebuild_50_by_100();
+    cache_hits_50_by_100(&dir);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Realistic tool definitions: the shapes real servers send (descriptions of a few sentences,
+/// schemas with a handful of described properties).
+fn realistic_tool(i: usize) -> Value {
+    json!({
+        "name": format!("tool_{i}"),
+        "description": format!("Reads records of kind {i} from the store. Returns at most `limit` records, \
+            newest first. Use `cursor` from a previous answer to continue. Only works within the \
+            configured project; see https://example.com/docs/records for the query syntax."),
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "Filter expression, e.g. `status = open`."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                "cursor": {"type": "string", "description": "Opaque cursor from a previous answer."},
+                "fields": {"type": "array", "items": {"type": "string", "enum": ["id", "name", "status", "owner"]}}
+            },
+            "required": ["query"]
+        },
+        "annotations": {"readOnlyHint": true}
+    })
+}
+
+fn sanitizer_throughput() {
+    use aegis_gate::sanitize::{sanitize_tool, Context, Limits};
+    let tools: Vec<Value> = (0..2000).map(realistic_tool).collect();
+    let bytes: usize = tools.iter().map(|t| t.to_string().len()).sum();
+    let limits = Limits::default();
+    let ctx = Context::new((0..49).map(|i| format!("s{i}")), ".");
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        for t in &tools {
+            std::hint::black_box(sanitize_tool(t, &limits, &ctx));
+        }
+        rounds += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mb = (bytes * rounds) as f64 / 1e6;
+    println!(
+        "sanitizer throughput on realistic tool definitions: {:.1} MB/s ({:.0} tools/s)",
+        mb / secs,
+        (tools.len() * rounds) as f64 / secs
+    );
+}
+
+fn rebuild_50_by_100() {
+    let settings = aegis_gate::config::Settings::default();
+    let listings: Vec<(String, Vec<Value>)> = (0..50)
+        .map(|s| (format!("s{s}"), (0..100).map(realistic_tool).collect()))
+        .collect();
+    for (label, rejudge) in [
+        ("full rebuild with sanitization of all 50 servers", 50),
+        ("one server's list changed (100 tools judged again)", 1),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let (took, n) = aegis_gate::merger::rebuild_for_bench(&settings, &listings, rejudge);
+            assert_eq!(n, 5000);
+            times.push(took);
+        }
+        times.sort();
+        println!(
+            "merged view of 50 servers x 100 tools, {label}: p50 {:.1} ms, max {:.1} ms",
+            pct(&times, 50).as_secs_f64() * 1e3,
+            times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn cache_hits_50_by_100(dir: &std::path::Path) {
+    let servers: serde_json::Map<String, Value> = (0..50)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                json!({"command": BIN, "args": ["example-server", "--extra-tools", "93"]}),
+            )
+        })
+        .collect();
+    let path = dir.join("bench-50x100.json");
+    let body = json!({"mcpServers": servers, "aegis": {"startup_timeout_ms": 60000}});
+    std::fs::write(&path, body.to_string()).expect("config");
+    let data = dir.join("data-50x100");
+    let mut gate = Peer::spawn(&[
+        "stdio",
+        "--config",
+        path.to_str().unwrap_or_default(),
+        "--data-dir",
+        data.to_str().unwrap_or_default(),
+    ]);
+    gate.initialize();
+    let mut page_times = Vec::new();
+    let mut listing_times = Vec::new();
+    let mut n_tools = 0;
+    for round in 0..100 {
+        let listing_start = Instant::now();
+        let mut cursor: Option<String> = None;
+        let mut id = 10_000 + round * 100;
+        loop {
+            id += 1;
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let sent = Instant::now();
+            gate.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/list","params":params}));
+            let v = gate.wait_id(id);
+            page_times.push(sent.elapsed());
+            if round == 0 {
+                n_tools += v["result"]["tools"].as_array().map_or(0, Vec::len);
+            }
+            match v["result"].get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        listing_times.push(listing_start.elapsed());
+    }
+    page_times.sort();
+    listing_times.sort();
+    println!("merged tools/list, 50 servers ({n_tools} tools), cache hit, one 100-tool page: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&page_times, 50).as_secs_f64() * 1e3, pct(&page_times, 99).as_secs_f64() * 1e3);
+    println!("merged tools/list, 50 servers, cache hit, all pages one after another: p50 {:.1} ms, p99 {:.1} ms",
+        pct(&listing_times, 50).as_secs_f64() * 1e3, pct(&listing_times, 99).as_secs_f64() * 1e3);
 }

@@ -11,7 +11,6 @@ use crate::config::OnChange;
 use crate::sanitize::{self, Context, Finding, Limits, Severity, Verdict};
 use crate::store::pins::{Observation, PinStore, Pinning, Standing};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// A server's last complete listing, as the connection reported it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,12 +38,7 @@ impl Judge {
         others: &[&str],
         listing: &Listing,
     ) -> Vec<ToolEntry> {
-        let ctx = Context {
-            other_prefixes: others
-                .iter()
-                .map(|o| format!("{}{}", o.to_lowercase(), self.namer.separator.as_str()))
-                .collect(),
-        };
+        let ctx = Context::new(others.iter().copied(), self.namer.separator.as_str());
         let instruction_findings = match &listing.instructions {
             Some(text) => sanitize::instructions(text, &self.limits, &ctx).1,
             None => Vec::new(),
@@ -67,9 +61,10 @@ impl Judge {
                         obs.merged_name
                     );
                 }
-                let entry = entry_for(&obs, standing, self.on_change);
+                let merged_name = obs.merged_name.clone();
+                let entry = entry_for(obs, standing, self.on_change);
                 if let Some(reason) = &entry.blocked {
-                    log::warn!("tool {}: {reason}", obs.merged_name);
+                    log::warn!("tool {merged_name}: {reason}");
                 }
                 entry
             })
@@ -152,27 +147,18 @@ impl Judge {
 /// - the approved version (clean, or held but approved by an operator): its sanitized definition;
 /// - changed since approval: the last approved definition, or nothing (`on_change: hide`);
 /// - never approved (held, or pinning requires approval): nothing, and calls are refused.
-pub(crate) fn entry_for(obs: &Observation, standing: Standing, on_change: OnChange) -> ToolEntry {
-    let blocked = |reason: String| ToolEntry {
-        name: obs.tool.clone(),
-        shown: None,
-        blocked: Some(Arc::from(reason)),
-    };
+pub(crate) fn entry_for(obs: Observation, standing: Standing, on_change: OnChange) -> ToolEntry {
+    let name = obs.tool;
+    let blocked = |reason: String| ToolEntry::hidden(name.clone(), reason);
     let kinds = finding_kinds(&obs.findings);
     if obs.verdict == Verdict::Rejected {
         return blocked(format!("rejected by the gate's sanitizer ({kinds})"));
     }
     match standing {
-        Standing::Approved => ToolEntry {
-            name: obs.tool.clone(),
-            shown: Some(obs.clean.clone()),
-            blocked: None,
-        },
-        Standing::Changed { approved } if on_change == OnChange::ServeLastApproved => ToolEntry {
-            name: obs.tool.clone(),
-            shown: Some(approved),
-            blocked: None,
-        },
+        Standing::Approved => ToolEntry::visible(name, obs.clean),
+        Standing::Changed { approved } if on_change == OnChange::ServeLastApproved => {
+            ToolEntry::visible(name, approved)
+        }
         Standing::Changed { .. } => blocked(format!(
             "changed since it was approved and quarantined until an operator approves it ({})",
             obs.verdict

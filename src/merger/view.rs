@@ -20,10 +20,41 @@ use std::sync::Arc;
 pub(crate) struct ToolEntry {
     /// The tool's name on its server.
     pub(crate) name: String,
-    /// The definition agents see (sanitized, or the last approved one); `None` when hidden.
-    pub(crate) shown: Option<Value>,
+    /// The definition agents see (sanitized, or the last approved one) serialized once, without
+    /// its `name` and braces (`"description":…,"inputSchema":…`); `None` when hidden. Pages are
+    /// built by splicing the merged name in front: no tool is serialized again per rebuild.
+    pub(crate) shown: Option<Arc<str>>,
     /// Why an agent may not call it; `None` when it may.
     pub(crate) blocked: Option<Arc<str>>,
+}
+
+impl ToolEntry {
+    /// An entry agents see as `definition` (its `name` is replaced by the merged one).
+    pub(crate) fn visible(name: String, definition: Value) -> ToolEntry {
+        let mut definition = definition;
+        if let Some(obj) = definition.as_object_mut() {
+            obj.remove("name");
+        }
+        let text = definition.to_string();
+        let rest = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or_default();
+        ToolEntry {
+            name,
+            shown: Some(Arc::from(rest)),
+            blocked: None,
+        }
+    }
+
+    /// An entry agents neither see nor may call, with the reason.
+    pub(crate) fn hidden(name: String, reason: String) -> ToolEntry {
+        ToolEntry {
+            name,
+            shown: None,
+            blocked: Some(Arc::from(reason)),
+        }
+    }
 }
 
 /// One server's latest tools, as the merger holds them; `C` is how to reach it (a `ConnHandle`).
@@ -174,22 +205,45 @@ pub(crate) struct MergedView {
 }
 
 impl MergedView {
-    /// Serializes the shown tools of `merged` into pages of `page_size`.
+    /// Splices the shown tools of `merged` into pages of `page_size`.
     pub(crate) fn build<C>(merged: &[MergedTool<'_, C>], page_size: usize) -> MergedView {
-        let shown: Vec<Value> = merged.iter().filter_map(renamed).collect();
-        let chunks: Vec<&[Value]> = shown.chunks(page_size.max(1)).collect();
+        let shown: Vec<(&str, &str)> = merged
+            .iter()
+            .filter_map(|t| t.entry.shown.as_deref().map(|rest| (t.name.as_str(), rest)))
+            .collect();
+        let chunks: Vec<&[(&str, &str)]> = shown.chunks(page_size.max(1)).collect();
         let n_pages = chunks.len().max(1);
         let mut pages = Vec::with_capacity(n_pages);
         for idx in 0..n_pages {
-            let tools = chunks.get(idx).copied().unwrap_or_default().to_vec();
-            let mut page = serde_json::Map::new();
-            page.insert("tools".into(), Value::Array(tools));
-            if idx + 1 < n_pages {
-                page.insert("nextCursor".into(), Value::String(cursor_for(idx + 1)));
+            let tools = chunks.get(idx).copied().unwrap_or_default();
+            let mut page = String::with_capacity(
+                16 + tools
+                    .iter()
+                    .map(|(n, r)| n.len() + r.len() + 16)
+                    .sum::<usize>(),
+            );
+            page.push_str("{\"tools\":[");
+            for (i, (name, rest)) in tools.iter().enumerate() {
+                if i > 0 {
+                    page.push(',');
+                }
+                page.push_str("{\"name\":");
+                page.push_str(&Value::String((*name).to_owned()).to_string());
+                if !rest.is_empty() {
+                    page.push(',');
+                    page.push_str(rest);
+                }
+                page.push('}');
             }
-            match serde_json::value::to_raw_value(&page) {
+            page.push(']');
+            if idx + 1 < n_pages {
+                page.push_str(",\"nextCursor\":");
+                page.push_str(&Value::String(cursor_for(idx + 1)).to_string());
+            }
+            page.push('}');
+            match RawValue::from_string(page) {
                 Ok(raw) => pages.push(raw),
-                Err(e) => log::error!("cannot serialize a tools page: {e}"),
+                Err(e) => log::error!("cannot build a tools page: {e}"),
             }
         }
         MergedView { pages }
@@ -203,14 +257,6 @@ impl MergedView {
         };
         self.pages.get(idx).map(|p| &**p)
     }
-}
-
-fn renamed<C>(tool: &MergedTool<'_, C>) -> Option<Value> {
-    let mut definition = tool.entry.shown.clone()?;
-    if let Some(obj) = definition.as_object_mut() {
-        obj.insert("name".into(), Value::String(tool.name.clone()));
-    }
-    Some(definition)
 }
 
 fn cursor_for(page: usize) -> String {
@@ -232,11 +278,7 @@ mod tests {
     };
 
     fn entry(name: &str) -> ToolEntry {
-        ToolEntry {
-            name: name.into(),
-            shown: Some(json!({"name": name})),
-            blocked: None,
-        }
+        ToolEntry::visible(name.into(), json!({"name": name, "description": "d"}))
     }
 
     fn server(name: &str, tools: Vec<ToolEntry>) -> ServerTools<&'static str> {
@@ -249,11 +291,7 @@ mod tests {
 
     #[test]
     fn names_are_prefixed_with_the_config_key_and_hidden_tools_still_route() {
-        let held = ToolEntry {
-            name: "held".into(),
-            shown: None,
-            blocked: Some("held for review".into()),
-        };
+        let held = ToolEntry::hidden("held".into(), "held for review".into());
         let servers = [
             server("a", vec![entry("echo"), held]),
             server("b", vec![entry("echo")]),
@@ -275,6 +313,10 @@ mod tests {
             .map(|t| t["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["a.echo", "b.echo"]);
+        assert_eq!(
+            page["tools"][0],
+            json!({"name": "a.echo", "description": "d"})
+        );
     }
 
     #[test]

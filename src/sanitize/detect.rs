@@ -11,6 +11,8 @@
 
 use super::finding::{Finding, Kind};
 use regex::{Regex, RegexSet};
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::OnceLock;
 use unicode_security::MixedScript;
 
@@ -41,7 +43,7 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::Concealment,
-        r"\bwithout\s+(telling|informing|notifying|alerting|asking)\b|\b(hide|conceal)\s+(this|it|that)\s+from\b|\bkeep\s+(this|it)\s+(a\s+)?(secret|hidden|confidential)\b|\b(user|they)\s+(must|should)\s+not\s+(know|see|notice)\b|\btell\s+(the\s+)?user\s+only\b|\b(silently|secretly|covertly|invisibly)\b|\bnever\s+mention\b",
+        r"\bwithout\s+(telling|informing|notifying|alerting|asking)\b|\b(hide|conceal)\s+(this|it|that)\s+from\b|\bkeep\s+(this|it)\s+(a\s+)?(secret|hidden|confidential)\b|\b(user|they)\s+(must|should)\s+not\s+(know|see|notice)\b|\btell\s+(the\s+)?user\s+only\b|\b(silently|secretly|covertly|invisibly|quietly)\s+(send|upload|transmit|forward|copy|add|include|read|collect|call|run|execute|delete|modify|change|record|log|share|post|email)\b|\bnever\s+mention\b",
     ),
     (
         Kind::Coercion,
@@ -53,15 +55,15 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::SensitivePath,
-        r"~/\.ssh|\.ssh/|\bssh\s+(private\s+)?keys?\b|\bid[_\s-]?(rsa|dsa|ecdsa|ed25519)\b|\.aws/(credentials|config)|\bmcp\.json\b|claude_desktop_config|\.cursor/|(^|[\s'`(/])\.env\b|/etc/(passwd|shadow)\b|\.netrc\b|\.pgpass\b|\.npmrc\b|\.pypirc\b|\.git-credentials\b|\.kube/config\b|\.docker/config\.json|\.(bash|zsh)_history\b|\bwallet\.dat\b|\b(credentials|service_account)\.json\b",
+        r"~/\.ssh|\.ssh/|\bssh\s+(private\s+)?keys?\b|\bid[_ \t\n-]?(rsa|dsa|ecdsa|ed25519)\b|\.aws/(credentials|config)|\bmcp\.json\b|claude_desktop_config|\.cursor/|(^|[ \t\n'`(/])\.env\b|/etc/(passwd|shadow)\b|\.netrc\b|\.pgpass\b|\.npmrc\b|\.pypirc\b|\.git-credentials\b|\.kube/config\b|\.docker/config\.json|\.(bash|zsh)_history\b|\bwallet\.dat\b|\b(credentials|service_account)\.json\b",
     ),
     (
         Kind::CredentialHarvest,
-        r"\b(include|send|provide|paste|share|give|append|attach|forward|upload|collect|dump|reveal|list|show|read|extract|harvest)\b[^.\n]{0,40}?\b(api[_\s-]?keys?|access[_\s-]?tokens?|secret[_\s-]?keys?|passwords?|passphrases?|private[_\s-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?)\b|\b(openai|anthropic|github|aws|slack|stripe)_(api_)?(key|token|secret)",
+        r"\b(include|send|provide|paste|share|give|append|attach|forward|upload|collect|dump|reveal|list|show|read|extract|harvest)\b[^.\n]{0,40}?\b(api[_ \t\n-]?keys?|access[_ \t\n-]?tokens?|secret[_ \t\n-]?keys?|passwords?|passphrases?|private[_ \t\n-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?)\b|\b(openai|anthropic|github|aws|slack|stripe)_(api_)?(key|token|secret)",
     ),
     (
         Kind::Exfiltration,
-        r"\b(send|sends|forward|forwards|post|upload|transmit|exfiltrate|email|e-mail|bcc|cc|leak|relay|export|transfer|copy)\b[^\n]{0,60}?(https?://|\b[\w.+-]+@[\w-]+\.[a-z]{2,}|\bto\s+[\w-]+\.(example|com|net|org|io|xyz|ru|cn|site|top)\b)",
+        r"\b(send|sends|forward|forwards|post|upload|transmit|exfiltrate|email|e-mail|bcc|cc|leak|relay|export|transfer|copy)\b[^\n]{0,60}?(https?://|\b[a-z0-9_.+-]+@[a-z0-9_-]+\.[a-z]{2,}|\bto\s+[a-z0-9_-]+\.(example|com|net|org|io|xyz|ru|cn|site|top)\b)",
     ),
     (
         Kind::Exfiltration,
@@ -73,56 +75,146 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::RolePlay,
-        r"(^|\n)\s*(system|assistant|developer|model|human)\s*:|\byou\s+are\s+now\b|\bfrom\s+now\s+on\b|\bact\s+as\s+(an?\s+|the\s+)?(admin|root|system|unrestricted|different)|\bpretend\s+(to\s+be|you)\b|\brole[\s-]?play\b|\byour\s+new\s+(role|persona|instructions)\b",
+        r"(^|\n)\s*(system|assistant|developer|model|human)\s*:|\byou\s+are\s+now\b|\bfrom\s+now\s+on\b|\bact\s+as\s+(an?\s+|the\s+)?(admin|root|system|unrestricted|different)|\bpretend\s+(to\s+be|you)\b|\brole[ \t\n-]?play\b|\byour\s+new\s+(role|persona|instructions)\b",
     ),
     (
         Kind::Shadowing,
-        r"\bwhen\s+(the\s+)?[\w.-]+\s+tool\s+is\s+(used|called|invoked)|\b(before|after|instead\s+of)\s+(using\s+|calling\s+)?(any\s+)?other\s+tools?\b|\btools?\s+(from|of)\s+other\s+servers?\b|\b(all|every)\s+other\s+tools?\b|\binstead\s+of\s+(using\s+|calling\s+)?the\s+[\w.-]+\s+tool\b",
+        r"\bwhen\s+(the\s+)?[a-z0-9_.-]+\s+tool\s+is\s+(used|called|invoked)|\b(before|after|instead\s+of)\s+(using\s+|calling\s+)?(any\s+)?other\s+tools?\b|\btools?\s+(from|of)\s+other\s+servers?\b|\b(all|every)\s+other\s+tools?\b|\binstead\s+of\s+(using\s+|calling\s+)?the\s+[a-z0-9_.-]+\s+tool\b",
     ),
 ];
 
 struct Compiled {
+    /// All patterns at once: one pass says which fired.
     set: RegexSet,
-    each: Vec<(Kind, Regex)>,
+    /// Each pattern alone, compiled the first time the set says it fired (to find the phrase).
+    each: Vec<OnceLock<Option<Regex>>>,
+    sources: Vec<String>,
 }
 
 fn compiled() -> &'static Compiled {
     static COMPILED: OnceLock<Compiled> = OnceLock::new();
     COMPILED.get_or_init(|| {
-        let sources: Vec<&str> = PATTERNS.iter().map(|(_, p)| *p).collect();
+        let sources: Vec<String> = PATTERNS.iter().map(|(_, p)| ascii_classes(p)).collect();
         // The patterns are constants of this file; a unit test compiles every one of them.
         let set = RegexSet::new(&sources).unwrap_or_else(|_| RegexSet::empty());
-        let each = PATTERNS
-            .iter()
-            .filter_map(|(kind, p)| Regex::new(p).ok().map(|r| (*kind, r)))
-            .collect();
-        Compiled { set, each }
+        let each = sources.iter().map(|_| OnceLock::new()).collect();
+        Compiled { set, each, sources }
     })
 }
 
-/// Other servers' prefixes, for spotting a description that talks about their tools.
-#[derive(Clone, Debug, Default)]
+impl Compiled {
+    fn pattern(&self, idx: usize) -> Option<&Regex> {
+        let cell = self.each.get(idx)?;
+        cell.get_or_init(|| self.sources.get(idx).and_then(|p| Regex::new(p).ok()))
+            .as_ref()
+    }
+}
+
+/// The phrases are English: ASCII word boundaries and classes are enough, and keep the automata
+/// (and the gate's memory) small. Non-ASCII look-alikes are folded to ASCII before matching.
+fn ascii_classes(pattern: &str) -> String {
+    pattern
+        .replace(r"\b", r"(?-u:\b)")
+        .replace(r"\s", r"(?-u:\s)")
+        .replace(r"\w", r"(?-u:\w)")
+}
+
+/// What the detectors need to know beyond the text: the other servers, for shadowing.
+#[derive(Debug, Default)]
 pub struct Context {
-    /// `"other_server."` for every other configured server (lowercase, with the separator).
-    pub other_prefixes: Vec<String>,
+    other_servers: HashSet<String>,
+    separator: String,
+    /// Set by `sanitize_tool` for the duration of one tool when a single pass over all its text
+    /// found nothing a detector could fire on (printable ASCII only); the per-string passes are
+    /// then skipped. Reset before `sanitize_tool` returns.
+    quiet: Cell<bool>,
+}
+
+impl Context {
+    /// A context naming the other configured servers and the merged-name separator, so that text
+    /// mentioning `other_server<separator>tool` is flagged as shadowing.
+    pub fn new<S: AsRef<str>>(
+        other_servers: impl IntoIterator<Item = S>,
+        separator: &str,
+    ) -> Context {
+        Context {
+            other_servers: other_servers
+                .into_iter()
+                .map(|s| s.as_ref().to_lowercase())
+                .collect(),
+            separator: separator.to_owned(),
+            quiet: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn set_quiet(&self, quiet: bool) {
+        self.quiet.set(quiet);
+    }
+
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.quiet.get()
+    }
 }
 
 /// Runs every detector over `text` (and its confusable fold), appending findings.
 pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut Vec<Finding>) {
-    let lower = text.to_lowercase();
-    let folded = fold_confusables(&lower);
-    let mut seen = Vec::new();
-    for variant in [&lower, &folded] {
-        run_patterns(variant, location, findings, &mut seen);
+    if ctx.quiet.get() {
+        return;
     }
-    for prefix in &ctx.other_prefixes {
-        if let Some(pos) = folded.find(prefix.as_str()) {
-            let phrase: String = folded[pos..].chars().take(60).collect();
-            findings.push(Finding::new(location, Kind::Shadowing, phrase));
-        }
+    let lower = text.to_lowercase();
+    let mut seen = Vec::new();
+    run_patterns(&lower, location, findings, &mut seen);
+    let folded = if lower.is_ascii() {
+        None
+    } else {
+        Some(fold_confusables(&lower))
+    };
+    if let Some(folded) = folded.as_deref().filter(|f| *f != lower) {
+        run_patterns(folded, location, findings, &mut seen);
+    }
+    if let Some(phrase) = other_server_mention(folded.as_deref().unwrap_or(&lower), ctx) {
+        findings.push(Finding::new(location, Kind::Shadowing, phrase));
     }
     mixed_script(&lower, location, findings);
     base64_runs(text, location, findings);
+}
+
+/// One pass over all of a tool's text (lowercased, printable ASCII): could any detector fire?
+/// False means the per-string detection can be skipped without missing anything.
+pub(crate) fn suspicious(lower: &str, original: &str, ctx: &Context) -> bool {
+    compiled().set.is_match(lower)
+        || other_server_mention(lower, ctx).is_some()
+        || has_base64_run(original)
+}
+
+/// `other_server<separator>…` in `lower`: the word before each separator, looked up.
+fn other_server_mention(lower: &str, ctx: &Context) -> Option<String> {
+    if ctx.other_servers.is_empty() || ctx.separator.is_empty() {
+        return None;
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut from = 0;
+    while let Some(pos) = lower
+        .get(from..)
+        .and_then(|rest| rest.find(ctx.separator.as_str()))
+    {
+        let at = from + pos;
+        let before = lower.get(..at).unwrap_or_default();
+        let start = before.rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
+        let word = before.get(start..).unwrap_or_default();
+        if !word.is_empty() && ctx.other_servers.contains(word) {
+            return Some(
+                lower
+                    .get(start..)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(60)
+                    .collect(),
+            );
+        }
+        from = at + ctx.separator.len();
+    }
+    None
 }
 
 fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &mut Vec<Kind>) {
@@ -132,7 +224,7 @@ fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &
         return;
     }
     for idx in matches.iter() {
-        let Some((kind, regex)) = compiled.each.get(idx) else {
+        let (Some((kind, _)), Some(regex)) = (PATTERNS.get(idx), compiled.pattern(idx)) else {
             continue;
         };
         if seen.contains(kind) {
@@ -181,23 +273,32 @@ fn mixed_script(lower: &str, location: &str, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Flags long base64 runs; decodes them and runs the detectors on the result too. URLs and
-/// paths are not base64: tokens with `://` are skipped, and a run needs mixed case and a digit
-/// (or to be one repeated character, a padding trick).
-fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
+/// Runs that look like base64. URLs and paths are not: tokens with `://` are skipped, and a run
+/// needs mixed case and a digit (or to be one repeated character, a padding trick).
+fn base64_candidates(text: &str) -> impl Iterator<Item = &str> {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
     let tokens = text.split_whitespace().filter(|t| !t.contains("://"));
-    for run in tokens.flat_map(|t| t.split(move |c: char| !is_b64(c))) {
-        if run.len() < BASE64_RUN {
-            continue;
-        }
-        let has_upper = run.bytes().any(|b| b.is_ascii_uppercase());
-        let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
-        let has_digit = run.bytes().any(|b| b.is_ascii_digit() || b == b'+');
-        let all_same = run.bytes().all(|b| Some(&b) == run.as_bytes().first());
-        if !(all_same || has_upper && has_lower && has_digit) {
-            continue;
-        }
+    tokens
+        .flat_map(move |t| t.split(move |c: char| !is_b64(c)))
+        .filter(|run| {
+            if run.len() < BASE64_RUN {
+                return false;
+            }
+            let has_upper = run.bytes().any(|b| b.is_ascii_uppercase());
+            let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
+            let has_digit = run.bytes().any(|b| b.is_ascii_digit() || b == b'+');
+            let all_same = run.bytes().all(|b| Some(&b) == run.as_bytes().first());
+            all_same || has_upper && has_lower && has_digit
+        })
+}
+
+fn has_base64_run(text: &str) -> bool {
+    base64_candidates(text).next().is_some()
+}
+
+/// Flags long base64 runs; decodes them and runs the detectors on the result too.
+fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
+    if let Some(run) = base64_candidates(text).next() {
         let preview: String = run.chars().take(60).collect();
         findings.push(Finding::new(
             location,
@@ -217,7 +318,6 @@ fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
                 findings.push(finding);
             }
         }
-        return;
     }
 }
 
@@ -252,9 +352,10 @@ mod tests {
     #[test]
     fn every_pattern_compiles() {
         for (kind, p) in PATTERNS {
-            assert!(Regex::new(p).is_ok(), "{kind}: {p}");
+            assert!(Regex::new(&ascii_classes(p)).is_ok(), "{kind}: {p}");
         }
-        assert_eq!(compiled().each.len(), PATTERNS.len());
+        assert_eq!(compiled().set.len(), PATTERNS.len());
+        assert!((0..PATTERNS.len()).all(|i| compiled().pattern(i).is_some()));
     }
 
     #[test]

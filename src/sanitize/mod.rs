@@ -99,3 +99,22 @@ pub fn instructions(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec
 pub fn is_forbidden(c: char) -> bool {
     text::is_forbidden(c)
 }
+
+/// Serialized size of a value, without building the bytes.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}

@@ -10,51 +10,76 @@ use sha2::{Digest, Sha256};
 
 /// The canonical JSON text of `value`.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes the canonical form into any sink (a hasher, a buffer) without building it first.
+fn write_canonical(value: &Value, out: &mut impl std::io::Write) {
+    // Writing to a Vec or a hasher cannot fail; serde_json cannot fail on a `Value` or a `&str`.
+    let _ = write_value(value, out);
+}
+
+fn write_value(value: &Value, out: &mut impl std::io::Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
+            out.write_all(b"{")?;
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
+                serde_json::to_writer(&mut *out, key)?;
+                out.write_all(b":")?;
                 if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
+                    write_value(v, out)?;
                 }
             }
-            out.push('}');
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.push('[');
+            out.write_all(b"[")?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                write_canonical(item, out);
+                write_value(item, out)?;
             }
-            out.push(']');
+            out.write_all(b"]")
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => serde_json::to_writer(&mut *out, scalar).map_err(std::io::Error::other),
     }
 }
 
-/// Hex SHA-256 over the canonical JSON of `{"tool", "serverInfo", "instructions"}`.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hex SHA-256 over the canonical JSON of `{"instructions", "serverInfo", "tool"}`.
 pub fn pin_hash(tool: &Value, server_info: &Value, instructions: Option<&str>) -> String {
-    let subject = serde_json::json!({
-        "tool": tool,
-        "serverInfo": server_info,
-        "instructions": instructions,
-    });
-    let digest = Sha256::digest(canonical_json(&subject).as_bytes());
+    let mut hasher = HashWriter(Sha256::new());
+    // The same bytes as canonical_json of {"instructions":…,"serverInfo":…,"tool":…}.
+    let _ = (|| -> std::io::Result<()> {
+        hasher.0.update(b"{\"instructions\":");
+        serde_json::to_writer(&mut hasher, &instructions)?;
+        hasher.0.update(b",\"serverInfo\":");
+        write_value(server_info, &mut hasher)?;
+        hasher.0.update(b",\"tool\":");
+        write_value(tool, &mut hasher)?;
+        hasher.0.update(b"}");
+        Ok(())
+    })();
+    let digest = hasher.0.finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -86,5 +111,17 @@ mod tests {
         assert_ne!(base, pin_hash(&tool, &json!({"name": "s"}), Some("x")));
         assert_ne!(base, pin_hash(&tool, &json!({"name": "s2"}), None));
         assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_canonical_text() {
+        let tool = json!({"name": "t", "inputSchema": {"type": "object"}});
+        let info = json!({"version": "1", "name": "s"});
+        let text = canonical_json(&json!({"tool": tool, "serverInfo": info, "instructions": "hi"}));
+        let expected: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(pin_hash(&tool, &info, Some("hi")), expected);
     }
 }

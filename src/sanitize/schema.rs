@@ -57,8 +57,9 @@ pub(crate) fn sanitize(
         limits,
         ctx,
         findings,
+        path: location.to_owned(),
     }
-    .node(schema, location)
+    .node(schema)
 }
 
 fn placeholder() -> Value {
@@ -88,7 +89,7 @@ fn out_of_bounds(schema: &Value, limits: &Limits) -> Option<String> {
             _ => {}
         }
     }
-    let size = serde_json::to_vec(schema).map_or(usize::MAX, |b| b.len());
+    let size = super::json_size(schema);
     (size > limits.max_schema_bytes)
         .then(|| format!("{size} bytes, over {}", limits.max_schema_bytes))
 }
@@ -106,30 +107,44 @@ struct Walker<'a> {
     limits: &'a Limits,
     ctx: &'a Context,
     findings: &'a mut Vec<Finding>,
+    /// Where the walk is (`inputSchema.properties.x`): one buffer, grown and cut as the walk
+    /// descends and returns, so no location is built unless a finding needs it.
+    path: String,
 }
 
 impl Walker<'_> {
-    fn node(&mut self, v: &Value, path: &str) -> Value {
+    fn found(&mut self, kind: Kind, detail: impl Into<String>) {
+        self.findings.push(Finding::new(&self.path, kind, detail));
+    }
+
+    /// Runs `f` with `.key` (or `[i]`) appended to the path.
+    fn at<T>(&mut self, segment: std::fmt::Arguments<'_>, f: impl FnOnce(&mut Self) -> T) -> T {
+        let len = self.path.len();
+        let _ = std::fmt::Write::write_fmt(&mut self.path, segment);
+        let out = f(self);
+        self.path.truncate(len);
+        out
+    }
+
+    fn node(&mut self, v: &Value) -> Value {
         match v {
             Value::Bool(b) => Value::Bool(*b),
-            Value::Object(map) => Value::Object(self.object(map, path)),
+            Value::Object(map) => Value::Object(self.object(map)),
             other => {
                 let detail = format!(
                     "a schema must be an object or a boolean, not {}",
                     json_type(other)
                 );
-                self.findings
-                    .push(Finding::new(path, Kind::WrongType, detail));
+                self.found(Kind::WrongType, detail);
                 Value::Bool(false)
             }
         }
     }
 
-    fn object(&mut self, map: &Map<String, Value>, path: &str) -> Map<String, Value> {
+    fn object(&mut self, map: &Map<String, Value>) -> Map<String, Value> {
         let mut out = Map::new();
         for (key, value) in map {
-            let here = format!("{path}.{key}");
-            if let Some(kept) = self.keyword(key, value, &here) {
+            if let Some(kept) = self.at(format_args!(".{key}"), |w| w.keyword(key, value)) {
                 out.insert(key.clone(), kept);
             }
         }
@@ -137,13 +152,13 @@ impl Walker<'_> {
     }
 
     /// The sanitized value of one keyword, or `None` when it is dropped.
-    fn keyword(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+    fn keyword(&mut self, key: &str, value: &Value) -> Option<Value> {
         match key {
-            "type" => self.type_keyword(value, here),
+            "type" => self.type_keyword(value),
             "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
-                self.schema_map(key, value, here)
+                self.schema_map(key, value)
             }
-            "items" if value.is_array() => self.schema_list(value, here),
+            "items" if value.is_array() => self.schema_list(value),
             "items"
             | "additionalProperties"
             | "unevaluatedProperties"
@@ -154,37 +169,37 @@ impl Walker<'_> {
             | "if"
             | "then"
             | "else"
-            | "additionalItems" => Some(self.node(value, here)),
-            "anyOf" | "oneOf" | "allOf" | "prefixItems" => self.schema_list(value, here),
-            "description" | "title" => self.model_text(key, value, here),
+            | "additionalItems" => Some(self.node(value)),
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => self.schema_list(value),
+            "description" | "title" => self.model_text(key, value),
             "enum" | "examples" | "const" | "default" => {
-                self.validate_values(value, here);
+                self.validate_values(value);
                 Some(value.clone())
             }
-            "$ref" => self.reference(value, here),
-            "$schema" => self.dialect(value, here),
-            "required" => self.string_list(value, here),
+            "$ref" => self.reference(value),
+            "$schema" => self.dialect(value),
+            "required" => self.string_list(value),
             "format" | "pattern" | "contentMediaType" | "contentEncoding" => {
-                self.plain_string(value, here)
+                self.plain_string(value)
             }
             "minimum" | "maximum" | "multipleOf" | "minLength" | "maxLength" | "minItems"
             | "maxItems" | "minProperties" | "maxProperties" | "minContains" | "maxContains" => {
-                self.number(value, here)
+                self.number(value)
             }
             "exclusiveMinimum" | "exclusiveMaximum" if value.is_boolean() => Some(value.clone()),
-            "exclusiveMinimum" | "exclusiveMaximum" => self.number(value, here),
+            "exclusiveMinimum" | "exclusiveMaximum" => self.number(value),
             "uniqueItems" | "deprecated" | "readOnly" | "writeOnly" | "nullable" => {
-                self.boolean(value, here)
+                self.boolean(value)
             }
             "dependentRequired" => Some(value.clone()).filter(|v| v.is_object()),
             _ => {
-                self.dropped(value, here);
+                self.dropped(value);
                 None
             }
         }
     }
 
-    fn type_keyword(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn type_keyword(&mut self, value: &Value) -> Option<Value> {
         let ok = match value {
             Value::String(t) => TYPES.contains(&t.as_str()),
             Value::Array(ts) => ts
@@ -193,71 +208,68 @@ impl Walker<'_> {
             _ => false,
         };
         if !ok {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "unknown type"));
+            self.found(Kind::WrongType, "unknown type");
         }
         Some(value.clone())
     }
 
-    fn schema_map(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+    fn schema_map(&mut self, key: &str, value: &Value) -> Option<Value> {
         let Some(map) = value.as_object() else {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be an object"));
+            self.found(Kind::WrongType, "must be an object");
             return None;
         };
         if map.len() > self.limits.max_properties {
             let detail = format!("{} entries, over {}", map.len(), self.limits.max_properties);
-            self.findings.push(Finding::new(here, Kind::Bounds, detail));
+            self.found(Kind::Bounds, detail);
             return None;
         }
+        let names_matter = key == "properties" || key == "$defs" || key == "definitions";
         let mut out = Map::new();
         for (name, schema) in map {
-            let child = format!("{here}.{name}");
-            if key == "properties" || key == "$defs" || key == "definitions" {
-                self.property_name(name, &child);
-            }
-            out.insert(name.clone(), self.node(schema, &child));
+            let child = self.at(format_args!(".{name}"), |w| {
+                if names_matter {
+                    w.property_name(name);
+                }
+                w.node(schema)
+            });
+            out.insert(name.clone(), child);
         }
         Some(Value::Object(out))
     }
 
     /// Names go back to the server: never rewritten. An invalid name or one that carries
     /// instructions is structural: the tool is rejected.
-    fn property_name(&mut self, name: &str, here: &str) {
+    fn property_name(&mut self, name: &str) {
         if !is_valid_property_name(name) {
             let shown: String = name.chars().take(80).collect();
-            self.findings
-                .push(Finding::new(here, Kind::InvalidName, format!("{shown:?}")));
+            self.found(Kind::InvalidName, format!("{shown:?}"));
             return;
         }
         let words = name.replace(['_', '-', '.'], " ");
         let mut found = Vec::new();
-        detect::detect(&words, here, self.ctx, &mut found);
+        detect::detect(&words, &self.path, self.ctx, &mut found);
         for f in found {
             let detail = format!("property name reads as {}: {}", f.kind, f.detail);
-            self.findings
-                .push(Finding::new(here, Kind::InvalidName, detail));
+            self.found(Kind::InvalidName, detail);
         }
     }
 
-    fn schema_list(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn schema_list(&mut self, value: &Value) -> Option<Value> {
         let Some(items) = value.as_array() else {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be an array"));
+            self.found(Kind::WrongType, "must be an array");
             return None;
         };
         let out = items
             .iter()
             .enumerate()
-            .map(|(i, s)| self.node(s, &format!("{here}[{i}]")))
+            .map(|(i, s)| self.at(format_args!("[{i}]"), |w| w.node(s)))
             .collect();
         Some(Value::Array(out))
     }
 
-    fn model_text(&mut self, key: &str, value: &Value, here: &str) -> Option<Value> {
+    fn model_text(&mut self, key: &str, value: &Value) -> Option<Value> {
         let Some(s) = value.as_str() else {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be a string"));
+            self.found(Kind::WrongType, "must be a string");
             return None;
         };
         let cap = if key == "title" {
@@ -268,114 +280,113 @@ impl Walker<'_> {
         Some(Value::String(clean_and_detect(
             s,
             cap,
-            here,
+            &self.path,
             self.ctx,
             self.findings,
         )))
     }
 
     /// Values go back to the server: findings only, the value itself is never changed.
-    fn validate_values(&mut self, value: &Value, here: &str) {
+    fn validate_values(&mut self, value: &Value) {
         for s in strings_in(value) {
+            if plainly_harmless(s) && self.ctx.is_quiet() {
+                continue;
+            }
             let mut found = Vec::new();
-            let cleaned = text::clean(s, usize::MAX, here, &mut found);
+            let cleaned = text::clean(s, usize::MAX, &self.path, &mut found);
             found.retain(|f| f.severity() >= Severity::Hold);
-            detect::detect(&cleaned.text, here, self.ctx, &mut found);
+            detect::detect(&cleaned.text, &self.path, self.ctx, &mut found);
             for hidden in cleaned.hidden {
-                detect::detect(&hidden, here, self.ctx, &mut found);
+                detect::detect(&hidden, &self.path, self.ctx, &mut found);
             }
             self.findings.extend(found);
         }
     }
 
-    fn reference(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn reference(&mut self, value: &Value) -> Option<Value> {
         match value.as_str() {
             Some(r) if r == "#" || r.starts_with("#/") => Some(value.clone()),
             Some(r) => {
-                self.findings.push(Finding::new(here, Kind::RemoteRef, r));
+                self.found(Kind::RemoteRef, r);
                 None
             }
             None => {
-                self.findings
-                    .push(Finding::new(here, Kind::WrongType, "must be a string"));
+                self.found(Kind::WrongType, "must be a string");
                 None
             }
         }
     }
 
-    fn dialect(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn dialect(&mut self, value: &Value) -> Option<Value> {
         match value.as_str() {
             Some(d) if DIALECTS.contains(&d) => Some(value.clone()),
             other => {
-                let shown = other.unwrap_or("(not a string)");
-                self.findings
-                    .push(Finding::new(here, Kind::UnknownDialect, shown));
+                let shown = other.unwrap_or("(not a string)").to_owned();
+                self.found(Kind::UnknownDialect, shown);
                 None
             }
         }
     }
 
-    fn string_list(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn string_list(&mut self, value: &Value) -> Option<Value> {
         let ok = value
             .as_array()
             .is_some_and(|a| a.iter().all(Value::is_string));
         if !ok {
-            self.findings.push(Finding::new(
-                here,
-                Kind::WrongType,
-                "must be an array of strings",
-            ));
+            self.found(Kind::WrongType, "must be an array of strings");
             return None;
         }
-        self.validate_values(value, here);
+        self.validate_values(value);
         Some(value.clone())
     }
 
-    fn plain_string(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn plain_string(&mut self, value: &Value) -> Option<Value> {
         if !value.is_string() {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be a string"));
+            self.found(Kind::WrongType, "must be a string");
             return None;
         }
-        self.validate_values(value, here);
+        self.validate_values(value);
         Some(value.clone())
     }
 
-    fn number(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn number(&mut self, value: &Value) -> Option<Value> {
         if value.is_number() {
             Some(value.clone())
         } else {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be a number"));
+            self.found(Kind::WrongType, "must be a number");
             None
         }
     }
 
-    fn boolean(&mut self, value: &Value, here: &str) -> Option<Value> {
+    fn boolean(&mut self, value: &Value) -> Option<Value> {
         if value.is_boolean() {
             Some(value.clone())
         } else {
-            self.findings
-                .push(Finding::new(here, Kind::WrongType, "must be a boolean"));
+            self.found(Kind::WrongType, "must be a boolean");
             None
         }
     }
 
     /// A keyword outside the allowlist: dropped, and its text scanned (clients may have shown it).
-    fn dropped(&mut self, value: &Value, here: &str) {
-        self.findings.push(Finding::new(
-            here,
-            Kind::DroppedKeyword,
-            "not in the allowlist",
-        ));
+    fn dropped(&mut self, value: &Value) {
+        self.found(Kind::DroppedKeyword, "not in the allowlist");
         for s in strings_in(value) {
             let mut found = Vec::new();
-            let cleaned = text::clean(s, usize::MAX, here, &mut found);
+            let cleaned = text::clean(s, usize::MAX, &self.path, &mut found);
             found.retain(|f| f.severity() >= Severity::Hold);
-            detect::detect(&cleaned.text, here, self.ctx, &mut found);
+            detect::detect(&cleaned.text, &self.path, self.ctx, &mut found);
             self.findings.extend(found);
         }
     }
+}
+
+/// Printable ASCII with nothing the text cleaner removes as hidden (no comment, no image, no
+/// padding run): cleaning it cannot yield a finding that matters for a value.
+fn plainly_harmless(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !s.contains("<!--")
+        && !s.contains("](")
+        && !s.contains("    ")
 }
 
 /// Cleans a model-read string and runs the detectors on the result and on what was hidden in it.

@@ -166,3 +166,19 @@ fn results_fast_path_and_stripping() {
     assert_eq!(v["content"][0]["text"], "abc");
     assert_eq!(v["isError"], false);
 }
+
+/// Real tool text that once tripped a detector (server-filesystem, server-everything).
+#[test]
+fn real_servers_prose_passes() {
+    let ctx = Context::default();
+    for text in [
+        "If the directory already exists, this operation will succeed silently. Only works within allowed directories.",
+        "Default: https://raw.githubusercontent.com/modelcontextprotocol/servers/refs/heads/main/README.md",
+        "Important: backups larger than 10 GB are split into parts. Note: do not use during peak hours.",
+        "Send a message to a Slack channel.",
+    ] {
+        let (out, findings) = description(text, &Limits::default(), &ctx);
+        assert!(findings.is_empty(), "{text}: {findings:?}");
+        assert_eq!(out, text);
+    }
+}

@@ -31,6 +31,9 @@ pub(crate) fn clean(
     findings: &mut Vec<Finding>,
 ) -> Cleaned {
     let mut out = clean_once(input, max_chars, location, findings);
+    if out.text == input {
+        return out;
+    }
     for _ in 0..4 {
         let mut again = Vec::new();
         let next = clean_once(&out.text, max_chars, location, &mut again);

@@ -41,6 +41,9 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 /// Sanitizes one raw tool definition.
 pub fn sanitize_tool(raw: &Value, limits: &Limits, ctx: &Context) -> SanitizedTool {
     let mut findings = Vec::new();
+    // Most tools are plain ASCII prose: one pass over all their text decides whether the
+    // per-string detector passes can find anything at all.
+    ctx.set_quiet(!could_fire(raw, ctx));
     let clean = match raw.as_object() {
         Some(map) => clean_fields(raw, map, limits, ctx, &mut findings),
         None => {
@@ -52,6 +55,7 @@ pub fn sanitize_tool(raw: &Value, limits: &Limits, ctx: &Context) -> SanitizedTo
             Value::Null
         }
     };
+    ctx.set_quiet(false);
     let verdict = Verdict::from_findings(&findings, &clean != raw);
     SanitizedTool {
         clean,
@@ -67,7 +71,7 @@ fn clean_fields(
     ctx: &Context,
     findings: &mut Vec<Finding>,
 ) -> Value {
-    let size = serde_json::to_vec(raw).map_or(usize::MAX, |b| b.len());
+    let size = super::json_size(raw);
     if size > limits.max_tool_bytes {
         let detail = format!("{size} bytes, over {}", limits.max_tool_bytes);
         findings.push(Finding::new("tool", Kind::Bounds, detail));
@@ -198,4 +202,38 @@ fn dropped_field(key: &str, value: &Value, ctx: &Context, findings: &mut Vec<Fin
             .into_iter()
             .filter(|f| f.severity() >= super::Severity::Hold),
     );
+}
+
+/// False only when every string and key of the tool is printable ASCII and one detector pass over
+/// all of it (keys also with `_`, `-`, `.` read as spaces) finds nothing.
+fn could_fire(raw: &Value, ctx: &Context) -> bool {
+    let mut joined = String::new();
+    let mut stack = vec![raw];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => push_text(&mut joined, s),
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => {
+                for (k, child) in m {
+                    push_text(&mut joined, k);
+                    push_text(&mut joined, &k.replace(['_', '-', '.'], " "));
+                    stack.push(child);
+                }
+            }
+            _ => {}
+        }
+    }
+    let printable = joined
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t');
+    if !printable {
+        return true;
+    }
+    let lower = joined.to_ascii_lowercase();
+    super::detect::suspicious(&lower, &joined, ctx)
+}
+
+fn push_text(joined: &mut String, s: &str) {
+    joined.push_str(s);
+    joined.push('\n');
 }
