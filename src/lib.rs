@@ -6,6 +6,7 @@
 //! Brief overview of the parts (see ARCHITECTURE.md for the full map):
 //! - [`jsonrpc`]: JSON-RPC 2.0 framing and message types, sans-IO.
 //! - [`config`]: the `{"mcpServers": {...}}` file and the gate's settings.
+//! - [`crypto`]: Fernet keys and credentials bound to their connection and variable.
 //! - [`mcp`]: protocol versions and names shared by both sides.
 //! - [`downstream`]: `ConnectionManager` and one `DownstreamConnection` thread per child server.
 //! - [`merger`]: the `SchemaMerger` thread that builds the merged, cached tool view.
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod downstream;
 pub mod example_server;
 pub mod gate;
