@@ -2,11 +2,12 @@
 //!
 //! Owns: finding and creating the data dir (mode 0700), atomic writes (temp file, fsync, rename,
 //! fsync of the directory) so a reader sees the old file or the new one, never half of one, and
-//! the files kept there (`pins.json` today).
+//! the files kept there (`pins.json`, and `state.json` for serve mode).
 //! Never: holds secrets in plain text; never overwrites a file it could not parse (a corrupt file
 //! is an error naming it).
 
 pub mod pins;
+pub mod state;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

@@ -1,0 +1,255 @@
+//! The serve-mode state: workspaces, connections (env values Fernet-encrypted), agents (keys
+//! hashed), the admin token's hash, in one `state.json` with a schema version.
+//!
+//! Owns: loading (a corrupt file stops the start with a message naming it and the last good
+//! backup), and changing the state: a change is applied to a copy, written atomically (temp file,
+//! fsync, rename, fsync of the dir), and only then becomes the state in memory, so a success means
+//! the change is on disk and a failure changes nothing. The previous good file is kept as
+//! `state.json.bak`.
+//! Never: holds a plain secret: env values are Fernet tokens, keys and tokens are SHA-256 hashes.
+
+use super::{atomic_write, ensure_data_dir, io_error, Error};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const FILE: &str = "state.json";
+const BACKUP: &str = "state.json.bak";
+const SCHEMA_VERSION: u32 = 1;
+
+/// A workspace: a set of connections served together at `/mcp/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workspace {
+    /// Whether its connections run.
+    pub active: bool,
+}
+
+/// A registered downstream connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// Random id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// Its name, unique in the workspace: the tool prefix.
+    pub name: String,
+    /// argv: the executable and its arguments.
+    pub command: Vec<String>,
+    /// Variable name → Fernet token bound to this connection and variable.
+    pub env: BTreeMap<String, String>,
+    /// Whether it runs when its workspace is active.
+    pub enabled: bool,
+}
+
+/// An agent allowed to call a workspace's tools.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Random id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// A name for people.
+    pub name: String,
+    /// SHA-256 (hex) of its key; the key itself is shown once and never stored.
+    pub key_hash: String,
+    /// Revoked agents are refused.
+    pub revoked: bool,
+}
+
+/// Everything serve mode persists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Schema version of the file.
+    pub version: u32,
+    /// SHA-256 (hex) of the admin token, when the gate generated it (not with `AEGIS_ADMIN_TOKEN`).
+    pub admin_token_hash: Option<String>,
+    /// Workspaces by id.
+    pub workspaces: BTreeMap<String, Workspace>,
+    /// Connections by id.
+    pub connections: BTreeMap<String, Connection>,
+    /// Agents by id.
+    pub agents: BTreeMap<String, Agent>,
+}
+
+/// `state.json` of a data dir.
+#[derive(Debug)]
+pub struct StateStore {
+    path: PathBuf,
+    backup: PathBuf,
+    state: State,
+}
+
+impl StateStore {
+    /// Opens the state (an empty one when there is no file yet).
+    pub fn open(dir: &Path) -> Result<StateStore, Error> {
+        ensure_data_dir(dir)?;
+        let path = dir.join(FILE);
+        let backup = dir.join(BACKUP);
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => parse(&bytes).map_err(|reason| corrupt(&path, &backup, &reason))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        Ok(StateStore {
+            path,
+            backup,
+            state,
+        })
+    }
+
+    /// The state as it is on disk.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Applies `change` to a copy of the state and makes it durable; the state in memory changes
+    /// only when the write succeeded. `change` may refuse with its own error.
+    pub fn update<T, E: From<Error>>(
+        &mut self,
+        change: impl FnOnce(&mut State) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut next = self.state.clone();
+        let out = change(&mut next)?;
+        if next != self.state {
+            next.version = SCHEMA_VERSION;
+            self.write(&next)?;
+            self.state = next;
+        }
+        Ok(out)
+    }
+
+    fn write(&self, next: &State) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(next).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Ok(current) = std::fs::read(&self.path) {
+            if parse(&current).is_ok() {
+                atomic_write(&self.backup, &current)?;
+            }
+        }
+        atomic_write(&self.path, &bytes)
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<State, String> {
+    let state: State = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if state.version > SCHEMA_VERSION {
+        return Err(format!(
+            "schema version {} is newer than this gate's {SCHEMA_VERSION}",
+            state.version
+        ));
+    }
+    Ok(state)
+}
+
+fn corrupt(path: &Path, backup: &Path, reason: &str) -> Error {
+    let last_good = if backup.exists() {
+        format!("; the last good state is {}", backup.display())
+    } else {
+        "; there is no backup".to_owned()
+    };
+    Error::Corrupt {
+        path: path.to_owned(),
+        reason: format!("{reason}{last_good}"),
+    }
+}
+
+/// Hex SHA-256 of a key or token, for storing and comparing.
+pub fn hash_secret(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares two equal-length hashes in constant time.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `n` random bytes as lowercase hex, from the OS.
+pub fn random_hex(n: usize) -> Result<String, Error> {
+    let mut bytes = vec![0u8; n];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Io {
+        path: PathBuf::from("(os random source)"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aegis-state-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_change_is_on_disk_when_update_returns_and_a_refused_change_changes_nothing() {
+        let dir = temp_dir("update");
+        let mut store = StateStore::open(&dir).unwrap();
+        store
+            .update(|s| {
+                s.workspaces
+                    .insert("ws-1".into(), Workspace { active: true });
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert!(StateStore::open(&dir).unwrap().state().workspaces["ws-1"].active);
+        let refused: Result<(), Error> = store.update(|s| {
+            s.workspaces.clear();
+            Err(Error::UnknownTool("refused".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(store.state().workspaces.len(), 1);
+        assert_eq!(StateStore::open(&dir).unwrap().state().workspaces.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_file_names_itself_and_the_last_good_backup() {
+        let dir = temp_dir("corrupt");
+        let mut store = StateStore::open(&dir).unwrap();
+        for id in ["a", "b"] {
+            store
+                .update(|s| {
+                    s.workspaces.insert(id.into(), Workspace::default());
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+        }
+        std::fs::write(dir.join(FILE), b"{\"version\": 1, \"workspa").unwrap();
+        let err = StateStore::open(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("state.json is corrupt") && err.contains("state.json.bak"),
+            "{err}"
+        );
+        let backup: State =
+            serde_json::from_slice(&std::fs::read(dir.join(BACKUP)).unwrap()).unwrap();
+        assert!(backup.workspaces.contains_key("a"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn secrets_hash_and_compare() {
+        let h = hash_secret("key");
+        assert_eq!(h.len(), 64);
+        assert!(hashes_equal(&h, &hash_secret("key")));
+        assert!(!hashes_equal(&h, &hash_secret("other")));
+        assert_eq!(random_hex(16).unwrap().len(), 32);
+        assert_ne!(random_hex(16).unwrap(), random_hex(16).unwrap());
+    }
+}
