@@ -402,6 +402,9 @@ impl Config {
     }
 }
 
+/// The longest time any setting may be: one day (keeps every deadline far from overflow).
+const MAX_MS: u64 = 86_400_000;
+
 fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
     let d = Settings::default();
     let ms = |v: Option<u64>, default: Duration, name: &'static str| -> Result<Duration, Error> {
@@ -410,6 +413,10 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
             Some(0) => Err(Error::InvalidSetting {
                 name,
                 reason: "must be greater than 0".into(),
+            }),
+            Some(n) if n > MAX_MS => Err(Error::InvalidSetting {
+                name,
+                reason: format!("must be at most {MAX_MS} (one day)"),
             }),
             Some(n) => Ok(Duration::from_millis(n)),
         }
@@ -534,6 +541,25 @@ fn invalid(name: &'static str, value: &str, allowed: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        for (key, value) in [
+            ("call_timeout_ms", 0u64),
+            ("call_timeout_ms", 86_400_001),
+            ("page_size", 0),
+        ] {
+            let file: SettingsFile =
+                serde_json::from_value(serde_json::json!({ key: value })).unwrap();
+            assert!(settings_from(file).is_err(), "{key}={value}");
+        }
+        let file: SettingsFile =
+            serde_json::from_value(serde_json::json!({"naming": "fancy"})).unwrap();
+        assert!(settings_from(file)
+            .unwrap_err()
+            .to_string()
+            .contains("provider_safe"));
+    }
 
     #[test]
     fn server_names_follow_the_documented_pattern() {

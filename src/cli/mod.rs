@@ -242,10 +242,10 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         config.settings.max_line_bytes = n;
     }
     if let Some(ms) = call_timeout {
-        config.settings.call_timeout = Duration::from_millis(ms);
+        config.settings.call_timeout = Duration::from_millis(at_most_a_day(ms)?);
     }
     if let Some(ms) = startup_timeout {
-        config.settings.startup_timeout = Duration::from_millis(ms);
+        config.settings.startup_timeout = Duration::from_millis(at_most_a_day(ms)?);
     }
     log::info!(
         "aegis-gate {} on stdio with {} servers",
@@ -294,6 +294,16 @@ fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let out = tools::run(&action, &data_dir, &workspace).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
+}
+
+fn at_most_a_day(ms: u64) -> Result<u64, CliError> {
+    if ms > 86_400_000 {
+        Err(CliError::Usage(
+            "a timeout must be at most 86400000 ms (one day)".into(),
+        ))
+    } else {
+        Ok(ms)
+    }
 }
 
 fn positive<T: PartialEq + Default>(n: T) -> Result<T, CliError> {

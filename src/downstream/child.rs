@@ -27,6 +27,10 @@ const INHERITED_VARS: [&str; 2] = ["PATH", "HOME"];
 
 /// Bytes queued for a child's stdin beyond which new writes are refused.
 const MAX_STDIN_BACKLOG: usize = 64 * 1024 * 1024;
+/// Bytes read from one pipe per tick while waiting for a child to exit.
+const TEARDOWN_READ_BUDGET: usize = 256 * 1024;
+/// How long to wait for the reaping after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// A running child with registered pipes.
 #[derive(Debug)]
@@ -37,6 +41,9 @@ pub(crate) struct ChildProc {
     stdout: Option<pipe::Receiver>,
     stderr: Option<pipe::Receiver>,
     backlog: Vec<u8>,
+    /// Bytes of `backlog` already written; compacted when past half, so a slow reader does not
+    /// cost a memmove of the whole backlog per write.
+    written: usize,
     exit: Option<ExitStatus>,
     torn_down: bool,
 }
@@ -80,6 +87,7 @@ impl ChildProc {
             stderr: child.stderr.take().map(pipe::Receiver::from),
             child,
             backlog: Vec::new(),
+            written: 0,
             exit: None,
             torn_down: false,
         };
@@ -152,7 +160,7 @@ impl ChildProc {
         if self.stdin.is_none() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed"));
         }
-        if self.backlog.len() + line.len() > MAX_STDIN_BACKLOG {
+        if self.backlog.len() - self.written + line.len() > MAX_STDIN_BACKLOG {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "the child is not reading its stdin",
@@ -168,20 +176,25 @@ impl ChildProc {
         let Some(pipe) = self.stdin.as_mut() else {
             return Ok(());
         };
-        let mut written = 0;
         let res = loop {
-            let Some(rest) = self.backlog.get(written..).filter(|r| !r.is_empty()) else {
+            let Some(rest) = self.backlog.get(self.written..).filter(|r| !r.is_empty()) else {
                 break Ok(());
             };
             match pipe.write(rest) {
                 Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => written += n,
+                Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => break Err(e),
             }
         };
-        self.backlog.drain(..written.min(self.backlog.len()));
+        if self.written == self.backlog.len() {
+            self.backlog.clear();
+            self.written = 0;
+        } else if self.written > self.backlog.len() / 2 {
+            self.backlog.drain(..self.written);
+            self.written = 0;
+        }
         res
     }
 
@@ -222,11 +235,27 @@ impl ChildProc {
     /// SIGKILL to the group, then reap the leader and any orphaned members.
     fn kill_now(&mut self) {
         let _ = sys::kill_group(self.pgid, Signal::Kill);
-        if self.exit.is_none() {
-            self.exit = self.child.wait().ok();
+        // By pid as well: a leader that moved itself to another group is not hit by the above.
+        let _ = self.child.kill();
+        let deadline = Instant::now() + KILL_WAIT;
+        loop {
+            if self.try_exit().is_some() {
+                // Orphans die from the same SIGKILL; they are ours to reap as the subreaper.
+                sys::reap_group(self.pgid);
+                if !sys::group_exists(self.pgid) {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                log::error!(
+                    "process group {} still has members after SIGKILL",
+                    self.pgid
+                );
+                return;
+            }
+            // SIGKILL has been sent; exit is not a pollable event here. Bounded by KILL_WAIT.
+            std::thread::sleep(Duration::from_millis(5));
         }
-        // Orphans die from the same SIGKILL; they are ours to reap as the subreaper.
-        sys::reap_group(self.pgid);
     }
 
     /// Waits until the leader has exited and no member of its group is left, or `grace` passes.
@@ -238,10 +267,13 @@ impl ChildProc {
         let mut events = Events::with_capacity(8);
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            self.try_exit();
-            sys::reap_group(self.pgid);
-            if self.exit.is_some() && !sys::group_exists(self.pgid) {
-                return true;
+            // The leader first, through std (which keeps its status); only then the orphans,
+            // so that waitpid on the group never takes the leader's status from under std.
+            if self.try_exit().is_some() {
+                sys::reap_group(self.pgid);
+                if !sys::group_exists(self.pgid) {
+                    return true;
+                }
             }
             let now = Instant::now();
             if now >= deadline {
@@ -249,7 +281,9 @@ impl ChildProc {
             }
             let _ = poll.poll(&mut events, Some((deadline - now).min(TICK)));
             for token in [STDOUT, STDERR] {
-                let res = self.read_pipe(token, &mut buf, usize::MAX, |_| {});
+                // Bounded per tick: a child that writes without pause must not keep us from the
+                // deadline (and so from SIGTERM and SIGKILL).
+                let res = self.read_pipe(token, &mut buf, TEARDOWN_READ_BUDGET, |_| {});
                 if matches!(res, Ok(ReadOutcome::Closed) | Err(_)) {
                     self.close_output(poll, token);
                 }

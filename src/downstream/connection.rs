@@ -337,6 +337,9 @@ impl Worker {
         self.handle.update(|s| s.pid = None);
         self.stdout_more = false;
         self.stderr_more = false;
+        // The teardown polled our Poll and may have taken the waker's event: look at the
+        // command queue again right away.
+        self.handle.wake();
     }
 
     fn fail_pending(&mut self, reason: &str) {
@@ -426,6 +429,10 @@ impl Worker {
                     return;
                 }
             }
+        }
+        if self.child.is_none() {
+            // A frame already failed the child (and tore it down): one failure, one reason.
+            return;
         }
         match res {
             Ok(ReadOutcome::Drained | ReadOutcome::More) => {}
@@ -655,7 +662,13 @@ impl Worker {
                         }
                     }
                     Outcome::Result(result) => responder.result(result.get()),
-                    Outcome::Error(error) => responder.raw_error(error.get()),
+                    Outcome::Error(error) if is_error_object(&error) => {
+                        responder.raw_error(error.get())
+                    }
+                    Outcome::Error(_) => {
+                        let message = format!("server '{}' sent a malformed error", self.cfg.name);
+                        responder.error(code::INTERNAL_ERROR, &message)
+                    }
                 }
             }
             PendingKind::Initialize => self.on_initialize_answer(outcome),
@@ -860,7 +873,9 @@ impl Worker {
         let mut meta = meta.unwrap_or_default();
         if progress_token.is_some() {
             // The child's token is our request id: unique per child, and it finds the request.
-            meta.insert("progressToken".into(), Value::from(id));
+            if let Ok(raw) = RawValue::from_string(id.to_string()) {
+                meta.insert("progressToken".into(), raw);
+            }
         }
         if !meta.is_empty() {
             if let Ok(raw) = serde_json::value::to_raw_value(&meta) {
@@ -992,6 +1007,18 @@ impl Worker {
             }
         }
     }
+}
+
+/// A JSON-RPC error object: an integer `code` and a string `message` (and any `data`).
+fn is_error_object(error: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[allow(dead_code)] // Reason: read only to check its type.
+        code: i64,
+        #[allow(dead_code)] // Reason: read only to check its type.
+        message: String,
+    }
+    serde_json::from_str::<Shape>(error.get()).is_ok()
 }
 
 /// The `message` of a child's error object, for logs (bounded, never the `data`).

@@ -21,7 +21,7 @@ use crate::jsonrpc::{code, Id, Responder, SessionId};
 use crate::thread::{self, JoinOnDrop};
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,8 +126,8 @@ pub struct CallRequest {
     /// The params object, already rewritten for the child (tool name without prefix); `_meta` is
     /// held apart so the connection can put its own progress token in.
     pub params: BTreeMap<String, Box<RawValue>>,
-    /// The params' `_meta` without `progressToken`.
-    pub meta: Option<Map<String, Value>>,
+    /// The params' `_meta` without `progressToken`, values raw.
+    pub meta: Option<BTreeMap<String, Box<RawValue>>>,
     /// The agent's progress token, rewritten per child and restored on each progress notification.
     pub progress_token: Option<Box<RawValue>>,
     /// How long the agent waits before the gate answers with a timeout.

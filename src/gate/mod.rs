@@ -18,7 +18,6 @@ use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -96,7 +95,7 @@ impl Gate {
     pub fn handle(self: &Arc<Self>, session: &Session, frame: &[u8]) {
         match jsonrpc::parse(frame) {
             Err(e) => {
-                session.sink.send(e.to_error_line());
+                session.sink.send_reply(e.to_error_line());
             }
             Ok(Message::Request { id, method, params }) => {
                 let responder = Responder::new(id, session.sink.clone());
@@ -137,8 +136,11 @@ impl Gate {
                 // Routes are incomplete until every child has listed: run the call after that.
                 let gate = Arc::clone(self);
                 let params = params.map(ToOwned::to_owned);
-                let run = move || gate.call(responder, params.as_deref());
-                self.merger.send(Request::WhenReady(Box::new(run)));
+                let run = move |responder| gate.call(responder, params.as_deref());
+                self.merger.send(Request::WhenReady {
+                    responder,
+                    run: Box::new(run),
+                });
             }
             "tools/call" => self.call(responder, params),
             _ => {
@@ -261,17 +263,16 @@ impl Gate {
         let downstream_name =
             serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
         params.insert("name".into(), downstream_name);
+        // Kept raw: values the agent sends on are never re-serialized by the gate.
         let mut meta = match params.remove("_meta") {
             None => None,
             Some(raw) => Some(
-                serde_json::from_str::<Map<String, Value>>(raw.get())
+                serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
                     .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
             ),
         };
         let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
-            Some(token @ (Value::String(_) | Value::Number(_))) => {
-                Some(serde_json::value::to_raw_value(&token).map_err(|e| e.to_string())?)
-            }
+            Some(token) if is_string_or_integer(&token) => Some(token),
             Some(_) => {
                 return Err(CallError::Params(
                     "tools/call: progressToken must be a string or number".into(),
@@ -299,8 +300,13 @@ impl From<String> for CallError {
     }
 }
 
+/// A progress token is a string or an integer (MCP `ProgressToken`).
+fn is_string_or_integer(raw: &RawValue) -> bool {
+    Id::from_raw(raw).is_ok()
+}
+
 struct PreparedCall {
     params: BTreeMap<String, Box<RawValue>>,
-    meta: Option<Map<String, Value>>,
+    meta: Option<BTreeMap<String, Box<RawValue>>>,
     progress_token: Option<Box<RawValue>>,
 }

@@ -6,11 +6,13 @@
 //! flush stdout.
 //! Never: writes anything but protocol messages to stdout (logs go to stderr).
 //!
-//! Threads: `stdin-reader` (frames stdin, calls `Gate::handle`; at a signal it is left blocked in
-//! `read`, the one detached thread, since the process exits next), `stdout-writer` (drains the
-//! bounded outgoing queue, [`OUT_QUEUE`] lines), `signals` (SIGTERM/SIGINT to a stop message), plus
-//! those of the connections and the merger. Channels: outgoing lines (bounded), stop reasons
-//! (bounded, 4), the writer's close channel (dropped to close).
+//! Threads: `stdin-reader` (frames stdin and calls `Gate::handle`; at a signal it is left blocked
+//! in `read`, since the process exits next), `stdout-writer` (drains the bounded outgoing queue,
+//! [`OUT_QUEUE`] lines; left behind only when the agent stops reading stdout, where its `write`
+//! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second kills
+//! every child's group and exits at once), plus those of the connections and the merger.
+//! Channels: outgoing lines (bounded), stop reasons (bounded, 4), the writer's close and done
+//! channels (dropped to signal).
 
 use super::{Gate, Session};
 use crate::config::Config;
@@ -31,6 +33,9 @@ pub const OUT_QUEUE: usize = 4096;
 
 /// The session id of the one stdio peer.
 const STDIO_SESSION: u64 = 1;
+
+/// How long shutdown waits for stdout to take the last lines.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The workspace name a stdio gate keeps its pins under.
 pub const WORKSPACE: &str = "default";
@@ -105,7 +110,11 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
-    let writer = thread::spawn("stdout-writer", move || write_loop(&out_rx, &close_rx))?;
+    let (writer_done_tx, writer_done_rx) = crossbeam_channel::bounded::<()>(1);
+    let writer = thread::spawn("stdout-writer", move || {
+        write_loop(&out_rx, &close_rx);
+        drop(writer_done_tx);
+    })?;
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(4);
     let mut signals = signal_hook::iterator::Signals::new([
@@ -114,8 +123,21 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
     ])?;
     let signals_handle = signals.handle();
     let signal_stop = stop_tx.clone();
+    let signal_conns = manager.handles();
     let signal_thread = thread::spawn("signals", move || {
+        let mut seen = 0;
         for signal in signals.forever() {
+            seen += 1;
+            if seen > 1 {
+                // The operator insists: no more grace. Kill every child's group and leave.
+                log::warn!("second signal {signal}: killing every child and exiting now");
+                for conn in &signal_conns {
+                    if let Some(pid) = conn.snapshot().pid {
+                        let _ = sys::kill_group(pid, sys::Signal::Kill);
+                    }
+                }
+                std::process::exit(1);
+            }
             let _ = signal_stop.try_send(Stop::Signal(signal));
         }
     })?;
@@ -153,7 +175,17 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
     }
     drop(gate);
     drop(close_tx);
-    writer.join();
+    match writer_done_rx.recv_timeout(WRITER_WAIT) {
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            // Reason: an agent that reads nothing leaves write(2) on stdout blocked for good;
+            // the process exits right after this.
+            log::warn!("stdout is not being read; exiting without flushing it");
+            writer.detach();
+        }
+        Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            writer.join();
+        }
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -12,7 +12,7 @@ mod reply;
 mod tests;
 
 pub use framing::{Frame, LineReader};
-pub use reply::{Responder, SessionId, Sink};
+pub use reply::{Responder, Sent, SessionId, Sink, REPLY_WAIT};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -182,11 +182,14 @@ struct Envelope {
     id: Option<Box<RawValue>>,
     method: Option<String>,
     params: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
     result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
     error: Option<Box<RawValue>>,
 }
 
-/// Keeps `"id": null` as a present value, so a null id is refused instead of read as a notification.
+/// Keeps a `null` as a present value: `"id": null` is refused instead of read as a notification,
+/// and `"result": null` is a result.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(d).map(Some)
 }

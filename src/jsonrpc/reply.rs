@@ -2,14 +2,28 @@
 //!
 //! Owns: [`Sink`] (a bounded queue of outgoing lines for one upstream transport) and [`Responder`]
 //! (a sink plus the agent's id and session, consumed by exactly one answer).
-//! Never: blocks, except [`Sink::wait_idle`], which a transport calls while shutting down. A full
-//! sink drops the line and logs it: a downstream thread must not stall because an agent stopped
-//! reading.
+//! Never: blocks for long: a notification is dropped when the sink is full; an answer waits at
+//! most [`REPLY_WAIT`] for room (a downstream thread must not stall on an agent that stopped
+//! reading); [`Sink::wait_idle`] blocks only for a transport that is shutting down.
 
 use super::{error_line, raw_error_line, result_line, Id};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long an answer waits for room in a full outgoing queue.
+pub const REPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// What became of a queued line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued for the peer.
+    Queued,
+    /// Dropped: the queue was full.
+    Full,
+    /// Dropped: the peer is gone.
+    Closed,
+}
 
 /// Identifies one upstream session (one stdio peer, one HTTP session) inside the gate.
 pub type SessionId = u64;
@@ -80,18 +94,36 @@ impl Sink {
         self.session
     }
 
-    /// Queues one line; returns false when the peer is gone or not reading.
-    pub fn send(&self, line: Vec<u8>) -> bool {
+    /// Queues one notification without waiting; a full queue drops it (notifications are the
+    /// first thing to go when an agent does not keep up).
+    pub fn send(&self, line: Vec<u8>) -> Sent {
         match self.tx.try_send(line) {
-            Ok(()) => true,
+            Ok(()) => Sent::Queued,
             Err(TrySendError::Full(_)) => {
                 log::warn!(
-                    "session {}: outgoing queue full, a message was dropped",
+                    "session {}: outgoing queue full, a notification was dropped",
                     self.session
                 );
-                false
+                Sent::Full
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(_)) => Sent::Closed,
+        }
+    }
+
+    /// Queues an answer, waiting up to [`REPLY_WAIT`] for room: an answer is owed and is not
+    /// dropped while a slow agent catches up; only an agent that reads nothing at all loses it.
+    pub fn send_reply(&self, line: Vec<u8>) -> Sent {
+        match self.tx.send_timeout(line, REPLY_WAIT) {
+            Ok(()) => Sent::Queued,
+            Err(SendTimeoutError::Timeout(_)) => {
+                log::error!(
+                    "session {}: the agent read nothing for {} s; an answer was dropped",
+                    self.session,
+                    REPLY_WAIT.as_secs()
+                );
+                Sent::Full
+            }
+            Err(SendTimeoutError::Disconnected(_)) => Sent::Closed,
         }
     }
 }
@@ -127,23 +159,24 @@ impl Responder {
     }
 
     /// Sends a notification that belongs to this request (progress), keeping the responder.
-    pub fn notify(&self, line: Vec<u8>) -> bool {
+    pub fn notify(&self, line: Vec<u8>) -> Sent {
         self.sink.send(line)
     }
 
     /// Answers with a raw result, spliced in untouched.
     pub fn result(self, result: &str) {
-        self.sink.send(result_line(&self.id, result));
+        self.sink.send_reply(result_line(&self.id, result));
     }
 
     /// Answers with an error of the gate's own.
     pub fn error(self, code: i64, message: &str) {
-        self.sink.send(error_line(Some(&self.id), code, message));
+        self.sink
+            .send_reply(error_line(Some(&self.id), code, message));
     }
 
     /// Answers with a child's error object, verbatim.
     pub fn raw_error(self, error: &str) {
-        self.sink.send(raw_error_line(Some(&self.id), error));
+        self.sink.send_reply(raw_error_line(Some(&self.id), error));
     }
 }
 

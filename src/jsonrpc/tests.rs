@@ -89,3 +89,11 @@ fn ids_are_echoed_byte_for_byte() {
     assert_eq!(v["id"], serde_json::Value::Null);
     assert_eq!(v["error"]["code"], -32700);
 }
+
+#[test]
+fn a_null_result_is_a_result() {
+    let m = parse(br#"{"jsonrpc":"2.0","id":4,"result":null}"#).unwrap();
+    assert!(
+        matches!(m, Message::Response { outcome: Outcome::Result(ref r), .. } if r.get() == "null")
+    );
+}

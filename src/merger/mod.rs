@@ -55,8 +55,12 @@ pub struct ViewKey {
     pub scope: Option<String>,
 }
 
-/// Work the gate wants done once startup is settled (a `tools/call` that arrived early).
-pub type Deferred = Box<dyn FnOnce() + Send>;
+/// Work the gate wants done once startup is settled (a `tools/call` that arrived early); it gets
+/// the request's responder back.
+pub type Deferred = Box<dyn FnOnce(Responder) + Send>;
+
+/// Requests held until startup settles; more are refused at once.
+pub const MAX_HELD: usize = 1024;
 
 /// What the gate asks of the merger.
 pub enum Request {
@@ -83,7 +87,13 @@ pub enum Request {
         session: SessionId,
     },
     /// Run once startup is settled, in order with the other held requests.
-    WhenReady(Deferred),
+    WhenReady {
+        /// The request's responder, handed to `run` (or answered with an error if the merger
+        /// cannot take the request).
+        responder: Responder,
+        /// The work.
+        run: Deferred,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -94,7 +104,7 @@ impl std::fmt::Debug for Request {
                 write!(f, "ReleaseWhenReady({})", responder.session())
             }
             Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
-            Request::WhenReady(_) => f.write_str("WhenReady"),
+            Request::WhenReady { responder, .. } => write!(f, "WhenReady({})", responder.session()),
         }
     }
 }
@@ -111,24 +121,28 @@ pub struct MergerHandle {
 }
 
 impl MergerHandle {
-    /// Queues a request; a full queue answers the agent with an error (for `List`).
+    /// Queues a request; when the merger cannot take it, the agent is answered with an error.
     pub fn send(&self, req: Request) {
-        if let Err(e) = self.tx.try_send(req) {
-            let full = e.is_full();
-            match e.into_inner() {
-                Request::List { responder, .. } if full => responder.error(
-                    code::OVERLOADED,
-                    "the gate is overloaded (merger queue full)",
-                ),
-                Request::List { responder, .. } => {
-                    responder.error(code::INTERNAL_ERROR, "the gate is shutting down")
-                }
-                Request::ReleaseWhenReady { .. }
-                | Request::Unsubscribe { .. }
-                | Request::WhenReady(_) => {
-                    log::warn!("merger queue full or closed; a request was dropped")
-                }
+        let Err(e) = self.tx.try_send(req) else {
+            return;
+        };
+        let full = e.is_full();
+        let responder = match e.into_inner() {
+            Request::List { responder, .. }
+            | Request::ReleaseWhenReady { responder, .. }
+            | Request::WhenReady { responder, .. } => responder,
+            Request::Unsubscribe { .. } => {
+                log::warn!("merger queue full or closed; an unsubscribe was dropped");
+                return;
             }
+        };
+        if full {
+            responder.error(
+                code::OVERLOADED,
+                "the gate is overloaded (merger queue full)",
+            );
+        } else {
+            responder.error(code::INTERNAL_ERROR, "the gate is shutting down");
         }
     }
 
@@ -362,10 +376,20 @@ impl State {
     fn on_request(&mut self, req: Request) {
         let holds = matches!(
             req,
-            Request::List { .. } | Request::ReleaseWhenReady { .. } | Request::WhenReady(_)
+            Request::List { .. } | Request::ReleaseWhenReady { .. } | Request::WhenReady { .. }
         );
         if holds && !self.startup_done {
-            self.held.push(req);
+            if self.held.len() < MAX_HELD {
+                self.held.push(req);
+            } else if let Request::List { responder, .. }
+            | Request::ReleaseWhenReady { responder, .. }
+            | Request::WhenReady { responder, .. } = req
+            {
+                responder.error(
+                    code::OVERLOADED,
+                    "the gate is still starting and holds too many requests",
+                );
+            }
             return;
         }
         match req {
@@ -375,7 +399,7 @@ impl State {
                 responder,
             } => self.list(key, cursor.as_deref(), responder),
             Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
-            Request::WhenReady(run) => run(),
+            Request::WhenReady { responder, run } => run(responder),
             Request::Unsubscribe { session } => {
                 self.subscribers.retain(|s| s.session() != session);
             }
@@ -499,7 +523,9 @@ impl State {
             Err(poisoned) => *poisoned.into_inner() = routes,
         }
         let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
-        self.subscribers.retain(|sink| sink.send(line.clone()));
+        // A full queue loses this notification, not the subscription.
+        self.subscribers
+            .retain(|sink| sink.send(line.clone()) != crate::jsonrpc::Sent::Closed);
     }
 }
 
