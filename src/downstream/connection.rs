@@ -36,6 +36,8 @@ const READ_BUDGET: usize = 1024 * 1024;
 const STDERR_MAX_LINE: usize = 8 * 1024;
 const COMMANDS_PER_TURN: usize = 256;
 const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest time between two listings of one child.
+const MIN_RELIST: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -146,6 +148,10 @@ pub(crate) struct Worker {
     started_once: bool,
     server_info: Value,
     instructions: Option<String>,
+    /// When the last listing of this child ended.
+    last_listed: Option<Instant>,
+    /// A listing deferred by [`MIN_RELIST`].
+    relist_at: Option<Instant>,
     buf: Vec<u8>,
 }
 
@@ -193,6 +199,8 @@ impl Worker {
             started_once: false,
             server_info: Value::Null,
             instructions: None,
+            last_listed: None,
+            relist_at: None,
             buf: vec![0; READ_BUF],
         }
     }
@@ -244,7 +252,12 @@ impl Worker {
         let mut next = self.pending.values().map(|p| p.deadline).min();
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         match self.phase {
-            Phase::Ready => consider(self.next_heartbeat),
+            Phase::Ready => {
+                consider(self.next_heartbeat);
+                if let Some(at) = self.relist_at {
+                    consider(at);
+                }
+            }
             Phase::Waiting { until } => consider(until),
             Phase::Initializing | Phase::Stopped => {}
         }
@@ -258,6 +271,8 @@ impl Worker {
         self.n_agent = 0;
         self.listing = None;
         self.listed_once = false;
+        self.last_listed = None;
+        self.relist_at = None;
         self.heartbeat = Heartbeat::Ping;
         self.misses = 0;
         self.invalid_lines = 0;
@@ -596,7 +611,7 @@ impl Worker {
         match method {
             "notifications/progress" => self.relay_progress(params),
             "notifications/tools/list_changed" if self.phase == Phase::Ready => {
-                log::info!("connection {}: tool list changed", self.cfg.name);
+                log::debug!("connection {}: tool list changed", self.cfg.name);
                 self.start_listing();
             }
             "notifications/message" => {
@@ -740,11 +755,23 @@ impl Worker {
         }
     }
 
+    /// Lists the child's tools, at most once per [`MIN_RELIST`]: a child flooding
+    /// `list_changed` gets its changes coalesced into one listing a second.
     fn start_listing(&mut self) {
         if let Some(listing) = self.listing.as_mut() {
             listing.again = true;
             return;
         }
+        let now = Instant::now();
+        if let Some(allowed) = self
+            .last_listed
+            .map(|t| t + MIN_RELIST)
+            .filter(|a| *a > now)
+        {
+            self.relist_at = Some(allowed);
+            return;
+        }
+        self.relist_at = None;
         self.listing = Some(Listing::default());
         self.request_page(None);
     }
@@ -808,6 +835,7 @@ impl Worker {
     }
 
     fn finish_listing(&mut self, tools: Vec<Value>) {
+        self.last_listed = Some(Instant::now());
         let n_tools = tools.len();
         self.handle.update(|s| s.tools = n_tools);
         log::debug!("connection {}: {n_tools} tools listed", self.cfg.name);
@@ -938,6 +966,9 @@ impl Worker {
 
     fn on_timers(&mut self, now: Instant) {
         self.expire_pending(now);
+        if self.phase == Phase::Ready && self.relist_at.is_some_and(|at| at <= now) {
+            self.start_listing();
+        }
         match self.phase {
             Phase::Ready if now >= self.next_heartbeat => self.beat(now),
             Phase::Waiting { until } if now >= until => self.start_child(),

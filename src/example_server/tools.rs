@@ -21,6 +21,8 @@ pub(super) struct Server {
     timer: Sender<TimerMsg>,
     surprise: bool,
     pulled: bool,
+    /// `tools/list` requests served, for the `stats` tool.
+    n_lists: u64,
 }
 
 /// `weather`'s description after `rug_pull`: a hidden instruction, zero-width characters included.
@@ -44,6 +46,7 @@ impl Server {
             timer,
             surprise: false,
             pulled: false,
+            n_lists: 0,
         }
     }
 
@@ -98,6 +101,18 @@ impl Server {
         if self.options.faults {
             tools.extend([
                 tool("pid", "Returns this server's process id.", json!({}), &[]),
+                tool(
+                    "stats",
+                    "Returns how many tools/list requests this server answered.",
+                    json!({}),
+                    &[],
+                ),
+                tool(
+                    "list_flood",
+                    "Sends `count` tools/list_changed notifications at once.",
+                    json!({"count": {"type": "integer"}}),
+                    &["count"],
+                ),
                 tool(
                     "crash",
                     "Exits the process at once, mid-call.",
@@ -195,7 +210,10 @@ impl Server {
                 Err((code::METHOD_NOT_FOUND, "ping is not implemented".to_owned()))
             }
             "ping" => Ok(json!({})),
-            "tools/list" => self.list(params),
+            "tools/list" => {
+                self.n_lists += 1;
+                self.list(params)
+            }
             "tools/call" => match self.call(id, params) {
                 Some(reply) => reply,
                 None => return,
@@ -370,6 +388,14 @@ impl Server {
         let int = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
         match name {
             "pid" => Some(Ok(text_result(&std::process::id().to_string()))),
+            "stats" => Some(Ok(text_result(&format!("lists={}", self.n_lists)))),
+            "list_flood" => {
+                let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
+                for _ in 0..int("count").min(100_000) {
+                    self.out.line(&line);
+                }
+                Some(Ok(text_result("flooded list_changed")))
+            }
             "crash" => std::process::exit(3),
             "hang" => loop {
                 std::thread::park();

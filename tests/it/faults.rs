@@ -200,3 +200,27 @@ fn sigterm_tears_down_and_exits_zero() {
         assert!(!process_exists(grandchild));
     }
 }
+
+#[test]
+fn a_flood_of_list_changed_is_coalesced_into_a_listing_a_second() {
+    let mut gate = Gate::start(faulty_and_healthy(), fast());
+    gate.initialize();
+    let start = std::time::Instant::now();
+    assert_eq!(
+        text(&gate.call("faulty.list_flood", json!({"count": 2000}))),
+        "flooded list_changed"
+    );
+    // Once a later call is answered, the child has sent the whole flood and the gate has read it.
+    let stats = text(&gate.call("faulty.stats", json!({})));
+    let lists: u64 = stats.trim_start_matches("lists=").parse().unwrap();
+    let allowed = start.elapsed().as_secs() + 3;
+    assert!(
+        lists <= allowed,
+        "{lists} listings in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        text(&gate.call("healthy.echo", json!({"message": "ok"}))),
+        "ok"
+    );
+}
