@@ -14,6 +14,8 @@ use regex::{Regex, RegexSet};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 
 /// Minimum length of a base64 run worth flagging.
@@ -23,27 +25,31 @@ const BASE64_RUN: usize = 40;
 const PATTERNS: &[(Kind, &str)] = &[
     (
         Kind::PseudoTag,
-        r"</?\s*(important|system|instructions?|admin|critical|urgent|secret|hidden|assistant|tool_description|context|prompt|override|sys)\s*>",
+        r"</?\s*(important|system|instructions?|admin|critical|urgent|secret|hidden|assistant|tool_description|context|prompt|override|sys)\s*>|</?\s*[a-z_]*(instruction|override|system_?prompt)[a-z_]*\s*>",
     ),
     (
         Kind::PseudoTag,
-        r"<\|[a-z_]{2,20}\|>|\[/?inst\]|<<\s*/?sys\s*>>|(\[\[\[|\|\|\|)\s*(system|admin|hidden|internal)|\[(hidden|internal|secret|private)\s+(instruction|directive|command)\]",
+        r"<\|[a-z_]{2,20}\|>|\[/?inst\]|<<\s*/?sys\s*>>|(\[\[\[|\|\|\|)\s*(system|admin|hidden|internal)|\[(hidden|internal|secret|private)\s+(instruction|directive|command)\]|\[system\]\s*:|#+\s*system\s+(notice|message|instruction|override)",
     ),
     (
         Kind::Override,
-        r"\b(ignore|disregard|forget|bypass|override)\s+((all|any|every|each|of|the|your|my|these|those|previous|prior|above|earlier|preceding|safety|existing|other)\s+)*(instructions?|prompts?|rules|guidelines|directives|context|messages?|guardrails)\b",
+        r"\b(ignore|disregard|forget|bypass|override)\s+((all|any|every|each|of|the|your|my|these|those|previous|prior|above|earlier|preceding|safety|existing|original|system)\s+)*(instructions?|prompts?|guidelines|directives|guardrails|guidance)\b",
     ),
     (
         Kind::Override,
-        r"\b(reveal|print|show|output|leak|dump|repeat)\s+(the\s+|your\s+)?(system\s+prompt|hidden\s+instructions)|\bnew\s+(instructions|directives?|guidelines)\s*:|\b(developer|god|jailbreak|unrestricted)\s+mode\b|\byou\s+(will\s+|must\s+)?(now\s+)?obey\b|\bdo\s+not\s+(follow|obey)\b|\byou\s+are\s+now\s+unrestricted\b",
+        r"\b(ignore|disregard|forget)\s+(all\s+|everything\s+)?(the\s+)?(above|before|previous|prior)\b|\b(ignore|disregard|forget)\s+everything\b|\b(previous|prior|above|earlier|original)\s+(instructions|rules|guidelines|guidance)\s+(no\s+longer\s+apply|are\s+void|are\s+cancelled)",
+    ),
+    (
+        Kind::Override,
+        r"\b(reveal|print|show|output|leak|dump|repeat)\s+(the\s+|your\s+)?(system\s+prompt|hidden\s+instructions)|\bnew\s+(instructions|directives?|guidelines)\s*:|\b(god|jailbreak|dan|unrestricted)\s+mode\b|\byou\s+are\s+(now\s+)?in\s+developer\s+mode\b|\byou\s+(will\s+|must\s+)?(now\s+)?obey\b|\bdo\s+not\s+(follow|obey)\s+(the\s+|any\s+|your\s+)?(previous\s+|prior\s+|original\s+|system\s+)?(instructions|rules|guidelines|prompts?)\b|\byou\s+are\s+now\s+unrestricted\b",
     ),
     (
         Kind::Concealment,
-        r"\b(never|don'?t|do\s+not|must\s+not|should\s+not|shouldn'?t)\s+(tell|inform|mention|notify|alert|reveal|disclose|show)\b[^.\n]{0,40}?\b(user|them|anyone|human)\b",
+        r"\b(never|don'?t|do\s+not|must\s+not|should\s+not|shouldn'?t)\s+(tell|inform|mention|notify|alert|reveal|disclose|show)\b[^.\n]{0,40}?\b(user|them|anyone|human)\b|\b(don'?t|do\s+not|never)\s+let\s+(the\s+)?user\s+(know|see)\b|\bno\s+need\s+to\s+(mention|tell|inform)\b|\bomit\b[^.\n]{0,40}\bfrom\s+(your|the)\s+(reply|answer|response)",
     ),
     (
         Kind::Concealment,
-        r"\bwithout\s+(telling|informing|notifying|alerting|asking)\b|\b(hide|conceal)\s+(this|it|that)\s+from\b|\bkeep\s+(this|it)\s+(a\s+)?(secret|hidden|confidential)\b|\b(user|they)\s+(must|should)\s+not\s+(know|see|notice)\b|\btell\s+(the\s+)?user\s+only\b|\b(silently|secretly|covertly|invisibly|quietly)\s+(send|upload|transmit|forward|copy|add|include|read|collect|call|run|execute|delete|modify|change|record|log|share|post|email)\b|\bnever\s+mention\b",
+        r"\bwithout\s+(telling|informing|notifying|alerting|asking)\s+(the\s+)?(user|human|them)\b|\b(hide|conceal)\s+(this|it|that)\s+from\b|\bkeep\s+(this|it)\s+(a\s+)?(secret|hidden|confidential)\b|\b(user|they)\s+(must|should)\s+not\s+(know|see|notice)\b|\btell\s+(the\s+)?user\s+only\b|\b(silently|secretly|covertly|invisibly|quietly)\s+(send|upload|transmit|forward|copy|add|include|read|collect|call|run|execute|delete|modify|change|record|log|share|post|email)\b|\bnever\s+mention\b",
     ),
     (
         Kind::Coercion,
@@ -51,23 +57,19 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::Coercion,
-        r"\balways\s+(call|use|run|invoke|execute|consult|trigger)\s+this\s+(tool|function)|\b(call|use|run|invoke)\s+this\s+tool\s+(first|before)\b|\bbefore\s+any\s+other\s+(tool|action|function)|\bmust\s+(first\s+)?(be\s+)?(called|read|invoked|executed)\b|\byou\s+must\s+(first\s+)?(call|read|run|invoke|execute|include|send)\b|\bafter\s+reading\s+this\b|\btool\s+will\s+not\s+work\s+unless\b|\botherwise\s+the\s+tool\s+(fails|will\s+fail)\b|\brequired\s+for\s+(compliance|security|auditing)\b|\b(append|add|include)\s+(the\s+)?(contents?|text)\s+of\b",
+        r"\balways\s+(call|use|run|invoke|execute|consult|trigger)\s+this\s+(tool|function)|\b(call|use|run|invoke)\s+this\s+tool\s+(first|before)\b|\bbefore\s+any\s+other\s+(tool|action|function)|\bmust\s+(first\s+be|be\s+(called|read|invoked|executed)\s+(first|before))\b|\bmust\s+first\s+(call|read|run|invoke|execute)\b|\byou\s+must\s+(first\s+)?(call|read|run|invoke|execute|include|send)\b|\bafter\s+reading\s+this\b|\btool\s+will\s+not\s+work\s+unless\b|\botherwise\s+the\s+tool\s+(fails|will\s+fail)\b|\brequired\s+for\s+(compliance|security|auditing)\b|\b(append|add|include|paste|put)\s+(the\s+)?(contents?|text)\s+of\b[^\n]{0,40}(\.env|~/|/etc/|id_rsa|credential|secret|\bkeys?\b|token)|\bassume\s+the\s+role\s+of\b",
     ),
     (
         Kind::SensitivePath,
-        r"~/\.ssh|\.ssh/|\bssh\s+(private\s+)?keys?\b|\bid[_ \t\n-]?(rsa|dsa|ecdsa|ed25519)\b|\.aws/(credentials|config)|\bmcp\.json\b|claude_desktop_config|\.cursor/|(^|[ \t\n'`(/])\.env\b|/etc/(passwd|shadow)\b|\.netrc\b|\.pgpass\b|\.npmrc\b|\.pypirc\b|\.git-credentials\b|\.kube/config\b|\.docker/config\.json|\.(bash|zsh)_history\b|\bwallet\.dat\b|\b(credentials|service_account)\.json\b",
+        r"~/\.ssh|\.ssh/|\bssh\s+(private\s+)?keys?\b|\bid[_ \t\n-]?(rsa|dsa|ecdsa|ed25519)\b|\.aws/(credentials|config)|\bmcp\.json\b|claude_desktop_config|\.cursor/|(^|[ \t\n'`(/])\.env\b|/etc/(passwd|shadow)\b|\.netrc\b|\.pgpass\b|\.npmrc\b|\.pypirc\b|\.git-credentials\b|\.kube/config\b|\.docker/config\.json|\.(bash|zsh)_history\b|\bwallet\.dat\b|\b(credentials|service_account)\.json\b|~/\.config/gh\b|~/\.gnupg\b|/proc/self/environ\b",
     ),
     (
         Kind::CredentialHarvest,
-        r"\b(include|send|provide|paste|share|give|append|attach|forward|upload|collect|dump|reveal|list|show|read|extract|harvest)\b[^.\n]{0,40}?\b(api[_ \t\n-]?keys?|access[_ \t\n-]?tokens?|secret[_ \t\n-]?keys?|passwords?|passphrases?|private[_ \t\n-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?)\b|\b(openai|anthropic|github|aws|slack|stripe)_(api_)?(key|token|secret)",
+        r"\b(include|send|paste|share|give|append|attach|forward|upload|collect|dump|reveal|read|extract|harvest|pass)\b[^.\n]{0,40}?\b(api[_ \t\n-]?keys?|access[_ \t\n-]?tokens?|secret[_ \t\n-]?keys?|passwords?|passphrases?|private[_ \t\n-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?|github\s+tokens?|personal\s+access\s+tokens?|gh\s+pat)\b|\b(openai|anthropic|github|aws|slack|stripe)_(api_)?(key|token|secret)|\bpaste\s+(the\s+|your\s+)?(gh\s+)?pat\b",
     ),
     (
         Kind::Exfiltration,
-        r"\b(send|sends|forward|forwards|post|upload|transmit|exfiltrate|email|e-mail|bcc|cc|leak|relay|export|transfer|copy)\b[^\n]{0,60}?(https?://|\b[a-z0-9_.+-]+@[a-z0-9_-]+\.[a-z]{2,}|\bto\s+[a-z0-9_-]+\.(example|com|net|org|io|xyz|ru|cn|site|top)\b)",
-    ),
-    (
-        Kind::Exfiltration,
-        r"\bbcc\s*:|\b(conversation|chat)\s+(history|log|transcript)\b|\bfull\s+conversation\b|\bentire\s+conversation\b",
+        r"\bbcc\s*:|\b(include|add|append|attach|insert|put|paste|send|forward)\b[^.\n]{0,30}\b(full|entire|whole|complete)\s+(conversation|chat|history|context|transcript)|\bsend[^.\n]{0,30}\b(conversation|chat)\s+(history|log|transcript)|https?://[^ \t\n]*[?&][a-z_]*=\{",
     ),
     (
         Kind::RemoteExecution,
@@ -75,17 +77,29 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::RolePlay,
-        r"(^|\n)\s*(system|assistant|developer|model|human)\s*:|\byou\s+are\s+now\b|\bfrom\s+now\s+on\b|\bact\s+as\s+(an?\s+|the\s+)?(admin|root|system|unrestricted|different)|\bpretend\s+(to\s+be|you)\b|\brole[ \t\n-]?play\b|\byour\s+new\s+(role|persona|instructions)\b",
+        r"(^|\n)\s*(system|assistant)\s*:\s*(you|ignore|from\s+now|always|never|do\s+not|new)\b|\byou\s+are\s+now\b|\bfrom\s+now\s+on\b|\bact\s+as\s+(an?\s+|the\s+)?(admin|root|system|unrestricted|different)|\bpretend\s+(to\s+be|you)\b|\brole[ \t\n-]?play\b|\byour\s+new\s+(role|persona|instructions)\b",
     ),
     (
         Kind::Shadowing,
         r"\bwhen\s+(the\s+)?[a-z0-9_.-]+\s+tool\s+is\s+(used|called|invoked)|\b(before|after|instead\s+of)\s+(using\s+|calling\s+)?(any\s+)?other\s+tools?\b|\btools?\s+(from|of)\s+other\s+servers?\b|\b(all|every)\s+other\s+tools?\b|\binstead\s+of\s+(using\s+|calling\s+)?the\s+[a-z0-9_.-]+\s+tool\b",
     ),
+    (
+        Kind::ActiveMarkup,
+        r"<\s*(img|script|iframe|object|embed|style|svg|link|meta|video|audio|source|form|details)\b|!\[[^\]\n]*\]\s*\[[^\]\n]*\]|<!\[cdata\[|display\s*:\s*none|javascript:",
+    ),
 ];
 
+/// Sending verbs and targets (a URL or an address); they count as exfiltration only in a line that
+/// also names data the model holds, so "Send a message to a Slack channel" and documentation links
+/// pass.
+const SEND_TO_TARGET: &str = r"\b(send|sends|forward|forwards|post|upload|transmit|exfiltrate|email|e-mail|cc|leak|relay|export|transfer|copy|mirror|submit|notify)\b[^\n]{0,60}?(https?://|\b[a-z0-9_.+-]+@[a-z0-9_-]+\.[a-z]{2,}|\bto\s+[a-z0-9_-]+\.(example|com|net|org|io|xyz|ru|cn|site|top)\b)";
+const HELD_DATA: &str = r"\b(conversation|history|messages?|results?|contents?|files?|keys?|tokens?|credentials|secrets?|passwords?|everything|notes?|output|answers?|replies|context|summary|chat|transcript|prompt)\b";
+
 struct Compiled {
-    /// All patterns at once: one pass says which fired.
-    set: RegexSet,
+    /// All patterns at once: one pass says which fired; `None` if they failed to compile.
+    set: Option<RegexSet>,
+    send_to_target: Option<Regex>,
+    held_data: Option<Regex>,
     /// Each pattern alone, compiled the first time the set says it fired (to find the phrase).
     each: Vec<OnceLock<Option<Regex>>>,
     sources: Vec<String>,
@@ -95,10 +109,17 @@ fn compiled() -> &'static Compiled {
     static COMPILED: OnceLock<Compiled> = OnceLock::new();
     COMPILED.get_or_init(|| {
         let sources: Vec<String> = PATTERNS.iter().map(|(_, p)| ascii_classes(p)).collect();
-        // The patterns are constants of this file; a unit test compiles every one of them.
-        let set = RegexSet::new(&sources).unwrap_or_else(|_| RegexSet::empty());
+        // The patterns are constants of this file; a unit test compiles every one of them. Should
+        // one fail anyway, detection fails closed (every text is held), never open.
+        let set = RegexSet::new(&sources).ok();
         let each = sources.iter().map(|_| OnceLock::new()).collect();
-        Compiled { set, each, sources }
+        Compiled {
+            set,
+            send_to_target: Regex::new(&ascii_classes(SEND_TO_TARGET)).ok(),
+            held_data: Regex::new(&ascii_classes(HELD_DATA)).ok(),
+            each,
+            sources,
+        }
     })
 }
 
@@ -163,16 +184,17 @@ pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut V
     }
     let lower = text.to_lowercase();
     let mut seen = Vec::new();
-    run_patterns(&lower, location, findings, &mut seen);
-    let folded = if lower.is_ascii() {
-        None
-    } else {
-        Some(fold_confusables(&lower))
-    };
-    if let Some(folded) = folded.as_deref().filter(|f| *f != lower) {
-        run_patterns(folded, location, findings, &mut seen);
+    for variant in views(&lower) {
+        run_patterns(&variant, location, findings, &mut seen);
+        if !seen.contains(&Kind::Exfiltration) {
+            if let Some(line) = exfiltration_line(&variant) {
+                seen.push(Kind::Exfiltration);
+                findings.push(Finding::new(location, Kind::Exfiltration, line));
+            }
+        }
     }
-    if let Some(phrase) = other_server_mention(folded.as_deref().unwrap_or(&lower), ctx) {
+    let folded = fold_confusables(&lower);
+    if let Some(phrase) = other_server_mention(&folded, ctx) {
         findings.push(Finding::new(location, Kind::Shadowing, phrase));
     }
     mixed_script(&lower, location, findings);
@@ -182,44 +204,146 @@ pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut V
 /// One pass over all of a tool's text (lowercased, printable ASCII): could any detector fire?
 /// False means the per-string detection can be skipped without missing anything.
 pub(crate) fn suspicious(lower: &str, original: &str, ctx: &Context) -> bool {
-    compiled().set.is_match(lower)
+    let Some(set) = &compiled().set else {
+        return true;
+    };
+    views(lower)
+        .iter()
+        .any(|v| set.is_match(v) || exfiltration_line(v).is_some())
         || other_server_mention(lower, ctx).is_some()
         || has_base64_run(original)
 }
 
-/// `other_server<separator>…` in `lower`: the word before each separator, looked up.
+/// The texts the patterns read: the lowercased text, its confusable fold, and a reading view with
+/// emphasis, code marks, empty tags and hyphenated line breaks taken out (`**Ig**nore`).
+fn views(lower: &str) -> Vec<String> {
+    let mut out = vec![lower.to_owned()];
+    let folded = fold_confusables(lower);
+    if folded != lower {
+        out.push(folded.clone());
+    }
+    if folded.contains(['*', '`', '~', '<', '-']) {
+        let reading = reading_view(&folded);
+        if reading != folded {
+            out.push(reading);
+        }
+    }
+    out
+}
+
+fn reading_view(text: &str) -> String {
+    let joined = text.replace("-\n", "");
+    let mut out = String::with_capacity(joined.len());
+    let mut rest = joined.as_str();
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            // An empty or formatting tag (`<b>`, `</i>`, `<span>`) vanishes when rendered.
+            if let Some(end) = rest.get(..rest.len().min(40)).and_then(|h| h.find('>')) {
+                let tag = rest.get(1..end).unwrap_or_default();
+                if tag.chars().all(|t| t.is_ascii_alphanumeric() || t == '/') {
+                    rest = rest.get(end + 1..).unwrap_or_default();
+                    continue;
+                }
+            }
+        }
+        if !matches!(c, '*' | '`' | '~') {
+            out.push(c);
+        }
+        rest = rest.get(c.len_utf8()..).unwrap_or_default();
+    }
+    out
+}
+
+/// A line that sends something the model holds to a URL or an address.
+fn exfiltration_line(text: &str) -> Option<String> {
+    let compiled = compiled();
+    let (Some(send), Some(data)) = (&compiled.send_to_target, &compiled.held_data) else {
+        return None;
+    };
+    text.split(['\n', ';'])
+        .flat_map(|line| line.split(". "))
+        .find(|line| send.is_match(line) && data.is_match(line))
+        .map(|line| line.trim().chars().take(120).collect())
+}
+
+/// `other_server<separator>tool` in `lower`, found in one left-to-right pass over the words.
+/// A server name inside a domain (`hooks.slack.com`, `slack.com`) is not a mention.
 fn other_server_mention(lower: &str, ctx: &Context) -> Option<String> {
     if ctx.other_servers.is_empty() || ctx.separator.is_empty() {
         return None;
     }
+    let sep = ctx.separator.as_str();
+    let sep_is_name = sep
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    let mut from = 0;
-    while let Some(pos) = lower
-        .get(from..)
-        .and_then(|rest| rest.find(ctx.separator.as_str()))
+    let mut start = 0;
+    for (idx, c) in lower
+        .char_indices()
+        .chain(std::iter::once((lower.len(), ' ')))
     {
-        let at = from + pos;
-        let before = lower.get(..at).unwrap_or_default();
-        let start = before.rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
-        let word = before.get(start..).unwrap_or_default();
-        if !word.is_empty() && ctx.other_servers.contains(word) {
+        if is_name(c) {
+            continue;
+        }
+        let word = lower.get(start..idx).unwrap_or_default();
+        let word_start = start;
+        start = idx + c.len_utf8();
+        if word.is_empty() {
+            continue;
+        }
+        let before = lower.get(..word_start).and_then(|b| b.chars().next_back());
+        if matches!(before, Some('.' | '/' | '@')) {
+            continue;
+        }
+        let mention = if sep_is_name {
+            ctx.other_servers.iter().any(|server| {
+                word.strip_prefix(server.as_str())
+                    .and_then(|rest| rest.strip_prefix(sep))
+                    .is_some_and(|tool| !tool.is_empty())
+            })
+        } else {
+            let after = lower.get(idx..).unwrap_or_default();
+            let tool: String = after
+                .strip_prefix(sep)
+                .map(|t| t.chars().take_while(|&c| is_name(c)).collect())
+                .unwrap_or_default();
+            ctx.other_servers.contains(word) && !tool.is_empty() && !is_tld(&tool)
+        };
+        if mention {
             return Some(
                 lower
-                    .get(start..)
+                    .get(word_start..)
                     .unwrap_or_default()
                     .chars()
                     .take(60)
                     .collect(),
             );
         }
-        from = at + ctx.separator.len();
     }
     None
 }
 
+fn is_tld(segment: &str) -> bool {
+    matches!(
+        segment,
+        "com" | "org" | "net" | "io" | "dev" | "app" | "co" | "ai" | "cloud" | "so"
+    )
+}
+
 fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &mut Vec<Kind>) {
     let compiled = compiled();
-    let matches = compiled.set.matches(text);
+    let Some(set) = &compiled.set else {
+        if !seen.contains(&Kind::Override) {
+            seen.push(Kind::Override);
+            findings.push(Finding::new(
+                location,
+                Kind::Override,
+                "detectors unavailable: held by default",
+            ));
+        }
+        return;
+    };
+    let matches = set.matches(text);
     if !matches.matched_any() {
         return;
     }
@@ -237,17 +361,25 @@ fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &
     }
 }
 
-/// Replaces every non-ASCII letter whose UTS #39 skeleton is one ASCII letter or digit by it.
+/// Takes combining marks off (`ígnore`, `ị`, the dot of `İ`), then replaces every non-ASCII letter
+/// whose UTS #39 skeleton is one ASCII letter or digit by it (Cyrillic `і` → `i`).
 pub(crate) fn fold_confusables(text: &str) -> String {
     if text.is_ascii() {
         return text.to_owned();
     }
-    text.chars().map(fold_char).collect()
+    text.nfd()
+        .filter(|&c| !is_combining_mark(c))
+        .map(fold_char)
+        .collect()
 }
 
-fn fold_char(c: char) -> char {
+/// One character's ASCII look-alike, or itself.
+pub(crate) fn fold_char(c: char) -> char {
     if c.is_ascii() || !c.is_alphabetic() {
         return c;
+    }
+    if let Some(ascii) = small_capital(c) {
+        return ascii;
     }
     let mut buf = [0u8; 4];
     let mut skeleton = unicode_security::skeleton(c.encode_utf8(&mut buf));
@@ -257,13 +389,45 @@ fn fold_char(c: char) -> char {
     }
 }
 
+/// Latin small capitals, which read as lowercase ASCII letters.
+fn small_capital(c: char) -> Option<char> {
+    Some(match c {
+        'ᴀ' => 'a',
+        'ʙ' => 'b',
+        'ᴄ' => 'c',
+        'ᴅ' => 'd',
+        'ᴇ' => 'e',
+        'ꜰ' => 'f',
+        'ɢ' => 'g',
+        'ʜ' => 'h',
+        'ɪ' => 'i',
+        'ᴊ' => 'j',
+        'ᴋ' => 'k',
+        'ʟ' => 'l',
+        'ᴍ' => 'm',
+        'ɴ' => 'n',
+        'ᴏ' => 'o',
+        'ᴘ' => 'p',
+        'ʀ' => 'r',
+        'ꜱ' => 's',
+        'ᴛ' => 't',
+        'ᴜ' => 'u',
+        'ᴠ' => 'v',
+        'ᴡ' => 'w',
+        'ʏ' => 'y',
+        'ᴢ' => 'z',
+        _ => return None,
+    })
+}
+
 /// A word with ASCII letters and a non-ASCII look-alike of one (Cyrillic "і" in "іgnore"), or a
 /// word mixing scripts where one is expected.
 fn mixed_script(lower: &str, location: &str, findings: &mut Vec<Finding>) {
     if lower.is_ascii() {
         return;
     }
-    for word in lower.split(|c: char| !c.is_alphanumeric()) {
+    // Words end at spaces and punctuation only: a combining mark does not split a word.
+    for word in lower.split(|c: char| c.is_whitespace() || c.is_ascii_punctuation()) {
         let has_ascii = word.chars().any(|c| c.is_ascii_alphabetic());
         let has_lookalike = word.chars().any(|c| !c.is_ascii() && fold_char(c) != c);
         if has_ascii && has_lookalike && !word.is_single_script() {
@@ -288,7 +452,15 @@ fn base64_candidates(text: &str) -> impl Iterator<Item = &str> {
             let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
             let has_digit = run.bytes().any(|b| b.is_ascii_digit() || b == b'+');
             let all_same = run.bytes().all(|b| Some(&b) == run.as_bytes().first());
-            all_same || has_upper && has_lower && has_digit
+            if all_same {
+                return true;
+            }
+            if !(has_upper && has_lower && has_digit) {
+                return false;
+            }
+            // Paths and keys with slashes are base64-shaped; only text that decodes to prose is
+            // an encoded message.
+            !run.contains('/') || decode_base64(run).is_some_and(|d| mostly_printable(&d))
         })
 }
 
@@ -319,6 +491,15 @@ fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+fn mostly_printable(text: &str) -> bool {
+    let n = text.chars().count().max(1);
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .count();
+    printable * 10 >= n * 9
 }
 
 /// Standard base64 to UTF-8 text, when it is that.
@@ -354,7 +535,11 @@ mod tests {
         for (kind, p) in PATTERNS {
             assert!(Regex::new(&ascii_classes(p)).is_ok(), "{kind}: {p}");
         }
-        assert_eq!(compiled().set.len(), PATTERNS.len());
+        assert_eq!(
+            compiled().set.as_ref().map(RegexSet::len),
+            Some(PATTERNS.len())
+        );
+        assert!(compiled().send_to_target.is_some() && compiled().held_data.is_some());
         assert!((0..PATTERNS.len()).all(|i| compiled().pattern(i).is_some()));
     }
 

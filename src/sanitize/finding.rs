@@ -69,6 +69,9 @@ pub enum Kind {
     Exfiltration,
     /// `curl … | sh` and kin.
     RemoteExecution,
+    /// Raw HTML or markdown that loads or hides something when rendered (`<img>`, `<script>`,
+    /// reference-style images, `display:none`).
+    ActiveMarkup,
     /// "You are now…", `system:` lines.
     RolePlay,
     /// Instructions about other tools or servers.
@@ -105,9 +108,8 @@ impl Kind {
             AnsiEscape | ControlChar | Invisible | Bidi | TagChars | VariationSelectors
             | PrivateUse | Noncharacter | Padding | HtmlComment | MarkdownImage | PseudoTag
             | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
-            | Exfiltration | RemoteExecution | RolePlay | Shadowing | Base64 | MixedScript => {
-                Severity::Hold
-            }
+            | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
+            | MixedScript => Severity::Hold,
             InvalidName | RemoteRef | UnknownDialect | Bounds | WrongType => Severity::Reject,
         }
     }
@@ -141,6 +143,7 @@ impl Kind {
             CredentialHarvest => "credential_harvest",
             Exfiltration => "exfiltration",
             RemoteExecution => "remote_execution",
+            ActiveMarkup => "active_markup",
             RolePlay => "role_play",
             Shadowing => "shadowing",
             Base64 => "base64",

@@ -1,8 +1,8 @@
 //! Tool results: hidden characters are stripped from text content before an agent reads it.
 //!
 //! Owns: the fast path (a byte scan; most results are forwarded untouched, never parsed) and the
-//! slow path (parse, strip hidden code points from `content[].text` and embedded resource text,
-//! re-serialize) taken only when the scan finds something that may be hidden.
+//! slow path (parse, strip hidden code points from every string but base64 payloads, re-serialize)
+//! taken only when the scan finds something that may be hidden.
 //! Never: rewrites whitespace, markup or meaning of a result: it is data the agent asked for.
 
 use super::text;
@@ -15,16 +15,7 @@ pub fn clean_result(raw: &str) -> Option<String> {
     }
     let mut value: Value = serde_json::from_str(raw).ok()?;
     let mut changed = false;
-    if let Some(content) = value.get_mut("content").and_then(Value::as_array_mut) {
-        for block in content {
-            for text_field in text_fields(block) {
-                if let Some(clean) = text::strip_hidden(text_field) {
-                    *text_field = clean;
-                    changed = true;
-                }
-            }
-        }
-    }
+    strip_strings(&mut value, &mut changed);
     if changed {
         serde_json::to_string(&value).ok()
     } else {
@@ -32,25 +23,29 @@ pub fn clean_result(raw: &str) -> Option<String> {
     }
 }
 
+/// Strips hidden code points from every string of the result (text content, structured content,
+/// resource links, annotations), except base64 payloads (`data`, `blob`), which are not text.
+fn strip_strings(value: &mut Value, changed: &mut bool) {
+    match value {
+        Value::String(s) => {
+            if let Some(clean) = text::strip_hidden(s) {
+                *s = clean;
+                *changed = true;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| strip_strings(v, changed)),
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key != "data" && key != "blob" {
+                    strip_strings(v, changed);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Plain printable ASCII without escapes hides nothing; anything else takes the slow path.
 fn may_hide_anything(bytes: &[u8]) -> bool {
     bytes.iter().any(|b| !(0x20..0x80).contains(b)) || bytes.windows(2).any(|w| w == b"\\u")
-}
-
-fn text_fields(block: &mut Value) -> Vec<&mut String> {
-    let Some(obj) = block.as_object_mut() else {
-        return Vec::new();
-    };
-    let is_text = obj.get("type").and_then(Value::as_str) == Some("text");
-    let mut out = Vec::new();
-    for (key, value) in obj.iter_mut() {
-        if key == "resource" {
-            if let Some(Value::String(s)) = value.get_mut("text") {
-                out.push(s);
-            }
-        } else if let (true, "text", Value::String(s)) = (is_text, key.as_str(), value) {
-            out.push(s);
-        }
-    }
-    out
 }

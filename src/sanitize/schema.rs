@@ -191,7 +191,7 @@ impl Walker<'_> {
             "uniqueItems" | "deprecated" | "readOnly" | "writeOnly" | "nullable" => {
                 self.boolean(value)
             }
-            "dependentRequired" => Some(value.clone()).filter(|v| v.is_object()),
+            "dependentRequired" => self.dependent_required(value),
             _ => {
                 self.dropped(value);
                 None
@@ -223,12 +223,15 @@ impl Walker<'_> {
             self.found(Kind::Bounds, detail);
             return None;
         }
-        let names_matter = key == "properties" || key == "$defs" || key == "definitions";
+        let names_matter = key != "patternProperties";
         let mut out = Map::new();
         for (name, schema) in map {
             let child = self.at(format_args!(".{name}"), |w| {
                 if names_matter {
                     w.property_name(name);
+                } else {
+                    // A pattern goes to validators, but clients show it: scanned, never rewritten.
+                    w.validate_values(&Value::String(name.clone()));
                 }
                 w.node(schema)
             });
@@ -305,7 +308,7 @@ impl Walker<'_> {
 
     fn reference(&mut self, value: &Value) -> Option<Value> {
         match value.as_str() {
-            Some(r) if r == "#" || r.starts_with("#/") => Some(value.clone()),
+            Some(r) if is_local_ref(r) => Some(value.clone()),
             Some(r) => {
                 self.found(Kind::RemoteRef, r);
                 None
@@ -378,6 +381,50 @@ impl Walker<'_> {
             self.findings.extend(found);
         }
     }
+}
+
+impl Walker<'_> {
+    /// `{"a": ["b", "c"]}`: property names to lists of property names, checked as names.
+    fn dependent_required(&mut self, value: &Value) -> Option<Value> {
+        let Some(map) = value.as_object() else {
+            self.found(Kind::WrongType, "must be an object");
+            return None;
+        };
+        for (name, list) in map {
+            self.at(format_args!(".{name}"), |w| {
+                w.property_name(name);
+                match list.as_array() {
+                    Some(items) => {
+                        for item in items {
+                            match item.as_str() {
+                                Some(dep) => w.property_name(dep),
+                                None => w.found(Kind::WrongType, "must be an array of strings"),
+                            }
+                        }
+                    }
+                    None => w.found(Kind::WrongType, "must be an array of strings"),
+                }
+            });
+        }
+        Some(value.clone())
+    }
+}
+
+/// `#` or a JSON pointer into this schema made of plain name characters (`#/$defs/address`).
+fn is_local_ref(r: &str) -> bool {
+    let Some(pointer) = r.strip_prefix('#') else {
+        return false;
+    };
+    let segment_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment.len() <= 64
+            && segment.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'$' | b'~' | b'%')
+            })
+    };
+    pointer.len() <= 256
+        && (pointer.is_empty() || pointer.starts_with('/'))
+        && pointer.split('/').skip(1).all(segment_ok)
 }
 
 /// Printable ASCII with nothing the text cleaner removes as hidden (no comment, no image, no

@@ -9,6 +9,9 @@
 use super::finding::{Finding, Kind};
 use unicode_normalization::UnicodeNormalization;
 
+/// Cleaning rounds before nested markup is held instead of peeled further.
+const MAX_ROUNDS: usize = 8;
+
 /// Horizontal whitespace run that counts as padding.
 const PADDING_RUN: usize = 40;
 /// Consecutive line breaks that count as padding.
@@ -34,10 +37,12 @@ pub(crate) fn clean(
     if out.text == input {
         return out;
     }
-    for _ in 0..4 {
+    let mut stable = false;
+    for _ in 0..MAX_ROUNDS {
         let mut again = Vec::new();
         let next = clean_once(&out.text, max_chars, location, &mut again);
         if next.text == out.text {
+            stable = true;
             break;
         }
         for f in again {
@@ -50,6 +55,21 @@ pub(crate) fn clean(
         }
         out.hidden.extend(next.hidden);
         out.text = next.text;
+    }
+    if !stable {
+        // Markup nested to outlast the rounds: hold it rather than guess what it renders as, and
+        // take every bracket out so that the text (shown to reviewers only) is stable.
+        findings.push(Finding::new(
+            location,
+            Kind::MarkdownImage,
+            "markup nested too deep",
+        ));
+        let flat: String = out
+            .text
+            .chars()
+            .filter(|c| !matches!(c, '[' | ']' | '<' | '>'))
+            .collect();
+        out.text = clean_once(&flat, max_chars, location, &mut Vec::new()).text;
     }
     out
 }
@@ -158,10 +178,11 @@ fn classify(c: char) -> Class {
         0x0d | 0x85 | 0x2028 | 0x2029 => Class::LineBreak,
         0x00..=0x1f | 0x7f..=0x9f => Class::Control,
         0x200c | 0x200d => Class::Joiner,
+        // Default_Ignorable_Code_Point and format (Cf) characters that render as nothing.
         0x200b
         | 0x2060..=0x2065
         | 0xfeff
-        | 0x180e
+        | 0x180b..=0x180f
         | 0x00ad
         | 0x034f
         | 0x115f
@@ -171,8 +192,20 @@ fn classify(c: char) -> Class {
         | 0x17b4
         | 0x17b5
         | 0x206a..=0x206f
-        | 0xfff9..=0xfffb
-        | 0x1d173..=0x1d17a => Class::Invisible,
+        | 0xfff0..=0xfffb
+        | 0x1d173..=0x1d17a
+        | 0x0600..=0x0605
+        | 0x06dd
+        | 0x070f
+        | 0x0890
+        | 0x0891
+        | 0x08e2
+        | 0x110bd
+        | 0x110cd
+        | 0x13430..=0x1343f
+        | 0x1bca0..=0x1bca3
+        | 0xe0080..=0xe00ff
+        | 0xe01f0..=0xe0fff => Class::Invisible,
         0x202a..=0x202e | 0x2066..=0x2069 => Class::Bidi,
         0x200e | 0x200f | 0x061c => Class::BidiMark,
         0xe0000..=0xe007f => Class::Tag,
@@ -192,9 +225,21 @@ fn is_emoji(c: char) -> bool {
         | 0x3030 | 0x303d | 0x3297 | 0x3299 | 0x00a9 | 0x00ae | 0x203c | 0x2049 | 0x2122 | 0x2139)
 }
 
-/// Letters of scripts that use joiners legitimately (Arabic, Persian, Indic…): non-ASCII letters.
+/// A base with standardized variation sequences: emoji and keycap bases take VS15/VS16, CJK
+/// ideographs the ideographic selectors. A selector after anything else only smuggles bytes.
+fn is_variation_base(base: char, selector: char) -> bool {
+    let cjk = matches!(u32::from(base), 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xf900..=0xfaff | 0x20000..=0x3134f);
+    match u32::from(selector) {
+        0xfe0e | 0xfe0f => is_emoji(base) || base.is_ascii_digit() || base == '#' || base == '*',
+        0xfe00..=0xfe0d | 0xe0100..=0xe01ef => cjk,
+        _ => false,
+    }
+}
+
+/// Letters of scripts that use joiners legitimately (Arabic, Persian, Indic…): non-ASCII letters
+/// that do not look like ASCII ones (a joiner between two look-alikes only splits a word).
 fn is_joining_letter(c: char) -> bool {
-    !c.is_ascii() && c.is_alphabetic()
+    !c.is_ascii() && c.is_alphabetic() && super::detect::fold_char(c) == c
 }
 
 fn strip_code_points(
@@ -262,9 +307,11 @@ fn strip_code_points(
             Class::Selector => {
                 let end = run_end(&chars, idx, |c| classify(c) == Class::Selector);
                 let run = chars.get(idx..end).unwrap_or_default();
-                let after_base =
-                    prev.is_some_and(|p| classify(p) == Class::Keep && !p.is_whitespace());
-                if run.len() == 1 && after_base {
+                let standard = run.len() == 1
+                    && prev
+                        .zip(run.first().copied())
+                        .is_some_and(|(p, vs)| is_variation_base(p, vs));
+                if standard {
                     out.extend(run);
                 } else {
                     let bytes: Vec<u8> = run.iter().filter_map(|&s| selector_byte(s)).collect();
@@ -310,16 +357,16 @@ fn run_end(chars: &[char], start: usize, pred: impl Fn(char) -> bool) -> usize {
     end
 }
 
-/// 🏴 + lowercase tag letters/digits + CANCEL TAG: a subdivision flag (England, Scotland, Wales).
+/// 🏴 + tags + CANCEL TAG spelling one of the three recommended subdivision flags (England,
+/// Scotland, Wales). Any other tag text is a message, not a flag.
 fn is_flag_tag_sequence(run: &[char]) -> bool {
     let Some((&last, body)) = run.split_last() else {
         return false;
     };
+    let text: String = body.iter().filter_map(|&c| decode_tag(c)).collect();
     last == '\u{e007f}'
-        && !body.is_empty()
-        && body
-            .iter()
-            .all(|&c| matches!(decode_tag(c), Some('a'..='z' | '0'..='9')))
+        && text.chars().count() == body.len()
+        && matches!(text.as_str(), "gbeng" | "gbsct" | "gbwls")
 }
 
 fn decode_tag(c: char) -> Option<char> {
@@ -350,7 +397,7 @@ fn normalize_whitespace(input: &str, location: &str, findings: &mut Vec<Finding>
     let mut most_breaks = 0;
     let mut breaks: usize = 0;
     for c in input.chars() {
-        if c == ' ' || c == '\t' || (c.is_whitespace() && c != '\n') {
+        if c == ' ' || c == '\t' || c == '\u{2800}' || (c.is_whitespace() && c != '\n') {
             run += 1;
             longest_run = longest_run.max(run);
             continue;
@@ -430,20 +477,33 @@ fn strip_markup(
 }
 
 /// `[text](url)` at the start of `s` → (text, url, rest).
+/// Searches are bounded (link text 1 KiB, destination 2 KiB) so that a description of nothing but
+/// brackets costs linear time, not quadratic.
 fn markdown_link(s: &str) -> Option<(&str, &str, &str)> {
+    const MAX_TEXT: usize = 1024;
+    const MAX_URL: usize = 2048;
     let inner = s.strip_prefix('[')?;
-    let close = inner.find("](")?;
-    let text = &inner[..close];
+    let close = head(inner, MAX_TEXT).find("](")?;
+    let text = inner.get(..close)?;
     if text.contains(['[', '\n']) {
         return None;
     }
-    let after = &inner[close + 2..];
-    let end = after.find(')')?;
-    let url = &after[..end];
+    let after = inner.get(close + 2..)?;
+    let end = head(after, MAX_URL).find(')')?;
+    let url = after.get(..end)?;
     if url.contains(char::is_whitespace) && !url.contains('"') {
         return None;
     }
-    Some((text, url, &after[end + 1..]))
+    Some((text, url, after.get(end + 1..)?))
+}
+
+/// The longest prefix of `s` of at most `n` bytes that ends on a character boundary.
+fn head(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
 }
 
 fn cap(input: &str, max_chars: usize, location: &str, findings: &mut Vec<Finding>) -> String {

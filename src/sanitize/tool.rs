@@ -41,6 +41,16 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 /// Sanitizes one raw tool definition.
 pub fn sanitize_tool(raw: &Value, limits: &Limits, ctx: &Context) -> SanitizedTool {
     let mut findings = Vec::new();
+    if super::json_size(raw) > limits.max_tool_bytes {
+        // Before anything reads the text: an oversized tool costs nothing but this walk.
+        let detail = format!("over {} bytes", limits.max_tool_bytes);
+        findings.push(Finding::new("tool", Kind::Bounds, detail));
+        return SanitizedTool {
+            clean: Value::Null,
+            findings,
+            verdict: Verdict::Rejected,
+        };
+    }
     // Most tools are plain ASCII prose: one pass over all their text decides whether the
     // per-string detector passes can find anything at all.
     ctx.set_quiet(!could_fire(raw, ctx));
@@ -124,8 +134,10 @@ fn clean_fields(
                     out.insert(key.clone(), icons);
                 }
             }
-            "execution" if value.is_object() => {
-                out.insert(key.clone(), value.clone());
+            "execution" => {
+                if let Some(execution) = execution(value, ctx, findings) {
+                    out.insert(key.clone(), execution);
+                }
             }
             _ => dropped_field(key, value, ctx, findings),
         }
@@ -161,24 +173,82 @@ fn annotations(
     Some(Value::Object(out))
 }
 
-/// Icons only with `https:` or `data:` URIs.
+/// Icons only with `https:` or raster `data:image/` URIs, rebuilt from the fields MCP defines
+/// (`src`, `mimeType`, `sizes`, `theme`); anything else about an icon is dropped.
 fn icons(value: &Value, findings: &mut Vec<Finding>) -> Option<Value> {
     let list = value.as_array()?;
-    let kept: Vec<Value> = list
-        .iter()
-        .filter(|icon| {
-            let src = icon.get("src").and_then(Value::as_str).unwrap_or_default();
-            let lower = src.trim_start().to_ascii_lowercase();
-            let ok = lower.starts_with("https:") || lower.starts_with("data:image/");
-            if !ok {
-                let shown: String = src.chars().take(80).collect();
-                findings.push(Finding::new("icons", Kind::IconRemoved, shown));
+    let mut kept = Vec::new();
+    for icon in list {
+        let src = icon.get("src").and_then(Value::as_str).unwrap_or_default();
+        let lower = src.trim_start().to_ascii_lowercase();
+        let raster = [
+            "data:image/png",
+            "data:image/jpeg",
+            "data:image/gif",
+            "data:image/webp",
+        ];
+        let ok = lower.starts_with("https:") || raster.iter().any(|r| lower.starts_with(r));
+        if !ok || src.len() > 64 * 1024 {
+            let shown: String = src.chars().take(80).collect();
+            findings.push(Finding::new("icons", Kind::IconRemoved, shown));
+            continue;
+        }
+        let mut clean = Map::new();
+        clean.insert("src".into(), Value::String(src.to_owned()));
+        if let Some(mime) = icon.get("mimeType").and_then(Value::as_str) {
+            if ["image/png", "image/jpeg", "image/gif", "image/webp"].contains(&mime) {
+                clean.insert("mimeType".into(), Value::String(mime.to_owned()));
             }
-            ok
-        })
-        .cloned()
-        .collect();
+        }
+        if let Some(sizes) = icon.get("sizes").and_then(Value::as_array) {
+            let valid: Vec<Value> = sizes
+                .iter()
+                .filter(|s| s.as_str().is_some_and(is_icon_size))
+                .cloned()
+                .collect();
+            if !valid.is_empty() {
+                clean.insert("sizes".into(), Value::Array(valid));
+            }
+        }
+        if let Some(theme @ ("light" | "dark")) = icon.get("theme").and_then(Value::as_str) {
+            clean.insert("theme".into(), Value::String(theme.to_owned()));
+        }
+        if icon.as_object().is_some_and(|m| m.len() > clean.len()) {
+            findings.push(Finding::new(
+                "icons",
+                Kind::DroppedField,
+                "fields MCP does not define",
+            ));
+        }
+        kept.push(Value::Object(clean));
+    }
     (!kept.is_empty()).then_some(Value::Array(kept))
+}
+
+fn is_icon_size(size: &str) -> bool {
+    size == "any"
+        || size.split_once('x').is_some_and(|(w, h)| {
+            !w.is_empty()
+                && !h.is_empty()
+                && w.len() <= 5
+                && h.len() <= 5
+                && w.bytes().chain(h.bytes()).all(|b| b.is_ascii_digit())
+        })
+}
+
+/// `execution` keeps only `taskSupport` with a value MCP defines.
+fn execution(value: &Value, ctx: &Context, findings: &mut Vec<Finding>) -> Option<Value> {
+    let map = value.as_object()?;
+    let mut out = Map::new();
+    for (key, v) in map {
+        match (key.as_str(), v.as_str()) {
+            ("taskSupport", Some(t @ ("forbidden" | "optional" | "required"))) => {
+                out.insert(key.clone(), Value::String(t.to_owned()));
+            }
+            _ => dropped_field(&format!("execution.{key}"), v, ctx, findings),
+        }
+    }
+    Some(Value::Object(out))
 }
 
 /// A field the gate does not pass on; its text is still read, since clients may have shown it.
@@ -226,7 +296,10 @@ fn could_fire(raw: &Value, ctx: &Context) -> bool {
     let printable = joined
         .bytes()
         .all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t');
-    if !printable {
+    // Markup is cleaned before detection (a link's text joins the words around it), so text with
+    // markup is read string by string after cleaning.
+    let markup = joined.contains("](") || joined.contains("<!--") || joined.contains("![");
+    if !printable || markup {
         return true;
     }
     let lower = joined.to_ascii_lowercase();
