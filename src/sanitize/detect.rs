@@ -65,11 +65,11 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::CredentialHarvest,
-        r"\b(include|send|paste|share|give|append|attach|forward|upload|collect|dump|reveal|read|extract|harvest|pass)\b[^.\n]{0,40}?\b(api[_ \t\n-]?keys?|access[_ \t\n-]?tokens?|secret[_ \t\n-]?keys?|passwords?|passphrases?|private[_ \t\n-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?|github\s+tokens?|personal\s+access\s+tokens?|gh\s+pat)\b|\b(openai|anthropic|github|aws|slack|stripe)_(api_)?(key|token|secret)|\bpaste\s+(the\s+|your\s+)?(gh\s+)?pat\b",
+        r"\b(include|send|paste|share|give|append|attach|forward|upload|collect|dump|reveal|read|extract|harvest|pass)\b[^.\n]{0,40}?\b(api[_ \t\n-]?keys?|access[_ \t\n-]?tokens?|secret[_ \t\n-]?keys?|passwords?|passphrases?|private[_ \t\n-]?keys?|seed\s+phrases?|credentials|session\s+cookies?|bearer\s+tokens?|auth\s+tokens?|github\s+tokens?|personal\s+access\s+tokens?|gh\s+pat)\b|\bpaste\s+(the\s+|your\s+)?(gh\s+)?pat\b",
     ),
     (
         Kind::Exfiltration,
-        r"\bbcc\s*:|\b(include|add|append|attach|insert|put|paste|send|forward)\b[^.\n]{0,30}\b(full|entire|whole|complete)\s+(conversation|chat|history|context|transcript)|\bsend[^.\n]{0,30}\b(conversation|chat)\s+(history|log|transcript)|https?://[^ \t\n]*[?&][a-z_]*=\{",
+        r"\bbcc\b[^\n]{0,30}[a-z0-9_.+-]+@[a-z0-9-]+\.[a-z]{2,}|[a-z0-9_.+-]+@[a-z0-9-]+\.[a-z]{2,}[^\n]{0,20}\bbcc\b|\b(include|add|append|attach|insert|put|paste|send|forward)\b[^.\n]{0,30}\b(full|entire|whole|complete)\s+(conversation|chat|history|context|transcript)|\bsend[^.\n]{0,30}\b(conversation|chat)\s+(history|log|transcript)|https?://[^ \t\n]*[?&][a-z_]*=\{",
     ),
     (
         Kind::RemoteExecution,
@@ -85,7 +85,7 @@ const PATTERNS: &[(Kind, &str)] = &[
     ),
     (
         Kind::ActiveMarkup,
-        r"<\s*(img|script|iframe|object|embed|style|svg|link|meta|video|audio|source|form|details)\b|!\[[^\]\n]*\]\s*\[[^\]\n]*\]|<!\[cdata\[|display\s*:\s*none|javascript:",
+        r"<\s*(img|script|iframe|object|embed|style|svg|link|meta|video|audio|source|form|details)\b|!\[[^\]\n]*\]\s*\[[^\]\n]*\]|!\[[^\]]{0,200}\]\s*\(|<!\[cdata\[|display\s*:\s*none|javascript:",
     ),
 ];
 

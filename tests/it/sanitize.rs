@@ -139,3 +139,34 @@ fn findings_explain_what_was_hidden() {
         out.findings
     );
 }
+
+/// The red-team cases (tests/data/poisoning/redteam_cases.json): what was caught stays caught,
+/// what passed stays passing. Cases that still get through are listed there with their baseline,
+/// so a fix shows up as a better verdict and the file is updated with it.
+#[test]
+fn red_team_cases_do_not_regress() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/poisoning/redteam_cases.json"
+    );
+    let data: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let ctx = Context::new(["slack"], ".");
+    let mut regressions = Vec::new();
+    for case in data["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let out = sanitize::sanitize_tool(&case["tool"], &Limits::default(), &ctx);
+        let baseline = case["baseline"].as_str().unwrap();
+        let caught = |v: &str| v == "held" || v == "rejected";
+        let regressed = match case["label"].as_str().unwrap() {
+            "malicious" => caught(baseline) && !caught(out.verdict.as_str()),
+            _ => !caught(baseline) && caught(out.verdict.as_str()),
+        };
+        if regressed {
+            regressions.push(format!(
+                "{id}: baseline {baseline}, now {} {:?}",
+                out.verdict, out.findings
+            ));
+        }
+    }
+    assert!(regressions.is_empty(), "{}", regressions.join("\n"));
+}
