@@ -1,7 +1,8 @@
 //! `cargo bench --bench gate`: per-call latency and throughput of `tools/call` directly against
 //! the example server and through the gate (1 and 8 in flight), the gate's RSS with 10
 //! downstreams, and the time to the first merged `tools/list`. Prints a table; asserts nothing.
-//! Set `AEGIS_BENCH_CALLS` to change the number of calls per run (default 20000).
+//! Set `AEGIS_BENCH_CALLS` to change the number of calls per run (default 20000), and
+//! `AEGIS_BENCH_BIN` to measure the RSS of another build (the static musl binary).
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -21,7 +22,11 @@ struct Peer {
 
 impl Peer {
     fn spawn(args: &[&str]) -> Peer {
-        let mut child = Command::new(BIN)
+        Peer::spawn_bin(BIN, args)
+    }
+
+    fn spawn_bin(bin: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new(bin)
             .args(args)
             .env("AEGIS_LOG", "warn")
             .stdin(Stdio::piped())
@@ -198,7 +203,9 @@ fn main() {
     );
 
     let start = Instant::now();
-    let mut gate = Peer::spawn(&["stdio", "--config", &config(&dir, 10)]);
+    // AEGIS_BENCH_BIN measures another build of the gate here (the static musl one, say).
+    let gate_bin = std::env::var("AEGIS_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let mut gate = Peer::spawn_bin(&gate_bin, &["stdio", "--config", &config(&dir, 10)]);
     gate.initialize();
     gate.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
     let list = gate.wait_id(1);
@@ -210,7 +217,7 @@ fn main() {
         first_list.as_secs_f64() * 1e3
     );
     println!(
-        "gate RSS with 10 downstreams (children excluded): {:.1} MiB",
+        "gate RSS with 10 downstreams (children excluded), {gate_bin}: {:.1} MiB",
         gate.rss_kib() as f64 / 1024.0
     );
     drop(gate);
