@@ -21,6 +21,7 @@
 #![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -1,4 +1,5 @@
-//! The few POSIX calls std does not offer: process-group signals, reaping, subreaping, flock.
+//! The few POSIX calls std does not offer: process-group signals, reaping, subreaping, flock,
+//! socket timeouts on a listening socket.
 //!
 //! Owns: every `unsafe` block of the crate, each a single libc call with plain integer arguments.
 //! Never: holds state or touches memory it did not allocate; callers own the policy (which group,
@@ -106,4 +107,31 @@ pub(crate) fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
             return Err(err);
         }
     }
+}
+
+/// Sets SO_RCVTIMEO and SO_SNDTIMEO on a socket.
+pub(crate) fn set_socket_timeouts(
+    fd: std::os::fd::RawFd,
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(i32::try_from(timeout.subsec_micros()).unwrap_or(0)),
+    };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, a local we own.
+        let res = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of!(tv).cast(),
+                libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(0),
+            )
+        };
+        if res != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ USAGE:
 
 COMMANDS:
     stdio            Serve the merged tools of the configured servers over stdin/stdout
+    serve            Run the HTTP service (in progress: /healthz and /readyz so far)
     tools            List, inspect and approve tools (verdicts, findings, pins)
     example-server   Run the built-in example MCP server over stdin/stdout
 
@@ -159,6 +160,7 @@ fn run_command(
     match command {
         "stdio" => run_stdio(parser, log_level),
         "tools" => run_tools(parser, log_level),
+        "serve" => run_serve(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -255,6 +257,57 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let data_dir = store::resolve_data_dir(data_dir.as_deref())
         .map_err(|e| CliError::Config(e.to_string()))?;
     gate::stdio::run(config, &data_dir).map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+const SERVE_HELP: &str = "\
+aegis-gate serve: the gate as an HTTP service (in progress: the REST API and MCP over HTTP
+are not there yet; GET /healthz and GET /readyz are)
+
+USAGE:
+    aegis-gate serve [OPTIONS]
+
+OPTIONS:
+    --listen ADDR        Address to listen on (default 127.0.0.1:8787; port 0 picks one).
+                         The first line on stdout is `listening on http://ADDR`.
+    --data-dir DIR       The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
+                         else ~/.local/state/aegis-gate)
+    --workers N          Threads taking requests (default 8)
+    --io-timeout-ms N    Read and write timeout of every connection (default 15000)
+    -h, --help           Print help
+";
+
+fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut config = crate::api::front::FrontConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
+        workers: 8,
+        io_timeout: Duration::from_secs(15),
+    };
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("listen") => {
+                let text = parser.value()?.string()?;
+                config.listen = text.parse().map_err(|_| {
+                    CliError::Usage(format!("--listen takes HOST:PORT, not {text:?}"))
+                })?;
+            }
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("workers") => config.workers = positive(parse_number(parser, "--workers")?)?,
+            Long("io-timeout-ms") => {
+                let ms = at_most_a_day(positive(parse_number(parser, "--io-timeout-ms")?)?)?;
+                config.io_timeout = Duration::from_millis(ms);
+            }
+            Short('h') | Long("help") => {
+                print!("{SERVE_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    crate::api::serve::run(&config, &data_dir).map_err(|e| CliError::Runtime(format!("serve: {e}")))
 }
 
 fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {

@@ -5,6 +5,7 @@
 //! `tidy` for house rules. Shared helpers live in `support`.
 
 mod faults;
+mod http_front;
 mod integrity;
 mod real_peers;
 mod sanitize;

@@ -1,0 +1,177 @@
+//! The HTTP front: a `tiny_http` server that survives hostile clients and accept errors.
+//!
+//! Owns: the listening socket, the `http-worker-N` threads that take requests from `tiny_http` and
+//! hand each to a [`Handler`], read/write timeouts on every connection, and recovery of the
+//! accept loop: `tiny_http` 0.12 ends its accept thread on the first accept error (EMFILE when
+//! descriptors run out) and reports that error once through `recv`; the front then builds a new
+//! `tiny_http` server on a clone of the same listening socket, with backoff, so the port keeps
+//! being served.
+//! Never: calls `tiny_http::Server::num_connections` (unimplemented in 0.12); never leaves a
+//! request unanswered on purpose (a dropped `tiny_http::Request` answers 500).
+//!
+//! Threads: `http-worker-0..n` (joined by [`Front::stop`]), plus `tiny_http`'s own accept thread
+//! and connection pool, which belong to `tiny_http`. Shutdown: set the stop flag, `unblock` once per
+//! worker, join.
+//!
+//! Current behaviour, not a guarantee: `tiny_http` gives each connection a pool thread for as long
+//! as the connection lives; the read timeout bounds how long an idle or slow client holds one.
+
+use crate::thread::{self, JoinOnDrop};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How the front treats connections.
+#[derive(Clone, Debug)]
+pub struct FrontConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Threads taking requests. Default 8.
+    pub workers: usize,
+    /// Read and write timeout of every connection. Default 15 s.
+    pub io_timeout: Duration,
+}
+
+/// Answers one request. Called on worker threads, concurrently.
+pub trait Handler: Send + Sync + 'static {
+    /// Must answer (`request.respond(...)`); a request dropped unanswered gets a 500.
+    fn handle(&self, request: tiny_http::Request);
+}
+
+/// A running front; [`Front::stop`] (or drop) stops and joins its workers.
+pub struct Front {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    server: Arc<RwLock<Arc<tiny_http::Server>>>,
+    workers: Vec<JoinOnDrop<()>>,
+}
+
+impl Front {
+    /// Binds and starts serving `handler`.
+    pub fn start(config: &FrontConfig, handler: Arc<dyn Handler>) -> io::Result<Front> {
+        let listener = TcpListener::bind(config.listen)?;
+        set_timeouts(&listener, config.io_timeout)?;
+        let addr = listener.local_addr()?;
+        let server = Arc::new(RwLock::new(Arc::new(serve_on(&listener)?)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let listener = Arc::new(listener);
+        let mut workers = Vec::new();
+        for idx in 0..config.workers.max(1) {
+            let worker = Worker {
+                server: Arc::clone(&server),
+                listener: Arc::clone(&listener),
+                stop: Arc::clone(&stop),
+                handler: Arc::clone(&handler),
+            };
+            workers.push(thread::spawn(format!("http-worker-{idx}"), move || {
+                worker.run()
+            })?);
+        }
+        Ok(Front {
+            addr,
+            stop,
+            server,
+            workers,
+        })
+    }
+
+    /// The address actually bound (a port of 0 becomes the one the OS chose).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests and joins the workers (requests being handled finish first).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let server = current(&self.server);
+        for _ in 0..self.workers.len() {
+            server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            worker.join();
+        }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn current(server: &RwLock<Arc<tiny_http::Server>>) -> Arc<tiny_http::Server> {
+    match server.read() {
+        Ok(s) => Arc::clone(&s),
+        Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    }
+}
+
+fn serve_on(listener: &TcpListener) -> io::Result<tiny_http::Server> {
+    let clone = listener.try_clone()?;
+    tiny_http::Server::from_listener(clone, None).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Accepted sockets inherit the listening socket's timeouts (Linux copies them on accept), so a
+/// client that sends nothing, or reads nothing, releases its thread when they expire.
+fn set_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
+    crate::sys::set_socket_timeouts(listener.as_raw_fd(), timeout)
+}
+
+struct Worker {
+    server: Arc<RwLock<Arc<tiny_http::Server>>>,
+    listener: Arc<TcpListener>,
+    stop: Arc<AtomicBool>,
+    handler: Arc<dyn Handler>,
+}
+
+impl Worker {
+    fn run(self) {
+        const POLL: Duration = Duration::from_millis(500);
+        while !self.stop.load(Ordering::SeqCst) {
+            let server = current(&self.server);
+            match server.recv_timeout(POLL) {
+                Ok(Some(request)) => self.handler.handle(request),
+                Ok(None) => {}
+                Err(e) => {
+                    log::error!("the HTTP accept loop stopped ({e}); starting a new one");
+                    self.restart_accept(&server);
+                }
+            }
+        }
+    }
+
+    /// Builds a new `tiny_http` server on the same socket, retrying while descriptors are short.
+    fn restart_accept(&self, failed: &Arc<tiny_http::Server>) {
+        let mut delay = Duration::from_millis(50);
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut slot = match self.server.write() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !Arc::ptr_eq(&slot, failed) {
+                return; // Another worker restarted it already.
+            }
+            match serve_on(&self.listener) {
+                Ok(fresh) => {
+                    *slot = Arc::new(fresh);
+                    log::info!("HTTP accept loop restarted");
+                    return;
+                }
+                Err(e) => {
+                    drop(slot);
+                    log::warn!("cannot restart the HTTP accept loop yet: {e}");
+                    // Descriptors are short; nothing to wait on but time. Bounded backoff.
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
