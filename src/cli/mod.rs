@@ -91,6 +91,7 @@ OPTIONS:
     --ignore-eof       Keep running after stdin closes; only a signal stops it
     --extra-tools N    Add N echo tools named tool_0 ... tool_{N-1}
     --page-size N      Page tools/list by N tools
+    --startup-delay-ms N  Wait N ms before reading stdin, like a slow server
     --poison           Also offer tools that attack the agent: weather (clean until
                        rug_pull swaps its description), poisoned_add, rug_pull
     -h, --help         Print help
@@ -377,6 +378,10 @@ fn run_example(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(
             Long("extra-tools") => options.extra_tools = parse_number(parser, "--extra-tools")?,
             Long("page-size") => options.page_size = Some(parse_number(parser, "--page-size")?),
             Long("poison") => options.poison = true,
+            Long("startup-delay-ms") => {
+                options.startup_delay_ms =
+                    at_most_a_day(parse_number(parser, "--startup-delay-ms")?)?
+            }
             Short('h') | Long("help") => {
                 print!("{EXAMPLE_HELP}");
                 return Ok(());

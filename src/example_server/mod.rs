@@ -35,6 +35,8 @@ pub struct Options {
     pub extra_tools: usize,
     /// Page `tools/list` by this many tools; all in one page when unset.
     pub page_size: Option<usize>,
+    /// Wait this long before reading stdin, like a server that is slow to start.
+    pub startup_delay_ms: u64,
     /// Offer tools that attack the agent: `weather` (clean, until `rug_pull` swaps its
     /// description for a poisoned one), `poisoned_add` (a hidden instruction in its description).
     pub poison: bool,
@@ -74,6 +76,10 @@ pub fn run(options: Options) -> io::Result<()> {
     let (timer_tx, timer_rx) = crossbeam_channel::bounded(1024);
     let timer_out = out.clone();
     let timer = thread::spawn("example-timer", move || timer_loop(&timer_rx, &timer_out))?;
+    if options.startup_delay_ms > 0 {
+        // Simulates a slow server on purpose; the gate's startup handling is what is tested.
+        std::thread::sleep(Duration::from_millis(options.startup_delay_ms));
+    }
     let mut server = tools::Server::new(options.clone(), out.clone(), timer_tx);
     let mut framer = LineReader::new(16 * 1024 * 1024);
     let mut stdin = io::stdin().lock();

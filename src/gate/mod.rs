@@ -19,8 +19,9 @@ use crate::merger::{MergerHandle, Request, ViewKey};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One upstream peer's session.
 #[derive(Debug)]
@@ -56,6 +57,9 @@ pub struct Gate {
     merger: MergerHandle,
     conns: Vec<ConnHandle>,
     workspace: String,
+    /// Calls cancelled while the merger still held them (before startup settled), so that they
+    /// are not run when released. Bounded by [`crate::merger::MAX_HELD`].
+    cancelled_early: Mutex<HashSet<(SessionId, Id)>>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +92,7 @@ impl Gate {
             merger,
             conns,
             workspace: workspace.into(),
+            cancelled_early: Mutex::new(HashSet::new()),
         }
     }
 
@@ -136,7 +141,18 @@ impl Gate {
                 // Routes are incomplete until every child has listed: run the call after that.
                 let gate = Arc::clone(self);
                 let params = params.map(ToOwned::to_owned);
-                let run = move |responder| gate.call(responder, params.as_deref());
+                let run = move |responder: Responder| {
+                    let key = (responder.session(), responder.id().clone());
+                    let cancelled = gate
+                        .cancelled_early
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    // A call the agent cancelled while it waited is owed nothing.
+                    if !cancelled {
+                        gate.call(responder, params.as_deref());
+                    }
+                };
                 self.merger.send(Request::WhenReady {
                     responder,
                     run: Box::new(run),
@@ -164,6 +180,15 @@ impl Gate {
         let Ok(id) = Id::from_raw(&cancel.request_id) else {
             return;
         };
+        if !self.merger.is_ready() {
+            let mut early = self
+                .cancelled_early
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if early.len() < crate::merger::MAX_HELD {
+                early.insert((session.id(), id.clone()));
+            }
+        }
         // The connection holding the request is not tracked here; each connection checks its own
         // table, which is cheaper than keeping a second table in step.
         for conn in &self.conns {

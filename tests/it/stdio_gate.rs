@@ -366,3 +366,27 @@ fn piped_requests_are_all_answered_before_the_gate_exits() {
     assert!(tools.iter().any(|t| t["name"] == "world.tool_1"));
     assert_eq!(text(&answers[2]), "slept 200 ms");
 }
+
+#[test]
+fn a_call_cancelled_while_startup_holds_it_is_never_run() {
+    let servers = json!({ "fast": example(&[]), "slow": example(&["--startup-delay-ms", "1500"]) });
+    let mut gate = Gate::start(servers, json!({}));
+    gate.send(
+        &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+                      "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+    );
+    gate.send(
+        &json!({"jsonrpc": "2.0", "id": "held", "method": "tools/call",
+                      "params": {"name": "fast.echo", "arguments": {"message": "must not run"}}}),
+    );
+    gate.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": "held"}}),
+    );
+    gate.response(&json!("init"));
+    assert_eq!(
+        text(&gate.call("fast.echo", json!({"message": "after"}))),
+        "after"
+    );
+    assert!(gate.buffered_has_no_answer_to("held"));
+}
