@@ -4,7 +4,7 @@
 //! shutdown on SIGTERM/SIGINT (stop taking requests, let those being handled finish, exit 0).
 //! Never: runs without a data dir it can write (created 0700 on first start).
 //!
-//! Threads: the front's workers, and `serve-signals`, which turns the first signal into a stop.
+//! Threads: the front's workers; the calling thread waits for the first signal and stops them.
 
 use super::front::{Front, FrontConfig};
 use crate::store;
