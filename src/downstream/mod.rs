@@ -368,6 +368,26 @@ impl ConnectionManager {
         self.conns.iter().map(|c| c.handle.clone()).collect()
     }
 
+    /// Tears one connection down and forgets it; `None` when there is none by that name.
+    pub fn remove(&mut self, name: &str) -> Option<ConnHandle> {
+        let idx = self.conns.iter().position(|c| c.handle.name() == name)?;
+        let mut conn = self.conns.remove(idx);
+        conn.handle.inner.stop.store(true, Ordering::SeqCst);
+        conn.handle.wake();
+        if let Some(thread) = conn.thread.take() {
+            thread.join();
+        }
+        Some(conn.handle)
+    }
+
+    /// The handle of the connection named `name`.
+    pub fn get(&self, name: &str) -> Option<ConnHandle> {
+        self.conns
+            .iter()
+            .find(|c| c.handle.name() == name)
+            .map(|c| c.handle.clone())
+    }
+
     /// Tears every connection down (in parallel) and joins their threads.
     pub fn shutdown(&mut self) {
         for conn in &self.conns {

@@ -9,6 +9,7 @@
 //!
 //! Transports (`stdio`, later HTTP) frame bytes and call [`Gate::handle`] for each message.
 
+pub mod runtime;
 pub mod stdio;
 
 use crate::config::Settings;
@@ -55,7 +56,6 @@ impl Session {
 pub struct Gate {
     settings: Arc<Settings>,
     merger: MergerHandle,
-    conns: Vec<ConnHandle>,
     workspace: String,
     /// Calls cancelled while the merger still held them (before startup settled), so that they
     /// are not run when released. Bounded by [`crate::merger::MAX_HELD`].
@@ -80,17 +80,15 @@ struct CancelParams {
 }
 
 impl Gate {
-    /// A gate over `conns` for `workspace`.
+    /// A gate for `workspace`, routing through the merger's published routes.
     pub fn new(
         settings: Arc<Settings>,
         merger: MergerHandle,
-        conns: Vec<ConnHandle>,
         workspace: impl Into<String>,
     ) -> Gate {
         Gate {
             settings,
             merger,
-            conns,
             workspace: workspace.into(),
             cancelled_early: Mutex::new(HashSet::new()),
         }
@@ -191,7 +189,7 @@ impl Gate {
         }
         // The connection holding the request is not tracked here; each connection checks its own
         // table, which is cheaper than keeping a second table in step.
-        for conn in &self.conns {
+        for conn in self.merger.routes().connections() {
             conn.cancel(session.id(), id.clone());
         }
     }

@@ -14,11 +14,11 @@
 //! Channels: outgoing lines (bounded), stop reasons (bounded, 4), the writer's close and done
 //! channels (dropped to signal).
 
+use super::runtime::Runtime;
 use super::{Gate, Session};
 use crate::config::Config;
-use crate::downstream::{self, ConnectionManager};
+use crate::downstream;
 use crate::jsonrpc::{self, code, Frame, LineReader, Sink};
-use crate::merger::{self, Merger, MergerOptions};
 use crate::store::pins::PinStore;
 use crate::sys;
 use crate::thread;
@@ -90,23 +90,9 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
     let pins = PinStore::open(data_dir).map_err(Error::Store)?;
     log::info!("data dir {}", data_dir.display());
     let settings = Arc::new(config.settings);
-    let (events_tx, events_rx) = crossbeam_channel::bounded(merger::EVENT_QUEUE);
-    let mut manager = ConnectionManager::new(Arc::clone(&settings), events_tx);
-    for server in config.servers {
-        manager.add(server).map_err(Error::Downstream)?;
-    }
-    let options = MergerOptions {
-        workspace: WORKSPACE.to_owned(),
-        pins: Some(pins),
-    };
-    let (merger, merger_handle) =
-        Merger::spawn(Arc::clone(&settings), options, manager.handles(), events_rx)?;
-    let gate = Arc::new(Gate::new(
-        Arc::clone(&settings),
-        merger_handle,
-        manager.handles(),
-        WORKSPACE,
-    ));
+    let runtime = Runtime::start(Arc::clone(&settings), WORKSPACE, config.servers, Some(pins))
+        .map_err(Error::Downstream)?;
+    let gate = Arc::clone(runtime.gate());
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
@@ -123,7 +109,7 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
     ])?;
     let signals_handle = signals.handle();
     let signal_stop = stop_tx.clone();
-    let signal_conns = manager.handles();
+    let signal_conns = runtime.handles();
     let signal_thread = thread::spawn("signals", move || {
         let mut seen = 0;
         for signal in signals.forever() {
@@ -161,8 +147,7 @@ pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
         log::warn!("requests still unanswered after the drain timeout are dropped");
     }
     drop(session_sink);
-    manager.shutdown();
-    merger.stop();
+    runtime.stop();
     signals_handle.close();
     signal_thread.join();
     match stop {

@@ -86,6 +86,10 @@ pub enum Request {
         /// The session.
         session: SessionId,
     },
+    /// A connection was added to the workspace (its tools arrive as events).
+    AddServer(ConnHandle),
+    /// A connection was removed: its tools leave the view.
+    RemoveServer(ConnId),
     /// Run once startup is settled, in order with the other held requests.
     WhenReady {
         /// The request's responder, handed to `run` (or answered with an error if the merger
@@ -104,6 +108,8 @@ impl std::fmt::Debug for Request {
                 write!(f, "ReleaseWhenReady({})", responder.session())
             }
             Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
+            Request::AddServer(conn) => write!(f, "AddServer({})", conn.name()),
+            Request::RemoveServer(id) => write!(f, "RemoveServer({id:?})"),
             Request::WhenReady { responder, .. } => write!(f, "WhenReady({})", responder.session()),
         }
     }
@@ -131,8 +137,10 @@ impl MergerHandle {
             Request::List { responder, .. }
             | Request::ReleaseWhenReady { responder, .. }
             | Request::WhenReady { responder, .. } => responder,
-            Request::Unsubscribe { .. } => {
-                log::warn!("merger queue full or closed; an unsubscribe was dropped");
+            other @ (Request::Unsubscribe { .. }
+            | Request::AddServer(_)
+            | Request::RemoveServer(_)) => {
+                log::error!("merger queue full or closed; {other:?} was dropped");
                 return;
             }
         };
@@ -400,6 +408,27 @@ impl State {
             } => self.list(key, cursor.as_deref(), responder),
             Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
             Request::WhenReady { responder, run } => run(responder),
+            Request::AddServer(conn) => {
+                if self.servers.iter().all(|s| s.tools.conn.id() != conn.id()) {
+                    self.servers.push(Server {
+                        tools: ServerTools {
+                            name: conn.name().to_owned(),
+                            conn,
+                            tools: Vec::new(),
+                        },
+                        listing: Listing::default(),
+                        settled: true,
+                    });
+                    self.invalidate();
+                }
+            }
+            Request::RemoveServer(id) => {
+                let before = self.servers.len();
+                self.servers.retain(|s| s.tools.conn.id() != id);
+                if self.servers.len() != before {
+                    self.invalidate();
+                }
+            }
             Request::Unsubscribe { session } => {
                 self.subscribers.retain(|s| s.session() != session);
             }
@@ -516,7 +545,8 @@ impl State {
         self.cache.clear();
         let lists = self.servers.iter().map(|s| &s.tools);
         let merged = view::merge(lists, namer(&self.settings), true);
-        let routes = Arc::new(view::routes(&merged));
+        let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();
+        let routes = Arc::new(view::routes(&merged, connections));
         log::info!("merged view: {} callable tools", routes.callable());
         match self.routes.write() {
             Ok(mut r) => *r = routes,
@@ -575,7 +605,7 @@ pub fn rebuild_for_bench(
         server.tools = judge_one(name, listing);
     }
     let merged = view::merge(&servers, namer(settings), false);
-    let routes = view::routes(&merged);
+    let routes = view::routes(&merged, Vec::new());
     let view = MergedView::build(&merged, settings.page_size);
     let elapsed = start.elapsed();
     let mut n_pages = 0;

@@ -81,12 +81,15 @@ pub struct Route<C = ConnHandle> {
 #[derive(Debug)]
 pub struct Routes<C = ConnHandle> {
     map: HashMap<String, Route<C>>,
+    /// Every connection of the view, tools or not (for broadcasting a cancellation).
+    connections: Vec<C>,
 }
 
 impl<C> Default for Routes<C> {
     fn default() -> Self {
         Routes {
             map: HashMap::new(),
+            connections: Vec::new(),
         }
     }
 }
@@ -95,6 +98,11 @@ impl<C> Routes<C> {
     /// The route of a merged tool name.
     pub fn get(&self, merged_name: &str) -> Option<&Route<C>> {
         self.map.get(merged_name)
+    }
+
+    /// Every connection of the view.
+    pub fn connections(&self) -> &[C] {
+        &self.connections
     }
 
     /// Number of callable tools.
@@ -183,7 +191,7 @@ pub(crate) fn merge<'a, C: 'a>(
 }
 
 /// The route table of a merged view.
-pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>]) -> Routes<C> {
+pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>], connections: Vec<C>) -> Routes<C> {
     let map = merged
         .iter()
         .map(|t| {
@@ -195,7 +203,7 @@ pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>]) -> Routes<C> {
             (t.name.clone(), route)
         })
         .collect();
-    Routes { map }
+    Routes { map, connections }
 }
 
 /// A merged view, pre-serialized page by page (`{"tools":[…],"nextCursor":…}` each).
@@ -297,7 +305,7 @@ mod tests {
             server("b", vec![entry("echo")]),
         ];
         let merged = merge(&servers, DOT, false);
-        let routes = routes(&merged);
+        let routes = routes(&merged, Vec::new());
         assert_eq!(routes.get("b.echo").map(|r| r.tool.as_str()), Some("echo"));
         assert_eq!(
             routes.get("a.held").and_then(|r| r.blocked.as_deref()),
