@@ -1,29 +1,227 @@
 //! API: the HTTP side of the gate (serve mode).
 //!
-//! Owns: the HTTP front ([`front`]) and the routes served on it. Today: `GET /healthz` and
-//! `GET /readyz`; the REST admin API and MCP over Streamable HTTP are still to come (see the
-//! serve-mode issue).
-//! Never: blocks a worker on a downstream; never puts a secret into a response.
+//! Owns: the [`Api`] that every HTTP worker shares: the state store, the keyring, the admin
+//! token, the running workspaces and the MCP sessions; and the dispatch of a request to
+//! `GET /healthz`, `GET /readyz`, the REST admin API under `/api/v1/aegis/` (`rest.rs`) or
+//! MCP over Streamable HTTP at `/mcp/{workspace}` (`mcp_http.rs`).
+//! Never: blocks a worker longer than one request's deadline; never puts a secret into a
+//! response or a log line (env values and keys are write-only through the API).
 
 pub mod front;
+pub mod http;
+mod mcp_http;
+mod rest;
 pub mod serve;
 
-use std::sync::Arc;
+use crate::config::{ServerConfig, Settings};
+use crate::crypto::Keyring;
+use crate::gate::runtime::Runtime;
+use crate::store::pins::PinStore;
+use crate::store::state::{hash_secret, hashes_equal, Connection, StateStore};
+use http::ApiError;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The routes of serve mode as they stand.
-pub struct Routes;
+/// What serve mode is configured with.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// The data dir.
+    pub data_dir: PathBuf,
+    /// Executables a connection may run (names or paths, exactly as in `command[0]`).
+    pub allowed_commands: BTreeSet<String>,
+    /// `Origin` values accepted on `/mcp/…` (a request without `Origin` is accepted).
+    pub allowed_origins: BTreeSet<String>,
+    /// `Host` values accepted on `/mcp/…`; empty accepts the listening address and `localhost`.
+    pub allowed_hosts: BTreeSet<String>,
+    /// Largest request body. Default 4 MiB.
+    pub max_body: usize,
+}
 
-impl front::Handler for Routes {
-    fn handle(&self, request: tiny_http::Request) {
-        let (status, body) = match (request.method(), request.url()) {
-            (tiny_http::Method::Get, "/healthz") => (200, r#"{"status":"ok"}"#),
-            (tiny_http::Method::Get, "/readyz") => (200, r#"{"status":"ready"}"#),
-            _ => (
-                404,
-                r#"{"error":{"code":"not_found","message":"no such route"}}"#,
-            ),
+/// Everything the HTTP workers share.
+pub struct Api {
+    options: ApiOptions,
+    settings: Arc<Settings>,
+    keyring: Keyring,
+    admin_token_hash: String,
+    store: Mutex<StateStore>,
+    runtimes: Mutex<HashMap<String, Runtime>>,
+    sessions: Mutex<HashMap<String, mcp_http::HttpSession>>,
+    next_session: AtomicU64,
+    ready: AtomicBool,
+    listen_hosts: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Api {
+    /// Serve mode over an opened store, with the admin token's hash.
+    pub fn new(
+        options: ApiOptions,
+        settings: Arc<Settings>,
+        keyring: Keyring,
+        store: StateStore,
+        admin_token_hash: String,
+    ) -> Api {
+        Api {
+            options,
+            settings,
+            keyring,
+            admin_token_hash,
+            store: Mutex::new(store),
+            runtimes: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            ready: AtomicBool::new(false),
+            listen_hosts: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Starts every workspace the state says is active (after a restart, everything is back).
+    pub fn resume(&self, listen: std::net::SocketAddr) {
+        let mut hosts = lock(&self.listen_hosts);
+        hosts.insert(listen.to_string());
+        hosts.insert(format!("localhost:{}", listen.port()));
+        hosts.insert(format!("127.0.0.1:{}", listen.port()));
+        drop(hosts);
+        let active: Vec<String> = lock(&self.store)
+            .state()
+            .workspaces
+            .iter()
+            .filter(|(_, w)| w.active)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for ws in active {
+            if let Err(e) = self.start_workspace(&ws) {
+                log::error!("workspace {ws}: cannot start: {}", e.message);
+            }
+        }
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops every running workspace.
+    pub fn shutdown(&self) {
+        let runtimes: Vec<Runtime> = lock(&self.runtimes).drain().map(|(_, r)| r).collect();
+        for runtime in runtimes {
+            runtime.stop();
+        }
+    }
+
+    fn is_admin(&self, request: &tiny_http::Request) -> bool {
+        http::bearer(request).is_some_and(|t| hashes_equal(&hash_secret(t), &self.admin_token_hash))
+    }
+
+    /// The child's config: argv split, env decrypted (bound to `workspace/name` and the variable).
+    fn server_config(&self, conn: &Connection) -> Result<ServerConfig, ApiError> {
+        let (command, args) = conn
+            .command
+            .split_first()
+            .ok_or_else(|| ApiError::invalid("the command is empty"))?;
+        let binding = binding(&conn.workspace_id, &conn.name);
+        let mut env = std::collections::BTreeMap::new();
+        for (var, token) in &conn.env {
+            let value = self
+                .keyring
+                .decrypt_secret(&binding, var, token)
+                .map_err(|e| {
+                    ApiError::new(
+                        500,
+                        "secret_undecryptable",
+                        format!("{var} of {}: {e}", conn.name),
+                    )
+                })?;
+            env.insert(var.clone(), value);
+        }
+        Ok(ServerConfig {
+            name: conn.name.clone(),
+            command: command.clone(),
+            args: args.to_vec(),
+            env,
+            cwd: None,
+        })
+    }
+
+    /// Starts a workspace's enabled connections (no-op when it runs already).
+    fn start_workspace(&self, ws: &str) -> Result<(), ApiError> {
+        let mut runtimes = lock(&self.runtimes);
+        if runtimes.contains_key(ws) {
+            return Ok(());
+        }
+        let conns: Vec<Connection> = lock(&self.store)
+            .state()
+            .connections
+            .values()
+            .filter(|c| c.workspace_id == ws && c.enabled)
+            .cloned()
+            .collect();
+        let servers = conns
+            .iter()
+            .map(|c| self.server_config(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pins = PinStore::open(&self.options.data_dir)
+            .map_err(|e| ApiError::new(500, "store", e.to_string()))?;
+        let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins))
+            .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        runtimes.insert(ws.to_owned(), runtime);
+        log::info!("workspace {ws}: active with {} connections", conns.len());
+        Ok(())
+    }
+
+    fn stop_workspace(&self, ws: &str) {
+        let runtime = lock(&self.runtimes).remove(ws);
+        if let Some(runtime) = runtime {
+            runtime.stop();
+            log::info!("workspace {ws}: stopped");
+        }
+        lock(&self.sessions).retain(|_, s| s.workspace != ws);
+    }
+}
+
+/// What a connection's secrets are bound to: its workspace and name (so a client can encrypt a
+/// value for a connection before it exists, and a value cannot move to another connection).
+fn binding(workspace: &str, name: &str) -> String {
+    format!("{workspace}/{name}")
+}
+
+impl front::Handler for Api {
+    fn handle(&self, mut request: tiny_http::Request) {
+        let url = request.url().to_owned();
+        let path = url.split('?').next().unwrap_or_default().to_owned();
+        let method = request.method().clone();
+        let result = match (&method, path.as_str()) {
+            (tiny_http::Method::Get, "/healthz") => Ok((200, serde_json::json!({"status": "ok"}))),
+            (tiny_http::Method::Get, "/readyz") => {
+                if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+                    Ok((200, serde_json::json!({"status": "ready"})))
+                } else {
+                    Err(ApiError::new(
+                        503,
+                        "not_ready",
+                        "workspaces are still starting",
+                    ))
+                }
+            }
+            (_, "/healthz" | "/readyz") => Err(ApiError::method_not_allowed()),
+            (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
+                // Streams its own answer (JSON or server-sent events).
+                return mcp_http::handle(self, request, &path);
+            }
+            (_, p) if p.starts_with(rest::PREFIX) => {
+                if self.is_admin(&request) {
+                    rest::handle(self, &mut request, &method, &url)
+                } else {
+                    Err(ApiError::unauthorized())
+                }
+            }
+            _ => Err(ApiError::not_found("no such route")),
         };
-        respond_json(request, status, body);
+        match result {
+            Ok((status, body)) => http::respond(request, status, &body),
+            Err(e) => http::respond_error(request, &e),
+        }
     }
 }
 
@@ -37,9 +235,4 @@ pub fn respond_json(request: tiny_http::Request, status: u16, body: &str) {
     if let Err(e) = request.respond(response) {
         log::debug!("client went away before its answer: {e}");
     }
-}
-
-/// The routes, shareable with the front.
-pub fn routes() -> Arc<dyn front::Handler> {
-    Arc::new(Routes)
 }

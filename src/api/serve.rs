@@ -1,36 +1,94 @@
 //! `aegis-gate serve`: the gate as an HTTP service.
 //!
-//! Owns: starting the HTTP front on `--listen`, announcing the bound address on stdout, and the
-//! shutdown on SIGTERM/SIGINT (stop taking requests, let those being handled finish, exit 0).
-//! Never: runs without a data dir it can write (created 0700 on first start).
+//! Owns: first start (the data dir 0700, the Fernet key and the admin token created when they are
+//! not given by `AEGIS_FERNET_KEYS` / `AEGIS_ADMIN_TOKEN`; a generated token is printed once and only
+//! its hash is stored), resuming the workspaces the state says are active, starting the HTTP
+//! front, announcing the bound address on stdout, and the shutdown on SIGTERM/SIGINT (stop taking
+//! requests, let those being handled finish, tear every child down, exit 0).
+//! Never: stores or logs the admin token itself.
 //!
 //! Threads: the front's workers; the calling thread waits for the first signal and stops them.
 
 use super::front::{Front, FrontConfig};
-use crate::store;
+use super::{Api, ApiOptions};
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::store::state::{hash_secret, random_hex, StateStore};
+use crate::{store, sys};
 use std::io::{self, Write};
-use std::path::Path;
+use std::sync::Arc;
+
+/// The environment variable that sets the admin token (nothing is stored then).
+pub const ADMIN_TOKEN_ENV: &str = "AEGIS_ADMIN_TOKEN";
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
 
 /// Serves until SIGTERM or SIGINT.
-pub fn run(config: &FrontConfig, data_dir: &Path) -> io::Result<()> {
-    store::ensure_data_dir(data_dir).map_err(|e| io::Error::other(e.to_string()))?;
+pub fn run(config: &FrontConfig, options: ApiOptions) -> io::Result<()> {
+    sys::become_child_subreaper();
+    store::ensure_data_dir(&options.data_dir).map_err(other)?;
+    let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
+    let mut state = StateStore::open(&options.data_dir).map_err(other)?;
+    let (admin_hash, new_token) = admin_token(&mut state)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])?;
-    let front = Front::start(config, super::routes())?;
+    let data_dir = options.data_dir.clone();
+    let api = Arc::new(Api::new(
+        options,
+        Arc::new(Settings::default()),
+        keyring,
+        state,
+        admin_hash,
+    ));
+    let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
+    api.resume(front.addr());
     log::info!(
         "serving on http://{} (data dir {})",
         front.addr(),
         data_dir.display()
     );
-    // The one line of stdout: tests and scripts read the port from it when `--listen` had port 0.
+    // Stdout carries two things only: the address (first line, so that scripts and tests can read
+    // the port chosen for `--listen …:0`) and, on first start, the admin token, once.
     let mut out = io::stdout().lock();
     writeln!(out, "listening on http://{}", front.addr())?;
+    if let Some(token) = new_token {
+        writeln!(
+            out,
+            "admin token (shown once, only its hash is kept): {token}"
+        )?;
+    }
     out.flush()?;
+    drop(out);
     let signal = signals.forever().next();
     log::info!("signal {signal:?}: stopping");
     front.stop();
+    api.shutdown();
     log::info!("stopped");
     Ok(())
+}
+
+/// The admin token's hash, and the token itself when it was generated now.
+fn admin_token(state: &mut StateStore) -> io::Result<(String, Option<String>)> {
+    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok((hash_secret(&token), None));
+    }
+    if let Some(hash) = state.state().admin_token_hash.clone() {
+        return Ok((hash, None));
+    }
+    let token = format!("adm_{}", random_hex(32).map_err(other)?);
+    let hash = hash_secret(&token);
+    state
+        .update(|s| {
+            s.admin_token_hash = Some(hash.clone());
+            Ok::<_, store::Error>(())
+        })
+        .map_err(other)?;
+    Ok((hash, Some(token)))
 }

@@ -22,7 +22,7 @@ USAGE:
 
 COMMANDS:
     stdio            Serve the merged tools of the configured servers over stdin/stdout
-    serve            Run the HTTP service (in progress: /healthz and /readyz so far)
+    serve            Run the HTTP service: REST admin API and MCP over Streamable HTTP
     tools            List, inspect and approve tools (verdicts, findings, pins)
     example-server   Run the built-in example MCP server over stdin/stdout
 
@@ -261,8 +261,10 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
 }
 
 const SERVE_HELP: &str = "\
-aegis-gate serve: the gate as an HTTP service (in progress: the REST API and MCP over HTTP
-are not there yet; GET /healthz and GET /readyz are)
+aegis-gate serve: the gate as an HTTP service: REST admin API under /api/v1/aegis/,
+MCP over Streamable HTTP at /mcp/{workspace}, GET /healthz, GET /readyz.
+AEGIS_ADMIN_TOKEN sets the admin token (else one is generated on first start and printed
+once); AEGIS_FERNET_KEYS sets the Fernet keys (else fernet.key in the data dir).
 
 USAGE:
     aegis-gate serve [OPTIONS]
@@ -272,7 +274,13 @@ OPTIONS:
                          The first line on stdout is `listening on http://ADDR`.
     --data-dir DIR       The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
                          else ~/.local/state/aegis-gate)
-    --workers N          Threads taking requests (default 8)
+    --workers N          Threads taking requests (default 16)
+    --allow-command CMD  An executable connections may run (repeatable; exactly as in
+                         command[0]); nothing is allowed by default
+    --allow-origin ORIG  An Origin accepted on /mcp/... (repeatable; requests without
+                         Origin are accepted)
+    --allow-host HOST    A Host accepted on /mcp/... besides the listening address
+                         and localhost:PORT (repeatable)
     --io-timeout-ms N    Read and write timeout of every connection (default 15000)
     -h, --help           Print help
 ";
@@ -280,10 +288,13 @@ OPTIONS:
 fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
     let mut config = crate::api::front::FrontConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
-        workers: 8,
+        workers: 16,
         io_timeout: Duration::from_secs(15),
     };
     let mut data_dir: Option<PathBuf> = None;
+    let mut allowed_commands = std::collections::BTreeSet::new();
+    let mut allowed_origins = std::collections::BTreeSet::new();
+    let mut allowed_hosts = std::collections::BTreeSet::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("listen") => {
@@ -294,6 +305,15 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
             }
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => config.workers = positive(parse_number(parser, "--workers")?)?,
+            Long("allow-command") => {
+                allowed_commands.insert(parser.value()?.string()?);
+            }
+            Long("allow-origin") => {
+                allowed_origins.insert(parser.value()?.string()?);
+            }
+            Long("allow-host") => {
+                allowed_hosts.insert(parser.value()?.string()?);
+            }
             Long("io-timeout-ms") => {
                 let ms = at_most_a_day(positive(parse_number(parser, "--io-timeout-ms")?)?)?;
                 config.io_timeout = Duration::from_millis(ms);
@@ -308,7 +328,14 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     logging::init(log_level);
     let data_dir = store::resolve_data_dir(data_dir.as_deref())
         .map_err(|e| CliError::Config(e.to_string()))?;
-    crate::api::serve::run(&config, &data_dir).map_err(|e| CliError::Runtime(format!("serve: {e}")))
+    let options = crate::api::ApiOptions {
+        data_dir,
+        allowed_commands,
+        allowed_origins,
+        allowed_hosts,
+        max_body: 4 * 1024 * 1024,
+    };
+    crate::api::serve::run(&config, options).map_err(|e| CliError::Runtime(format!("serve: {e}")))
 }
 
 fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {

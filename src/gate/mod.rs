@@ -40,6 +40,14 @@ impl Session {
         }
     }
 
+    /// A session that has already been through `initialize` (a later request of an HTTP session).
+    pub fn initialized(sink: Sink) -> Session {
+        Session {
+            sink,
+            initialized: AtomicBool::new(true),
+        }
+    }
+
     /// The session's id.
     pub fn id(&self) -> SessionId {
         self.sink.session()

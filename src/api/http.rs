@@ -1,0 +1,133 @@
+//! HTTP plumbing shared by the routes: bounded bodies, JSON answers, errors as JSON, headers.
+//!
+//! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`),
+//! reading a request body up to a limit (413 beyond), the content-type check (415), header
+//! lookup, and the bearer token of a request.
+//! Never: echoes a header or body value that could be a secret into an error.
+
+use serde_json::Value;
+use std::io::Read;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// A sentence for people; never carries a secret.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with its status, code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404 for an unknown route or id.
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", what)
+    }
+
+    /// 401: missing or wrong credentials.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "unauthorized", "missing or invalid bearer token")
+    }
+
+    /// 405 for a known path with another method.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(405, "method_not_allowed", "method not allowed on this path")
+    }
+
+    /// 400 for malformed input.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "bad_request", message)
+    }
+
+    /// 422 for well-formed input that cannot be accepted.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(422, "invalid", message)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
+    }
+}
+
+/// A header's value.
+pub fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(request: &tiny_http::Request) -> Option<&str> {
+    let value = header(request, "Authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Reads the body, refusing more than `limit` bytes (413) and a non-JSON content type (415).
+pub fn json_body(request: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let content_type = header(request, "Content-Type").unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "the body must be application/json",
+        ));
+    }
+    if request.body_length().is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(u64::try_from(limit).unwrap_or(u64::MAX) + 1)
+        .read_to_end(&mut body);
+    if read.is_err() {
+        return Err(ApiError::bad_request("the body could not be read"));
+    }
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(body)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!("the body is over {limit} bytes"),
+    )
+}
+
+/// Parses a JSON body into `T`, unknown fields refused by `T`'s own serde attributes.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Answers with a JSON value.
+pub fn respond(request: tiny_http::Request, status: u16, body: &Value) {
+    super::respond_json(request, status, &body.to_string());
+}
+
+/// Answers with an error.
+pub fn respond_error(request: tiny_http::Request, error: &ApiError) {
+    super::respond_json(request, error.status, &error.body());
+}

@@ -1,0 +1,358 @@
+//! MCP over Streamable HTTP at `/mcp/{workspace}` (the 2025-03-26 … 2025-11-25 shape).
+//!
+//! Owns: the transport rules: `Host` (421) and `Origin` (403) allowlists, the agent's bearer key
+//! bound to the workspace (401), `POST` only for messages (`GET` 405: no server-initiated stream;
+//! `DELETE` ends a session), the `Accept` check (406), the `MCP-Protocol-Version` check (400),
+//! the body limit (413), `Mcp-Session-Id` issued on `initialize` (cryptographically random; 404
+//! for an unknown or ended one), 202 for notifications, and the answer to a request as JSON, or as
+//! server-sent events when progress notifications come before it.
+//! Never: waits on a request longer than its deadline plus a margin; never lists or calls a tool
+//! for an agent of another workspace.
+
+use super::http::{self, ApiError};
+use super::{lock, Api};
+use crate::gate::Session;
+use crate::jsonrpc::{self, Id, Message, Sink};
+use crate::mcp;
+use crate::store::state::{hash_secret, hashes_equal, random_hex};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Sessions kept at once; a new `initialize` beyond is refused with 503.
+const MAX_SESSIONS: usize = 10_000;
+/// Lines an answer's queue holds (progress notifications and the answer).
+const ANSWER_QUEUE: usize = 256;
+/// Added to a request's own deadline before the transport gives up on it.
+const MARGIN: Duration = Duration::from_secs(10);
+
+/// One MCP session over HTTP.
+pub(super) struct HttpSession {
+    pub(super) workspace: String,
+    pub(super) agent_id: String,
+    /// The id the gate knows the session by (cancellations match on it).
+    numeric: u64,
+}
+
+pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) {
+    match serve(api, &mut request, path) {
+        Ok(Reply::Json {
+            status,
+            body,
+            session,
+        }) => respond(request, status, body, session),
+        Ok(Reply::Accepted) => respond(request, 202, String::new(), None),
+        Ok(Reply::NoContent) => respond(request, 204, String::new(), None),
+        Ok(Reply::Stream(body)) => stream(request, body),
+        Err(e) => {
+            let allow_post = e.status == 405;
+            let mut response =
+                tiny_http::Response::from_string(e.body()).with_status_code(e.status);
+            response = with_header(response, "Content-Type", "application/json");
+            if allow_post {
+                response = with_header(response, "Allow", "POST, DELETE");
+            }
+            let _ = request.respond(response);
+        }
+    }
+}
+
+enum Reply {
+    Json {
+        status: u16,
+        body: String,
+        session: Option<String>,
+    },
+    Accepted,
+    NoContent,
+    Stream(SseBody),
+}
+
+fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Reply, ApiError> {
+    let workspace = path
+        .strip_prefix("/mcp/")
+        .filter(|w| !w.is_empty() && !w.contains('/'))
+        .ok_or_else(|| ApiError::not_found("MCP endpoints are /mcp/{workspace}"))?
+        .to_owned();
+    check_host(api, request)?;
+    check_origin(api, request)?;
+    let agent_id = authenticate(api, request, &workspace)?;
+    match request.method() {
+        tiny_http::Method::Post => {}
+        tiny_http::Method::Delete => return end_session(api, request, &workspace),
+        _ => return Err(ApiError::method_not_allowed()),
+    }
+    let gate = lock(&api.runtimes)
+        .get(&workspace)
+        .map(|r| std::sync::Arc::clone(r.gate()))
+        .ok_or_else(|| ApiError::not_found(format!("workspace {workspace} is not active")))?;
+    if let Some(version) = http::header(request, "MCP-Protocol-Version") {
+        if !mcp::is_supported(version) {
+            return Err(ApiError::bad_request(format!(
+                "unsupported MCP-Protocol-Version {version:?}"
+            )));
+        }
+    }
+    let accept = http::header(request, "Accept")
+        .unwrap_or("*/*")
+        .to_ascii_lowercase();
+    let accepts_json = accept.contains("application/json") || accept.contains("*/*");
+    let accepts_sse = accept.contains("text/event-stream") || accept.contains("*/*");
+    if !accepts_json && !accepts_sse {
+        return Err(ApiError::new(
+            406,
+            "not_acceptable",
+            "Accept must allow application/json or text/event-stream",
+        ));
+    }
+    let body = http::json_body(request, api.options.max_body)?;
+    let message = match jsonrpc::parse(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(Reply::Json {
+                status: 400,
+                body: String::from_utf8_lossy(&e.to_error_line()).into_owned(),
+                session: None,
+            })
+        }
+    };
+    let (numeric, new_session) = session_for(api, request, &workspace, &agent_id, &message)?;
+    let (tx, rx) = crossbeam_channel::bounded(ANSWER_QUEUE);
+    let sink = Sink::new(numeric, tx);
+    let session = if new_session.is_some() {
+        Session::new(sink)
+    } else {
+        Session::initialized(sink)
+    };
+    let Message::Request { id, method, .. } = &message else {
+        gate.handle(&session, &body);
+        return Ok(Reply::Accepted);
+    };
+    let wait = if method == "initialize" {
+        api.settings.startup_timeout + api.settings.init_timeout
+    } else {
+        api.settings.call_timeout
+    } + MARGIN;
+    let id = id.clone();
+    gate.handle(&session, &body);
+    drop(session);
+    answer(rx, &id, Instant::now() + wait, accepts_sse, new_session)
+}
+
+fn check_host(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {
+    let host = http::header(request, "Host").unwrap_or_default();
+    let allowed =
+        api.options.allowed_hosts.contains(host) || lock(&api.listen_hosts).contains(host);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            421,
+            "misdirected_request",
+            "the Host header is not one this gate serves",
+        ))
+    }
+}
+
+fn check_origin(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {
+    match http::header(request, "Origin") {
+        None => Ok(()),
+        Some(origin) if api.options.allowed_origins.contains(origin) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            403,
+            "forbidden_origin",
+            "the Origin is not allowed (serve --allow-origin)",
+        )),
+    }
+}
+
+/// The agent whose key this is, when it is bound to `workspace` and not revoked.
+fn authenticate(
+    api: &Api,
+    request: &tiny_http::Request,
+    workspace: &str,
+) -> Result<String, ApiError> {
+    let key = http::bearer(request).ok_or_else(ApiError::unauthorized)?;
+    let hash = hash_secret(key);
+    lock(&api.store)
+        .state()
+        .agents
+        .values()
+        .find(|a| !a.revoked && a.workspace_id == workspace && hashes_equal(&a.key_hash, &hash))
+        .map(|a| a.id.clone())
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The gate's session number for this message, and the new `Mcp-Session-Id` on `initialize`.
+fn session_for(
+    api: &Api,
+    request: &tiny_http::Request,
+    workspace: &str,
+    agent_id: &str,
+    message: &Message,
+) -> Result<(u64, Option<String>), ApiError> {
+    if matches!(message, Message::Request { method, .. } if method == "initialize") {
+        let mut sessions = lock(&api.sessions);
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::new(
+                503,
+                "too_many_sessions",
+                "too many open sessions",
+            ));
+        }
+        let id = random_hex(16).map_err(|e| ApiError::new(500, "random", e.to_string()))?;
+        let numeric = api.next_session.fetch_add(1, Ordering::SeqCst);
+        sessions.insert(
+            id.clone(),
+            HttpSession {
+                workspace: workspace.to_owned(),
+                agent_id: agent_id.to_owned(),
+                numeric,
+            },
+        );
+        return Ok((numeric, Some(id)));
+    }
+    let header = http::header(request, "Mcp-Session-Id")
+        .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required after initialize"))?;
+    let sessions = lock(&api.sessions);
+    match sessions.get(header) {
+        Some(s) if s.workspace == workspace && s.agent_id == agent_id => Ok((s.numeric, None)),
+        _ => Err(ApiError::not_found("unknown or ended session")),
+    }
+}
+
+fn end_session(
+    api: &Api,
+    request: &tiny_http::Request,
+    workspace: &str,
+) -> Result<Reply, ApiError> {
+    let header = http::header(request, "Mcp-Session-Id")
+        .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
+    let mut sessions = lock(&api.sessions);
+    match sessions.get(header) {
+        Some(s) if s.workspace == workspace => {
+            sessions.remove(header);
+            Ok(Reply::NoContent)
+        }
+        _ => Err(ApiError::not_found("unknown or ended session")),
+    }
+}
+
+/// Waits for the answer to `id`: JSON when it comes first, server-sent events when progress
+/// notifications come before it (and the client accepts them).
+fn answer(
+    rx: Receiver<Vec<u8>>,
+    id: &Id,
+    deadline: Instant,
+    accepts_sse: bool,
+    session: Option<String>,
+) -> Result<Reply, ApiError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if is_answer_to(&line, id) => {
+                return Ok(Reply::Json {
+                    status: 200,
+                    body: String::from_utf8_lossy(&line).into_owned(),
+                    session,
+                })
+            }
+            Ok(line) if accepts_sse => {
+                let body = SseBody {
+                    rx,
+                    id: id.clone(),
+                    deadline,
+                    pending: event(&line),
+                    done: false,
+                };
+                return Ok(Reply::Stream(body));
+            }
+            // A notification the client cannot take as a stream: dropped.
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                return Err(ApiError::new(504, "timeout", "no answer in time"));
+            }
+        }
+    }
+}
+
+fn is_answer_to(line: &[u8], id: &Id) -> bool {
+    matches!(jsonrpc::parse(line), Ok(Message::Response { id: ref got, .. }) if got == id)
+        || matches!(jsonrpc::parse(line), Err(ref e) if e.id() == Some(id))
+}
+
+fn event(line: &[u8]) -> VecDeque<u8> {
+    let mut out = VecDeque::with_capacity(line.len() + 24);
+    out.extend(b"event: message\ndata: ");
+    out.extend(line);
+    out.extend(b"\n\n");
+    out
+}
+
+/// Server-sent events for one request: its notifications, then its answer, then the end.
+struct SseBody {
+    rx: Receiver<Vec<u8>>,
+    id: Id,
+    deadline: Instant,
+    pending: VecDeque<u8>,
+    done: bool,
+}
+
+impl Read for SseBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.done = is_answer_to(&line, &self.id);
+                    self.pending = event(&line);
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        for (slot, byte) in buf.iter_mut().zip(self.pending.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+fn with_header<R: Read>(
+    response: tiny_http::Response<R>,
+    name: &str,
+    value: &str,
+) -> tiny_http::Response<R> {
+    match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        Ok(h) => response.with_header(h),
+        Err(()) => response,
+    }
+}
+
+fn respond(request: tiny_http::Request, status: u16, body: String, session: Option<String>) {
+    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+    if status == 200 || status == 400 {
+        response = with_header(response, "Content-Type", "application/json");
+    }
+    if let Some(id) = session {
+        response = with_header(response, "Mcp-Session-Id", &id);
+    }
+    let _ = request.respond(response);
+}
+
+fn stream(request: tiny_http::Request, body: SseBody) {
+    let headers = [
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+    ]
+    .iter()
+    .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+    .collect();
+    let response = tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None);
+    let _ = request.respond(response);
+}

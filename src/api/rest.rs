@@ -1,0 +1,480 @@
+//! The REST admin API under `/api/v1/aegis/` (admin bearer token checked by the caller).
+//!
+//! Owns: connections (create with encrypted env, list, get with live health, delete, restart),
+//! workspaces (list, get, activate, deactivate, merged tools with verdicts, tool approval),
+//! agents (create with a key shown once, list, revoke), and the registration rules: `command` is
+//! an argv array whose executable is on the allowlist, and shells or interpreters with an eval
+//! flag are refused.
+//! Never: returns an env value or an agent key after its creation answer; never changes state on
+//! malformed input (every change goes through `StateStore::update`, applied only when written).
+
+use super::http::{self, ApiError};
+use super::{binding, lock, Api};
+use crate::config::{validate_server_name, Separator};
+use crate::downstream::Snapshot;
+use crate::store::pins::{PinStore, Standing};
+use crate::store::state::{hash_secret, random_hex, Agent, Connection, Workspace};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+/// Where the REST API lives.
+pub(super) const PREFIX: &str = "/api/v1/aegis/";
+
+type Answer = Result<(u16, Value), ApiError>;
+
+/// Shells and interpreters that run code given on the command line, with their eval flags.
+const EVAL_FLAGS: &[(&str, &[&str])] = &[
+    ("sh", &["-c"]),
+    ("bash", &["-c"]),
+    ("zsh", &["-c"]),
+    ("dash", &["-c"]),
+    ("ksh", &["-c"]),
+    ("fish", &["-c", "--command"]),
+    ("node", &["-e", "--eval", "-p", "--print"]),
+    ("nodejs", &["-e", "--eval", "-p", "--print"]),
+    ("deno", &["eval"]),
+    ("bun", &["-e", "--eval"]),
+    ("python", &["-c"]),
+    ("python3", &["-c"]),
+    ("perl", &["-e", "-E"]),
+    ("ruby", &["-e"]),
+    ("php", &["-r"]),
+    ("npx", &["-c", "--call"]),
+    ("pwsh", &["-c", "-command", "-encodedcommand"]),
+    ("powershell", &["-c", "-command", "-encodedcommand"]),
+    ("env", &["-s", "--split-string"]),
+];
+
+pub(super) fn handle(
+    api: &Api,
+    request: &mut tiny_http::Request,
+    method: &tiny_http::Method,
+    url: &str,
+) -> Answer {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    use tiny_http::Method::{Delete, Get, Post};
+    match (method, segments.as_slice()) {
+        (Post, ["connections"]) => create_connection(api, request),
+        (Get, ["connections"]) => {
+            list_connections(api, query_param(query, "workspace_id").as_deref())
+        }
+        (Get, ["connections", id]) => get_connection(api, id),
+        (Delete, ["connections", id]) => delete_connection(api, id),
+        (Post, ["connections", id, "restart"]) => restart_connection(api, id),
+        (Get, ["workspaces"]) => list_workspaces(api),
+        (Get, ["workspaces", id]) => get_workspace(api, id),
+        (Post, ["workspaces", id, "activate"]) => activate(api, id),
+        (Post, ["workspaces", id, "deactivate"]) => deactivate(api, id),
+        (Get, ["workspaces", id, "tools"]) => workspace_tools(api, id),
+        (Post, ["workspaces", id, "tools", name, "approve"]) => approve_tool(api, id, name),
+        (Post, ["agents"]) => create_agent(api, request),
+        (Get, ["agents"]) => list_agents(api, query_param(query, "workspace_id").as_deref()),
+        (Delete, ["agents", id]) => revoke_agent(api, id),
+        (
+            _,
+            ["connections"]
+            | ["connections", _]
+            | ["connections", _, "restart"]
+            | ["workspaces"]
+            | ["workspaces", _]
+            | ["workspaces", _, "activate" | "deactivate" | "tools"]
+            | ["workspaces", _, "tools", _, "approve"]
+            | ["agents"]
+            | ["agents", _],
+        ) => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConnection {
+    workspace_id: String,
+    name: String,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
+    validate_server_name(id, Separator::Dot)
+        .map_err(|why| ApiError::invalid(format!("{what} {id:?}: {why}")))
+}
+
+/// The registration rules: argv, allowlisted executable, no eval flags.
+fn check_command(api: &Api, command: &[String]) -> Result<(), ApiError> {
+    let Some(program) = command.first().filter(|p| !p.is_empty()) else {
+        return Err(ApiError::invalid("command must be a non-empty argv array"));
+    };
+    let base = program.rsplit('/').next().unwrap_or(program);
+    for (shell, flags) in EVAL_FLAGS {
+        if base == *shell
+            && command
+                .iter()
+                .skip(1)
+                .any(|a| flags.contains(&a.to_ascii_lowercase().as_str()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "{base} with an eval flag runs code from the command line; register a program instead"
+            )));
+        }
+    }
+    if !api.options.allowed_commands.contains(program.as_str()) {
+        return Err(ApiError::new(
+            403,
+            "command_not_allowed",
+            format!("{program:?} is not on the allowlist (serve --allow-command)"),
+        ));
+    }
+    Ok(())
+}
+
+fn create_connection(api: &Api, request: &mut tiny_http::Request) -> Answer {
+    let body = http::json_body(request, api.options.max_body)?;
+    let new: NewConnection = http::parse(&body)?;
+    validate_id("workspace_id", &new.workspace_id)?;
+    validate_id("name", &new.name)?;
+    check_command(api, &new.command)?;
+    let bound = binding(&new.workspace_id, &new.name);
+    let mut env = BTreeMap::new();
+    for (var, value) in &new.env {
+        if var.is_empty() || var.contains('=') || var.contains('\0') {
+            return Err(ApiError::invalid(format!(
+                "env name {var:?} is not a variable name"
+            )));
+        }
+        let token = match value.strip_prefix("encrypted:") {
+            Some(token) => {
+                api.keyring
+                    .decrypt_secret(&bound, var, token)
+                    .map_err(|e| ApiError::invalid(format!("env {var}: {e}")))?;
+                token.to_owned()
+            }
+            None => api.keyring.encrypt_secret(&bound, var, value),
+        };
+        env.insert(var.clone(), token);
+    }
+    let id = format!(
+        "conn_{}",
+        random_hex(8).map_err(|e| ApiError::new(500, "random", e.to_string()))?
+    );
+    let conn = Connection {
+        id: id.clone(),
+        workspace_id: new.workspace_id.clone(),
+        name: new.name.clone(),
+        command: new.command,
+        env,
+        enabled: true,
+    };
+    let active = lock(&api.store).update(|state| {
+        if state
+            .connections
+            .values()
+            .any(|c| c.workspace_id == conn.workspace_id && c.name == conn.name)
+        {
+            return Err(ApiError::new(
+                409,
+                "conflict",
+                format!("{} exists in {}", conn.name, conn.workspace_id),
+            ));
+        }
+        let active = state
+            .workspaces
+            .entry(conn.workspace_id.clone())
+            .or_insert(Workspace { active: false })
+            .active;
+        state.connections.insert(conn.id.clone(), conn.clone());
+        Ok::<_, ApiError>(active)
+    })?;
+    log::info!(
+        "connection {} added to {} (env names: {:?})",
+        conn.name,
+        conn.workspace_id,
+        conn.env.keys()
+    );
+    if active {
+        let server = api.server_config(&conn)?;
+        if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
+            runtime
+                .add(server)
+                .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        }
+    }
+    Ok((201, connection_json(api, &conn)))
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> ApiError {
+        ApiError::new(500, "store", e.to_string())
+    }
+}
+
+fn snapshot_of(api: &Api, conn: &Connection) -> Option<Snapshot> {
+    lock(&api.runtimes)
+        .get(&conn.workspace_id)?
+        .connection(&conn.name)
+        .map(|h| h.snapshot())
+}
+
+fn connection_json(api: &Api, conn: &Connection) -> Value {
+    let health = match snapshot_of(api, conn) {
+        Some(s) => json!({
+            "status": s.status.as_str(),
+            "pid": s.pid,
+            "last_heartbeat": s.last_heartbeat.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+            "restarts": s.restarts,
+            "tools": s.tools,
+            "last_error": s.last_error,
+        }),
+        None => json!({ "status": "stopped" }),
+    };
+    json!({
+        "id": conn.id,
+        "workspace_id": conn.workspace_id,
+        "name": conn.name,
+        "command": conn.command,
+        "env": conn.env.keys().collect::<Vec<_>>(),
+        "enabled": conn.enabled,
+        "health": health,
+    })
+}
+
+fn find_connection(api: &Api, id: &str) -> Result<Connection, ApiError> {
+    lock(&api.store)
+        .state()
+        .connections
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no connection {id}")))
+}
+
+fn list_connections(api: &Api, workspace: Option<&str>) -> Answer {
+    let conns: Vec<Connection> = lock(&api.store)
+        .state()
+        .connections
+        .values()
+        .filter(|c| workspace.is_none_or(|w| c.workspace_id == w))
+        .cloned()
+        .collect();
+    let list: Vec<Value> = conns.iter().map(|c| connection_json(api, c)).collect();
+    Ok((200, json!({ "connections": list })))
+}
+
+fn get_connection(api: &Api, id: &str) -> Answer {
+    let conn = find_connection(api, id)?;
+    Ok((200, connection_json(api, &conn)))
+}
+
+fn delete_connection(api: &Api, id: &str) -> Answer {
+    let conn = find_connection(api, id)?;
+    lock(&api.store).update(|state| {
+        state.connections.remove(id);
+        Ok::<_, ApiError>(())
+    })?;
+    if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
+        runtime.remove(&conn.name);
+    }
+    log::info!(
+        "connection {} removed from {}",
+        conn.name,
+        conn.workspace_id
+    );
+    Ok((200, json!({ "deleted": id })))
+}
+
+fn restart_connection(api: &Api, id: &str) -> Answer {
+    let conn = find_connection(api, id)?;
+    let handle = lock(&api.runtimes)
+        .get(&conn.workspace_id)
+        .and_then(|r| r.connection(&conn.name))
+        .ok_or_else(|| {
+            ApiError::new(
+                409,
+                "not_running",
+                "the connection's workspace is not active",
+            )
+        })?;
+    handle.restart();
+    Ok((202, json!({ "restarting": id })))
+}
+
+fn workspace_json(api: &Api, id: &str, ws: &Workspace) -> Value {
+    let conns: Vec<Connection> = lock(&api.store)
+        .state()
+        .connections
+        .values()
+        .filter(|c| c.workspace_id == id)
+        .cloned()
+        .collect();
+    let list: Vec<Value> = conns.iter().map(|c| connection_json(api, c)).collect();
+    json!({ "id": id, "active": ws.active, "connections": list })
+}
+
+fn list_workspaces(api: &Api) -> Answer {
+    let workspaces: Vec<(String, Workspace)> = lock(&api.store)
+        .state()
+        .workspaces
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let list: Vec<Value> = workspaces
+        .iter()
+        .map(|(id, ws)| workspace_json(api, id, ws))
+        .collect();
+    Ok((200, json!({ "workspaces": list })))
+}
+
+fn find_workspace(api: &Api, id: &str) -> Result<Workspace, ApiError> {
+    lock(&api.store)
+        .state()
+        .workspaces
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {id}")))
+}
+
+fn get_workspace(api: &Api, id: &str) -> Answer {
+    let ws = find_workspace(api, id)?;
+    Ok((200, workspace_json(api, id, &ws)))
+}
+
+fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
+    validate_id("workspace", id)?;
+    lock(&api.store).update(|state| {
+        state
+            .workspaces
+            .entry(id.to_owned())
+            .or_insert(Workspace { active })
+            .active = active;
+        Ok::<_, ApiError>(())
+    })
+}
+
+fn activate(api: &Api, id: &str) -> Answer {
+    set_active(api, id, true)?;
+    api.start_workspace(id)?;
+    get_workspace(api, id)
+}
+
+fn deactivate(api: &Api, id: &str) -> Answer {
+    find_workspace(api, id)?;
+    set_active(api, id, false)?;
+    api.stop_workspace(id);
+    get_workspace(api, id)
+}
+
+fn workspace_tools(api: &Api, id: &str) -> Answer {
+    find_workspace(api, id)?;
+    let pins = PinStore::open(&api.options.data_dir)?;
+    let tools: Vec<Value> = pins
+        .entries(id)
+        .into_iter()
+        .map(|(server, tool, e)| {
+            let standing = match e.standing() {
+                Standing::Approved => "approved",
+                Standing::Changed { .. } => "changed",
+                Standing::Unapproved => "unapproved",
+            };
+            json!({
+                "name": e.merged_name,
+                "server": server,
+                "tool": tool,
+                "verdict": e.current.verdict,
+                "pin": standing,
+                "findings": e.current.findings.iter().map(|f| json!({
+                    "location": f.location, "kind": f.kind, "detail": f.detail,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok((200, json!({ "workspace_id": id, "tools": tools })))
+}
+
+fn approve_tool(api: &Api, id: &str, name: &str) -> Answer {
+    find_workspace(api, id)?;
+    let mut pins = PinStore::open(&api.options.data_dir)?;
+    let entry = pins.approve(id, name).map_err(|e| match e {
+        crate::store::Error::UnknownTool(_) => ApiError::not_found(e.to_string()),
+        crate::store::Error::NotApprovable { .. } => {
+            ApiError::new(409, "not_approvable", e.to_string())
+        }
+        other => ApiError::from(other),
+    })?;
+    Ok((
+        200,
+        json!({ "approved": name, "version": entry.current.hash }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAgent {
+    workspace_id: String,
+    name: String,
+}
+
+fn create_agent(api: &Api, request: &mut tiny_http::Request) -> Answer {
+    let body = http::json_body(request, api.options.max_body)?;
+    let new: NewAgent = http::parse(&body)?;
+    validate_id("workspace_id", &new.workspace_id)?;
+    if new.name.is_empty() || new.name.len() > 128 {
+        return Err(ApiError::invalid("name must be 1 to 128 characters"));
+    }
+    let random = |n| random_hex(n).map_err(|e| ApiError::new(500, "random", e.to_string()));
+    let id = format!("agent_{}", random(8)?);
+    let key = format!("agk_{}", random(32)?);
+    let agent = Agent {
+        id: id.clone(),
+        workspace_id: new.workspace_id.clone(),
+        name: new.name.clone(),
+        key_hash: hash_secret(&key),
+        revoked: false,
+    };
+    lock(&api.store).update(|state| {
+        state
+            .workspaces
+            .entry(agent.workspace_id.clone())
+            .or_insert(Workspace { active: false });
+        state.agents.insert(agent.id.clone(), agent.clone());
+        Ok::<_, ApiError>(())
+    })?;
+    log::info!("agent {id} ({}) created for {}", new.name, new.workspace_id);
+    Ok((
+        201,
+        json!({ "id": id, "workspace_id": new.workspace_id, "name": new.name, "key": key }),
+    ))
+}
+
+fn list_agents(api: &Api, workspace: Option<&str>) -> Answer {
+    let agents: Vec<Value> = lock(&api.store)
+        .state()
+        .agents
+        .values()
+        .filter(|a| workspace.is_none_or(|w| a.workspace_id == w))
+        .map(|a| json!({ "id": a.id, "workspace_id": a.workspace_id, "name": a.name, "revoked": a.revoked }))
+        .collect();
+    Ok((200, json!({ "agents": agents })))
+}
+
+fn revoke_agent(api: &Api, id: &str) -> Answer {
+    lock(&api.store).update(|state| match state.agents.get_mut(id) {
+        Some(agent) => {
+            agent.revoked = true;
+            Ok(())
+        }
+        None => Err(ApiError::not_found(format!("no agent {id}"))),
+    })?;
+    lock(&api.sessions).retain(|_, s| s.agent_id != id);
+    Ok((200, json!({ "revoked": id })))
+}
