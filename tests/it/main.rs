@@ -9,6 +9,7 @@ mod http_front;
 mod integrity;
 mod real_peers;
 mod sanitize;
+mod serve_api;
 mod stdio_gate;
 mod support;
 mod tidy;

@@ -1,0 +1,668 @@
+//! Serve mode end to end through the real binary: the REST admin API, secrets at rest, MCP over
+//! Streamable HTTP (our own requests and the official Python SDK client), restarts.
+
+use crate::support::{gate_bin, TempDir, WAIT};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "test-admin-token";
+const SECRET: &str = "s3cret-value-7f3a";
+
+struct Serve {
+    child: Child,
+    addr: String,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        let data = dir.join("data");
+        let log = dir.join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut child = Command::new(gate_bin())
+            .args([
+                "--log-level",
+                "debug",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args([
+                "--allow-command",
+                gate_bin(),
+                "--allow-origin",
+                "http://allowed.example",
+            ])
+            .env("AEGIS_ADMIN_TOKEN", ADMIN)
+            .env("AEGIS_TEST_GATE_ONLY", "gate-only")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        Serve {
+            child,
+            addr,
+            data,
+            log,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Response {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            text.push_str(&format!("Host: {}\r\n", self.addr));
+        }
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            headers: head.to_owned(),
+            body: body.to_owned(),
+        }
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Response {
+        let auth = format!("Bearer {ADMIN}");
+        let text = body.map(|b| b.to_string());
+        self.request(
+            method,
+            &format!("/api/v1/aegis{path}"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            text.as_deref(),
+        )
+    }
+
+    fn mcp(&self, ws: &str, key: &str, session: Option<&str>, message: &Value) -> Response {
+        let auth = format!("Bearer {key}");
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(s) = session {
+            headers.push(("Mcp-Session-Id", s));
+        }
+        self.request(
+            "POST",
+            &format!("/mcp/{ws}"),
+            &headers,
+            Some(&message.to_string()),
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Registers the example server with a secret, activates the workspace, creates an agent.
+    fn setup(&self, ws: &str) -> String {
+        let conn = self.admin(
+            "POST",
+            "/connections",
+            Some(json!({
+            "workspace_id": ws, "name": "ex", "command": [gate_bin(), "example-server", "--poison"],
+            "env": {"MY_SECRET": SECRET}})),
+        );
+        assert_eq!(conn.status, 201, "{}", conn.body);
+        assert_eq!(
+            self.admin("POST", &format!("/workspaces/{ws}/activate"), None)
+                .status,
+            200
+        );
+        let agent = self.admin(
+            "POST",
+            "/agents",
+            Some(json!({"workspace_id": ws, "name": "bot"})),
+        );
+        assert_eq!(agent.status, 201, "{}", agent.body);
+        agent.json()["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Initializes an MCP session and returns its id.
+    fn session(&self, ws: &str, key: &str) -> String {
+        let init = self.mcp(
+            ws,
+            key,
+            None,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        );
+        assert_eq!(init.status, 200, "{}", init.body);
+        init.header("Mcp-Session-Id").expect("session id")
+    }
+
+    fn call(&self, ws: &str, key: &str, session: &str, tool: &str, args: Value) -> Value {
+        let r = self.mcp(
+            ws,
+            key,
+            Some(session),
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(v: &Value) -> String {
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+#[test]
+fn rest_routes_refuse_what_they_must_and_change_nothing_on_bad_input() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let cases: Vec<(u16, Response)> = vec![
+        (401, serve.request("GET", "/api/v1/aegis/connections", &[], None)),
+        (401, serve.request("GET", "/api/v1/aegis/connections", &[("Authorization", "Bearer wrong")], None)),
+        (400, serve.admin("POST", "/connections", None)),
+        (400, serve.request("POST", "/api/v1/aegis/connections", &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")], Some("{not json"))),
+        (415, serve.request("POST", "/api/v1/aegis/connections", &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "text/plain")], Some("{}"))),
+        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin()], "surprise": 1})))),
+        (422, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "bad name", "command": [gate_bin()]})))),
+        (403, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["/bin/true"]})))),
+        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["sh", "-c", "id"]})))),
+        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["/usr/bin/python3", "-c", "1"]})))),
+        (413, serve.admin("POST", "/connections", Some(json!({"pad": "x".repeat(5 * 1024 * 1024)})))),
+        (404, serve.admin("GET", "/connections/conn_nope", None)),
+        (404, serve.admin("DELETE", "/agents/agent_nope", None)),
+        (404, serve.admin("GET", "/nothing-here", None)),
+        (405, serve.admin("PUT", "/agents", None)),
+    ];
+    for (i, (expected, got)) in cases.iter().enumerate() {
+        assert_eq!(got.status, *expected, "case {i}: {}", got.body);
+        let error = serde_json::from_str::<Value>(&got.body).unwrap_or_default();
+        assert!(
+            error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+            "case {i}: {}",
+            got.body
+        );
+    }
+    assert_eq!(
+        serve.admin("GET", "/connections", None).json()["connections"],
+        json!([]),
+        "nothing changed"
+    );
+    let ok = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "example-server"]})),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let dup = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "example-server"]})),
+    );
+    assert_eq!(dup.status, 409);
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_reach_the_child_and_appear_nowhere_else() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let listed = serve.admin("GET", "/connections?workspace_id=ws-1", None);
+    assert!(
+        listed.body.contains("MY_SECRET") && !listed.body.contains(SECRET),
+        "{}",
+        listed.body
+    );
+    let session = serve.session("ws-1", &key);
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.get_env",
+            json!({"name": "MY_SECRET"})
+        )),
+        SECRET
+    );
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.get_env",
+            json!({"name": "AEGIS_ADMIN_TOKEN"})
+        )),
+        "(unset)"
+    );
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.get_env",
+            json!({"name": "AEGIS_TEST_GATE_ONLY"})
+        )),
+        "(unset)"
+    );
+    let data_dir = serve.data.clone();
+    let log = serve.log();
+    assert!(serve.stop().success());
+    assert!(
+        !log.contains(SECRET) && !log.contains(ADMIN),
+        "a secret reached the log"
+    );
+    for entry in walk(&data_dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())
+            || bytes.windows(ADMIN.len()).any(|w| w == ADMIN.as_bytes());
+        assert!(!found, "a secret is in {}", entry.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn mcp_over_http_sessions_and_transport_checks() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let other_key = serve
+        .admin(
+            "POST",
+            "/agents",
+            Some(json!({"workspace_id": "ws-2", "name": "x"})),
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}});
+    assert_eq!(serve.mcp("ws-1", "agk_wrong", None, &init).status, 401);
+    assert_eq!(
+        serve.mcp("ws-1", &other_key, None, &init).status,
+        401,
+        "an agent of another workspace"
+    );
+    let auth = format!("Bearer {key}");
+    let post = |extra: &[(&str, &str)]| {
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        h.extend_from_slice(extra);
+        serve
+            .request("POST", "/mcp/ws-1", &h, Some(&init.to_string()))
+            .status
+    };
+    assert_eq!(post(&[("Origin", "http://evil.example")]), 403);
+    assert_eq!(post(&[("Origin", "http://allowed.example")]), 200);
+    assert_eq!(post(&[("Host", "evil.example:80")]), 421);
+    assert_eq!(post(&[("MCP-Protocol-Version", "1999-01-01")]), 400);
+    let html = serve.request(
+        "POST",
+        "/mcp/ws-1",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+            ("Accept", "text/html"),
+        ],
+        Some(&init.to_string()),
+    );
+    assert_eq!(html.status, 406);
+    assert_eq!(
+        serve
+            .request("GET", "/mcp/ws-1", &[("Authorization", &auth)], None)
+            .status,
+        405
+    );
+
+    let session = serve.session("ws-1", &key);
+    let list = serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let names: Vec<String> = list.json()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"ex.echo".to_owned()) && !names.contains(&"ex.poisoned_add".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.echo",
+            json!({"message": "over http"})
+        )),
+        "over http"
+    );
+    let discover = serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "server/discover"}),
+    );
+    assert_eq!(discover.json()["error"]["code"], -32601);
+    let note = serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    assert_eq!(note.status, 202);
+    let progress = serve.mcp("ws-1", &key, Some(&session), &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "ex.progress", "arguments": {"steps": 2}, "_meta": {"progressToken": "tok"}}}));
+    assert_eq!(
+        progress.header("Content-Type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        progress.body.matches("notifications/progress").count(),
+        2,
+        "{}",
+        progress.body
+    );
+    assert!(progress.body.contains("done after 2 steps"));
+    assert_eq!(
+        serve
+            .mcp(
+                "ws-1",
+                &key,
+                None,
+                &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+            )
+            .status,
+        400
+    );
+    assert_eq!(
+        serve
+            .mcp(
+                "ws-1",
+                &key,
+                Some("not-a-session"),
+                &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+            )
+            .status,
+        404
+    );
+    let delete = serve.request(
+        "DELETE",
+        "/mcp/ws-1",
+        &[("Authorization", &auth), ("Mcp-Session-Id", &session)],
+        None,
+    );
+    assert_eq!(delete.status, 204);
+    assert_eq!(
+        serve
+            .mcp(
+                "ws-1",
+                &key,
+                Some(&session),
+                &json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})
+            )
+            .status,
+        404
+    );
+    // A revoked agent is refused at once.
+    let agents = serve.admin("GET", "/agents?workspace_id=ws-1", None).json();
+    let agent_id = agents["agents"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        serve
+            .admin("DELETE", &format!("/agents/{agent_id}"), None)
+            .status,
+        200
+    );
+    assert_eq!(serve.mcp("ws-1", &key, None, &init).status, 401);
+}
+
+#[test]
+fn live_changes_and_a_restart_bring_everything_back() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let second = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "ws-1", "name": "more",
+        "command": [gate_bin(), "example-server", "--extra-tools", "1"]})),
+    );
+    assert_eq!(second.status, 201);
+    let session = serve.session("ws-1", &key);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = serve.mcp(
+            "ws-1",
+            &key,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "more.tool_0", "arguments": {"message": "live"}}}),
+        );
+        if r.json()["result"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the added connection never served: {}",
+            r.body
+        );
+        // The new child is starting; polling its readiness, bounded by the deadline.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tools = serve.admin("GET", "/workspaces/ws-1/tools", None).json();
+    let held = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ex.poisoned_add")
+        .unwrap()
+        .clone();
+    assert_eq!(held["verdict"], "held");
+    assert!(serve.stop().success());
+
+    let serve = Serve::start(dir.path());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ws = serve.admin("GET", "/workspaces/ws-1", None).json();
+        let healthy = ws["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["health"]["status"] == "healthy")
+            .count();
+        if healthy == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not back after restart: {ws}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let session = serve.session("ws-1", &key);
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.get_env",
+            json!({"name": "MY_SECRET"})
+        )),
+        SECRET
+    );
+}
+
+fn peers_python() -> Option<PathBuf> {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers/venv/bin/python");
+    let python = std::env::var_os("AEGIS_PEERS_DIR")
+        .map_or(python, |d| PathBuf::from(d).join("venv/bin/python"));
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "under CI=true the Python SDK must be installed"
+    );
+    eprintln!("skipping: the Python SDK venv is missing; .ci/run installs it");
+    None
+}
+
+#[test]
+fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
+    let Some(python) = peers_python() else { return };
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/python_http_client.py");
+    let url = format!("http://{}/mcp/ws-1", serve.addr);
+    for mode in ["auto", "legacy"] {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args([
+                "--mode",
+                mode,
+                "--timeout",
+                "60",
+                "--url",
+                &url,
+                "--header",
+                &format!("Authorization:Bearer {key}"),
+            ])
+            .args(["--call", "ex.echo", r#"{"message": "hi"}"#])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}\n{}", serve.log());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["calls"]["ex.echo"]["text"], "hi", "{report}");
+        assert_eq!(report["protocol_version"], "2025-11-25");
+        assert!(report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "ex.weather"));
+    }
+    let bad_origin = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--url",
+            &url,
+            "--header",
+            &format!("Authorization:Bearer {key}"),
+            "--header",
+            "Origin:http://evil.example",
+        ])
+        .args(["--expect-http-error", "403"])
+        .output()
+        .unwrap();
+    assert!(
+        bad_origin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bad_origin.stderr)
+    );
+}
