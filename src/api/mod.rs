@@ -102,6 +102,11 @@ impl Api {
         self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Sets up the demo workspace (see `serve --demo`); returns a fresh agent key for it.
+    pub fn demo(&self, exe: &str) -> Result<String, String> {
+        rest::demo(self, exe).map_err(|e| e.message)
+    }
+
     /// Stops every running workspace.
     pub fn shutdown(&self) {
         let runtimes: Vec<Runtime> = lock(&self.runtimes).drain().map(|(_, r)| r).collect();

@@ -97,14 +97,15 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The body of `POST /connections`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewConnection {
-    workspace_id: String,
-    name: String,
-    command: Vec<String>,
+pub(super) struct NewConnection {
+    pub(super) workspace_id: String,
+    pub(super) name: String,
+    pub(super) command: Vec<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    pub(super) env: BTreeMap<String, String>,
 }
 
 fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
@@ -143,6 +144,13 @@ fn check_command(api: &Api, command: &[String]) -> Result<(), ApiError> {
 fn create_connection(api: &Api, request: &mut tiny_http::Request) -> Answer {
     let body = http::json_body(request, api.options.max_body)?;
     let new: NewConnection = http::parse(&body)?;
+    let conn = add_connection(api, new)?;
+    Ok((201, connection_json(api, &conn)))
+}
+
+/// Registers a connection (validated, env encrypted, on disk) and starts it when its workspace
+/// is active.
+pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection, ApiError> {
     validate_id("workspace_id", &new.workspace_id)?;
     validate_id("name", &new.name)?;
     check_command(api, &new.command)?;
@@ -211,7 +219,7 @@ fn create_connection(api: &Api, request: &mut tiny_http::Request) -> Answer {
                 .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
         }
     }
-    Ok((201, connection_json(api, &conn)))
+    Ok(conn)
 }
 
 impl From<crate::store::Error> for ApiError {
@@ -361,6 +369,37 @@ fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
     })
 }
 
+/// `serve --demo`: workspace `demo` with two example servers (the gate's own executable) and an
+/// agent; returns the agent's key.
+pub(super) fn demo(api: &Api, exe: &str) -> Result<String, ApiError> {
+    let exists = lock(&api.store)
+        .state()
+        .connections
+        .values()
+        .any(|c| c.workspace_id == "demo");
+    if !exists {
+        for (name, extra) in [("hello", None), ("world", Some("--extra-tools"))] {
+            let mut command = vec![exe.to_owned(), "example-server".to_owned()];
+            if let Some(flag) = extra {
+                command.extend([flag.to_owned(), "2".to_owned()]);
+            }
+            add_connection(
+                api,
+                NewConnection {
+                    workspace_id: "demo".into(),
+                    name: name.into(),
+                    command,
+                    env: BTreeMap::new(),
+                },
+            )?;
+        }
+    }
+    set_active(api, "demo", true)?;
+    api.start_workspace("demo")?;
+    let (_, key) = add_agent(api, "demo", "demo agent")?;
+    Ok(key)
+}
+
 fn activate(api: &Api, id: &str) -> Answer {
     set_active(api, id, true)?;
     api.start_workspace(id)?;
@@ -427,6 +466,23 @@ struct NewAgent {
 fn create_agent(api: &Api, request: &mut tiny_http::Request) -> Answer {
     let body = http::json_body(request, api.options.max_body)?;
     let new: NewAgent = http::parse(&body)?;
+    let (id, key) = add_agent(api, &new.workspace_id, &new.name)?;
+    Ok((
+        201,
+        json!({ "id": id, "workspace_id": new.workspace_id, "name": new.name, "key": key }),
+    ))
+}
+
+/// Creates an agent; returns its id and its key (shown this once, stored hashed).
+pub(super) fn add_agent(
+    api: &Api,
+    workspace_id: &str,
+    name: &str,
+) -> Result<(String, String), ApiError> {
+    let new = NewAgent {
+        workspace_id: workspace_id.to_owned(),
+        name: name.to_owned(),
+    };
     validate_id("workspace_id", &new.workspace_id)?;
     if new.name.is_empty() || new.name.len() > 128 {
         return Err(ApiError::invalid("name must be 1 to 128 characters"));
@@ -450,10 +506,7 @@ fn create_agent(api: &Api, request: &mut tiny_http::Request) -> Answer {
         Ok::<_, ApiError>(())
     })?;
     log::info!("agent {id} ({}) created for {}", new.name, new.workspace_id);
-    Ok((
-        201,
-        json!({ "id": id, "workspace_id": new.workspace_id, "name": new.name, "key": key }),
-    ))
+    Ok((id, key))
 }
 
 fn list_agents(api: &Api, workspace: Option<&str>) -> Answer {

@@ -25,8 +25,13 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Serves until SIGTERM or SIGINT.
-pub fn run(config: &FrontConfig, options: ApiOptions) -> io::Result<()> {
+/// Serves until SIGTERM or SIGINT; with `demo`, first sets up the demo workspace and prints
+/// ready-to-paste commands.
+pub fn run(config: &FrontConfig, mut options: ApiOptions, demo: bool) -> io::Result<()> {
+    let exe = std::env::current_exe()?.display().to_string();
+    if demo {
+        options.allowed_commands.insert(exe.clone());
+    }
     sys::become_child_subreaper();
     store::ensure_data_dir(&options.data_dir).map_err(other)?;
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
@@ -46,20 +51,29 @@ pub fn run(config: &FrontConfig, options: ApiOptions) -> io::Result<()> {
     ));
     let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
     api.resume(front.addr());
+    let demo_key = if demo {
+        Some(api.demo(&exe).map_err(other)?)
+    } else {
+        None
+    };
     log::info!(
         "serving on http://{} (data dir {})",
         front.addr(),
         data_dir.display()
     );
-    // Stdout carries two things only: the address (first line, so that scripts and tests can read
-    // the port chosen for `--listen …:0`) and, on first start, the admin token, once.
+    // Stdout carries only the address (first line, so that scripts and tests can read the port
+    // chosen for `--listen …:0`), on first start the admin token, once, and the demo's commands.
     let mut out = io::stdout().lock();
     writeln!(out, "listening on http://{}", front.addr())?;
-    if let Some(token) = new_token {
+    if let Some(token) = &new_token {
         writeln!(
             out,
             "admin token (shown once, only its hash is kept): {token}"
         )?;
+    }
+    if let Some(key) = demo_key {
+        let admin = new_token.unwrap_or_else(|| format!("${ADMIN_TOKEN_ENV}"));
+        write!(out, "{}", demo_commands(front.addr(), &admin, &key))?;
     }
     out.flush()?;
     drop(out);
@@ -69,6 +83,24 @@ pub fn run(config: &FrontConfig, options: ApiOptions) -> io::Result<()> {
     api.shutdown();
     log::info!("stopped");
     Ok(())
+}
+
+fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {
+    let mcp = format!("http://{addr}/mcp/demo");
+    let headers = format!(
+        "-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n  -H 'Accept: application/json, text/event-stream'"
+    );
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hello.echo","arguments":{"message":"hi"}}}"#;
+    format!(
+        "\nworkspace `demo` is active. Paste these in another terminal:\n\n\
+         curl -s -H 'Authorization: Bearer {admin}' http://{addr}/api/v1/aegis/workspaces/demo\n\n\
+         SESSION=$(curl -s -D - -o /dev/null {headers} \\\n  -d '{init}' {mcp} \\\n  \
+         | sed -n 's/^Mcp-Session-Id: //ip' | tr -d '\\r')\n\n\
+         curl -s {headers} -H \"Mcp-Session-Id: $SESSION\" -d '{list}' {mcp}\n\n\
+         curl -s {headers} -H \"Mcp-Session-Id: $SESSION\" -d '{call}' {mcp}\n\n"
+    )
 }
 
 /// The admin token's hash, and the token itself when it was generated now.

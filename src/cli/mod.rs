@@ -274,6 +274,9 @@ OPTIONS:
                          The first line on stdout is `listening on http://ADDR`.
     --data-dir DIR       The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
                          else ~/.local/state/aegis-gate)
+    --demo               Also create and activate workspace `demo` (two built-in example
+                         servers), create an agent for it and print ready-to-paste
+                         curl commands
     --workers N          Threads taking requests (default 16)
     --allow-command CMD  An executable connections may run (repeatable; exactly as in
                          command[0]); nothing is allowed by default
@@ -292,6 +295,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         io_timeout: Duration::from_secs(15),
     };
     let mut data_dir: Option<PathBuf> = None;
+    let mut demo = false;
     let mut allowed_commands = std::collections::BTreeSet::new();
     let mut allowed_origins = std::collections::BTreeSet::new();
     let mut allowed_hosts = std::collections::BTreeSet::new();
@@ -305,6 +309,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
             }
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => config.workers = positive(parse_number(parser, "--workers")?)?,
+            Long("demo") => demo = true,
             Long("allow-command") => {
                 allowed_commands.insert(parser.value()?.string()?);
             }
@@ -335,7 +340,8 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         allowed_hosts,
         max_body: 4 * 1024 * 1024,
     };
-    crate::api::serve::run(&config, options).map_err(|e| CliError::Runtime(format!("serve: {e}")))
+    crate::api::serve::run(&config, options, demo)
+        .map_err(|e| CliError::Runtime(format!("serve: {e}")))
 }
 
 fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {

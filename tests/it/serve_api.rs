@@ -666,3 +666,56 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
         String::from_utf8_lossy(&bad_origin.stderr)
     );
 }
+
+#[test]
+fn serve_demo_prints_commands_that_work() {
+    let dir = TempDir::new();
+    let mut child = Command::new(gate_bin())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("tools/call") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    let addr = printed
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    assert!(printed.contains("admin token (shown once"), "{printed}");
+    let key = printed
+        .split("Bearer agk_")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let serve = Serve {
+        child,
+        addr,
+        data: dir.path().join("data"),
+        log: dir.path().join("none.log"),
+    };
+    let session = serve.session("demo", &format!("agk_{key}"));
+    assert_eq!(
+        text(&serve.call(
+            "demo",
+            &format!("agk_{key}"),
+            &session,
+            "hello.echo",
+            json!({"message": "hi"})
+        )),
+        "hi"
+    );
+}
