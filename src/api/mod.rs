@@ -119,34 +119,10 @@ impl Api {
         http::bearer(request).is_some_and(|t| hashes_equal(&hash_secret(t), &self.admin_token_hash))
     }
 
-    /// The child's config: argv split, env decrypted (bound to `workspace/name` and the variable).
+    /// The child's config: argv split, env decrypted.
     fn server_config(&self, conn: &Connection) -> Result<ServerConfig, ApiError> {
-        let (command, args) = conn
-            .command
-            .split_first()
-            .ok_or_else(|| ApiError::invalid("the command is empty"))?;
-        let binding = binding(&conn.workspace_id, &conn.name);
-        let mut env = std::collections::BTreeMap::new();
-        for (var, token) in &conn.env {
-            let value = self
-                .keyring
-                .decrypt_secret(&binding, var, token)
-                .map_err(|e| {
-                    ApiError::new(
-                        500,
-                        "secret_undecryptable",
-                        format!("{var} of {}: {e}", conn.name),
-                    )
-                })?;
-            env.insert(var.clone(), value);
-        }
-        Ok(ServerConfig {
-            name: conn.name.clone(),
-            command: command.clone(),
-            args: args.to_vec(),
-            env,
-            cwd: None,
-        })
+        server_config(&self.keyring, conn)
+            .map_err(|message| ApiError::new(500, "connection", message))
     }
 
     /// Starts a workspace's enabled connections (no-op when it runs already).
@@ -183,6 +159,49 @@ impl Api {
         }
         lock(&self.sessions).retain(|_, s| s.workspace != ws);
     }
+}
+
+/// A stored connection as a child to start: argv split, env decrypted (bound to `workspace/name`
+/// and the variable).
+fn server_config(keyring: &Keyring, conn: &Connection) -> Result<ServerConfig, String> {
+    let (command, args) = conn.command.split_first().ok_or("the command is empty")?;
+    let binding = binding(&conn.workspace_id, &conn.name);
+    let mut env = std::collections::BTreeMap::new();
+    for (var, token) in &conn.env {
+        let value = keyring
+            .decrypt_secret(&binding, var, token)
+            .map_err(|e| format!("{var} of {}: {e}", conn.name))?;
+        env.insert(var.clone(), value);
+    }
+    Ok(ServerConfig {
+        name: conn.name.clone(),
+        command: command.clone(),
+        args: args.to_vec(),
+        env,
+        cwd: None,
+    })
+}
+
+/// The enabled connections of a stored workspace, ready to start (`stdio --workspace`).
+pub fn stored_servers(
+    data_dir: &std::path::Path,
+    workspace: &str,
+) -> Result<Vec<ServerConfig>, String> {
+    let keyring = Keyring::load_or_create(data_dir).map_err(|e| e.to_string())?;
+    let store = StateStore::open(data_dir).map_err(|e| e.to_string())?;
+    if !store.state().workspaces.contains_key(workspace) {
+        return Err(format!(
+            "no workspace {workspace:?} in {}",
+            data_dir.display()
+        ));
+    }
+    store
+        .state()
+        .connections
+        .values()
+        .filter(|c| c.workspace_id == workspace && c.enabled)
+        .map(|c| server_config(&keyring, c))
+        .collect()
 }
 
 /// What a connection's secrets are bound to: its workspace and name (so a client can encrypt a

@@ -41,12 +41,15 @@ aegis-gate stdio: serve the merged tools of the configured servers over stdin/st
 USAGE:
     aegis-gate stdio --config FILE [OPTIONS]
     aegis-gate stdio --demo [OPTIONS]
+    aegis-gate stdio --workspace ID [--data-dir DIR] [OPTIONS]
 
 OPTIONS:
     --config FILE             {\"mcpServers\": {...}} file (command, args, env, cwd per server;
                               an optional \"aegis\" object holds the settings)
     --demo                    Use the embedded demo config instead: two built-in example
                               servers named hello and world
+    --workspace ID            Serve a workspace stored by `serve` in the data dir instead
+                              (its enabled connections, secrets decrypted)
     --separator SEP           Merged-name separator: . (default), __, _ or -
     --max-line-bytes N        Longest JSON-RPC line accepted (default 4194304)
     --call-timeout-ms N       tools/call deadline (default 60000)
@@ -180,6 +183,7 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let mut config_path: Option<PathBuf> = None;
     let mut demo = false;
     let mut data_dir: Option<PathBuf> = None;
+    let mut workspace: Option<String> = None;
     let mut separator: Option<Separator> = None;
     let mut max_line: Option<usize> = None;
     let mut call_timeout: Option<u64> = None;
@@ -189,6 +193,7 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         match arg {
             Long("config") => config_path = Some(parser.value()?.into()),
             Long("demo") => demo = true,
+            Long("workspace") => workspace = Some(parser.value()?.string()?),
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("separator") => {
                 let text = parser.value()?.string()?;
@@ -214,7 +219,17 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         }
     }
     logging::init(own_level.as_deref().or(log_level));
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
     let mut config = match (config_path, demo) {
+        (None, false) if workspace.is_some() => {
+            let ws = workspace.as_deref().unwrap_or_default();
+            let servers = crate::api::stored_servers(&data_dir, ws).map_err(CliError::Config)?;
+            Config {
+                servers,
+                settings: crate::config::Settings::default(),
+            }
+        }
         (Some(path), false) => Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?,
         (None, true) => {
             let exe = std::env::current_exe().map_err(|e| {
@@ -229,7 +244,7 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         }
         (None, false) => {
             return Err(CliError::Usage(
-                "stdio needs --config FILE or --demo".into(),
+                "stdio needs --config FILE, --demo or --workspace ID".into(),
             ))
         }
     };
@@ -255,9 +270,8 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         env!("CARGO_PKG_VERSION"),
         config.servers.len()
     );
-    let data_dir = store::resolve_data_dir(data_dir.as_deref())
-        .map_err(|e| CliError::Config(e.to_string()))?;
-    gate::stdio::run(config, &data_dir).map_err(|e| CliError::Runtime(e.to_string()))
+    let workspace = workspace.unwrap_or_else(|| gate::stdio::WORKSPACE.to_owned());
+    gate::stdio::run(config, &data_dir, &workspace).map_err(|e| CliError::Runtime(e.to_string()))
 }
 
 const SERVE_HELP: &str = "\

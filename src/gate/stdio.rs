@@ -84,13 +84,13 @@ enum Stop {
 }
 
 /// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives;
-/// pins and findings are kept in `data_dir`.
-pub fn run(config: Config, data_dir: &Path) -> Result<(), Error> {
+/// pins and findings are kept in `data_dir` under `workspace` ([`WORKSPACE`] for a config file).
+pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error> {
     sys::become_child_subreaper();
     let pins = PinStore::open(data_dir).map_err(Error::Store)?;
     log::info!("data dir {}", data_dir.display());
     let settings = Arc::new(config.settings);
-    let runtime = Runtime::start(Arc::clone(&settings), WORKSPACE, config.servers, Some(pins))
+    let runtime = Runtime::start(Arc::clone(&settings), workspace, config.servers, Some(pins))
         .map_err(Error::Downstream)?;
     let gate = Arc::clone(runtime.gate());
 

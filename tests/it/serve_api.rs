@@ -719,3 +719,45 @@ fn serve_demo_prints_commands_that_work() {
         "hi"
     );
 }
+
+#[test]
+fn a_stored_workspace_is_served_over_stdio() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let data = serve.data.clone();
+    assert!(serve.stop().success());
+    let mut child = Command::new(gate_bin())
+        .args(["stdio", "--workspace", "ws-1", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let input = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}}),
+    ]
+    .iter()
+    .map(|m| format!("{m}\n"))
+    .collect::<String>();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(text(&last), SECRET);
+    let missing = Command::new(gate_bin())
+        .args(["stdio", "--workspace", "nope", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no workspace \"nope\""));
+}
