@@ -135,3 +135,19 @@ pub(crate) fn set_socket_timeouts(
     }
     Ok(())
 }
+
+/// Takes an exclusive advisory lock without waiting; `Ok(false)` when another process holds it.
+pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock takes a descriptor we own (borrowed from `file`) and integers.
+    let res = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if res == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}

@@ -204,10 +204,8 @@ pub fn stored_servers(
         .collect()
 }
 
-/// What a connection's secrets are bound to: its workspace and name (so a client can encrypt a
-/// value for a connection before it exists, and a value cannot move to another connection).
 fn binding(workspace: &str, name: &str) -> String {
-    format!("{workspace}/{name}")
+    crate::crypto::binding(workspace, name)
 }
 
 impl front::Handler for Api {

@@ -34,6 +34,10 @@ pub fn run(config: &FrontConfig, mut options: ApiOptions, demo: bool) -> io::Res
     }
     sys::become_child_subreaper();
     store::ensure_data_dir(&options.data_dir).map_err(other)?;
+    // One serve per data dir, and no `rotate-key` under a running one: both write `state.json`.
+    let _state_lock = store::FileLock::try_acquire(&options.data_dir, "state.json")
+        .map_err(other)?
+        .ok_or_else(|| other("another gate is serving from this data dir"))?;
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
     let mut state = StateStore::open(&options.data_dir).map_err(other)?;
     let (admin_hash, new_token) = admin_token(&mut state)?;

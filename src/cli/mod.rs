@@ -24,6 +24,7 @@ COMMANDS:
     stdio            Serve the merged tools of the configured servers over stdin/stdout
     serve            Run the HTTP service: REST admin API and MCP over Streamable HTTP
     tools            List, inspect and approve tools (verdicts, findings, pins)
+    rotate-key       Re-encrypt every stored secret under a new Fernet key, then drop the old one
     example-server   Run the built-in example MCP server over stdin/stdout
 
 GLOBAL OPTIONS:
@@ -165,6 +166,7 @@ fn run_command(
         "stdio" => run_stdio(parser, log_level),
         "tools" => run_tools(parser, log_level),
         "serve" => run_serve(parser, log_level),
+        "rotate-key" => run_rotate_key(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -356,6 +358,49 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     };
     crate::api::serve::run(&config, options, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
+}
+
+const ROTATE_HELP: &str = "\
+aegis-gate rotate-key: re-encrypt every stored secret under a new Fernet key
+
+USAGE:
+    aegis-gate rotate-key [--data-dir DIR]
+
+Stop `serve` first. With the key file (fernet.key in the data dir) a new key is generated, every
+secret is re-encrypted under it and checked to decrypt with it alone, then the old key is dropped.
+With AEGIS_FERNET_KEYS, the secrets are re-encrypted under the first key of the list; drop the
+other keys from the variable afterwards.
+";
+
+fn run_rotate_key(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                print!("{ROTATE_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    let done = crate::crypto::rotate(&data_dir)
+        .map_err(|e| CliError::Runtime(format!("rotate-key: {e}")))?;
+    if done.old_keys_dropped {
+        println!(
+            "rotated: {} secrets re-encrypted under a new key; the old key is gone",
+            done.secrets
+        );
+    } else {
+        println!(
+            "rotated: {} secrets re-encrypted under the first key of AEGIS_FERNET_KEYS; drop the others from it",
+            done.secrets
+        );
+    }
+    Ok(())
 }
 
 fn run_tools(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {

@@ -163,6 +163,12 @@ impl Keyring {
     }
 }
 
+/// What a connection's secrets are bound to: its workspace and name (so a client can encrypt a
+/// value for a connection before it exists, and a value cannot move to another connection).
+pub fn binding(workspace: &str, name: &str) -> String {
+    format!("{workspace}/{name}")
+}
+
 fn write_new_key(path: &Path, key: &str) -> Result<(), Error> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -175,5 +181,8 @@ fn write_new_key(path: &Path, key: &str) -> Result<(), Error> {
         .map_err(|e| Error::KeyFile(format!("{}: {e}", path.display())))
 }
 
+mod rotate;
 #[cfg(test)]
 mod tests;
+
+pub use rotate::{rotate, Rotated};

@@ -138,12 +138,30 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// An exclusive lock on `<dir>/<name>.lock`, held until dropped: serializes read-modify-write
-/// of one file between gates and CLI commands sharing a data dir.
-pub(crate) struct FileLock {
+/// of one file between gates and CLI commands sharing a data dir, and keeps a second `serve` (or
+/// a `rotate-key`) off a data dir a `serve` is using.
+pub struct FileLock {
     _file: File,
 }
 
 impl FileLock {
+    /// The lock when no other process holds it; `Ok(None)` when one does.
+    pub fn try_acquire(dir: &Path, name: &str) -> Result<Option<FileLock>, Error> {
+        let path = dir.join(format!("{name}.lock"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        if crate::sys::try_lock_exclusive(&file).map_err(io_error(&path))? {
+            Ok(Some(FileLock { _file: file }))
+        } else {
+            Ok(None)
+        }
+    }
+
     pub(crate) fn acquire(dir: &Path, name: &str) -> Result<FileLock, Error> {
         let path = dir.join(format!("{name}.lock"));
         let file = OpenOptions::new()

@@ -761,3 +761,65 @@ fn a_stored_workspace_is_served_over_stdio() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no workspace \"nope\""));
 }
+
+#[test]
+fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let data = serve.data.clone();
+    let data_arg = data.to_str().unwrap().to_owned();
+    let refused = Command::new(gate_bin())
+        .args(["rotate-key", "--data-dir", &data_arg])
+        .output()
+        .unwrap();
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "rotation under a running serve"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it first"));
+    assert!(serve.stop().success());
+    let old_key = std::fs::read_to_string(data.join("fernet.key")).unwrap();
+    let old_state = std::fs::read_to_string(data.join("state.json")).unwrap();
+    let out = Command::new(gate_bin())
+        .args(["rotate-key", "--data-dir", &data_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 secrets re-encrypted"));
+    let new_key = std::fs::read_to_string(data.join("fernet.key")).unwrap();
+    assert_ne!(new_key, old_key);
+    assert!(!new_key.contains(','), "the old key is dropped");
+    assert_ne!(
+        std::fs::read_to_string(data.join("state.json")).unwrap(),
+        old_state
+    );
+    // The secret still reaches the child, decrypted with the new key alone.
+    let mut child = Command::new(gate_bin())
+        .args(["stdio", "--workspace", "ws-1", "--data-dir", &data_arg])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let input = format!(
+        "{}\n{}\n",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}})
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(text(&last), SECRET);
+}

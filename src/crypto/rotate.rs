@@ -1,0 +1,92 @@
+//! `aegis-gate rotate-key`: every stored secret re-encrypted under a new first key.
+//!
+//! Owns: the rotation order that a crash cannot break: the key file first gets the new key in
+//! front of the old ones (both decrypt), then every secret is re-encrypted under the new key and
+//! checked to decrypt with it alone, the state is written, and only then the old keys are dropped.
+//! With `AEGIS_FERNET_KEYS`, the keys are the operator's: the secrets are re-encrypted under the
+//! first one, and dropping the others from the variable is left to the operator.
+//! Never: runs while a `serve` uses the data dir (the state lock says so); never prints a key.
+
+use super::{Keyring, KEYS_ENV, KEY_FILE};
+use crate::store::state::StateStore;
+use crate::store::{self, atomic_write, FileLock};
+use std::path::Path;
+
+/// A rotation step that failed; nothing was written for it.
+struct Failure(String);
+
+impl From<store::Error> for Failure {
+    fn from(e: store::Error) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// Secrets re-encrypted.
+    pub secrets: usize,
+    /// Whether the old keys were dropped (false with `AEGIS_FERNET_KEYS`: the operator drops them).
+    pub old_keys_dropped: bool,
+}
+
+/// Rotates the key of the data dir `dir`.
+pub fn rotate(dir: &Path) -> Result<Rotated, String> {
+    store::ensure_data_dir(dir).map_err(|e| e.to_string())?;
+    let _lock = FileLock::try_acquire(dir, "state.json")
+        .map_err(|e| e.to_string())?
+        .ok_or("a gate is serving from this data dir: stop it first")?;
+    let from_env = std::env::var(KEYS_ENV).ok();
+    let key_file = dir.join(KEY_FILE);
+    let (ring, new_only) = match &from_env {
+        Some(list) => {
+            let ring = Keyring::from_list(list, KEYS_ENV).map_err(|e| e.to_string())?;
+            let first = list
+                .split(',')
+                .map(str::trim)
+                .find(|k| !k.is_empty())
+                .unwrap_or_default()
+                .to_owned();
+            (ring, first)
+        }
+        None => {
+            let old = std::fs::read_to_string(&key_file)
+                .map_err(|e| format!("{}: {e}", key_file.display()))?;
+            let new = Keyring::generate_key();
+            let both = format!("{new},{}", old.trim());
+            atomic_write(&key_file, both.as_bytes()).map_err(|e| e.to_string())?;
+            (
+                Keyring::from_list(&both, &key_file.display().to_string())
+                    .map_err(|e| e.to_string())?,
+                new,
+            )
+        }
+    };
+    let only_new = Keyring::from_list(&new_only, "the new key").map_err(|e| e.to_string())?;
+    let mut state = StateStore::open(dir).map_err(|e| e.to_string())?;
+    let secrets = state.update(|s| {
+        let mut n = 0;
+        for conn in s.connections.values_mut() {
+            let binding = super::binding(&conn.workspace_id, &conn.name);
+            for (var, token) in conn.env.iter_mut() {
+                let fresh = ring
+                    .reencrypt_secret(&binding, var, token)
+                    .map_err(|e| Failure(format!("{var} of {}: {e}", conn.name)))?;
+                only_new
+                    .decrypt_secret(&binding, var, &fresh)
+                    .map_err(|e| Failure(format!("check of {var}: {e}")))?;
+                *token = fresh;
+                n += 1;
+            }
+        }
+        Ok::<_, Failure>(n)
+    });
+    let secrets = secrets.map_err(|Failure(e)| e)?;
+    if from_env.is_none() {
+        atomic_write(&key_file, new_only.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(Rotated {
+        secrets,
+        old_keys_dropped: from_env.is_none(),
+    })
+}
