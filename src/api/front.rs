@@ -2,16 +2,18 @@
 //!
 //! Owns: the listening socket, the `http-worker-N` threads that take requests from `tiny_http` and
 //! hand each to a [`Handler`], read/write timeouts on every connection, and recovery of the
-//! accept loop: `tiny_http` 0.12 ends its accept thread on the first accept error (EMFILE when
-//! descriptors run out) and reports that error once through `recv`; the front then builds a new
-//! `tiny_http` server on a clone of the same listening socket, with backoff, so the port keeps
-//! being served.
+//! accept loop. `tiny_http` 0.12 ends its accept thread on the first accept error (EMFILE when
+//! descriptors run out), reporting it once through `recv`, and its accept thread panics when
+//! cloning an accepted socket fails the same way, reporting nothing. So two signals restart it: an
+//! error from `recv`, and the `http-watchdog` seeing connections wait in the socket's accept queue
+//! without being taken (Linux: `/proc/net/tcp`). A restart builds a new `tiny_http` server on a
+//! clone of the same listening socket, with backoff, so the port keeps being served.
 //! Never: calls `tiny_http::Server::num_connections` (unimplemented in 0.12); never leaves a
 //! request unanswered on purpose (a dropped `tiny_http::Request` answers 500).
 //!
-//! Threads: `http-worker-0..n` (joined by [`Front::stop`]), plus `tiny_http`'s own accept thread
-//! and connection pool, which belong to `tiny_http`. Shutdown: set the stop flag, `unblock` once per
-//! worker, join.
+//! Threads: `http-worker-0..n` and `http-watchdog` (joined by [`Front::stop`]), plus `tiny_http`'s
+//! own accept thread and connection pool, which belong to `tiny_http`. Shutdown: set the stop flag,
+//! `unblock` once per worker, join.
 //!
 //! Current behaviour, not a guarantee: `tiny_http` gives each connection a pool thread for as long
 //! as the connection lives; the read timeout bounds how long an idle or slow client holds one.
@@ -59,17 +61,24 @@ impl Front {
         let stop = Arc::new(AtomicBool::new(false));
         let listener = Arc::new(listener);
         let mut workers = Vec::new();
+        let accept = Accept {
+            server: Arc::clone(&server),
+            listener: Arc::clone(&listener),
+            stop: Arc::clone(&stop),
+        };
         for idx in 0..config.workers.max(1) {
             let worker = Worker {
-                server: Arc::clone(&server),
-                listener: Arc::clone(&listener),
-                stop: Arc::clone(&stop),
+                accept: accept.clone(),
                 handler: Arc::clone(&handler),
             };
             workers.push(thread::spawn(format!("http-worker-{idx}"), move || {
                 worker.run()
             })?);
         }
+        let port = addr.port();
+        workers.push(thread::spawn("http-watchdog", move || {
+            watchdog(&accept, port)
+        })?);
         Ok(Front {
             addr,
             stop,
@@ -124,31 +133,17 @@ fn set_timeouts(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
     crate::sys::set_socket_timeouts(listener.as_raw_fd(), timeout)
 }
 
-struct Worker {
+/// What restarting the accept loop needs; shared by the workers and the watchdog.
+#[derive(Clone)]
+struct Accept {
     server: Arc<RwLock<Arc<tiny_http::Server>>>,
     listener: Arc<TcpListener>,
     stop: Arc<AtomicBool>,
-    handler: Arc<dyn Handler>,
 }
 
-impl Worker {
-    fn run(self) {
-        const POLL: Duration = Duration::from_millis(500);
-        while !self.stop.load(Ordering::SeqCst) {
-            let server = current(&self.server);
-            match server.recv_timeout(POLL) {
-                Ok(Some(request)) => self.handler.handle(request),
-                Ok(None) => {}
-                Err(e) => {
-                    log::error!("the HTTP accept loop stopped ({e}); starting a new one");
-                    self.restart_accept(&server);
-                }
-            }
-        }
-    }
-
+impl Accept {
     /// Builds a new `tiny_http` server on the same socket, retrying while descriptors are short.
-    fn restart_accept(&self, failed: &Arc<tiny_http::Server>) {
+    fn restart(&self, failed: &Arc<tiny_http::Server>) {
         let mut delay = Duration::from_millis(50);
         while !self.stop.load(Ordering::SeqCst) {
             let mut slot = match self.server.write() {
@@ -156,7 +151,7 @@ impl Worker {
                 Err(poisoned) => poisoned.into_inner(),
             };
             if !Arc::ptr_eq(&slot, failed) {
-                return; // Another worker restarted it already.
+                return; // Restarted already.
             }
             match serve_on(&self.listener) {
                 Ok(fresh) => {
@@ -170,6 +165,69 @@ impl Worker {
                     // Descriptors are short; nothing to wait on but time. Bounded backoff.
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// Restarts the accept loop when connections sit in the accept queue and nobody takes them.
+fn watchdog(accept: &Accept, port: u16) {
+    const TICK: Duration = Duration::from_millis(500);
+    let mut previous = 0;
+    while !accept.stop.load(Ordering::SeqCst) {
+        // A tick of a watchdog: there is no event for "nobody accepts".
+        std::thread::sleep(TICK);
+        let waiting = accept_queue(port).unwrap_or(0);
+        if waiting > 0 && previous > 0 && waiting >= previous {
+            log::error!(
+                "the HTTP accept loop stopped ({waiting} connections wait); starting a new one"
+            );
+            let failed = current(&accept.server);
+            accept.restart(&failed);
+            previous = 0;
+        } else {
+            previous = waiting;
+        }
+    }
+}
+
+/// Connections waiting in the accept queue of the listening socket on `port` (Linux).
+fn accept_queue(port: u16) -> Option<u64> {
+    let wanted = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local = fields.get(1)?;
+                let state = fields.get(3)?;
+                if *state != "0A" || !local.ends_with(&wanted) {
+                    return None;
+                }
+                let rx = fields.get(4)?.split(':').nth(1)?;
+                u64::from_str_radix(rx, 16).ok()
+            })
+        })
+}
+
+struct Worker {
+    accept: Accept,
+    handler: Arc<dyn Handler>,
+}
+
+impl Worker {
+    fn run(self) {
+        const POLL: Duration = Duration::from_millis(500);
+        while !self.accept.stop.load(Ordering::SeqCst) {
+            let server = current(&self.accept.server);
+            match server.recv_timeout(POLL) {
+                Ok(Some(request)) => self.handler.handle(request),
+                Ok(None) => {}
+                Err(e) => {
+                    log::error!("the HTTP accept loop stopped ({e}); starting a new one");
+                    self.accept.restart(&server);
                 }
             }
         }

@@ -67,19 +67,21 @@ pub fn run(config: &FrontConfig, mut options: ApiOptions, demo: bool) -> io::Res
     );
     // Stdout carries only the address (first line, so that scripts and tests can read the port
     // chosen for `--listen …:0`), on first start the admin token, once, and the demo's commands.
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening on http://{}", front.addr())?;
+    let mut text = format!("listening on http://{}\n", front.addr());
     if let Some(token) = &new_token {
-        writeln!(
-            out,
-            "admin token (shown once, only its hash is kept): {token}"
-        )?;
+        text.push_str(&format!(
+            "admin token (shown once, only its hash is kept): {token}\n"
+        ));
     }
     if let Some(key) = demo_key {
         let admin = new_token.unwrap_or_else(|| format!("${ADMIN_TOKEN_ENV}"));
-        write!(out, "{}", demo_commands(front.addr(), &admin, &key))?;
+        text.push_str(&demo_commands(front.addr(), &admin, &key));
     }
-    out.flush()?;
+    // Best effort: a reader that went away (a closed pipe) must not take the service down.
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        log::warn!("stdout: {e}; serving on");
+    }
     drop(out);
     let signal = signals.forever().next();
     log::info!("signal {signal:?}: stopping");
