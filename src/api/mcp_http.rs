@@ -36,16 +36,29 @@ pub(super) struct HttpSession {
     numeric: u64,
 }
 
-pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) {
+/// Serves one request; returns the status it answered with (for the metrics).
+pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> u16 {
     match serve(api, &mut request, path) {
         Ok(Reply::Json {
             status,
             body,
             session,
-        }) => respond(request, status, body, session),
-        Ok(Reply::Accepted) => respond(request, 202, String::new(), None),
-        Ok(Reply::NoContent) => respond(request, 204, String::new(), None),
-        Ok(Reply::Stream(body)) => stream(request, body),
+        }) => {
+            respond(request, status, body, session);
+            status
+        }
+        Ok(Reply::Accepted) => {
+            respond(request, 202, String::new(), None);
+            202
+        }
+        Ok(Reply::NoContent) => {
+            respond(request, 204, String::new(), None);
+            204
+        }
+        Ok(Reply::Stream(body)) => {
+            stream(request, body);
+            200
+        }
         Err(e) => {
             let allow_post = e.status == 405;
             let mut response =
@@ -55,6 +68,7 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) {
                 response = with_header(response, "Allow", "POST, DELETE");
             }
             let _ = request.respond(response);
+            e.status
         }
     }
 }

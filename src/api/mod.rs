@@ -1,9 +1,10 @@
 //! API: the HTTP side of the gate (serve mode).
 //!
 //! Owns: the [`Api`] that every HTTP worker shares: the state store, the keyring, the admin
-//! token, the running workspaces and the MCP sessions; and the dispatch of a request to
-//! `GET /healthz`, `GET /readyz`, the REST admin API under `/api/v1/aegis/` (`rest.rs`) or
-//! MCP over Streamable HTTP at `/mcp/{workspace}` (`mcp_http.rs`).
+//! token, the running workspaces, the MCP sessions and the request counters; and the dispatch of a
+//! request to `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text), the REST admin API
+//! under `/api/v1/aegis/` (`rest.rs`) or MCP over Streamable HTTP at `/mcp/{workspace}`
+//! (`mcp_http.rs`).
 //! Never: blocks a worker longer than one request's deadline; never puts a secret into a
 //! response or a log line (env values and keys are write-only through the API).
 
@@ -51,6 +52,7 @@ pub struct Api {
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
+    http_requests: Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,6 +79,7 @@ impl Api {
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
+            http_requests: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -226,10 +229,18 @@ impl front::Handler for Api {
                     ))
                 }
             }
-            (_, "/healthz" | "/readyz") => Err(ApiError::method_not_allowed()),
+            (tiny_http::Method::Get, "/metrics") => {
+                let body = self.metrics();
+                let status = respond_text(request, 200, &body);
+                self.count("metrics", status);
+                return;
+            }
+            (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed()),
             (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
                 // Streams its own answer (JSON or server-sent events).
-                return mcp_http::handle(self, request, &path);
+                let status = mcp_http::handle(self, request, &path);
+                self.count("mcp", status);
+                return;
             }
             (_, p) if p.starts_with(rest::PREFIX) => {
                 if self.is_admin(&request) {
@@ -240,10 +251,117 @@ impl front::Handler for Api {
             }
             _ => Err(ApiError::not_found("no such route")),
         };
+        let route = route_class(&path);
+        let status = match &result {
+            Ok((status, _)) => *status,
+            Err(e) => e.status,
+        };
         match result {
             Ok((status, body)) => http::respond(request, status, &body),
             Err(e) => http::respond_error(request, &e),
         }
+        self.count(route, status);
+    }
+}
+
+/// The route label of the metrics (bounded: never the raw path).
+fn route_class(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        p if p.starts_with(rest::PREFIX) => "rest",
+        _ => "other",
+    }
+}
+
+/// Answers with Prometheus text.
+fn respond_text(request: tiny_http::Request, status: u16, body: &str) -> u16 {
+    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+    if let Ok(h) =
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4"[..])
+    {
+        response = response.with_header(h);
+    }
+    let _ = request.respond(response);
+    status
+}
+
+impl Api {
+    fn count(&self, route: &'static str, status: u16) {
+        *lock(&self.http_requests)
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    /// Prometheus text: connections by status, restarts, tools, sessions, HTTP requests.
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut by_status: std::collections::BTreeMap<&'static str, u64> =
+            std::collections::BTreeMap::new();
+        let mut restarts = Vec::new();
+        for (ws, runtime) in lock(&self.runtimes).iter() {
+            for snap in runtime.snapshots() {
+                *by_status.entry(snap.status.as_str()).or_default() += 1;
+                restarts.push((ws.clone(), snap.name.clone(), snap.restarts, snap.tools));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aegis_connections Downstream connections by status."
+        );
+        let _ = writeln!(out, "# TYPE aegis_connections gauge");
+        for status in [
+            "starting",
+            "healthy",
+            "unhealthy",
+            "restarting",
+            "failed",
+            "stopped",
+        ] {
+            let n = by_status.get(status).copied().unwrap_or(0);
+            let _ = writeln!(out, "aegis_connections{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aegis_connection_restarts_total Restarts of a connection's child."
+        );
+        let _ = writeln!(out, "# TYPE aegis_connection_restarts_total counter");
+        for (ws, name, n, _) in &restarts {
+            let _ = writeln!(
+                out,
+                "aegis_connection_restarts_total{{workspace=\"{ws}\",connection=\"{name}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aegis_connection_tools Tools in a connection's last listing."
+        );
+        let _ = writeln!(out, "# TYPE aegis_connection_tools gauge");
+        for (ws, name, _, tools) in &restarts {
+            let _ = writeln!(
+                out,
+                "aegis_connection_tools{{workspace=\"{ws}\",connection=\"{name}\"}} {tools}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aegis_mcp_sessions Open MCP sessions over HTTP."
+        );
+        let _ = writeln!(out, "# TYPE aegis_mcp_sessions gauge");
+        let _ = writeln!(out, "aegis_mcp_sessions {}", lock(&self.sessions).len());
+        let _ = writeln!(
+            out,
+            "# HELP aegis_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(out, "# TYPE aegis_http_requests_total counter");
+        for ((route, status), n) in lock(&self.http_requests).iter() {
+            let _ = writeln!(
+                out,
+                "aegis_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out
     }
 }
 

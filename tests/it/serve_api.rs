@@ -823,3 +823,102 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(text(&last), SECRET);
 }
+
+#[test]
+fn metrics_count_connections_and_requests() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = serve.request("GET", "/metrics", &[], None);
+        assert_eq!(metrics.status, 200);
+        if metrics
+            .body
+            .contains("aegis_connections{status=\"healthy\"} 1")
+        {
+            assert!(
+                metrics
+                    .body
+                    .contains("aegis_http_requests_total{route=\"rest\",status=\"201\"} 2"),
+                "{}",
+                metrics.body
+            );
+            assert!(
+                metrics
+                    .body
+                    .contains("aegis_connection_tools{workspace=\"ws-1\",connection=\"ex\"} 10"),
+                "{}",
+                metrics.body
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", metrics.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_change_answered_2xx_survives_kill_9() {
+    let dir = TempDir::new();
+    let mut answered: Vec<String> = Vec::new();
+    for round in 0..4 {
+        let mut serve = Serve::start(dir.path());
+        // Changes as fast as the gate takes them; the gate is killed while they flow.
+        let addr = serve.addr.clone();
+        let writer = std::thread::spawn(move || {
+            let mut done = Vec::new();
+            for i in 0..1000 {
+                let name = format!("r{round}-a{i}");
+                let body = json!({"workspace_id": "ws-d", "name": name}).to_string();
+                let Ok(mut stream) = TcpStream::connect(&addr) else {
+                    break;
+                };
+                let request = format!(
+                    "POST /api/v1/aegis/agents HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\n\
+                     Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(request.as_bytes()).is_err() {
+                    break;
+                }
+                let mut raw = String::new();
+                if stream.read_to_string(&mut raw).is_err() || !raw.starts_with("HTTP/1.1 201") {
+                    break;
+                }
+                done.push(name);
+            }
+            done
+        });
+        // Let some changes through, then kill without warning.
+        let deadline = Instant::now() + WAIT;
+        while !std::fs::read_to_string(serve.data.join("state.json"))
+            .unwrap_or_default()
+            .contains(&format!("r{round}-a3\""))
+        {
+            assert!(Instant::now() < deadline, "no change reached the disk");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        serve.child.kill().unwrap();
+        serve.child.wait().unwrap();
+        answered.extend(writer.join().unwrap());
+    }
+    let serve = Serve::start(dir.path());
+    let agents = serve.admin("GET", "/agents", None).json();
+    let stored: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&String> = answered
+        .iter()
+        .filter(|n| !stored.contains(&n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "answered 2xx but lost: {missing:?}");
+    assert!(
+        answered.len() >= 16,
+        "only {} changes went through",
+        answered.len()
+    );
+}
