@@ -196,6 +196,7 @@ fn main() {
             p50s.insert((label, window), pct(&lat, 50));
         }
     }
+    http_calls(usize::try_from(n).unwrap_or(20_000));
     let added = p50s[&("through the gate", 1)].saturating_sub(p50s[&("direct example-server", 1)]);
     println!(
         "added latency p50 (1 in flight): {:.1}µs",
@@ -351,4 +352,154 @@ fn cache_hits_50_by_100(dir: &std::path::Path) {
         pct(&page_times, 50).as_secs_f64() * 1e3, pct(&page_times, 99).as_secs_f64() * 1e3);
     println!("merged tools/list, 50 servers, cache hit, all pages one after another: p50 {:.1} ms, p99 {:.1} ms",
         pct(&listing_times, 50).as_secs_f64() * 1e3, pct(&listing_times, 99).as_secs_f64() * 1e3);
+}
+
+/// A keep-alive HTTP/1.1 client good enough for the bench (Content-Length bodies only).
+struct HttpClient {
+    stream: std::io::BufReader<std::net::TcpStream>,
+    addr: String,
+}
+
+impl HttpClient {
+    fn connect(addr: &str) -> HttpClient {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        HttpClient {
+            stream: std::io::BufReader::new(stream),
+            addr: addr.to_owned(),
+        }
+    }
+
+    fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+        let mut req = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n", self.addr, body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("write");
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).expect("read");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        std::io::Read::read_exact(&mut self.stream, &mut body).expect("body");
+        (status, head, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+fn http_calls(n: usize) {
+    let dir = std::env::temp_dir().join(format!("aegis-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-command",
+            BIN,
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("AEGIS_ADMIN_TOKEN", "bench")
+        .env("AEGIS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    let admin = [("Authorization", "Bearer bench")];
+    let mut c = HttpClient::connect(&addr);
+    let conn = json!({"workspace_id": "bench", "name": "ex", "command": [BIN, "example-server"]})
+        .to_string();
+    assert_eq!(c.post("/api/v1/aegis/connections", &admin, &conn).0, 201);
+    assert_eq!(
+        c.post("/api/v1/aegis/workspaces/bench/activate", &admin, "")
+            .0,
+        200
+    );
+    let agent: Value = serde_json::from_str(
+        &c.post(
+            "/api/v1/aegis/agents",
+            &admin,
+            r#"{"workspace_id":"bench","name":"b"}"#,
+        )
+        .2,
+    )
+    .expect("agent");
+    let key = format!("Bearer {}", agent["key"].as_str().unwrap_or_default());
+    let (_, head, _) = c.post("/mcp/bench", &[("Authorization", &key)], r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#);
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    for clients in [1usize, 8] {
+        let per_client = n / clients;
+        let start = Instant::now();
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                let (addr, key, session) = (addr.clone(), key.clone(), session.clone());
+                std::thread::spawn(move || {
+                    let mut c = HttpClient::connect(&addr);
+                    let mut lat = Vec::with_capacity(per_client);
+                    for i in 0..per_client {
+                        let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"ex.echo","arguments":{{"message":"b"}}}}}}"#);
+                        let t = Instant::now();
+                        let (status, _, _) = c.post("/mcp/bench", &[("Authorization", &key), ("Mcp-Session-Id", &session)], &body);
+                        assert_eq!(status, 200);
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat: Vec<Duration> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect();
+        let wall = start.elapsed();
+        lat.sort();
+        println!(
+            "{:<36} {:>8.1}µs {:>8.1}µs {:>12.0}",
+            format!("HTTP tools/call, {clients} clients"),
+            pct(&lat, 50).as_secs_f64() * 1e6,
+            pct(&lat, 99).as_secs_f64() * 1e6,
+            (per_client * clients) as f64 / wall.as_secs_f64()
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
