@@ -56,7 +56,7 @@ pub(super) fn handle(
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    use tiny_http::Method::{Delete, Get, Post};
+    use tiny_http::Method::{Delete, Get, Patch, Post, Put};
     match (method, segments.as_slice()) {
         (Post, ["connections"]) => create_connection(api, request),
         (Get, ["connections"]) => {
@@ -64,6 +64,8 @@ pub(super) fn handle(
         }
         (Get, ["connections", id]) => get_connection(api, id),
         (Delete, ["connections", id]) => delete_connection(api, id),
+        (Patch, ["connections", id]) => update_connection(api, request, id, false),
+        (Put, ["connections", id]) => update_connection(api, request, id, true),
         (Post, ["connections", id, "restart"]) => restart_connection(api, id),
         (Get, ["workspaces"]) => list_workspaces(api),
         (Get, ["workspaces", id]) => get_workspace(api, id),
@@ -154,25 +156,7 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
     validate_id("workspace_id", &new.workspace_id)?;
     validate_id("name", &new.name)?;
     check_command(api, &new.command)?;
-    let bound = binding(&new.workspace_id, &new.name);
-    let mut env = BTreeMap::new();
-    for (var, value) in &new.env {
-        if var.is_empty() || var.contains('=') || var.contains('\0') {
-            return Err(ApiError::invalid(format!(
-                "env name {var:?} is not a variable name"
-            )));
-        }
-        let token = match value.strip_prefix("encrypted:") {
-            Some(token) => {
-                api.keyring
-                    .decrypt_secret(&bound, var, token)
-                    .map_err(|e| ApiError::invalid(format!("env {var}: {e}")))?;
-                token.to_owned()
-            }
-            None => api.keyring.encrypt_secret(&bound, var, value),
-        };
-        env.insert(var.clone(), token);
-    }
+    let env = encrypt_env(api, &new.workspace_id, &new.name, &new.env)?;
     let id = format!(
         "conn_{}",
         random_hex(8).map_err(|e| ApiError::new(500, "random", e.to_string()))?
@@ -299,6 +283,87 @@ fn delete_connection(api: &Api, id: &str) -> Answer {
         conn.workspace_id
     );
     Ok((200, json!({ "deleted": id })))
+}
+
+/// The body of `PATCH` (any field) or `PUT` (`command` required) on a connection.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionUpdate {
+    command: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    enabled: Option<bool>,
+}
+
+/// Changes a connection; a running one is restarted with the change at once.
+fn update_connection(
+    api: &Api,
+    request: &mut tiny_http::Request,
+    id: &str,
+    replace: bool,
+) -> Answer {
+    let body = http::json_body(request, api.options.max_body)?;
+    let update: ConnectionUpdate = http::parse(&body)?;
+    if replace && update.command.is_none() {
+        return Err(ApiError::invalid(
+            "PUT needs the whole connection: command is missing",
+        ));
+    }
+    let old = find_connection(api, id)?;
+    let mut conn = old.clone();
+    if let Some(command) = update.command {
+        check_command(api, &command)?;
+        conn.command = command;
+    }
+    if let Some(env) = update.env.or_else(|| replace.then(BTreeMap::new)) {
+        conn.env = encrypt_env(api, &conn.workspace_id, &conn.name, &env)?;
+    }
+    if let Some(enabled) = update.enabled.or(replace.then_some(true)) {
+        conn.enabled = enabled;
+    }
+    lock(&api.store).update(|state| {
+        state.connections.insert(conn.id.clone(), conn.clone());
+        Ok::<_, ApiError>(())
+    })?;
+    if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
+        runtime.remove(&conn.name);
+        if conn.enabled {
+            let server = api.server_config(&conn)?;
+            runtime
+                .add(server)
+                .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        }
+    }
+    log::info!("connection {} of {} changed", conn.name, conn.workspace_id);
+    Ok((200, connection_json(api, &conn)))
+}
+
+/// Env values encrypted (or, as `encrypted:<token>`, checked) for this connection and variable.
+fn encrypt_env(
+    api: &Api,
+    workspace: &str,
+    name: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let bound = binding(workspace, name);
+    let mut out = BTreeMap::new();
+    for (var, value) in env {
+        if var.is_empty() || var.contains('=') || var.contains('\0') {
+            return Err(ApiError::invalid(format!(
+                "env name {var:?} is not a variable name"
+            )));
+        }
+        let token = match value.strip_prefix("encrypted:") {
+            Some(token) => {
+                api.keyring
+                    .decrypt_secret(&bound, var, token)
+                    .map_err(|e| ApiError::invalid(format!("env {var}: {e}")))?;
+                token.to_owned()
+            }
+            None => api.keyring.encrypt_secret(&bound, var, value),
+        };
+        out.insert(var.clone(), token);
+    }
+    Ok(out)
 }
 
 fn restart_connection(api: &Api, id: &str) -> Answer {

@@ -36,6 +36,8 @@ pub const REQUEST_QUEUE: usize = 1024;
 pub const EVENT_QUEUE: usize = 1024;
 /// Merged views kept in the cache.
 const CACHE_ENTRIES: usize = 64;
+/// Listings kept for connections that reported before they joined the view.
+const MAX_EARLY: usize = 256;
 /// How often the merger looks whether an operator changed the pins on disk.
 const PIN_CHECK: Duration = Duration::from_secs(1);
 
@@ -251,6 +253,8 @@ struct State {
     /// Requests that arrived before startup settled, in arrival order.
     held: Vec<Request>,
     subscribers: Vec<Sink>,
+    /// Listings of connections not joined yet (see `on_event`).
+    early: std::collections::HashMap<ConnId, Event>,
 }
 
 impl State {
@@ -293,6 +297,7 @@ impl State {
             ready,
             held: Vec::new(),
             subscribers: Vec::new(),
+            early: std::collections::HashMap::new(),
         }
     }
 
@@ -335,6 +340,17 @@ impl State {
     }
 
     fn on_event(&mut self, event: Event) {
+        let conn = match &event {
+            Event::Tools { conn, .. } | Event::Status { conn, .. } => *conn,
+        };
+        if self.servers.iter().all(|s| s.tools.conn.id() != conn) {
+            // A connection added live can report before its AddServer is read (two channels):
+            // keep its latest listing for when it joins.
+            if matches!(event, Event::Tools { .. }) && self.early.len() < MAX_EARLY {
+                self.early.insert(conn, event);
+            }
+            return;
+        }
         match event {
             Event::Tools {
                 conn,
@@ -409,6 +425,7 @@ impl State {
             Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
             Request::WhenReady { responder, run } => run(responder),
             Request::AddServer(conn) => {
+                let early = self.early.remove(&conn.id());
                 if self.servers.iter().all(|s| s.tools.conn.id() != conn.id()) {
                     self.servers.push(Server {
                         tools: ServerTools {
@@ -421,8 +438,12 @@ impl State {
                     });
                     self.invalidate();
                 }
+                if let Some(event) = early {
+                    self.on_event(event);
+                }
             }
             Request::RemoveServer(id) => {
+                self.early.remove(&id);
                 let before = self.servers.len();
                 self.servers.retain(|s| s.tools.conn.id() != id);
                 if self.servers.len() != before {

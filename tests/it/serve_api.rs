@@ -922,3 +922,82 @@ fn every_change_answered_2xx_survives_kill_9() {
         answered.len()
     );
 }
+
+#[test]
+fn patch_and_put_change_a_running_connection() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let id = serve
+        .admin("GET", "/connections?workspace_id=ws-1", None)
+        .json()["connections"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = serve.admin(
+        "PATCH",
+        &format!("/connections/{id}"),
+        Some(json!({"env": {"MY_SECRET": "rotated-value"}})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert!(!patched.body.contains("rotated-value"));
+    let session = serve.session("ws-1", &key);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = serve.mcp(
+            "ws-1",
+            &key,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+            "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}}),
+        );
+        if r.json()["result"]["content"][0]["text"] == "rotated-value" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the child: {}\n{}",
+            r.body,
+            serve.log()
+        );
+        // The child restarts with the new env; polling its readiness, bounded by the deadline.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        serve
+            .admin(
+                "PATCH",
+                &format!("/connections/{id}"),
+                Some(json!({"surprise": 1}))
+            )
+            .status,
+        400
+    );
+    assert_eq!(
+        serve
+            .admin(
+                "PUT",
+                &format!("/connections/{id}"),
+                Some(json!({"enabled": false}))
+            )
+            .status,
+        422
+    );
+    assert_eq!(
+        serve
+            .admin(
+                "PATCH",
+                &format!("/connections/{id}"),
+                Some(json!({"command": ["sh", "-c", "id"]}))
+            )
+            .status,
+        400
+    );
+    let disabled = serve.admin(
+        "PATCH",
+        &format!("/connections/{id}"),
+        Some(json!({"enabled": false})),
+    );
+    assert_eq!(disabled.json()["enabled"], false);
+    assert_eq!(disabled.json()["health"]["status"], "stopped");
+}
