@@ -282,6 +282,10 @@ fn rebuild_50_by_100() {
     for (label, rejudge) in [
         ("full rebuild with sanitization of all 50 servers", 50),
         ("one server's list changed (100 tools judged again)", 1),
+        (
+            "cache miss: entries already judged, view merged and paged",
+            0,
+        ),
     ] {
         let mut times = Vec::new();
         for _ in 0..10 {
