@@ -150,9 +150,41 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         api.settings.call_timeout
     } + MARGIN;
     let id = id.clone();
+    let is_call = method == "tools/call";
+    let started = Instant::now();
     gate.handle(&session, &body);
     drop(session);
-    answer(rx, &id, Instant::now() + wait, accepts_sse, new_session)
+    let reply = answer(rx, &id, started + wait, accepts_sse, new_session);
+    if is_call {
+        api.record_call(outcome(&reply), started.elapsed());
+    }
+    reply
+}
+
+/// The outcome label of a `tools/call` answer, for the metrics.
+fn outcome(reply: &Result<Reply, ApiError>) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+    }
+    match reply {
+        Ok(Reply::Json { body, .. }) => match serde_json::from_str::<Answer>(body) {
+            Ok(Answer { error: Some(e), .. }) => {
+                format!("error_{}", e["code"].as_i64().unwrap_or(0))
+            }
+            Ok(Answer {
+                result: Some(r), ..
+            }) if r["isError"] == true => "tool_error".to_owned(),
+            Ok(Answer {
+                result: Some(_), ..
+            }) => "ok".to_owned(),
+            _ => "invalid".to_owned(),
+        },
+        Ok(Reply::Stream(_)) => "streamed".to_owned(),
+        Ok(Reply::Accepted | Reply::NoContent) => "invalid".to_owned(),
+        Err(_) => "timeout".to_owned(),
+    }
 }
 
 fn check_host(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {

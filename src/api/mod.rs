@@ -53,7 +53,21 @@ pub struct Api {
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
     http_requests: Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
+    calls: Mutex<Calls>,
 }
+
+/// `tools/call` over HTTP: counts by outcome and a latency histogram.
+#[derive(Default)]
+struct Calls {
+    by_outcome: std::collections::BTreeMap<String, u64>,
+    /// Counts per bucket of [`LATENCY_BUCKETS`] (cumulative when printed), then the sum in seconds.
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum_secs: f64,
+}
+
+/// Upper bounds (seconds) of the call latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0, 60.0];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -80,6 +94,7 @@ impl Api {
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
             http_requests: Mutex::new(std::collections::BTreeMap::new()),
+            calls: Mutex::new(Calls::default()),
         }
     }
 
@@ -287,6 +302,19 @@ fn respond_text(request: tiny_http::Request, status: u16, body: &str) -> u16 {
 }
 
 impl Api {
+    fn record_call(&self, outcome: String, took: std::time::Duration) {
+        let mut calls = lock(&self.calls);
+        *calls.by_outcome.entry(outcome).or_default() += 1;
+        let secs = took.as_secs_f64();
+        if let Some(idx) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            if let Some(slot) = calls.buckets.get_mut(idx) {
+                *slot += 1;
+            }
+        }
+        calls.count += 1;
+        calls.sum_secs += secs;
+    }
+
     fn count(&self, route: &'static str, status: u16) {
         *lock(&self.http_requests)
             .entry((route, status))
@@ -350,6 +378,36 @@ impl Api {
         );
         let _ = writeln!(out, "# TYPE aegis_mcp_sessions gauge");
         let _ = writeln!(out, "aegis_mcp_sessions {}", lock(&self.sessions).len());
+        let calls = lock(&self.calls);
+        let _ = writeln!(
+            out,
+            "# HELP aegis_calls_total tools/call over HTTP by outcome."
+        );
+        let _ = writeln!(out, "# TYPE aegis_calls_total counter");
+        for (outcome, n) in &calls.by_outcome {
+            let _ = writeln!(out, "aegis_calls_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aegis_call_duration_seconds tools/call over HTTP, request to answer."
+        );
+        let _ = writeln!(out, "# TYPE aegis_call_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(calls.buckets.iter()) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "aegis_call_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "aegis_call_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            calls.count
+        );
+        let _ = writeln!(out, "aegis_call_duration_seconds_sum {}", calls.sum_secs);
+        let _ = writeln!(out, "aegis_call_duration_seconds_count {}", calls.count);
+        drop(calls);
         let _ = writeln!(
             out,
             "# HELP aegis_http_requests_total HTTP requests by route and status."

@@ -828,7 +828,23 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
 fn metrics_count_connections_and_requests() {
     let dir = TempDir::new();
     let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    serve.call("ws-1", &key, &session, "ex.echo", json!({"message": "m"}));
+    serve.call("ws-1", &key, &session, "ex.fail", json!({}));
+    let metrics = serve.request("GET", "/metrics", &[], None).body;
+    assert!(
+        metrics.contains("aegis_calls_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aegis_calls_total{outcome=\"tool_error\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aegis_call_duration_seconds_count 2"),
+        "{metrics}"
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let metrics = serve.request("GET", "/metrics", &[], None);
@@ -1000,4 +1016,99 @@ fn patch_and_put_change_a_running_connection() {
     );
     assert_eq!(disabled.json()["enabled"], false);
     assert_eq!(disabled.json()["health"]["status"], "stopped");
+}
+
+#[test]
+fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
+    let everything = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/peers/npm/node_modules/.bin/mcp-server-everything");
+    let everything = std::env::var_os("AEGIS_PEERS_DIR").map_or(everything, |d| {
+        PathBuf::from(d).join("npm/node_modules/.bin/mcp-server-everything")
+    });
+    if !everything.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "under CI=true server-everything must be installed"
+        );
+        eprintln!("skipping: server-everything is missing; .ci/run installs it");
+        return;
+    }
+    let dir = TempDir::new();
+    let data = dir.path().join("data");
+    let mut child = Command::new(gate_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--allow-command")
+        .arg(&everything)
+        .env("AEGIS_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    let serve = Serve {
+        child,
+        addr,
+        data,
+        log: dir.path().join("none.log"),
+    };
+    let conn = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "ws-e", "name": "everything",
+        "command": [everything.to_str().unwrap()], "env": {"MY_SECRET": SECRET}})),
+    );
+    assert_eq!(conn.status, 201, "{}", conn.body);
+    assert_eq!(
+        serve
+            .admin("POST", "/workspaces/ws-e/activate", None)
+            .status,
+        200
+    );
+    let key = serve
+        .admin(
+            "POST",
+            "/agents",
+            Some(json!({"workspace_id": "ws-e", "name": "bot"})),
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = serve.session("ws-e", &key);
+    let deadline = Instant::now() + WAIT;
+    let env = loop {
+        let r = serve.mcp(
+            "ws-e",
+            &key,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "everything.get-env", "arguments": {}}}),
+        );
+        if r.json()["result"].is_object() {
+            break r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "get-env never answered: {}",
+            r.body
+        );
+        // server-everything is still starting (npx-free, but node takes a moment).
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        env.contains(SECRET),
+        "the child did not get the decrypted secret: {env}"
+    );
+    assert!(
+        !env.contains("AEGIS_"),
+        "a gate variable reached the child: {env}"
+    );
 }
