@@ -442,9 +442,17 @@ fn http_calls(n: usize) {
         .to_owned();
     let admin = [("Authorization", "Bearer bench")];
     let mut c = HttpClient::connect(&addr);
-    let conn = json!({"workspace_id": "bench", "name": "ex", "command": [BIN, "example-server"]})
-        .to_string();
-    assert_eq!(c.post("/api/v1/aegis/connections", &admin, &conn).0, 201);
+    for idx in 0..10 {
+        let name = if idx == 0 {
+            "ex".to_owned()
+        } else {
+            format!("ex{idx}")
+        };
+        let conn =
+            json!({"workspace_id": "bench", "name": name, "command": [BIN, "example-server"]})
+                .to_string();
+        assert_eq!(c.post("/api/v1/aegis/connections", &admin, &conn).0, 201);
+    }
     assert_eq!(
         c.post("/api/v1/aegis/workspaces/bench/activate", &admin, "")
             .0,
@@ -501,6 +509,15 @@ fn http_calls(n: usize) {
             (per_client * clients) as f64 / wall.as_secs_f64()
         );
     }
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    println!("serve RSS with 10 active connections (children excluded): {rss}");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
