@@ -372,6 +372,19 @@ impl Api {
                 "aegis_connection_tools{{workspace=\"{ws}\",connection=\"{name}\"}} {tools}"
             );
         }
+        let _ = writeln!(out, "# HELP aegis_merger_cache_total Merged tools/list views served from the cache (hit) or built (miss).");
+        let _ = writeln!(out, "# TYPE aegis_merger_cache_total counter");
+        for (ws, runtime) in lock(&self.runtimes).iter() {
+            let (hits, misses) = runtime.gate().cache_stats();
+            let _ = writeln!(
+                out,
+                "aegis_merger_cache_total{{workspace=\"{ws}\",result=\"hit\"}} {hits}"
+            );
+            let _ = writeln!(
+                out,
+                "aegis_merger_cache_total{{workspace=\"{ws}\",result=\"miss\"}} {misses}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP aegis_mcp_sessions Open MCP sessions over HTTP."

@@ -120,6 +120,11 @@ impl Gate {
         }
     }
 
+    /// Merged-view cache hits and misses of this gate's merger.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.merger.cache_stats()
+    }
+
     /// A session ended: stop telling it about list changes.
     pub fn end_session(&self, session: &Session) {
         self.merger.send(Request::Unsubscribe {

@@ -126,6 +126,16 @@ pub struct MergerHandle {
     tx: Sender<Request>,
     routes: SharedRoutes,
     ready: Arc<AtomicBool>,
+    stats: Arc<CacheStats>,
+}
+
+/// Cache hits and misses of merged views (for the metrics).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// `tools/list` answered from a cached view.
+    pub hits: std::sync::atomic::AtomicU64,
+    /// `tools/list` that built the view (absent or expired).
+    pub misses: std::sync::atomic::AtomicU64,
 }
 
 impl MergerHandle {
@@ -154,6 +164,14 @@ impl MergerHandle {
         } else {
             responder.error(code::INTERNAL_ERROR, "the gate is shutting down");
         }
+    }
+
+    /// Cache hits and misses so far.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (
+            self.stats.hits.load(Ordering::Relaxed),
+            self.stats.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// True once every child has listed or failed (or the startup deadline passed).
@@ -189,19 +207,29 @@ impl Merger {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(Routes::default())));
         let ready = Arc::new(AtomicBool::new(false));
-        let state = State::new(
+        let stats = Arc::new(CacheStats::default());
+        let mut state = State::new(
             settings,
             options,
             conns,
             Arc::clone(&routes),
             Arc::clone(&ready),
         );
+        state.stats = Arc::clone(&stats);
         let thread = thread::spawn("merger", move || state.run(events, requests, stop_rx))?;
         let merger = Merger {
             stop: Some(stop_tx),
             thread: Some(thread),
         };
-        Ok((merger, MergerHandle { tx, routes, ready }))
+        Ok((
+            merger,
+            MergerHandle {
+                tx,
+                routes,
+                ready,
+                stats,
+            },
+        ))
     }
 
     /// Stops the thread and waits for it.
@@ -255,6 +283,7 @@ struct State {
     subscribers: Vec<Sink>,
     /// Listings of connections not joined yet (see `on_event`).
     early: std::collections::HashMap<ConnId, Event>,
+    stats: Arc<CacheStats>,
 }
 
 impl State {
@@ -298,6 +327,7 @@ impl State {
             held: Vec::new(),
             subscribers: Vec::new(),
             early: std::collections::HashMap::new(),
+            stats: Arc::default(),
         }
     }
 
@@ -502,8 +532,12 @@ impl State {
             .filter(|c| now.duration_since(c.built_at) < self.settings.cache_ttl)
             .map(|c| Arc::clone(&c.view));
         let view = match fresh {
-            Some(view) => view,
+            Some(view) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                view
+            }
             None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 if self.cache.contains(&key) {
                     // Expired: ask every child for its list again; changes arrive as events.
                     for server in &self.servers {

@@ -845,6 +845,27 @@ fn metrics_count_connections_and_requests() {
         metrics.contains("aegis_call_duration_seconds_count 2"),
         "{metrics}"
     );
+    serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+    );
+    let metrics = serve.request("GET", "/metrics", &[], None).body;
+    assert!(
+        metrics.contains("aegis_merger_cache_total{workspace=\"ws-1\",result=\"hit\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aegis_merger_cache_total{workspace=\"ws-1\",result=\"miss\"} 1"),
+        "{metrics}"
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let metrics = serve.request("GET", "/metrics", &[], None);
