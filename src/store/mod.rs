@@ -147,14 +147,7 @@ pub struct FileLock {
 impl FileLock {
     /// The lock when no other process holds it; `Ok(None)` when one does.
     pub fn try_acquire(dir: &Path, name: &str) -> Result<Option<FileLock>, Error> {
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let (path, file) = lock_file(dir, name)?;
         if crate::sys::try_lock_exclusive(&file).map_err(io_error(&path))? {
             Ok(Some(FileLock { _file: file }))
         } else {
@@ -162,16 +155,22 @@ impl FileLock {
         }
     }
 
+    /// The lock, waiting for another process to release it.
     pub(crate) fn acquire(dir: &Path, name: &str) -> Result<FileLock, Error> {
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let (path, file) = lock_file(dir, name)?;
         crate::sys::lock_exclusive(&file).map_err(io_error(&path))?;
         Ok(FileLock { _file: file })
     }
+}
+
+fn lock_file(dir: &Path, name: &str) -> Result<(PathBuf, File), Error> {
+    let path = dir.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    Ok((path, file))
 }

@@ -235,6 +235,32 @@ impl Drop for Serve {
     }
 }
 
+/// Runs `stdio --workspace WS` on `data` with one `tools/call`; returns the call's answer.
+fn stdio_call(data: &Path, ws: &str, tool: &str, args: Value) -> Value {
+    let mut child = Command::new(gate_bin())
+        .args(["stdio", "--workspace", ws, "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let input = format!(
+        "{}\n{}\n",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
+}
+
 fn text(v: &Value) -> String {
     v["result"]["content"][0]["text"]
         .as_str()
@@ -727,31 +753,7 @@ fn a_stored_workspace_is_served_over_stdio() {
     serve.setup("ws-1");
     let data = serve.data.clone();
     assert!(serve.stop().success());
-    let mut child = Command::new(gate_bin())
-        .args(["stdio", "--workspace", "ws-1", "--data-dir"])
-        .arg(&data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let input = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}}),
-    ]
-    .iter()
-    .map(|m| format!("{m}\n"))
-    .collect::<String>();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let last: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let last = stdio_call(&data, "ws-1", "ex.get_env", json!({"name": "MY_SECRET"}));
     assert_eq!(text(&last), SECRET);
     let missing = Command::new(gate_bin())
         .args(["stdio", "--workspace", "nope", "--data-dir"])
@@ -800,27 +802,7 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
         old_state
     );
     // The secret still reaches the child, decrypted with the new key alone.
-    let mut child = Command::new(gate_bin())
-        .args(["stdio", "--workspace", "ws-1", "--data-dir", &data_arg])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let input = format!(
-        "{}\n{}\n",
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}})
-    );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let last: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let last = stdio_call(&data, "ws-1", "ex.get_env", json!({"name": "MY_SECRET"}));
     assert_eq!(text(&last), SECRET);
 }
 
