@@ -114,9 +114,10 @@ pub(crate) fn set_socket_timeouts(
     fd: std::os::fd::RawFd,
     timeout: std::time::Duration,
 ) -> io::Result<()> {
+    // Field types differ between libc flavours (glibc, musl); `try_into` infers them.
     let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(i32::try_from(timeout.subsec_micros()).unwrap_or(0)),
+        tv_sec: timeout.as_secs().try_into().unwrap_or(86_400),
+        tv_usec: timeout.subsec_micros().try_into().unwrap_or(0),
     };
     for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, a local we own.
