@@ -117,7 +117,7 @@ pub(crate) fn set_socket_timeouts(
     // Field types differ between libc flavours (glibc, musl); `try_into` infers them.
     let tv = libc::timeval {
         tv_sec: timeout.as_secs().try_into().unwrap_or(86_400),
-        tv_usec: timeout.subsec_micros().try_into().unwrap_or(0),
+        tv_usec: timeout.subsec_micros().into(),
     };
     for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
         // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, a local we own.
