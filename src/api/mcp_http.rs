@@ -5,7 +5,9 @@
 //! `DELETE` ends a session), the `Accept` check (406), the `MCP-Protocol-Version` check (400),
 //! the body limit (413), `Mcp-Session-Id` issued on `initialize` (cryptographically random; 404
 //! for an unknown or ended one), 202 for notifications, and the answer to a request as JSON, or as
-//! server-sent events when progress notifications come before it.
+//! server-sent events when progress notifications come before it. Without a server-initiated
+//! stream, `notifications/tools/list_changed` waits for the session's next request and goes
+//! first in its event stream.
 //! Never: waits on a request longer than its deadline plus a margin; never lists or calls a tool
 //! for an agent of another workspace.
 
@@ -25,6 +27,8 @@ use std::time::{Duration, Instant};
 const MAX_SESSIONS: usize = 10_000;
 /// Lines an answer's queue holds (progress notifications and the answer).
 const ANSWER_QUEUE: usize = 256;
+/// List changes kept for a session's next request.
+const NOTES_QUEUE: usize = 8;
 /// Added to a request's own deadline before the transport gives up on it.
 const MARGIN: Duration = Duration::from_secs(10);
 
@@ -34,6 +38,8 @@ pub(super) struct HttpSession {
     pub(super) agent_id: String,
     /// The id the gate knows the session by (cancellations match on it).
     numeric: u64,
+    /// `notifications/tools/list_changed` waiting for the session's next request.
+    notes: Receiver<Vec<u8>>,
 }
 
 /// Serves one request; returns the status it answered with (for the metrics).
@@ -132,7 +138,11 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
             })
         }
     };
-    let (numeric, new_session) = session_for(api, request, &workspace, &agent_id, &message)?;
+    let SessionRef {
+        numeric,
+        new_id: new_session,
+        notes,
+    } = session_for(api, request, &workspace, &agent_id, &message, &gate)?;
     let (tx, rx) = crossbeam_channel::bounded(ANSWER_QUEUE);
     let sink = Sink::new(numeric, tx);
     let session = if new_session.is_some() {
@@ -154,7 +164,13 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     let started = Instant::now();
     gate.handle(&session, &body);
     drop(session);
-    let reply = answer(rx, &id, started + wait, accepts_sse, new_session);
+    // List changes since the session's last request go first, when the client takes a stream.
+    let mut waiting: Vec<Vec<u8>> = notes.try_iter().take(1).collect();
+    while notes.try_recv().is_ok() {}
+    if !accepts_sse || method == "initialize" {
+        waiting.clear();
+    }
+    let reply = answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
     if is_call {
         api.record_call(outcome(&reply), started.elapsed());
     }
@@ -232,13 +248,22 @@ fn authenticate(
 }
 
 /// The gate's session number for this message, and the new `Mcp-Session-Id` on `initialize`.
+/// What a message's session is: the gate's number for it, the new `Mcp-Session-Id` on
+/// `initialize`, and the notifications waiting for it.
+struct SessionRef {
+    numeric: u64,
+    new_id: Option<String>,
+    notes: Receiver<Vec<u8>>,
+}
+
 fn session_for(
     api: &Api,
     request: &tiny_http::Request,
     workspace: &str,
     agent_id: &str,
     message: &Message,
-) -> Result<(u64, Option<String>), ApiError> {
+    gate: &crate::gate::Gate,
+) -> Result<SessionRef, ApiError> {
     if matches!(message, Message::Request { method, .. } if method == "initialize") {
         let mut sessions = lock(&api.sessions);
         if sessions.len() >= MAX_SESSIONS {
@@ -250,21 +275,33 @@ fn session_for(
         }
         let id = random_hex(16).map_err(|e| ApiError::new(500, "random", e.to_string()))?;
         let numeric = api.next_session.fetch_add(1, Ordering::SeqCst);
+        // List changes wait here for the session's next request (no server-initiated stream).
+        let (tx, notes) = crossbeam_channel::bounded(NOTES_QUEUE);
+        gate.subscribe(Sink::new(numeric, tx));
         sessions.insert(
             id.clone(),
             HttpSession {
                 workspace: workspace.to_owned(),
                 agent_id: agent_id.to_owned(),
                 numeric,
+                notes: notes.clone(),
             },
         );
-        return Ok((numeric, Some(id)));
+        return Ok(SessionRef {
+            numeric,
+            new_id: Some(id),
+            notes,
+        });
     }
     let header = http::header(request, "Mcp-Session-Id")
         .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required after initialize"))?;
     let sessions = lock(&api.sessions);
     match sessions.get(header) {
-        Some(s) if s.workspace == workspace && s.agent_id == agent_id => Ok((s.numeric, None)),
+        Some(s) if s.workspace == workspace && s.agent_id == agent_id => Ok(SessionRef {
+            numeric: s.numeric,
+            new_id: None,
+            notes: s.notes.clone(),
+        }),
         _ => Err(ApiError::not_found("unknown or ended session")),
     }
 }
@@ -293,8 +330,19 @@ fn answer(
     id: &Id,
     deadline: Instant,
     accepts_sse: bool,
+    waiting: Vec<Vec<u8>>,
     session: Option<String>,
 ) -> Result<Reply, ApiError> {
+    if !waiting.is_empty() {
+        let pending = waiting.iter().flat_map(|line| event(line)).collect();
+        return Ok(Reply::Stream(SseBody {
+            rx,
+            id: id.clone(),
+            deadline,
+            pending,
+            done: false,
+        }));
+    }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {

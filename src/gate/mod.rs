@@ -125,6 +125,11 @@ impl Gate {
         self.merger.cache_stats()
     }
 
+    /// From now on, tell `sink`'s session about list changes through `sink`.
+    pub fn subscribe(&self, sink: Sink) {
+        self.merger.send(Request::Subscribe(sink));
+    }
+
     /// A session ended: stop telling it about list changes.
     pub fn end_session(&self, session: &Session) {
         self.merger.send(Request::Unsubscribe {

@@ -88,6 +88,9 @@ pub enum Request {
         /// The session.
         session: SessionId,
     },
+    /// Tell this sink's session about list changes from now on, replacing an earlier sink of the
+    /// same session (an HTTP session's queue of notifications for its next answer).
+    Subscribe(Sink),
     /// A connection was added to the workspace (its tools arrive as events).
     AddServer(ConnHandle),
     /// A connection was removed: its tools leave the view.
@@ -111,6 +114,7 @@ impl std::fmt::Debug for Request {
             }
             Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
             Request::AddServer(conn) => write!(f, "AddServer({})", conn.name()),
+            Request::Subscribe(sink) => write!(f, "Subscribe({})", sink.session()),
             Request::RemoveServer(id) => write!(f, "RemoveServer({id:?})"),
             Request::WhenReady { responder, .. } => write!(f, "WhenReady({})", responder.session()),
         }
@@ -150,6 +154,7 @@ impl MergerHandle {
             | Request::ReleaseWhenReady { responder, .. }
             | Request::WhenReady { responder, .. } => responder,
             other @ (Request::Unsubscribe { .. }
+            | Request::Subscribe(_)
             | Request::AddServer(_)
             | Request::RemoveServer(_)) => {
                 log::error!("merger queue full or closed; {other:?} was dropped");
@@ -454,6 +459,10 @@ impl State {
             } => self.list(key, cursor.as_deref(), responder),
             Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
             Request::WhenReady { responder, run } => run(responder),
+            Request::Subscribe(sink) => {
+                self.subscribers.retain(|s| s.session() != sink.session());
+                self.subscribers.push(sink);
+            }
             Request::AddServer(conn) => {
                 let early = self.early.remove(&conn.id());
                 if self.servers.iter().all(|s| s.tools.conn.id() != conn.id()) {

@@ -26,7 +26,17 @@ struct Response {
 }
 
 impl Response {
+    /// The JSON body, or for server-sent events the answer among them (the last data line).
     fn json(&self) -> Value {
+        if self.body.starts_with("event:") {
+            let last = self
+                .body
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_default();
+            return serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {}", self.body));
+        }
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
@@ -116,10 +126,17 @@ impl Serve {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
         Response {
             status,
             headers: head.to_owned(),
-            body: body.to_owned(),
+            body: if chunked {
+                dechunk(body)
+            } else {
+                body.to_owned()
+            },
         }
     }
 
@@ -236,6 +253,20 @@ impl Drop for Serve {
 }
 
 /// Runs `stdio --workspace WS` on `data` with one `tools/call`; returns the call's answer.
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 fn stdio_call(data: &Path, ws: &str, tool: &str, args: Value) -> Value {
     let mut child = Command::new(gate_bin())
         .args(["stdio", "--workspace", ws, "--data-dir"])
@@ -1114,4 +1145,58 @@ fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
         !env.contains("AEGIS_"),
         "a gate variable reached the child: {env}"
     );
+}
+
+#[test]
+fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    assert_eq!(
+        text(&serve.call("ws-1", &key, &session, "ex.toggle", json!({}))),
+        "surprise is on"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let next = serve.mcp(
+            "ws-1",
+            &key,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "ex.echo", "arguments": {"message": "after"}}}),
+        );
+        if next.body.contains("notifications/tools/list_changed") {
+            assert_eq!(
+                next.header("Content-Type").as_deref(),
+                Some("text/event-stream")
+            );
+            assert!(
+                next.body.find("list_changed") < next.body.find("\"after\""),
+                "{}",
+                next.body
+            );
+            assert_eq!(text(&next.json()), "after");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list change never reached the agent"
+        );
+        // The child re-lists at most once a second; polling for that, bounded by the deadline.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It is delivered once.
+    let again = serve.mcp(
+        "ws-1",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}),
+    );
+    assert!(!again.body.contains("list_changed"), "{}", again.body);
+    assert!(again.json()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "ex.surprise"));
 }
