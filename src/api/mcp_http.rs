@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 /// Sessions kept at once; a new `initialize` beyond is refused with 503.
 const MAX_SESSIONS: usize = 10_000;
+/// A session unused this long is forgotten (clients that vanish without `DELETE` would otherwise
+/// fill the table and lock every new agent out).
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Lines an answer's queue holds (progress notifications and the answer).
 const ANSWER_QUEUE: usize = 256;
 /// List changes kept for a session's next request.
@@ -40,6 +43,19 @@ pub(super) struct HttpSession {
     numeric: u64,
     /// `notifications/tools/list_changed` waiting for the session's next request.
     notes: Receiver<Vec<u8>>,
+    /// When the session last carried a request.
+    last_used: Instant,
+}
+
+/// Forgets sessions idle longer than `idle` at `now`; returns how many went.
+fn forget_idle(
+    sessions: &mut std::collections::HashMap<String, HttpSession>,
+    now: Instant,
+    idle: Duration,
+) -> usize {
+    let before = sessions.len();
+    sessions.retain(|_, s| now.saturating_duration_since(s.last_used) < idle);
+    before - sessions.len()
 }
 
 /// Serves one request; returns the status it answered with (for the metrics).
@@ -266,6 +282,10 @@ fn session_for(
 ) -> Result<SessionRef, ApiError> {
     if matches!(message, Message::Request { method, .. } if method == "initialize") {
         let mut sessions = lock(&api.sessions);
+        let forgotten = forget_idle(&mut sessions, Instant::now(), SESSION_IDLE);
+        if forgotten > 0 {
+            log::info!("forgot {forgotten} MCP sessions idle for {SESSION_IDLE:?}");
+        }
         if sessions.len() >= MAX_SESSIONS {
             return Err(ApiError::new(
                 503,
@@ -285,6 +305,7 @@ fn session_for(
                 agent_id: agent_id.to_owned(),
                 numeric,
                 notes: notes.clone(),
+                last_used: Instant::now(),
             },
         );
         return Ok(SessionRef {
@@ -295,13 +316,16 @@ fn session_for(
     }
     let header = http::header(request, "Mcp-Session-Id")
         .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required after initialize"))?;
-    let sessions = lock(&api.sessions);
-    match sessions.get(header) {
-        Some(s) if s.workspace == workspace && s.agent_id == agent_id => Ok(SessionRef {
-            numeric: s.numeric,
-            new_id: None,
-            notes: s.notes.clone(),
-        }),
+    let mut sessions = lock(&api.sessions);
+    match sessions.get_mut(header) {
+        Some(s) if s.workspace == workspace && s.agent_id == agent_id => {
+            s.last_used = Instant::now();
+            Ok(SessionRef {
+                numeric: s.numeric,
+                new_id: None,
+                notes: s.notes.clone(),
+            })
+        }
         _ => Err(ApiError::not_found("unknown or ended session")),
     }
 }
@@ -449,4 +473,37 @@ fn stream(request: tiny_http::Request, body: SseBody) {
     .collect();
     let response = tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None);
     let _ = request.respond(response);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn session(last_used: Instant) -> HttpSession {
+        HttpSession {
+            workspace: "ws".into(),
+            agent_id: "agent".into(),
+            numeric: 1,
+            notes: crossbeam_channel::bounded(1).1,
+            last_used,
+        }
+    }
+
+    #[test]
+    fn idle_sessions_are_forgotten_and_recent_ones_kept() {
+        let start = Instant::now();
+        let idle = Duration::from_secs(60);
+        let mut sessions = HashMap::new();
+        sessions.insert("old".to_owned(), session(start));
+        sessions.insert(
+            "recent".to_owned(),
+            session(start + Duration::from_secs(50)),
+        );
+        let now = start + Duration::from_secs(61);
+        assert_eq!(forget_idle(&mut sessions, now, idle), 1);
+        assert!(sessions.contains_key("recent"));
+        assert!(!sessions.contains_key("old"));
+        assert_eq!(forget_idle(&mut sessions, now, idle), 0);
+    }
 }
