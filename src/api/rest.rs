@@ -274,8 +274,13 @@ fn delete_connection(api: &Api, id: &str) -> Answer {
         state.connections.remove(id);
         Ok::<_, ApiError>(())
     })?;
-    if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
-        runtime.remove(&conn.name);
+    // Joined after the lock is released: a teardown takes seconds and every agent request of
+    // every workspace takes this lock.
+    let retiring = lock(&api.runtimes)
+        .get_mut(&conn.workspace_id)
+        .and_then(|r| r.detach(&conn.name));
+    if let Some(retiring) = retiring {
+        retiring.join();
     }
     log::info!(
         "connection {} removed from {}",
@@ -324,10 +329,17 @@ fn update_connection(
         state.connections.insert(conn.id.clone(), conn.clone());
         Ok::<_, ApiError>(())
     })?;
-    if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
-        runtime.remove(&conn.name);
-        if conn.enabled {
-            let server = api.server_config(&conn)?;
+    // The old child is torn down outside the lock (see delete_connection), and before the new
+    // one starts so the two never hold the same resources at once.
+    let retiring = lock(&api.runtimes)
+        .get_mut(&conn.workspace_id)
+        .and_then(|r| r.detach(&conn.name));
+    if let Some(retiring) = retiring {
+        retiring.join();
+    }
+    if conn.enabled {
+        let server = api.server_config(&conn)?;
+        if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
             runtime
                 .add(server)
                 .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;

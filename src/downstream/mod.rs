@@ -292,6 +292,24 @@ struct Conn {
     thread: Option<JoinOnDrop<()>>,
 }
 
+/// A connection told to stop and out of its registry; dropping it also waits for its teardown.
+pub struct Retiring(Conn);
+
+impl Retiring {
+    /// The connection's handle.
+    pub fn handle(&self) -> &ConnHandle {
+        &self.0.handle
+    }
+
+    /// Waits until the connection's thread has torn its child down.
+    pub fn join(mut self) -> ConnHandle {
+        if let Some(thread) = self.0.thread.take() {
+            thread.join();
+        }
+        self.0.handle
+    }
+}
+
 /// The registry of live downstream connections.
 pub struct ConnectionManager {
     settings: Arc<Settings>,
@@ -370,14 +388,18 @@ impl ConnectionManager {
 
     /// Tears one connection down and forgets it; `None` when there is none by that name.
     pub fn remove(&mut self, name: &str) -> Option<ConnHandle> {
+        self.detach(name).map(Retiring::join)
+    }
+
+    /// Takes the connection named `name` out of the registry and tells it to stop, without
+    /// waiting: the caller joins the [`Retiring`] after releasing any lock it shares, because a
+    /// child's teardown can take seconds.
+    pub fn detach(&mut self, name: &str) -> Option<Retiring> {
         let idx = self.conns.iter().position(|c| c.handle.name() == name)?;
-        let mut conn = self.conns.remove(idx);
+        let conn = self.conns.remove(idx);
         conn.handle.inner.stop.store(true, Ordering::SeqCst);
         conn.handle.wake();
-        if let Some(thread) = conn.thread.take() {
-            thread.join();
-        }
-        Some(conn.handle)
+        Some(Retiring(conn))
     }
 
     /// The handle of the connection named `name`.

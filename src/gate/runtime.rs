@@ -9,7 +9,7 @@
 
 use super::Gate;
 use crate::config::{ServerConfig, Settings};
-use crate::downstream::{self, ConnHandle, ConnectionManager, Snapshot};
+use crate::downstream::{self, ConnHandle, ConnectionManager, Retiring, Snapshot};
 use crate::merger::{self, Merger, MergerHandle, MergerOptions, Request};
 use crate::store::pins::PinStore;
 use std::sync::Arc;
@@ -83,13 +83,16 @@ impl Runtime {
 
     /// Tears a connection down; its tools leave the view. False when there is none by that name.
     pub fn remove(&mut self, name: &str) -> bool {
-        match self.manager.remove(name) {
-            Some(handle) => {
-                self.merger_handle.send(Request::RemoveServer(handle.id()));
-                true
-            }
-            None => false,
-        }
+        self.detach(name).map(Retiring::join).is_some()
+    }
+
+    /// Takes a connection out (its tools leave the view) and tells it to stop; join the result
+    /// outside any lock that agents' requests also take.
+    pub fn detach(&mut self, name: &str) -> Option<Retiring> {
+        let retiring = self.manager.detach(name)?;
+        self.merger_handle
+            .send(Request::RemoveServer(retiring.handle().id()));
+        Some(retiring)
     }
 
     /// Stops every connection, then the merger.

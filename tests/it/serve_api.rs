@@ -1200,3 +1200,78 @@ fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
         .iter()
         .any(|t| t["name"] == "ex.surprise"));
 }
+
+#[test]
+fn agents_are_answered_while_a_deleted_connection_tears_down() {
+    let dir = TempDir::new();
+    let serve = std::sync::Arc::new(Serve::start(dir.path()));
+    let key = serve.setup("ws-1");
+    let slow = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "ws-1", "name": "slow",
+            "command": [gate_bin(), "example-server", "--ignore-eof"]})),
+    );
+    assert_eq!(slow.status, 201, "{}", slow.body);
+    let id = slow.json()["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let pid = loop {
+        let health = serve
+            .admin("GET", &format!("/connections/{id}"), None)
+            .json();
+        if health["health"]["status"] == "healthy" {
+            break health["health"]["pid"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "slow never got ready: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A stopped child neither sees stdin close nor handles SIGTERM: its teardown runs to the
+    // SIGKILL, seconds away.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let session = serve.session("ws-1", &key);
+    let list = |serve: &Serve| {
+        serve
+            .mcp(
+                "ws-1",
+                &key,
+                Some(&session),
+                &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+            )
+            .body
+    };
+    let deadline = Instant::now() + WAIT;
+    while !list(&serve).contains("slow.") {
+        assert!(Instant::now() < deadline, "slow's tools never arrived");
+    }
+    let deleting = {
+        let serve = serve.clone();
+        std::thread::spawn(move || serve.admin("DELETE", &format!("/connections/{id}"), None))
+    };
+    let deadline = Instant::now() + WAIT;
+    while list(&serve).contains("slow.") {
+        assert!(Instant::now() < deadline, "slow's tools never left");
+    }
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex.echo",
+            json!({"message": "meanwhile"})
+        )),
+        "meanwhile"
+    );
+    assert!(
+        !deleting.is_finished(),
+        "the agent was answered only after the teardown"
+    );
+    assert_eq!(deleting.join().unwrap().status, 200);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the child outlived its DELETE"
+    );
+}
