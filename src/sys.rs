@@ -77,6 +77,26 @@ pub(crate) fn reap_group(pgid: u32) -> usize {
     }
 }
 
+/// Has `cmd`'s process receive SIGKILL when the thread that spawns it ends: a gate killed with
+/// SIGKILL cannot tear its children down, and servers that ignore stdin EOF would run on. Spawn
+/// only from a thread that outlives the child (each connection's own thread does).
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec and makes one async-signal-safe
+        // syscall with integer arguments; it allocates nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
 /// Makes orphaned descendants (a child's grandchildren whose parent died) our children, so that
 /// teardown can reap them and none is left a zombie under an init that never waits.
 pub(crate) fn become_child_subreaper() {

@@ -78,6 +78,7 @@ impl ChildProc {
         if let Some(cwd) = &cfg.cwd {
             cmd.current_dir(cwd);
         }
+        sys::die_with_parent(&mut cmd);
         let mut child = cmd.spawn()?;
         let pgid = child.id();
         let mut proc = ChildProc {

@@ -232,3 +232,32 @@ fn a_flood_of_list_changed_is_coalesced_into_a_listing_a_second() {
         "ok"
     );
 }
+
+#[test]
+fn a_gate_killed_with_sigkill_takes_its_children_along() {
+    let servers = json!({ "stubborn": example(&["--faults", "--ignore-eof"]) });
+    let mut gate = Gate::start(servers, json!({}));
+    gate.initialize();
+    let child = pid_of(&mut gate, "stubborn");
+    assert!(process_exists(child));
+    // No teardown can run: only the kernel's parent-death signal stops a child that ignores EOF.
+    gate.signal("KILL");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Reparented to an init that may not reap it: a zombie is gone for this purpose.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                stat.rsplit(") ")
+                    .next()
+                    .is_some_and(|rest| !rest.starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    while alive(child) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {child} outlived a SIGKILLed gate"
+        );
+        std::thread::yield_now();
+    }
+}
