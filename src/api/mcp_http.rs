@@ -30,8 +30,8 @@ const MAX_SESSIONS: usize = 10_000;
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Lines an answer's queue holds (progress notifications and the answer).
 const ANSWER_QUEUE: usize = 256;
-/// List changes kept for a session's next request.
-const NOTES_QUEUE: usize = 8;
+/// List changes kept for a session's next request: one says it all.
+const NOTES_QUEUE: usize = 1;
 /// Added to a request's own deadline before the transport gives up on it.
 const MARGIN: Duration = Duration::from_secs(10);
 
@@ -47,15 +47,44 @@ pub(super) struct HttpSession {
     last_used: Instant,
 }
 
-/// Forgets sessions idle longer than `idle` at `now`; returns how many went.
+/// Takes out the sessions idle longer than `idle` at `now`.
 fn forget_idle(
     sessions: &mut std::collections::HashMap<String, HttpSession>,
     now: Instant,
     idle: Duration,
-) -> usize {
-    let before = sessions.len();
-    sessions.retain(|_, s| now.saturating_duration_since(s.last_used) < idle);
-    before - sessions.len()
+) -> Vec<HttpSession> {
+    take_sessions(sessions, |s| {
+        now.saturating_duration_since(s.last_used) >= idle
+    })
+}
+
+/// Takes out the sessions that `pick` selects.
+fn take_sessions(
+    sessions: &mut std::collections::HashMap<String, HttpSession>,
+    pick: impl Fn(&HttpSession) -> bool,
+) -> Vec<HttpSession> {
+    let ids: Vec<String> = sessions
+        .iter()
+        .filter(|(_, s)| pick(s))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.iter().filter_map(|id| sessions.remove(id)).collect()
+}
+
+/// Ends the sessions `pick` selects (an agent revoked): the merger stops queueing for them.
+pub(super) fn end_sessions(api: &Api, pick: impl Fn(&HttpSession) -> bool) {
+    let ended = take_sessions(&mut lock(&api.sessions), pick);
+    unsubscribe(api, ended);
+}
+
+/// Tells each ended session's gate to stop queueing list changes for it. Takes the runtimes
+/// lock, so call it without the sessions lock held.
+fn unsubscribe(api: &Api, ended: Vec<HttpSession>) {
+    for session in ended {
+        if let Some(runtime) = lock(&api.runtimes).get(&session.workspace) {
+            runtime.gate().unsubscribe(session.numeric);
+        }
+    }
 }
 
 /// Serves one request; returns the status it answered with (for the metrics).
@@ -281,11 +310,15 @@ fn session_for(
     gate: &crate::gate::Gate,
 ) -> Result<SessionRef, ApiError> {
     if matches!(message, Message::Request { method, .. } if method == "initialize") {
-        let mut sessions = lock(&api.sessions);
-        let forgotten = forget_idle(&mut sessions, Instant::now(), SESSION_IDLE);
-        if forgotten > 0 {
-            log::info!("forgot {forgotten} MCP sessions idle for {SESSION_IDLE:?}");
+        let forgotten = forget_idle(&mut lock(&api.sessions), Instant::now(), SESSION_IDLE);
+        if !forgotten.is_empty() {
+            log::info!(
+                "forgot {} MCP sessions idle for {SESSION_IDLE:?}",
+                forgotten.len()
+            );
+            unsubscribe(api, forgotten);
         }
+        let mut sessions = lock(&api.sessions);
         if sessions.len() >= MAX_SESSIONS {
             return Err(ApiError::new(
                 503,
@@ -297,7 +330,7 @@ fn session_for(
         let numeric = api.next_session.fetch_add(1, Ordering::SeqCst);
         // List changes wait here for the session's next request (no server-initiated stream).
         let (tx, notes) = crossbeam_channel::bounded(NOTES_QUEUE);
-        gate.subscribe(Sink::new(numeric, tx));
+        gate.subscribe(Sink::notices(numeric, tx));
         sessions.insert(
             id.clone(),
             HttpSession {
@@ -337,14 +370,16 @@ fn end_session(
 ) -> Result<Reply, ApiError> {
     let header = http::header(request, "Mcp-Session-Id")
         .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
-    let mut sessions = lock(&api.sessions);
-    match sessions.get(header) {
-        Some(s) if s.workspace == workspace => {
-            sessions.remove(header);
-            Ok(Reply::NoContent)
+    let ended = {
+        let mut sessions = lock(&api.sessions);
+        match sessions.get(header) {
+            Some(s) if s.workspace == workspace => sessions.remove(header),
+            _ => None,
         }
-        _ => Err(ApiError::not_found("unknown or ended session")),
-    }
+    };
+    let ended = ended.ok_or_else(|| ApiError::not_found("unknown or ended session"))?;
+    unsubscribe(api, vec![ended]);
+    Ok(Reply::NoContent)
 }
 
 /// Waits for the answer to `id`: JSON when it comes first, server-sent events when progress
@@ -501,9 +536,9 @@ mod tests {
             session(start + Duration::from_secs(50)),
         );
         let now = start + Duration::from_secs(61);
-        assert_eq!(forget_idle(&mut sessions, now, idle), 1);
+        assert_eq!(forget_idle(&mut sessions, now, idle).len(), 1);
         assert!(sessions.contains_key("recent"));
         assert!(!sessions.contains_key("old"));
-        assert_eq!(forget_idle(&mut sessions, now, idle), 0);
+        assert!(forget_idle(&mut sessions, now, idle).is_empty());
     }
 }

@@ -48,6 +48,9 @@ pub struct Api {
     admin_token_hash: String,
     store: Mutex<StateStore>,
     runtimes: Mutex<HashMap<String, Runtime>>,
+    /// Held by every REST change for its whole run (store write, teardown, start), so two changes
+    /// never interleave around a teardown; agent requests never take it.
+    changes: Mutex<()>,
     sessions: Mutex<HashMap<String, mcp_http::HttpSession>>,
     next_session: AtomicU64,
     ready: AtomicBool,
@@ -89,6 +92,7 @@ impl Api {
             admin_token_hash,
             store: Mutex::new(store),
             runtimes: Mutex::new(HashMap::new()),
+            changes: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),

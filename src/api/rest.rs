@@ -57,6 +57,7 @@ pub(super) fn handle(
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     use tiny_http::Method::{Delete, Get, Patch, Post, Put};
+    let _change = (*method != Get).then(|| lock(&api.changes));
     match (method, segments.as_slice()) {
         (Post, ["connections"]) => create_connection(api, request),
         (Get, ["connections"]) => {
@@ -605,6 +606,6 @@ fn revoke_agent(api: &Api, id: &str) -> Answer {
         }
         None => Err(ApiError::not_found(format!("no agent {id}"))),
     })?;
-    lock(&api.sessions).retain(|_, s| s.agent_id != id);
+    super::mcp_http::end_sessions(api, |s| s.agent_id == id);
     Ok((200, json!({ "revoked": id })))
 }

@@ -132,9 +132,12 @@ impl Gate {
 
     /// A session ended: stop telling it about list changes.
     pub fn end_session(&self, session: &Session) {
-        self.merger.send(Request::Unsubscribe {
-            session: session.id(),
-        });
+        self.unsubscribe(session.id());
+    }
+
+    /// Stop telling session `session` about list changes (its transport forgot it).
+    pub fn unsubscribe(&self, session: crate::jsonrpc::SessionId) {
+        self.merger.send(Request::Unsubscribe { session });
     }
 
     fn on_request(

@@ -34,6 +34,8 @@ pub struct Sink {
     session: SessionId,
     tx: Sender<Vec<u8>>,
     unanswered: Arc<Unanswered>,
+    /// A full queue already holds the same notice (`list_changed` says nothing more twice).
+    coalescing: bool,
 }
 
 /// Requests of one session that still owe an answer, so a closing transport can let them finish.
@@ -64,6 +66,16 @@ impl Sink {
             session,
             tx,
             unanswered: Arc::default(),
+            coalescing: false,
+        }
+    }
+
+    /// A queue of notices for a session to pick up later, where a full queue means the notice
+    /// is already waiting: dropping another is normal and not logged.
+    pub fn notices(session: SessionId, tx: Sender<Vec<u8>>) -> Sink {
+        Sink {
+            coalescing: true,
+            ..Sink::new(session, tx)
         }
     }
 
@@ -99,6 +111,7 @@ impl Sink {
     pub fn send(&self, line: Vec<u8>) -> Sent {
         match self.tx.try_send(line) {
             Ok(()) => Sent::Queued,
+            Err(TrySendError::Full(_)) if self.coalescing => Sent::Full,
             Err(TrySendError::Full(_)) => {
                 log::warn!(
                     "session {}: outgoing queue full, a notification was dropped",
