@@ -101,7 +101,7 @@ fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {
     let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hello.echo","arguments":{"message":"hi"}}}"#;
     format!(
         "\nworkspace `demo` is active. Paste these in another terminal:\n\n\
-         curl -s -H 'Authorization: Bearer {admin}' http://{addr}/api/v1/aegis/workspaces/demo\n\n\
+         curl -s -H \"Authorization: Bearer {admin}\" http://{addr}/api/v1/aegis/workspaces/demo\n\n\
          SESSION=$(curl -s -D - -o /dev/null {headers} \\\n  -d '{init}' {mcp} \\\n  \
          | sed -n 's/^Mcp-Session-Id: //ip' | tr -d '\\r')\n\n\
          curl -s {headers} -H \"Mcp-Session-Id: $SESSION\" -d '{list}' {mcp}\n\n\

@@ -1275,3 +1275,72 @@ fn agents_are_answered_while_a_deleted_connection_tears_down() {
         "the child outlived its DELETE"
     );
 }
+
+/// The lines `serve --demo` prints up to its last command.
+fn demo_output(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(gate_bin())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("tools/call") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    (child, printed)
+}
+
+#[test]
+fn the_demo_commands_work_pasted_into_a_shell_on_a_later_start() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have curl (.ci/run installs it)"
+        );
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let dir = TempDir::new();
+    let data = dir.path().join("data");
+    let (mut first, printed) = demo_output(&data, &[]);
+    let token = printed
+        .split("admin token (shown once, only its hash is kept): ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{printed}"))
+        .to_owned();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // A later start shows `$AEGIS_ADMIN_TOKEN` in place of the token it no longer knows.
+    let (mut child, printed) = demo_output(&data, &[]);
+    assert!(!printed.contains(&token), "{printed}");
+    let commands: String = printed
+        .split_once("Paste these in another terminal:")
+        .unwrap_or_else(|| panic!("{printed}"))
+        .1
+        .to_owned();
+    let shell = Command::new("sh")
+        .args(["-c", &commands])
+        .env("AEGIS_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = String::from_utf8_lossy(&shell.stdout);
+    assert!(shell.status.success(), "{out}");
+    assert!(
+        out.contains(r#""id":"demo""#),
+        "the admin call failed: {out}"
+    );
+    assert!(out.contains("hello.echo"), "no tool list: {out}");
+    assert!(out.contains(r#""text":"hi""#), "no call result: {out}");
+}
