@@ -465,7 +465,19 @@ impl Read for SseBody {
                     self.done = is_answer_to(&line, &self.id);
                     self.pending = event(&line);
                 }
-                Err(_) => return Ok(0),
+                // The headers are gone already: the stream's last event answers with a timeout,
+                // so the client is not left waiting for an answer that will never come.
+                // Nothing is owed any more (the request was cancelled): the stream just ends.
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.done = true;
+                    let line = jsonrpc::error_line(
+                        Some(&self.id),
+                        jsonrpc::code::REQUEST_TIMEOUT,
+                        "no answer in time",
+                    );
+                    self.pending = event(&line);
+                }
             }
         }
         let n = buf.len().min(self.pending.len());
@@ -523,6 +535,52 @@ mod tests {
             notes: crossbeam_channel::bounded(1).1,
             last_used,
         }
+    }
+
+    fn id7() -> Id {
+        let raw = serde_json::value::RawValue::from_string("7".to_owned()).expect("raw");
+        Id::from_raw(&raw).expect("id")
+    }
+
+    fn read_all(mut body: SseBody) -> String {
+        let mut out = String::new();
+        body.read_to_string(&mut out).expect("read");
+        out
+    }
+
+    #[test]
+    fn a_stream_past_its_deadline_ends_with_a_timeout_answer() {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let note = jsonrpc::notification_line("notifications/tools/list_changed", None);
+        let body = SseBody {
+            rx,
+            id: id7(),
+            deadline: Instant::now(),
+            pending: event(&note),
+            done: false,
+        };
+        let out = read_all(body);
+        drop(tx);
+        assert!(out.starts_with("event: message\ndata: "), "{out}");
+        assert!(out.contains("list_changed"), "{out}");
+        let last = out.lines().rev().find_map(|l| l.strip_prefix("data: "));
+        let answer: serde_json::Value = serde_json::from_str(last.expect("data")).expect("json");
+        assert_eq!(answer["id"], 7);
+        assert_eq!(answer["error"]["code"], jsonrpc::code::REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn a_stream_whose_request_was_dropped_just_ends() {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        drop(tx);
+        let body = SseBody {
+            rx,
+            id: id7(),
+            deadline: Instant::now() + Duration::from_secs(60),
+            pending: VecDeque::new(),
+            done: false,
+        };
+        assert_eq!(read_all(body), "");
     }
 
     #[test]
