@@ -27,7 +27,12 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// Serves until SIGTERM or SIGINT; with `demo`, first sets up the demo workspace and prints
 /// ready-to-paste commands.
-pub fn run(config: &FrontConfig, mut options: ApiOptions, demo: bool) -> io::Result<()> {
+pub fn run(
+    config: &FrontConfig,
+    mut options: ApiOptions,
+    settings: Settings,
+    demo: bool,
+) -> io::Result<()> {
     let exe = std::env::current_exe()?.display().to_string();
     if demo {
         options.allowed_commands.insert(exe.clone());
@@ -48,7 +53,7 @@ pub fn run(config: &FrontConfig, mut options: ApiOptions, demo: bool) -> io::Res
     let data_dir = options.data_dir.clone();
     let api = Arc::new(Api::new(
         options,
-        Arc::new(Settings::default()),
+        Arc::new(settings),
         keyring,
         state,
         admin_hash,

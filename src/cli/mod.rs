@@ -11,7 +11,7 @@ use crate::config::{Config, Separator};
 use crate::{example_server, gate, logging, store};
 use lexopt::prelude::*;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const HELP: &str = "\
@@ -301,8 +301,24 @@ OPTIONS:
     --allow-host HOST    A Host accepted on /mcp/... besides the listening address
                          and localhost:PORT (repeatable)
     --io-timeout-ms N    Read and write timeout of every connection (default 15000)
+    --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
+                         `aegis` keys of stdio's config; connections come over REST, so
+                         mcpServers must be empty)
     -h, --help           Print help
 ";
+
+/// The `aegis` settings of a `serve --config` file, which may not name servers.
+fn serve_settings(path: &Path) -> Result<crate::config::Settings, CliError> {
+    let config = Config::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+    if !config.servers.is_empty() {
+        return Err(CliError::Config(format!(
+            "{}: serve takes connections over REST (POST /api/v1/aegis/connections); \
+             its config file's mcpServers must be empty",
+            path.display()
+        )));
+    }
+    Ok(config.settings)
+}
 
 fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
     let mut config = crate::api::front::FrontConfig {
@@ -315,8 +331,10 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let mut allowed_commands = std::collections::BTreeSet::new();
     let mut allowed_origins = std::collections::BTreeSet::new();
     let mut allowed_hosts = std::collections::BTreeSet::new();
+    let mut settings = crate::config::Settings::default();
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("config") => settings = serve_settings(&PathBuf::from(parser.value()?))?,
             Long("listen") => {
                 let text = parser.value()?.string()?;
                 config.listen = text.parse().map_err(|_| {
@@ -356,7 +374,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         allowed_hosts,
         max_body: 4 * 1024 * 1024,
     };
-    crate::api::serve::run(&config, options, demo)
+    crate::api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
 }
 

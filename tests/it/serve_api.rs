@@ -52,6 +52,11 @@ impl Response {
 
 impl Serve {
     fn start(dir: &Path) -> Serve {
+        Serve::start_with(dir, &[])
+    }
+
+    /// Starts `serve` with `extra` arguments after the usual ones.
+    fn start_with(dir: &Path, extra: &[&str]) -> Serve {
         let data = dir.join("data");
         let log = dir.join(format!(
             "serve-{}.log",
@@ -76,6 +81,7 @@ impl Serve {
                 "--allow-origin",
                 "http://allowed.example",
             ])
+            .args(extra)
             .env("AEGIS_ADMIN_TOKEN", ADMIN)
             .env("AEGIS_TEST_GATE_ONLY", "gate-only")
             .stdout(Stdio::piped())
@@ -1343,4 +1349,42 @@ fn the_demo_commands_work_pasted_into_a_shell_on_a_later_start() {
     );
     assert!(out.contains("hello.echo"), "no tool list: {out}");
     assert!(out.contains(r#""text":"hi""#), "no call result: {out}");
+}
+
+#[test]
+fn serve_takes_its_settings_from_a_config_file() {
+    let dir = TempDir::new();
+    let config = dir.path().join("gate.json");
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {}, "aegis": {"separator": "__"}}"#,
+    )
+    .unwrap();
+    let serve = Serve::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    assert_eq!(
+        text(&serve.call(
+            "ws-1",
+            &key,
+            &session,
+            "ex__echo",
+            json!({"message": "sep"})
+        )),
+        "sep"
+    );
+    std::fs::write(&config, r#"{"mcpServers": {"x": {"command": "true"}}}"#).unwrap();
+    let refused = Command::new(gate_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("mcpServers must be empty"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
