@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Sessions kept at once; a new `initialize` beyond is refused with 503.
@@ -107,7 +108,13 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             204
         }
         Ok(Reply::Stream(body)) => {
+            let (call_started, last) = (body.call_started, Arc::clone(&body.last));
             stream(request, body);
+            if let Some(started) = call_started {
+                let last = last.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let outcome = last.map_or_else(|| "streamed".to_owned(), |l| answer_outcome(&l));
+                api.record_call(outcome, started.elapsed());
+            }
             200
         }
         Err(e) => {
@@ -215,36 +222,45 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     if !accepts_sse || method == "initialize" {
         waiting.clear();
     }
-    let reply = answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
-    if is_call {
-        api.record_call(outcome(&reply), started.elapsed());
+    let mut reply = answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
+    match &mut reply {
+        // Recorded once the stream has carried its answer (see `handle`).
+        Ok(Reply::Stream(body)) if is_call => body.call_started = Some(started),
+        _ if is_call => api.record_call(outcome(&reply), started.elapsed()),
+        _ => {}
     }
     reply
 }
 
 /// The outcome label of a `tools/call` answer, for the metrics.
 fn outcome(reply: &Result<Reply, ApiError>) -> String {
+    match reply {
+        Ok(Reply::Json { body, .. }) => answer_outcome(body.as_bytes()),
+        Ok(Reply::Stream(_)) => "streamed".to_owned(),
+        Ok(Reply::Accepted | Reply::NoContent) => "invalid".to_owned(),
+        Err(_) => "timeout".to_owned(),
+    }
+}
+
+/// The outcome label of one JSON-RPC answer to a `tools/call`.
+fn answer_outcome(line: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Answer {
         result: Option<serde_json::Value>,
         error: Option<serde_json::Value>,
     }
-    match reply {
-        Ok(Reply::Json { body, .. }) => match serde_json::from_str::<Answer>(body) {
-            Ok(Answer { error: Some(e), .. }) => {
-                format!("error_{}", e["code"].as_i64().unwrap_or(0))
-            }
-            Ok(Answer {
-                result: Some(r), ..
-            }) if r["isError"] == true => "tool_error".to_owned(),
-            Ok(Answer {
-                result: Some(_), ..
-            }) => "ok".to_owned(),
-            _ => "invalid".to_owned(),
+    match serde_json::from_slice::<Answer>(line) {
+        Ok(Answer { error: Some(e), .. }) => match e["code"].as_i64() {
+            Some(jsonrpc::code::REQUEST_TIMEOUT) => "timeout".to_owned(),
+            code => format!("error_{}", code.unwrap_or(0)),
         },
-        Ok(Reply::Stream(_)) => "streamed".to_owned(),
-        Ok(Reply::Accepted | Reply::NoContent) => "invalid".to_owned(),
-        Err(_) => "timeout".to_owned(),
+        Ok(Answer {
+            result: Some(r), ..
+        }) if r["isError"] == true => "tool_error".to_owned(),
+        Ok(Answer {
+            result: Some(_), ..
+        }) => "ok".to_owned(),
+        _ => "invalid".to_owned(),
     }
 }
 
@@ -394,13 +410,12 @@ fn answer(
 ) -> Result<Reply, ApiError> {
     if !waiting.is_empty() {
         let pending = waiting.iter().flat_map(|line| event(line)).collect();
-        return Ok(Reply::Stream(SseBody {
+        return Ok(Reply::Stream(SseBody::new(
             rx,
-            id: id.clone(),
+            id.clone(),
             deadline,
             pending,
-            done: false,
-        }));
+        )));
     }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -413,13 +428,7 @@ fn answer(
                 })
             }
             Ok(line) if accepts_sse => {
-                let body = SseBody {
-                    rx,
-                    id: id.clone(),
-                    deadline,
-                    pending: event(&line),
-                    done: false,
-                };
+                let body = SseBody::new(rx, id.clone(), deadline, event(&line));
                 return Ok(Reply::Stream(body));
             }
             // A notification the client cannot take as a stream: dropped.
@@ -451,6 +460,31 @@ struct SseBody {
     deadline: Instant,
     pending: VecDeque<u8>,
     done: bool,
+    /// The stream's final line (the answer, or the timeout error), for the call metrics once
+    /// tiny_http has consumed the body.
+    last: Arc<Mutex<Option<Vec<u8>>>>,
+    /// When the `tools/call` this stream answers started (None for other methods).
+    call_started: Option<Instant>,
+}
+
+impl SseBody {
+    fn new(rx: Receiver<Vec<u8>>, id: Id, deadline: Instant, pending: VecDeque<u8>) -> SseBody {
+        SseBody {
+            rx,
+            id,
+            deadline,
+            pending,
+            done: false,
+            last: Arc::default(),
+            call_started: None,
+        }
+    }
+
+    fn finish(&mut self, line: &[u8]) {
+        self.done = true;
+        self.pending = event(line);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.to_vec());
+    }
 }
 
 impl Read for SseBody {
@@ -461,22 +495,19 @@ impl Read for SseBody {
             }
             let left = self.deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.done = is_answer_to(&line, &self.id);
-                    self.pending = event(&line);
-                }
+                Ok(line) if is_answer_to(&line, &self.id) => self.finish(&line),
+                Ok(line) => self.pending = event(&line),
                 // The headers are gone already: the stream's last event answers with a timeout,
                 // so the client is not left waiting for an answer that will never come.
                 // Nothing is owed any more (the request was cancelled): the stream just ends.
                 Err(RecvTimeoutError::Disconnected) => return Ok(0),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.done = true;
                     let line = jsonrpc::error_line(
                         Some(&self.id),
                         jsonrpc::code::REQUEST_TIMEOUT,
                         "no answer in time",
                     );
-                    self.pending = event(&line);
+                    self.finish(&line);
                 }
             }
         }
@@ -552,13 +583,7 @@ mod tests {
     fn a_stream_past_its_deadline_ends_with_a_timeout_answer() {
         let (tx, rx) = crossbeam_channel::bounded(4);
         let note = jsonrpc::notification_line("notifications/tools/list_changed", None);
-        let body = SseBody {
-            rx,
-            id: id7(),
-            deadline: Instant::now(),
-            pending: event(&note),
-            done: false,
-        };
+        let body = SseBody::new(rx, id7(), Instant::now(), event(&note));
         let out = read_all(body);
         drop(tx);
         assert!(out.starts_with("event: message\ndata: "), "{out}");
@@ -573,13 +598,12 @@ mod tests {
     fn a_stream_whose_request_was_dropped_just_ends() {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
         drop(tx);
-        let body = SseBody {
+        let body = SseBody::new(
             rx,
-            id: id7(),
-            deadline: Instant::now() + Duration::from_secs(60),
-            pending: VecDeque::new(),
-            done: false,
-        };
+            id7(),
+            Instant::now() + Duration::from_secs(60),
+            VecDeque::new(),
+        );
         assert_eq!(read_all(body), "");
     }
 

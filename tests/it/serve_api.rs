@@ -1205,6 +1205,9 @@ fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
         .unwrap()
         .iter()
         .any(|t| t["name"] == "ex.surprise"));
+    // The streamed call counts by its answer, like any other.
+    let metrics = serve.request("GET", "/metrics", &[], None).body;
+    assert!(!metrics.contains("outcome=\"streamed\""), "{metrics}");
 }
 
 #[test]
