@@ -78,18 +78,24 @@ pub(crate) fn reap_group(pgid: u32) -> usize {
 }
 
 /// Has `cmd`'s process receive SIGKILL when the thread that spawns it ends: a gate killed with
-/// SIGKILL cannot tear its children down, and servers that ignore stdin EOF would run on. Spawn
+/// SIGKILL cannot tear its children down, and servers that ignore stdin EOF would run on. Covers
+/// the direct child only (the setting is cleared across its own forks). Spawn
 /// only from a thread that outlives the child (each connection's own thread does).
 pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs between fork and exec and makes one async-signal-safe
-        // syscall with integer arguments; it allocates nothing and takes no lock.
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: the closure runs between fork and exec and makes async-signal-safe syscalls
+        // with integer arguments; it allocates nothing and takes no lock.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // The gate died before the signal was armed: do not start an orphan.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other("the gate exited while starting the child"));
                 }
                 Ok(())
             });

@@ -112,7 +112,7 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             stream(request, body);
             if let Some(started) = call_started {
                 let last = last.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let outcome = last.map_or_else(|| "streamed".to_owned(), |l| answer_outcome(&l));
+                let outcome = last.map_or_else(|| "no_answer".to_owned(), |l| answer_outcome(&l));
                 api.record_call(outcome, started.elapsed());
             }
             200
@@ -236,7 +236,7 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
 fn outcome(reply: &Result<Reply, ApiError>) -> String {
     match reply {
         Ok(Reply::Json { body, .. }) => answer_outcome(body.as_bytes()),
-        Ok(Reply::Stream(_)) => "streamed".to_owned(),
+        Ok(Reply::Stream(_)) => "no_answer".to_owned(),
         Ok(Reply::Accepted | Reply::NoContent) => "invalid".to_owned(),
         Err(_) => "timeout".to_owned(),
     }

@@ -104,6 +104,8 @@ impl Api {
 
     /// Starts every workspace the state says is active (after a restart, everything is back).
     pub fn resume(&self, listen: std::net::SocketAddr) {
+        // The front serves already: REST changes wait until the stored state is running.
+        let _change = lock(&self.changes);
         let mut hosts = lock(&self.listen_hosts);
         hosts.insert(listen.to_string());
         hosts.insert(format!("localhost:{}", listen.port()));
@@ -126,6 +128,7 @@ impl Api {
 
     /// Sets up the demo workspace (see `serve --demo`); returns a fresh agent key for it.
     pub fn demo(&self, exe: &str) -> Result<String, String> {
+        let _change = lock(&self.changes);
         rest::demo(self, exe).map_err(|e| e.message)
     }
 
@@ -143,6 +146,16 @@ impl Api {
 
     /// The child's config: argv split, env decrypted.
     fn server_config(&self, conn: &Connection) -> Result<ServerConfig, ApiError> {
+        // Stored under another separator (`serve --config` changed): refused, not merged wrongly.
+        crate::config::validate_server_name(&conn.name, self.settings.separator).map_err(
+            |why| {
+                ApiError::new(
+                    409,
+                    "connection_name",
+                    format!("connection {:?}: {why}", conn.name),
+                )
+            },
+        )?;
         server_config(&self.keyring, conn)
             .map_err(|message| ApiError::new(500, "connection", message))
     }

@@ -155,7 +155,9 @@ fn create_connection(api: &Api, request: &mut tiny_http::Request) -> Answer {
 /// is active.
 pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection, ApiError> {
     validate_id("workspace_id", &new.workspace_id)?;
-    validate_id("name", &new.name)?;
+    // A name holding the merged-name separator would make its tools' names ambiguous.
+    validate_server_name(&new.name, api.settings.separator)
+        .map_err(|why| ApiError::invalid(format!("name {:?}: {why}", new.name)))?;
     check_command(api, &new.command)?;
     let env = encrypt_env(api, &new.workspace_id, &new.name, &new.env)?;
     let id = format!(

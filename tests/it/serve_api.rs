@@ -1376,6 +1376,13 @@ fn serve_takes_its_settings_from_a_config_file() {
         )),
         "sep"
     );
+    // A connection name holding the separator would make merged names ambiguous.
+    let ambiguous = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "ws-1", "name": "a__b", "command": [gate_bin(), "example-server"]})),
+    );
+    assert_eq!(ambiguous.status, 422, "{}", ambiguous.body);
     std::fs::write(&config, r#"{"mcpServers": {"x": {"command": "true"}}}"#).unwrap();
     let refused = Command::new(gate_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
