@@ -541,16 +541,47 @@ fn respond(request: tiny_http::Request, status: u16, body: String, session: Opti
     let _ = request.respond(response);
 }
 
-fn stream(request: tiny_http::Request, body: SseBody) {
-    let headers = [
-        ("Content-Type", "text/event-stream"),
-        ("Cache-Control", "no-cache"),
-    ]
-    .iter()
-    .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
-    .collect();
-    let response = tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None);
-    let _ = request.respond(response);
+fn stream(request: tiny_http::Request, mut body: SseBody) {
+    if *request.http_version() < tiny_http::HTTPVersion(1, 1) {
+        // No chunked encoding before HTTP/1.1: tiny_http sends the events at the end.
+        let headers = [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+        ]
+        .iter()
+        .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+        .collect();
+        let response =
+            tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None);
+        let _ = request.respond(response);
+        return;
+    }
+    // Written here, not by `respond`: its chunk encoder holds 8 KiB before it sends anything,
+    // which would keep progress notifications from the client until the answer.
+    let mut writer = request.into_writer();
+    let _ = write_events(&mut writer, &mut body);
+}
+
+/// A chunked `200 text/event-stream` response, one chunk (flushed) per read of `body`.
+fn write_events(writer: &mut dyn std::io::Write, body: &mut SseBody) -> std::io::Result<()> {
+    writer.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )?;
+    writer.flush()?;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(format!("{n:x}\r\n").as_bytes())?;
+        writer.write_all(buf.get(..n).unwrap_or_default())?;
+        writer.write_all(b"\r\n")?;
+        writer.flush()?;
+    }
+    writer.write_all(b"0\r\n\r\n")?;
+    writer.flush()
 }
 
 #[cfg(test)]

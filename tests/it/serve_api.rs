@@ -1398,3 +1398,48 @@ fn serve_takes_its_settings_from_a_config_file() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[test]
+fn progress_reaches_the_client_before_the_answer() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "ex.progress", "arguments": {"steps": 3, "interval_ms": 1000},
+        "_meta": {"progressToken": "tok"}}})
+    .to_string();
+    let mut stream = TcpStream::connect(&serve.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "POST /mcp/ws-1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Mcp-Session-Id: {session}\r\nContent-Length: {}\r\n\r\n{body}",
+        serve.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "ended before any progress: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The answer is two progress intervals away when the first progress is read.
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("done after"),
+        "progress was held back until the answer"
+    );
+    stream.read_to_end(&mut seen).unwrap();
+    let all = String::from_utf8_lossy(&seen);
+    assert!(all.starts_with("HTTP/1.1 200"), "{all}");
+    assert_eq!(all.matches("notifications/progress").count(), 3, "{all}");
+    assert!(all.contains("done after 3 steps"), "{all}");
+    assert!(all.ends_with("0\r\n\r\n"), "{all}");
+}
