@@ -972,8 +972,10 @@ fn every_change_answered_2xx_survives_kill_9() {
         .filter(|n| !stored.contains(&n.as_str()))
         .collect();
     assert!(missing.is_empty(), "answered 2xx but lost: {missing:?}");
+    // a3 on disk means the client had read a0..a2's answers (it sends one change at a time);
+    // a3's own answer may have been cut off by the kill.
     assert!(
-        answered.len() >= 16,
+        answered.len() >= 12,
         "only {} changes went through",
         answered.len()
     );
