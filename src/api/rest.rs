@@ -271,20 +271,24 @@ fn get_connection(api: &Api, id: &str) -> Answer {
     Ok((200, connection_json(api, &conn)))
 }
 
-fn delete_connection(api: &Api, id: &str) -> Answer {
-    let conn = find_connection(api, id)?;
-    lock(&api.store).update(|state| {
-        state.connections.remove(id);
-        Ok::<_, ApiError>(())
-    })?;
-    // Joined after the lock is released: a teardown takes seconds and every agent request of
-    // every workspace takes this lock.
+/// Stops `conn`'s running child, if its workspace is active, and waits for the teardown after
+/// releasing the runtimes lock: a teardown takes seconds and every agent request takes that lock.
+fn tear_down(api: &Api, conn: &Connection) {
     let retiring = lock(&api.runtimes)
         .get_mut(&conn.workspace_id)
         .and_then(|r| r.detach(&conn.name));
     if let Some(retiring) = retiring {
         retiring.join();
     }
+}
+
+fn delete_connection(api: &Api, id: &str) -> Answer {
+    let conn = find_connection(api, id)?;
+    lock(&api.store).update(|state| {
+        state.connections.remove(id);
+        Ok::<_, ApiError>(())
+    })?;
+    tear_down(api, &conn);
     log::info!(
         "connection {} removed from {}",
         conn.name,
@@ -332,14 +336,8 @@ fn update_connection(
         state.connections.insert(conn.id.clone(), conn.clone());
         Ok::<_, ApiError>(())
     })?;
-    // The old child is torn down outside the lock (see delete_connection), and before the new
-    // one starts so the two never hold the same resources at once.
-    let retiring = lock(&api.runtimes)
-        .get_mut(&conn.workspace_id)
-        .and_then(|r| r.detach(&conn.name));
-    if let Some(retiring) = retiring {
-        retiring.join();
-    }
+    // Before the new child starts, so the two never hold the same resources at once.
+    tear_down(api, &conn);
     if conn.enabled {
         let server = api.server_config(&conn)?;
         if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {

@@ -386,11 +386,6 @@ impl ConnectionManager {
         self.conns.iter().map(|c| c.handle.clone()).collect()
     }
 
-    /// Tears one connection down and forgets it; `None` when there is none by that name.
-    pub fn remove(&mut self, name: &str) -> Option<ConnHandle> {
-        self.detach(name).map(Retiring::join)
-    }
-
     /// Takes the connection named `name` out of the registry and tells it to stop, without
     /// waiting: the caller joins the [`Retiring`] after releasing any lock it shares, because a
     /// child's teardown can take seconds.

@@ -81,11 +81,6 @@ impl Runtime {
         Ok(handle)
     }
 
-    /// Tears a connection down; its tools leave the view. False when there is none by that name.
-    pub fn remove(&mut self, name: &str) -> bool {
-        self.detach(name).map(Retiring::join).is_some()
-    }
-
     /// Takes a connection out (its tools leave the view) and tells it to stop; join the result
     /// outside any lock that agents' requests also take.
     pub fn detach(&mut self, name: &str) -> Option<Retiring> {

@@ -733,23 +733,7 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
 #[test]
 fn serve_demo_prints_commands_that_work() {
     let dir = TempDir::new();
-    let mut child = Command::new(gate_bin())
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = String::new();
-    while !printed.contains("tools/call") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "stdout ended: {printed}"
-        );
-        printed.push_str(&line);
-    }
+    let (child, printed) = demo_output(&dir.path().join("data"), &[]);
     let addr = printed
         .lines()
         .next()
