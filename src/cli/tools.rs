@@ -1,6 +1,6 @@
 //! `aegis-gate tools list|show|approve`: the operator's view of merged tools, their verdicts and pins.
 //!
-//! Owns: reading `pins.json` of a data dir (what the gate saw last, held and rejected tools
+//! Owns: reading the pins in `state.json` of a data dir (what the gate saw last, held and rejected tools
 //! included), printing it for a person, and approving a tool's current version.
 //! Never: starts servers or talks to a running gate: a running gate notices an approval on disk
 //! within a second.

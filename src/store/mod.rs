@@ -2,7 +2,7 @@
 //!
 //! Owns: finding and creating the data dir (mode 0700), atomic writes (temp file, fsync, rename,
 //! fsync of the directory) so a reader sees the old file or the new one, never half of one, and
-//! the files kept there (`pins.json`, and `state.json` for serve mode).
+//! the one state file kept there (`state.json`: serve mode's state and the tool pins).
 //! Never: holds secrets in plain text; never overwrites a file it could not parse (a corrupt file
 //! is an error naming it).
 

@@ -1,22 +1,25 @@
 //! Tool pins: which version of each tool was approved, and what each tool looked like last.
 //!
-//! Owns: `pins.json` in the data dir: per workspace, server and tool, the approved version (hash,
-//! sanitized definition, by whom) and the current one (hash, verdict, findings, raw and cleaned
-//! definition). Trust on first use pins a clean tool the first time it is seen; a later change keeps
-//! the old approval and marks the tool changed until an operator approves the new version.
-//! Never: approves a held or rejected version by itself; writes without the lock (a gate and an
-//! operator's `tools approve` may share the data dir).
+//! Owns: the `pins` part of `state.json` in the data dir (see [`super::state`]): per workspace,
+//! server and tool, the approved version (hash, sanitized definition, by whom) and the current one
+//! (hash, verdict, findings, raw and cleaned definition). Trust on first use pins a clean tool the
+//! first time it is seen; a later change keeps the old approval and marks the tool changed until
+//! an operator approves the new version. Also moves a `pins.json` of older gates into the state.
+//! Never: approves a held or rejected version by itself; writes without the state's write lock
+//! (a gate, serve and an operator's `tools approve` may share the data dir); writes anything but
+//! the pins.
 
-use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
+use super::state::{State, StateFile};
+use super::{io_error, Error};
 use crate::sanitize::{Finding, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const FILE: &str = "pins.json";
-const SCHEMA_VERSION: u32 = 1;
+/// Where gates before schema version 2 kept the pins.
+const LEGACY_FILE: &str = "pins.json";
 
 /// How first sight of a clean tool is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,11 +109,13 @@ impl PinEntry {
 
 type Tools = BTreeMap<String, PinEntry>;
 type Servers = BTreeMap<String, Tools>;
+/// All pins: workspace → server → tool → entry.
+pub type Pins = BTreeMap<String, Servers>;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct PinFile {
-    version: u32,
-    workspaces: BTreeMap<String, Servers>,
+/// `pins.json` as gates before schema version 2 wrote it.
+#[derive(Deserialize)]
+struct LegacyPinFile {
+    workspaces: Pins,
 }
 
 /// One tool as the merger saw it, ready to be pinned.
@@ -132,32 +137,30 @@ pub struct Observation {
     pub findings: Vec<Finding>,
 }
 
-/// `pins.json` of one data dir.
+/// The pins of one data dir.
 #[derive(Debug)]
 pub struct PinStore {
-    dir: PathBuf,
-    path: PathBuf,
-    file: PinFile,
+    file: StateFile,
+    pins: Pins,
     modified: Option<SystemTime>,
 }
 
 impl PinStore {
     /// Opens (creating the data dir if needed) and loads the pins.
     pub fn open(dir: &Path) -> Result<PinStore, Error> {
-        ensure_data_dir(dir)?;
-        let path = dir.join(FILE);
-        let (file, modified) = load(&path)?;
+        let file = StateFile::new(dir)?;
+        migrate_legacy(dir, &file)?;
+        let (pins, modified) = load(&file)?;
         Ok(PinStore {
-            dir: dir.to_owned(),
-            path,
             file,
+            pins,
             modified,
         })
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Records what a server lists now and returns each tool's standing, in order.
@@ -168,9 +171,8 @@ impl PinStore {
         observations: &[Observation],
         pinning: Pinning,
     ) -> Result<Vec<Standing>, Error> {
-        self.update(|file| {
-            let tools = file
-                .workspaces
+        self.update(|pins| {
+            let tools = pins
                 .entry(workspace.to_owned())
                 .or_default()
                 .entry(server.to_owned())
@@ -184,9 +186,8 @@ impl PinStore {
 
     /// Approves the current version of the tool agents know as `merged_name`.
     pub fn approve(&mut self, workspace: &str, merged_name: &str) -> Result<PinEntry, Error> {
-        self.update(|file| {
-            let entry = file
-                .workspaces
+        self.update(|pins| {
+            let entry = pins
                 .get_mut(workspace)
                 .and_then(|servers| {
                     servers
@@ -212,7 +213,7 @@ impl PinStore {
 
     /// Every entry of a workspace: (server, tool, entry).
     pub fn entries(&self, workspace: &str) -> Vec<(&str, &str, &PinEntry)> {
-        let Some(servers) = self.file.workspaces.get(workspace) else {
+        let Some(servers) = self.pins.get(workspace) else {
             return Vec::new();
         };
         servers
@@ -227,42 +228,32 @@ impl PinStore {
 
     /// The entry of one tool.
     pub fn entry(&self, workspace: &str, server: &str, tool: &str) -> Option<&PinEntry> {
-        self.file.workspaces.get(workspace)?.get(server)?.get(tool)
+        self.pins.get(workspace)?.get(server)?.get(tool)
     }
 
-    /// Re-reads the file when another process changed it; true when it did.
+    /// Re-reads the file when another process changed it; true when the pins changed.
     pub fn reload_if_changed(&mut self) -> Result<bool, Error> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == self.modified {
+        if modified(&self.file) == self.modified {
             return Ok(false);
         }
-        let (file, modified) = load(&self.path)?;
-        let changed = file != self.file;
-        self.file = file;
+        let (pins, modified) = load(&self.file)?;
+        let changed = pins != self.pins;
+        self.pins = pins;
         self.modified = modified;
         Ok(changed)
     }
 
     /// Read-modify-write under the lock; writes only when something changed.
-    fn update<T>(&mut self, f: impl FnOnce(&mut PinFile) -> T) -> Result<T, Error> {
-        let _lock = FileLock::acquire(&self.dir, FILE)?;
-        let (mut file, _) = load(&self.path)?;
-        let before = file.clone();
-        let out = f(&mut file);
-        if file != before {
-            file.version = SCHEMA_VERSION;
-            let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-            atomic_write(&self.path, &bytes)?;
+    fn update<T>(&mut self, f: impl FnOnce(&mut Pins) -> T) -> Result<T, Error> {
+        let _lock = self.file.lock()?;
+        let mut state = self.file.read()?.unwrap_or_default();
+        let before = state.pins.clone();
+        let out = f(&mut state.pins);
+        if state.pins != before {
+            self.file.write(&state)?;
         }
-        self.modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        self.file = file;
+        self.modified = modified(&self.file);
+        self.pins = state.pins;
         Ok(out)
     }
 }
@@ -307,29 +298,48 @@ fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning) -> Standing {
     entry.standing()
 }
 
-fn load(path: &Path) -> Result<(PinFile, Option<SystemTime>), Error> {
-    let bytes = match std::fs::read(path) {
+fn load(file: &StateFile) -> Result<(Pins, Option<SystemTime>), Error> {
+    let modified = modified(file);
+    let pins = file.read()?.map(|s| s.pins).unwrap_or_default();
+    Ok((pins, modified))
+}
+
+fn modified(file: &StateFile) -> Option<SystemTime> {
+    std::fs::metadata(file.path())
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Moves the pins of a `pins.json` into the state file (unless the state has pins already) and
+/// renames it `pins.json.migrated`, so no approval is lost on upgrade and none is read twice.
+fn migrate_legacy(dir: &Path, file: &StateFile) -> Result<(), Error> {
+    let legacy = dir.join(LEGACY_FILE);
+    if !legacy.exists() {
+        return Ok(());
+    }
+    let _lock = file.lock()?;
+    let bytes = match std::fs::read(&legacy) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((PinFile::default(), None))
-        }
-        Err(e) => return Err(io_error(path)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // Moved meanwhile.
+        Err(e) => return Err(io_error(&legacy)(e)),
     };
-    let file: PinFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-        path: path.to_owned(),
+    let old: LegacyPinFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: legacy.clone(),
         reason: e.to_string(),
     })?;
-    if file.version > SCHEMA_VERSION {
-        return Err(Error::Corrupt {
-            path: path.to_owned(),
-            reason: format!(
-                "schema version {} is newer than this gate's {SCHEMA_VERSION}",
-                file.version
-            ),
-        });
+    let mut state: State = file.read()?.unwrap_or_default();
+    if state.pins.is_empty() {
+        state.pins = old.workspaces;
+        file.write(&state)?;
     }
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    Ok((file, modified))
+    let moved = dir.join(format!("{LEGACY_FILE}.migrated"));
+    std::fs::rename(&legacy, &moved).map_err(io_error(&legacy))?;
+    log::info!(
+        "moved the pins of {} into {}",
+        legacy.display(),
+        file.path().display()
+    );
+    Ok(())
 }
 
 fn now() -> u64 {
@@ -342,6 +352,7 @@ fn now() -> u64 {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::PathBuf;
 
     fn obs(hash: &str, verdict: Verdict) -> Observation {
         Observation {
@@ -434,11 +445,62 @@ mod tests {
     #[test]
     fn a_corrupt_file_is_an_error_and_is_left_alone() {
         let dir = temp_dir("corrupt");
-        ensure_data_dir(&dir).unwrap();
-        std::fs::write(dir.join(FILE), b"{not json").unwrap();
+        super::super::ensure_data_dir(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), b"{not json").unwrap();
         let err = PinStore::open(&dir).unwrap_err().to_string();
-        assert!(err.contains("pins.json is corrupt"), "{err}");
-        assert_eq!(std::fs::read(dir.join(FILE)).unwrap(), b"{not json");
+        assert!(err.contains("state.json is corrupt"), "{err}");
+        assert_eq!(std::fs::read(dir.join("state.json")).unwrap(), b"{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pins_and_serve_state_share_the_file_without_undoing_each_other() {
+        let dir = temp_dir("shared");
+        let mut serve = super::super::state::StateStore::open(&dir).unwrap();
+        let mut pins = PinStore::open(&dir).unwrap();
+        pins.observe_server(
+            "w",
+            "s",
+            &[obs("h1", Verdict::Pass)],
+            Pinning::TrustOnFirstUse,
+        )
+        .unwrap();
+        serve
+            .update(|s| {
+                s.workspaces.insert("w".into(), Default::default());
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        pins.approve("w", "s.t").unwrap();
+        let state: State =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert!(state.workspaces.contains_key("w"));
+        assert_eq!(state.pins["w"]["s"]["t"].standing(), Standing::Approved);
+        assert!(!dir.join(LEGACY_FILE).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_legacy_pins_file_moves_into_the_state_once() {
+        let dir = temp_dir("legacy");
+        let mut old = PinStore::open(&dir).unwrap();
+        old.observe_server(
+            "w",
+            "s",
+            &[obs("h1", Verdict::Pass)],
+            Pinning::TrustOnFirstUse,
+        )
+        .unwrap();
+        let legacy = serde_json::json!({"version": 1, "workspaces": old.pins});
+        std::fs::remove_file(dir.join("state.json")).unwrap();
+        std::fs::write(dir.join(LEGACY_FILE), legacy.to_string()).unwrap();
+        let reopened = PinStore::open(&dir).unwrap();
+        assert_eq!(
+            reopened.entry("w", "s", "t").unwrap().standing(),
+            Standing::Approved
+        );
+        assert!(!dir.join(LEGACY_FILE).exists());
+        assert!(dir.join("pins.json.migrated").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,14 +1,17 @@
-//! The serve-mode state: workspaces, connections (env values Fernet-encrypted), agents (keys
-//! hashed), the admin token's hash, in one `state.json` with a schema version.
+//! The gate's state: workspaces, connections (env values Fernet-encrypted), agents (keys hashed),
+//! the admin token's hash and the tool pins, in one `state.json` with a schema version.
 //!
-//! Owns: loading (a corrupt file stops the start with a message naming it and the last good
-//! backup), and changing the state: a change is applied to a copy, written atomically (temp file,
-//! fsync, rename, fsync of the dir), and only then becomes the state in memory, so a success means
-//! the change is on disk and a failure changes nothing. The previous good file is kept as
-//! `state.json.bak`.
+//! Owns: the file's format, loading (a corrupt file stops the start with a message naming it and
+//! the last good backup), and writing it: every write holds the write lock, re-reads the file and
+//! replaces only its own part (serve's part here, the pins in [`super::pins`]), so a gate, a CLI
+//! command and serve sharing the data dir never undo each other. A change is applied to a copy,
+//! written atomically (temp file, fsync, rename, fsync of the dir), and only then becomes the
+//! state in memory, so a success means the change is on disk and a failure changes nothing. The
+//! previous good file is kept as `state.json.bak`.
 //! Never: holds a plain secret: env values are Fernet tokens, keys and tokens are SHA-256 hashes.
 
-use super::{atomic_write, ensure_data_dir, io_error, Error};
+use super::pins::Pins;
+use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -16,7 +19,11 @@ use std::path::{Path, PathBuf};
 
 const FILE: &str = "state.json";
 const BACKUP: &str = "state.json.bak";
-const SCHEMA_VERSION: u32 = 1;
+/// 2: pins moved in from `pins.json`.
+const SCHEMA_VERSION: u32 = 2;
+/// Held by every read-modify-write of the file (not the `state.json` lock, which a running
+/// `serve` holds for its whole life).
+const WRITE_LOCK: &str = "state.json.write";
 
 /// A workspace: a set of connections served together at `/mcp/{id}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +67,8 @@ pub struct Agent {
     pub revoked: bool,
 }
 
-/// Everything serve mode persists.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything the gate persists.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
     /// Schema version of the file.
@@ -74,57 +81,100 @@ pub struct State {
     pub connections: BTreeMap<String, Connection>,
     /// Agents by id.
     pub agents: BTreeMap<String, Agent>,
+    /// Tool pins by workspace, server and tool; written by [`super::pins::PinStore`] only.
+    #[serde(default)]
+    pub pins: Pins,
 }
 
-/// `state.json` of a data dir.
+/// `state.json` of a data dir, as serve mode changes it.
 #[derive(Debug)]
 pub struct StateStore {
-    path: PathBuf,
-    backup: PathBuf,
+    file: StateFile,
     state: State,
 }
 
 impl StateStore {
     /// Opens the state (an empty one when there is no file yet).
     pub fn open(dir: &Path) -> Result<StateStore, Error> {
-        ensure_data_dir(dir)?;
-        let path = dir.join(FILE);
-        let backup = dir.join(BACKUP);
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => parse(&bytes).map_err(|reason| corrupt(&path, &backup, &reason))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(io_error(&path)(e)),
-        };
-        Ok(StateStore {
-            path,
-            backup,
-            state,
-        })
+        let file = StateFile::new(dir)?;
+        let mut state = file.read()?.unwrap_or_default();
+        state.pins = Pins::default();
+        Ok(StateStore { file, state })
     }
 
-    /// The state as it is on disk.
+    /// The state as it is on disk, without the pins: [`super::pins::PinStore`] reads those.
     pub fn state(&self) -> &State {
         &self.state
     }
 
     /// Applies `change` to a copy of the state and makes it durable; the state in memory changes
-    /// only when the write succeeded. `change` may refuse with its own error.
+    /// only when the write succeeded. `change` may refuse with its own error. The pins on disk
+    /// are kept as they are.
     pub fn update<T, E: From<Error>>(
         &mut self,
         change: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut next = self.state.clone();
         let out = change(&mut next)?;
-        if next != self.state {
-            next.version = SCHEMA_VERSION;
-            self.write(&next)?;
-            self.state = next;
+        next.pins = Pins::default();
+        if next == self.state {
+            return Ok(out);
         }
+        let _lock = self.file.lock()?;
+        let pins = self.file.read()?.map(|s| s.pins).unwrap_or_default();
+        self.file.write(&State {
+            pins,
+            ..next.clone()
+        })?;
+        self.state = next;
         Ok(out)
     }
+}
 
-    fn write(&self, next: &State) -> Result<(), Error> {
-        let bytes = serde_json::to_vec_pretty(next).map_err(|e| Error::Corrupt {
+/// The file itself: where it is, how it is read, locked and written.
+#[derive(Debug)]
+pub(crate) struct StateFile {
+    dir: PathBuf,
+    path: PathBuf,
+    backup: PathBuf,
+}
+
+impl StateFile {
+    /// The state file of `dir`, creating the dir if needed.
+    pub(crate) fn new(dir: &Path) -> Result<StateFile, Error> {
+        ensure_data_dir(dir)?;
+        Ok(StateFile {
+            dir: dir.to_owned(),
+            path: dir.join(FILE),
+            backup: dir.join(BACKUP),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The write lock: hold it from the read to the write of a read-modify-write.
+    pub(crate) fn lock(&self) -> Result<FileLock, Error> {
+        FileLock::acquire(&self.dir, WRITE_LOCK)
+    }
+
+    /// The state on disk; `None` when there is no file yet.
+    pub(crate) fn read(&self) -> Result<Option<State>, Error> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => parse(&bytes)
+                .map(Some)
+                .map_err(|reason| corrupt(&self.path, &self.backup, &reason)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&self.path)(e)),
+        }
+    }
+
+    /// Replaces the file with `state` (under [`StateFile::lock`]), keeping the old one as backup.
+    pub(crate) fn write(&self, state: &State) -> Result<(), Error> {
+        let mut state = state.clone();
+        state.version = SCHEMA_VERSION;
+        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| Error::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;

@@ -121,10 +121,10 @@ fn pins_survive_a_restart() {
     let data_dir = gate.data_dir();
     gate.close_stdin();
     assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
-    let pins = std::fs::read_to_string(data_dir.join("pins.json")).unwrap();
+    let pins = std::fs::read_to_string(data_dir.join("state.json")).unwrap();
     assert!(pins.contains("\"by\": \"first use\""), "{pins}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(data_dir.join("pins.json"))
+        &std::fs::metadata(data_dir.join("state.json"))
             .unwrap()
             .permissions(),
     );

@@ -765,6 +765,16 @@ fn serve_demo_prints_commands_that_work() {
         )),
         "hi"
     );
+    // One state file: the workspace, its agent and the pins of its tools.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(serve.data.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["workspaces"]["demo"]["active"], true);
+    assert_eq!(state["agents"].as_object().unwrap().len(), 1);
+    assert_eq!(
+        state["pins"]["demo"]["hello"]["echo"]["approved"]["by"],
+        "first use"
+    );
+    assert!(!serve.data.join("pins.json").exists());
 }
 
 #[test]
