@@ -8,16 +8,21 @@
 //! error from `recv`, and the `http-watchdog` seeing connections wait in the socket's accept queue
 //! without being taken (Linux: `/proc/net/tcp`). A restart builds a new `tiny_http` server on a
 //! clone of the same listening socket, with backoff, so the port keeps being served.
+//! `tiny_http` listens on a private loopback socket; clients reach it only through the
+//! [`super::admit`] relay, which bounds how many connections (so `tiny_http` pool threads) exist.
 //! Never: calls `tiny_http::Server::num_connections` (unimplemented in 0.12); never leaves a
 //! request unanswered on purpose (a dropped `tiny_http::Request` answers 500).
 //!
-//! Threads: `http-worker-0..n` and `http-watchdog` (joined by [`Front::stop`]), plus `tiny_http`'s
-//! own accept thread and connection pool, which belong to `tiny_http`. Shutdown: set the stop flag,
-//! `unblock` once per worker, join.
+//! Threads: `http-worker-0..n`, `http-watchdog` and `http-admit` (joined by [`Front::stop`]), plus
+//! `tiny_http`'s own accept thread and connection pool, which belong to `tiny_http`. Shutdown: set
+//! the stop flag, `unblock` once per worker, join the workers, then stop the admission (so the
+//! last answers still reach their clients).
 //!
-//! Current behaviour, not a guarantee: `tiny_http` gives each connection a pool thread for as long
-//! as the connection lives; the read timeout bounds how long an idle or slow client holds one.
+//! Timeouts: the private socket's read and write timeouts (inherited by every connection
+//! `tiny_http` accepts) close a connection whose client sends or reads nothing for that long; the
+//! relay then closes the client's side.
 
+use super::admit::{Admission, Limits};
 use crate::thread::{self, JoinOnDrop};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -35,6 +40,10 @@ pub struct FrontConfig {
     pub workers: usize,
     /// Read and write timeout of every connection. Default 15 s.
     pub io_timeout: Duration,
+    /// Connections open at once, in all. Default 256.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address. Default 64.
+    pub max_per_peer: usize,
 }
 
 /// Answers one request. Called on worker threads, concurrently.
@@ -49,14 +58,18 @@ pub struct Front {
     stop: Arc<AtomicBool>,
     server: Arc<RwLock<Arc<tiny_http::Server>>>,
     workers: Vec<JoinOnDrop<()>>,
+    admission: Admission,
 }
 
 impl Front {
     /// Binds and starts serving `handler`.
     pub fn start(config: &FrontConfig, handler: Arc<dyn Handler>) -> io::Result<Front> {
-        let listener = TcpListener::bind(config.listen)?;
+        let public = TcpListener::bind(config.listen)?;
+        let addr = public.local_addr()?;
+        // tiny_http's own socket: only the admission thread connects to it.
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
         set_timeouts(&listener, config.io_timeout)?;
-        let addr = listener.local_addr()?;
+        let private = listener.local_addr()?;
         let server = Arc::new(RwLock::new(Arc::new(serve_on(&listener)?)));
         let stop = Arc::new(AtomicBool::new(false));
         let listener = Arc::new(listener);
@@ -75,15 +88,22 @@ impl Front {
                 worker.run()
             })?);
         }
-        let port = addr.port();
+        let port = private.port();
         workers.push(thread::spawn("http-watchdog", move || {
             watchdog(&accept, port)
         })?);
+        let limits = Limits {
+            max_connections: config.max_connections.max(1),
+            max_per_peer: config.max_per_peer.max(1),
+            connect_timeout: config.io_timeout,
+        };
+        let admission = Admission::start(public, private, limits)?;
         Ok(Front {
             addr,
             stop,
             server,
             workers,
+            admission,
         })
     }
 
@@ -106,6 +126,8 @@ impl Front {
         for worker in self.workers.drain(..) {
             worker.join();
         }
+        // After the workers: their last answers still pass through the relay.
+        self.admission.stop();
     }
 }
 

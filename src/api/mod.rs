@@ -8,9 +8,11 @@
 //! Never: blocks a worker longer than one request's deadline; never puts a secret into a
 //! response or a log line (env values and keys are write-only through the API).
 
+mod admit;
 pub mod front;
 pub mod http;
 mod mcp_http;
+mod relay;
 mod rest;
 pub mod serve;
 

@@ -301,6 +301,10 @@ OPTIONS:
     --allow-host HOST    A Host accepted on /mcp/... besides the listening address
                          and localhost:PORT (repeatable)
     --io-timeout-ms N    Read and write timeout of every connection (default 15000)
+    --max-connections N  HTTP connections open at once (default 256); more get an
+                         immediate 503 with Retry-After
+    --max-connections-per-peer N
+                         HTTP connections open at once from one IP address (default 64)
     --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
                          `aegis` keys of stdio's config; connections come over REST, so
                          mcpServers must be empty)
@@ -325,6 +329,8 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
         workers: 16,
         io_timeout: Duration::from_secs(15),
+        max_connections: 256,
+        max_per_peer: 64,
     };
     let mut data_dir: Option<PathBuf> = None;
     let mut demo = false;
@@ -343,6 +349,13 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
             }
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => config.workers = positive(parse_number(parser, "--workers")?)?,
+            Long("max-connections") => {
+                config.max_connections = positive(parse_number(parser, "--max-connections")?)?;
+            }
+            Long("max-connections-per-peer") => {
+                config.max_per_peer =
+                    positive(parse_number(parser, "--max-connections-per-peer")?)?;
+            }
             Long("demo") => demo = true,
             Long("allow-command") => {
                 allowed_commands.insert(parser.value()?.string()?);

@@ -162,10 +162,21 @@ fn descriptor_exhaustion_does_not_stop_the_listener_for_good() {
     let serve = Serve::start(&["--io-timeout-ms", "2000"], Some(96));
     let first = serve.get("/healthz");
     assert!(matches!(first, Ok((200, _))), "{first:?}\n{}", serve.log());
-    // Hold far more connections than the gate has descriptors, until its accept fails.
+    // Hold far more connections than the gate has descriptors, until an accept fails: the
+    // admission's accept, its connect to tiny_http, or tiny_http's accept (whichever runs out
+    // first).
     let mut held = Vec::new();
     let deadline = Instant::now() + WAIT;
-    while !serve.log().contains("accept loop stopped") {
+    let failed = |log: &str| {
+        [
+            "cannot accept",
+            "cannot reach the private listener",
+            "accept loop stopped",
+        ]
+        .iter()
+        .any(|m| log.contains(m))
+    };
+    while !failed(&serve.log()) {
         assert!(
             Instant::now() < deadline,
             "accept never failed:\n{}",
@@ -193,9 +204,129 @@ fn descriptor_exhaustion_does_not_stop_the_listener_for_good() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let log = serve.log();
+    if log.contains("accept loop stopped") {
+        assert!(log.contains("HTTP accept loop restarted"), "{log}");
+    }
+}
+
+/// A connection that made one keep-alive request and stays open: admitted and counted.
+fn held_connection(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    stream
+}
+
+/// Polls `/healthz` until it answers 200 (the gate notices closed connections on its own thread).
+fn served_again(serve: &Serve) {
+    let deadline = Instant::now() + WAIT;
+    while !matches!(serve.get("/healthz"), Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "never served again:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connections_over_the_limit_get_503_and_a_freed_slot_serves_again() {
+    let serve = Serve::start(
+        &["--io-timeout-ms", "60000", "--max-connections", "3"],
+        None,
+    );
+    let mut held: Vec<TcpStream> = (0..3).map(|_| held_connection(&serve.addr)).collect();
+    let (status, body) = serve.get("/healthz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "too_many_connections");
+    assert!(serve.log().contains("limits: 3 in all"), "{}", serve.log());
+    held.pop();
+    served_again(&serve);
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let serve = Serve::start(
+        &[
+            "--io-timeout-ms",
+            "60000",
+            "--max-connections",
+            "50",
+            "--max-connections-per-peer",
+            "2",
+        ],
+        None,
+    );
+    let mut held: Vec<TcpStream> = (0..2).map(|_| held_connection(&serve.addr)).collect();
+    let (status, body) = serve.get("/healthz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("from your address"), "{body}");
+    held.clear();
+    served_again(&serve);
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_slowloris_flood_gets_503s_and_pins_no_more_threads_than_the_limit() {
+    let serve = Serve::start(
+        &["--io-timeout-ms", "60000", "--max-connections", "8"],
+        None,
+    );
+    assert_eq!(serve.get("/healthz").unwrap().0, 200);
+    let before = threads_of(serve.child.id());
+    // Half a request each, never finished: every admitted one would hold a thread for a minute.
+    let slow = |addr: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        s
+    };
+    let _admitted: Vec<TcpStream> = (0..8).map(|_| slow(&serve.addr)).collect();
+    for _ in 0..40 {
+        let mut refused = slow(&serve.addr);
+        refused
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = refused.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+        assert!(answer.contains("Retry-After: 1"), "{answer}");
+    }
+    let after = threads_of(serve.child.id());
     assert!(
-        serve.log().contains("HTTP accept loop restarted"),
-        "{}",
-        serve.log()
+        after <= before + 8,
+        "{before} threads before, {after} after 48 slow connections"
     );
 }
