@@ -50,8 +50,9 @@ pub struct Api {
     admin_token_hash: String,
     store: Mutex<StateStore>,
     runtimes: Mutex<HashMap<String, Runtime>>,
-    /// Held by every REST change for its whole run (store write, teardown, start), so two changes
-    /// never interleave around a teardown; agent requests never take it.
+    /// Held by every REST change from after its body is read to its answer (store write,
+    /// teardown, start), so two changes never interleave around a teardown; agent requests never
+    /// take it.
     changes: Mutex<()>,
     sessions: Mutex<HashMap<String, mcp_http::HttpSession>>,
     next_session: AtomicU64,

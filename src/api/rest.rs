@@ -57,16 +57,23 @@ pub(super) fn handle(
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     use tiny_http::Method::{Delete, Get, Patch, Post, Put};
+    // The body is read before the change lock: a slow upload must not hold up other changes.
+    let body = match (method, segments.as_slice()) {
+        (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
+            http::json_body(request, api.options.max_body)?
+        }
+        _ => Vec::new(),
+    };
     let _change = (*method != Get).then(|| lock(&api.changes));
     match (method, segments.as_slice()) {
-        (Post, ["connections"]) => create_connection(api, request),
+        (Post, ["connections"]) => create_connection(api, &body),
         (Get, ["connections"]) => {
             list_connections(api, query_param(query, "workspace_id").as_deref())
         }
         (Get, ["connections", id]) => get_connection(api, id),
         (Delete, ["connections", id]) => delete_connection(api, id),
-        (Patch, ["connections", id]) => update_connection(api, request, id, false),
-        (Put, ["connections", id]) => update_connection(api, request, id, true),
+        (Patch, ["connections", id]) => update_connection(api, &body, id, false),
+        (Put, ["connections", id]) => update_connection(api, &body, id, true),
         (Post, ["connections", id, "restart"]) => restart_connection(api, id),
         (Get, ["workspaces"]) => list_workspaces(api),
         (Get, ["workspaces", id]) => get_workspace(api, id),
@@ -74,7 +81,7 @@ pub(super) fn handle(
         (Post, ["workspaces", id, "deactivate"]) => deactivate(api, id),
         (Get, ["workspaces", id, "tools"]) => workspace_tools(api, id),
         (Post, ["workspaces", id, "tools", name, "approve"]) => approve_tool(api, id, name),
-        (Post, ["agents"]) => create_agent(api, request),
+        (Post, ["agents"]) => create_agent(api, &body),
         (Get, ["agents"]) => list_agents(api, query_param(query, "workspace_id").as_deref()),
         (Delete, ["agents", id]) => revoke_agent(api, id),
         (
@@ -144,9 +151,8 @@ fn check_command(api: &Api, command: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn create_connection(api: &Api, request: &mut tiny_http::Request) -> Answer {
-    let body = http::json_body(request, api.options.max_body)?;
-    let new: NewConnection = http::parse(&body)?;
+fn create_connection(api: &Api, body: &[u8]) -> Answer {
+    let new: NewConnection = http::parse(body)?;
     let conn = add_connection(api, new)?;
     Ok((201, connection_json(api, &conn)))
 }
@@ -307,14 +313,8 @@ struct ConnectionUpdate {
 }
 
 /// Changes a connection; a running one is restarted with the change at once.
-fn update_connection(
-    api: &Api,
-    request: &mut tiny_http::Request,
-    id: &str,
-    replace: bool,
-) -> Answer {
-    let body = http::json_body(request, api.options.max_body)?;
-    let update: ConnectionUpdate = http::parse(&body)?;
+fn update_connection(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer {
+    let update: ConnectionUpdate = http::parse(body)?;
     if replace && update.command.is_none() {
         return Err(ApiError::invalid(
             "PUT needs the whole connection: command is missing",
@@ -541,9 +541,8 @@ struct NewAgent {
     name: String,
 }
 
-fn create_agent(api: &Api, request: &mut tiny_http::Request) -> Answer {
-    let body = http::json_body(request, api.options.max_body)?;
-    let new: NewAgent = http::parse(&body)?;
+fn create_agent(api: &Api, body: &[u8]) -> Answer {
+    let new: NewAgent = http::parse(body)?;
     let (id, key) = add_agent(api, &new.workspace_id, &new.name)?;
     Ok((
         201,

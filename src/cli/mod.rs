@@ -42,7 +42,7 @@ aegis-gate stdio: serve the merged tools of the configured servers over stdin/st
 USAGE:
     aegis-gate stdio --config FILE [OPTIONS]
     aegis-gate stdio --demo [OPTIONS]
-    aegis-gate stdio --workspace ID [--data-dir DIR] [OPTIONS]
+    aegis-gate stdio --workspace ID [--config FILE] [--data-dir DIR] [OPTIONS]
 
 OPTIONS:
     --config FILE             {\"mcpServers\": {...}} file (command, args, env, cwd per server;
@@ -50,7 +50,9 @@ OPTIONS:
     --demo                    Use the embedded demo config instead: two built-in example
                               servers named hello and world
     --workspace ID            Serve a workspace stored by `serve` in the data dir instead
-                              (its enabled connections, secrets decrypted)
+                              (its enabled connections, secrets decrypted); with --config
+                              FILE, the file gives only the \"aegis\" settings (its
+                              mcpServers must be empty)
     --separator SEP           Merged-name separator: . (default), __, _ or -
     --max-line-bytes N        Longest JSON-RPC line accepted (default 4194304)
     --call-timeout-ms N       tools/call deadline (default 60000)
@@ -224,13 +226,15 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let data_dir = store::resolve_data_dir(data_dir.as_deref())
         .map_err(|e| CliError::Config(e.to_string()))?;
     let mut config = match (config_path, demo) {
-        (None, false) if workspace.is_some() => {
+        (path, false) if workspace.is_some() => {
             let ws = workspace.as_deref().unwrap_or_default();
             let servers = crate::api::stored_servers(&data_dir, ws).map_err(CliError::Config)?;
-            Config {
-                servers,
-                settings: crate::config::Settings::default(),
-            }
+            // Like serve: the connections are the stored ones, the file gives only settings.
+            let settings = match path {
+                Some(path) => serve_settings(&path)?,
+                None => crate::config::Settings::default(),
+            };
+            Config { servers, settings }
         }
         (Some(path), false) => Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?,
         (None, true) => {

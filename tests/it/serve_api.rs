@@ -273,10 +273,11 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-fn stdio_call(data: &Path, ws: &str, tool: &str, args: Value) -> Value {
+fn stdio_call(data: &Path, ws: &str, extra: &[&str], tool: &str, args: Value) -> Value {
     let mut child = Command::new(gate_bin())
         .args(["stdio", "--workspace", ws, "--data-dir"])
         .arg(data)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -784,7 +785,13 @@ fn a_stored_workspace_is_served_over_stdio() {
     serve.setup("ws-1");
     let data = serve.data.clone();
     assert!(serve.stop().success());
-    let last = stdio_call(&data, "ws-1", "ex.get_env", json!({"name": "MY_SECRET"}));
+    let last = stdio_call(
+        &data,
+        "ws-1",
+        &[],
+        "ex.get_env",
+        json!({"name": "MY_SECRET"}),
+    );
     assert_eq!(text(&last), SECRET);
     let missing = Command::new(gate_bin())
         .args(["stdio", "--workspace", "nope", "--data-dir"])
@@ -793,6 +800,36 @@ fn a_stored_workspace_is_served_over_stdio() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no workspace \"nope\""));
+    // A config file gives the settings; the connections stay the stored ones.
+    let config = dir.path().join("gate.json");
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {}, "aegis": {"separator": "__"}}"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let last = stdio_call(
+        &data,
+        "ws-1",
+        &["--config", config],
+        "ex__get_env",
+        json!({"name": "MY_SECRET"}),
+    );
+    assert_eq!(text(&last), SECRET);
+    std::fs::write(
+        dir.path().join("servers.json"),
+        r#"{"mcpServers": {"x": {"command": "true"}}}"#,
+    )
+    .unwrap();
+    let refused = Command::new(gate_bin())
+        .args(["stdio", "--workspace", "ws-1", "--config"])
+        .arg(dir.path().join("servers.json"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("mcpServers must be empty"));
 }
 
 #[test]
@@ -833,7 +870,13 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
         old_state
     );
     // The secret still reaches the child, decrypted with the new key alone.
-    let last = stdio_call(&data, "ws-1", "ex.get_env", json!({"name": "MY_SECRET"}));
+    let last = stdio_call(
+        &data,
+        "ws-1",
+        &[],
+        "ex.get_env",
+        json!({"name": "MY_SECRET"}),
+    );
     assert_eq!(text(&last), SECRET);
 }
 
@@ -1438,4 +1481,39 @@ fn progress_reaches_the_client_before_the_answer() {
     assert_eq!(all.matches("notifications/progress").count(), 3, "{all}");
     assert!(all.contains("done after 3 steps"), "{all}");
     assert!(all.ends_with("0\r\n\r\n"), "{all}");
+}
+
+#[test]
+fn a_slow_admin_upload_does_not_hold_up_other_changes() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--io-timeout-ms", "120000"]);
+    serve.setup("ws-1");
+    // A POST whose body never finishes arriving. `Expect: 100-continue` makes the gate say when
+    // its handler starts reading the body (tiny_http reads small bodies itself otherwise).
+    let mut slow = TcpStream::connect(&serve.addr).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/aegis/connections HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n",
+        serve.addr
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    let mut continue_line = [0u8; 25];
+    slow.read_exact(&mut continue_line).unwrap();
+    assert!(
+        String::from_utf8_lossy(&continue_line).starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&continue_line)
+    );
+    slow.write_all(b"{\"workspace_id\":").unwrap();
+    // Another change is answered meanwhile (it would wait two minutes for the lock otherwise,
+    // and the request helper gives up long before).
+    let created = serve.admin(
+        "POST",
+        "/agents",
+        Some(json!({"workspace_id": "ws-1", "name": "second"})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    drop(slow);
 }
