@@ -1,17 +1,19 @@
 //! MCP over Streamable HTTP at `/mcp/{workspace}` (the 2025-03-26 … 2025-11-25 shape).
 //!
 //! Owns: the transport rules: `Host` (421) and `Origin` (403) allowlists, the agent's bearer key
-//! bound to the workspace (401), `POST` only for messages (`GET` 405: no server-initiated stream;
-//! `DELETE` ends a session), the `Accept` check (406), the `MCP-Protocol-Version` check (400),
-//! the body limit (413), `Mcp-Session-Id` issued on `initialize` (cryptographically random; 404
-//! for an unknown or ended one), 202 for notifications, and the answer to a request as JSON, or as
-//! server-sent events when progress notifications come before it. Without a server-initiated
-//! stream, `notifications/tools/list_changed` waits for the session's next request and goes
-//! first in its event stream.
+//! bound to the workspace (401), `POST` for messages, `GET` for the session's server-initiated
+//! event stream (handed to [`super::streams`]), `DELETE` to end a session, the `Accept` check
+//! (406), the `MCP-Protocol-Version` check (400), the body limit (413), `Mcp-Session-Id` issued on
+//! `initialize` (cryptographically random; 404 for an unknown or ended one), 202 for
+//! notifications, and the answer to a request as JSON, or as server-sent events when progress
+//! notifications come before it. `notifications/tools/list_changed` goes to the session's GET
+//! stream when it has one; otherwise it waits for the session's next request and goes first in
+//! its event stream (whichever takes it first from the session's queue; never both).
 //! Never: waits on a request longer than its deadline plus a margin; never lists or calls a tool
 //! for an agent of another workspace.
 
 use super::http::{self, ApiError};
+use super::streams::NewStream;
 use super::{lock, Api};
 use crate::gate::Session;
 use crate::jsonrpc::{self, Id, Message, Sink};
@@ -19,8 +21,8 @@ use crate::mcp;
 use crate::store::state::{hash_secret, hashes_equal, random_hex};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::VecDeque;
-use std::io::Read;
-use std::sync::atomic::Ordering;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,8 @@ pub(super) struct HttpSession {
     notes: Receiver<Vec<u8>>,
     /// When the session last carried a request.
     last_used: Instant,
+    /// Whether a GET stream of the session is open (such a session is in use, never idle).
+    streaming: Arc<AtomicBool>,
 }
 
 /// Takes out the sessions idle longer than `idle` at `now`.
@@ -55,7 +59,7 @@ fn forget_idle(
     idle: Duration,
 ) -> Vec<HttpSession> {
     take_sessions(sessions, |s| {
-        now.saturating_duration_since(s.last_used) >= idle
+        now.saturating_duration_since(s.last_used) >= idle && !s.streaming.load(Ordering::SeqCst)
     })
 }
 
@@ -107,6 +111,14 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             respond(request, 204, String::new(), None);
             204
         }
+        Ok(Reply::EventStream {
+            session,
+            notes,
+            streaming,
+        }) => {
+            open_stream(api, request, session, notes, streaming);
+            200
+        }
         Ok(Reply::Stream(body)) => {
             let (call_started, last) = (body.call_started, Arc::clone(&body.last));
             stream(request, body);
@@ -123,7 +135,7 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
                 tiny_http::Response::from_string(e.body()).with_status_code(e.status);
             response = with_header(response, "Content-Type", "application/json");
             if allow_post {
-                response = with_header(response, "Allow", "POST, DELETE");
+                response = with_header(response, "Allow", "GET, POST, DELETE");
             }
             let _ = request.respond(response);
             e.status
@@ -140,6 +152,12 @@ enum Reply {
     Accepted,
     NoContent,
     Stream(SseBody),
+    /// A session's GET stream: the head goes out, then the stream is handed over.
+    EventStream {
+        session: String,
+        notes: Receiver<Vec<u8>>,
+        streaming: Arc<AtomicBool>,
+    },
 }
 
 fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Reply, ApiError> {
@@ -153,6 +171,7 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     let agent_id = authenticate(api, request, &workspace)?;
     match request.method() {
         tiny_http::Method::Post => {}
+        tiny_http::Method::Get => return event_stream(api, request, &workspace, &agent_id),
         tiny_http::Method::Delete => return end_session(api, request, &workspace),
         _ => return Err(ApiError::method_not_allowed()),
     }
@@ -160,13 +179,7 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         .get(&workspace)
         .map(|r| std::sync::Arc::clone(r.gate()))
         .ok_or_else(|| ApiError::not_found(format!("workspace {workspace} is not active")))?;
-    if let Some(version) = http::header(request, "MCP-Protocol-Version") {
-        if !mcp::is_supported(version) {
-            return Err(ApiError::bad_request(format!(
-                "unsupported MCP-Protocol-Version {version:?}"
-            )));
-        }
-    }
+    check_version(request)?;
     let accept = http::header(request, "Accept")
         .unwrap_or("*/*")
         .to_ascii_lowercase();
@@ -237,7 +250,7 @@ fn outcome(reply: &Result<Reply, ApiError>) -> String {
     match reply {
         Ok(Reply::Json { body, .. }) => answer_outcome(body.as_bytes()),
         Ok(Reply::Stream(_)) => "no_answer".to_owned(),
-        Ok(Reply::Accepted | Reply::NoContent) => "invalid".to_owned(),
+        Ok(Reply::Accepted | Reply::NoContent | Reply::EventStream { .. }) => "invalid".to_owned(),
         Err(_) => "timeout".to_owned(),
     }
 }
@@ -344,7 +357,7 @@ fn session_for(
         }
         let id = random_hex(16).map_err(|e| ApiError::new(500, "random", e.to_string()))?;
         let numeric = api.next_session.fetch_add(1, Ordering::SeqCst);
-        // List changes wait here for the session's next request (no server-initiated stream).
+        // List changes wait here for the session's GET stream or its next request.
         let (tx, notes) = crossbeam_channel::bounded(NOTES_QUEUE);
         gate.subscribe(Sink::notices(numeric, tx));
         sessions.insert(
@@ -355,6 +368,7 @@ fn session_for(
                 numeric,
                 notes: notes.clone(),
                 last_used: Instant::now(),
+                streaming: Arc::default(),
             },
         );
         return Ok(SessionRef {
@@ -376,6 +390,80 @@ fn session_for(
             })
         }
         _ => Err(ApiError::not_found("unknown or ended session")),
+    }
+}
+
+fn check_version(request: &tiny_http::Request) -> Result<(), ApiError> {
+    match http::header(request, "MCP-Protocol-Version") {
+        Some(version) if !mcp::is_supported(version) => Err(ApiError::bad_request(format!(
+            "unsupported MCP-Protocol-Version {version:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `GET`: the session's server-initiated stream, checked here and opened by the caller.
+fn event_stream(
+    api: &Api,
+    request: &tiny_http::Request,
+    workspace: &str,
+    agent_id: &str,
+) -> Result<Reply, ApiError> {
+    check_version(request)?;
+    let accept = http::header(request, "Accept").unwrap_or_default();
+    if !accept.to_ascii_lowercase().contains("text/event-stream") {
+        return Err(ApiError::new(
+            406,
+            "not_acceptable",
+            "a GET stream needs Accept: text/event-stream",
+        ));
+    }
+    let header = http::header(request, "Mcp-Session-Id")
+        .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
+    let sessions = lock(&api.sessions);
+    match sessions.get(header) {
+        Some(s) if s.workspace == workspace && s.agent_id == agent_id => Ok(Reply::EventStream {
+            session: header.to_owned(),
+            notes: s.notes.clone(),
+            streaming: Arc::clone(&s.streaming),
+        }),
+        _ => Err(ApiError::not_found("unknown or ended session")),
+    }
+}
+
+/// Writes the stream's head and hands the stream to the `http-streams` thread.
+fn open_stream(
+    api: &Api,
+    request: tiny_http::Request,
+    session: String,
+    notes: Receiver<Vec<u8>>,
+    streaming: Arc<AtomicBool>,
+) {
+    let chunked = *request.http_version() >= tiny_http::HTTPVersion(1, 1);
+    let head: &[u8] = if chunked {
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    } else {
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Connection: close\r\n\r\n"
+    };
+    let mut writer = request.into_writer();
+    if writer
+        .write_all(head)
+        .and_then(|()| writer.flush())
+        .is_err()
+    {
+        return;
+    }
+    let stream = NewStream {
+        session,
+        notes,
+        writer,
+        chunked,
+        streaming,
+    };
+    if api.streams.open(stream).is_err() {
+        log::warn!("the event stream thread is busy or stopped; a GET stream ends at once");
     }
 }
 
@@ -596,6 +684,7 @@ mod tests {
             numeric: 1,
             notes: crossbeam_channel::bounded(1).1,
             last_used,
+            streaming: Arc::default(),
         }
     }
 

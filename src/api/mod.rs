@@ -15,6 +15,7 @@ mod mcp_http;
 mod relay;
 mod rest;
 pub mod serve;
+mod streams;
 
 use crate::config::{ServerConfig, Settings};
 use crate::crypto::Keyring;
@@ -55,6 +56,8 @@ pub struct Api {
     /// take it.
     changes: Mutex<()>,
     sessions: Mutex<HashMap<String, mcp_http::HttpSession>>,
+    /// The sessions' GET event streams.
+    streams: streams::Streams,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -87,8 +90,8 @@ impl Api {
         keyring: Keyring,
         store: StateStore,
         admin_token_hash: String,
-    ) -> Api {
-        Api {
+    ) -> std::io::Result<Api> {
+        Ok(Api {
             options,
             settings,
             keyring,
@@ -97,12 +100,13 @@ impl Api {
             runtimes: Mutex::new(HashMap::new()),
             changes: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
+            streams: streams::Streams::start()?,
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
             http_requests: Mutex::new(std::collections::BTreeMap::new()),
             calls: Mutex::new(Calls::default()),
-        }
+        })
     }
 
     /// Starts every workspace the state says is active (after a restart, everything is back).
@@ -133,6 +137,11 @@ impl Api {
     pub fn demo(&self, exe: &str) -> Result<String, String> {
         let _change = lock(&self.changes);
         rest::demo(self, exe).map_err(|e| e.message)
+    }
+
+    /// Ends every GET event stream (clients get a clean end; call before the front stops).
+    pub fn end_streams(&self) {
+        self.streams.stop();
     }
 
     /// Stops every running workspace.

@@ -57,7 +57,7 @@ pub fn run(
         keyring,
         state,
         admin_hash,
-    ));
+    )?);
     let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
     api.resume(front.addr());
     let demo_key = if demo {
@@ -90,6 +90,7 @@ pub fn run(
     drop(out);
     let signal = signals.forever().next();
     log::info!("signal {signal:?}: stopping");
+    api.end_streams();
     front.stop();
     api.shutdown();
     log::info!("stopped");

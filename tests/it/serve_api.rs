@@ -474,12 +474,21 @@ fn mcp_over_http_sessions_and_transport_checks() {
         Some(&init.to_string()),
     );
     assert_eq!(html.status, 406);
+    // GET opens a session's event stream: it needs Accept and a live session.
+    let get = |headers: &[(&str, &str)]| {
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        serve.request("GET", "/mcp/ws-1", &all, None).status
+    };
+    assert_eq!(get(&[]), 406);
+    assert_eq!(get(&[("Accept", "text/event-stream")]), 400);
     assert_eq!(
-        serve
-            .request("GET", "/mcp/ws-1", &[("Authorization", &auth)], None)
-            .status,
-        405
+        get(&[("Accept", "text/event-stream"), ("Mcp-Session-Id", "nope")]),
+        404
     );
+    let put = serve.request("PUT", "/mcp/ws-1", &[("Authorization", &auth)], None);
+    assert_eq!(put.status, 405);
+    assert!(put.headers.contains("GET, POST, DELETE"), "{}", put.headers);
 
     let session = serve.session("ws-1", &key);
     let list = serve.mcp(
@@ -710,6 +719,35 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
             .unwrap()
             .iter()
             .any(|t| t == "ex.weather"));
+    }
+    // An idle SDK client hears of a list change made by another session: through its GET stream.
+    for mode in ["auto", "legacy"] {
+        let mut waiting = Command::new(&python)
+            .arg(&script)
+            .args(["--mode", mode, "--timeout", "60", "--url", &url])
+            .args(["--header", &format!("Authorization:Bearer {key}")])
+            .arg("--await-list-change")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(waiting.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(line.contains("awaiting_list_change"), "{mode}: {line:?}");
+        let other = serve.session("ws-1", &key);
+        serve.call("ws-1", &key, &other, "ex.toggle", json!({}));
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let out = waiting.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            serve.log()
+        );
+        let report: Value = serde_json::from_str(rest.trim()).unwrap();
+        assert_eq!(report["list_changed"], true, "{report}");
     }
     let bad_origin = Command::new(&python)
         .arg(&script)
@@ -1516,4 +1554,61 @@ fn a_slow_admin_upload_does_not_hold_up_other_changes() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     drop(slow);
+}
+
+/// Reads a raw event stream until `want` appears in what came so far; returns it all.
+fn read_until(stream: &mut TcpStream, seen: &mut String, want: &str) {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the stream ended before {want:?}: {seen}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) => panic!("no {want:?} in time ({e}): {seen}"),
+        }
+    }
+}
+
+#[test]
+fn an_idle_agent_hears_of_a_list_change_on_its_get_stream() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--io-timeout-ms", "300"]);
+    let key = serve.setup("ws-1");
+    let listening = serve.session("ws-1", &key);
+    let mut stream = TcpStream::connect(&serve.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET /mcp/ws-1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+         Accept: text/event-stream\r\nMcp-Session-Id: {listening}\r\n\r\n",
+        serve.addr
+    )
+    .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "\r\n\r\n");
+    assert!(seen.starts_with("HTTP/1.1 200 "), "{seen}");
+    assert!(seen.contains("Content-Type: text/event-stream"), "{seen}");
+    // The stream outlives the connection's I/O timeout (the client sends nothing on it): this
+    // wait is the point of the test, not a synchronisation.
+    std::thread::sleep(Duration::from_millis(1500));
+    // Another session changes the tool list; the listening one sends nothing and still hears.
+    let other = serve.session("ws-1", &key);
+    assert_eq!(
+        text(&serve.call("ws-1", &key, &other, "ex.toggle", json!({}))),
+        "surprise is on"
+    );
+    read_until(
+        &mut stream,
+        &mut seen,
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"",
+    );
+    // Ending the session ends its stream.
+    let auth = format!("Bearer {key}");
+    let ended = serve.request(
+        "DELETE",
+        "/mcp/ws-1",
+        &[("Authorization", &auth), ("Mcp-Session-Id", &listening)],
+        None,
+    );
+    assert_eq!(ended.status, 204);
+    read_until(&mut stream, &mut seen, "\r\n0\r\n\r\n");
 }

@@ -17,6 +17,11 @@ Prints ONE JSON object on stdout:
   {"protocol_version": ..., "handshake": "discover"|"initialize", "server_info": {...} | null,
    "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}}}
 
+`--await-list-change` makes it, after its calls, print the line {"awaiting_list_change": true} on
+stdout (flushed) and wait, sending nothing, until a `notifications/tools/list_changed` reaches the
+SDK's message handler (through the session's GET stream); the final object then has
+"list_changed": true. The caller changes the tool list after reading that line.
+
 `--expect-http-error STATUS` instead makes one raw POST (urllib, no SDK, redirects not followed) of
 an `initialize` request with `Accept: application/json, text/event-stream`,
 `Content-Type: application/json` and the `--header`s (which win on a clash); it prints
@@ -52,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--expect-http-error", type=int, metavar="STATUS", help="raw initialize POST must get STATUS")
     p.add_argument("--timeout", type=float, default=60.0, help="overall timeout in seconds")
+    p.add_argument("--await-list-change", action="store_true", help="after the calls, wait for tools/list_changed")
     return p.parse_args()
 
 
@@ -78,12 +84,22 @@ async def list_all_tools(client: Client) -> list[str]:
 
 
 async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    list_changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        inner = getattr(message, "root", message)
+        if getattr(inner, "method", None) == "notifications/tools/list_changed":
+            list_changed.set()
+
     # We own the httpx2 client (the transport leaves a caller-supplied one open); it must outlive
     # the Client so the transport's closing DELETE can still use it.
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(args.timeout)) as http,
         Client(
-            streamable_http_client(args.url, http_client=http), mode=args.mode, read_timeout_seconds=args.timeout
+            streamable_http_client(args.url, http_client=http),
+            mode=args.mode,
+            read_timeout_seconds=args.timeout,
+            message_handler=on_message,
         ) as client,
     ):
         session = client.session
@@ -99,6 +115,10 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
             result = await client.call_tool(name, arguments)
             text = "".join(block.text for block in result.content if block.type == "text")
             out["calls"][name] = {"is_error": bool(result.is_error), "text": text}
+        if args.await_list_change:
+            print(json.dumps({"awaiting_list_change": True}), flush=True)
+            await list_changed.wait()
+            out["list_changed"] = True
         return out
 
 

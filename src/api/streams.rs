@@ -1,0 +1,299 @@
+//! Server-initiated event streams: the answer to `GET /mcp/{workspace}` with a session.
+//!
+//! Owns: the `http-streams` thread and every open GET stream. A worker writes a stream's head
+//! and hands the stream over; this thread waits on the list-change queues of all the sessions
+//! with a stream (crossbeam `Select`), writes each change as an event, keeps idle streams alive
+//! with a comment every [`KEEPALIVE`] (which also finds clients that went away), and ends a
+//! stream when its session ends (the merger drops the queue's sender), when the session opens a
+//! newer stream, when a write fails, or at shutdown.
+//! Never: holds a worker for a stream's life; keeps more than one stream per session or more than
+//! [`MAX_STREAMS`] in all; waits on a write longer than the socket's write timeout.
+//!
+//! Threads: `http-streams`, ended by [`Streams::stop`] (which closes every stream) and joined.
+
+use super::lock;
+use crate::thread::{self, JoinOnDrop};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An idle stream gets a comment this often.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Open streams at most (each also holds one of the front's connections).
+const MAX_STREAMS: usize = 1024;
+/// Streams handed over but not yet taken by the thread.
+const HANDOVER_QUEUE: usize = 64;
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub(super) enum OpenError {
+    /// The handover queue is full or the thread has stopped.
+    Busy,
+}
+
+/// A stream whose head is written, handed to the thread.
+pub(super) struct NewStream {
+    /// The session's id: a newer stream of the same session replaces this one.
+    pub(super) session: String,
+    /// The session's list-change queue.
+    pub(super) notes: Receiver<Vec<u8>>,
+    /// The response body's writer (after the head).
+    pub(super) writer: Box<dyn Write + Send>,
+    /// Chunked transfer encoding (HTTP/1.1); raw until close otherwise.
+    pub(super) chunked: bool,
+    /// Set while the stream is open (the session counts as in use).
+    pub(super) streaming: Arc<AtomicBool>,
+}
+
+/// The running `http-streams` thread.
+pub(super) struct Streams {
+    handover: Mutex<Option<Sender<NewStream>>>,
+    thread: Mutex<Option<JoinOnDrop<()>>>,
+}
+
+impl Streams {
+    pub(super) fn start() -> io::Result<Streams> {
+        let (tx, rx) = crossbeam_channel::bounded(HANDOVER_QUEUE);
+        let thread = thread::spawn("http-streams", move || run(&rx))?;
+        Ok(Streams {
+            handover: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands a stream over; on error the caller still owns nothing (the writer is dropped).
+    pub(super) fn open(&self, stream: NewStream) -> Result<(), OpenError> {
+        let handover = lock(&self.handover);
+        let tx = handover.as_ref().ok_or(OpenError::Busy)?;
+        tx.try_send(stream).map_err(|e| match e {
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => OpenError::Busy,
+        })
+    }
+
+    /// Ends every stream (each gets its end of stream) and joins the thread.
+    pub(super) fn stop(&self) {
+        lock(&self.handover).take();
+        if let Some(thread) = lock(&self.thread).take() {
+            thread.join();
+        }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Open {
+    session: String,
+    notes: Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    chunked: bool,
+    last_write: Instant,
+    streaming: Arc<AtomicBool>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.streaming.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Open {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.chunked {
+            self.writer
+                .write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+            self.writer.write_all(data)?;
+            self.writer.write_all(b"\r\n")?;
+        } else {
+            self.writer.write_all(data)?;
+        }
+        self.writer.flush()?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// The end of the stream; the connection closes when the writer is dropped after it.
+    fn end(mut self) {
+        if self.chunked {
+            let _ = self
+                .writer
+                .write_all(b"0\r\n\r\n")
+                .and_then(|()| self.writer.flush());
+        }
+    }
+}
+
+/// What the wait returned.
+enum Woke {
+    Handover(Option<NewStream>),
+    Note(usize, Option<Vec<u8>>),
+    Timeout,
+}
+
+fn run(handover: &Receiver<NewStream>) {
+    let mut open: Vec<Open> = Vec::new();
+    loop {
+        match wait(handover, &open) {
+            Woke::Handover(Some(new)) => add(&mut open, new),
+            Woke::Handover(None) => break, // Stopping.
+            Woke::Note(i, Some(line)) => {
+                let mut event = Vec::with_capacity(line.len() + 24);
+                event.extend_from_slice(b"event: message\ndata: ");
+                event.extend_from_slice(&line);
+                event.extend_from_slice(b"\n\n");
+                if let Err(e) = open[i].write(&event) {
+                    log::debug!("event stream of a session ended: {e}");
+                    open.swap_remove(i);
+                }
+            }
+            // The session ended: the merger dropped its queue.
+            Woke::Note(i, None) => open.swap_remove(i).end(),
+            Woke::Timeout => {}
+        }
+        keep_alive(&mut open);
+    }
+    for stream in open {
+        stream.end();
+    }
+}
+
+fn wait(handover: &Receiver<NewStream>, open: &[Open]) -> Woke {
+    let mut select = Select::new();
+    select.recv(handover);
+    for stream in open {
+        select.recv(&stream.notes);
+    }
+    let oldest = open.iter().map(|s| s.last_write).min();
+    let timeout = oldest.map_or(KEEPALIVE, |at| {
+        (at + KEEPALIVE).saturating_duration_since(Instant::now())
+    });
+    let Ok(op) = select.select_timeout(timeout) else {
+        return Woke::Timeout;
+    };
+    match op.index() {
+        0 => Woke::Handover(op.recv(handover).ok()),
+        i => Woke::Note(i - 1, op.recv(&open[i - 1].notes).ok()),
+    }
+}
+
+fn add(open: &mut Vec<Open>, new: NewStream) {
+    if let Some(i) = open.iter().position(|s| s.session == new.session) {
+        open.swap_remove(i).end();
+    }
+    new.streaming.store(true, Ordering::SeqCst);
+    let stream = Open {
+        session: new.session,
+        notes: new.notes,
+        writer: new.writer,
+        chunked: new.chunked,
+        last_write: Instant::now(),
+        streaming: new.streaming,
+    };
+    if open.len() >= MAX_STREAMS {
+        log::warn!("{MAX_STREAMS} event streams are open; ending a new one at once");
+        stream.end();
+        return;
+    }
+    open.push(stream);
+}
+
+/// A comment on every stream idle for [`KEEPALIVE`]; a stream whose write fails is dropped.
+fn keep_alive(open: &mut Vec<Open>) {
+    let now = Instant::now();
+    open.retain_mut(|s| {
+        now.saturating_duration_since(s.last_write) < KEEPALIVE
+            || s.write(b": keepalive\n\n").is_ok()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    /// A writer whose bytes the test can read.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<StdMutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn open(streams: &Streams, session: &str) -> (Sender<Vec<u8>>, Shared) {
+        let (tx, notes) = crossbeam_channel::bounded(1);
+        let out = Shared::default();
+        let new = NewStream {
+            session: session.into(),
+            notes,
+            writer: Box::new(out.clone()),
+            chunked: true,
+            streaming: Arc::default(),
+        };
+        assert!(streams.open(new).is_ok());
+        (tx, out)
+    }
+
+    #[test]
+    fn a_note_becomes_a_chunked_event_and_a_dropped_queue_ends_the_stream() {
+        let streams = Streams::start().unwrap();
+        let (tx, out) = open(&streams, "s1");
+        tx.send(b"{\"n\":1}".to_vec()).unwrap();
+        drop(tx);
+        // The end of stream is the thread's answer to the dropped queue; stop() joins after it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.text().ends_with("0\r\n\r\n") {
+            assert!(Instant::now() < deadline, "{:?}", out.text());
+            std::thread::yield_now();
+        }
+        let text = out.text();
+        assert!(
+            text.starts_with("1e\r\nevent: message\ndata: {\"n\":1}\n\n\r\n"),
+            "{text:?}"
+        );
+        streams.stop();
+    }
+
+    #[test]
+    fn a_newer_stream_of_a_session_replaces_the_older_and_stop_ends_all() {
+        let streams = Streams::start().unwrap();
+        let (_tx1, first) = open(&streams, "s1");
+        let (_tx2, second) = open(&streams, "s1");
+        let (_tx3, other) = open(&streams, "s2");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while first.text() != "0\r\n\r\n" {
+            assert!(Instant::now() < deadline, "{:?}", first.text());
+            std::thread::yield_now();
+        }
+        assert_eq!(second.text(), "");
+        streams.stop();
+        assert_eq!(second.text(), "0\r\n\r\n");
+        assert_eq!(other.text(), "0\r\n\r\n");
+        assert!(matches!(
+            streams.open(NewStream {
+                session: "s3".into(),
+                notes: crossbeam_channel::bounded(1).1,
+                writer: Box::new(Shared::default()),
+                chunked: true,
+                streaming: Arc::default(),
+            }),
+            Err(OpenError::Busy)
+        ));
+    }
+}
