@@ -4,11 +4,12 @@
 //! [`Pair`]. `tiny_http` gives each connection a thread for as long as the connection lives and
 //! has no limit, so it never sees the public socket: it listens on a private loopback socket, and
 //! this thread accepts on the public one (mio), refuses a connection over the total or per-peer
-//! limit with an immediate 503, and relays the admitted ones to the private socket. So at most
+//! limit with an immediate 503, and relays the admitted ones to the private socket (a finished
+//! one lingers a moment, its input discarded, so its last answer is not reset away). So at most
 //! `max_connections` connections, and so `tiny_http` threads, exist at once, whatever clients do.
 //! An accept error (descriptors run out) pauses accepting for a moment; it never ends the loop.
 //! Never: blocks (every socket is non-blocking); parses HTTP; keeps more than a bounded number of
-//! refused connections (each is answered, drained for at most [`REFUSAL_LINGER`], then closed).
+//! closing connections (each is drained for at most [`LINGER`], then closed).
 //!
 //! Threads: `http-admit`, stopped through a [`mio::Waker`] and joined by [`Admission::stop`].
 
@@ -38,10 +39,12 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Tokens from here are pairs: `FIRST + 2 * slot` the client, `+ 1` our side.
 const FIRST: usize = 2;
-/// Refused connections kept at once while their 503 goes out; more are closed unanswered.
-const MAX_REFUSALS: usize = 64;
-/// How long a refused connection is drained (so closing it does not reset the 503 away).
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Connections kept at once while their last answer goes out (a refusal's 503, or the end of a
+/// relayed connection); more are closed at once.
+const MAX_LINGERING: usize = 256;
+/// How long such a connection's input is drained: closing a socket with unread input resets it,
+/// and the reset can destroy the answer still on its way.
+const LINGER: Duration = Duration::from_secs(1);
 /// How long accepting pauses after an accept error.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a stop waits for answers already written by `tiny_http` to reach their clients.
@@ -78,8 +81,8 @@ impl Admission {
             slots: Vec::new(),
             free: Vec::new(),
             per_peer: HashMap::new(),
-            refusals: HashMap::new(),
-            next_refusal: 0,
+            lingering: HashMap::new(),
+            next_linger: 0,
             paused_until: None,
             refused: 0,
             refusal_logged: None,
@@ -111,8 +114,8 @@ impl Drop for Admission {
     }
 }
 
-/// A refused connection whose 503 is going out.
-struct Refusal {
+/// A client connection whose last answer is going out: its input is drained, then it closes.
+struct Lingering {
     stream: TcpStream,
     until: Instant,
 }
@@ -125,9 +128,9 @@ struct Admit {
     slots: Vec<Option<Pair>>,
     free: Vec<usize>,
     per_peer: HashMap<IpAddr, usize>,
-    /// Refusals by token (just below `usize::MAX`, far from the pairs').
-    refusals: HashMap<usize, Refusal>,
-    next_refusal: usize,
+    /// Lingering clients by token (just below `usize::MAX`, far from the pairs').
+    lingering: HashMap<usize, Lingering>,
+    next_linger: usize,
     paused_until: Option<Instant>,
     refused: u64,
     refusal_logged: Option<Instant>,
@@ -159,7 +162,7 @@ impl Admit {
         if let Some(at) = self.paused_until {
             wake = wake.min(at);
         }
-        if let Some(until) = self.refusals.values().map(|r| r.until).min() {
+        if let Some(until) = self.lingering.values().map(|r| r.until).min() {
             wake = wake.min(until);
         }
         wake.saturating_duration_since(now)
@@ -176,11 +179,11 @@ impl Admit {
             Token(t) if t >= FIRST && (t - FIRST) / 2 < self.slots.len() => {
                 self.pump((t - FIRST) / 2);
             }
-            Token(t) => self.drain_refusal(t),
+            Token(t) => self.drain_lingering(t),
         }
     }
 
-    /// Deadlines: accepting again after a pause, refusals done lingering, connects too slow.
+    /// Deadlines: accepting again after a pause, lingering clients done, connects too slow.
     fn on_time(&mut self) {
         let now = Instant::now();
         if self.paused_until.is_some_and(|at| at <= now) {
@@ -188,7 +191,7 @@ impl Admit {
             // Readiness is edge-triggered: connections that queued meanwhile raise no new event.
             self.accept_all();
         }
-        self.refusals.retain(|_, r| r.until > now);
+        self.lingering.retain(|_, r| r.until > now);
         let late: Vec<usize> = self
             .slots
             .iter()
@@ -260,7 +263,13 @@ impl Admit {
         };
         match pair.pump() {
             Ok(false) => {}
-            Ok(true) => self.close(slot),
+            // The server side ended and all its bytes went to the client (whose side is shut
+            // for writing): let the client read them before the socket closes.
+            Ok(true) => {
+                if let Some(client) = self.close(slot) {
+                    self.linger(client);
+                }
+            }
             Err(e) => {
                 log::debug!("HTTP connection from {} ended: {e}", pair.peer);
                 self.close(slot);
@@ -268,10 +277,9 @@ impl Admit {
         }
     }
 
-    fn close(&mut self, slot: usize) {
-        let Some(mut pair) = self.slots.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
+    /// Frees the slot; returns the client's socket (dropping it closes it).
+    fn close(&mut self, slot: usize) -> Option<TcpStream> {
+        let mut pair = self.slots.get_mut(slot).and_then(Option::take)?;
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut pair.client);
         let _ = registry.deregister(&mut pair.inner);
@@ -282,13 +290,14 @@ impl Admit {
             }
         }
         self.free.push(slot);
+        Some(pair.client)
     }
 
     /// Answers 503 at once, then drains what the client sends for a moment before closing:
     /// closing a socket with unread input resets it, and the reset can destroy the answer.
     fn refuse(&mut self, mut stream: TcpStream, why: &str) {
         self.note_refusal(why);
-        if self.refusals.len() >= MAX_REFUSALS {
+        if self.lingering.len() >= MAX_LINGERING {
             return; // Dropped: closed unanswered; the bound matters more than the courtesy.
         }
         let body = format!(
@@ -302,29 +311,38 @@ impl Admit {
         // A fresh socket's send buffer holds this small answer; if not, the client gets less.
         let _ = stream.write(answer.as_bytes());
         let _ = stream.shutdown(Shutdown::Write);
-        let token = self.refusal_token();
+        self.linger(stream);
+    }
+
+    /// Keeps `stream` (already shut for writing) for at most [`LINGER`], discarding its input,
+    /// so that closing it sends a FIN after the answer rather than a reset.
+    fn linger(&mut self, mut stream: TcpStream) {
+        if self.lingering.len() >= MAX_LINGERING {
+            return; // Dropped: closed now; the bound matters more than the courtesy.
+        }
+        let token = self.linger_token();
         if self
             .poll
             .registry()
             .register(&mut stream, Token(token), Interest::READABLE)
             .is_ok()
         {
-            self.refusals.insert(
+            self.lingering.insert(
                 token,
-                Refusal {
+                Lingering {
                     stream,
-                    until: Instant::now() + REFUSAL_LINGER,
+                    until: Instant::now() + LINGER,
                 },
             );
         }
     }
 
-    /// A token no live refusal has (there are at most [`MAX_REFUSALS`], so one is found).
-    fn refusal_token(&mut self) -> usize {
+    /// A token no lingering client has (there are at most [`MAX_LINGERING`], so one is found).
+    fn linger_token(&mut self) -> usize {
         loop {
-            self.next_refusal = (self.next_refusal + 1) % (MAX_REFUSALS * 2);
-            let token = usize::MAX - self.next_refusal;
-            if !self.refusals.contains_key(&token) {
+            self.next_linger = (self.next_linger + 1) % (MAX_LINGERING * 2);
+            let token = usize::MAX - self.next_linger;
+            if !self.lingering.contains_key(&token) {
                 return token;
             }
         }
@@ -348,13 +366,13 @@ impl Admit {
         }
     }
 
-    fn drain_refusal(&mut self, token: usize) {
-        let Some(refusal) = self.refusals.get_mut(&token) else {
+    fn drain_lingering(&mut self, token: usize) {
+        let Some(lingering) = self.lingering.get_mut(&token) else {
             return;
         };
         let mut sink = [0u8; 1024];
         loop {
-            match refusal.stream.read(&mut sink) {
+            match lingering.stream.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -362,7 +380,7 @@ impl Admit {
                 Err(_) => break,
             }
         }
-        if let Some(mut done) = self.refusals.remove(&token) {
+        if let Some(mut done) = self.lingering.remove(&token) {
             let _ = self.poll.registry().deregister(&mut done.stream);
         }
     }

@@ -123,7 +123,9 @@ impl Serve {
         }
         let body = body.unwrap_or_default();
         text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        stream.write_all(text.as_bytes()).unwrap();
+        // A server may answer (413, 401…) and close before it has read a whole body; the
+        // answer is still there to read.
+        let _ = stream.write_all(text.as_bytes());
         let mut raw = String::new();
         stream.read_to_string(&mut raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
