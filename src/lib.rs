@@ -25,6 +25,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod delegation;
 pub mod downstream;
 pub mod example_server;
 pub mod gate;
