@@ -12,12 +12,14 @@ mod admit;
 pub mod front;
 pub mod http;
 mod mcp_http;
+mod partners;
 mod relay;
 mod rest;
 pub mod serve;
 mod streams;
 
 use crate::config::{ServerConfig, Settings};
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
 use crate::store::pins::PinStore;
@@ -41,6 +43,8 @@ pub struct ApiOptions {
     pub allowed_hosts: BTreeSet<String>,
     /// Largest request body. Default 4 MiB.
     pub max_body: usize,
+    /// This gate's organization id (`--org-id`): stored, and kept for later starts.
+    pub org_id: Option<String>,
 }
 
 /// Everything the HTTP workers share.
@@ -58,6 +62,8 @@ pub struct Api {
     sessions: Mutex<HashMap<String, mcp_http::HttpSession>>,
     /// The sessions' GET event streams.
     streams: streams::Streams,
+    /// This gate's Ed25519 keys (its identity towards partners).
+    signing: SigningKeys,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -90,6 +96,7 @@ impl Api {
         keyring: Keyring,
         store: StateStore,
         admin_token_hash: String,
+        signing: SigningKeys,
     ) -> std::io::Result<Api> {
         Ok(Api {
             options,
@@ -101,6 +108,7 @@ impl Api {
             changes: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             streams: streams::Streams::start()?,
+            signing,
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),

@@ -62,9 +62,15 @@ pub(super) fn handle(
         (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
             http::json_body(request, api.options.max_body)?
         }
+        (m, s) if super::partners::takes_body(m, s) => {
+            http::json_body(request, api.options.max_body)?
+        }
         _ => Vec::new(),
     };
     let _change = (*method != Get).then(|| lock(&api.changes));
+    if let Some(answer) = super::partners::route(api, method, &segments, &body) {
+        return answer;
+    }
     match (method, segments.as_slice()) {
         (Post, ["connections"]) => create_connection(api, &body),
         (Get, ["connections"]) => {
@@ -118,7 +124,7 @@ pub(super) struct NewConnection {
     pub(super) env: BTreeMap<String, String>,
 }
 
-fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
+pub(super) fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
     validate_server_name(id, Separator::Dot)
         .map_err(|why| ApiError::invalid(format!("{what} {id:?}: {why}")))
 }

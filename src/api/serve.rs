@@ -1,8 +1,8 @@
 //! `aegis-gate serve`: the gate as an HTTP service.
 //!
-//! Owns: first start (the data dir 0700, the Fernet key and the admin token created when they are
-//! not given by `AEGIS_FERNET_KEYS` / `AEGIS_ADMIN_TOKEN`; a generated token is printed once and only
-//! its hash is stored), resuming the workspaces the state says are active, starting the HTTP
+//! Owns: first start (the data dir 0700, the Fernet key, the Ed25519 signing key and the admin
+//! token created when they are not given by `AEGIS_FERNET_KEYS` / `AEGIS_ADMIN_TOKEN`; a
+//! generated token is printed once and only its hash is stored), storing `--org-id`, resuming the workspaces the state says are active, starting the HTTP
 //! front, announcing the bound address on stdout, and the shutdown on SIGTERM/SIGINT (stop taking
 //! requests, let those being handled finish, tear every child down, exit 0).
 //! Never: stores or logs the admin token itself.
@@ -12,6 +12,7 @@
 use super::front::{Front, FrontConfig};
 use super::{Api, ApiOptions};
 use crate::config::Settings;
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::store::state::{hash_secret, random_hex, StateStore};
 use crate::{store, sys};
@@ -46,6 +47,10 @@ pub fn run(
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
     let mut state = StateStore::open(&options.data_dir).map_err(other)?;
     let (admin_hash, new_token) = admin_token(&mut state)?;
+    if let Some(org) = options.org_id.clone() {
+        set_org_id(&mut state, org)?;
+    }
+    let signing = SigningKeys::load_or_create(&options.data_dir).map_err(other)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -57,6 +62,7 @@ pub fn run(
         keyring,
         state,
         admin_hash,
+        signing,
     )?);
     let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
     api.resume(front.addr());
@@ -95,6 +101,23 @@ pub fn run(
     api.shutdown();
     log::info!("stopped");
     Ok(())
+}
+
+/// Stores `--org-id` (an id like a workspace's), so later starts and `keys show` know it.
+fn set_org_id(state: &mut StateStore, org: String) -> io::Result<()> {
+    crate::config::validate_server_name(&org, crate::config::Separator::Dot)
+        .map_err(|why| other(format!("--org-id {org:?}: {why}")))?;
+    if state.state().partners.contains_key(&org) {
+        return Err(other(format!(
+            "--org-id {org:?} is the id of a registered partner"
+        )));
+    }
+    state
+        .update(|s| {
+            s.org_id = Some(org);
+            Ok::<_, store::Error>(())
+        })
+        .map_err(other)
 }
 
 fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {

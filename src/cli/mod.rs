@@ -5,6 +5,7 @@
 //! Never: holds behaviour of its own beyond parsing; never prints to stdout except `--help`,
 //! `--version` and what a subcommand defines as its output.
 
+mod keys;
 mod tools;
 
 use crate::config::{Config, Separator};
@@ -25,6 +26,7 @@ COMMANDS:
     serve            Run the HTTP service: REST admin API and MCP over Streamable HTTP
     tools            List, inspect and approve tools (verdicts, findings, pins)
     rotate-key       Re-encrypt every stored secret under a new Fernet key, then drop the old one
+    keys             Show this gate's org id and public keys (for partners), or rotate them
     example-server   Run the built-in example MCP server over stdin/stdout
 
 GLOBAL OPTIONS:
@@ -169,6 +171,7 @@ fn run_command(
         "tools" => run_tools(parser, log_level),
         "serve" => run_serve(parser, log_level),
         "rotate-key" => run_rotate_key(parser, log_level),
+        "keys" => run_keys(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -309,6 +312,9 @@ OPTIONS:
                          immediate 503 with Retry-After
     --max-connections-per-peer N
                          HTTP connections open at once from one IP address (default 64)
+    --org-id ORG         This gate's organization id for delegation (stored; later
+                         starts keep it). GET /api/v1/aegis/identity shows it with the
+                         gate's public keys
     --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
                          `aegis` keys of stdio's config; connections come over REST, so
                          mcpServers must be empty)
@@ -342,9 +348,11 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let mut allowed_origins = std::collections::BTreeSet::new();
     let mut allowed_hosts = std::collections::BTreeSet::new();
     let mut settings = crate::config::Settings::default();
+    let mut org_id: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = serve_settings(&PathBuf::from(parser.value()?))?,
+            Long("org-id") => org_id = Some(parser.value()?.string()?),
             Long("listen") => {
                 let text = parser.value()?.string()?;
                 config.listen = text.parse().map_err(|_| {
@@ -390,6 +398,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         allowed_origins,
         allowed_hosts,
         max_body: 4 * 1024 * 1024,
+        org_id,
     };
     crate::api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
@@ -406,6 +415,43 @@ secret is re-encrypted under it and checked to decrypt with it alone, then the o
 With AEGIS_FERNET_KEYS, the secrets are re-encrypted under the first key of the list; drop the
 other keys from the variable afterwards.
 ";
+
+const KEYS_HELP: &str = "\
+aegis-gate keys: this gate's identity towards partner organizations
+
+USAGE:
+    aegis-gate keys show [--data-dir DIR]
+    aegis-gate keys rotate [--data-dir DIR]
+
+`show` prints {\"org_id\": ..., \"keys\": [{\"kid\": ..., \"public_key\": \"k4.public....\"}]},
+what a partner registers (POST /api/v1/aegis/partners takes these key objects); the signing
+key is created on first use. `rotate` (with serve stopped) makes a new signing key and keeps
+the old ones listed, so partners verify both until they remove the old kid.
+";
+
+fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut action: Option<String> = None;
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) if action.is_none() => action = Some(word.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                print!("{KEYS_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let action = action.ok_or_else(|| CliError::Usage("keys needs show or rotate".into()))?;
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
+    let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
 
 fn run_rotate_key(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
     let mut data_dir: Option<PathBuf> = None;

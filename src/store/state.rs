@@ -12,6 +12,8 @@
 
 use super::pins::Pins;
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
+use crate::delegation::glob::Glob;
+use crate::delegation::rate::Rate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -67,6 +69,39 @@ pub struct Agent {
     pub revoked: bool,
 }
 
+/// A partner organization whose gate may call this gate's tools under signed delegation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    /// Its organization id (the `iss` of its tokens).
+    pub org_id: String,
+    /// Its public keys; a token's `kid` selects one.
+    pub keys: Vec<PartnerKey>,
+    /// The workspace whose tools it may reach (at `/mcp/{workspace_id}`).
+    pub workspace_id: String,
+    /// Tools it may call (scope globs).
+    #[serde(default)]
+    pub allow: Vec<Glob>,
+    /// Tools it may never call, whatever `allow` or its tokens say.
+    #[serde(default)]
+    pub deny: Vec<Glob>,
+    /// Its rate, for the org as a whole and for each of its agents.
+    pub rate: Rate,
+}
+
+/// A partner's public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerKey {
+    /// The id its tokens name.
+    pub kid: String,
+    /// `k4.public.…`.
+    pub public_key: String,
+    /// RFC 3339 UTC; after it the key no longer verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
 /// Everything the gate persists.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +116,12 @@ pub struct State {
     pub connections: BTreeMap<String, Connection>,
     /// Agents by id.
     pub agents: BTreeMap<String, Agent>,
+    /// This gate's organization id (`serve --org-id`), for delegation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// Partner organizations by org id.
+    #[serde(default)]
+    pub partners: BTreeMap<String, Partner>,
     /// Tool pins by workspace, server and tool; written by [`super::pins::PinStore`] only.
     #[serde(default)]
     pub pins: Pins,

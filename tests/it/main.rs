@@ -8,6 +8,7 @@ mod delegation;
 mod faults;
 mod http_front;
 mod integrity;
+mod partners;
 mod real_peers;
 mod sanitize;
 mod serve_api;

@@ -9,25 +9,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "test-admin-token";
-const SECRET: &str = "s3cret-value-7f3a";
+pub(crate) const ADMIN: &str = "test-admin-token";
+pub(crate) const SECRET: &str = "s3cret-value-7f3a";
 
-struct Serve {
-    child: Child,
-    addr: String,
-    data: PathBuf,
-    log: PathBuf,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) data: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: String,
+    pub(crate) body: String,
 }
 
 impl Response {
     /// The JSON body, or for server-sent events the answer among them (the last data line).
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         if self.body.starts_with("event:") {
             let last = self
                 .body
@@ -40,7 +40,7 @@ impl Response {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -51,12 +51,12 @@ impl Response {
 }
 
 impl Serve {
-    fn start(dir: &Path) -> Serve {
+    pub(crate) fn start(dir: &Path) -> Serve {
         Serve::start_with(dir, &[])
     }
 
     /// Starts `serve` with `extra` arguments after the usual ones.
-    fn start_with(dir: &Path, extra: &[&str]) -> Serve {
+    pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Serve {
         let data = dir.join("data");
         let log = dir.join(format!(
             "serve-{}.log",
@@ -105,7 +105,7 @@ impl Serve {
         }
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -148,7 +148,7 @@ impl Serve {
         }
     }
 
-    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Response {
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Response {
         let auth = format!("Bearer {ADMIN}");
         let text = body.map(|b| b.to_string());
         self.request(
@@ -162,7 +162,13 @@ impl Serve {
         )
     }
 
-    fn mcp(&self, ws: &str, key: &str, session: Option<&str>, message: &Value) -> Response {
+    pub(crate) fn mcp(
+        &self,
+        ws: &str,
+        key: &str,
+        session: Option<&str>,
+        message: &Value,
+    ) -> Response {
         let auth = format!("Bearer {key}");
         let mut headers = vec![
             ("Authorization", auth.as_str()),
@@ -180,12 +186,12 @@ impl Serve {
         )
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Registers the example server with a secret, activates the workspace, creates an agent.
-    fn setup(&self, ws: &str) -> String {
+    pub(crate) fn setup(&self, ws: &str) -> String {
         let conn = self.admin(
             "POST",
             "/connections",
@@ -209,7 +215,7 @@ impl Serve {
     }
 
     /// Initializes an MCP session and returns its id.
-    fn session(&self, ws: &str, key: &str) -> String {
+    pub(crate) fn session(&self, ws: &str, key: &str) -> String {
         let init = self.mcp(
             ws,
             key,
@@ -221,7 +227,14 @@ impl Serve {
         init.header("Mcp-Session-Id").expect("session id")
     }
 
-    fn call(&self, ws: &str, key: &str, session: &str, tool: &str, args: Value) -> Value {
+    pub(crate) fn call(
+        &self,
+        ws: &str,
+        key: &str,
+        session: &str,
+        tool: &str,
+        args: Value,
+    ) -> Value {
         let r = self.mcp(
             ws,
             key,
@@ -233,7 +246,7 @@ impl Serve {
         r.json()
     }
 
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
