@@ -12,9 +12,12 @@
 //! Never: waits on a request longer than its deadline plus a margin; never lists or calls a tool
 //! for an agent of another workspace.
 
+use super::delegated::{self, Admitted};
 use super::http::{self, ApiError};
+use super::partners::partner_caller;
 use super::streams::NewStream;
 use super::{lock, Api};
+use crate::delegation;
 use crate::gate::Session;
 use crate::jsonrpc::{self, Id, Message, Sink};
 use crate::mcp;
@@ -111,6 +114,19 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             respond(request, 204, String::new(), None);
             204
         }
+        Ok(Reply::Refused {
+            status,
+            body,
+            retry_after,
+        }) => {
+            let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+            response = with_header(response, "Content-Type", "application/json");
+            if let Some(secs) = retry_after {
+                response = with_header(response, "Retry-After", &secs.to_string());
+            }
+            let _ = request.respond(response);
+            status
+        }
         Ok(Reply::EventStream {
             session,
             notes,
@@ -152,6 +168,12 @@ enum Reply {
     Accepted,
     NoContent,
     Stream(SseBody),
+    /// A delegated request refused: a JSON-RPC error with 401, 403 or 429.
+    Refused {
+        status: u16,
+        body: String,
+        retry_after: Option<u64>,
+    },
     /// A session's GET stream: the head goes out, then the stream is handed over.
     EventStream {
         session: String,
@@ -168,11 +190,21 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         .to_owned();
     check_host(api, request)?;
     check_origin(api, request)?;
-    let agent_id = authenticate(api, request, &workspace)?;
+    let caller = authenticate(api, request, &workspace)?;
     match request.method() {
         tiny_http::Method::Post => {}
-        tiny_http::Method::Get => return event_stream(api, request, &workspace, &agent_id),
-        tiny_http::Method::Delete => return end_session(api, request, &workspace),
+        tiny_http::Method::Get => {
+            return match identify(api, &caller, &workspace, &[], None) {
+                Ok((agent_id, _)) => event_stream(api, request, &workspace, &agent_id),
+                Err(refused) => Ok(refused),
+            }
+        }
+        tiny_http::Method::Delete => {
+            return match identify(api, &caller, &workspace, &[], None) {
+                Ok(_) => end_session(api, request, &workspace),
+                Err(refused) => Ok(refused),
+            }
+        }
         _ => return Err(ApiError::method_not_allowed()),
     }
     let gate = lock(&api.runtimes)
@@ -202,6 +234,10 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
                 session: None,
             })
         }
+    };
+    let (agent_id, admitted) = match identify(api, &caller, &workspace, &body, Some(&message)) {
+        Ok(who) => who,
+        Err(refused) => return Ok(refused),
     };
     let SessionRef {
         numeric,
@@ -235,6 +271,11 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     if !accepts_sse || method == "initialize" {
         waiting.clear();
     }
+    if let (Some(admitted), "tools/list") = (&admitted, method.as_str()) {
+        // A partner's listing is filtered, so it comes as one JSON answer (no event stream).
+        let reply = answer(rx, &id, started + wait, false, Vec::new(), new_session);
+        return reply.map(|r| only_permitted(r, admitted));
+    }
     let mut reply = answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
     match &mut reply {
         // Recorded once the stream has carried its answer (see `handle`).
@@ -250,6 +291,7 @@ fn outcome(reply: &Result<Reply, ApiError>) -> String {
     match reply {
         Ok(Reply::Json { body, .. }) => answer_outcome(body.as_bytes()),
         Ok(Reply::Stream(_)) => "no_answer".to_owned(),
+        Ok(Reply::Refused { .. }) => "refused".to_owned(),
         Ok(Reply::Accepted | Reply::NoContent | Reply::EventStream { .. }) => "invalid".to_owned(),
         Err(_) => "timeout".to_owned(),
     }
@@ -305,11 +347,117 @@ fn check_origin(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError>
 }
 
 /// The agent whose key this is, when it is bound to `workspace` and not revoked.
+/// Who is calling, as far as the headers tell.
+enum Caller {
+    /// An agent of the workspace, by its key (its id).
+    Agent(String),
+    /// A partner's gate: its delegation token, checked against each request's body.
+    Partner(String),
+}
+
+/// The caller's identity for the session table, and for a partner what it may use. Agents are
+/// known already; a partner's token is checked here, with the exact body and the tool called.
+fn identify(
+    api: &Api,
+    caller: &Caller,
+    workspace: &str,
+    body: &[u8],
+    message: Option<&Message>,
+) -> Result<(String, Option<Admitted>), Reply> {
+    let token = match caller {
+        Caller::Agent(id) => return Ok((id.clone(), None)),
+        Caller::Partner(token) => token,
+    };
+    let tool = message.map(called_tool).unwrap_or_default();
+    let request = delegated::Request {
+        token,
+        workspace,
+        body,
+        tool: &tool,
+    };
+    match api.delegation.check(api, &request) {
+        Ok(admitted) => Ok((partner_caller(&admitted.org), Some(admitted))),
+        Err(refused) => {
+            let id = match message {
+                Some(Message::Request { id, .. }) => Some(id),
+                _ => None,
+            };
+            Err(Reply::Refused {
+                status: refused.status(),
+                body: refused.body(id),
+                retry_after: refused.retry_after,
+            })
+        }
+    }
+}
+
+/// `params.name` of a `tools/call`; `""` for anything else (or a call without a readable name,
+/// which the gate then refuses itself).
+fn called_tool(message: &Message) -> String {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    match message {
+        Message::Request {
+            method,
+            params: Some(params),
+            ..
+        } if method == "tools/call" => serde_json::from_str::<Named>(params.get())
+            .map(|n| n.name)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// A partner's `tools/list` answer with only the tools it may call.
+fn only_permitted(reply: Reply, admitted: &Admitted) -> Reply {
+    let Reply::Json {
+        status,
+        body,
+        session,
+    } = reply
+    else {
+        return reply;
+    };
+    let body = match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(mut answer) => {
+            if let Some(tools) = answer
+                .pointer_mut("/result/tools")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                tools.retain(|t| {
+                    t.get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|name| admitted.permits(name))
+                });
+            }
+            answer.to_string()
+        }
+        // Never pass an answer on unfiltered.
+        Err(_) => String::from_utf8_lossy(&jsonrpc::error_line(
+            None,
+            jsonrpc::code::INTERNAL_ERROR,
+            "the tool list could not be filtered",
+        ))
+        .into_owned(),
+    };
+    Reply::Json {
+        status,
+        body,
+        session,
+    }
+}
+
 fn authenticate(
     api: &Api,
     request: &tiny_http::Request,
     workspace: &str,
-) -> Result<String, ApiError> {
+) -> Result<Caller, ApiError> {
+    // A partner's gate signs each request; its token is checked once the body is read.
+    if let Some(token) = http::header(request, delegation::token::HEADER) {
+        return Ok(Caller::Partner(token.to_owned()));
+    }
     let key = http::bearer(request).ok_or_else(ApiError::unauthorized)?;
     let hash = hash_secret(key);
     lock(&api.store)
@@ -317,7 +465,7 @@ fn authenticate(
         .agents
         .values()
         .find(|a| !a.revoked && a.workspace_id == workspace && hashes_equal(&a.key_hash, &hash))
-        .map(|a| a.id.clone())
+        .map(|a| Caller::Agent(a.id.clone()))
         .ok_or_else(ApiError::unauthorized)
 }
 

@@ -9,6 +9,7 @@
 //! response or a log line (env values and keys are write-only through the API).
 
 mod admit;
+mod delegated;
 pub mod front;
 pub mod http;
 mod mcp_http;
@@ -64,6 +65,8 @@ pub struct Api {
     streams: streams::Streams,
     /// This gate's Ed25519 keys (its identity towards partners).
     signing: SigningKeys,
+    /// Inbound delegation: the replay cache and the partners' rate counters.
+    delegation: delegated::Delegation,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -109,6 +112,7 @@ impl Api {
             sessions: Mutex::new(HashMap::new()),
             streams: streams::Streams::start()?,
             signing,
+            delegation: delegated::Delegation::new(),
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),

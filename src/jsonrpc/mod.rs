@@ -40,6 +40,12 @@ pub mod code {
     pub const NOT_INITIALIZED: i64 = -32004;
     /// The tool is held, rejected or quarantined by the gate; the message says why.
     pub const TOOL_BLOCKED: i64 = -32005;
+    /// A delegated request whose token is not acceptable (which check failed is only logged).
+    pub const UNAUTHORIZED: i64 = -32010;
+    /// A delegated request for a tool outside the token's scope or the partner's grant.
+    pub const FORBIDDEN: i64 = -32011;
+    /// A delegated request over its partner's rate; `data.retry_after` says when to retry.
+    pub const RATE_LIMITED: i64 = -32012;
 }
 
 /// A JSON-RPC id: the raw JSON text of a string or an integer, echoed back byte for byte.

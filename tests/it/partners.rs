@@ -1,9 +1,13 @@
-//! Delegation through the binary: the gate's identity (`GET /identity`, `keys show`), and the
-//! partner registry's rules (weak keys, kids owned by one partner, unknown workspaces, globs).
+//! Delegation through the binary: the gate's identity (`GET /identity`, `keys show`), the partner
+//! registry's rules (weak keys, kids owned by one partner, unknown workspaces, globs), and inbound
+//! delegated calls: what is granted is served, every bad token is refused with one generic error
+//! per class, and the rate limit answers 429 with `retry_after`.
 
-use crate::serve_api::Serve;
+use crate::serve_api::{Response, Serve};
 use crate::support::{gate_bin, TempDir};
+use aegis_gate::delegation::glob::Scope;
 use aegis_gate::delegation::paserk;
+use aegis_gate::delegation::token::{self, Grant};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -145,4 +149,268 @@ fn partners_are_registered_only_when_every_rule_holds() {
     assert_eq!(state["partners"]["org-a"]["keys"][0]["kid"], "a2");
     assert_eq!(serve.admin("DELETE", "/partners/org-a", None).status, 200);
     assert_eq!(serve.admin("GET", "/partners/org-a", None).status, 404);
+}
+
+/// Org A's side of the test: signs each request as org A's gate would.
+struct OrgA {
+    key: SigningKey,
+    kid: &'static str,
+}
+
+impl OrgA {
+    fn token(&self, aud: &str, scope: &[&str], tool: &str, body: &str, now: i64) -> String {
+        let scope: Scope = serde_json::from_value(json!({ "allow": scope })).unwrap();
+        let grant = Grant {
+            iss: "org-a",
+            aud,
+            sub: "agent-7",
+            scope: &scope,
+        };
+        token::sign(&self.key, self.kid, &grant, tool, body.as_bytes(), now, 120).unwrap()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// POSTs `body` to /mcp/ws-1 with `token` (and a session once there is one).
+fn post(serve: &Serve, token: &str, session: Option<&str>, body: &str) -> Response {
+    let mut headers = vec![
+        ("Aegis-Delegation", token),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    if let Some(s) = session {
+        headers.push(("Mcp-Session-Id", s));
+    }
+    serve.request("POST", "/mcp/ws-1", &headers, Some(body))
+}
+
+fn call_body(id: u64, tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": {"message": "hi", "a": 1, "b": 2}}})
+    .to_string()
+}
+
+#[test]
+fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
+    serve.setup("ws-1");
+    let a = OrgA {
+        key: SigningKey::from_bytes(&[4; 32]),
+        kid: "a1",
+    };
+    let mut grant = partner("org-a", "a1", 4);
+    grant["allow"] = json!(["ex.*"]);
+    grant["deny"] = json!(["ex.get_env"]);
+    grant["rate"] = json!({"per_minute": 60, "burst": 12});
+    assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
+    let scope = ["ex.echo", "ex.add", "ex.get_env"];
+    let now = unix_now();
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+    .to_string();
+    let opened = post(
+        &serve,
+        &a.token("org-b", &scope, "", &init, now),
+        None,
+        &init,
+    );
+    assert_eq!(opened.status, 200, "{}\n{}", opened.body, serve.log());
+    let session = opened.header("Mcp-Session-Id").unwrap();
+    let ready = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    let s = Some(session.as_str());
+    assert_eq!(
+        post(
+            &serve,
+            &a.token("org-b", &scope, "", &ready, now),
+            s,
+            &ready
+        )
+        .status,
+        202
+    );
+
+    // The listing holds only what both the token and the grant permit.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let listed = post(&serve, &a.token("org-b", &scope, "", &list, now), s, &list).json();
+    let mut names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ex.add", "ex.echo"], "{listed}");
+
+    // Granted: answered by the server.
+    let echo = call_body(3, "ex.echo");
+    let answered = post(
+        &serve,
+        &a.token("org-b", &scope, "ex.echo", &echo, now),
+        s,
+        &echo,
+    );
+    assert_eq!(
+        answered.json()["result"]["content"][0]["text"],
+        "hi",
+        "{}",
+        answered.body
+    );
+
+    let code = |r: &Response| r.json()["error"]["code"].as_i64().unwrap_or(0);
+    let refused = |token: String, body: &str, status: u16, want: i64, why: &str| {
+        let r = post(&serve, &token, s, body);
+        assert_eq!((r.status, code(&r)), (status, want), "{why}: {}", r.body);
+    };
+    // Denied by the partner's grant although the token allows it.
+    let get_env = call_body(4, "ex.get_env");
+    refused(
+        a.token("org-b", &scope, "ex.get_env", &get_env, now),
+        &get_env,
+        403,
+        -32011,
+        "denied",
+    );
+    // Allowed by the grant, outside the token's scope.
+    let weather = call_body(5, "ex.weather");
+    refused(
+        a.token("org-b", &scope, "ex.weather", &weather, now),
+        &weather,
+        403,
+        -32011,
+        "scope",
+    );
+    // The token names another tool than the one called.
+    refused(
+        a.token("org-b", &scope, "ex.echo", &weather, now),
+        &weather,
+        403,
+        -32011,
+        "tool",
+    );
+    let body = call_body(6, "ex.echo");
+    let good = |n: i64| a.token("org-b", &scope, "ex.echo", &body, n);
+    refused(
+        a.token("org-c", &scope, "ex.echo", &body, now),
+        &body,
+        401,
+        -32010,
+        "aud",
+    );
+    refused(good(now - 1000), &body, 401, -32010, "expired");
+    refused(good(now + 1000), &body, 401, -32010, "not yet valid");
+    refused(
+        good(now),
+        &call_body(6, "ex.add"),
+        401,
+        -32010,
+        "body swapped",
+    );
+    let stranger = OrgA {
+        key: SigningKey::from_bytes(&[9; 32]),
+        kid: "zz",
+    };
+    refused(
+        stranger.token("org-b", &scope, "ex.echo", &body, now),
+        &body,
+        401,
+        -32010,
+        "kid",
+    );
+    // A flipped byte in the signed payload.
+    let mut bytes = good(now).into_bytes();
+    bytes[30] = if bytes[30] == b'A' { b'B' } else { b'A' };
+    refused(
+        String::from_utf8(bytes).unwrap(),
+        &body,
+        401,
+        -32010,
+        "tampered",
+    );
+    // The same token twice: the second is a replay.
+    let once = good(now);
+    assert_eq!(post(&serve, &once, s, &body).status, 200);
+    refused(once, &body, 401, -32010, "replay");
+
+    // The log has the precise reasons; the answers never did.
+    let log = serve.log();
+    for reason in [
+        "aud is not",
+        "expired",
+        "not valid yet",
+        "bh does not match",
+        "unknown or retired kid",
+        "signature does not verify",
+        "replay",
+        "outside the token scope",
+    ] {
+        assert!(log.contains(reason), "{reason} not logged:\n{log}");
+    }
+    assert!(
+        log.contains("delegation accepted: iss=org-a sub=agent-7 tool=\"ex.echo\""),
+        "{log}"
+    );
+
+    // Removing the partner takes effect at once.
+    assert_eq!(serve.admin("DELETE", "/partners/org-a", None).status, 200);
+    refused(good(now), &body, 401, -32010, "removed partner");
+}
+
+#[test]
+fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
+    serve.setup("ws-1");
+    let a = OrgA {
+        key: SigningKey::from_bytes(&[4; 32]),
+        kid: "a1",
+    };
+    let mut grant = partner("org-a", "a1", 4);
+    grant["rate"] = json!({"per_minute": 60, "burst": 3});
+    assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+    .to_string();
+    let scope = ["ex.echo"];
+    let opened = post(
+        &serve,
+        &a.token("org-b", &scope, "", &init, unix_now()),
+        None,
+        &init,
+    );
+    let session = opened.header("Mcp-Session-Id").unwrap();
+    let s = Some(session.as_str());
+    let body = call_body(2, "ex.echo");
+    let send = || {
+        post(
+            &serve,
+            &a.token("org-b", &scope, "ex.echo", &body, unix_now()),
+            s,
+            &body,
+        )
+    };
+    // The burst of 3 includes the initialize.
+    assert_eq!(send().status, 200);
+    assert_eq!(send().status, 200);
+    let limited = send();
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let error = &limited.json()["error"];
+    assert_eq!(error["code"], -32012);
+    let wait = error["data"]["retry_after"].as_u64().unwrap();
+    assert!(
+        (1..=2).contains(&wait),
+        "{limited:?}",
+        limited = limited.body
+    );
+    assert_eq!(limited.header("Retry-After").unwrap(), wait.to_string());
+    // The wait is the rate limit's own time, not a synchronisation.
+    std::thread::sleep(std::time::Duration::from_secs(wait));
+    assert_eq!(send().status, 200);
 }

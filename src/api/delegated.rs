@@ -1,0 +1,226 @@
+//! Inbound delegation on `/mcp/{workspace}`: a partner gate's request carries `Aegis-Delegation`
+//! (a PASETO `v4.public` token, see [`crate::delegation::token`]) instead of an agent key.
+//!
+//! Owns: the order of checks after the token's stateless ones (which run first): the partner's
+//! workspace must be the one called, the `jti` must be new (a bounded replay cache that fails
+//! closed), the tool must be inside the token's scope and the partner's grant minus both deny
+//! lists, and the rate must hold (GCRA per delegator and per delegator and agent). Every decision
+//! is logged at info with its reason, `iss`, `sub`, `tool` and `jti`; the caller sees only one
+//! generic error per class (unauthorized, forbidden, rate limited) as a JSON-RPC error.
+//! Never: tells the caller which check failed; looks a `kid` up anywhere but the partner registry;
+//! admits anything when the replay cache or the rate table is full.
+
+use super::{lock, Api};
+use crate::delegation::glob::Scope;
+use crate::delegation::rate::{Limiter, DEFAULT_MAX_KEYS};
+use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
+use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
+use crate::delegation::{paserk, time};
+use crate::jsonrpc::{self, Id};
+use crate::store::state::Partner;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The state of inbound delegation: seen token ids and rate counters.
+pub(super) struct Delegation {
+    replay: Mutex<ReplayCache>,
+    limiter: Mutex<Limiter>,
+    /// The limiter's clock starts here (monotonic milliseconds).
+    started: Instant,
+}
+
+/// A delegated request that passed every check.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    /// The delegating org.
+    pub(super) org: String,
+    /// The token's scope.
+    pub(super) scope: Scope,
+    /// The partner's grant.
+    pub(super) grant: Scope,
+}
+
+impl Admitted {
+    /// Whether the partner may see and call `tool` (both scopes, both deny lists).
+    pub(super) fn permits(&self, tool: &str) -> bool {
+        self.scope.both_permit(&self.grant, tool)
+    }
+}
+
+/// A refused delegated request: what the caller is told.
+#[derive(Debug)]
+pub(super) struct Refused {
+    /// Its class.
+    pub(super) class: Class,
+    /// For a rate limit: seconds to wait.
+    pub(super) retry_after: Option<u64>,
+}
+
+impl Refused {
+    /// The HTTP status.
+    pub(super) fn status(&self) -> u16 {
+        match self.class {
+            Class::Unauthorized => 401,
+            Class::Forbidden => 403,
+            Class::RateLimited => 429,
+        }
+    }
+
+    /// The JSON-RPC error line, answering `id` when the request had one.
+    pub(super) fn body(&self, id: Option<&Id>) -> String {
+        let (code, message) = match self.class {
+            Class::Unauthorized => (jsonrpc::code::UNAUTHORIZED, "unauthorized"),
+            Class::Forbidden => (jsonrpc::code::FORBIDDEN, "forbidden"),
+            Class::RateLimited => (jsonrpc::code::RATE_LIMITED, "rate limited"),
+        };
+        let mut error = serde_json::json!({ "code": code, "message": message });
+        if let Some(secs) = self.retry_after {
+            error["data"] = serde_json::json!({ "retry_after": secs });
+        }
+        String::from_utf8_lossy(&jsonrpc::raw_error_line(id, &error.to_string())).into_owned()
+    }
+}
+
+/// What one delegated request brings.
+pub(super) struct Request<'a> {
+    pub(super) token: &'a str,
+    pub(super) workspace: &'a str,
+    pub(super) body: &'a [u8],
+    /// `params.name` of a `tools/call`, else `""`.
+    pub(super) tool: &'a str,
+}
+
+impl Delegation {
+    pub(super) fn new() -> Delegation {
+        Delegation {
+            replay: Mutex::new(ReplayCache::new(DEFAULT_CAPACITY)),
+            limiter: Mutex::new(Limiter::new(DEFAULT_MAX_KEYS)),
+            started: Instant::now(),
+        }
+    }
+
+    /// Every check, in order; logs the decision.
+    pub(super) fn check(&self, api: &Api, request: &Request<'_>) -> Result<Admitted, Refused> {
+        let (partners, our_org) = {
+            let store = lock(&api.store);
+            (store.state().partners.clone(), store.state().org_id.clone())
+        };
+        let now = unix_now();
+        let inbound = Inbound {
+            token: request.token,
+            body: request.body,
+            tool: request.tool,
+            our_org: our_org.as_deref().unwrap_or_default(),
+            now,
+        };
+        // Without an org id this gate is no one's audience.
+        let verified = match our_org {
+            None => Err(Rejection::WrongAudience),
+            Some(_) => token::verify(&inbound, |kid| key_of(&partners, kid)),
+        };
+        let verified = match verified {
+            Ok(v) => v,
+            Err(rejection) => {
+                log::info!(
+                    "delegation rejected ({rejection}): iss=- sub=- tool={:?} jti=-",
+                    request.tool
+                );
+                return Err(refused(&rejection));
+            }
+        };
+        match self.stateful(&partners, request, &verified, now) {
+            Ok(admitted) => {
+                log_decision("accepted", &verified, request.tool);
+                Ok(admitted)
+            }
+            Err(rejection) => {
+                log_decision(&format!("rejected ({rejection})"), &verified, request.tool);
+                Err(refused(&rejection))
+            }
+        }
+    }
+
+    /// The checks that need the registry and state: workspace, replay, scope, rate.
+    fn stateful(
+        &self,
+        partners: &std::collections::BTreeMap<String, Partner>,
+        request: &Request<'_>,
+        verified: &Verified,
+        now: i64,
+    ) -> Result<Admitted, Rejection> {
+        let claims = &verified.claims;
+        let partner = partners
+            .get(&claims.iss)
+            .ok_or_else(|| Rejection::UnknownKid(verified.kid.clone()))?;
+        if partner.workspace_id != request.workspace {
+            return Err(Rejection::OutOfScope);
+        }
+        lock(&self.replay).check_and_record(&claims.jti, verified.exp, now)?;
+        let admitted = Admitted {
+            org: partner.org_id.clone(),
+            scope: claims.scope.clone(),
+            grant: Scope {
+                allow: partner.allow.clone(),
+                deny: partner.deny.clone(),
+            },
+        };
+        if !request.tool.is_empty() && !admitted.permits(request.tool) {
+            return Err(Rejection::OutOfScope);
+        }
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut limiter = lock(&self.limiter);
+        let org_key = format!("org\u{0}{}", partner.org_id);
+        let agent_key = format!("agent\u{0}{}\u{0}{}", partner.org_id, claims.sub);
+        for key in [org_key, agent_key] {
+            if let Err(wait) = limiter.check(&key, partner.rate, now_ms) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(Rejection::RateLimited(secs.max(1)));
+            }
+        }
+        Ok(admitted)
+    }
+}
+
+fn refused(rejection: &Rejection) -> Refused {
+    Refused {
+        class: rejection.class(),
+        retry_after: match rejection {
+            Rejection::RateLimited(secs) => Some(*secs),
+            _ => None,
+        },
+    }
+}
+
+fn log_decision(outcome: &str, verified: &Verified, tool: &str) {
+    let c = &verified.claims;
+    log::info!(
+        "delegation {outcome}: iss={} sub={} tool={tool:?} jti={}",
+        c.iss,
+        c.sub,
+        c.jti
+    );
+}
+
+/// The registry's key for `kid`, with its org and retirement time.
+fn key_of(partners: &std::collections::BTreeMap<String, Partner>, kid: &str) -> Option<PartnerKey> {
+    partners.values().find_map(|p| {
+        let record = p.keys.iter().find(|k| k.kid == kid)?;
+        let key = paserk::decode(&record.public_key).ok()?;
+        // An unreadable not_after was refused at registration; treat one as already past.
+        let not_after = record
+            .not_after
+            .as_ref()
+            .map(|text| time::parse(text).unwrap_or(i64::MIN));
+        Some(PartnerKey {
+            org_id: p.org_id.clone(),
+            key,
+            not_after,
+        })
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
