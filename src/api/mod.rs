@@ -180,7 +180,12 @@ impl Api {
                 )
             },
         )?;
-        server_config(&self.keyring, conn)
+        let spawn = Spawn {
+            data_dir: self.options.data_dir.clone(),
+            org_id: lock(&self.store).state().org_id.clone(),
+            call_timeout: self.settings.call_timeout,
+        };
+        server_config(&self.keyring, conn, &spawn)
             .map_err(|message| ApiError::new(500, "connection", message))
     }
 
@@ -222,7 +227,23 @@ impl Api {
 
 /// A stored connection as a child to start: argv split, env decrypted (bound to `workspace/name`
 /// and the variable).
-fn server_config(keyring: &Keyring, conn: &Connection) -> Result<ServerConfig, String> {
+/// What starting a remote connection's bridge needs besides the connection.
+struct Spawn {
+    data_dir: PathBuf,
+    /// This gate's org id (a partner bridge signs as it).
+    org_id: Option<String>,
+    /// The bridge's per-request timeout follows the gate's call deadline.
+    call_timeout: std::time::Duration,
+}
+
+fn server_config(
+    keyring: &Keyring,
+    conn: &Connection,
+    spawn: &Spawn,
+) -> Result<ServerConfig, String> {
+    if let Some(remote) = &conn.remote {
+        return bridge_config(keyring, conn, remote, spawn);
+    }
     let (command, args) = conn.command.split_first().ok_or("the command is empty")?;
     let binding = binding(&conn.workspace_id, &conn.name);
     let mut env = std::collections::BTreeMap::new();
@@ -254,13 +275,80 @@ pub fn stored_servers(
             data_dir.display()
         ));
     }
+    let spawn = Spawn {
+        data_dir: data_dir.to_owned(),
+        org_id: store.state().org_id.clone(),
+        call_timeout: Settings::default().call_timeout,
+    };
     store
         .state()
         .connections
         .values()
         .filter(|c| c.workspace_id == workspace && c.enabled)
-        .map(|c| server_config(&keyring, c))
+        .map(|c| server_config(&keyring, c, &spawn))
         .collect()
+}
+
+/// A remote connection runs `aegis-gate bridge` as its child: the same supervision as a local
+/// server. Header values travel in the child's environment, never on its command line.
+fn bridge_config(
+    keyring: &Keyring,
+    conn: &Connection,
+    remote: &crate::store::state::Remote,
+    spawn: &Spawn,
+) -> Result<ServerConfig, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the gate's own executable: {e}"))?;
+    let bound = binding(&conn.workspace_id, &conn.name);
+    let mut headers = std::collections::BTreeMap::new();
+    for (name, token) in &remote.headers {
+        let value = keyring
+            .decrypt_secret(&bound, &format!("header:{name}"), token)
+            .map_err(|e| format!("header {name} of {}: {e}", conn.name))?;
+        headers.insert(name.clone(), value);
+    }
+    // Past the gate's own deadline the call is answered already; the margin covers the network.
+    let timeout = spawn.call_timeout + std::time::Duration::from_secs(10);
+    let mut args = vec![
+        "bridge".to_owned(),
+        "--url".to_owned(),
+        remote.url.clone(),
+        "--timeout-ms".to_owned(),
+        timeout.as_millis().to_string(),
+    ];
+    if conn.kind == crate::store::state::Kind::Partner {
+        let audience = remote
+            .org_id
+            .clone()
+            .ok_or("a partner connection has no org_id")?;
+        let org = spawn
+            .org_id
+            .clone()
+            .ok_or("a partner connection needs this gate's --org-id")?;
+        let scope = serde_json::to_string(&remote.scope).map_err(|e| e.to_string())?;
+        args.extend([
+            "--partner-org".to_owned(),
+            audience,
+            "--org-id".to_owned(),
+            org,
+            "--data-dir".to_owned(),
+            spawn.data_dir.display().to_string(),
+            "--scope".to_owned(),
+            scope,
+            "--sub".to_owned(),
+            conn.workspace_id.clone(),
+        ]);
+    }
+    let mut env = std::collections::BTreeMap::new();
+    let headers = serde_json::to_string(&headers).map_err(|e| e.to_string())?;
+    env.insert(crate::remote::bridge::HEADERS_ENV.to_owned(), headers);
+    Ok(ServerConfig {
+        name: conn.name.clone(),
+        command: exe.display().to_string(),
+        args,
+        env,
+        cwd: None,
+    })
 }
 
 fn binding(workspace: &str, name: &str) -> String {

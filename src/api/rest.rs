@@ -11,9 +11,10 @@
 use super::http::{self, ApiError};
 use super::{binding, lock, Api};
 use crate::config::{validate_server_name, Separator};
+use crate::delegation::glob::Scope;
 use crate::downstream::Snapshot;
 use crate::store::pins::{PinStore, Standing};
-use crate::store::state::{hash_secret, random_hex, Agent, Connection, Workspace};
+use crate::store::state::{hash_secret, random_hex, Agent, Connection, Kind, Remote, Workspace};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -119,9 +120,100 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 pub(super) struct NewConnection {
     pub(super) workspace_id: String,
     pub(super) name: String,
+    #[serde(default)]
     pub(super) command: Vec<String>,
     #[serde(default)]
     pub(super) env: BTreeMap<String, String>,
+    /// `stdio` (default), `http` or `partner`.
+    #[serde(default)]
+    pub(super) kind: Kind,
+    /// A remote server's MCP endpoint.
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    /// Headers for a remote server (encrypted like env).
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    /// A partner's org id.
+    #[serde(default)]
+    pub(super) org_id: Option<String>,
+    /// What this gate's agents may use at a partner.
+    #[serde(default)]
+    pub(super) scope: Option<Scope>,
+}
+
+/// The remote part of a new `http` or `partner` connection, checked; `None` for `stdio`.
+fn check_remote(api: &Api, new: &NewConnection) -> Result<Option<Remote>, ApiError> {
+    let remote_fields =
+        new.url.is_some() || !new.headers.is_empty() || new.org_id.is_some() || new.scope.is_some();
+    if new.kind == Kind::Stdio {
+        if remote_fields {
+            return Err(ApiError::invalid(
+                "url, headers, org_id and scope are for kind http or partner",
+            ));
+        }
+        return Ok(None);
+    }
+    if !new.command.is_empty() || !new.env.is_empty() {
+        return Err(ApiError::invalid(
+            "a remote connection takes url and headers, not command and env",
+        ));
+    }
+    let url = new
+        .url
+        .clone()
+        .ok_or_else(|| ApiError::invalid("a remote connection needs url"))?;
+    crate::remote::client::Url::parse(&url).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let bad_name = |n: &String| {
+        n.is_empty()
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if let Some(name) = new.headers.keys().find(|n| bad_name(n)) {
+        return Err(ApiError::invalid(format!("{name:?} is not a header name")));
+    }
+    let prefixed = new
+        .headers
+        .iter()
+        .map(|(n, v)| (format!("header:{n}"), v.clone()))
+        .collect();
+    let headers = encrypt_env(api, &new.workspace_id, &new.name, &prefixed)?
+        .into_iter()
+        .map(|(n, token)| (n.trim_start_matches("header:").to_owned(), token))
+        .collect();
+    let (org_id, scope) = match new.kind {
+        Kind::Partner => {
+            let org = new
+                .org_id
+                .clone()
+                .ok_or_else(|| ApiError::invalid("a partner connection needs org_id"))?;
+            validate_id("org_id", &org)?;
+            if lock(&api.store).state().org_id.is_none() {
+                return Err(ApiError::invalid(
+                    "a partner connection signs as this gate: start serve with --org-id first",
+                ));
+            }
+            let scope = match new.scope.clone() {
+                Some(scope) => scope,
+                None => Scope {
+                    allow: vec![crate::delegation::glob::Glob::new("*.*")
+                        .map_err(|e| ApiError::invalid(e.to_string()))?],
+                    deny: Vec::new(),
+                },
+            };
+            (Some(org), Some(scope))
+        }
+        _ if new.org_id.is_some() || new.scope.is_some() => {
+            return Err(ApiError::invalid("org_id and scope are for kind partner"));
+        }
+        _ => (None, None),
+    };
+    Ok(Some(Remote {
+        url,
+        headers,
+        org_id,
+        scope,
+    }))
 }
 
 pub(super) fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
@@ -170,7 +262,10 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
     // A name holding the merged-name separator would make its tools' names ambiguous.
     validate_server_name(&new.name, api.settings.separator)
         .map_err(|why| ApiError::invalid(format!("name {:?}: {why}", new.name)))?;
-    check_command(api, &new.command)?;
+    let remote = check_remote(api, &new)?;
+    if remote.is_none() {
+        check_command(api, &new.command)?;
+    }
     let env = encrypt_env(api, &new.workspace_id, &new.name, &new.env)?;
     let id = format!(
         "conn_{}",
@@ -183,6 +278,8 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
         command: new.command,
         env,
         enabled: true,
+        kind: new.kind,
+        remote,
     };
     let active = lock(&api.store).update(|state| {
         if state
@@ -246,15 +343,27 @@ fn connection_json(api: &Api, conn: &Connection) -> Value {
         }),
         None => json!({ "status": "stopped" }),
     };
-    json!({
+    let mut out = json!({
         "id": conn.id,
         "workspace_id": conn.workspace_id,
         "name": conn.name,
+        "kind": conn.kind,
         "command": conn.command,
         "env": conn.env.keys().collect::<Vec<_>>(),
         "enabled": conn.enabled,
         "health": health,
-    })
+    });
+    if let Some(remote) = &conn.remote {
+        out["url"] = json!(remote.url);
+        out["headers"] = json!(remote.headers.keys().collect::<Vec<_>>());
+        if let Some(org) = &remote.org_id {
+            out["org_id"] = json!(org);
+        }
+        if let Some(scope) = &remote.scope {
+            out["scope"] = json!(scope);
+        }
+    }
+    out
 }
 
 fn find_connection(api: &Api, id: &str) -> Result<Connection, ApiError> {
@@ -327,6 +436,11 @@ fn update_connection(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
         ));
     }
     let old = find_connection(api, id)?;
+    if old.remote.is_some() && (replace || update.command.is_some() || update.env.is_some()) {
+        return Err(ApiError::invalid(
+            "a remote connection changes only `enabled`; DELETE and POST it to change the rest",
+        ));
+    }
     let mut conn = old.clone();
     if let Some(command) = update.command {
         check_command(api, &command)?;
@@ -474,6 +588,11 @@ pub(super) fn demo(api: &Api, exe: &str) -> Result<String, ApiError> {
                     name: name.into(),
                     command,
                     env: BTreeMap::new(),
+                    kind: Kind::Stdio,
+                    url: None,
+                    headers: BTreeMap::new(),
+                    org_id: None,
+                    scope: None,
                 },
             )?;
         }

@@ -27,6 +27,8 @@ COMMANDS:
     tools            List, inspect and approve tools (verdicts, findings, pins)
     rotate-key       Re-encrypt every stored secret under a new Fernet key, then drop the old one
     keys             Show this gate's org id and public keys (for partners), or rotate them
+    bridge           Speak stdio to one remote MCP server over Streamable HTTP (what
+                     connections of kind http and partner run)
     example-server   Run the built-in example MCP server over stdin/stdout
 
 GLOBAL OPTIONS:
@@ -172,6 +174,7 @@ fn run_command(
         "serve" => run_serve(parser, log_level),
         "rotate-key" => run_rotate_key(parser, log_level),
         "keys" => run_keys(parser, log_level),
+        "bridge" => run_bridge(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -451,6 +454,110 @@ fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), 
     let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
+}
+
+const BRIDGE_HELP: &str = "\
+aegis-gate bridge: one remote MCP server over Streamable HTTP, spoken to over stdin/stdout
+
+USAGE:
+    aegis-gate bridge --url http://HOST:PORT/PATH [OPTIONS]
+
+Connections of kind http and partner run this as their child; it can also be used by hand
+or as a server in a stdio config. Headers for every request come from the environment
+variable AEGIS_BRIDGE_HEADERS, a JSON object (e.g. {\"Authorization\": \"Bearer ...\"}).
+https:// is refused: this build has no TLS; use a local TLS proxy.
+
+OPTIONS:
+    --url URL            The server's MCP endpoint (http:// only)
+    --timeout-ms N       Connect and read timeout of each request (default 70000)
+    --max-line-bytes N   Longest message either way (default 4194304)
+    --partner-org ORG    Sign every request for this partner org (its aud) with the gate's
+                         key; needs --org-id and --data-dir
+    --org-id ORG         This gate's org (the tokens' iss)
+    --data-dir DIR       Where the gate's signing.key is
+    --scope JSON         {\"allow\": [globs], \"deny\": [globs]} for the tokens (default
+                         {\"allow\": [\"*.*\"]})
+    --sub NAME           The tokens' sub (default: gate)
+";
+
+fn run_bridge(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    use crate::remote::{bridge, client::Url};
+    let mut url: Option<String> = None;
+    let mut timeout = Duration::from_millis(70_000);
+    let mut max_line: usize = 4 * 1024 * 1024;
+    let (mut partner, mut org_id, mut data_dir) = (None::<String>, None::<String>, None::<PathBuf>);
+    let mut scope = r#"{"allow": ["*.*"]}"#.to_owned();
+    let mut sub = "gate".to_owned();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("url") => url = Some(parser.value()?.string()?),
+            Long("timeout-ms") => {
+                let ms = at_most_a_day(positive(parse_number(parser, "--timeout-ms")?)?)?;
+                timeout = Duration::from_millis(ms);
+            }
+            Long("max-line-bytes") => {
+                max_line = positive(parse_number(parser, "--max-line-bytes")?)?
+            }
+            Long("partner-org") => partner = Some(parser.value()?.string()?),
+            Long("org-id") => org_id = Some(parser.value()?.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("scope") => scope = parser.value()?.string()?,
+            Long("sub") => sub = parser.value()?.string()?,
+            Short('h') | Long("help") => {
+                print!("{BRIDGE_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let url = url.ok_or_else(|| CliError::Usage("bridge needs --url".into()))?;
+    let url = Url::parse(&url).map_err(|e| CliError::Config(e.to_string()))?;
+    let headers = bridge_headers()?;
+    let signer = match partner {
+        None => None,
+        Some(audience) => {
+            let org_id =
+                org_id.ok_or_else(|| CliError::Usage("--partner-org needs --org-id".into()))?;
+            let dir =
+                data_dir.ok_or_else(|| CliError::Usage("--partner-org needs --data-dir".into()))?;
+            let keys = crate::crypto::signing::SigningKeys::load_or_create(&dir)
+                .map_err(|e| CliError::Config(e.to_string()))?;
+            let scope = serde_json::from_str(&scope)
+                .map_err(|e| CliError::Config(format!("--scope: {e}")))?;
+            Some(bridge::Signer {
+                org_id,
+                audience,
+                key: keys.current().signing_key().clone(),
+                kid: keys.current().kid.clone(),
+                scope,
+                sub,
+            })
+        }
+    };
+    let options = bridge::Options {
+        url,
+        headers,
+        signer,
+        timeout,
+        max_line,
+    };
+    bridge::run(options).map_err(CliError::Runtime)
+}
+
+/// The bridge's headers from `AEGIS_BRIDGE_HEADERS` (values never echoed in errors).
+fn bridge_headers() -> Result<Vec<(String, String)>, CliError> {
+    let Ok(text) = std::env::var(crate::remote::bridge::HEADERS_ENV) else {
+        return Ok(Vec::new());
+    };
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|_| {
+            CliError::Config(format!(
+                "{} is not a JSON object of header names to values",
+                crate::remote::bridge::HEADERS_ENV
+            ))
+        })?;
+    Ok(map.into_iter().collect())
 }
 
 fn run_rotate_key(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {

@@ -12,7 +12,7 @@
 
 use super::pins::Pins;
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
-use crate::delegation::glob::Glob;
+use crate::delegation::glob::{Glob, Scope};
 use crate::delegation::rate::Rate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,6 +51,49 @@ pub struct Connection {
     pub env: BTreeMap<String, String>,
     /// Whether it runs when its workspace is active.
     pub enabled: bool,
+    /// A local command (`stdio`, the default) or a remote server (`http`, `partner`).
+    #[serde(default, skip_serializing_if = "Kind::is_stdio")]
+    pub kind: Kind,
+    /// Where a remote server is, for `http` and `partner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Remote>,
+}
+
+/// What a connection reaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A local command spoken to over its stdin and stdout.
+    #[default]
+    Stdio,
+    /// A remote MCP server over Streamable HTTP.
+    Http,
+    /// A partner organization's gate: `http`, every request signed with this gate's key.
+    Partner,
+}
+
+impl Kind {
+    /// Whether this is the default kind (not written to the state file).
+    pub fn is_stdio(&self) -> bool {
+        *self == Kind::Stdio
+    }
+}
+
+/// A remote server's address and credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    /// Its MCP endpoint (`http://…`).
+    pub url: String,
+    /// Header name → Fernet token bound to this connection and `header:NAME`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// For a partner: its org id (the tokens' `aud`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// For a partner: what this gate's agents may use there (the tokens' `scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// An agent allowed to call a workspace's tools.

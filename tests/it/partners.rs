@@ -414,3 +414,159 @@ fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
     std::thread::sleep(std::time::Duration::from_secs(wait));
     assert_eq!(send().status, 200);
 }
+
+#[test]
+fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let b = Serve::start_with(dir_b.path(), &["--org-id", "org-b"]);
+    b.setup("ws-1");
+    let a = Serve::start_with(dir_a.path(), &["--org-id", "org-a"]);
+    // Onboarding: B registers A's identity exactly as A shows it.
+    let identity = a.admin("GET", "/identity", None).json();
+    let mut grant = json!({
+        "org_id": "org-a", "keys": identity["keys"], "workspace_id": "ws-1",
+        "allow": ["ex.*"], "deny": ["ex.get_env"], "rate": {"per_minute": 600, "burst": 50}
+    });
+    assert_eq!(b.admin("POST", "/partners", Some(grant.take())).status, 201);
+    // A's side: a partner connection to B's workspace, an agent.
+    let conn = a.admin(
+        "POST",
+        "/connections",
+        Some(
+            json!({"workspace_id": "wa", "name": "partner_b", "kind": "partner",
+            "url": format!("http://{}/mcp/ws-1", b.addr), "org_id": "org-b"}),
+        ),
+    );
+    assert_eq!(conn.status, 201, "{}", conn.body);
+    assert_eq!(conn.json()["kind"], "partner");
+    assert_eq!(a.admin("POST", "/workspaces/wa/activate", None).status, 200);
+    let agent = a.admin(
+        "POST",
+        "/agents",
+        Some(json!({"workspace_id": "wa", "name": "bot"})),
+    );
+    let key = agent.json()["key"].as_str().unwrap().to_owned();
+    let session = a.session("wa", &key);
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    let echoed = loop {
+        let answer = a.call(
+            "wa",
+            &key,
+            &session,
+            "partner_b.ex.echo",
+            json!({"message": "hi"}),
+        );
+        if answer["result"]["content"][0]["text"] == "hi" {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered: {answer}\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(echoed["result"]["content"][0]["text"], "hi");
+    // What B denies is not even listed at A, so A refuses the call itself.
+    let list = a.mcp(
+        "wa",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
+    );
+    let names: Vec<String> = list.json()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"partner_b.ex.echo".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with("get_env")), "{names:?}");
+    let denied = a.call(
+        "wa",
+        &key,
+        &session,
+        "partner_b.ex.get_env",
+        json!({"name": "X"}),
+    );
+    assert!(denied["error"].is_object(), "{denied}");
+    // B saw signed requests from org A and logged each decision.
+    assert!(
+        b.log()
+            .contains("delegation accepted: iss=org-a sub=wa tool=\"ex.echo\""),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let b = Serve::start(dir_b.path());
+    let b_key = b.setup("ws-1");
+    let a = Serve::start(dir_a.path());
+    let conn = a.admin(
+        "POST",
+        "/connections",
+        Some(
+            json!({"workspace_id": "wa", "name": "remote", "kind": "http",
+            "url": format!("http://{}/mcp/ws-1", b.addr),
+            "headers": {"Authorization": format!("Bearer {b_key}")}}),
+        ),
+    );
+    assert_eq!(conn.status, 201, "{}", conn.body);
+    assert_eq!(conn.json()["headers"], json!(["Authorization"]));
+    assert!(!conn.body.contains(&b_key));
+    let state = std::fs::read_to_string(a.data.join("state.json")).unwrap();
+    assert!(
+        !state.contains(&b_key),
+        "the header is stored in plain text"
+    );
+    // https is refused with a reason; so are a command on a remote kind and a missing url.
+    let refused = |body: Value| a.admin("POST", "/connections", Some(body));
+    let tls =
+        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "https://x/mcp"}));
+    assert_eq!(tls.status, 422);
+    assert!(tls.body.contains("TLS"), "{}", tls.body);
+    assert_eq!(
+        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http"})).status,
+        422
+    );
+    assert_eq!(
+        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "http://x/", "command": ["x"]})).status,
+        422
+    );
+    assert_eq!(a.admin("POST", "/workspaces/wa/activate", None).status, 200);
+    let key = a
+        .admin(
+            "POST",
+            "/agents",
+            Some(json!({"workspace_id": "wa", "name": "bot"})),
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = a.session("wa", &key);
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    loop {
+        let answer = a.call(
+            "wa",
+            &key,
+            &session,
+            "remote.ex.echo",
+            json!({"message": "far"}),
+        );
+        if answer["result"]["content"][0]["text"] == "far" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{answer}\n{}",
+            a.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!a.log().contains(&b_key), "the header reached the log");
+}

@@ -1,0 +1,374 @@
+//! `aegis-gate bridge`: one remote MCP server over Streamable HTTP, spoken to as a stdio child.
+//!
+//! A connection of kind `http` or `partner` runs this as its child, so the connection's
+//! supervision (handshake, listing, heartbeats, deadlines, restarts with backoff, teardown) is the
+//! same code as for any local server. The bridge reads JSON-RPC lines on stdin and POSTs each to
+//! the URL (`Accept: application/json, text/event-stream`, the session's `Mcp-Session-Id` and
+//! `MCP-Protocol-Version`, the configured headers); a JSON answer becomes one line on stdout, an
+//! event stream one line per event. A `partner` bridge also signs every request with the gate's
+//! key (`Aegis-Delegation`, see [`crate::delegation::token`]). After `initialize` it opens the
+//! session's GET stream, so the server's `notifications/tools/list_changed` arrive; a 405 there
+//! means the server has none. An expired session (404) ends the bridge with status 3, and the
+//! connection restarts it (a fresh `initialize`). At stdin EOF it ends the session (`DELETE`).
+//!
+//! Owns: the HTTP side of one remote connection, with [`POSTERS`] requests in flight at most.
+//! Never: logs a header value or a token; writes half a line (stdout is written a line at a time
+//! under a lock); keeps a request longer than its timeout.
+//!
+//! Threads: the main thread reads stdin; `bridge-post-N` send requests; `bridge-events` holds the
+//! GET stream. The process ends at stdin EOF (or is signalled by the connection's teardown).
+
+use super::client::{self, Response, Url};
+use super::sse;
+use crate::delegation::glob::Scope;
+use crate::delegation::token::{self, Grant};
+use crate::jsonrpc::code;
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use std::io::{self, BufRead, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Requests in flight to the server at once.
+pub const POSTERS: usize = 8;
+/// The environment variable with the connection's headers: a JSON object of names to values.
+pub const HEADERS_ENV: &str = "AEGIS_BRIDGE_HEADERS";
+/// Exit status when the server forgot the session (the connection restarts the bridge).
+pub const SESSION_GONE: i32 = 3;
+/// Requests waiting for a poster.
+const QUEUE: usize = 64;
+/// Lifetime of each signed token.
+const TOKEN_LIFETIME: i64 = 120;
+
+/// How a `partner` bridge signs.
+pub struct Signer {
+    /// This gate's org (`iss`).
+    pub org_id: String,
+    /// The partner's org (`aud`).
+    pub audience: String,
+    /// The key and its id.
+    pub key: SigningKey,
+    /// Its `kid`.
+    pub kid: String,
+    /// What agents may use at the partner (`scope`).
+    pub scope: Scope,
+    /// Who calls (`sub`).
+    pub sub: String,
+}
+
+/// What the bridge needs.
+pub struct Options {
+    /// The server's MCP endpoint.
+    pub url: Url,
+    /// Headers sent with every request (credentials included; never logged).
+    pub headers: Vec<(String, String)>,
+    /// Signing, for a partner.
+    pub signer: Option<Signer>,
+    /// Bounds connect, every read and write, and so a silent answer.
+    pub timeout: Duration,
+    /// Longest message accepted either way.
+    pub max_line: usize,
+}
+
+/// State shared by the threads.
+struct Shared {
+    options: Options,
+    session: Mutex<Option<String>>,
+    version: Mutex<Option<String>>,
+    out: Mutex<io::Stdout>,
+}
+
+/// Runs until stdin closes.
+pub fn run(options: Options) -> Result<(), String> {
+    let shared = Arc::new(Shared {
+        options,
+        session: Mutex::new(None),
+        version: Mutex::new(None),
+        out: Mutex::new(io::stdout()),
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<Outgoing>(QUEUE);
+    let mut posters = Vec::new();
+    for n in 0..POSTERS {
+        let (shared, rx) = (Arc::clone(&shared), rx.clone());
+        let thread = crate::thread::spawn(format!("bridge-post-{n}"), move || {
+            for outgoing in rx.iter() {
+                shared.exchange(&outgoing);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        posters.push(thread);
+    }
+    let mut events_started = false;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    loop {
+        let mut line = Vec::new();
+        let limit = u64::try_from(shared.options.max_line).unwrap_or(u64::MAX) + 1;
+        let n = (&mut input)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("stdin: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let Some(outgoing) = Outgoing::parse(&line) else {
+            continue; // Not a JSON-RPC message from our own gate: nothing to send.
+        };
+        if outgoing.method.as_deref() == Some("initialize") {
+            // In order: the session id must exist before the next message goes out.
+            shared.exchange(&outgoing);
+        } else if outgoing.id.is_none() {
+            shared.exchange(&outgoing); // Notifications and answers, in order.
+        } else if let Err(e) = tx.try_send(outgoing) {
+            let outgoing = e.into_inner();
+            shared.error(&outgoing, code::OVERLOADED, "too many requests in flight");
+        }
+        if !events_started && lock(&shared.session).is_some() {
+            events_started = true;
+            let shared = Arc::clone(&shared);
+            // Detached on purpose: it blocks reading the GET stream, and the process ends at
+            // stdin EOF right after; nothing of it needs joining.
+            if let Ok(thread) = crate::thread::spawn("bridge-events", move || shared.events()) {
+                thread.detach();
+            }
+        }
+    }
+    drop(tx);
+    for poster in posters {
+        poster.join();
+    }
+    shared.end_session();
+    Ok(())
+}
+
+/// One message from the gate.
+struct Outgoing {
+    body: Vec<u8>,
+    id: Option<Value>,
+    method: Option<String>,
+    tool: String,
+}
+
+impl Outgoing {
+    fn parse(line: &[u8]) -> Option<Outgoing> {
+        let body = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+        let value: Value = serde_json::from_slice(&body).ok()?;
+        let method = value
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let id = value.get("id").filter(|_| method.is_some()).cloned();
+        let tool = match method.as_deref() {
+            Some("tools/call") => value
+                .pointer("/params/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            _ => String::new(),
+        };
+        Some(Outgoing {
+            body,
+            id,
+            method,
+            tool,
+        })
+    }
+}
+
+impl Shared {
+    fn headers(&self, tool: &str, body: &[u8], accept: &str) -> Vec<(String, String)> {
+        let mut headers = self.options.headers.clone();
+        headers.push(("Accept".into(), accept.into()));
+        headers.push(("Content-Type".into(), "application/json".into()));
+        if let Some(session) = lock(&self.session).clone() {
+            headers.push(("Mcp-Session-Id".into(), session));
+        }
+        if let Some(version) = lock(&self.version).clone() {
+            headers.push(("MCP-Protocol-Version".into(), version));
+        }
+        if let Some(signer) = &self.options.signer {
+            match sign(signer, tool, body) {
+                Ok(token) => headers.push((token::HEADER.into(), token)),
+                Err(e) => eprintln!("bridge: cannot sign: {e}"),
+            }
+        }
+        headers
+    }
+
+    /// Sends one message and relays what comes back.
+    fn exchange(&self, outgoing: &Outgoing) {
+        let headers = self.headers(
+            &outgoing.tool,
+            &outgoing.body,
+            "application/json, text/event-stream",
+        );
+        let url = &self.options.url;
+        let response = client::send(url, "POST", &headers, &outgoing.body, self.options.timeout);
+        let mut response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return self.error(outgoing, code::SERVER_UNAVAILABLE, &format!("remote: {e}"));
+            }
+        };
+        if response.status == 404 && lock(&self.session).is_some() {
+            eprintln!("bridge: the server forgot the session (404); restarting");
+            self.error(outgoing, code::SERVER_UNAVAILABLE, "remote session expired");
+            std::process::exit(SESSION_GONE);
+        }
+        if outgoing.method.as_deref() == Some("initialize") && response.status == 200 {
+            if let Some(id) = response.header("Mcp-Session-Id") {
+                *lock(&self.session) = Some(id.to_owned());
+            }
+        }
+        if let Err(e) = self.relay(outgoing, &mut response) {
+            self.error(outgoing, code::SERVER_UNAVAILABLE, &format!("remote: {e}"));
+        }
+    }
+
+    /// The response's messages as lines; a failed request becomes an error answer.
+    fn relay(&self, outgoing: &Outgoing, response: &mut Response) -> io::Result<()> {
+        let status = response.status;
+        let is_stream = response
+            .header("Content-Type")
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
+        if status == 202 || (outgoing.id.is_none() && (200..300).contains(&status)) {
+            return Ok(());
+        }
+        if is_stream && status == 200 {
+            while let Some(data) = sse::next_data(response.body(), self.options.max_line)? {
+                self.note_version(outgoing, data.as_bytes());
+                self.emit(data.as_bytes());
+            }
+            return Ok(());
+        }
+        let body = response.read_all(self.options.max_line)?;
+        // A JSON-RPC answer (an error with 401/403/429 from a partner's gate included) is relayed
+        // as it is; anything else becomes an error naming the status.
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => {
+                self.note_version(outgoing, &body);
+                self.emit(&body);
+            }
+            _ => self.error(
+                outgoing,
+                code::SERVER_UNAVAILABLE,
+                &format!("remote answered HTTP {status}"),
+            ),
+        }
+        Ok(())
+    }
+
+    /// The protocol version the server chose, from its `initialize` answer: later requests
+    /// carry it in `MCP-Protocol-Version`.
+    fn note_version(&self, outgoing: &Outgoing, message: &[u8]) {
+        if outgoing.method.as_deref() != Some("initialize") {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(message) else {
+            return;
+        };
+        if let Some(version) = v.pointer("/result/protocolVersion").and_then(Value::as_str) {
+            *lock(&self.version) = Some(version.to_owned());
+        }
+    }
+
+    /// Holds the session's GET stream and relays its messages; ends when the server has none.
+    fn events(&self) {
+        let mut failures = 0u32;
+        while failures < 5 {
+            let headers = self.headers("", b"", "text/event-stream");
+            let response = client::send(
+                &self.options.url,
+                "GET",
+                &headers,
+                b"",
+                self.options.timeout,
+            );
+            match response {
+                Ok(mut r) if r.status == 200 => {
+                    failures = 0;
+                    while let Ok(Some(data)) = sse::next_data(r.body(), self.options.max_line) {
+                        self.emit(data.as_bytes());
+                    }
+                }
+                Ok(r) if r.status == 405 => return, // The server offers no stream.
+                Ok(r) if r.status == 404 => return, // The session is gone; a POST will say so.
+                Ok(_) | Err(_) => failures += 1,
+            }
+            // Reconnect pace: a server that drops streams must not be hammered.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn end_session(&self) {
+        if lock(&self.session).is_none() {
+            return;
+        }
+        let headers = self.headers("", b"", "application/json");
+        let _ = client::send(
+            &self.options.url,
+            "DELETE",
+            &headers,
+            b"",
+            Duration::from_secs(2),
+        );
+    }
+
+    /// One message on stdout, as one line.
+    fn emit(&self, message: &[u8]) {
+        let compact;
+        let line = if message.contains(&b'\n') {
+            match serde_json::from_slice::<Value>(message) {
+                Ok(v) => {
+                    compact = v.to_string();
+                    compact.as_bytes()
+                }
+                Err(_) => return,
+            }
+        } else {
+            message
+        };
+        let mut out = lock(&self.out);
+        let written = out
+            .write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if written.is_err() {
+            // The gate is gone; nothing more to do.
+            std::process::exit(0);
+        }
+    }
+
+    fn error(&self, outgoing: &Outgoing, code: i64, message: &str) {
+        let Some(id) = &outgoing.id else { return };
+        let line = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message }
+        });
+        self.emit(line.to_string().as_bytes());
+    }
+}
+
+fn sign(signer: &Signer, tool: &str, body: &[u8]) -> Result<String, token::SignError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let grant = Grant {
+        iss: &signer.org_id,
+        aud: &signer.audience,
+        sub: &signer.sub,
+        scope: &signer.scope,
+    };
+    token::sign(
+        &signer.key,
+        &signer.kid,
+        &grant,
+        tool,
+        body,
+        now,
+        TOKEN_LIFETIME,
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,353 @@
+//! A small synchronous HTTP/1.1 client: enough for MCP over Streamable HTTP.
+//!
+//! Owns: `http://` URLs, one connection per request (`Connection: close`), connect, read and
+//! write timeouts on every socket, and response bodies as a streaming reader (Content-Length,
+//! chunked, or until close), so an event stream is read event by event.
+//! Never: speaks TLS (`https://` is refused with a clear error: the static build carries no TLS
+//! stack; put a TLS proxy in front); follows redirects; reads a header block over
+//! [`MAX_HEAD`] bytes or a chunk-size line over 64 bytes.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Largest status line plus headers accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Why a request failed before a response arrived.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Not an `http://host[:port]/path` URL.
+    Url(String),
+    /// `https://`: no TLS in this build.
+    Tls,
+    /// Connecting, sending or reading the head failed.
+    Io(io::Error),
+    /// The response head is not HTTP/1.x.
+    Protocol(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Url(why) => write!(f, "bad URL: {why}"),
+            ClientError::Tls => f.write_str(
+                "https:// is not supported: this build has no TLS; reach the server through a \
+                 local TLS proxy (an http:// URL)",
+            ),
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Protocol(why) => write!(f, "not an HTTP/1.x response: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
+}
+
+/// A parsed `http://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Url {
+    /// Parses `http://host[:port][/path]`.
+    pub fn parse(text: &str) -> Result<Url, ClientError> {
+        if text.starts_with("https://") {
+            return Err(ClientError::Tls);
+        }
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| ClientError::Url(format!("{text:?} does not start with http://")))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(ClientError::Url(format!("{text:?} has no plain host")));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse()
+                    .map_err(|_| ClientError::Url(format!("bad port in {text:?}")))?;
+                (h, port)
+            }
+            _ => (authority, 80),
+        };
+        let bad = |c: char| c.is_whitespace() || c.is_control();
+        if host.is_empty() || host.contains(bad) || path.contains(bad) {
+            return Err(ClientError::Url(format!("{text:?} is not a plain URL")));
+        }
+        Ok(Url {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    fn host_header(&self) -> String {
+        if self.port == 80 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A response whose body is read as it arrives.
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    body: Box<dyn BufRead + Send>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Response({})", self.status)
+    }
+}
+
+impl Response {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body, read as it arrives.
+    pub fn body(&mut self) -> &mut (dyn BufRead + Send) {
+        &mut *self.body
+    }
+
+    /// The whole body, at most `max` bytes (an error beyond).
+    pub fn read_all(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+        (&mut self.body).take(limit).read_to_end(&mut out)?;
+        if out.len() > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("response body over {max} bytes"),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Sends one request and reads the response head; `timeout` bounds the connect and every read
+/// and write (an event stream that stays silent longer ends with a timeout error).
+pub fn send(
+    url: &Url,
+    method: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| ClientError::Url(format!("{} does not resolve", url.host)))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        url.path,
+        url.host_header(),
+        body.len()
+    );
+    for (name, value) in headers {
+        if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+            return Err(ClientError::Url(format!(
+                "header {name:?} is not a plain header"
+            )));
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = &stream;
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(body)?;
+    writer.flush()?;
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader)?;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let body: Box<dyn BufRead + Send> = if method == "HEAD" || status == 204 || status == 304 {
+        Box::new(io::empty())
+    } else if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        Box::new(BufReader::new(Chunked::new(reader)))
+    } else if let Some(length) = header("Content-Length") {
+        let length: u64 = length
+            .trim()
+            .parse()
+            .map_err(|_| ClientError::Protocol(format!("Content-Length {length:?}")))?;
+        Box::new(reader.take(length))
+    } else {
+        Box::new(reader)
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn read_head(reader: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), ClientError> {
+    let mut used = 0;
+    let mut line = |reader: &mut dyn BufRead| -> Result<String, ClientError> {
+        let mut buf = Vec::new();
+        let budget = u64::try_from(MAX_HEAD.saturating_sub(used)).unwrap_or(0);
+        reader.take(budget).read_until(b'\n', &mut buf)?;
+        used += buf.len();
+        if !buf.ends_with(b"\n") {
+            return Err(ClientError::Protocol("head cut short or too long".into()));
+        }
+        Ok(String::from_utf8_lossy(&buf).trim_end().to_owned())
+    };
+    let status_line = line(reader)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .ok_or_else(|| ClientError::Protocol(status_line.clone()))?;
+    let mut headers = Vec::new();
+    loop {
+        let header = line(reader)?;
+        if header.is_empty() {
+            return Ok((status, headers));
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+}
+
+/// Decodes a chunked body as it arrives.
+struct Chunked<R> {
+    inner: R,
+    left: u64,
+    done: bool,
+}
+
+impl<R: BufRead> Chunked<R> {
+    fn new(inner: R) -> Chunked<R> {
+        Chunked {
+            inner,
+            left: 0,
+            done: false,
+        }
+    }
+
+    fn next_size(&mut self) -> io::Result<u64> {
+        let mut line = Vec::new();
+        (&mut self.inner).take(64).read_until(b'\n', &mut line)?;
+        let text = String::from_utf8_lossy(&line);
+        let size = text.trim().split(';').next().unwrap_or_default();
+        u64::from_str_radix(size, 16).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad chunk size {text:?}"),
+            )
+        })
+    }
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            self.left = self.next_size()?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "chunked body cut short",
+            ));
+        }
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_https_is_refused_clearly() {
+        let url = Url::parse("http://127.0.0.1:8787/mcp/ws-1").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8787, "/mcp/ws-1")
+        );
+        assert_eq!(Url::parse("http://example.com").unwrap().path, "/");
+        assert!(matches!(
+            Url::parse("https://example.com/mcp"),
+            Err(ClientError::Tls)
+        ));
+        assert!(matches!(Url::parse("ftp://x"), Err(ClientError::Url(_))));
+        assert!(matches!(
+            Url::parse("http://u:p@x/"),
+            Err(ClientError::Url(_))
+        ));
+        assert!(matches!(
+            Url::parse("http://x:99999/"),
+            Err(ClientError::Url(_))
+        ));
+    }
+
+    #[test]
+    fn chunked_bodies_decode_and_a_cut_one_is_an_error() {
+        let raw: &[u8] = b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
+        let mut out = String::new();
+        Chunked::new(raw).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello world");
+        let cut: &[u8] = b"5\r\nhel";
+        assert!(Chunked::new(cut)
+            .read_to_string(&mut String::new())
+            .is_err());
+    }
+
+    #[test]
+    fn a_head_is_parsed_and_garbage_refused() {
+        let mut ok: &[u8] = b"HTTP/1.1 202 Accepted\r\nMcp-Session-Id: abc\r\n\r\n";
+        let (status, headers) = read_head(&mut ok).unwrap();
+        assert_eq!(status, 202);
+        assert_eq!(headers[0], ("Mcp-Session-Id".into(), "abc".into()));
+        let mut bad: &[u8] = b"SSH-2.0-OpenSSH\r\n\r\n";
+        assert!(read_head(&mut bad).is_err());
+    }
+}

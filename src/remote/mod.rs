@@ -1,0 +1,12 @@
+//! Remote MCP servers over Streamable HTTP: the transport of connections of kind `http` and
+//! `partner`.
+//!
+//! Owns: a small synchronous HTTP/1.1 client ([`client`]), server-sent events ([`sse`]) and the
+//! bridge ([`bridge`]) that a remote connection runs as its child, so remote and local servers
+//! share one supervision.
+//! Never: uses an async runtime; speaks TLS (no TLS stack in the static build: `https://` URLs
+//! are refused with a clear error).
+
+pub mod bridge;
+pub mod client;
+pub mod sse;
