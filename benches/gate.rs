@@ -423,6 +423,8 @@ fn http_calls(n: usize) {
             "127.0.0.1:0",
             "--allow-command",
             BIN,
+            "--org-id",
+            "bench-b",
             "--data-dir",
         ])
         .arg(dir.join("data"))
@@ -509,6 +511,7 @@ fn http_calls(n: usize) {
             (per_client * clients) as f64 / wall.as_secs_f64()
         );
     }
+    delegated_calls(&addr, &session, &key, n.min(5_000));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let rss = status
@@ -523,4 +526,119 @@ fn http_calls(n: usize) {
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One client's `tools/call` with an agent key next to the same call delegated by a partner
+/// (tokens signed beforehand: what is measured is the receiving gate's added work).
+fn delegated_calls(addr: &str, agent_session: &str, agent_key: &str, n: usize) {
+    use aegis_gate::delegation::{glob::Scope, paserk, token};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+    let admin = [("Authorization", "Bearer bench")];
+    let mut c = HttpClient::connect(addr);
+    let partner = json!({"org_id": "bench-a", "workspace_id": "bench", "allow": ["ex.*"],
+        "keys": [{"kid": "k1", "public_key": paserk::encode(&key.verifying_key())}],
+        "rate": {"per_minute": 6_000_000, "burst": 1_000_000}});
+    assert_eq!(
+        c.post("/api/v1/aegis/partners", &admin, &partner.to_string())
+            .0,
+        201
+    );
+    let scope: Scope = serde_json::from_value(json!({"allow": ["ex.*"]})).expect("scope");
+    let grant = token::Grant {
+        iss: "bench-a",
+        aud: "bench-b",
+        sub: "bench",
+        scope: &scope,
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    let sign = |tool: &str, body: &str| {
+        token::sign(&key, "k1", &grant, tool, body.as_bytes(), now(), 300).expect("sign")
+    };
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
+    let (_, head, _) = c.post("/mcp/bench", &[("Aegis-Delegation", &sign("", init))], init);
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"ex.echo","arguments":{{"message":"b"}}}}}}"#))
+        .collect();
+    let tokens: Vec<String> = bodies.iter().map(|b| sign("ex.echo", b)).collect();
+    let mut run = |delegated: bool| {
+        let mut lat = Vec::with_capacity(n);
+        for (body, token) in bodies.iter().zip(&tokens) {
+            let headers = if delegated {
+                vec![
+                    ("Aegis-Delegation", token.as_str()),
+                    ("Mcp-Session-Id", session.as_str()),
+                ]
+            } else {
+                vec![
+                    ("Authorization", agent_key),
+                    ("Mcp-Session-Id", agent_session),
+                ]
+            };
+            let t = Instant::now();
+            let (status, _, answer) = c.post("/mcp/bench", &headers, body);
+            assert_eq!(status, 200, "{answer}");
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        lat
+    };
+    let plain = run(false);
+    let delegated = run(true);
+    for (label, lat) in [
+        ("HTTP call, agent key", &plain),
+        ("HTTP call, delegated", &delegated),
+    ] {
+        println!(
+            "{label:<36} {:>8.1}µs {:>8.1}µs",
+            pct(lat, 50).as_secs_f64() * 1e6,
+            pct(lat, 99).as_secs_f64() * 1e6
+        );
+    }
+    println!(
+        "delegation added latency p50 (1 client): {:.1}µs",
+        (pct(&delegated, 50).as_secs_f64() - pct(&plain, 50).as_secs_f64()) * 1e6
+    );
+    // One core, no network: the verifier next to raw Ed25519 (its limit).
+    let body = bodies[0].as_bytes();
+    let lookup = |_: &str| {
+        Some(token::PartnerKey {
+            org_id: "bench-a".into(),
+            key: key.verifying_key(),
+            not_after: None,
+        })
+    };
+    let inbound = token::Inbound {
+        token: &tokens[0],
+        body,
+        tool: "ex.echo",
+        our_org: "bench-b",
+        now: now(),
+    };
+    let rounds = 20_000;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        assert!(token::verify(&inbound, lookup).is_ok());
+    }
+    let verify_rate = rounds as f64 / t.elapsed().as_secs_f64();
+    let message = vec![7u8; 600];
+    let signature = ed25519_dalek::Signer::sign(&key, &message);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        assert!(key
+            .verifying_key()
+            .verify_strict(&message, &signature)
+            .is_ok());
+    }
+    let raw_rate = rounds as f64 / t.elapsed().as_secs_f64();
+    println!("delegation token verifications/s, one core: {verify_rate:.0} (raw Ed25519 verify_strict of 600 bytes: {raw_rate:.0})");
 }

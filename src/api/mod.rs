@@ -351,6 +351,14 @@ fn bridge_config(
     })
 }
 
+/// The rules of `POST /partners`, for the command line (the message of the refusal).
+pub fn check_partner(
+    state: &crate::store::state::State,
+    partner: &crate::store::state::Partner,
+) -> Result<(), String> {
+    partners::check(state, partner).map_err(|e| e.message)
+}
+
 fn binding(workspace: &str, name: &str) -> String {
     crate::crypto::binding(workspace, name)
 }

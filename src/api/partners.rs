@@ -178,7 +178,7 @@ pub(super) fn partner_caller(org: &str) -> String {
 }
 
 /// The rules a partner must pass against the rest of the state.
-fn check(state: &State, partner: &Partner) -> Result<(), ApiError> {
+pub(super) fn check(state: &State, partner: &Partner) -> Result<(), ApiError> {
     super::rest::validate_id("org_id", &partner.org_id)?;
     super::rest::validate_id("workspace_id", &partner.workspace_id)?;
     if state.org_id.as_deref() == Some(partner.org_id.as_str()) {

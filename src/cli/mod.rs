@@ -6,6 +6,7 @@
 //! `--version` and what a subcommand defines as its output.
 
 mod keys;
+mod partners;
 mod tools;
 
 use crate::config::{Config, Separator};
@@ -27,6 +28,7 @@ COMMANDS:
     tools            List, inspect and approve tools (verdicts, findings, pins)
     rotate-key       Re-encrypt every stored secret under a new Fernet key, then drop the old one
     keys             Show this gate's org id and public keys (for partners), or rotate them
+    partners         List, show, add or remove partner organizations (serve stopped to change)
     bridge           Speak stdio to one remote MCP server over Streamable HTTP (what
                      connections of kind http and partner run)
     example-server   Run the built-in example MCP server over stdin/stdout
@@ -175,6 +177,7 @@ fn run_command(
         "rotate-key" => run_rotate_key(parser, log_level),
         "keys" => run_keys(parser, log_level),
         "bridge" => run_bridge(parser, log_level),
+        "partners" => run_partners(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -452,6 +455,50 @@ fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), 
         .map_err(|e| CliError::Config(e.to_string()))?;
     store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
     let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const PARTNERS_HELP: &str = "\
+aegis-gate partners: the partner organizations whose gates may call this gate's tools
+
+USAGE:
+    aegis-gate partners list [--data-dir DIR]
+    aegis-gate partners show ORG [--data-dir DIR]
+    aegis-gate partners add FILE [--data-dir DIR]
+    aegis-gate partners remove ORG [--data-dir DIR]
+
+FILE holds the body of POST /api/v1/aegis/partners. add and remove need serve stopped (a
+running serve owns the state: use its REST API).
+";
+
+fn run_partners(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                print!("{PARTNERS_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let (action, arg) = match words.as_slice() {
+        [action] => (action.as_str(), None),
+        [action, arg] => (action.as_str(), Some(arg.as_str())),
+        _ => {
+            return Err(CliError::Usage(
+                "partners takes an action (see --help)".into(),
+            ))
+        }
+    };
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    let out = partners::run(action, arg, &data_dir).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }

@@ -570,3 +570,46 @@ fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
     }
     assert!(!a.log().contains(&b_key), "the header reached the log");
 }
+
+#[test]
+fn partners_are_managed_on_the_command_line_with_serve_stopped() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
+    serve.setup("ws-1");
+    let file = dir.path().join("partner.json");
+    std::fs::write(&file, partner("org-a", "a1", 4).to_string()).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(gate_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let file = file.to_str().unwrap();
+    let busy = cli(&["partners", "add", file]);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("serve is running"));
+    assert!(serve.stop().success());
+    assert!(cli(&["partners", "add", file]).status.success());
+    let again = cli(&["partners", "add", file]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let listed: Value = serde_json::from_slice(&cli(&["partners", "list"]).stdout).unwrap();
+    assert_eq!(listed["partners"][0]["org_id"], "org-a");
+    let mut weak = partner("org-c", "c1", 5);
+    weak["keys"][0]["public_key"] = json!("k4.public.AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    std::fs::write(dir.path().join("weak.json"), weak.to_string()).unwrap();
+    let refused = cli(&[
+        "partners",
+        "add",
+        dir.path().join("weak.json").to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("weak"),
+        "{refused:?}"
+    );
+    assert!(cli(&["partners", "remove", "org-a"]).status.success());
+    let shown = cli(&["partners", "show", "org-a"]);
+    assert!(!shown.status.success());
+}
