@@ -141,6 +141,8 @@ pub struct Settings {
     pub pinning: crate::store::pins::Pinning,
     /// A pinned tool that changed: serve the last approved version (default) or hide it.
     pub on_change: OnChange,
+    /// This gate's organization id for delegation (`serve`; `--org-id` wins). Default none.
+    pub org_id: Option<String>,
 }
 
 impl Default for Settings {
@@ -171,6 +173,7 @@ impl Default for Settings {
             naming: Naming::Plain,
             pinning: crate::store::pins::Pinning::TrustOnFirstUse,
             on_change: OnChange::ServeLastApproved,
+            org_id: None,
         }
     }
 }
@@ -204,6 +207,7 @@ struct SettingsFile {
     naming: Option<String>,
     pinning: Option<String>,
     on_change: Option<String>,
+    org_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +219,9 @@ struct ServerEntry {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
+    /// Headers for a `url` server (e.g. `Authorization`).
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
     #[serde(default)]
     disabled: bool,
 }
@@ -264,10 +271,12 @@ pub enum Error {
         /// The server.
         name: String,
     },
-    /// A server entry names a remote `url`, which stdio config does not run yet.
+    /// A server entry's remote `url` cannot be used.
     RemoteServer {
         /// The server.
         name: String,
+        /// Why.
+        reason: String,
     },
     /// A setting is out of range.
     InvalidSetting {
@@ -293,11 +302,9 @@ impl fmt::Display for Error {
             Error::MissingCommand { name } => {
                 write!(f, "config error: server {name:?} has no \"command\"")
             }
-            Error::RemoteServer { name } => write!(
-                f,
-                "config error: server {name:?} has a \"url\": remote MCP servers are not supported \
-                 by this version of the gate, only local commands"
-            ),
+            Error::RemoteServer { name, reason } => {
+                write!(f, "config error: server {name:?}: {reason}")
+            }
             Error::InvalidSetting { name, reason } => {
                 write!(f, "config error: setting {name:?}: {reason}")
             }
@@ -384,8 +391,9 @@ impl Config {
                     reason,
                 }
             })?;
-            if entry.url.is_some() {
-                return Err(Error::RemoteServer { name });
+            if let Some(url) = entry.url {
+                servers.push(remote_server(name, &url, &entry.headers)?);
+                continue;
             }
             let Some(command) = entry.command.filter(|c| !c.is_empty()) else {
                 return Err(Error::MissingCommand { name });
@@ -400,6 +408,32 @@ impl Config {
         }
         Ok(Config { servers, settings })
     }
+}
+
+/// A `url` server runs `aegis-gate bridge` as its child (headers in its environment), so it is
+/// supervised like a local one.
+fn remote_server(
+    name: String,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<ServerConfig, Error> {
+    let refuse = |reason: String| Error::RemoteServer {
+        name: name.clone(),
+        reason,
+    };
+    crate::remote::client::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| refuse(format!("cannot find the gate's own executable: {e}")))?;
+    let headers = serde_json::to_string(headers).map_err(|e| refuse(e.to_string()))?;
+    let mut env = BTreeMap::new();
+    env.insert(crate::remote::bridge::HEADERS_ENV.to_owned(), headers);
+    Ok(ServerConfig {
+        name,
+        command: exe.display().to_string(),
+        args: vec!["bridge".into(), "--url".into(), url.to_owned()],
+        env,
+        cwd: None,
+    })
 }
 
 /// The longest time any setting may be: one day (keeps every deadline far from overflow).
@@ -493,6 +527,7 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         naming: d.naming,
         pinning: d.pinning,
         on_change: d.on_change,
+        org_id: None,
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {
@@ -522,6 +557,7 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
             ))
         }
     };
+    settings.org_id = file.org_id.clone();
     if settings.backoff_min > settings.backoff_max {
         return Err(Error::InvalidSetting {
             name: "backoff_min_ms",

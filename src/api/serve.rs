@@ -47,7 +47,7 @@ pub fn run(
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
     let mut state = StateStore::open(&options.data_dir).map_err(other)?;
     let (admin_hash, new_token) = admin_token(&mut state)?;
-    if let Some(org) = options.org_id.clone() {
+    if let Some(org) = options.org_id.clone().or_else(|| settings.org_id.clone()) {
         set_org_id(&mut state, org)?;
     }
     let signing = SigningKeys::load_or_create(&options.data_dir).map_err(other)?;

@@ -613,3 +613,71 @@ fn partners_are_managed_on_the_command_line_with_serve_stopped() {
     let shown = cli(&["partners", "show", "org-a"]);
     assert!(!shown.status.success());
 }
+
+#[test]
+fn a_stdio_config_reaches_a_url_server_with_headers() {
+    let (dir, dir_b) = (TempDir::new(), TempDir::new());
+    let b = Serve::start(dir_b.path());
+    let b_key = b.setup("ws-1");
+    let config = dir.path().join("gate.json");
+    let servers = json!({"mcpServers": {"far": {
+        "url": format!("http://{}/mcp/ws-1", b.addr),
+        "headers": {"Authorization": format!("Bearer {b_key}")}}}});
+    std::fs::write(&config, servers.to_string()).unwrap();
+    let mut child = Command::new(gate_bin())
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = format!(
+        "{}\n{}\n",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "far.ex.echo", "arguments": {"message": "over http"}}})
+    );
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
+    assert_eq!(
+        last["result"]["content"][0]["text"],
+        "over http",
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&b_key));
+    // https is refused when the config loads, with the reason.
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {"far": {"url": "https://x/mcp"}}}"#,
+    )
+    .unwrap();
+    let refused = Command::new(gate_bin())
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TLS"));
+}
+
+#[test]
+fn the_org_id_can_come_from_the_config_file() {
+    let dir = TempDir::new();
+    let config = dir.path().join("gate.json");
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {}, "aegis": {"org_id": "org-z"}}"#,
+    )
+    .unwrap();
+    let serve = Serve::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        serve.admin("GET", "/identity", None).json()["org_id"],
+        "org-z"
+    );
+}
