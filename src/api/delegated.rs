@@ -57,6 +57,14 @@ pub(super) struct Refused {
 }
 
 impl Refused {
+    /// The generic refusal of a token.
+    pub(super) fn unauthorized() -> Refused {
+        Refused {
+            class: Class::Unauthorized,
+            retry_after: None,
+        }
+    }
+
     /// The HTTP status.
     pub(super) fn status(&self) -> u16 {
         match self.class {
@@ -86,8 +94,10 @@ pub(super) struct Request<'a> {
     pub(super) token: &'a str,
     pub(super) workspace: &'a str,
     pub(super) body: &'a [u8],
-    /// `params.name` of a `tools/call`, else `""`.
+    /// `params.name` of a `tools/call` as the gate routes it (`""` if it has none), else `""`.
     pub(super) tool: &'a str,
+    /// Whether the message is a `tools/call` (a call without a name is refused, never let by).
+    pub(super) is_call: bool,
 }
 
 impl Delegation {
@@ -122,8 +132,9 @@ impl Delegation {
             Ok(v) => v,
             Err(rejection) => {
                 log::info!(
-                    "delegation rejected ({rejection}): iss=- sub=- tool={:?} jti=-",
-                    request.tool
+                    "delegation rejected ({}): iss=- sub=- tool={:?} jti=-",
+                    clip(&rejection.to_string()),
+                    clip(request.tool)
                 );
                 return Err(refused(&rejection));
             }
@@ -155,7 +166,7 @@ impl Delegation {
         if partner.workspace_id != request.workspace {
             return Err(Rejection::OutOfScope);
         }
-        lock(&self.replay).check_and_record(&claims.jti, verified.exp, now)?;
+        lock(&self.replay).check_and_record(&claims.iss, &claims.jti, verified.exp, now)?;
         let admitted = Admitted {
             org: partner.org_id.clone(),
             scope: claims.scope.clone(),
@@ -164,18 +175,20 @@ impl Delegation {
                 deny: partner.deny.clone(),
             },
         };
-        if !request.tool.is_empty() && !admitted.permits(request.tool) {
+        if request.is_call && (request.tool.is_empty() || !admitted.permits(request.tool)) {
             return Err(Rejection::OutOfScope);
         }
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut limiter = lock(&self.limiter);
+        let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let org_key = format!("org\u{0}{}", partner.org_id);
         let agent_key = format!("agent\u{0}{}\u{0}{}", partner.org_id, claims.sub);
-        for key in [org_key, agent_key] {
-            if let Err(wait) = limiter.check(&key, partner.rate, now_ms) {
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(Rejection::RateLimited(secs.max(1)));
-            }
+        let agent_rate = partner.agent_rate.unwrap_or(partner.rate);
+        let keys = [
+            (org_key.as_str(), partner.rate),
+            (agent_key.as_str(), agent_rate),
+        ];
+        if let Err(wait) = lock(&self.limiter).check_all(&keys, now_us) {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(Rejection::RateLimited(secs.max(1)));
         }
         Ok(admitted)
     }
@@ -193,12 +206,20 @@ fn refused(rejection: &Rejection) -> Refused {
 
 fn log_decision(outcome: &str, verified: &Verified, tool: &str) {
     let c = &verified.claims;
+    // iss is a registered org id; the rest comes from the partner: quoted and clipped, so a
+    // partner can neither flood the log nor forge lines in it.
     log::info!(
-        "delegation {outcome}: iss={} sub={} tool={tool:?} jti={}",
+        "delegation {outcome}: iss={} sub={:?} tool={:?} jti={:?}",
         c.iss,
-        c.sub,
-        c.jti
+        clip(&c.sub),
+        clip(tool),
+        clip(&c.jti)
     );
+}
+
+/// At most 200 characters of `text`.
+fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 /// The registry's key for `kid`, with its org and retirement time.

@@ -23,6 +23,7 @@ use crate::jsonrpc::{self, Id, Message, Sink};
 use crate::mcp;
 use crate::store::state::{hash_secret, hashes_equal, random_hex};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -191,6 +192,14 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     check_host(api, request)?;
     check_origin(api, request)?;
     let caller = authenticate(api, request, &workspace)?;
+    if let Caller::Unbound = caller {
+        let refused = delegated::Refused::unauthorized();
+        return Ok(Reply::Refused {
+            status: refused.status(),
+            body: refused.body(None),
+            retry_after: None,
+        });
+    }
     match request.method() {
         tiny_http::Method::Post => {}
         tiny_http::Method::Get => {
@@ -201,7 +210,7 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         }
         tiny_http::Method::Delete => {
             return match identify(api, &caller, &workspace, &[], None) {
-                Ok(_) => end_session(api, request, &workspace),
+                Ok((agent_id, _)) => end_session(api, request, &workspace, &agent_id),
                 Err(refused) => Ok(refused),
             }
         }
@@ -353,6 +362,8 @@ enum Caller {
     Agent(String),
     /// A partner's gate: its delegation token, checked against each request's body.
     Partner(String),
+    /// A delegation header on a workspace no partner is bound to: refused before anything else.
+    Unbound,
 }
 
 /// The caller's identity for the session table, and for a partner what it may use. Agents are
@@ -367,13 +378,22 @@ fn identify(
     let token = match caller {
         Caller::Agent(id) => return Ok((id.clone(), None)),
         Caller::Partner(token) => token,
+        Caller::Unbound => {
+            let refused = delegated::Refused::unauthorized();
+            return Err(Reply::Refused {
+                status: refused.status(),
+                body: refused.body(None),
+                retry_after: None,
+            });
+        }
     };
-    let tool = message.map(called_tool).unwrap_or_default();
+    let called = message.and_then(called_tool);
     let request = delegated::Request {
         token,
         workspace,
         body,
-        tool: &tool,
+        tool: called.as_deref().unwrap_or_default(),
+        is_call: called.is_some(),
     };
     match api.delegation.check(api, &request) {
         Ok(admitted) => Ok((partner_caller(&admitted.org), Some(admitted))),
@@ -391,23 +411,29 @@ fn identify(
     }
 }
 
-/// `params.name` of a `tools/call`; `""` for anything else (or a call without a readable name,
-/// which the gate then refuses itself).
-fn called_tool(message: &Message) -> String {
-    #[derive(serde::Deserialize)]
-    struct Named {
-        name: String,
+/// What a message calls: for a `tools/call`, the name exactly as the gate will route it (its
+/// parser: the params as a map of raw values, where the last of duplicate keys wins), `Some("")`
+/// when the gate would find none; `None` for any other message.
+fn called_tool(message: &Message) -> Option<String> {
+    let (method, params) = match message {
+        Message::Request { method, params, .. } | Message::Notification { method, params } => {
+            (method, params)
+        }
+        Message::Response { .. } => return None,
+    };
+    if method != "tools/call" {
+        return None;
     }
-    match message {
-        Message::Request {
-            method,
-            params: Some(params),
-            ..
-        } if method == "tools/call" => serde_json::from_str::<Named>(params.get())
-            .map(|n| n.name)
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
+    let name = params
+        .as_ref()
+        .and_then(|p| {
+            serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(p.get()).ok()
+        })
+        .and_then(|map| {
+            map.get("name")
+                .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+        });
+    Some(name.unwrap_or_default())
 }
 
 /// A partner's `tools/list` answer with only the tools it may call.
@@ -454,9 +480,26 @@ fn authenticate(
     request: &tiny_http::Request,
     workspace: &str,
 ) -> Result<Caller, ApiError> {
-    // A partner's gate signs each request; its token is checked once the body is read.
+    // A partner's gate signs each request; its token is checked once the body is read. Before
+    // that, a workspace no partner is bound to answers 401 at once, so an unverified header
+    // cannot be used to learn which workspaces exist.
     if let Some(token) = http::header(request, delegation::token::HEADER) {
-        return Ok(Caller::Partner(token.to_owned()));
+        let bound = lock(&api.store)
+            .state()
+            .partners
+            .values()
+            .any(|p| p.workspace_id == workspace);
+        if !bound {
+            log::info!(
+                "delegation rejected (no partner for workspace {:?}): iss=- sub=- tool=- jti=-",
+                workspace.chars().take(200).collect::<String>()
+            );
+        }
+        return Ok(if bound {
+            Caller::Partner(token.to_owned())
+        } else {
+            Caller::Unbound
+        });
     }
     let key = http::bearer(request).ok_or_else(ApiError::unauthorized)?;
     let hash = hash_secret(key);
@@ -619,13 +662,17 @@ fn end_session(
     api: &Api,
     request: &tiny_http::Request,
     workspace: &str,
+    agent_id: &str,
 ) -> Result<Reply, ApiError> {
     let header = http::header(request, "Mcp-Session-Id")
         .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
     let ended = {
         let mut sessions = lock(&api.sessions);
         match sessions.get(header) {
-            Some(s) if s.workspace == workspace => sessions.remove(header),
+            // Only its own caller ends a session.
+            Some(s) if s.workspace == workspace && s.agent_id == agent_id => {
+                sessions.remove(header)
+            }
             _ => None,
         }
     };

@@ -168,6 +168,8 @@ fn remove_key(api: &Api, org: &str, kid: &str) -> Answer {
         }
         Ok(())
     })?;
+    // Sessions opened under the removed key end too (a GET stream would outlive it otherwise).
+    super::mcp_http::end_sessions(api, |s| s.agent_id == partner_caller(org));
     log::info!("partner {org}: key {kid} removed");
     Ok((200, json!({ "deleted": kid })))
 }
@@ -195,10 +197,14 @@ pub(super) fn check(state: &State, partner: &Partner) -> Result<(), ApiError> {
     if partner.keys.is_empty() {
         return Err(ApiError::invalid("a partner needs at least one key"));
     }
-    if partner.rate.per_minute == 0 || partner.rate.burst == 0 {
-        return Err(ApiError::invalid(
-            "rate.per_minute and rate.burst must be at least 1",
-        ));
+    for rate in std::iter::once(&partner.rate).chain(partner.agent_rate.as_ref()) {
+        let fast = rate.per_minute > crate::delegation::rate::MAX_PER_MINUTE;
+        if rate.per_minute == 0 || rate.burst == 0 || fast || rate.burst > 1_000_000 {
+            return Err(ApiError::invalid(format!(
+                "a rate's per_minute is 1 to {} and its burst 1 to 1000000",
+                crate::delegation::rate::MAX_PER_MINUTE
+            )));
+        }
     }
     for (i, key) in partner.keys.iter().enumerate() {
         check_key(state, partner, key)?;

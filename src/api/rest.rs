@@ -163,14 +163,13 @@ fn check_remote(api: &Api, new: &NewConnection) -> Result<Option<Remote>, ApiErr
         .clone()
         .ok_or_else(|| ApiError::invalid("a remote connection needs url"))?;
     crate::remote::client::Url::parse(&url).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let bad_name = |n: &String| {
-        n.is_empty()
-            || !n
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if let Some(name) = new.headers.keys().find(|n| bad_name(n)) {
-        return Err(ApiError::invalid(format!("{name:?} is not a header name")));
+    let allowed = |n: &&String| crate::remote::client::is_header_name(n);
+    if let Some(name) = new.headers.keys().find(|n| !allowed(n)) {
+        return Err(ApiError::invalid(format!(
+            "{name:?} is not a header the gate may send (a token of letters, digits, - and _; \
+             not Host, Content-Length, Transfer-Encoding, Connection, Accept, Content-Type, \
+             Mcp-Session-Id, MCP-Protocol-Version or Aegis-Delegation)"
+        )));
     }
     let prefixed = new
         .headers

@@ -24,13 +24,17 @@ pub struct Rate {
     pub burst: u32,
 }
 
+/// The fastest rate expressible: one call per microsecond.
+pub const MAX_PER_MINUTE: u32 = 60_000_000;
+
 impl Rate {
-    fn interval_ms(self) -> u64 {
-        60_000 / u64::from(self.per_minute.max(1))
+    /// Microseconds between two calls at the sustained rate.
+    fn interval_us(self) -> u64 {
+        60_000_000 / u64::from(self.per_minute.clamp(1, MAX_PER_MINUTE))
     }
 }
 
-/// GCRA state for many keys; time is milliseconds on a monotonic clock the caller gives.
+/// GCRA state for many keys; time is microseconds on a monotonic clock the caller gives.
 #[derive(Debug)]
 pub struct Limiter {
     tat: HashMap<String, u64>,
@@ -46,23 +50,41 @@ impl Limiter {
         }
     }
 
-    /// Allows one call for `key` at `now_ms`, or says how long to wait.
-    pub fn check(&mut self, key: &str, rate: Rate, now_ms: u64) -> Result<(), Duration> {
-        let interval = rate.interval_ms();
-        let allowance = interval.saturating_mul(u64::from(rate.burst.max(1)));
-        if !self.tat.contains_key(key) && self.tat.len() >= self.max_keys {
-            self.tat.retain(|_, tat| *tat > now_ms);
-            if self.tat.len() >= self.max_keys {
+    /// Allows one call for `key` at `now_us`, or says how long to wait.
+    pub fn check(&mut self, key: &str, rate: Rate, now_us: u64) -> Result<(), Duration> {
+        self.check_all(&[(key, rate)], now_us)
+    }
+
+    /// Allows one call only if every key allows it, and then charges every key; a refusal
+    /// charges none and gives the longest wait.
+    pub fn check_all(&mut self, keys: &[(&str, Rate)], now_us: u64) -> Result<(), Duration> {
+        let new_keys = keys
+            .iter()
+            .filter(|(k, _)| !self.tat.contains_key(*k))
+            .count();
+        if new_keys > 0 && self.tat.len() + new_keys > self.max_keys {
+            self.tat.retain(|_, tat| *tat > now_us);
+            if self.tat.len() + new_keys > self.max_keys {
                 return Err(Duration::from_secs(1));
             }
         }
-        let tat = self.tat.get(key).copied().unwrap_or(now_ms).max(now_ms);
-        let next = tat.saturating_add(interval);
-        let allowed_from = next.saturating_sub(allowance);
-        if now_ms < allowed_from {
-            return Err(Duration::from_millis(allowed_from - now_ms));
+        let mut next = Vec::with_capacity(keys.len());
+        let mut wait = 0;
+        for (key, rate) in keys {
+            let interval = rate.interval_us();
+            let allowance = interval.saturating_mul(u64::from(rate.burst.max(1)));
+            let tat = self.tat.get(*key).copied().unwrap_or(now_us).max(now_us);
+            let after = tat.saturating_add(interval);
+            let allowed_from = after.saturating_sub(allowance);
+            wait = wait.max(allowed_from.saturating_sub(now_us));
+            next.push((*key, after));
         }
-        self.tat.insert(key.to_owned(), next);
+        if wait > 0 {
+            return Err(Duration::from_micros(wait));
+        }
+        for (key, after) in next {
+            self.tat.insert(key.to_owned(), after);
+        }
         Ok(())
     }
 }
@@ -79,17 +101,17 @@ mod tests {
         };
         let mut limiter = Limiter::new(10);
         for _ in 0..3 {
-            assert_eq!(limiter.check("org-a", rate, 1_000), Ok(()));
+            assert_eq!(limiter.check("org-a", rate, 1_000_000), Ok(()));
         }
         assert_eq!(
-            limiter.check("org-a", rate, 1_000),
-            Err(Duration::from_millis(1_000))
+            limiter.check("org-a", rate, 1_000_000),
+            Err(Duration::from_secs(1))
         );
         // Another delegator is not affected.
-        assert_eq!(limiter.check("org-c", rate, 1_000), Ok(()));
+        assert_eq!(limiter.check("org-c", rate, 1_000_000), Ok(()));
         // One interval later, one more call.
-        assert_eq!(limiter.check("org-a", rate, 2_000), Ok(()));
-        assert!(limiter.check("org-a", rate, 2_000).is_err());
+        assert_eq!(limiter.check("org-a", rate, 2_000_000), Ok(()));
+        assert!(limiter.check("org-a", rate, 2_000_000).is_err());
     }
 
     #[test]
@@ -101,7 +123,49 @@ mod tests {
         let mut limiter = Limiter::new(2);
         assert!(limiter.check("a", rate, 0).is_ok());
         assert!(limiter.check("b", rate, 0).is_ok());
-        assert_eq!(limiter.check("c", rate, 500), Err(Duration::from_secs(1)));
-        assert!(limiter.check("c", rate, 1_001).is_ok(), "a and b went idle");
+        assert_eq!(
+            limiter.check("c", rate, 500_000),
+            Err(Duration::from_secs(1))
+        );
+        assert!(
+            limiter.check("c", rate, 1_000_001).is_ok(),
+            "a and b went idle"
+        );
+    }
+
+    #[test]
+    fn a_refused_agent_charges_neither_key_and_fast_rates_still_limit() {
+        let org = Rate {
+            per_minute: 60,
+            burst: 10,
+        };
+        let agent = Rate {
+            per_minute: 60,
+            burst: 1,
+        };
+        let mut limiter = Limiter::new(100);
+        let keys = [("org", org), ("org/agent", agent)];
+        assert!(limiter.check_all(&keys, 0).is_ok());
+        assert!(
+            limiter.check_all(&keys, 0).is_err(),
+            "the agent's burst is 1"
+        );
+        // The org was not charged for the refusal: 9 more from other agents pass.
+        for n in 0..9 {
+            let other = format!("org/other{n}");
+            assert!(limiter
+                .check_all(&[("org", org), (&other, agent)], 0)
+                .is_ok());
+        }
+        assert!(limiter
+            .check_all(&[("org", org), ("org/new", agent)], 0)
+            .is_err());
+        // A million a minute is still a limit (the interval is in microseconds).
+        let fast = Rate {
+            per_minute: 1_000_000,
+            burst: 1,
+        };
+        assert!(limiter.check("fast", fast, 0).is_ok());
+        assert!(limiter.check("fast", fast, 0).is_err());
     }
 }

@@ -288,6 +288,11 @@ pub fn verify(
         .map_err(|_| Rejection::BadSignature)?;
     let claims: Claims =
         serde_json::from_slice(&message).map_err(|e| Rejection::BadPayload(e.to_string()))?;
+    if !is_token_id(&claims.jti) {
+        return Err(Rejection::BadPayload(
+            "jti is not 128 bits in base64url".into(),
+        ));
+    }
     if claims.iss != partner.org_id {
         return Err(Rejection::WrongIssuer);
     }
@@ -306,6 +311,14 @@ pub fn verify(
         kid: footer.kid,
         exp,
     })
+}
+
+/// 128 bits as 22 characters of unpadded base64url (so the replay cache holds short keys).
+fn is_token_id(jti: &str) -> bool {
+    jti.len() == 22
+        && URL_SAFE_NO_PAD
+            .decode(jti)
+            .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 /// The time window: readable, ordered, short, and current within the skew. Returns `exp`.
@@ -472,7 +485,7 @@ mod tests {
         };
         let bh = body_hash(b"{}");
         let base = format!(
-            r#""iss":"org-a","aud":"org-b","sub":"s","scope":{{"allow":["*"]}},"tool":"","bh":"{bh}","iat":"{}","nbf":"{}","jti":"j""#,
+            r#""iss":"org-a","aud":"org-b","sub":"s","scope":{{"allow":["*"]}},"tool":"","bh":"{bh}","iat":"{}","nbf":"{}","jti":"AAAAAAAAAAAAAAAAAAAAAA""#,
             time::format(NOW).unwrap(),
             time::format(NOW).unwrap()
         );
@@ -483,6 +496,11 @@ mod tests {
         ));
         assert!(matches!(
             signed(&format!(r#"{{{base},"exp":"{exp}","aud":"org-b"}}"#)),
+            Rejection::BadPayload(_)
+        ));
+        let short_jti = base.replace("AAAAAAAAAAAAAAAAAAAAAA", "j");
+        assert!(matches!(
+            signed(&format!(r#"{{{short_jti},"exp":"{exp}"}}"#)),
             Rejection::BadPayload(_)
         ));
         let late = time::format(NOW + 301).unwrap();

@@ -13,7 +13,7 @@
 //!
 //! Owns: the HTTP side of one remote connection, with [`POSTERS`] requests in flight at most.
 //! Never: logs a header value or a token; writes half a line (stdout is written a line at a time
-//! under a lock); keeps a request longer than its timeout.
+//! under a lock); keeps a request longer than its timeout (a deadline over the whole exchange).
 //!
 //! Threads: the main thread reads stdin; `bridge-post-N` send requests; `bridge-events` holds the
 //! GET stream. The process ends at stdin EOF (or is signalled by the connection's teardown).
@@ -103,7 +103,9 @@ pub fn run(options: Options) -> Result<(), String> {
     let mut input = stdin.lock();
     loop {
         let mut line = Vec::new();
-        let limit = u64::try_from(shared.options.max_line).unwrap_or(u64::MAX) + 1;
+        let limit = u64::try_from(shared.options.max_line)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
         let n = (&mut input)
             .take(limit)
             .read_until(b'\n', &mut line)
@@ -203,7 +205,16 @@ impl Shared {
             "application/json, text/event-stream",
         );
         let url = &self.options.url;
-        let response = client::send(url, "POST", &headers, &outgoing.body, self.options.timeout);
+        let timeout = self.options.timeout;
+        let deadline = std::time::Instant::now() + timeout;
+        let response = client::send(
+            url,
+            "POST",
+            &headers,
+            &outgoing.body,
+            timeout,
+            Some(deadline),
+        );
         let mut response = match response {
             Ok(r) => r,
             Err(e) => {
@@ -277,12 +288,15 @@ impl Shared {
         let mut failures = 0u32;
         while failures < 5 {
             let headers = self.headers("", b"", "text/event-stream");
+            // No overall deadline: the stream lives as long as the session; the per-read
+            // timeout ends it when the server falls silent (it sends keepalives).
             let response = client::send(
                 &self.options.url,
                 "GET",
                 &headers,
                 b"",
                 self.options.timeout,
+                None,
             );
             match response {
                 Ok(mut r) if r.status == 200 => {
@@ -305,12 +319,15 @@ impl Shared {
             return;
         }
         let headers = self.headers("", b"", "application/json");
+        let wait = Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + wait;
         let _ = client::send(
             &self.options.url,
             "DELETE",
             &headers,
             b"",
-            Duration::from_secs(2),
+            wait,
+            Some(deadline),
         );
     }
 

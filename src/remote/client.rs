@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest status line plus headers accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -50,6 +50,30 @@ impl From<io::Error> for ClientError {
     }
 }
 
+/// Headers the client or the bridge set themselves; configured headers may not.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "accept",
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "aegis-delegation",
+];
+
+/// Whether `name` may be a configured header: a token of letters, digits, `-` and `_`, and not
+/// one the transport sets itself.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !RESERVED.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// A parsed `http://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
@@ -66,26 +90,28 @@ impl Url {
         }
         let rest = text
             .strip_prefix("http://")
-            .ok_or_else(|| ClientError::Url(format!("{text:?} does not start with http://")))?;
+            .ok_or_else(|| ClientError::Url("the URL does not start with http://".into()))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         if authority.is_empty() || authority.contains('@') {
-            return Err(ClientError::Url(format!("{text:?} has no plain host")));
+            return Err(ClientError::Url("the URL has no plain host".into()));
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
                 let port = p
                     .parse()
-                    .map_err(|_| ClientError::Url(format!("bad port in {text:?}")))?;
+                    .map_err(|_| ClientError::Url("the URL's port is not a number".into()))?;
                 (h, port)
             }
             _ => (authority, 80),
         };
         let bad = |c: char| c.is_whitespace() || c.is_control();
         if host.is_empty() || host.contains(bad) || path.contains(bad) {
-            return Err(ClientError::Url(format!("{text:?} is not a plain URL")));
+            return Err(ClientError::Url(
+                "the URL has spaces or control characters".into(),
+            ));
         }
         Ok(Url {
             host: host.to_owned(),
@@ -147,13 +173,16 @@ impl Response {
 }
 
 /// Sends one request and reads the response head; `timeout` bounds the connect and every read
-/// and write (an event stream that stays silent longer ends with a timeout error).
+/// and write (an event stream that stays silent longer ends with a timeout error), and
+/// `deadline`, when given, the whole exchange: reading the body past it is a timeout error,
+/// however the server trickles.
 pub fn send(
     url: &Url,
     method: &str,
     headers: &[(String, String)],
     body: &[u8],
     timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<Response, ClientError> {
     let addr = (url.host.as_str(), url.port)
         .to_socket_addrs()?
@@ -202,11 +231,33 @@ pub fn send(
     } else {
         Box::new(reader)
     };
+    let body: Box<dyn BufRead + Send> = match deadline {
+        Some(at) => Box::new(BufReader::new(Deadline { inner: body, at })),
+        None => body,
+    };
     Ok(Response {
         status,
         headers,
         body,
     })
+}
+
+/// A reader that fails with a timeout once its deadline has passed.
+struct Deadline {
+    inner: Box<dyn BufRead + Send>,
+    at: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() >= self.at {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the answer did not end in time",
+            ));
+        }
+        self.inner.read(buf)
+    }
 }
 
 fn read_head(reader: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), ClientError> {
@@ -297,6 +348,12 @@ impl<R: BufRead> Read for Chunked<R> {
         if self.left == 0 {
             let mut crlf = [0u8; 2];
             self.inner.read_exact(&mut crlf)?;
+            if &crlf != b"\r\n" {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a chunk does not end with CRLF",
+                ));
+            }
         }
         Ok(n)
     }

@@ -128,8 +128,11 @@ pub struct Partner {
     /// Tools it may never call, whatever `allow` or its tokens say.
     #[serde(default)]
     pub deny: Vec<Glob>,
-    /// Its rate, for the org as a whole and for each of its agents.
+    /// Its rate, for the org as a whole.
     pub rate: Rate,
+    /// The rate of each of its agents (`sub`); the org's rate when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_rate: Option<Rate>,
 }
 
 /// A partner's public key.

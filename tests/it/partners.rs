@@ -334,6 +334,38 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
         -32010,
         "tampered",
     );
+    // A duplicate `name`: the gate routes the last one, and that is what is checked. Signed with
+    // no tool, or with the first name, it is refused; the denied tool never runs.
+    let twice = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ex.echo","name":"ex.get_env","arguments":{"name":"X"}}}"#;
+    refused(
+        a.token("org-b", &scope, "", twice, now),
+        twice,
+        403,
+        -32011,
+        "no tool",
+    );
+    refused(
+        a.token("org-b", &scope, "ex.echo", twice, now),
+        twice,
+        403,
+        -32011,
+        "first name",
+    );
+    refused(
+        a.token("org-b", &scope, "ex.get_env", twice, now),
+        twice,
+        403,
+        -32011,
+        "last name",
+    );
+    let nameless = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"arguments":{}}}"#;
+    refused(
+        a.token("org-b", &scope, "", nameless, now),
+        nameless,
+        403,
+        -32011,
+        "no name",
+    );
     // The same token twice: the second is a replay.
     let once = good(now);
     assert_eq!(post(&serve, &once, s, &body).status, 200);
@@ -354,7 +386,7 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
         assert!(log.contains(reason), "{reason} not logged:\n{log}");
     }
     assert!(
-        log.contains("delegation accepted: iss=org-a sub=agent-7 tool=\"ex.echo\""),
+        log.contains("delegation accepted: iss=org-a sub=\"agent-7\" tool=\"ex.echo\""),
         "{log}"
     );
 
@@ -494,7 +526,7 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
     // B saw signed requests from org A and logged each decision.
     assert!(
         b.log()
-            .contains("delegation accepted: iss=org-a sub=wa tool=\"ex.echo\""),
+            .contains("delegation accepted: iss=org-a sub=\"wa\" tool=\"ex.echo\""),
         "{}",
         b.log()
     );
@@ -533,6 +565,9 @@ fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
         refused(json!({"workspace_id": "wa", "name": "t", "kind": "http"})).status,
         422
     );
+    let smuggle = json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "http://x/",
+        "headers": {"Content-Length": "0"}});
+    assert_eq!(refused(smuggle).status, 422);
     assert_eq!(
         refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "http://x/", "command": ["x"]})).status,
         422
