@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory of the child; the gate's own when unset.
     pub cwd: Option<PathBuf>,
+    /// Tell this server which agent calls (`_meta` [`crate::mcp::AGENT_META`]): set only for
+    /// the bridge of a `partner` connection, which signs it as its tokens' `sub`.
+    pub pass_agent: bool,
 }
 
 /// How merged tool names join the server prefix and the tool name.
@@ -358,6 +361,7 @@ impl Config {
                 args,
                 env: BTreeMap::new(),
                 cwd: None,
+                pass_agent: false,
             }
         };
         Config {
@@ -404,6 +408,7 @@ impl Config {
                 args: entry.args,
                 env: entry.env,
                 cwd: entry.cwd,
+                pass_agent: false,
             });
         }
         Ok(Config { servers, settings })
@@ -433,6 +438,7 @@ fn remote_server(
         args: vec!["bridge".into(), "--url".into(), url.to_owned()],
         env,
         cwd: None,
+        pass_agent: false,
     })
 }
 

@@ -6,6 +6,10 @@
 /// The version the gate offers and prefers.
 pub const LATEST_VERSION: &str = "2025-11-25";
 
+/// The `_meta` key through which the gate tells a `partner` connection's bridge which agent
+/// calls (its tokens' `sub`). The gate removes it from what agents send, so none can claim it.
+pub const AGENT_META: &str = "io.aegis-gate/agent";
+
 /// Every version the gate speaks, newest first. `2026-07-28` (stateless, `server/discover`) is not
 /// among them: its discovery method is answered with -32601 so dual-era clients fall back.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];

@@ -259,7 +259,8 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         Session::new(sink)
     } else {
         Session::initialized(sink)
-    };
+    }
+    .with_agent(agent_id.as_str());
     let Message::Request { id, method, .. } = &message else {
         gate.handle(&session, &body);
         return Ok(Reply::Accepted);

@@ -259,6 +259,7 @@ fn server_config(
         args: args.to_vec(),
         env,
         cwd: None,
+        pass_agent: false,
     })
 }
 
@@ -348,6 +349,7 @@ fn bridge_config(
         args,
         env,
         cwd: None,
+        pass_agent: conn.kind == crate::store::state::Kind::Partner,
     })
 }
 

@@ -897,8 +897,14 @@ impl Worker {
             meta,
             progress_token,
             timeout,
+            agent,
         } = req;
         let mut meta = meta.unwrap_or_default();
+        if let Some(agent) = agent.filter(|_| self.cfg.pass_agent) {
+            if let Ok(raw) = serde_json::value::to_raw_value(&agent) {
+                meta.insert(crate::mcp::AGENT_META.into(), raw);
+            }
+        }
         if progress_token.is_some() {
             // The child's token is our request id: unique per child, and it finds the request.
             if let Ok(raw) = RawValue::from_string(id.to_string()) {

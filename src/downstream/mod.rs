@@ -132,6 +132,9 @@ pub struct CallRequest {
     pub progress_token: Option<Box<RawValue>>,
     /// How long the agent waits before the gate answers with a timeout.
     pub timeout: Duration,
+    /// The authenticated agent, when the transport knows it (sent on only to `partner`
+    /// connections, see [`crate::mcp::AGENT_META`]).
+    pub agent: Option<String>,
 }
 
 /// Commands a connection thread accepts.

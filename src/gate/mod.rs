@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 pub struct Session {
     sink: Sink,
     initialized: AtomicBool,
+    /// The authenticated caller (an HTTP agent's id), passed to `partner` connections.
+    agent: Option<String>,
 }
 
 impl Session {
@@ -37,6 +39,7 @@ impl Session {
         Session {
             sink,
             initialized: AtomicBool::new(false),
+            agent: None,
         }
     }
 
@@ -45,7 +48,15 @@ impl Session {
         Session {
             sink,
             initialized: AtomicBool::new(true),
+            agent: None,
         }
+    }
+
+    /// The same session, known to be `agent` (authenticated by the transport, never by a
+    /// message's content).
+    pub fn with_agent(mut self, agent: impl Into<String>) -> Session {
+        self.agent = Some(agent.into());
+        self
     }
 
     /// The session's id.
@@ -160,6 +171,7 @@ impl Gate {
                 // Routes are incomplete until every child has listed: run the call after that.
                 let gate = Arc::clone(self);
                 let params = params.map(ToOwned::to_owned);
+                let agent = session.agent.clone();
                 let run = move |responder: Responder| {
                     let key = (responder.session(), responder.id().clone());
                     let cancelled = gate
@@ -169,7 +181,7 @@ impl Gate {
                         .remove(&key);
                     // A call the agent cancelled while it waited is owed nothing.
                     if !cancelled {
-                        gate.call(responder, params.as_deref());
+                        gate.call(responder, params.as_deref(), agent);
                     }
                 };
                 self.merger.send(Request::WhenReady {
@@ -177,7 +189,7 @@ impl Gate {
                     run: Box::new(run),
                 });
             }
-            "tools/call" => self.call(responder, params),
+            "tools/call" => self.call(responder, params, session.agent.clone()),
             _ => {
                 let shown: String = method.chars().take(100).collect();
                 responder.error(
@@ -259,7 +271,7 @@ impl Gate {
         });
     }
 
-    fn call(&self, responder: Responder, params: Option<&RawValue>) {
+    fn call(&self, responder: Responder, params: Option<&RawValue>, agent: Option<String>) {
         match self.prepare_call(params) {
             Ok((conn, call)) => conn.call(CallRequest {
                 responder,
@@ -268,6 +280,7 @@ impl Gate {
                 meta: call.meta,
                 progress_token: call.progress_token,
                 timeout: self.settings.call_timeout,
+                agent,
             }),
             Err((code, message)) => responder.error(code, &message),
         }
@@ -315,6 +328,10 @@ impl Gate {
                     .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
             ),
         };
+        // Only the gate says which agent calls.
+        if let Some(m) = meta.as_mut() {
+            m.remove(crate::mcp::AGENT_META);
+        }
         let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
             Some(token) if is_string_or_integer(&token) => Some(token),
             Some(_) => {

@@ -23,6 +23,7 @@ use super::sse;
 use crate::delegation::glob::Scope;
 use crate::delegation::token::{self, Grant};
 use crate::jsonrpc::code;
+use crate::mcp;
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use std::io::{self, BufRead, Read, Write};
@@ -149,12 +150,19 @@ struct Outgoing {
     id: Option<Value>,
     method: Option<String>,
     tool: String,
+    /// The calling agent, as the gate said (`_meta` [`mcp::AGENT_META`], taken out of the body).
+    agent: Option<String>,
 }
 
 impl Outgoing {
     fn parse(line: &[u8]) -> Option<Outgoing> {
-        let body = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
-        let value: Value = serde_json::from_slice(&body).ok()?;
+        let mut body = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+        let mut value: Value = serde_json::from_slice(&body).ok()?;
+        let agent = take_agent(&mut value);
+        if agent.is_some() {
+            // The remote server never sees the gate's own note.
+            body = serde_json::to_vec(&value).ok()?;
+        }
         let method = value
             .get("method")
             .and_then(Value::as_str)
@@ -173,12 +181,30 @@ impl Outgoing {
             id,
             method,
             tool,
+            agent,
         })
     }
 }
 
+/// Removes `params._meta[AGENT_META]` (and an emptied `_meta`); returns the agent.
+fn take_agent(message: &mut Value) -> Option<String> {
+    let params = message.get_mut("params")?.as_object_mut()?;
+    let meta = params.get_mut("_meta")?.as_object_mut()?;
+    let agent = meta.remove(mcp::AGENT_META)?;
+    if meta.is_empty() {
+        params.remove("_meta");
+    }
+    agent.as_str().map(str::to_owned)
+}
+
 impl Shared {
-    fn headers(&self, tool: &str, body: &[u8], accept: &str) -> Vec<(String, String)> {
+    fn headers(
+        &self,
+        tool: &str,
+        body: &[u8],
+        accept: &str,
+        agent: Option<&str>,
+    ) -> Vec<(String, String)> {
         let mut headers = self.options.headers.clone();
         headers.push(("Accept".into(), accept.into()));
         headers.push(("Content-Type".into(), "application/json".into()));
@@ -189,7 +215,7 @@ impl Shared {
             headers.push(("MCP-Protocol-Version".into(), version));
         }
         if let Some(signer) = &self.options.signer {
-            match sign(signer, tool, body) {
+            match sign(signer, tool, body, agent) {
                 Ok(token) => headers.push((token::HEADER.into(), token)),
                 Err(e) => eprintln!("bridge: cannot sign: {e}"),
             }
@@ -203,6 +229,7 @@ impl Shared {
             &outgoing.tool,
             &outgoing.body,
             "application/json, text/event-stream",
+            outgoing.agent.as_deref(),
         );
         let url = &self.options.url;
         let timeout = self.options.timeout;
@@ -287,7 +314,7 @@ impl Shared {
     fn events(&self) {
         let mut failures = 0u32;
         while failures < 5 {
-            let headers = self.headers("", b"", "text/event-stream");
+            let headers = self.headers("", b"", "text/event-stream", None);
             // No overall deadline: the stream lives as long as the session; the per-read
             // timeout ends it when the server falls silent (it sends keepalives).
             let response = client::send(
@@ -318,7 +345,7 @@ impl Shared {
         if lock(&self.session).is_none() {
             return;
         }
-        let headers = self.headers("", b"", "application/json");
+        let headers = self.headers("", b"", "application/json", None);
         let wait = Duration::from_secs(2);
         let deadline = std::time::Instant::now() + wait;
         let _ = client::send(
@@ -365,14 +392,20 @@ impl Shared {
     }
 }
 
-fn sign(signer: &Signer, tool: &str, body: &[u8]) -> Result<String, token::SignError> {
+fn sign(
+    signer: &Signer,
+    tool: &str,
+    body: &[u8],
+    agent: Option<&str>,
+) -> Result<String, token::SignError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let grant = Grant {
         iss: &signer.org_id,
         aud: &signer.audience,
-        sub: &signer.sub,
+        // The calling agent when the gate named one; else the connection's default.
+        sub: agent.unwrap_or(&signer.sub),
         scope: &signer.scope,
     };
     token::sign(

@@ -478,6 +478,7 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
         Some(json!({"workspace_id": "wa", "name": "bot"})),
     );
     let key = agent.json()["key"].as_str().unwrap().to_owned();
+    let agent_id = agent.json()["id"].as_str().unwrap().to_owned();
     let session = a.session("wa", &key);
     let deadline = std::time::Instant::now() + crate::support::WAIT;
     let echoed = loop {
@@ -523,12 +524,26 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
         json!({"name": "X"}),
     );
     assert!(denied["error"].is_object(), "{denied}");
-    // B saw signed requests from org A and logged each decision.
+    // An agent cannot name another caller: the gate drops the key from what agents send.
+    let spoof = a.mcp(
+        "wa",
+        &key,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {
+            "name": "partner_b.ex.add", "arguments": {"a": 1, "b": 2},
+            "_meta": {"io.aegis-gate/agent": "agent_someone_else"}}}),
+    );
+    assert!(spoof.json()["result"].is_object(), "{}", spoof.body);
+    // B saw signed requests from org A, each call naming the calling agent at A as sub.
+    let log = b.log();
+    let accepted = format!("delegation accepted: iss=org-a sub=\"{agent_id}\" tool=");
+    assert!(log.contains(&format!("{accepted}\"ex.echo\"")), "{log}");
+    assert!(log.contains(&format!("{accepted}\"ex.add\"")), "{log}");
+    assert!(!log.contains("agent_someone_else"), "{log}");
+    // Requests that call no tool (initialize, tools/list) are signed as the workspace.
     assert!(
-        b.log()
-            .contains("delegation accepted: iss=org-a sub=\"wa\" tool=\"ex.echo\""),
-        "{}",
-        b.log()
+        log.contains("delegation accepted: iss=org-a sub=\"wa\" tool=\"\""),
+        "{log}"
     );
 }
 
