@@ -35,6 +35,7 @@ pub mod merger;
 pub mod remote;
 pub mod sanitize;
 pub mod store;
+pub mod time;
 
 mod logging;
 mod sys;

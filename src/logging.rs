@@ -35,30 +35,15 @@ pub(crate) fn init(level: Option<&str>) {
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, without a time-zone database.
 fn utc_timestamp(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    match crate::time::format(secs) {
+        Some(stamp) => format!(
+            "{}.{:03}Z",
+            stamp.trim_end_matches('Z'),
+            since.subsec_millis()
+        ),
+        None => format!("{secs}.{:03}", since.subsec_millis()),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Owns: the scope globs used everywhere a tool pattern appears ([`glob`]), PASETO `v4.public`
 //! ([`paseto`]), public keys written as PASERK `k4.public` ([`paserk`]), the delegation token on
-//! top of them ([`token`]: claims, signing, the stateless checks), token times ([`time`]), the
+//! top of them ([`token`]: claims, signing, the stateless checks), the
 //! replay cache ([`replay`]) and per-delegator rate limits ([`rate`]).
 //! Never: does I/O (keys, partners and HTTP belong to the store and the API); logs or returns a
 //! token's precise rejection to the caller (it goes to the gate's log; the agent sees a class).
@@ -12,5 +12,7 @@ pub mod paserk;
 pub mod paseto;
 pub mod rate;
 pub mod replay;
-pub mod time;
 pub mod token;
+
+/// Token times live with the crate's other time code.
+pub use crate::time;

@@ -170,6 +170,23 @@ impl OrgA {
     }
 }
 
+/// Gate B (org-b; workspace ws-1 with the example server) with org A registered: `ex.*` allowed,
+/// `ex.get_env` denied, at `rate`; and org A's signing side.
+fn gate_b_with_org_a(dir: &TempDir, rate: Value) -> (Serve, OrgA) {
+    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
+    serve.setup("ws-1");
+    let mut grant = partner("org-a", "a1", 4);
+    grant["allow"] = json!(["ex.*"]);
+    grant["deny"] = json!(["ex.get_env"]);
+    grant["rate"] = rate;
+    assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
+    let a = OrgA {
+        key: SigningKey::from_bytes(&[4; 32]),
+        kid: "a1",
+    };
+    (serve, a)
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -199,17 +216,7 @@ fn call_body(id: u64, tool: &str) -> String {
 #[test]
 fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
     let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
-    serve.setup("ws-1");
-    let a = OrgA {
-        key: SigningKey::from_bytes(&[4; 32]),
-        kid: "a1",
-    };
-    let mut grant = partner("org-a", "a1", 4);
-    grant["allow"] = json!(["ex.*"]);
-    grant["deny"] = json!(["ex.get_env"]);
-    grant["rate"] = json!({"per_minute": 60, "burst": 12});
-    assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
+    let (serve, a) = gate_b_with_org_a(&dir, json!({"per_minute": 60, "burst": 12}));
     let scope = ["ex.echo", "ex.add", "ex.get_env"];
     let now = unix_now();
 
@@ -398,15 +405,7 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
 #[test]
 fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
     let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
-    serve.setup("ws-1");
-    let a = OrgA {
-        key: SigningKey::from_bytes(&[4; 32]),
-        kid: "a1",
-    };
-    let mut grant = partner("org-a", "a1", 4);
-    grant["rate"] = json!({"per_minute": 60, "burst": 3});
-    assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
+    let (serve, a) = gate_b_with_org_a(&dir, json!({"per_minute": 60, "burst": 3}));
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
     .to_string();

@@ -1,4 +1,5 @@
-//! Token times: Unix seconds to and from the RFC 3339 strings PASETO claims carry.
+//! UTC time as RFC 3339 text: Unix seconds to and from `YYYY-MM-DDTHH:MM:SSZ`, for delegation
+//! token claims and log timestamps, without a time-zone database.
 //!
 //! Owns: one strict form, `YYYY-MM-DDTHH:MM:SSZ` (a `+00:00` offset is read too), in UTC, for years
 //! 1970–9999. Everything in `i64` with checked arithmetic: a hostile time cannot overflow.
