@@ -32,6 +32,7 @@ pub mod gate;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod merger;
+pub mod policy;
 pub mod remote;
 pub mod sanitize;
 pub mod store;

@@ -210,6 +210,14 @@ impl Api {
             .map_err(|e| ApiError::new(500, "store", e.to_string()))?;
         let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins))
             .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        let policy = lock(&self.store)
+            .state()
+            .workspaces
+            .get(ws)
+            .and_then(|w| w.policy.clone());
+        if let Some(policy) = policy {
+            runtime.gate().set_policy(policy);
+        }
         runtimes.insert(ws.to_owned(), runtime);
         log::info!("workspace {ws}: active with {} connections", conns.len());
         Ok(())

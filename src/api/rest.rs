@@ -13,6 +13,7 @@ use super::{binding, lock, Api};
 use crate::config::{validate_server_name, Separator};
 use crate::delegation::glob::Scope;
 use crate::downstream::Snapshot;
+use crate::policy::Policy;
 use crate::store::pins::{PinStore, Standing};
 use crate::store::state::{hash_secret, random_hex, Agent, Connection, Kind, Remote, Workspace};
 use serde::Deserialize;
@@ -63,6 +64,7 @@ pub(super) fn handle(
         (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
             http::json_body(request, api.options.max_body)?
         }
+        (Put, ["workspaces", _, "policy"]) => http::json_body(request, api.options.max_body)?,
         (m, s) if super::partners::takes_body(m, s) => {
             http::json_body(request, api.options.max_body)?
         }
@@ -87,6 +89,8 @@ pub(super) fn handle(
         (Post, ["workspaces", id, "activate"]) => activate(api, id),
         (Post, ["workspaces", id, "deactivate"]) => deactivate(api, id),
         (Get, ["workspaces", id, "tools"]) => workspace_tools(api, id),
+        (Get, ["workspaces", id, "policy"]) => get_policy(api, id),
+        (Put, ["workspaces", id, "policy"]) => put_policy(api, id, &body),
         (Post, ["workspaces", id, "tools", name, "approve"]) => approve_tool(api, id, name),
         (Post, ["agents"]) => create_agent(api, &body),
         (Get, ["agents"]) => list_agents(api, query_param(query, "workspace_id").as_deref()),
@@ -98,7 +102,7 @@ pub(super) fn handle(
             | ["connections", _, "restart"]
             | ["workspaces"]
             | ["workspaces", _]
-            | ["workspaces", _, "activate" | "deactivate" | "tools"]
+            | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy"]
             | ["workspaces", _, "tools", _, "approve"]
             | ["agents"]
             | ["agents", _],
@@ -295,7 +299,10 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
         let active = state
             .workspaces
             .entry(conn.workspace_id.clone())
-            .or_insert(Workspace { active: false })
+            .or_insert(Workspace {
+                active: false,
+                policy: None,
+            })
             .active;
         state.connections.insert(conn.id.clone(), conn.clone());
         Ok::<_, ApiError>(active)
@@ -554,13 +561,46 @@ fn get_workspace(api: &Api, id: &str) -> Answer {
     Ok((200, workspace_json(api, id, &ws)))
 }
 
+fn get_policy(api: &Api, id: &str) -> Answer {
+    let ws = find_workspace(api, id)?;
+    Ok((200, json!(ws.policy.unwrap_or_default())))
+}
+
+/// Replaces a workspace's policy; a running workspace applies it from its next call.
+fn put_policy(api: &Api, id: &str, body: &[u8]) -> Answer {
+    let policy: Policy = http::parse(body)?;
+    let bad_hook =
+        |h: &&String| !(h.starts_with("http://") || h.starts_with("https://")) || h.len() > 2048;
+    if let Some(hook) = policy.webhooks.iter().find(bad_hook) {
+        let shown: String = hook.chars().take(100).collect();
+        return Err(ApiError::invalid(format!(
+            "webhook {shown:?} is not an http:// or https:// URL"
+        )));
+    }
+    lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
+        Some(ws) => {
+            ws.policy = Some(policy.clone());
+            Ok(())
+        }
+        None => Err(ApiError::not_found(format!("no workspace {id}"))),
+    })?;
+    if let Some(runtime) = lock(&api.runtimes).get(id) {
+        runtime.gate().set_policy(policy.clone());
+    }
+    log::info!("workspace {id}: policy set ({} rules)", policy.rules.len());
+    Ok((200, json!(policy)))
+}
+
 fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
     validate_id("workspace", id)?;
     lock(&api.store).update(|state| {
         state
             .workspaces
             .entry(id.to_owned())
-            .or_insert(Workspace { active })
+            .or_insert(Workspace {
+                active,
+                policy: None,
+            })
             .active = active;
         Ok::<_, ApiError>(())
     })
@@ -702,7 +742,10 @@ pub(super) fn add_agent(
         state
             .workspaces
             .entry(agent.workspace_id.clone())
-            .or_insert(Workspace { active: false });
+            .or_insert(Workspace {
+                active: false,
+                policy: None,
+            });
         state.agents.insert(agent.id.clone(), agent.clone());
         Ok::<_, ApiError>(())
     })?;

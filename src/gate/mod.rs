@@ -17,12 +17,13 @@ use crate::downstream::{CallRequest, ConnHandle};
 use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
 use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
+use crate::policy::Policy;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// One upstream peer's session.
 #[derive(Debug)]
@@ -79,6 +80,8 @@ pub struct Gate {
     /// Calls cancelled while the merger still held them (before startup settled), so that they
     /// are not run when released. Bounded by [`crate::merger::MAX_HELD`].
     cancelled_early: Mutex<HashSet<(SessionId, Id)>>,
+    /// The workspace's policy, checked on every `tools/call` (replaced live by the REST API).
+    policy: RwLock<Arc<Policy>>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +113,19 @@ impl Gate {
             merger,
             workspace: workspace.into(),
             cancelled_early: Mutex::new(HashSet::new()),
+            policy: RwLock::new(Arc::new(Policy::default())),
         }
+    }
+
+    /// Applies `policy` to every call from now on.
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    /// Why the policy refuses `tool` for `agent`; `None` when it allows it.
+    fn policy_refusal(&self, tool: &str, agent: Option<&str>) -> Option<String> {
+        let policy = Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()));
+        policy.refusal(tool, agent)
     }
 
     /// Handles one framed message from `session`.
@@ -273,15 +288,26 @@ impl Gate {
 
     fn call(&self, responder: Responder, params: Option<&RawValue>, agent: Option<String>) {
         match self.prepare_call(params) {
-            Ok((conn, call)) => conn.call(CallRequest {
-                responder,
-                method: "tools/call".into(),
-                params: call.params,
-                meta: call.meta,
-                progress_token: call.progress_token,
-                timeout: self.settings.call_timeout,
-                agent,
-            }),
+            Ok((conn, call)) => {
+                if let Some(message) = self.policy_refusal(&call.merged, agent.as_deref()) {
+                    log::info!(
+                        "workspace {}: policy refused {:?} for {:?}",
+                        self.workspace,
+                        call.merged.chars().take(200).collect::<String>(),
+                        agent
+                    );
+                    return responder.error(code::POLICY_DENIED, &message);
+                }
+                conn.call(CallRequest {
+                    responder,
+                    method: "tools/call".into(),
+                    params: call.params,
+                    meta: call.meta,
+                    progress_token: call.progress_token,
+                    timeout: self.settings.call_timeout,
+                    agent,
+                })
+            }
             Err((code, message)) => responder.error(code, &message),
         }
     }
@@ -342,6 +368,7 @@ impl Gate {
             None => None,
         };
         let call = PreparedCall {
+            merged: name,
             params,
             meta,
             progress_token,
@@ -367,6 +394,8 @@ fn is_string_or_integer(raw: &RawValue) -> bool {
 }
 
 struct PreparedCall {
+    /// The name the agent called (before routing), which policies match.
+    merged: String,
     params: BTreeMap<String, Box<RawValue>>,
     meta: Option<BTreeMap<String, Box<RawValue>>>,
     progress_token: Option<Box<RawValue>>,

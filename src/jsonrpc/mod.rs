@@ -46,6 +46,8 @@ pub mod code {
     pub const FORBIDDEN: i64 = -32011;
     /// A delegated request over its partner's rate; `data.retry_after` says when to retry.
     pub const RATE_LIMITED: i64 = -32012;
+    /// The workspace's policy refuses the call; the message names the rule.
+    pub const POLICY_DENIED: i64 = -32013;
 }
 
 /// A JSON-RPC id: the raw JSON text of a string or an integer, echoed back byte for byte.

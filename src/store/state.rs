@@ -33,6 +33,9 @@ const WRITE_LOCK: &str = "state.json.write";
 pub struct Workspace {
     /// Whether its connections run.
     pub active: bool,
+    /// Which calls its agents may make (`PUT /workspaces/{id}/policy`); everything when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Policy>,
 }
 
 /// A registered downstream connection.
@@ -340,8 +343,13 @@ mod tests {
         let mut store = StateStore::open(&dir).unwrap();
         store
             .update(|s| {
-                s.workspaces
-                    .insert("ws-1".into(), Workspace { active: true });
+                s.workspaces.insert(
+                    "ws-1".into(),
+                    Workspace {
+                        active: true,
+                        policy: None,
+                    },
+                );
                 Ok::<_, Error>(())
             })
             .unwrap();

@@ -9,6 +9,7 @@ mod faults;
 mod http_front;
 mod integrity;
 mod partners;
+mod policy;
 mod real_peers;
 mod sanitize;
 mod serve_api;
