@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -34,6 +34,8 @@ pub(super) struct Delegation {
 pub(super) struct Admitted {
     /// The delegating org.
     pub(super) org: String,
+    /// The token's id (for the audit trail).
+    pub(super) jti: String,
     /// The token's scope.
     pub(super) scope: Scope,
     /// The partner's grant.
@@ -169,6 +171,7 @@ impl Delegation {
         lock(&self.replay).check_and_record(&claims.iss, &claims.jti, verified.exp, now)?;
         let admitted = Admitted {
             org: partner.org_id.clone(),
+            jti: claims.jti.clone(),
             scope: claims.scope.clone(),
             grant: Scope {
                 allow: partner.allow.clone(),

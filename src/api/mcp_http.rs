@@ -136,13 +136,13 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             open_stream(api, request, session, notes, streaming);
             200
         }
-        Ok(Reply::Stream(body)) => {
-            let (call_started, last) = (body.call_started, Arc::clone(&body.last));
-            stream(request, body);
-            if let Some(started) = call_started {
+        Ok(Reply::Stream(mut body)) => {
+            let (call, last) = (body.call.take(), Arc::clone(&body.last));
+            stream(request, *body);
+            if let Some((started, record)) = call {
                 let last = last.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let outcome = last.map_or_else(|| "no_answer".to_owned(), |l| answer_outcome(&l));
-                api.record_call(outcome, started.elapsed());
+                api.record_call(&record, outcome, started.elapsed());
             }
             200
         }
@@ -168,7 +168,7 @@ enum Reply {
     },
     Accepted,
     NoContent,
-    Stream(SseBody),
+    Stream(Box<SseBody>),
     /// A delegated request refused: a JSON-RPC error with 401, 403 or 429.
     Refused {
         status: u16,
@@ -271,7 +271,8 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         api.settings.call_timeout
     } + MARGIN;
     let id = id.clone();
-    let is_call = method == "tools/call";
+    let call = (method == "tools/call")
+        .then(|| CallRecord::new(&workspace, &agent_id, admitted.as_ref(), &message));
     let started = Instant::now();
     gate.handle(&session, &body);
     drop(session);
@@ -287,13 +288,49 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         return reply.map(|r| only_permitted(r, admitted));
     }
     let mut reply = answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
-    match &mut reply {
-        // Recorded once the stream has carried its answer (see `handle`).
-        Ok(Reply::Stream(body)) if is_call => body.call_started = Some(started),
-        _ if is_call => api.record_call(outcome(&reply), started.elapsed()),
-        _ => {}
+    if let Some(call) = call {
+        match &mut reply {
+            // Recorded once the stream has carried its answer (see `handle`).
+            Ok(Reply::Stream(body)) => body.call = Some((started, call)),
+            _ => api.record_call(&call, outcome(&reply), started.elapsed()),
+        }
     }
     reply
+}
+
+/// What the audit trail keeps of a `tools/call` besides its outcome and latency.
+pub(super) struct CallRecord {
+    pub(super) workspace: String,
+    pub(super) agent: String,
+    /// For a delegated call: `iss` and `jti`.
+    pub(super) delegation: Option<(String, String)>,
+    pub(super) tool: String,
+    /// SHA-256 of the exact `arguments` bytes (never the arguments themselves).
+    pub(super) arguments: String,
+}
+
+impl CallRecord {
+    fn new(workspace: &str, agent: &str, admitted: Option<&Admitted>, message: &Message) -> Self {
+        let params = match message {
+            Message::Request {
+                params: Some(p), ..
+            } => serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(p.get())
+                .unwrap_or_default(),
+            _ => std::collections::BTreeMap::new(),
+        };
+        let tool = params
+            .get("name")
+            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            .unwrap_or_default();
+        let arguments = params.get("arguments").map_or("", |a| a.get());
+        CallRecord {
+            workspace: workspace.to_owned(),
+            agent: agent.to_owned(),
+            delegation: admitted.map(|a| (a.org.clone(), a.jti.clone())),
+            tool: tool.chars().take(200).collect(),
+            arguments: crate::audit::argument_hash(arguments.as_bytes()),
+        }
+    }
 }
 
 /// The outcome label of a `tools/call` answer, for the metrics.
@@ -694,12 +731,12 @@ fn answer(
 ) -> Result<Reply, ApiError> {
     if !waiting.is_empty() {
         let pending = waiting.iter().flat_map(|line| event(line)).collect();
-        return Ok(Reply::Stream(SseBody::new(
+        return Ok(Reply::Stream(Box::new(SseBody::new(
             rx,
             id.clone(),
             deadline,
             pending,
-        )));
+        ))));
     }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -713,7 +750,7 @@ fn answer(
             }
             Ok(line) if accepts_sse => {
                 let body = SseBody::new(rx, id.clone(), deadline, event(&line));
-                return Ok(Reply::Stream(body));
+                return Ok(Reply::Stream(Box::new(body)));
             }
             // A notification the client cannot take as a stream: dropped.
             Ok(_) => {}
@@ -748,7 +785,7 @@ struct SseBody {
     /// tiny_http has consumed the body.
     last: Arc<Mutex<Option<Vec<u8>>>>,
     /// When the `tools/call` this stream answers started (None for other methods).
-    call_started: Option<Instant>,
+    call: Option<(Instant, CallRecord)>,
 }
 
 impl SseBody {
@@ -760,7 +797,7 @@ impl SseBody {
             pending,
             done: false,
             last: Arc::default(),
-            call_started: None,
+            call: None,
         }
     }
 

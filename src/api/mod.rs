@@ -46,6 +46,8 @@ pub struct ApiOptions {
     pub max_body: usize,
     /// This gate's organization id (`--org-id`): stored, and kept for later starts.
     pub org_id: Option<String>,
+    /// Size at which `audit.log` is rotated.
+    pub audit_rotate_bytes: u64,
 }
 
 /// Everything the HTTP workers share.
@@ -67,6 +69,8 @@ pub struct Api {
     signing: SigningKeys,
     /// Inbound delegation: the replay cache and the partners' rate counters.
     delegation: delegated::Delegation,
+    /// The signed audit trail (`audit.log`), when serve keeps one.
+    audit: Option<Arc<crate::audit::Audit>>,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -100,6 +104,7 @@ impl Api {
         store: StateStore,
         admin_token_hash: String,
         signing: SigningKeys,
+        audit: Option<Arc<crate::audit::Audit>>,
     ) -> std::io::Result<Api> {
         Ok(Api {
             options,
@@ -113,6 +118,7 @@ impl Api {
             streams: streams::Streams::start()?,
             signing,
             delegation: delegated::Delegation::new(),
+            audit,
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
@@ -413,6 +419,20 @@ impl front::Handler for Api {
             }
             _ => Err(ApiError::not_found("no such route")),
         };
+        if let (Some(audit), true) = (&self.audit, path.starts_with(rest::PREFIX)) {
+            if method != tiny_http::Method::Get {
+                let status = match &result {
+                    Ok((status, _)) => *status,
+                    Err(e) => e.status,
+                };
+                audit.record(serde_json::json!({
+                    "type": "admin",
+                    "method": method.as_str(),
+                    "path": path.chars().take(300).collect::<String>(),
+                    "status": status,
+                }));
+            }
+        }
         let route = route_class(&path);
         let status = match &result {
             Ok((status, _)) => *status,
@@ -449,7 +469,23 @@ fn respond_text(request: tiny_http::Request, status: u16, body: &str) -> u16 {
 }
 
 impl Api {
-    fn record_call(&self, outcome: String, took: std::time::Duration) {
+    fn record_call(&self, call: &mcp_http::CallRecord, outcome: String, took: std::time::Duration) {
+        if let Some(audit) = &self.audit {
+            let delegation = call
+                .delegation
+                .as_ref()
+                .map(|(iss, jti)| serde_json::json!({ "iss": iss, "jti": jti }));
+            audit.record(serde_json::json!({
+                "type": "call",
+                "workspace": call.workspace,
+                "agent": call.agent,
+                "delegation": delegation,
+                "tool": call.tool,
+                "arguments_sha256": call.arguments,
+                "outcome": outcome,
+                "ms": took.as_millis(),
+            }));
+        }
         let mut calls = lock(&self.calls);
         *calls.by_outcome.entry(outcome).or_default() += 1;
         let secs = took.as_secs_f64();

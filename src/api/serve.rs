@@ -51,6 +51,12 @@ pub fn run(
         set_org_id(&mut state, org)?;
     }
     let signing = SigningKeys::load_or_create(&options.data_dir).map_err(other)?;
+    let audit = Arc::new(crate::audit::Audit::start(
+        &options.data_dir,
+        signing.current().signing_key().clone(),
+        signing.current().kid.clone(),
+        options.audit_rotate_bytes,
+    )?);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -63,6 +69,7 @@ pub fn run(
         state,
         admin_hash,
         signing,
+        Some(Arc::clone(&audit)),
     )?);
     let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
     api.resume(front.addr());
@@ -99,6 +106,8 @@ pub fn run(
     api.end_streams();
     front.stop();
     api.shutdown();
+    // Everything recorded is on disk before the process ends.
+    audit.stop();
     log::info!("stopped");
     Ok(())
 }

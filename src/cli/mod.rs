@@ -5,6 +5,7 @@
 //! Never: holds behaviour of its own beyond parsing; never prints to stdout except `--help`,
 //! `--version` and what a subcommand defines as its output.
 
+mod audit;
 mod keys;
 mod partners;
 mod tools;
@@ -29,6 +30,7 @@ COMMANDS:
     rotate-key       Re-encrypt every stored secret under a new Fernet key, then drop the old one
     keys             Show this gate's org id and public keys (for partners), or rotate them
     partners         List, show, add or remove partner organizations (serve stopped to change)
+    audit            Verify the signed, chained audit trail (audit verify)
     bridge           Speak stdio to one remote MCP server over Streamable HTTP (what
                      connections of kind http and partner run)
     example-server   Run the built-in example MCP server over stdin/stdout
@@ -178,6 +180,7 @@ fn run_command(
         "keys" => run_keys(parser, log_level),
         "bridge" => run_bridge(parser, log_level),
         "partners" => run_partners(parser, log_level),
+        "audit" => run_audit(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -321,6 +324,9 @@ OPTIONS:
     --org-id ORG         This gate's organization id for delegation (stored; later
                          starts keep it). GET /api/v1/aegis/identity shows it with the
                          gate's public keys
+    --audit-rotate-bytes N
+                         Size at which audit.log is renamed audit-<seq>.log and a new
+                         one starts (default 16777216)
     --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
                          `aegis` keys of stdio's config; connections come over REST, so
                          mcpServers must be empty)
@@ -355,10 +361,14 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let mut allowed_hosts = std::collections::BTreeSet::new();
     let mut settings = crate::config::Settings::default();
     let mut org_id: Option<String> = None;
+    let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = serve_settings(&PathBuf::from(parser.value()?))?,
             Long("org-id") => org_id = Some(parser.value()?.string()?),
+            Long("audit-rotate-bytes") => {
+                audit_rotate_bytes = positive(parse_number(parser, "--audit-rotate-bytes")?)?;
+            }
             Long("listen") => {
                 let text = parser.value()?.string()?;
                 config.listen = text.parse().map_err(|_| {
@@ -405,6 +415,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         allowed_hosts,
         max_body: 4 * 1024 * 1024,
         org_id,
+        audit_rotate_bytes,
     };
     crate::api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
@@ -455,6 +466,43 @@ fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), 
         .map_err(|e| CliError::Config(e.to_string()))?;
     store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
     let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const AUDIT_HELP: &str = "\
+aegis-gate audit verify: check the audit trail's signatures and chain
+
+USAGE:
+    aegis-gate audit verify [--data-dir DIR] [FILE...]
+
+Without FILE, every audit*.log of the data dir is checked in order, from the first record:
+an edited, removed or reordered record fails. With FILEs, each chain is checked from its
+first record on. Exit 0 when intact, 1 naming the first broken record (file, line, seq).
+";
+
+fn run_audit(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Short('h') | Long("help") => {
+                print!("{AUDIT_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let Some(("verify", files)) = words.split_first().map(|(a, r)| (a.as_str(), r)) else {
+        return Err(CliError::Usage("audit takes verify (see --help)".into()));
+    };
+    let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let data_dir = store::resolve_data_dir(data_dir.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    let out = audit::verify(&data_dir, &files).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }

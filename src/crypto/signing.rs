@@ -108,7 +108,16 @@ impl SigningKeys {
             .collect()
     }
 
-    fn load(data_dir: &Path) -> Result<Option<SigningKeys>, Error> {
+    /// The public key of `kid`, if it is one of this gate's keys.
+    pub fn verifying_key(&self, kid: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| k.key.verifying_key())
+    }
+
+    /// The keys in `signing.key`; `None` when there is no such file.
+    pub fn load(data_dir: &Path) -> Result<Option<SigningKeys>, Error> {
         let path = data_dir.join(FILE);
         let bad = |why: String| Error::KeyFile(format!("{}: {why}", path.display()));
         let bytes = match std::fs::read(&path) {

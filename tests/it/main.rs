@@ -4,6 +4,7 @@
 //! supervision of misbehaving children, `real_peers` for servers and clients someone else wrote,
 //! `tidy` for house rules. Shared helpers live in `support`.
 
+mod audit;
 mod delegation;
 mod faults;
 mod http_front;

@@ -1,0 +1,264 @@
+//! The audit trail: every call decision and admin change, appended to `audit.log` in the data dir
+//! as JSON lines, each signed with the gate's Ed25519 key and chained to the one before.
+//!
+//! A line is `{"body":{"seq","at","prev","kid","event"},"sig"}`: `prev` is the SHA-256 (hex) of
+//! the previous line's bytes (64 zeros for the first), `sig` the Ed25519 signature (unpadded
+//! base64url) of the exact bytes of `body`. Editing, removing or reordering any line breaks a
+//! signature or the chain, and [`verify`] names the first broken line. When `audit.log` passes
+//! the rotation size it is renamed `audit-<first seq, 20 digits>.log` and a new one starts; the
+//! chain runs on across files.
+//!
+//! Owns: the `audit-writer` thread, which takes events from a bounded queue, writes them in
+//! batches and fsyncs at least every [`FLUSH_EVERY`]; the file format; verification.
+//! Never: makes a caller wait on disk (recording is a non-blocking send; a full queue drops the
+//! event with an error log, counted); records a secret (arguments are hashed, never written).
+//!
+//! Threads: `audit-writer`, ended by dropping the [`Audit`] (its queue closes; it flushes, fsyncs
+//! and is joined).
+
+mod verify;
+
+pub use verify::{files, verify, Broken, Verified};
+
+use crate::thread::{self, JoinOnDrop};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The live file.
+pub const FILE: &str = "audit.log";
+/// Events waiting for the writer.
+const QUEUE: usize = 4096;
+/// The longest an event waits before it is on disk.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Default rotation size.
+pub const DEFAULT_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+/// The `prev` of the first line.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The running audit trail; cheap to share behind an `Arc`.
+pub struct Audit {
+    tx: Mutex<Option<Sender<Value>>>,
+    dropped: AtomicU64,
+    thread: Mutex<Option<JoinOnDrop<()>>>,
+}
+
+impl Audit {
+    /// Opens the trail in `dir` (continuing its chain) and starts the writer.
+    pub fn start(dir: &Path, key: SigningKey, kid: String, rotate_bytes: u64) -> io::Result<Audit> {
+        let chain = Chain::resume(dir)?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let writer = Writer {
+            dir: dir.to_owned(),
+            key,
+            kid,
+            rotate_bytes: rotate_bytes.max(1024),
+            chain,
+        };
+        let thread = thread::spawn("audit-writer", move || writer.run(&rx))?;
+        Ok(Audit {
+            tx: Mutex::new(Some(tx)),
+            dropped: AtomicU64::new(0),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `event` (a JSON object with a `type`); never waits.
+    pub fn record(&self, event: Value) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = tx.as_ref() else { return };
+        match tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                log::error!("audit queue full: an event was dropped ({n} so far)");
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes what is queued, fsyncs, and stops the writer.
+    pub fn stop(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            thread.join();
+        }
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where the chain stands: the next sequence number and the hash of the last line.
+struct Chain {
+    seq: u64,
+    prev: String,
+    /// Bytes in `audit.log` now, and the seq of its first line.
+    size: u64,
+    first_seq: Option<u64>,
+}
+
+impl Chain {
+    /// Reads the last line of the trail (the live file, else the newest rotated one).
+    fn resume(dir: &Path) -> io::Result<Chain> {
+        let live = dir.join(FILE);
+        let live_text = std::fs::read(&live).unwrap_or_default();
+        let mut chain = Chain {
+            seq: 1,
+            prev: GENESIS.to_owned(),
+            size: live_text.len() as u64,
+            first_seq: first_seq_of(&live_text),
+        };
+        let last_text = if live_text.is_empty() {
+            verify::files(dir)?
+                .last()
+                .filter(|p| *p != &live)
+                .map(std::fs::read)
+                .transpose()?
+                .unwrap_or_default()
+        } else {
+            live_text
+        };
+        if let Some(line) = last_text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
+            let seq = verify::seq_of(line).ok_or_else(|| {
+                io::Error::other("the audit log's last line is not a record: run audit verify")
+            })?;
+            chain.seq = seq + 1;
+            chain.prev = hex(&Sha256::digest(line));
+        }
+        Ok(chain)
+    }
+}
+
+fn first_seq_of(text: &[u8]) -> Option<u64> {
+    text.split(|b| *b == b'\n')
+        .find(|l| !l.is_empty())
+        .and_then(verify::seq_of)
+}
+
+struct Writer {
+    dir: PathBuf,
+    key: SigningKey,
+    kid: String,
+    rotate_bytes: u64,
+    chain: Chain,
+}
+
+impl Writer {
+    fn run(mut self, rx: &Receiver<Value>) {
+        let mut file = match self.open() {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("audit: cannot open {}: {e}; audit records are lost", FILE);
+                return;
+            }
+        };
+        let mut dirty_since: Option<Instant> = None;
+        loop {
+            let wait = dirty_since.map_or(FLUSH_EVERY, |t| FLUSH_EVERY.saturating_sub(t.elapsed()));
+            match rx.recv_timeout(wait) {
+                Ok(event) => {
+                    if let Err(e) = self.append(&mut file, event) {
+                        log::error!("audit: cannot write: {e}");
+                    }
+                    dirty_since.get_or_insert_with(Instant::now);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if dirty_since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) {
+                sync(&mut file);
+                dirty_since = None;
+            }
+        }
+        sync(&mut file);
+    }
+
+    fn open(&self) -> io::Result<BufWriter<File>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.dir.join(FILE))?;
+        Ok(BufWriter::new(file))
+    }
+
+    fn append(&mut self, file: &mut BufWriter<File>, event: Value) -> io::Result<()> {
+        if self.chain.size >= self.rotate_bytes {
+            self.rotate(file)?;
+        }
+        let body = serde_json::json!({
+            "seq": self.chain.seq,
+            "at": now(),
+            "prev": self.chain.prev,
+            "kid": self.kid,
+            "event": event,
+        })
+        .to_string();
+        let sig = URL_SAFE_NO_PAD.encode(self.key.sign(body.as_bytes()).to_bytes());
+        let line = format!("{{\"body\":{body},\"sig\":\"{sig}\"}}");
+        file.write_all(line.as_bytes())?;
+        file.write_all(b"\n")?;
+        self.chain.prev = hex(&Sha256::digest(line.as_bytes()));
+        self.chain.first_seq.get_or_insert(self.chain.seq);
+        self.chain.seq += 1;
+        self.chain.size += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Renames the live file after its first seq and starts a new one; the chain runs on.
+    fn rotate(&mut self, file: &mut BufWriter<File>) -> io::Result<()> {
+        sync(file);
+        let first = self.chain.first_seq.unwrap_or(self.chain.seq);
+        let rotated = self.dir.join(format!("audit-{first:020}.log"));
+        std::fs::rename(self.dir.join(FILE), &rotated)?;
+        *file = self.open()?;
+        File::open(&self.dir)?.sync_all()?;
+        self.chain.size = 0;
+        self.chain.first_seq = None;
+        Ok(())
+    }
+}
+
+fn sync(file: &mut BufWriter<File>) {
+    if let Err(e) = file.flush().and_then(|()| file.get_ref().sync_data()) {
+        log::error!("audit: cannot flush: {e}");
+    }
+}
+
+fn now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    crate::time::format(secs).unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 (hex) of a call's argument bytes, as an audit record carries them.
+pub fn argument_hash(arguments: &[u8]) -> String {
+    hex(&Sha256::digest(arguments))
+}
+
+/// Shared handle type.
+pub type Shared = Arc<Audit>;

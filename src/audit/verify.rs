@@ -1,0 +1,178 @@
+//! Checking an audit trail: every signature, and the chain from the first record to the last.
+//!
+//! Owns: the order of the trail's files (rotated `audit-<seq>.log` by their first seq, then
+//! `audit.log`), and the checks of each line: exactly `{"body", "sig"}`, a signature that
+//! verifies with the gate's key of that `kid`, the next `seq`, and `prev` equal to the SHA-256 of
+//! the line before (64 zeros before the first). The first failure is reported with its file, line
+//! and seq.
+//! Never: accepts a trail that does not start at seq 1 when checking a whole data dir (a removed
+//! first line would go unnoticed otherwise).
+
+use super::{hex, FILE, GENESIS};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A trail that verified.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Records checked.
+    pub records: u64,
+    /// Files checked.
+    pub files: usize,
+}
+
+/// The first broken record.
+#[derive(Debug)]
+pub struct Broken {
+    /// Its file.
+    pub file: PathBuf,
+    /// Its line (1-based).
+    pub line: usize,
+    /// Its seq, when it could be read.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.seq.map_or_else(String::new, |s| format!(" (seq {s})"));
+        write!(
+            f,
+            "{} line {}{seq}: {}",
+            self.file.display(),
+            self.line,
+            self.reason
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow)]
+    body: &'a RawValue,
+    sig: String,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    seq: u64,
+    prev: String,
+    kid: String,
+}
+
+/// The trail's files in order (rotated ones by first seq, the live one last).
+pub fn files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+        })
+        .collect();
+    rotated.sort();
+    let live = dir.join(FILE);
+    if live.exists() {
+        rotated.push(live);
+    }
+    Ok(rotated)
+}
+
+/// The seq of a record line, if it is one.
+pub(super) fn seq_of(line: &[u8]) -> Option<u64> {
+    let line: Line<'_> = serde_json::from_slice(line).ok()?;
+    serde_json::from_str::<Body>(line.body.get())
+        .ok()
+        .map(|b| b.seq)
+}
+
+/// Checks `paths` in order as one chain. `from_start`: the first record must be seq 1 (a whole
+/// trail); otherwise the chain is checked from the first record on (one file of a trail).
+pub fn verify(
+    paths: &[PathBuf],
+    keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    from_start: bool,
+) -> Result<Verified, Broken> {
+    let mut expected: Option<(u64, String)> = from_start.then(|| (1, GENESIS.to_owned()));
+    let mut records = 0;
+    for path in paths {
+        let text = std::fs::read(path).map_err(|e| Broken {
+            file: path.clone(),
+            line: 0,
+            seq: None,
+            reason: e.to_string(),
+        })?;
+        for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+            if raw.is_empty() {
+                continue;
+            }
+            let broken = |seq, reason: String| Broken {
+                file: path.clone(),
+                line: i + 1,
+                seq,
+                reason,
+            };
+            let seq = check_line(raw, keys, expected.as_ref()).map_err(|(s, r)| broken(s, r))?;
+            expected = Some((seq + 1, hex(&Sha256::digest(raw))));
+            records += 1;
+        }
+    }
+    Ok(Verified {
+        records,
+        files: paths.len(),
+    })
+}
+
+/// One line's checks; its seq, or (seq if known, reason).
+fn check_line(
+    raw: &[u8],
+    keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    expected: Option<&(u64, String)>,
+) -> Result<u64, (Option<u64>, String)> {
+    let line: Line<'_> =
+        serde_json::from_slice(raw).map_err(|e| (None, format!("not a record: {e}")))?;
+    let body: Body = serde_json::from_str(line.body.get())
+        .map_err(|e| (None, format!("not a record body: {e}")))?;
+    let seq = Some(body.seq);
+    let key = keys(&body.kid).ok_or_else(|| (seq, format!("unknown key {:?}", body.kid)))?;
+    let sig: [u8; 64] = URL_SAFE_NO_PAD
+        .decode(&line.sig)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| (seq, "the signature is not 64 bytes of base64url".to_owned()))?;
+    key.verify_strict(line.body.get().as_bytes(), &Signature::from_bytes(&sig))
+        .map_err(|_| {
+            (
+                seq,
+                "the signature does not verify (the record was edited)".to_owned(),
+            )
+        })?;
+    if let Some((want_seq, want_prev)) = expected {
+        if body.seq != *want_seq {
+            return Err((
+                seq,
+                format!(
+                    "seq {} where {want_seq} was expected (a record was removed or moved)",
+                    body.seq
+                ),
+            ));
+        }
+        if &body.prev != want_prev {
+            return Err((
+                seq,
+                "prev is not the hash of the record before (the chain is broken)".to_owned(),
+            ));
+        }
+    }
+    Ok(body.seq)
+}
