@@ -265,10 +265,14 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         gate.handle(&session, &body);
         return Ok(Reply::Accepted);
     };
+    let approval = called_tool(&message)
+        .and_then(|tool| gate.approval_wait(&tool, Some(agent_id.as_str())))
+        .unwrap_or_default();
     let wait = if method == "initialize" {
         api.settings.startup_timeout + api.settings.init_timeout
     } else {
-        api.settings.call_timeout
+        // A call a person must approve may wait that long first.
+        api.settings.call_timeout + approval
     } + MARGIN;
     let id = id.clone();
     let call = (method == "tools/call")

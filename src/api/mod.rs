@@ -23,6 +23,8 @@ use crate::config::{ServerConfig, Settings};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
+use crate::policy::approvals::Approvals;
+use crate::policy::webhooks::Webhooks;
 use crate::store::pins::PinStore;
 use crate::store::state::{hash_secret, hashes_equal, Connection, StateStore};
 use http::ApiError;
@@ -48,6 +50,8 @@ pub struct ApiOptions {
     pub org_id: Option<String>,
     /// Size at which `audit.log` is rotated.
     pub audit_rotate_bytes: u64,
+    /// Calls held for approval at once; more are refused.
+    pub max_held_calls: usize,
 }
 
 /// Everything the HTTP workers share.
@@ -71,6 +75,10 @@ pub struct Api {
     delegation: delegated::Delegation,
     /// The signed audit trail (`audit.log`), when serve keeps one.
     audit: Option<Arc<crate::audit::Audit>>,
+    /// Calls escalated by a policy, waiting for a person.
+    approvals: Arc<Approvals>,
+    /// Approval notices to the policies' webhooks.
+    webhooks: Arc<Webhooks>,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -106,6 +114,15 @@ impl Api {
         signing: SigningKeys,
         audit: Option<Arc<crate::audit::Audit>>,
     ) -> std::io::Result<Api> {
+        let current = signing.current();
+        let webhooks = Arc::new(Webhooks::start(
+            current.signing_key().clone(),
+            current.kid.clone(),
+        )?);
+        let approvals = Approvals::new(
+            options.max_held_calls,
+            approval_observer(Arc::clone(&webhooks), audit.clone()),
+        )?;
         Ok(Api {
             options,
             settings,
@@ -119,6 +136,8 @@ impl Api {
             signing,
             delegation: delegated::Delegation::new(),
             audit,
+            approvals,
+            webhooks,
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
@@ -160,6 +179,13 @@ impl Api {
     /// Ends every GET event stream (clients get a clean end; call before the front stops).
     pub fn end_streams(&self) {
         self.streams.stop();
+    }
+
+    /// Answers every call still waiting for a person (it expires) and stops the approval and
+    /// webhook threads: call before the front stops, whose workers those calls hold.
+    pub fn release_held(&self) {
+        self.approvals.stop();
+        self.webhooks.stop();
     }
 
     /// Stops every running workspace.
@@ -224,6 +250,7 @@ impl Api {
         if let Some(policy) = policy {
             runtime.gate().set_policy(policy);
         }
+        runtime.gate().set_approvals(Arc::clone(&self.approvals));
         runtimes.insert(ws.to_owned(), runtime);
         log::info!("workspace {ws}: active with {} connections", conns.len());
         Ok(())
@@ -364,6 +391,31 @@ fn bridge_config(
         env,
         cwd: None,
         pass_agent: conn.kind == crate::store::state::Kind::Partner,
+    })
+}
+
+/// Logs every new or decided approval, appends it to the audit trail, and announces new ones
+/// to the policy's webhooks.
+fn approval_observer(
+    webhooks: Arc<Webhooks>,
+    audit: Option<Arc<crate::audit::Audit>>,
+) -> crate::policy::approvals::Observer {
+    Box::new(move |approval| {
+        log::info!(
+            "approval {} for {:?} in {} by {:?}: {:?}",
+            approval.id,
+            approval.tool,
+            approval.workspace,
+            approval.agent,
+            approval.status
+        );
+        let notice = serde_json::json!({ "type": "approval", "approval": approval });
+        if let Some(audit) = &audit {
+            audit.record(notice.clone());
+        }
+        if approval.status == crate::policy::approvals::Status::Pending {
+            webhooks.send(&approval.webhooks, notice.to_string().as_bytes());
+        }
     })
 }
 

@@ -90,6 +90,9 @@ pub(super) fn handle(
         (Post, ["workspaces", id, "deactivate"]) => deactivate(api, id),
         (Get, ["workspaces", id, "tools"]) => workspace_tools(api, id),
         (Get, ["workspaces", id, "policy"]) => get_policy(api, id),
+        (Get, ["approvals"]) => Ok((200, json!({ "approvals": api.approvals.list() }))),
+        (Post, ["approvals", id, "approve"]) => decide(api, id, true),
+        (Post, ["approvals", id, "deny"]) => decide(api, id, false),
         (Put, ["workspaces", id, "policy"]) => put_policy(api, id, &body),
         (Post, ["workspaces", id, "tools", name, "approve"]) => approve_tool(api, id, name),
         (Post, ["agents"]) => create_agent(api, &body),
@@ -105,7 +108,9 @@ pub(super) fn handle(
             | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy"]
             | ["workspaces", _, "tools", _, "approve"]
             | ["agents"]
-            | ["agents", _],
+            | ["agents", _]
+            | ["approvals"]
+            | ["approvals", _, "approve" | "deny"],
         ) => Err(ApiError::method_not_allowed()),
         _ => Err(ApiError::not_found("no such route")),
     }
@@ -559,6 +564,22 @@ fn find_workspace(api: &Api, id: &str) -> Result<Workspace, ApiError> {
 fn get_workspace(api: &Api, id: &str) -> Answer {
     let ws = find_workspace(api, id)?;
     Ok((200, workspace_json(api, id, &ws)))
+}
+
+/// Approves (the held call goes on, exactly as sent) or denies a waiting call.
+fn decide(api: &Api, id: &str, approve: bool) -> Answer {
+    use crate::policy::approvals::ApprovalError;
+    match api.approvals.decide(id, approve) {
+        Ok(approval) => Ok((200, json!(approval))),
+        Err(ApprovalError::NotFound | ApprovalError::Full) => {
+            Err(ApiError::not_found(format!("no approval {id}")))
+        }
+        Err(ApprovalError::NotPending(status)) => Err(ApiError::new(
+            409,
+            "conflict",
+            format!("approval {id} is {status:?} already"),
+        )),
+    }
 }
 
 fn get_policy(api: &Api, id: &str) -> Answer {

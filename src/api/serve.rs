@@ -104,6 +104,8 @@ pub fn run(
     let signal = signals.forever().next();
     log::info!("signal {signal:?}: stopping");
     api.end_streams();
+    // Held calls keep workers busy: answer them first, so the front can stop.
+    api.release_held();
     front.stop();
     api.shutdown();
     // Everything recorded is on disk before the process ends.

@@ -324,6 +324,8 @@ OPTIONS:
     --org-id ORG         This gate's organization id for delegation (stored; later
                          starts keep it). GET /api/v1/aegis/identity shows it with the
                          gate's public keys
+    --max-held-calls N   Calls waiting for a person's approval at once (default 256);
+                         more are refused at once
     --audit-rotate-bytes N
                          Size at which audit.log is renamed audit-<seq>.log and a new
                          one starts (default 16777216)
@@ -362,12 +364,16 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
     let mut settings = crate::config::Settings::default();
     let mut org_id: Option<String> = None;
     let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
+    let mut max_held_calls: usize = 256;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = serve_settings(&PathBuf::from(parser.value()?))?,
             Long("org-id") => org_id = Some(parser.value()?.string()?),
             Long("audit-rotate-bytes") => {
                 audit_rotate_bytes = positive(parse_number(parser, "--audit-rotate-bytes")?)?;
+            }
+            Long("max-held-calls") => {
+                max_held_calls = positive(parse_number(parser, "--max-held-calls")?)?;
             }
             Long("listen") => {
                 let text = parser.value()?.string()?;
@@ -416,6 +422,7 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         max_body: 4 * 1024 * 1024,
         org_id,
         audit_rotate_bytes,
+        max_held_calls,
     };
     crate::api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))

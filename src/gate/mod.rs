@@ -17,7 +17,8 @@ use crate::downstream::{CallRequest, ConnHandle};
 use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
 use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
-use crate::policy::Policy;
+use crate::policy::approvals::{self, Approvals, Release, ReleaseFn};
+use crate::policy::{Policy, Verdict};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct Gate {
     cancelled_early: Mutex<HashSet<(SessionId, Id)>>,
     /// The workspace's policy, checked on every `tools/call` (replaced live by the REST API).
     policy: RwLock<Arc<Policy>>,
+    /// Where escalated calls wait for a person (serve mode); without it they are refused.
+    approvals: RwLock<Option<Arc<Approvals>>>,
 }
 
 #[derive(Deserialize)]
@@ -114,7 +117,28 @@ impl Gate {
             workspace: workspace.into(),
             cancelled_early: Mutex::new(HashSet::new()),
             policy: RwLock::new(Arc::new(Policy::default())),
+            approvals: RwLock::new(None),
         }
+    }
+
+    /// Holds escalated calls in `approvals` from now on.
+    pub fn set_approvals(&self, approvals: Arc<Approvals>) {
+        *self.approvals.write().unwrap_or_else(|p| p.into_inner()) = Some(approvals);
+    }
+
+    /// How long a call of `tool` by `agent` may wait for a person, when the policy escalates it
+    /// and approvals are kept (the HTTP transport waits that much longer for its answer).
+    pub fn approval_wait(&self, tool: &str, agent: Option<&str>) -> Option<std::time::Duration> {
+        self.approvals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?;
+        let policy = self.current_policy();
+        (policy.decide(tool, agent).verdict == Verdict::Escalate).then(|| policy.approval_timeout())
+    }
+
+    fn current_policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Applies `policy` to every call from now on.
@@ -122,10 +146,51 @@ impl Gate {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
-    /// Why the policy refuses `tool` for `agent`; `None` when it allows it.
-    fn policy_refusal(&self, tool: &str, agent: Option<&str>) -> Option<String> {
-        let policy = Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()));
-        policy.refusal(tool, agent)
+    /// Holds an escalated call for a person in `approvals`.
+    fn hold(
+        &self,
+        approvals: &Approvals,
+        conn: ConnHandle,
+        req: CallRequest,
+        tool: &str,
+        policy: &Policy,
+    ) {
+        let arguments = req
+            .params
+            .get("arguments")
+            .map_or("", |a| a.get())
+            .to_owned();
+        let agent = req.agent.clone();
+        let shown: String = tool.chars().take(200).collect();
+        let release: ReleaseFn = Box::new(move |release| match release {
+            Release::Approve => conn.call(req),
+            Release::Deny => req.responder.error(
+                code::POLICY_DENIED,
+                &format!("{shown:?} was denied by a person"),
+            ),
+            Release::Expire => req.responder.error(
+                code::POLICY_DENIED,
+                &format!("{shown:?} was not approved in time"),
+            ),
+            Release::Full => req.responder.error(
+                code::OVERLOADED,
+                "too many calls are waiting for approval; try again later",
+            ),
+        });
+        let request = approvals::Request {
+            workspace: &self.workspace,
+            agent: agent.as_deref(),
+            tool,
+            arguments: &arguments,
+            timeout: policy.approval_timeout(),
+            webhooks: policy.webhooks.clone(),
+        };
+        if let Err(e) = approvals.hold(request, release) {
+            log::warn!(
+                "workspace {}: cannot hold a call for approval: {e:?}",
+                self.workspace
+            );
+        }
     }
 
     /// Handles one framed message from `session`.
@@ -289,24 +354,40 @@ impl Gate {
     fn call(&self, responder: Responder, params: Option<&RawValue>, agent: Option<String>) {
         match self.prepare_call(params) {
             Ok((conn, call)) => {
-                if let Some(message) = self.policy_refusal(&call.merged, agent.as_deref()) {
-                    log::info!(
-                        "workspace {}: policy refused {:?} for {:?}",
-                        self.workspace,
-                        call.merged.chars().take(200).collect::<String>(),
-                        agent
-                    );
-                    return responder.error(code::POLICY_DENIED, &message);
-                }
-                conn.call(CallRequest {
+                let policy = self.current_policy();
+                let verdict = policy.decide(&call.merged, agent.as_deref()).verdict;
+                let req = CallRequest {
                     responder,
                     method: "tools/call".into(),
                     params: call.params,
                     meta: call.meta,
                     progress_token: call.progress_token,
                     timeout: self.settings.call_timeout,
-                    agent,
-                })
+                    agent: agent.clone(),
+                };
+                let approvals = self
+                    .approvals
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                match (verdict, approvals) {
+                    (Verdict::Allow, _) => return conn.call(req),
+                    (Verdict::Escalate, Some(approvals)) => {
+                        return self.hold(&approvals, conn, req, &call.merged, &policy)
+                    }
+                    // Denied, or escalated where no approvals are kept (fail closed).
+                    (Verdict::Deny | Verdict::Escalate, _) => {}
+                }
+                let message = policy
+                    .refusal(&call.merged, agent.as_deref())
+                    .unwrap_or_default();
+                log::info!(
+                    "workspace {}: policy refused {:?} for {:?}",
+                    self.workspace,
+                    call.merged.chars().take(200).collect::<String>(),
+                    agent
+                );
+                req.responder.error(code::POLICY_DENIED, &message);
             }
             Err((code, message)) => responder.error(code, &message),
         }

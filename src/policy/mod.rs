@@ -8,6 +8,9 @@
 //! Never: lets a rule with an `agents` list match a caller the transport did not name; performs
 //! I/O (the store keeps the document, the gate applies it).
 
+pub mod approvals;
+pub mod webhooks;
+
 use crate::delegation::glob::Glob;
 use serde::{Deserialize, Serialize};
 
@@ -48,9 +51,22 @@ pub struct Policy {
     /// Ordered rules; the first match wins.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Where escalations are announced (not used yet: escalation is not built).
+    /// Where escalations are announced: signed JSON POSTs (see [`webhooks`]).
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// How long an escalated call waits for a person, in seconds (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_s: Option<u64>,
+}
+
+impl Policy {
+    /// How long an escalated call waits for a person.
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        self.approval_timeout_s
+            .map_or(approvals::DEFAULT_TIMEOUT, |s| {
+                std::time::Duration::from_secs(s.clamp(1, 86_400))
+            })
+    }
 }
 
 /// The outcome for one call.
@@ -95,10 +111,10 @@ impl Policy {
         match decision.verdict {
             Verdict::Allow => None,
             Verdict::Deny => Some(format!("{shown:?} is denied by {by}")),
-            // Fail closed until a person can approve: nothing runs without its approval.
+            // Where no approvals are kept (stdio), fail closed: nothing runs without approval.
             Verdict::Escalate => Some(format!(
-                "{shown:?} needs a person's approval ({by}); approvals are not built in this \
-                 version, so the call is refused"
+                "{shown:?} needs a person's approval ({by}), and this gate keeps no approvals \
+                 (serve mode does), so the call is refused"
             )),
         }
     }

@@ -56,12 +56,19 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     assert!(
         serve.call("ws-1", &other_key, &other_session, "ex.add", add.clone())["result"].is_object()
     );
-    let (code, message) = error_of(&serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-    assert_eq!(code, -32013);
-    assert!(
-        message.contains("approval") && message.contains("rule 3"),
-        "{message}"
-    );
+    std::thread::scope(|s| {
+        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let held = pending(&serve);
+        assert_ne!(held["agent"], json!(other_id), "{held}");
+        let id = held["id"].as_str().unwrap();
+        assert_eq!(
+            serve
+                .admin("POST", &format!("/approvals/{id}/deny"), None)
+                .status,
+            200
+        );
+        assert_eq!(error_of(&call.join().unwrap()).0, -32013);
+    });
     assert!(
         serve.call("ws-1", &key, &session, "ex.echo", json!({"message": "hi"}))["result"]
             .is_object()
@@ -114,5 +121,160 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     assert_eq!(
         code, -32013,
         "the policy is applied when the workspace starts again"
+    );
+}
+
+/// Waits until `serve` holds a pending approval; returns it.
+fn pending(serve: &Serve) -> Value {
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    loop {
+        let list = serve.admin("GET", "/approvals", None).json();
+        if let Some(a) = list["approvals"]
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["status"] == "pending"))
+        {
+            return a.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing held: {list}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A one-shot webhook receiver: the body and the signature header of the first POST.
+fn receiver() -> (String, std::thread::JoinHandle<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut length, mut signature) = (0, String::new());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if lower.starts_with("aegis-signature:") {
+                signature = line["aegis-signature:".len()..].trim().to_owned();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut out = stream;
+        out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        (String::from_utf8(body).unwrap(), signature)
+    });
+    (url, handle)
+}
+
+#[test]
+fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
+    use base64::Engine;
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    let (hook, received) = receiver();
+    let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}], "webhooks": [hook]});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
+            .status,
+        200
+    );
+    let add = json!({"a": 40, "b": 2});
+
+    // Approved: the held call completes with the server's own answer.
+    std::thread::scope(|s| {
+        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let held = pending(&serve);
+        assert_eq!(held["tool"], "ex.add");
+        assert_eq!(held["preview"]["a"], "number");
+        let approved = serve.admin(
+            "POST",
+            &format!("/approvals/{}/approve", held["id"].as_str().unwrap()),
+            None,
+        );
+        assert_eq!(approved.status, 200, "{}", approved.body);
+        let answer = call.join().unwrap();
+        assert_eq!(answer["result"]["content"][0]["text"], "42", "{answer}");
+        let again = serve.admin(
+            "POST",
+            &format!("/approvals/{}/deny", held["id"].as_str().unwrap()),
+            None,
+        );
+        assert_eq!(again.status, 409);
+    });
+    // The webhook got a notice signed with the gate's key.
+    let (body, signature) = received.join().unwrap();
+    let identity = serve.admin("GET", "/identity", None).json();
+    let public =
+        aegis_gate::delegation::paserk::decode(identity["keys"][0]["public_key"].as_str().unwrap())
+            .unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&signature)
+        .unwrap();
+    let sig = ed25519_dalek::Signature::from_bytes(&sig.try_into().unwrap());
+    assert!(
+        public.verify_strict(body.as_bytes(), &sig).is_ok(),
+        "{body}"
+    );
+    assert!(body.contains("\"status\":\"pending\""), "{body}");
+
+    // Denied: the agent is told, the server never sees the call.
+    std::thread::scope(|s| {
+        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let held = pending(&serve);
+        serve.admin(
+            "POST",
+            &format!("/approvals/{}/deny", held["id"].as_str().unwrap()),
+            None,
+        );
+        let (code, message) = error_of(&call.join().unwrap());
+        assert_eq!(code, -32013);
+        assert!(message.contains("denied by a person"), "{message}");
+    });
+}
+
+#[test]
+fn an_escalated_call_expires_and_the_number_held_is_bounded() {
+    let dir = TempDir::new();
+    let serve = Serve::start_with(dir.path(), &["--max-held-calls", "1"]);
+    let key = serve.setup("ws-1");
+    let session = serve.session("ws-1", &key);
+    let second = serve.session("ws-1", &key);
+    // A receiver that is down: deliveries fail and are retried; nothing else waits for them.
+    let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}],
+        "approval_timeout_s": 2, "webhooks": ["http://127.0.0.1:9/hook"]});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
+            .status,
+        200
+    );
+    let add = json!({"a": 1, "b": 2});
+    std::thread::scope(|s| {
+        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        pending(&serve);
+        // One is held: a second is refused at once.
+        let (code, message) = error_of(&serve.call("ws-1", &key, &second, "ex.add", add.clone()));
+        assert_eq!(code, -32003, "{message}");
+        // Nobody decides: the first expires (the policy gives it 2 s).
+        let (code, message) = error_of(&call.join().unwrap());
+        assert_eq!(code, -32013);
+        assert!(message.contains("not approved in time"), "{message}");
+    });
+    let list = serve.admin("GET", "/approvals", None).json();
+    assert_eq!(list["approvals"][0]["status"], "expired", "{list}");
+    assert!(
+        serve.log().contains("webhook http://127.0.0.1:9/hook"),
+        "{}",
+        serve.log()
     );
 }

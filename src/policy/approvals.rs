@@ -1,0 +1,409 @@
+//! Approvals: calls that a policy escalated, held until a person approves or denies them, or
+//! their time runs out.
+//!
+//! Owns: the table of held calls (bounded: a call beyond [`Approvals::new`]'s limit is refused at
+//! once), each with its record (`id`, workspace, agent, tool, SHA-256 of the exact argument
+//! bytes, a redacted preview, `expires_at`, `status`), the release of a held call (approve:
+//! exactly the held call goes on; deny or expiry: the agent gets a clear error), a bounded history
+//! of decided records, and the `approvals-expiry` thread that expires calls on time.
+//! Never: releases a call twice; shows argument values (the preview keeps names, types and
+//! lengths only); waits on the agent or the downstream server.
+//!
+//! Threads: `approvals-expiry` (ticks every second; stopped and joined by [`Approvals::stop`]).
+
+use crate::thread::{self, JoinOnDrop};
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Decided records kept for `GET /approvals`.
+const HISTORY: usize = 1000;
+/// How long a held call waits for a person by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where an approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for a person.
+    Pending,
+    /// Approved: the held call went on.
+    Approved,
+    /// Denied: the agent was told.
+    Denied,
+    /// Nobody decided in time: the agent was told.
+    Expired,
+}
+
+/// What people see of a held call.
+#[derive(Clone, Debug, Serialize)]
+pub struct Approval {
+    /// Random id.
+    pub id: String,
+    /// The workspace.
+    pub workspace: String,
+    /// The calling agent (as the transport named it), if known.
+    pub agent: Option<String>,
+    /// The merged tool name.
+    pub tool: String,
+    /// SHA-256 (hex) of the exact argument bytes.
+    pub arguments_sha256: String,
+    /// Argument names with their types and sizes, never their values.
+    pub preview: Value,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC: after this the call is refused.
+    pub expires_at: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Unix seconds of `expires_at`.
+    #[serde(skip)]
+    pub expires_unix: i64,
+    /// Where the policy announces it.
+    #[serde(skip)]
+    pub webhooks: Vec<String>,
+}
+
+/// What a call to hold is.
+pub struct Request<'a> {
+    /// The workspace.
+    pub workspace: &'a str,
+    /// The calling agent, if the transport named one.
+    pub agent: Option<&'a str>,
+    /// The merged tool name.
+    pub tool: &'a str,
+    /// The exact argument bytes.
+    pub arguments: &'a str,
+    /// How long it may wait.
+    pub timeout: Duration,
+    /// Where to announce it.
+    pub webhooks: Vec<String>,
+}
+
+/// How a held call ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Forward exactly the held call.
+    Approve,
+    /// Tell the agent a person refused.
+    Deny,
+    /// Tell the agent nobody decided in time.
+    Expire,
+    /// Tell the agent too many calls wait already (it was never held).
+    Full,
+}
+
+/// What a held call does when released: forwards itself or answers the agent.
+pub type ReleaseFn = Box<dyn FnOnce(Release) + Send>;
+
+/// Why a call could not be held, or a decision not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApprovalError {
+    /// As many calls are held as allowed.
+    Full,
+    /// No approval has this id.
+    NotFound,
+    /// It was decided already (or expired).
+    NotPending(Status),
+}
+
+struct Held {
+    approval: Approval,
+    release: ReleaseFn,
+}
+
+#[derive(Default)]
+struct Table {
+    pending: BTreeMap<String, Held>,
+    decided: VecDeque<Approval>,
+}
+
+/// Notified of every new and every decided approval (webhooks, audit, log).
+pub type Observer = Box<dyn Fn(&Approval) + Send + Sync>;
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Approvals({} held)", lock(&self.table).pending.len())
+    }
+}
+
+/// The held calls of a gate.
+pub struct Approvals {
+    table: Mutex<Table>,
+    max_held: usize,
+    observer: Observer,
+    stop: Mutex<Option<Sender<()>>>,
+    expiry: Mutex<Option<JoinOnDrop<()>>>,
+}
+
+impl Approvals {
+    /// A registry holding at most `max_held` calls, telling `observer` of every change, with
+    /// its expiry thread running.
+    pub fn new(max_held: usize, observer: Observer) -> std::io::Result<Arc<Approvals>> {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let approvals = Arc::new(Approvals {
+            table: Mutex::new(Table::default()),
+            max_held: max_held.max(1),
+            observer,
+            stop: Mutex::new(Some(tx)),
+            expiry: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&approvals);
+        let thread = thread::spawn("approvals-expiry", move || loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
+                    Some(approvals) => approvals.expire(unix_now()),
+                    None => return,
+                },
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        })?;
+        *lock(&approvals.expiry) = Some(thread);
+        Ok(approvals)
+    }
+
+    /// Holds a call; its record is returned (and observed).
+    pub fn hold(
+        &self,
+        request: Request<'_>,
+        release: ReleaseFn,
+    ) -> Result<Approval, ApprovalError> {
+        let now = unix_now();
+        let timeout = i64::try_from(request.timeout.as_secs()).unwrap_or(i64::MAX);
+        let expires = now.saturating_add(timeout);
+        let approval = Approval {
+            id: format!("apr_{}", random_id()),
+            workspace: request.workspace.to_owned(),
+            agent: request.agent.map(str::to_owned),
+            tool: request.tool.chars().take(200).collect(),
+            arguments_sha256: crate::audit::argument_hash(request.arguments.as_bytes()),
+            preview: preview(request.arguments),
+            created_at: crate::time::format(now).unwrap_or_default(),
+            expires_at: crate::time::format(expires).unwrap_or_default(),
+            status: Status::Pending,
+            expires_unix: expires,
+            webhooks: request.webhooks,
+        };
+        {
+            let mut table = lock(&self.table);
+            if table.pending.len() >= self.max_held {
+                drop(table);
+                release(Release::Full);
+                return Err(ApprovalError::Full);
+            }
+            table.pending.insert(
+                approval.id.clone(),
+                Held {
+                    approval: approval.clone(),
+                    release,
+                },
+            );
+        }
+        (self.observer)(&approval);
+        Ok(approval)
+    }
+
+    /// Approves or denies a pending call, and releases it.
+    pub fn decide(&self, id: &str, approve: bool) -> Result<Approval, ApprovalError> {
+        let status = if approve {
+            Status::Approved
+        } else {
+            Status::Denied
+        };
+        let held = {
+            let mut table = lock(&self.table);
+            match table.pending.remove(id) {
+                Some(held) => held,
+                None => {
+                    let decided = table.decided.iter().find(|a| a.id == id);
+                    return Err(decided.map_or(ApprovalError::NotFound, |a| {
+                        ApprovalError::NotPending(a.status)
+                    }));
+                }
+            }
+        };
+        let release = if approve {
+            Release::Approve
+        } else {
+            Release::Deny
+        };
+        Ok(self.finish(held, status, release))
+    }
+
+    /// Every pending record, then the decided ones, newest first.
+    pub fn list(&self) -> Vec<Approval> {
+        let table = lock(&self.table);
+        let pending = table.pending.values().map(|h| h.approval.clone());
+        pending.chain(table.decided.iter().rev().cloned()).collect()
+    }
+
+    /// Expires what is past its time (the expiry thread calls this every second).
+    pub fn expire(&self, now: i64) {
+        let due: Vec<Held> = {
+            let mut table = lock(&self.table);
+            let ids: Vec<String> = table
+                .pending
+                .values()
+                .filter(|h| h.approval.expires_unix <= now)
+                .map(|h| h.approval.id.clone())
+                .collect();
+            ids.iter()
+                .filter_map(|id| table.pending.remove(id))
+                .collect()
+        };
+        for held in due {
+            self.finish(held, Status::Expired, Release::Expire);
+        }
+    }
+
+    fn finish(&self, held: Held, status: Status, release: Release) -> Approval {
+        let mut approval = held.approval;
+        approval.status = status;
+        {
+            let mut table = lock(&self.table);
+            if table.decided.len() >= HISTORY {
+                table.decided.pop_front();
+            }
+            table.decided.push_back(approval.clone());
+        }
+        (held.release)(release);
+        (self.observer)(&approval);
+        approval
+    }
+
+    /// Expires every pending call (the agents are told) and stops the expiry thread.
+    pub fn stop(&self) {
+        lock(&self.stop).take();
+        if let Some(thread) = lock(&self.expiry).take() {
+            thread.join();
+        }
+        self.expire(i64::MAX);
+    }
+}
+
+/// Argument names with their JSON types and sizes, never values: what a person sees first.
+fn preview(arguments: &str) -> Value {
+    let Ok(Value::Object(args)) = serde_json::from_str::<Value>(arguments) else {
+        return Value::Null;
+    };
+    let shape = |v: &Value| match v {
+        Value::String(s) => format!("string, {} chars", s.chars().count()),
+        Value::Array(a) => format!("array, {} items", a.len()),
+        Value::Object(o) => format!("object, {} keys", o.len()),
+        Value::Number(_) => "number".to_owned(),
+        Value::Bool(_) => "boolean".to_owned(),
+        Value::Null => "null".to_owned(),
+    };
+    let mut out = Map::new();
+    for (name, value) in args.iter().take(50) {
+        let name: String = name.chars().take(100).collect();
+        out.insert(name, Value::String(shape(value)));
+    }
+    Value::Object(out)
+}
+
+fn random_id() -> String {
+    crate::store::state::random_hex(8).unwrap_or_else(|_| format!("{:016x}", unix_now()))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn registry(max: usize) -> (Arc<Approvals>, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let observer: Observer = Box::new(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        (Approvals::new(max, observer).unwrap(), seen)
+    }
+
+    fn request<'a>(agent: Option<&'a str>, arguments: &'a str, timeout: Duration) -> Request<'a> {
+        Request {
+            workspace: "ws",
+            agent,
+            tool: "crm.delete",
+            arguments,
+            timeout,
+            webhooks: Vec::new(),
+        }
+    }
+
+    fn recorder() -> (ReleaseFn, Arc<Mutex<Vec<Release>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        (Box::new(move |r| sink.lock().unwrap().push(r)), got)
+    }
+
+    #[test]
+    fn a_held_call_is_released_once_by_a_decision_or_by_time() {
+        let (approvals, seen) = registry(2);
+        let (release, got) = recorder();
+        let args = r#"{"account":"secret-number-123","force":true}"#;
+        let held = approvals
+            .hold(request(Some("agent_1"), args, DEFAULT_TIMEOUT), release)
+            .unwrap();
+        assert_eq!(held.status, Status::Pending);
+        assert!(
+            !held.preview.to_string().contains("secret-number"),
+            "{}",
+            held.preview
+        );
+        assert_eq!(held.preview["account"], "string, 17 chars");
+        let approved = approvals.decide(&held.id, true).unwrap();
+        assert_eq!(approved.status, Status::Approved);
+        assert_eq!(*got.lock().unwrap(), [Release::Approve]);
+        assert_eq!(
+            approvals.decide(&held.id, false).unwrap_err(),
+            ApprovalError::NotPending(Status::Approved)
+        );
+        assert_eq!(
+            approvals.decide("apr_none", true).unwrap_err(),
+            ApprovalError::NotFound
+        );
+        // Time runs out for another.
+        let (release, got) = recorder();
+        let late = approvals
+            .hold(request(None, "{}", Duration::from_secs(0)), release)
+            .unwrap();
+        approvals.expire(late.expires_unix);
+        assert_eq!(*got.lock().unwrap(), [Release::Expire]);
+        assert_eq!(approvals.list()[0].status, Status::Expired);
+        assert_eq!(seen.load(Ordering::SeqCst), 4, "two holds, two endings");
+        approvals.stop();
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_stop_expires_what_waits() {
+        let (approvals, _) = registry(1);
+        let (release, got) = recorder();
+        approvals
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .unwrap();
+        let (second, refused) = recorder();
+        assert_eq!(
+            approvals
+                .hold(request(None, "{}", DEFAULT_TIMEOUT), second)
+                .unwrap_err(),
+            ApprovalError::Full
+        );
+        assert_eq!(*refused.lock().unwrap(), [Release::Full]);
+        approvals.stop();
+        assert_eq!(*got.lock().unwrap(), [Release::Expire]);
+    }
+}
