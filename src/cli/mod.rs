@@ -5,6 +5,7 @@
 //! Never: holds behaviour of its own beyond parsing; never prints to stdout except `--help`,
 //! `--version` and what a subcommand defines as its output.
 
+mod approvals;
 mod audit;
 mod keys;
 mod partners;
@@ -31,6 +32,7 @@ COMMANDS:
     keys             Show this gate's org id and public keys (for partners), or rotate them
     partners         List, show, add or remove partner organizations (serve stopped to change)
     audit            Verify the signed, chained audit trail (audit verify)
+    approvals        List, approve or deny the calls a running serve holds for a person
     bridge           Speak stdio to one remote MCP server over Streamable HTTP (what
                      connections of kind http and partner run)
     example-server   Run the built-in example MCP server over stdin/stdout
@@ -181,6 +183,7 @@ fn run_command(
         "bridge" => run_bridge(parser, log_level),
         "partners" => run_partners(parser, log_level),
         "audit" => run_audit(parser, log_level),
+        "approvals" => run_approvals(parser, log_level),
         "example-server" => run_example(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
@@ -473,6 +476,47 @@ fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), 
         .map_err(|e| CliError::Config(e.to_string()))?;
     store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
     let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const APPROVALS_HELP: &str = "\
+aegis-gate approvals: the calls a running serve holds for a person's approval
+
+USAGE:
+    aegis-gate approvals list [--url URL]
+    aegis-gate approvals approve ID [--url URL]
+    aegis-gate approvals deny ID [--url URL]
+
+Talks to the gate's REST API at --url (default http://127.0.0.1:8787) with the admin token
+from AEGIS_ADMIN_TOKEN, and prints its JSON answer.
+";
+
+fn run_approvals(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut url = "http://127.0.0.1:8787".to_owned();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("url") => url = parser.value()?.string()?,
+            Short('h') | Long("help") => {
+                print!("{APPROVALS_HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let (action, id) = match words.as_slice() {
+        [action] => (action.as_str(), None),
+        [action, id] => (action.as_str(), Some(id.as_str())),
+        _ => {
+            return Err(CliError::Usage(
+                "approvals takes an action (see --help)".into(),
+            ))
+        }
+    };
+    let out = approvals::run(action, id, &url).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }

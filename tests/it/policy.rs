@@ -227,14 +227,30 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     );
     assert!(body.contains("\"status\":\"pending\""), "{body}");
 
-    // Denied: the agent is told, the server never sees the call.
+    // Denied from the command line: the agent is told, the server never sees the call.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::support::gate_bin())
+            .arg("approvals")
+            .args(args)
+            .args(["--url", &format!("http://{}", serve.addr)])
+            .env("AEGIS_ADMIN_TOKEN", crate::serve_api::ADMIN)
+            .output()
+            .unwrap()
+    };
     std::thread::scope(|s| {
         let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
         let held = pending(&serve);
-        serve.admin(
-            "POST",
-            &format!("/approvals/{}/deny", held["id"].as_str().unwrap()),
-            None,
+        let id = held["id"].as_str().unwrap();
+        let listed = cli(&["list"]);
+        assert!(
+            String::from_utf8_lossy(&listed.stdout).contains(id),
+            "{listed:?}"
+        );
+        let denied = cli(&["deny", id]);
+        assert!(denied.status.success(), "{denied:?}");
+        assert!(
+            !cli(&["deny", id]).status.success(),
+            "a second decision is refused"
         );
         let (code, message) = error_of(&call.join().unwrap());
         assert_eq!(code, -32013);
