@@ -31,7 +31,8 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     /// From one IP address. Default 64.
     pub(crate) max_per_peer: usize,
-    /// How long the relay's connect to the private socket may take. The front's I/O timeout.
+    /// How long the relay's connect to the private socket may take, and how long a connection
+    /// may make no progress while bytes wait. The front's I/O timeout.
     pub(crate) connect_timeout: Duration,
 }
 
@@ -183,7 +184,8 @@ impl Admit {
         }
     }
 
-    /// Deadlines: accepting again after a pause, lingering clients done, connects too slow.
+    /// Deadlines: accepting again after a pause, lingering clients done, connects too slow,
+    /// connections stuck with bytes waiting.
     fn on_time(&mut self) {
         let now = Instant::now();
         if self.paused_until.is_some_and(|at| at <= now) {
@@ -199,11 +201,11 @@ impl Admit {
             .filter_map(|(slot, pair)| {
                 let pair = pair.as_ref()?;
                 let late = !pair.connected() && now - pair.since > self.limits.connect_timeout;
-                late.then_some(slot)
+                (late || pair.stalled(self.limits.connect_timeout)).then_some(slot)
             })
             .collect();
         for slot in late {
-            log::error!("HTTP admission: the private listener did not take a connection in time");
+            log::warn!("HTTP admission: a connection made no progress in time; closed");
             self.close(slot);
         }
     }

@@ -257,6 +257,8 @@ impl Api {
     }
 
     fn stop_workspace(&self, ws: &str) {
+        // Held calls of the workspace cannot run any more: their agents are told.
+        self.approvals.cancel_workspace(ws);
         let runtime = lock(&self.runtimes).remove(ws);
         if let Some(runtime) = runtime {
             runtime.stop();

@@ -42,6 +42,20 @@ impl Pipe {
         self.start == self.end
     }
 
+    fn is_full(&self) -> bool {
+        self.end == self.buf.len() && self.start == 0
+    }
+
+    /// Gives this direction up: what is buffered is dropped, nothing more is read.
+    fn abandon(&mut self) -> bool {
+        let changed = !self.eof || !self.is_empty();
+        self.start = 0;
+        self.end = 0;
+        self.eof = true;
+        self.shut = true;
+        changed
+    }
+
     /// Reads what `from` has, while there is room; true when something happened.
     fn fill(&mut self, from: &mut TcpStream) -> io::Result<bool> {
         if self.eof || self.end == self.buf.len() {
@@ -97,6 +111,8 @@ pub(crate) struct Pair {
     pub(crate) peer: IpAddr,
     /// When it was admitted: the connect to the private socket must finish in time.
     pub(crate) since: Instant,
+    /// When a byte last moved either way.
+    last_progress: Instant,
     connected: bool,
     up: Pipe,
     down: Pipe,
@@ -109,6 +125,7 @@ impl Pair {
             inner,
             peer,
             since: Instant::now(),
+            last_progress: Instant::now(),
             connected: false,
             up: Pipe::new(),
             down: Pipe::new(),
@@ -129,15 +146,28 @@ impl Pair {
         loop {
             let mut moved = self.up.fill(&mut self.client)?;
             if self.connected {
-                moved |= self.up.drain(&mut self.inner)?;
+                moved |= match self.up.drain(&mut self.inner) {
+                    Ok(moved) => moved,
+                    // The server stopped reading (it answered early, 413 or 401, and closed):
+                    // drop the rest of the upload, keep relaying its answer.
+                    Err(_) => self.up.abandon(),
+                };
                 moved |= self.down.fill(&mut self.inner)?;
             }
             moved |= self.down.drain(&mut self.client)?;
             if !moved {
                 break;
             }
+            self.last_progress = Instant::now();
         }
         Ok(self.down.eof && self.down.is_empty())
+    }
+
+    /// Whether the pair is stuck: bytes wait to go one way and none moved for `limit` (a client
+    /// that does not read, or that sends into a server that does not read).
+    pub(crate) fn stalled(&self, limit: std::time::Duration) -> bool {
+        let waiting = !self.down.is_empty() || self.up.is_full();
+        waiting && self.last_progress.elapsed() > limit
     }
 
     /// Whether bytes from the server still wait to reach the client.

@@ -590,13 +590,10 @@ fn get_policy(api: &Api, id: &str) -> Answer {
 /// Replaces a workspace's policy; a running workspace applies it from its next call.
 fn put_policy(api: &Api, id: &str, body: &[u8]) -> Answer {
     let policy: Policy = http::parse(body)?;
-    let bad_hook =
-        |h: &&String| !(h.starts_with("http://") || h.starts_with("https://")) || h.len() > 2048;
-    if let Some(hook) = policy.webhooks.iter().find(bad_hook) {
-        let shown: String = hook.chars().take(100).collect();
-        return Err(ApiError::invalid(format!(
-            "webhook {shown:?} is not an http:// or https:// URL"
-        )));
+    for hook in &policy.webhooks {
+        // The reason only: a URL may carry a secret.
+        crate::remote::client::Url::parse(hook)
+            .map_err(|e| ApiError::invalid(format!("a webhook URL is refused: {e}")))?;
     }
     lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
         Some(ws) => {

@@ -117,10 +117,11 @@ struct Chain {
 }
 
 impl Chain {
-    /// Reads the last line of the trail (the live file, else the newest rotated one).
+    /// Reads the last line of the trail (the live file, else the newest rotated one). A torn
+    /// last line (a crash mid-write) is cut off and kept aside in `audit.log.torn`.
     fn resume(dir: &Path) -> io::Result<Chain> {
         let live = dir.join(FILE);
-        let live_text = std::fs::read(&live).unwrap_or_default();
+        let live_text = cut_torn_tail(&live)?;
         let mut chain = Chain {
             seq: 1,
             prev: GENESIS.to_owned(),
@@ -128,9 +129,11 @@ impl Chain {
             first_seq: first_seq_of(&live_text),
         };
         let last_text = if live_text.is_empty() {
+            // An empty live file right after a rotation: the chain goes on from the newest
+            // rotated file.
             verify::files(dir)?
-                .last()
-                .filter(|p| *p != &live)
+                .into_iter()
+                .rfind(|p| p != &live)
                 .map(std::fs::read)
                 .transpose()?
                 .unwrap_or_default()
@@ -146,6 +149,36 @@ impl Chain {
         }
         Ok(chain)
     }
+}
+
+/// The live file's bytes up to its last newline; anything after it (a line a crash cut short)
+/// is appended to `audit.log.torn` and removed from the live file.
+fn cut_torn_tail(live: &Path) -> io::Result<Vec<u8>> {
+    let mut text = match std::fs::read(live) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if keep < text.len() {
+        let torn = text.split_off(keep);
+        log::warn!(
+            "audit: the last {} bytes of {} were a torn line (a crash); kept in {FILE}.torn",
+            torn.len(),
+            live.display()
+        );
+        let mut aside = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(live.with_extension("log.torn"))?;
+        aside.write_all(&torn)?;
+        aside.write_all(b"\n")?;
+        let file = OpenOptions::new().write(true).open(live)?;
+        file.set_len(keep as u64)?;
+        file.sync_all()?;
+    }
+    Ok(text)
 }
 
 fn first_seq_of(text: &[u8]) -> Option<u64> {
@@ -215,8 +248,9 @@ impl Writer {
         .to_string();
         let sig = URL_SAFE_NO_PAD.encode(self.key.sign(body.as_bytes()).to_bytes());
         let line = format!("{{\"body\":{body},\"sig\":\"{sig}\"}}");
-        file.write_all(line.as_bytes())?;
-        file.write_all(b"\n")?;
+        // Line and newline in one write: a crash leaves a whole line or a torn one, never a
+        // whole line without its end.
+        file.write_all(format!("{line}\n").as_bytes())?;
         self.chain.prev = hex(&Sha256::digest(line.as_bytes()));
         self.chain.first_seq.get_or_insert(self.chain.seq);
         self.chain.seq += 1;
@@ -229,6 +263,13 @@ impl Writer {
         sync(file);
         let first = self.chain.first_seq.unwrap_or(self.chain.seq);
         let rotated = self.dir.join(format!("audit-{first:020}.log"));
+        if rotated.exists() {
+            // Never over an older part of the trail.
+            return Err(io::Error::other(format!(
+                "{} exists already; not rotating over it",
+                rotated.display()
+            )));
+        }
         std::fs::rename(self.dir.join(FILE), &rotated)?;
         *file = self.open()?;
         File::open(&self.dir)?.sync_all()?;
@@ -262,3 +303,59 @@ pub fn argument_hash(arguments: &[u8]) -> String {
 
 /// Shared handle type.
 pub type Shared = Arc<Audit>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aegis-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn run(dir: &Path, events: usize, rotate: u64) {
+        let audit =
+            Audit::start(dir, SigningKey::from_bytes(&[2; 32]), "k".into(), rotate).unwrap();
+        for n in 0..events {
+            audit.record(serde_json::json!({ "type": "test", "n": n }));
+        }
+        audit.stop();
+    }
+
+    fn check(dir: &Path) -> Result<Verified, Broken> {
+        let key = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let lookup = move |kid: &str| (kid == "k").then_some(key);
+        verify(&files(dir).unwrap(), &lookup, true)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_chain_goes_on() {
+        let dir = temp("torn");
+        run(&dir, 3, DEFAULT_ROTATE_BYTES);
+        let mut live = OpenOptions::new()
+            .append(true)
+            .open(dir.join(FILE))
+            .unwrap();
+        live.write_all(b"{\"body\":{\"seq\":4,").unwrap();
+        drop(live);
+        run(&dir, 2, DEFAULT_ROTATE_BYTES);
+        assert_eq!(check(&dir).unwrap().records, 5);
+        assert!(dir.join("audit.log.torn").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_restart_after_a_rotation_continues_the_chain() {
+        let dir = temp("rotate");
+        run(&dir, 40, 1024);
+        // The live file may be empty right after a rotation: the next start must go on from
+        // the newest rotated file, not from seq 1.
+        std::fs::write(dir.join(FILE), b"").unwrap();
+        run(&dir, 3, 1024);
+        let ok = check(&dir).unwrap();
+        assert!(ok.files >= 3, "{ok:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

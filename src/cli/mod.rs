@@ -327,7 +327,8 @@ OPTIONS:
     --org-id ORG         This gate's organization id for delegation (stored; later
                          starts keep it). GET /api/v1/aegis/identity shows it with the
                          gate's public keys
-    --max-held-calls N   Calls waiting for a person's approval at once (default 256);
+    --max-held-calls N   Calls waiting for a person's approval at once (default 256,
+                         at most --workers minus 4: each waiting call holds a worker);
                          more are refused at once
     --audit-rotate-bytes N
                          Size at which audit.log is renamed audit-<seq>.log and a new
@@ -425,7 +426,9 @@ fn run_serve(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
         max_body: 4 * 1024 * 1024,
         org_id,
         audit_rotate_bytes,
-        max_held_calls,
+        // Each held call keeps an HTTP worker while its agent waits: keep 4 free for the rest
+        // (the approval itself included).
+        max_held_calls: max_held_calls.min(config.workers.saturating_sub(4).max(1)),
     };
     crate::api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))

@@ -161,6 +161,7 @@ impl Gate {
             .map_or("", |a| a.get())
             .to_owned();
         let agent = req.agent.clone();
+        let caller = (req.responder.session(), req.responder.id().to_string());
         let shown: String = tool.chars().take(200).collect();
         let release: ReleaseFn = Box::new(move |release| match release {
             Release::Approve => conn.call(req),
@@ -174,7 +175,13 @@ impl Gate {
             ),
             Release::Full => req.responder.error(
                 code::OVERLOADED,
-                "too many calls are waiting for approval; try again later",
+                "too many calls are waiting for approval, or the gate is stopping; try again later",
+            ),
+            // A call the agent cancelled is owed nothing.
+            Release::Cancel => drop(req),
+            Release::Stopped => req.responder.error(
+                code::SERVER_UNAVAILABLE,
+                &format!("{shown:?} was waiting for approval and its workspace stopped"),
             ),
         });
         let request = approvals::Request {
@@ -184,6 +191,7 @@ impl Gate {
             arguments: &arguments,
             timeout: policy.approval_timeout(),
             webhooks: policy.webhooks.clone(),
+            caller,
         };
         if let Err(e) = approvals.hold(request, release) {
             log::warn!(
@@ -298,6 +306,17 @@ impl Gate {
                 .unwrap_or_else(|p| p.into_inner());
             if early.len() < crate::merger::MAX_HELD {
                 early.insert((session.id(), id.clone()));
+            }
+        }
+        // A call still waiting for a person is dropped, never forwarded.
+        let held = self
+            .approvals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(approvals) = held {
+            if approvals.cancel(&(session.id(), id.to_string())) {
+                return;
             }
         }
         // The connection holding the request is not tracked here; each connection checks its own

@@ -36,6 +36,8 @@ pub enum Status {
     Denied,
     /// Nobody decided in time: the agent was told.
     Expired,
+    /// The agent cancelled it, or its workspace stopped.
+    Cancelled,
 }
 
 /// What people see of a held call.
@@ -81,6 +83,8 @@ pub struct Request<'a> {
     pub timeout: Duration,
     /// Where to announce it.
     pub webhooks: Vec<String>,
+    /// The agent's session and request id (its `notifications/cancelled` names them).
+    pub caller: (u64, String),
 }
 
 /// How a held call ends.
@@ -92,8 +96,12 @@ pub enum Release {
     Deny,
     /// Tell the agent nobody decided in time.
     Expire,
-    /// Tell the agent too many calls wait already (it was never held).
+    /// Tell the agent too many calls wait already, or the gate is stopping (never held).
     Full,
+    /// The agent cancelled it: drop it, nothing is owed.
+    Cancel,
+    /// Its workspace stopped: tell the agent.
+    Stopped,
 }
 
 /// What a held call does when released: forwards itself or answers the agent.
@@ -112,6 +120,7 @@ pub enum ApprovalError {
 
 struct Held {
     approval: Approval,
+    caller: (u64, String),
     release: ReleaseFn,
 }
 
@@ -137,6 +146,8 @@ pub struct Approvals {
     observer: Observer,
     stop: Mutex<Option<Sender<()>>>,
     expiry: Mutex<Option<JoinOnDrop<()>>>,
+    /// Set by [`Approvals::stop`]: nothing more is held.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Approvals {
@@ -150,6 +161,7 @@ impl Approvals {
             observer,
             stop: Mutex::new(Some(tx)),
             expiry: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&approvals);
         let thread = thread::spawn("approvals-expiry", move || loop {
@@ -189,7 +201,8 @@ impl Approvals {
         };
         {
             let mut table = lock(&self.table);
-            if table.pending.len() >= self.max_held {
+            let closed = self.closed.load(std::sync::atomic::Ordering::SeqCst);
+            if closed || table.pending.len() >= self.max_held {
                 drop(table);
                 release(Release::Full);
                 return Err(ApprovalError::Full);
@@ -198,6 +211,7 @@ impl Approvals {
                 approval.id.clone(),
                 Held {
                     approval: approval.clone(),
+                    caller: request.caller,
                     release,
                 },
             );
@@ -274,8 +288,40 @@ impl Approvals {
         approval
     }
 
-    /// Expires every pending call (the agents are told) and stops the expiry thread.
+    /// Drops the held call of `caller` (the agent cancelled it); true if there was one.
+    pub fn cancel(&self, caller: &(u64, String)) -> bool {
+        self.cancel_where(|h| &h.caller == caller, Release::Cancel) > 0
+    }
+
+    /// Drops every held call of `workspace` (it stopped); the agents are told. Returns how many.
+    pub fn cancel_workspace(&self, workspace: &str) -> usize {
+        self.cancel_where(|h| h.approval.workspace == workspace, Release::Stopped)
+    }
+
+    fn cancel_where(&self, pick: impl Fn(&Held) -> bool, release: Release) -> usize {
+        let picked: Vec<Held> = {
+            let mut table = lock(&self.table);
+            let ids: Vec<String> = table
+                .pending
+                .values()
+                .filter(|h| pick(h))
+                .map(|h| h.approval.id.clone())
+                .collect();
+            ids.iter()
+                .filter_map(|id| table.pending.remove(id))
+                .collect()
+        };
+        let n = picked.len();
+        for held in picked {
+            self.finish(held, Status::Cancelled, release);
+        }
+        n
+    }
+
+    /// Expires every pending call (the agents are told), holds nothing more, and stops the
+    /// expiry thread.
     pub fn stop(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         lock(&self.stop).take();
         if let Some(thread) = lock(&self.expiry).take() {
             thread.join();
@@ -341,6 +387,7 @@ mod tests {
             arguments,
             timeout,
             webhooks: Vec::new(),
+            caller: (1, agent.unwrap_or("x").to_owned()),
         }
     }
 
@@ -386,6 +433,37 @@ mod tests {
         assert_eq!(approvals.list()[0].status, Status::Expired);
         assert_eq!(seen.load(Ordering::SeqCst), 4, "two holds, two endings");
         approvals.stop();
+    }
+
+    #[test]
+    fn a_cancelled_call_is_dropped_and_never_runs() {
+        let (approvals, _) = registry(4);
+        let (release, got) = recorder();
+        let held = approvals
+            .hold(request(Some("a"), "{}", DEFAULT_TIMEOUT), release)
+            .unwrap();
+        assert!(approvals.cancel(&(1, "a".to_owned())));
+        assert_eq!(*got.lock().unwrap(), [Release::Cancel]);
+        assert_eq!(
+            approvals.decide(&held.id, true).unwrap_err(),
+            ApprovalError::NotPending(Status::Cancelled)
+        );
+        let (release, got) = recorder();
+        approvals
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .unwrap();
+        assert_eq!(approvals.cancel_workspace("ws"), 1);
+        assert_eq!(*got.lock().unwrap(), [Release::Stopped]);
+        approvals.stop();
+        let (release, got) = recorder();
+        assert!(approvals
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .is_err());
+        assert_eq!(
+            *got.lock().unwrap(),
+            [Release::Full],
+            "nothing is held after stop"
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use ed25519_dalek::{Signer, SigningKey};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Notices waiting for the thread.
@@ -44,16 +45,21 @@ struct Delivery {
 pub struct Webhooks {
     tx: Mutex<Option<Sender<Delivery>>>,
     thread: Mutex<Option<JoinOnDrop<()>>>,
+    /// Checked between deliveries, so a stop does not wait for a dead receiver's queue.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Webhooks {
     /// Starts the thread; notices are signed with `key`, named `kid`.
     pub fn start(key: SigningKey, kid: String) -> std::io::Result<Webhooks> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let thread = thread::spawn("webhooks", move || run(&rx, &key, &kid))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stopping);
+        let thread = thread::spawn("webhooks", move || run(&rx, &key, &kid, &flag))?;
         Ok(Webhooks {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            stopping,
         })
     }
 
@@ -76,6 +82,7 @@ impl Webhooks {
 
     /// Stops taking notices and joins the thread (deliveries still waiting are given up).
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.join();
@@ -89,7 +96,7 @@ impl Drop for Webhooks {
     }
 }
 
-fn run(rx: &Receiver<Delivery>, key: &SigningKey, kid: &str) {
+fn run(rx: &Receiver<Delivery>, key: &SigningKey, kid: &str, stopping: &AtomicBool) {
     let mut waiting: Vec<Delivery> = Vec::new();
     loop {
         let next = waiting.iter().map(|d| d.due).min();
@@ -107,6 +114,9 @@ fn run(rx: &Receiver<Delivery>, key: &SigningKey, kid: &str) {
             waiting.drain(..).partition(|d| d.due <= now);
         waiting = later;
         for mut delivery in due {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
             match deliver(&delivery, key, kid) {
                 Ok(()) => {}
                 Err(why) if delivery.tries + 1 < TRIES => {
@@ -156,11 +166,14 @@ fn deliver(delivery: &Delivery, key: &SigningKey, kid: &str) -> Result<(), Strin
     }
 }
 
-/// A URL for the log: scheme, host and path, never a query (it may carry a secret).
+/// A URL for the log: scheme, host and path, never a query or a user:password (either may
+/// carry a secret).
 fn shown(url: &str) -> String {
-    url.split(['?', '#'])
-        .next()
-        .unwrap_or_default()
+    let no_query = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = no_query.split_once("://").unwrap_or(("", no_query));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}{path}")
         .chars()
         .take(200)
         .collect()
