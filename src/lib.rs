@@ -30,6 +30,7 @@ pub mod delegation;
 pub mod downstream;
 pub mod example_server;
 pub mod gate;
+pub mod identity;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod merger;

@@ -29,23 +29,31 @@ pub(super) struct Delegation {
     started: Instant,
 }
 
-/// A delegated request that passed every check.
+/// A caller limited to some tools: a partner that passed every check of its delegation, or an
+/// agent whose identity token lists scopes.
 #[derive(Debug)]
 pub(super) struct Admitted {
-    /// The delegating org.
-    pub(super) org: String,
-    /// The token's id (for the audit trail).
-    pub(super) jti: String,
+    /// For a delegated request: the delegating org and the token's id (for the audit trail).
+    pub(super) delegation: Option<(String, String)>,
     /// The token's scope.
     pub(super) scope: Scope,
-    /// The partner's grant.
-    pub(super) grant: Scope,
+    /// The partner's grant, for a delegated request.
+    pub(super) grant: Option<Scope>,
 }
 
 impl Admitted {
-    /// Whether the partner may see and call `tool` (both scopes, both deny lists).
+    /// Whether the caller may see and call `tool` (every scope, every deny list).
     pub(super) fn permits(&self, tool: &str) -> bool {
-        self.scope.both_permit(&self.grant, tool)
+        self.scope.permits(tool) && self.grant.as_ref().is_none_or(|g| g.permits(tool))
+    }
+
+    /// An agent limited to the scopes of its identity token.
+    pub(super) fn scoped(scope: Scope) -> Admitted {
+        Admitted {
+            delegation: None,
+            scope,
+            grant: None,
+        }
     }
 }
 
@@ -59,6 +67,14 @@ pub(super) struct Refused {
 }
 
 impl Refused {
+    /// The generic refusal of a tool outside the caller's scopes.
+    pub(super) fn forbidden() -> Refused {
+        Refused {
+            class: Class::Forbidden,
+            retry_after: None,
+        }
+    }
+
     /// The generic refusal of a token.
     pub(super) fn unauthorized() -> Refused {
         Refused {
@@ -170,13 +186,12 @@ impl Delegation {
         }
         lock(&self.replay).check_and_record(&claims.iss, &claims.jti, verified.exp, now)?;
         let admitted = Admitted {
-            org: partner.org_id.clone(),
-            jti: claims.jti.clone(),
+            delegation: Some((partner.org_id.clone(), claims.jti.clone())),
             scope: claims.scope.clone(),
-            grant: Scope {
+            grant: Some(Scope {
                 allow: partner.allow.clone(),
                 deny: partner.deny.clone(),
-            },
+            }),
         };
         if request.is_call && (request.tool.is_empty() || !admitted.permits(request.tool)) {
             return Err(Rejection::OutOfScope);

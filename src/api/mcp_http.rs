@@ -330,7 +330,7 @@ impl CallRecord {
         CallRecord {
             workspace: workspace.to_owned(),
             agent: agent.to_owned(),
-            delegation: admitted.map(|a| (a.org.clone(), a.jti.clone())),
+            delegation: admitted.and_then(|a| a.delegation.clone()),
             tool: tool.chars().take(200).collect(),
             arguments: crate::audit::argument_hash(arguments.as_bytes()),
         }
@@ -406,6 +406,11 @@ enum Caller {
     Partner(String),
     /// A delegation header on a workspace no partner is bound to: refused before anything else.
     Unbound,
+    /// An agent named by a verified identity token (JWT), limited to its scopes when it has some.
+    Token {
+        agent: String,
+        scope: Option<crate::delegation::glob::Scope>,
+    },
 }
 
 /// The caller's identity for the session table, and for a partner what it may use. Agents are
@@ -419,6 +424,30 @@ fn identify(
 ) -> Result<(String, Option<Admitted>), Reply> {
     let token = match caller {
         Caller::Agent(id) => return Ok((id.clone(), None)),
+        Caller::Token { agent, scope } => {
+            let Some(scope) = scope else {
+                return Ok((agent.clone(), None));
+            };
+            let admitted = Admitted::scoped(scope.clone());
+            let tool = message.and_then(called_tool);
+            if let Some(tool) = tool.filter(|t| !admitted.permits(t)) {
+                log::info!(
+                    "{agent} may not call {:?}: outside its token's scopes",
+                    tool.chars().take(200).collect::<String>()
+                );
+                let refused = delegated::Refused::forbidden();
+                let id = match message {
+                    Some(Message::Request { id, .. }) => Some(id),
+                    _ => None,
+                };
+                return Err(Reply::Refused {
+                    status: refused.status(),
+                    body: refused.body(id),
+                    retry_after: None,
+                });
+            }
+            return Ok((agent.clone(), Some(admitted)));
+        }
         Caller::Partner(token) => token,
         Caller::Unbound => {
             let refused = delegated::Refused::unauthorized();
@@ -438,7 +467,13 @@ fn identify(
         is_call: called.is_some(),
     };
     match api.delegation.check(api, &request) {
-        Ok(admitted) => Ok((partner_caller(&admitted.org), Some(admitted))),
+        Ok(admitted) => {
+            let org = admitted
+                .delegation
+                .as_ref()
+                .map_or("", |(org, _)| org.as_str());
+            Ok((partner_caller(org), Some(admitted)))
+        }
         Err(refused) => {
             let id = match message {
                 Some(Message::Request { id, .. }) => Some(id),
@@ -545,13 +580,23 @@ fn authenticate(
     }
     let key = http::bearer(request).ok_or_else(ApiError::unauthorized)?;
     let hash = hash_secret(key);
-    lock(&api.store)
+    let agent = lock(&api.store)
         .state()
         .agents
         .values()
         .find(|a| !a.revoked && a.workspace_id == workspace && hashes_equal(&a.key_hash, &hash))
-        .map(|a| Caller::Agent(a.id.clone()))
-        .ok_or_else(ApiError::unauthorized)
+        .map(|a| Caller::Agent(a.id.clone()));
+    match agent {
+        Some(caller) => Ok(caller),
+        // Not an agent key: the workspace's identity provider may vouch for it.
+        None => api
+            .verify_identity_token(workspace, key)
+            .map(|identity| Caller::Token {
+                agent: format!("jwt:{}", identity.agent),
+                scope: identity.scope,
+            })
+            .ok_or_else(ApiError::unauthorized),
+    }
 }
 
 /// The gate's session number for this message, and the new `Mcp-Session-Id` on `initialize`.

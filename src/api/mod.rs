@@ -79,6 +79,8 @@ pub struct Api {
     approvals: Arc<Approvals>,
     /// Approval notices to the policies' webhooks.
     webhooks: Arc<Webhooks>,
+    /// Each workspace's JWT verifier (with its cached key set), built on first use.
+    verifiers: Mutex<HashMap<String, Arc<crate::identity::jwt::Verifier>>>,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -138,6 +140,7 @@ impl Api {
             audit,
             approvals,
             webhooks,
+            verifiers: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
@@ -186,6 +189,48 @@ impl Api {
     pub fn release_held(&self) {
         self.approvals.stop();
         self.webhooks.stop();
+    }
+
+    /// The identity a workspace's JWT settings find in `token`; `None` when it has none, or
+    /// the token fails (the reason is logged).
+    fn verify_identity_token(
+        &self,
+        workspace: &str,
+        token: &str,
+    ) -> Option<crate::identity::jwt::Identity> {
+        let verifier = self.verifier(workspace)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        match verifier.verify(token, now) {
+            Ok(identity) => Some(identity),
+            Err(why) => {
+                log::info!("workspace {workspace}: identity token refused: {why}");
+                None
+            }
+        }
+    }
+
+    fn verifier(&self, workspace: &str) -> Option<Arc<crate::identity::jwt::Verifier>> {
+        if let Some(v) = lock(&self.verifiers).get(workspace) {
+            return Some(Arc::clone(v));
+        }
+        let config = lock(&self.store)
+            .state()
+            .workspaces
+            .get(workspace)?
+            .identity
+            .clone()?
+            .jwt?;
+        let verifier = match crate::identity::jwt::Verifier::new(config) {
+            Ok(v) => Arc::new(v),
+            Err(why) => {
+                log::error!("workspace {workspace}: JWT settings unusable: {why}");
+                return None;
+            }
+        };
+        lock(&self.verifiers).insert(workspace.to_owned(), Arc::clone(&verifier));
+        Some(verifier)
     }
 
     /// Stops every running workspace.

@@ -64,7 +64,9 @@ pub(super) fn handle(
         (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
             http::json_body(request, api.options.max_body)?
         }
-        (Put, ["workspaces", _, "policy"]) => http::json_body(request, api.options.max_body)?,
+        (Put, ["workspaces", _, "policy" | "identity"]) => {
+            http::json_body(request, api.options.max_body)?
+        }
         (m, s) if super::partners::takes_body(m, s) => {
             http::json_body(request, api.options.max_body)?
         }
@@ -90,6 +92,11 @@ pub(super) fn handle(
         (Post, ["workspaces", id, "deactivate"]) => deactivate(api, id),
         (Get, ["workspaces", id, "tools"]) => workspace_tools(api, id),
         (Get, ["workspaces", id, "policy"]) => get_policy(api, id),
+        (Get, ["workspaces", id, "identity"]) => {
+            let ws = find_workspace(api, id)?;
+            Ok((200, json!(ws.identity.unwrap_or_default())))
+        }
+        (Put, ["workspaces", id, "identity"]) => put_identity(api, id, &body),
         (Get, ["approvals"]) => Ok((200, json!({ "approvals": api.approvals.list() }))),
         (Post, ["approvals", id, "approve"]) => decide(api, id, true),
         (Post, ["approvals", id, "deny"]) => decide(api, id, false),
@@ -105,7 +112,7 @@ pub(super) fn handle(
             | ["connections", _, "restart"]
             | ["workspaces"]
             | ["workspaces", _]
-            | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy"]
+            | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy" | "identity"]
             | ["workspaces", _, "tools", _, "approve"]
             | ["agents"]
             | ["agents", _]
@@ -307,6 +314,7 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
             .or_insert(Workspace {
                 active: false,
                 policy: None,
+                identity: None,
             })
             .active;
         state.connections.insert(conn.id.clone(), conn.clone());
@@ -582,6 +590,25 @@ fn decide(api: &Api, id: &str, approve: bool) -> Answer {
     }
 }
 
+/// Sets who may call a workspace besides agent keys; applies from the next request.
+fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
+    let config: crate::store::state::IdentityConfig = http::parse(body)?;
+    if let Some(jwt) = &config.jwt {
+        jwt.validate()
+            .map_err(|why| ApiError::invalid(format!("jwt: {why}")))?;
+    }
+    lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
+        Some(ws) => {
+            ws.identity = Some(config.clone());
+            Ok(())
+        }
+        None => Err(ApiError::not_found(format!("no workspace {id}"))),
+    })?;
+    lock(&api.verifiers).remove(id);
+    log::info!("workspace {id}: identity settings replaced");
+    Ok((200, json!(config)))
+}
+
 fn get_policy(api: &Api, id: &str) -> Answer {
     let ws = find_workspace(api, id)?;
     Ok((200, json!(ws.policy.unwrap_or_default())))
@@ -618,6 +645,7 @@ fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
             .or_insert(Workspace {
                 active,
                 policy: None,
+                identity: None,
             })
             .active = active;
         Ok::<_, ApiError>(())
@@ -763,6 +791,7 @@ pub(super) fn add_agent(
             .or_insert(Workspace {
                 active: false,
                 policy: None,
+                identity: None,
             });
         state.agents.insert(agent.id.clone(), agent.clone());
         Ok::<_, ApiError>(())

@@ -36,6 +36,18 @@ pub struct Workspace {
     /// Which calls its agents may make (`PUT /workspaces/{id}/policy`); everything when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::Policy>,
+    /// Who may call besides agent keys (`PUT /workspaces/{id}/identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityConfig>,
+}
+
+/// A workspace's identity adapters besides agent keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// JWT access tokens from an identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::identity::jwt::JwtConfig>,
 }
 
 /// A registered downstream connection.
@@ -348,6 +360,7 @@ mod tests {
                     Workspace {
                         active: true,
                         policy: None,
+                        identity: None,
                     },
                 );
                 Ok::<_, Error>(())

@@ -8,6 +8,7 @@ mod audit;
 mod delegation;
 mod faults;
 mod http_front;
+mod identity;
 mod integrity;
 mod partners;
 mod policy;

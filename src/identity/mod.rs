@@ -1,0 +1,10 @@
+//! Identity: who is calling, from an authenticated channel only.
+//!
+//! Owns: the identity adapters besides agent keys (which `api::mcp_http` checks against the
+//! store): JWT access tokens from an identity provider ([`jwt`]) with the provider's key set
+//! ([`jwks`]). A workspace chooses its adapter in its settings (`PUT
+//! /api/v1/aegis/workspaces/{id}/identity`).
+//! Never: takes identity from `clientInfo`, tool arguments or any other part of a message.
+
+pub mod jwks;
+pub mod jwt;

@@ -1,0 +1,319 @@
+//! Agents identified by JWT access tokens from an identity provider, through the binary: one
+//! algorithm pinned per issuer (EdDSA, RS256, ES256), keys from a JWKS endpoint on 127.0.0.1,
+//! scopes that limit the tools an agent sees and calls, and every bad token refused.
+
+use crate::serve_api::Serve;
+use crate::support::TempDir;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const ISSUER: &str = "https://idp.test";
+
+struct Keys {
+    ed: ed25519_dalek::SigningKey,
+    rsa: rsa::RsaPrivateKey,
+    ec: p256::ecdsa::SigningKey,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        use rsa::pkcs8::DecodePrivateKey;
+        let pem = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/identity/rsa_test_key.pem"),
+        )
+        .unwrap();
+        Keys {
+            ed: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+            rsa: rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
+            ec: p256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap(),
+        }
+    }
+
+    fn jwks(&self) -> String {
+        use rsa::traits::PublicKeyParts;
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let public = self.rsa.to_public_key();
+        let point = self.ec.verifying_key().to_encoded_point(false);
+        json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(self.ed.verifying_key().as_bytes())},
+            {"kty": "RSA", "kid": "rsa", "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())},
+            {"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())},
+        ]})
+        .to_string()
+    }
+
+    /// A token signed with `alg` under `kid` (the signature matches `alg`'s key).
+    fn token(&self, alg: &str, kid: &str, claims: &Value) -> String {
+        let head =
+            URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string());
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{head}.{body}");
+        let sig: Vec<u8> = match alg {
+            "EdDSA" => ed25519_dalek::Signer::sign(&self.ed, signed.as_bytes())
+                .to_bytes()
+                .to_vec(),
+            "RS256" => {
+                use rsa::signature::{SignatureEncoding, Signer};
+                let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(self.rsa.clone());
+                key.sign(signed.as_bytes()).to_vec()
+            }
+            "ES256" => {
+                use p256::ecdsa::signature::Signer;
+                let sig: p256::ecdsa::Signature = self.ec.sign(signed.as_bytes());
+                sig.to_bytes().to_vec()
+            }
+            _ => Vec::new(),
+        };
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c = json!({"iss": ISSUER, "aud": "aegis", "sub": "alice", "exp": now() + 300,
+        "scope": "ex.echo ex.add"});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// A JWKS endpoint that counts its fetches; stopped and joined on drop.
+struct JwksServer {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl JwksServer {
+    fn start(body: String) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hits, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        JwksServer {
+            url: format!("http://{addr}/jwks"),
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept.
+        let _ = std::net::TcpStream::connect(
+            self.url
+                .trim_start_matches("http://")
+                .trim_end_matches("/jwks"),
+        );
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn initialize_status(serve: &Serve, token: &str) -> u16 {
+    let auth = format!("Bearer {token}");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+    .to_string();
+    serve
+        .request(
+            "POST",
+            "/mcp/ws-1",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+            Some(&init),
+        )
+        .status
+}
+
+fn set_algorithm(serve: &Serve, jwks: &JwksServer, alg: &str) {
+    let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": alg,
+        "jwks_url": jwks.url, "scopes_claim": "scope"}});
+    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity));
+    assert_eq!(set.status, 200, "{}", set.body);
+}
+
+#[test]
+fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = JwksServer::start(keys.jwks());
+    set_algorithm(&serve, &jwks, "EdDSA");
+    let token = keys.token("EdDSA", "ed", &claims(json!({})));
+    let session = serve.session("ws-1", &token);
+    let list = serve.mcp(
+        "ws-1",
+        &token,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let listed = list.json();
+    let mut names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ex.add", "ex.echo"], "{}", list.body);
+    let echo = serve.call(
+        "ws-1",
+        &token,
+        &session,
+        "ex.echo",
+        json!({"message": "hi"}),
+    );
+    assert_eq!(echo["result"]["content"][0]["text"], "hi", "{echo}");
+    let outside = serve.mcp(
+        "ws-1",
+        &token,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "ex.get_env", "arguments": {"name": "X"}}}),
+    );
+    assert_eq!(outside.status, 403, "{}", outside.body);
+    assert_eq!(outside.json()["error"]["code"], -32011, "{}", outside.body);
+
+    // The other two algorithms, each pinned in turn; a token of another algorithm is refused.
+    for (alg, kid) in [("RS256", "rsa"), ("ES256", "ec")] {
+        set_algorithm(&serve, &jwks, alg);
+        assert_eq!(
+            initialize_status(&serve, &keys.token(alg, kid, &claims(json!({})))),
+            200,
+            "{alg}"
+        );
+        assert_eq!(initialize_status(&serve, &token), 401, "EdDSA under {alg}");
+    }
+    assert!(
+        serve.log().contains("alg \"EdDSA\" is not the pinned"),
+        "{}",
+        serve.log()
+    );
+}
+
+#[test]
+fn every_bad_identity_token_is_refused() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = JwksServer::start(keys.jwks());
+    set_algorithm(&serve, &jwks, "RS256");
+    let good = keys.token("RS256", "rsa", &claims(json!({})));
+    assert_eq!(initialize_status(&serve, &good), 200);
+    let cases = [
+        (
+            "wrong issuer",
+            keys.token("RS256", "rsa", &claims(json!({"iss": "https://evil.test"}))),
+        ),
+        (
+            "wrong audience",
+            keys.token("RS256", "rsa", &claims(json!({"aud": ["other"]}))),
+        ),
+        (
+            "expired",
+            keys.token("RS256", "rsa", &claims(json!({"exp": now() - 600}))),
+        ),
+        (
+            "not valid yet",
+            keys.token("RS256", "rsa", &claims(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+            ),
+        ),
+        // An RS256 key's token re-labelled HS256 (the classic key-confusion attack).
+        (
+            "HS256",
+            good.replacen(
+                &URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rsa","typ":"JWT"}"#),
+                &URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"rsa","typ":"JWT"}"#),
+                1,
+            ),
+        ),
+        ("tampered", {
+            let parts: Vec<&str> = good.split('.').collect();
+            let body = URL_SAFE_NO_PAD.encode(claims(json!({"sub": "mallory"})).to_string());
+            format!("{}.{body}.{}", parts[0], parts[2])
+        }),
+    ];
+    for (why, token) in &cases {
+        assert_eq!(initialize_status(&serve, token), 401, "{why}");
+    }
+    // An unknown kid: one fetch of the key set, then refused; a second at once fetches nothing.
+    let before = jwks.hits.load(Ordering::SeqCst);
+    let stranger = keys.token("RS256", "rotated-away", &claims(json!({})));
+    assert_eq!(initialize_status(&serve, &stranger), 401);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), before + 1, "one refetch");
+    assert_eq!(initialize_status(&serve, &stranger), 401);
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        before + 1,
+        "no refetch within 10 s"
+    );
+    // Bad settings are refused and change nothing.
+    let no_keys = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "RS256"}});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/identity", Some(no_keys))
+            .status,
+        422
+    );
+    let hmac = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "HS256", "jwks_url": jwks.url}});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/identity", Some(hmac))
+            .status,
+        400
+    );
+    assert_eq!(initialize_status(&serve, &good), 200);
+}
