@@ -146,6 +146,10 @@ pub struct Settings {
     pub on_change: OnChange,
     /// This gate's organization id for delegation (`serve`; `--org-id` wins). Default none.
     pub org_id: Option<String>,
+    /// The local caller's identity in stdio mode (what policies' `agents` lists match).
+    pub agent: Option<String>,
+    /// The policy applied to stdio calls (serve keeps one per workspace instead).
+    pub policy: Option<crate::policy::Policy>,
 }
 
 impl Default for Settings {
@@ -177,6 +181,8 @@ impl Default for Settings {
             pinning: crate::store::pins::Pinning::TrustOnFirstUse,
             on_change: OnChange::ServeLastApproved,
             org_id: None,
+            agent: None,
+            policy: None,
         }
     }
 }
@@ -211,6 +217,8 @@ struct SettingsFile {
     pinning: Option<String>,
     on_change: Option<String>,
     org_id: Option<String>,
+    agent: Option<String>,
+    policy: Option<crate::policy::Policy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -534,6 +542,8 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         pinning: d.pinning,
         on_change: d.on_change,
         org_id: None,
+        agent: None,
+        policy: None,
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {
@@ -564,6 +574,8 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         }
     };
     settings.org_id = file.org_id.clone();
+    settings.agent = file.agent.clone();
+    settings.policy = file.policy.clone();
     if settings.backoff_min > settings.backoff_max {
         return Err(Error::InvalidSetting {
             name: "backoff_min_ms",

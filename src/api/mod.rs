@@ -81,6 +81,8 @@ pub struct Api {
     webhooks: Arc<Webhooks>,
     /// Each workspace's JWT verifier (with its cached key set), built on first use.
     verifiers: Mutex<HashMap<String, Arc<crate::identity::jwt::Verifier>>>,
+    /// Each workspace's introspection client (with its cache), built on first use.
+    introspectors: Mutex<HashMap<String, Arc<crate::identity::introspect::Introspector>>>,
     next_session: AtomicU64,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
@@ -141,6 +143,7 @@ impl Api {
             approvals,
             webhooks,
             verifiers: Mutex::new(HashMap::new()),
+            introspectors: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
@@ -198,17 +201,60 @@ impl Api {
         workspace: &str,
         token: &str,
     ) -> Option<crate::identity::jwt::Identity> {
-        let verifier = self.verifier(workspace)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        match verifier.verify(token, now) {
+        // A JWT (three parts) goes to the JWT settings; anything else to introspection.
+        let result = match (token.split('.').count() == 3, self.verifier(workspace)) {
+            (true, Some(verifier)) => verifier.verify(token, now),
+            _ => self.introspector(workspace)?.verify(token, now),
+        };
+        match result {
             Ok(identity) => Some(identity),
             Err(why) => {
                 log::info!("workspace {workspace}: identity token refused: {why}");
                 None
             }
         }
+    }
+
+    fn introspector(
+        &self,
+        workspace: &str,
+    ) -> Option<Arc<crate::identity::introspect::Introspector>> {
+        if let Some(i) = lock(&self.introspectors).get(workspace) {
+            return Some(Arc::clone(i));
+        }
+        let config = lock(&self.store)
+            .state()
+            .workspaces
+            .get(workspace)?
+            .identity
+            .clone()?
+            .introspection?;
+        let authorization = match &config.authorization {
+            Some(stored) => {
+                let token = stored.strip_prefix("encrypted:").unwrap_or(stored);
+                let bound = binding(workspace, "identity");
+                match self.keyring.decrypt_secret(&bound, "authorization", token) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        log::error!("workspace {workspace}: introspection credential: {e}");
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let client = match crate::identity::introspect::Introspector::new(config, authorization) {
+            Ok(c) => Arc::new(c),
+            Err(why) => {
+                log::error!("workspace {workspace}: introspection settings unusable: {why}");
+                return None;
+            }
+        };
+        lock(&self.introspectors).insert(workspace.to_owned(), Arc::clone(&client));
+        Some(client)
     }
 
     fn verifier(&self, workspace: &str) -> Option<Arc<crate::identity::jwt::Verifier>> {
@@ -349,6 +395,12 @@ fn server_config(
         cwd: None,
         pass_agent: false,
     })
+}
+
+/// A stored workspace's policy (`stdio --workspace` applies it).
+pub fn stored_policy(data_dir: &std::path::Path, workspace: &str) -> Option<crate::policy::Policy> {
+    let store = StateStore::open(data_dir).ok()?;
+    store.state().workspaces.get(workspace)?.policy.clone()
 }
 
 /// The enabled connections of a stored workspace, ready to start (`stdio --workspace`).

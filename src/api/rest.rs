@@ -94,7 +94,7 @@ pub(super) fn handle(
         (Get, ["workspaces", id, "policy"]) => get_policy(api, id),
         (Get, ["workspaces", id, "identity"]) => {
             let ws = find_workspace(api, id)?;
-            Ok((200, json!(ws.identity.unwrap_or_default())))
+            Ok((200, identity_json(ws.identity.unwrap_or_default())))
         }
         (Put, ["workspaces", id, "identity"]) => put_identity(api, id, &body),
         (Get, ["approvals"]) => Ok((200, json!({ "approvals": api.approvals.list() }))),
@@ -590,12 +590,40 @@ fn decide(api: &Api, id: &str, approve: bool) -> Answer {
     }
 }
 
+/// Identity settings as answered: the introspection credential's presence, never its value.
+fn identity_json(mut config: crate::store::state::IdentityConfig) -> Value {
+    if let Some(intro) = config.introspection.as_mut() {
+        if intro.authorization.is_some() {
+            intro.authorization = Some("(set)".into());
+        }
+    }
+    json!(config)
+}
+
 /// Sets who may call a workspace besides agent keys; applies from the next request.
 fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
-    let config: crate::store::state::IdentityConfig = http::parse(body)?;
+    let mut config: crate::store::state::IdentityConfig = http::parse(body)?;
     if let Some(jwt) = &config.jwt {
         jwt.validate()
             .map_err(|why| ApiError::invalid(format!("jwt: {why}")))?;
+    }
+    if let Some(intro) = config.introspection.as_mut() {
+        crate::remote::client::Url::parse(&intro.url)
+            .map_err(|e| ApiError::invalid(format!("introspection url: {e}")))?;
+        // A credential: kept encrypted, bound to this workspace, and never answered.
+        if let Some(value) = intro.authorization.take() {
+            let bound = super::binding(id, "identity");
+            let token = match value.strip_prefix("encrypted:") {
+                Some(token) => {
+                    api.keyring
+                        .decrypt_secret(&bound, "authorization", token)
+                        .map_err(|e| ApiError::invalid(format!("authorization: {e}")))?;
+                    token.to_owned()
+                }
+                None => api.keyring.encrypt_secret(&bound, "authorization", &value),
+            };
+            intro.authorization = Some(format!("encrypted:{token}"));
+        }
     }
     lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
         Some(ws) => {
@@ -605,8 +633,9 @@ fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
         None => Err(ApiError::not_found(format!("no workspace {id}"))),
     })?;
     lock(&api.verifiers).remove(id);
+    lock(&api.introspectors).remove(id);
     log::info!("workspace {id}: identity settings replaced");
-    Ok((200, json!(config)))
+    Ok((200, identity_json(config)))
 }
 
 fn get_policy(api: &Api, id: &str) -> Answer {

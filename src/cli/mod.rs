@@ -245,10 +245,14 @@ fn run_stdio(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(),
             let ws = workspace.as_deref().unwrap_or_default();
             let servers = crate::api::stored_servers(&data_dir, ws).map_err(CliError::Config)?;
             // Like serve: the connections are the stored ones, the file gives only settings.
-            let settings = match path {
+            let mut settings = match path {
                 Some(path) => serve_settings(&path)?,
                 None => crate::config::Settings::default(),
             };
+            // The workspace's stored policy applies, unless the config file sets one.
+            if settings.policy.is_none() {
+                settings.policy = crate::api::stored_policy(&data_dir, ws);
+            }
             Config { servers, settings }
         }
         (Some(path), false) => Config::load(&path).map_err(|e| CliError::Config(e.to_string()))?,

@@ -93,6 +93,9 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
     let runtime = Runtime::start(Arc::clone(&settings), workspace, config.servers, Some(pins))
         .map_err(Error::Downstream)?;
     let gate = Arc::clone(runtime.gate());
+    if let Some(policy) = settings.policy.clone() {
+        gate.set_policy(policy);
+    }
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
@@ -128,7 +131,11 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
         }
     })?;
 
-    let session = Session::new(Sink::new(STDIO_SESSION, out_tx));
+    let mut session = Session::new(Sink::new(STDIO_SESSION, out_tx));
+    // The local caller is whoever the config names: there is no channel to authenticate.
+    if let Some(agent) = &settings.agent {
+        session = session.with_agent(agent.as_str());
+    }
     let session_sink = session.sink().clone();
     let max_line = settings.max_line_bytes;
     let reader_gate = Arc::clone(&gate);

@@ -230,7 +230,7 @@ impl Verifier {
 
 /// The globs a scopes claim lists (a list of strings or one space-separated string); a missing
 /// claim allows nothing.
-fn scopes(claim: Option<&Value>) -> Result<Scope, Refused> {
+pub(crate) fn scopes(claim: Option<&Value>) -> Result<Scope, Refused> {
     let texts: Vec<String> = match claim {
         None => Vec::new(),
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),

@@ -48,6 +48,9 @@ pub struct IdentityConfig {
     /// JWT access tokens from an identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::identity::jwt::JwtConfig>,
+    /// Opaque tokens checked with the provider (RFC 7662), after agent keys and JWTs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<crate::identity::introspect::IntrospectionConfig>,
 }
 
 /// A registered downstream connection.

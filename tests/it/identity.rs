@@ -317,3 +317,137 @@ fn every_bad_identity_token_is_refused() {
     );
     assert_eq!(initialize_status(&serve, &good), 200);
 }
+
+/// An introspection endpoint: `opaque-good` is active for bob (scope ex.echo), anything else is
+/// not; it insists on the gate's credential. Counts requests; stopped and joined on drop.
+struct Introspection {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Introspection {
+    fn start() -> Introspection {
+        use std::io::Read;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hits, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut length, mut authorized) = (0, false);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    authorized |= line.trim() == "Authorization: Basic Y2xpZW50OnNlY3JldA==";
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                h.fetch_add(1, Ordering::SeqCst);
+                let body = String::from_utf8_lossy(&body);
+                let answer = if !authorized {
+                    json!({"active": false})
+                } else if body.starts_with("token=opaque-good&") {
+                    json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": now() + 300})
+                } else {
+                    json!({"active": false})
+                }
+                .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Introspection {
+            url: format!("http://{addr}/introspect"),
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let addr = self
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/introspect");
+        let _ = std::net::TcpStream::connect(addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Introspection {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let mut provider = Introspection::start();
+    let settings = json!({"introspection": {"url": provider.url, "audience": "aegis",
+        "authorization": "Basic Y2xpZW50OnNlY3JldA==", "scopes_claim": "scope"}});
+    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(settings));
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["introspection"]["authorization"], "(set)");
+    let state = std::fs::read_to_string(serve.data.join("state.json")).unwrap();
+    assert!(
+        !state.contains("Y2xpZW50OnNlY3JldA"),
+        "the credential is stored in plain text"
+    );
+
+    let session = serve.session("ws-1", "opaque-good");
+    let hits = provider.hits.load(Ordering::SeqCst);
+    let list = serve.mcp(
+        "ws-1",
+        "opaque-good",
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let listed = list.json();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ex.echo"], "{}", list.body);
+    assert_eq!(
+        provider.hits.load(Ordering::SeqCst),
+        hits,
+        "the answer was cached"
+    );
+    assert_eq!(initialize_status(&serve, "opaque-off"), 401);
+    // The provider goes away: a cached token still works, a new one fails closed.
+    provider.stop();
+    assert_eq!(initialize_status(&serve, "opaque-good"), 200);
+    assert_eq!(initialize_status(&serve, "opaque-never-seen"), 401);
+    assert!(
+        serve.log().contains("introspection failed (refused)"),
+        "{}",
+        serve.log()
+    );
+}

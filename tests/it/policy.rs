@@ -294,3 +294,24 @@ fn an_escalated_call_expires_and_the_number_held_is_bounded() {
         serve.log()
     );
 }
+
+#[test]
+fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
+    use crate::support::{example, Gate};
+    let policy = json!({"rules": [
+        {"match": "ex.add", "agents": ["dev"], "verdict": "deny"},
+        {"match": "ex.echo", "verdict": "escalate"}]});
+    let mut gate = Gate::start(
+        json!({"ex": example(&[])}),
+        json!({"agent": "dev", "policy": policy}),
+    );
+    gate.initialize();
+    let (code, message) = error_of(&gate.call("ex.add", json!({"a": 1, "b": 2})));
+    assert_eq!(code, -32013);
+    assert!(message.contains("policy rule 1 (ex.add)"), "{message}");
+    // Escalation needs approvals, which stdio does not keep: refused, never run.
+    let (code, message) = error_of(&gate.call("ex.echo", json!({"message": "hi"})));
+    assert_eq!(code, -32013);
+    assert!(message.contains("keeps no approvals"), "{message}");
+    assert!(gate.call("ex.get_env", json!({"name": "X"}))["result"].is_object());
+}
