@@ -28,6 +28,7 @@ fn verifier() -> &'static (Verifier, SigningKey) {
             jwks_ttl_s: 86_400,
             agent_claim: "sub".into(),
             scopes_claim: Some("scope".into()),
+            workspace_claim: None,
             leeway_s: 60,
         };
         (Verifier::new(config).expect("config"), key)

@@ -275,8 +275,11 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         api.settings.call_timeout + approval
     } + MARGIN;
     let id = id.clone();
-    let call = (method == "tools/call")
-        .then(|| CallRecord::new(&workspace, &agent_id, admitted.as_ref(), &message));
+    let call = (method == "tools/call").then(|| {
+        let mut record = CallRecord::new(&workspace, &agent_id, admitted.as_ref(), &message);
+        record.verdict = gate.verdict(&record.tool, Some(agent_id.as_str()));
+        record
+    });
     let started = Instant::now();
     gate.handle(&session, &body);
     drop(session);
@@ -311,6 +314,8 @@ pub(super) struct CallRecord {
     pub(super) tool: String,
     /// SHA-256 of the exact `arguments` bytes (never the arguments themselves).
     pub(super) arguments: String,
+    /// What the workspace's policy said.
+    pub(super) verdict: crate::policy::Verdict,
 }
 
 impl CallRecord {
@@ -333,6 +338,7 @@ impl CallRecord {
             delegation: admitted.and_then(|a| a.delegation.clone()),
             tool: tool.chars().take(200).collect(),
             arguments: crate::audit::argument_hash(arguments.as_bytes()),
+            verdict: crate::policy::Verdict::Allow,
         }
     }
 }

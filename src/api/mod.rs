@@ -204,11 +204,18 @@ impl Api {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        use crate::identity::Authenticate;
         // A JWT (three parts) goes to the JWT settings; anything else to introspection.
-        let result = match (token.split('.').count() == 3, self.verifier(workspace)) {
-            (true, Some(verifier)) => verifier.verify(token, now),
-            _ => self.introspector(workspace)?.verify(token, now),
-        };
+        let adapter: Arc<dyn Authenticate> =
+            match (token.split('.').count() == 3, self.verifier(workspace)) {
+                (true, Some(verifier)) => verifier,
+                _ => self.introspector(workspace)?,
+            };
+        let result = adapter.authenticate(token, now).and_then(|identity| {
+            let claimed = identity.workspace.as_deref();
+            crate::identity::check_workspace(claimed, identity.workspace.is_some(), workspace)?;
+            Ok(identity)
+        });
         match result {
             Ok(identity) => Some(identity),
             Err(why) => {
@@ -632,6 +639,7 @@ impl Api {
                 "agent": call.agent,
                 "delegation": delegation,
                 "tool": call.tool,
+                "verdict": call.verdict,
                 "arguments_sha256": call.arguments,
                 "outcome": outcome,
                 "ms": took.as_millis(),

@@ -137,6 +137,11 @@ impl Gate {
         (policy.decide(tool, agent).verdict == Verdict::Escalate).then(|| policy.approval_timeout())
     }
 
+    /// What the policy says of `tool` for `agent` now (for the audit trail).
+    pub fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
+        self.current_policy().decide(tool, agent).verdict
+    }
+
     fn current_policy(&self) -> Arc<Policy> {
         Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
     }

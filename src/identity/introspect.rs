@@ -40,6 +40,9 @@ pub struct IntrospectionConfig {
     /// The claim with the tool globs (a list or a space-separated string), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes_claim: Option<String>,
+    /// The claim naming the workspace the token is for, when given (it must be the one called).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_claim: Option<String>,
     /// How long an answer is reused (default 30 s; never past the token's `exp`).
     #[serde(default = "default_cache")]
     pub cache_ttl_s: u64,
@@ -181,7 +184,12 @@ impl Introspector {
             None => None,
             Some(name) => Some(scopes(claims.get(name))?),
         };
-        Ok(Identity { agent, scope })
+        let workspace = super::jwt::workspace_of(claims, self.config.workspace_claim.as_ref());
+        Ok(Identity {
+            agent,
+            scope,
+            workspace,
+        })
     }
 }
 

@@ -61,6 +61,10 @@ pub struct JwtConfig {
     /// string); all tools when not configured, none when configured and missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes_claim: Option<String>,
+    /// The claim naming the workspace the token is for; when configured it must be the
+    /// workspace called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_claim: Option<String>,
     /// Clock skew tolerated, seconds (default 60, at most 300).
     #[serde(default = "default_leeway")]
     pub leeway_s: i64,
@@ -103,6 +107,20 @@ pub struct Identity {
     pub agent: String,
     /// The tools it may see and call; `None`: all.
     pub scope: Option<Scope>,
+    /// The workspace the token is for, when a workspace claim is configured (`Some("")` when
+    /// configured and missing).
+    pub workspace: Option<String>,
+}
+
+/// The workspace claim's value when one is configured (`""` when the token lacks it).
+pub(crate) fn workspace_of(claims: &Value, claim: Option<&String>) -> Option<String> {
+    claim.map(|name| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    })
 }
 
 /// Why a token was refused (for the log; the caller sees 401).
@@ -224,7 +242,12 @@ impl Verifier {
             None => None,
             Some(name) => Some(scopes(claims.get(name))?),
         };
-        Ok(Identity { agent, scope })
+        let workspace = workspace_of(claims, self.config.workspace_claim.as_ref());
+        Ok(Identity {
+            agent,
+            scope,
+            workspace,
+        })
     }
 }
 

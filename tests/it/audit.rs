@@ -77,6 +77,7 @@ fn the_audit_trail_verifies_and_any_edit_removal_or_reordering_is_named() {
     let call = events.iter().find(|e| e["type"] == "call").unwrap();
     assert_eq!(call["tool"], "ex.echo");
     assert_eq!(call["outcome"], "ok");
+    assert_eq!(call["verdict"], "allow");
     assert_eq!(call["arguments_sha256"].as_str().unwrap().len(), 64);
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();

@@ -451,3 +451,27 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
         serve.log()
     );
 }
+
+#[test]
+fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = JwksServer::start(keys.jwks());
+    let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "ES256",
+        "jwks_url": jwks.url, "workspace_claim": "ws"}});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
+            .status,
+        200
+    );
+    let for_ws = |ws: Value| keys.token("ES256", "ec", &claims(json!({"ws": ws})));
+    assert_eq!(initialize_status(&serve, &for_ws(json!("ws-1"))), 200);
+    assert_eq!(initialize_status(&serve, &for_ws(json!("ws-2"))), 401);
+    assert_eq!(
+        initialize_status(&serve, &keys.token("ES256", "ec", &claims(json!({})))),
+        401
+    );
+}
