@@ -167,6 +167,18 @@ impl Gate {
             .to_owned();
         let agent = req.agent.clone();
         let caller = (req.responder.session(), req.responder.id().to_string());
+        // An agent that asked for progress hears, every few seconds, that its call still waits
+        // (which also keeps its HTTP answer stream alive).
+        let keepalive: Option<approvals::KeepaliveFn> = req.progress_token.clone().map(|token| {
+            let sink = req.responder.sink().clone();
+            Box::new(move |beat: u64| {
+                let line = format!(
+                    "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":{},\"progress\":{beat},\"message\":\"waiting for a person's approval\"}}}}",
+                    token.get()
+                );
+                sink.send(line.into_bytes());
+            }) as approvals::KeepaliveFn
+        });
         let shown: String = tool.chars().take(200).collect();
         let release: ReleaseFn = Box::new(move |release| match release {
             Release::Approve => conn.call(req),
@@ -198,7 +210,7 @@ impl Gate {
             webhooks: policy.webhooks.clone(),
             caller,
         };
-        if let Err(e) = approvals.hold(request, release) {
+        if let Err(e) = approvals.hold(request, release, keepalive) {
             log::warn!(
                 "workspace {}: cannot hold a call for approval: {e:?}",
                 self.workspace

@@ -107,6 +107,13 @@ pub enum Release {
 /// What a held call does when released: forwards itself or answers the agent.
 pub type ReleaseFn = Box<dyn FnOnce(Release) + Send>;
 
+/// Tells a waiting agent the call is still waiting (a progress notification), if it asked for
+/// progress; called every [`KEEPALIVE`].
+pub type KeepaliveFn = Box<dyn Fn(u64) + Send>;
+
+/// How often a waiting agent that sent a progress token hears that its call still waits.
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+
 /// Why a call could not be held, or a decision not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApprovalError {
@@ -122,6 +129,10 @@ struct Held {
     approval: Approval,
     caller: (u64, String),
     release: ReleaseFn,
+    keepalive: Option<KeepaliveFn>,
+    /// Keepalives sent so far.
+    beats: u64,
+    created: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -167,7 +178,10 @@ impl Approvals {
         let thread = thread::spawn("approvals-expiry", move || loop {
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
-                    Some(approvals) => approvals.expire(unix_now()),
+                    Some(approvals) => {
+                        approvals.expire(unix_now());
+                        approvals.keep_alive();
+                    }
                     None => return,
                 },
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -182,6 +196,7 @@ impl Approvals {
         &self,
         request: Request<'_>,
         release: ReleaseFn,
+        keepalive: Option<KeepaliveFn>,
     ) -> Result<Approval, ApprovalError> {
         let now = unix_now();
         let timeout = i64::try_from(request.timeout.as_secs()).unwrap_or(i64::MAX);
@@ -213,6 +228,9 @@ impl Approvals {
                     approval: approval.clone(),
                     caller: request.caller,
                     release,
+                    keepalive,
+                    beats: 0,
+                    created: std::time::Instant::now(),
                 },
             );
         }
@@ -252,6 +270,26 @@ impl Approvals {
         let table = lock(&self.table);
         let pending = table.pending.values().map(|h| h.approval.clone());
         pending.chain(table.decided.iter().rev().cloned()).collect()
+    }
+
+    /// Tells waiting agents that asked for progress that their calls still wait (the
+    /// notifications are queued without waiting, so this may run under the table's lock).
+    fn keep_alive(&self) {
+        self.keep_alive_every(KEEPALIVE);
+    }
+
+    fn keep_alive_every(&self, every: Duration) {
+        let mut table = lock(&self.table);
+        for held in table.pending.values_mut() {
+            let Some(keepalive) = &held.keepalive else {
+                continue;
+            };
+            let due = every * u32::try_from(held.beats + 1).unwrap_or(u32::MAX);
+            if held.created.elapsed() >= due {
+                held.beats += 1;
+                keepalive(held.beats);
+            }
+        }
     }
 
     /// Expires what is past its time (the expiry thread calls this every second).
@@ -403,7 +441,11 @@ mod tests {
         let (release, got) = recorder();
         let args = r#"{"account":"secret-number-123","force":true}"#;
         let held = approvals
-            .hold(request(Some("agent_1"), args, DEFAULT_TIMEOUT), release)
+            .hold(
+                request(Some("agent_1"), args, DEFAULT_TIMEOUT),
+                release,
+                None,
+            )
             .unwrap();
         assert_eq!(held.status, Status::Pending);
         assert!(
@@ -426,7 +468,7 @@ mod tests {
         // Time runs out for another.
         let (release, got) = recorder();
         let late = approvals
-            .hold(request(None, "{}", Duration::from_secs(0)), release)
+            .hold(request(None, "{}", Duration::from_secs(0)), release, None)
             .unwrap();
         approvals.expire(late.expires_unix);
         assert_eq!(*got.lock().unwrap(), [Release::Expire]);
@@ -440,7 +482,7 @@ mod tests {
         let (approvals, _) = registry(4);
         let (release, got) = recorder();
         let held = approvals
-            .hold(request(Some("a"), "{}", DEFAULT_TIMEOUT), release)
+            .hold(request(Some("a"), "{}", DEFAULT_TIMEOUT), release, None)
             .unwrap();
         assert!(approvals.cancel(&(1, "a".to_owned())));
         assert_eq!(*got.lock().unwrap(), [Release::Cancel]);
@@ -450,14 +492,14 @@ mod tests {
         );
         let (release, got) = recorder();
         approvals
-            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release, None)
             .unwrap();
         assert_eq!(approvals.cancel_workspace("ws"), 1);
         assert_eq!(*got.lock().unwrap(), [Release::Stopped]);
         approvals.stop();
         let (release, got) = recorder();
         assert!(approvals
-            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release, None)
             .is_err());
         assert_eq!(
             *got.lock().unwrap(),
@@ -467,16 +509,38 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_agent_that_asked_for_progress_hears_that_its_call_still_waits() {
+        let (approvals, _) = registry(4);
+        let beats = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&beats);
+        let keepalive: KeepaliveFn = Box::new(move |n| heard.lock().unwrap().push(n));
+        let (release, _) = recorder();
+        approvals
+            .hold(
+                request(None, "{}", DEFAULT_TIMEOUT),
+                release,
+                Some(keepalive),
+            )
+            .unwrap();
+        approvals.keep_alive_every(Duration::ZERO);
+        approvals.keep_alive_every(Duration::ZERO);
+        // Not due yet at the real interval.
+        approvals.keep_alive();
+        assert_eq!(*beats.lock().unwrap(), [1, 2]);
+        approvals.stop();
+    }
+
+    #[test]
     fn the_table_is_bounded_and_stop_expires_what_waits() {
         let (approvals, _) = registry(1);
         let (release, got) = recorder();
         approvals
-            .hold(request(None, "{}", DEFAULT_TIMEOUT), release)
+            .hold(request(None, "{}", DEFAULT_TIMEOUT), release, None)
             .unwrap();
         let (second, refused) = recorder();
         assert_eq!(
             approvals
-                .hold(request(None, "{}", DEFAULT_TIMEOUT), second)
+                .hold(request(None, "{}", DEFAULT_TIMEOUT), second, None)
                 .unwrap_err(),
             ApprovalError::Full
         );
