@@ -34,6 +34,8 @@ pub struct ServerConfig {
     /// Tell this server which agent calls (`_meta` [`crate::mcp::AGENT_META`]): set only for
     /// the bridge of a `partner` connection, which signs it as its tokens' `sub`.
     pub pass_agent: bool,
+    /// Policies may use its tools' annotations (`destructiveHint`, …); never for others.
+    pub trusted: bool,
 }
 
 /// How merged tool names join the server prefix and the tool name.
@@ -230,6 +232,9 @@ struct ServerEntry {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     url: Option<String>,
+    /// Policies may use its tools' annotations.
+    #[serde(default)]
+    trusted: bool,
     /// Headers for a `url` server (e.g. `Authorization`).
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -370,6 +375,7 @@ impl Config {
                 env: BTreeMap::new(),
                 cwd: None,
                 pass_agent: false,
+                trusted: false,
             }
         };
         Config {
@@ -404,7 +410,9 @@ impl Config {
                 }
             })?;
             if let Some(url) = entry.url {
-                servers.push(remote_server(name, &url, &entry.headers)?);
+                let mut server = remote_server(name, &url, &entry.headers)?;
+                server.trusted = entry.trusted;
+                servers.push(server);
                 continue;
             }
             let Some(command) = entry.command.filter(|c| !c.is_empty()) else {
@@ -417,6 +425,7 @@ impl Config {
                 env: entry.env,
                 cwd: entry.cwd,
                 pass_agent: false,
+                trusted: entry.trusted,
             });
         }
         Ok(Config { servers, settings })
@@ -447,6 +456,7 @@ fn remote_server(
         env,
         cwd: None,
         pass_agent: false,
+        trusted: false,
     })
 }
 

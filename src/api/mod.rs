@@ -401,6 +401,7 @@ fn server_config(
         env,
         cwd: None,
         pass_agent: false,
+        trusted: conn.trusted,
     })
 }
 
@@ -497,6 +498,7 @@ fn bridge_config(
         env,
         cwd: None,
         pass_agent: conn.kind == crate::store::state::Kind::Partner,
+        trusted: conn.trusted,
     })
 }
 

@@ -155,6 +155,9 @@ pub(super) struct NewConnection {
     /// What this gate's agents may use at a partner.
     #[serde(default)]
     pub(super) scope: Option<Scope>,
+    /// Policies may use its tools' annotations.
+    #[serde(default)]
+    pub(super) trusted: bool,
 }
 
 /// The remote part of a new `http` or `partner` connection, checked; `None` for `stdio`.
@@ -295,6 +298,7 @@ pub(super) fn add_connection(api: &Api, new: NewConnection) -> Result<Connection
         enabled: true,
         kind: new.kind,
         remote,
+        trusted: new.trusted,
     };
     let active = lock(&api.store).update(|state| {
         if state
@@ -370,6 +374,7 @@ fn connection_json(api: &Api, conn: &Connection) -> Value {
         "command": conn.command,
         "env": conn.env.keys().collect::<Vec<_>>(),
         "enabled": conn.enabled,
+        "trusted": conn.trusted,
         "health": health,
     });
     if let Some(remote) = &conn.remote {
@@ -444,6 +449,7 @@ struct ConnectionUpdate {
     command: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
     enabled: Option<bool>,
+    trusted: Option<bool>,
 }
 
 /// Changes a connection; a running one is restarted with the change at once.
@@ -457,7 +463,8 @@ fn update_connection(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
     let old = find_connection(api, id)?;
     if old.remote.is_some() && (replace || update.command.is_some() || update.env.is_some()) {
         return Err(ApiError::invalid(
-            "a remote connection changes only `enabled`; DELETE and POST it to change the rest",
+            "a remote connection changes only `enabled` and `trusted`; DELETE and POST it to \
+             change the rest",
         ));
     }
     let mut conn = old.clone();
@@ -470,6 +477,9 @@ fn update_connection(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
     }
     if let Some(enabled) = update.enabled.or(replace.then_some(true)) {
         conn.enabled = enabled;
+    }
+    if let Some(trusted) = update.trusted.or(replace.then_some(false)) {
+        conn.trusted = trusted;
     }
     lock(&api.store).update(|state| {
         state.connections.insert(conn.id.clone(), conn.clone());
@@ -707,6 +717,7 @@ pub(super) fn demo(api: &Api, exe: &str) -> Result<String, ApiError> {
                     headers: BTreeMap::new(),
                     org_id: None,
                     scope: None,
+                    trusted: false,
                 },
             )?;
         }

@@ -154,6 +154,8 @@ struct HandleInner {
     snapshot: Mutex<Snapshot>,
     /// Set once by the manager; a flag rather than a command so a full queue cannot lose it.
     stop: AtomicBool,
+    /// Whether policies may believe its tools' annotations.
+    trusted: bool,
 }
 
 /// A clonable handle on one connection.
@@ -180,6 +182,11 @@ impl ConnHandle {
     /// The configured name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Whether the server is marked trusted (policies may use its tools' annotations).
+    pub fn trusted(&self) -> bool {
+        self.inner.trusted
     }
 
     /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
@@ -351,6 +358,7 @@ impl ConnectionManager {
         let handle = ConnHandle {
             inner: Arc::new(HandleInner {
                 id,
+                trusted: cfg.trusted,
                 name: cfg.name.clone(),
                 tx,
                 waker,

@@ -18,7 +18,7 @@ use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
 use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
 use crate::policy::approvals::{self, Approvals, Release, ReleaseFn};
-use crate::policy::{Policy, Verdict};
+use crate::policy::{Facts, Policy, Verdict};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -134,12 +134,20 @@ impl Gate {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()?;
         let policy = self.current_policy();
-        (policy.decide(tool, agent).verdict == Verdict::Escalate).then(|| policy.approval_timeout())
+        (self.verdict(tool, agent) == Verdict::Escalate).then(|| policy.approval_timeout())
     }
 
     /// What the policy says of `tool` for `agent` now (for the audit trail).
     pub fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
-        self.current_policy().decide(tool, agent).verdict
+        let routes = self.merger.routes();
+        let route = routes.get(tool);
+        let facts = Facts {
+            trusted: route.is_some_and(|r| r.conn.trusted()),
+            annotations: route.and_then(|r| r.annotations.as_deref()),
+        };
+        self.current_policy()
+            .decide_with(tool, agent, facts)
+            .verdict
     }
 
     fn current_policy(&self) -> Arc<Policy> {
@@ -391,7 +399,13 @@ impl Gate {
         match self.prepare_call(params) {
             Ok((conn, call)) => {
                 let policy = self.current_policy();
-                let verdict = policy.decide(&call.merged, agent.as_deref()).verdict;
+                let facts = Facts {
+                    trusted: call.trusted,
+                    annotations: call.annotations.as_deref(),
+                };
+                let verdict = policy
+                    .decide_with(&call.merged, agent.as_deref(), facts)
+                    .verdict;
                 let req = CallRequest {
                     responder,
                     method: "tools/call".into(),
@@ -415,7 +429,7 @@ impl Gate {
                     (Verdict::Deny | Verdict::Escalate, _) => {}
                 }
                 let message = policy
-                    .refusal(&call.merged, agent.as_deref())
+                    .refusal(&call.merged, agent.as_deref(), facts)
                     .unwrap_or_default();
                 log::info!(
                     "workspace {}: policy refused {:?} for {:?}",
@@ -485,6 +499,8 @@ impl Gate {
             None => None,
         };
         let call = PreparedCall {
+            trusted: route.conn.trusted(),
+            annotations: route.annotations.clone(),
             merged: name,
             params,
             meta,
@@ -513,6 +529,9 @@ fn is_string_or_integer(raw: &RawValue) -> bool {
 struct PreparedCall {
     /// The name the agent called (before routing), which policies match.
     merged: String,
+    /// Whether its server is trusted, and the tool's annotations (for policies).
+    trusted: bool,
+    annotations: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     params: BTreeMap<String, Box<RawValue>>,
     meta: Option<BTreeMap<String, Box<RawValue>>>,
     progress_token: Option<Box<RawValue>>,

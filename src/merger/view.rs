@@ -26,12 +26,18 @@ pub(crate) struct ToolEntry {
     pub(crate) shown: Option<Arc<str>>,
     /// Why an agent may not call it; `None` when it may.
     pub(crate) blocked: Option<Arc<str>>,
+    /// The definition's `annotations` (hints such as `destructiveHint`), as the server claims.
+    pub(crate) annotations: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
 impl ToolEntry {
     /// An entry agents see as `definition` (its `name` is replaced by the merged one).
     pub(crate) fn visible(name: String, definition: Value) -> ToolEntry {
         let mut definition = definition;
+        let annotations = definition
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|a| Arc::new(a.clone()));
         if let Some(obj) = definition.as_object_mut() {
             obj.remove("name");
         }
@@ -44,6 +50,7 @@ impl ToolEntry {
             name,
             shown: Some(Arc::from(rest)),
             blocked: None,
+            annotations,
         }
     }
 
@@ -53,6 +60,7 @@ impl ToolEntry {
             name,
             shown: None,
             blocked: Some(Arc::from(reason)),
+            annotations: None,
         }
     }
 }
@@ -74,6 +82,8 @@ pub struct Route<C = ConnHandle> {
     pub tool: String,
     /// Why the tool may not be called (held, rejected…); `None` when it may.
     pub blocked: Option<Arc<str>>,
+    /// The tool's annotations as its server claims them (trusted only for trusted servers).
+    pub annotations: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
 /// Merged name → route, for every tool of the current view (blocked ones included, so that a call
@@ -199,6 +209,7 @@ pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>], connections: Vec<C>
                 conn: t.server.conn.clone(),
                 tool: t.entry.name.clone(),
                 blocked: t.entry.blocked.clone(),
+                annotations: t.entry.annotations.clone(),
             };
             (t.name.clone(), route)
         })

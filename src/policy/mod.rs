@@ -37,6 +37,10 @@ pub struct Rule {
     /// The agents it covers (ids); every caller when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<String>>,
+    /// Tool annotations the rule needs (`{"destructiveHint": true}`); only tools of servers
+    /// marked trusted can match (an untrusted server's claims about itself prove nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
     /// What it says.
     pub verdict: Verdict,
 }
@@ -78,15 +82,37 @@ pub struct Decision {
     pub rule: Option<usize>,
 }
 
+/// What is known of a tool besides its name, for rules that look at annotations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts<'a> {
+    /// Whether its server is marked trusted.
+    pub trusted: bool,
+    /// Its annotations, as its server claims them.
+    pub annotations: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
 impl Policy {
-    /// The decision for `tool` called by `agent` (when the transport knows the agent).
+    /// The decision for `tool` called by `agent` (when the transport knows the agent), knowing
+    /// nothing of the tool's annotations.
     pub fn decide(&self, tool: &str, agent: Option<&str>) -> Decision {
+        self.decide_with(tool, agent, Facts::default())
+    }
+
+    /// The decision, with what is known of the tool.
+    pub fn decide_with(&self, tool: &str, agent: Option<&str>, facts: Facts<'_>) -> Decision {
+        let annotated = |wanted: &serde_json::Map<String, serde_json::Value>| {
+            let Some(have) = facts.annotations.filter(|_| facts.trusted) else {
+                return false;
+            };
+            wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+        };
         let applies = |rule: &Rule| {
             rule.pattern.matches(tool)
                 && match &rule.agents {
                     None => true,
                     Some(list) => agent.is_some_and(|a| list.iter().any(|x| x == a)),
                 }
+                && rule.annotations.as_ref().is_none_or(annotated)
         };
         match self.rules.iter().position(applies) {
             Some(i) => Decision {
@@ -101,8 +127,8 @@ impl Policy {
     }
 
     /// The refusal message for a call this policy does not allow; `None` when it is allowed.
-    pub fn refusal(&self, tool: &str, agent: Option<&str>) -> Option<String> {
-        let decision = self.decide(tool, agent);
+    pub fn refusal(&self, tool: &str, agent: Option<&str>, facts: Facts<'_>) -> Option<String> {
+        let decision = self.decide_with(tool, agent, facts);
         let by = match decision.rule {
             Some(i) => format!("policy rule {} ({})", i + 1, self.rules[i].pattern.as_str()),
             None => "the policy's default".to_owned(),
@@ -153,13 +179,44 @@ mod tests {
                 rule: None
             }
         );
-        let refused = p.refusal("crm.delete_x", None).unwrap();
+        let none = Facts::default();
+        let refused = p.refusal("crm.delete_x", None, none).unwrap();
         assert!(
             refused.contains("policy rule 1 (crm.delete_*)"),
             "{refused}"
         );
-        assert!(p.refusal("crm.read", None).unwrap().contains("approval"));
-        assert_eq!(p.refusal("crm.read", Some("agent_a")), None);
+        assert!(p
+            .refusal("crm.read", None, none)
+            .unwrap()
+            .contains("approval"));
+        assert_eq!(p.refusal("crm.read", Some("agent_a"), none), None);
+    }
+
+    #[test]
+    fn annotation_rules_match_only_tools_of_trusted_servers() {
+        let p = policy(
+            r#"{"rules": [{"match": "*.*", "annotations": {"destructiveHint": true},
+                "verdict": "deny"}]}"#,
+        );
+        let hints: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"destructiveHint": true}"#).unwrap();
+        let trusted = Facts {
+            trusted: true,
+            annotations: Some(&hints),
+        };
+        assert_eq!(
+            p.decide_with("crm.drop", None, trusted).verdict,
+            Verdict::Deny
+        );
+        let untrusted = Facts {
+            trusted: false,
+            ..trusted
+        };
+        assert_eq!(
+            p.decide_with("crm.drop", None, untrusted).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(p.decide("crm.drop", None).verdict, Verdict::Allow);
     }
 
     #[test]

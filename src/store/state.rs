@@ -75,6 +75,9 @@ pub struct Connection {
     /// Where a remote server is, for `http` and `partner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<Remote>,
+    /// Policies may use its tools' annotations (`destructiveHint`, …).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trusted: bool,
 }
 
 /// What a connection reaches.

@@ -315,3 +315,59 @@ fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
     assert!(message.contains("keeps no approvals"), "{message}");
     assert!(gate.call("ex.get_env", json!({"name": "X"}))["result"].is_object());
 }
+
+#[test]
+fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    let key = serve.setup("ws-1");
+    let un = serve.admin(
+        "POST",
+        "/connections",
+        Some(json!({"workspace_id": "ws-1", "name": "un",
+            "command": [crate::support::gate_bin(), "example-server"]})),
+    );
+    assert_eq!(un.status, 201, "{}", un.body);
+    let ex = serve
+        .admin("GET", "/connections?workspace_id=ws-1", None)
+        .json()["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ex")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = serve.admin(
+        "PATCH",
+        &format!("/connections/{ex}"),
+        Some(json!({"trusted": true})),
+    );
+    assert_eq!(patched.json()["trusted"], true, "{}", patched.body);
+    let policy = json!({"rules": [{"match": "*.*", "annotations": {"destructiveHint": true}, "verdict": "deny"}]});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
+            .status,
+        200
+    );
+    let session = serve.session("ws-1", &key);
+    // `fail` claims destructiveHint on both servers; only the trusted one's claim counts.
+    let call_until_served = |tool: &str| {
+        let deadline = std::time::Instant::now() + crate::support::WAIT;
+        loop {
+            let answer = serve.call("ws-1", &key, &session, tool, json!({}));
+            if answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
+                return answer;
+            }
+            assert!(std::time::Instant::now() < deadline, "{tool}: {answer}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (code, message) = error_of(&call_until_served("ex.fail"));
+    assert_eq!(code, -32013, "{message}");
+    assert!(message.contains("policy rule 1"), "{message}");
+    let untrusted = call_until_served("un.fail");
+    assert_eq!(untrusted["result"]["isError"], true, "{untrusted}");
+}
