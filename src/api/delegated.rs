@@ -154,6 +154,7 @@ impl Delegation {
                     clip(&rejection.to_string()),
                     clip(request.tool)
                 );
+                audit_rejection(api, request, &rejection, None);
                 return Err(refused(&rejection));
             }
         };
@@ -164,6 +165,7 @@ impl Delegation {
             }
             Err(rejection) => {
                 log_decision(&format!("rejected ({rejection})"), &verified, request.tool);
+                audit_rejection(api, request, &rejection, Some(&verified));
                 Err(refused(&rejection))
             }
         }
@@ -220,6 +222,30 @@ fn refused(rejection: &Rejection) -> Refused {
             _ => None,
         },
     }
+}
+
+/// A refused delegated call is a call decision too: it goes to the audit trail with its reason
+/// (accepted ones are recorded with their outcome when answered).
+fn audit_rejection(
+    api: &Api,
+    request: &Request<'_>,
+    rejection: &Rejection,
+    verified: Option<&Verified>,
+) {
+    let Some(audit) = &api.audit else { return };
+    if !request.is_call {
+        return;
+    }
+    let claims = verified.map(|v| &v.claims);
+    audit.record(serde_json::json!({
+        "type": "call",
+        "workspace": request.workspace,
+        "agent": claims.map(|c| clip(&c.sub)),
+        "delegation": claims.map(|c| serde_json::json!({ "iss": c.iss, "jti": clip(&c.jti) })),
+        "tool": clip(request.tool),
+        "body_sha256": crate::audit::argument_hash(request.body),
+        "outcome": format!("refused: {}", clip(&rejection.to_string())),
+    }));
 }
 
 fn log_decision(outcome: &str, verified: &Verified, tool: &str) {

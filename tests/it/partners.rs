@@ -400,6 +400,19 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
     // Removing the partner takes effect at once.
     assert_eq!(serve.admin("DELETE", "/partners/org-a", None).status, 200);
     refused(good(now), &body, 401, -32010, "removed partner");
+
+    // Refused delegated calls are in the audit trail with their reason, accepted ones with iss.
+    let data = serve.data.clone();
+    assert!(serve.stop().success());
+    let trail = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    assert!(
+        trail.contains("refused: bh does not match the body"),
+        "{trail}"
+    );
+    assert!(
+        trail.contains("\"delegation\":{\"iss\":\"org-a\""),
+        "{trail}"
+    );
 }
 
 #[test]
