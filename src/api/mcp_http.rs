@@ -356,24 +356,7 @@ fn outcome(reply: &Result<Reply, ApiError>) -> String {
 
 /// The outcome label of one JSON-RPC answer to a `tools/call`.
 fn answer_outcome(line: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        result: Option<serde_json::Value>,
-        error: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Answer>(line) {
-        Ok(Answer { error: Some(e), .. }) => match e["code"].as_i64() {
-            Some(jsonrpc::code::REQUEST_TIMEOUT) => "timeout".to_owned(),
-            code => format!("error_{}", code.unwrap_or(0)),
-        },
-        Ok(Answer {
-            result: Some(r), ..
-        }) if r["isError"] == true => "tool_error".to_owned(),
-        Ok(Answer {
-            result: Some(_), ..
-        }) => "ok".to_owned(),
-        _ => "invalid".to_owned(),
-    }
+    jsonrpc::outcome_label(line)
 }
 
 fn check_host(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {

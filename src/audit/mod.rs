@@ -9,7 +9,9 @@
 //! chain runs on across files.
 //!
 //! Owns: the `audit-writer` thread, which takes events from a bounded queue, writes them in
-//! batches and fsyncs at least every [`FLUSH_EVERY`]; the file format; verification.
+//! batches and fsyncs at least every [`FLUSH_EVERY`]; each batch holds the trail's lock and picks
+//! the chain up again if another gate appended meanwhile, so every gate of a data dir (serve and
+//! stdio) writes one chain; the file format; verification.
 //! Never: makes a caller wait on disk (recording is a non-blocking send; a full queue drops the
 //! event with an error log, counted); records a secret (arguments are hashed, never written).
 //!
@@ -20,6 +22,7 @@ mod verify;
 
 pub use verify::{files, verify, Broken, Verified};
 
+use crate::store::FileLock;
 use crate::thread::{self, JoinOnDrop};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -37,6 +40,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The live file.
 pub const FILE: &str = "audit.log";
+/// Held by every batch a gate appends (serve and stdio gates may share a data dir).
+const LOCK: &str = "audit.log";
+/// Events written in one batch at most.
+const MAX_BATCH: usize = 1024;
 /// Events waiting for the writer.
 const QUEUE: usize = 4096;
 /// The longest an event waits before it is on disk.
@@ -56,7 +63,16 @@ pub struct Audit {
 impl Audit {
     /// Opens the trail in `dir` (continuing its chain) and starts the writer.
     pub fn start(dir: &Path, key: SigningKey, kid: String, rotate_bytes: u64) -> io::Result<Audit> {
-        let chain = Chain::resume(dir)?;
+        // Fails early (a trail that cannot be read) rather than at the first record.
+        let (chain, live_len) = {
+            let _lock =
+                FileLock::acquire(dir, LOCK).map_err(|e| io::Error::other(e.to_string()))?;
+            let chain = Chain::resume(dir)?;
+            (
+                chain,
+                std::fs::metadata(dir.join(FILE)).map_or(0, |m| m.len()),
+            )
+        };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let writer = Writer {
             dir: dir.to_owned(),
@@ -64,6 +80,7 @@ impl Audit {
             kid,
             rotate_bytes: rotate_bytes.max(1024),
             chain,
+            written_len: Some(live_len),
         };
         let thread = thread::spawn("audit-writer", move || writer.run(&rx))?;
         Ok(Audit {
@@ -193,36 +210,68 @@ struct Writer {
     kid: String,
     rotate_bytes: u64,
     chain: Chain,
+    /// The live file's length after our last batch: if it is still that, nobody else wrote.
+    written_len: Option<u64>,
 }
 
 impl Writer {
     fn run(mut self, rx: &Receiver<Value>) {
-        let mut file = match self.open() {
-            Ok(f) => f,
-            Err(e) => {
-                log::error!("audit: cannot open {}: {e}; audit records are lost", FILE);
-                return;
-            }
-        };
-        let mut dirty_since: Option<Instant> = None;
+        let mut batch: Vec<Value> = Vec::new();
+        let mut since: Option<Instant> = None;
         loop {
-            let wait = dirty_since.map_or(FLUSH_EVERY, |t| FLUSH_EVERY.saturating_sub(t.elapsed()));
+            let wait = since.map_or(Duration::from_secs(1), |t| {
+                FLUSH_EVERY.saturating_sub(t.elapsed())
+            });
             match rx.recv_timeout(wait) {
                 Ok(event) => {
-                    if let Err(e) = self.append(&mut file, event) {
-                        log::error!("audit: cannot write: {e}");
-                    }
-                    dirty_since.get_or_insert_with(Instant::now);
+                    batch.push(event);
+                    since.get_or_insert_with(Instant::now);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if dirty_since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) {
-                sync(&mut file);
-                dirty_since = None;
+            if since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) || batch.len() >= MAX_BATCH {
+                self.write_batch(&mut batch);
+                since = None;
+            }
+        }
+        self.write_batch(&mut batch);
+    }
+
+    /// Appends a batch under the trail's lock, so gates sharing a data dir (serve, stdio) keep
+    /// one chain: when another process wrote since our last batch, the chain is read again.
+    fn write_batch(&mut self, batch: &mut Vec<Value>) {
+        if batch.is_empty() {
+            return;
+        }
+        let events = std::mem::take(batch);
+        let lost = events.len();
+        let _lock = match FileLock::acquire(&self.dir, LOCK) {
+            Ok(lock) => lock,
+            Err(e) => {
+                return log::error!("audit: cannot lock the trail ({e}); {lost} records lost")
+            }
+        };
+        let live_len = std::fs::metadata(self.dir.join(FILE)).map_or(0, |m| m.len());
+        if self.written_len != Some(live_len) {
+            match Chain::resume(&self.dir) {
+                Ok(chain) => self.chain = chain,
+                Err(e) => {
+                    return log::error!("audit: cannot read the trail ({e}); {lost} records lost")
+                }
+            }
+        }
+        let mut file = match self.open() {
+            Ok(f) => f,
+            Err(e) => return log::error!("audit: cannot open {FILE}: {e}; {lost} records lost"),
+        };
+        for event in events {
+            if let Err(e) = self.append(&mut file, event) {
+                log::error!("audit: cannot write: {e}");
             }
         }
         sync(&mut file);
+        self.written_len = std::fs::metadata(self.dir.join(FILE)).ok().map(|m| m.len());
     }
 
     fn open(&self) -> io::Result<BufWriter<File>> {
@@ -343,6 +392,25 @@ mod tests {
         run(&dir, 2, DEFAULT_ROTATE_BYTES);
         assert_eq!(check(&dir).unwrap().records, 5);
         assert!(dir.join("audit.log.torn").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_gates_sharing_a_data_dir_write_one_chain() {
+        let dir = temp("shared");
+        let key = || SigningKey::from_bytes(&[2; 32]);
+        let a = Audit::start(&dir, key(), "k".into(), DEFAULT_ROTATE_BYTES).unwrap();
+        let b = Audit::start(&dir, key(), "k".into(), DEFAULT_ROTATE_BYTES).unwrap();
+        for n in 0..5 {
+            a.record(serde_json::json!({ "type": "test", "from": "a", "n": n }));
+            b.record(serde_json::json!({ "type": "test", "from": "b", "n": n }));
+        }
+        a.stop();
+        b.stop();
+        let more = Audit::start(&dir, key(), "k".into(), DEFAULT_ROTATE_BYTES).unwrap();
+        more.record(serde_json::json!({ "type": "test", "from": "c" }));
+        more.stop();
+        assert_eq!(check(&dir).unwrap().records, 11);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

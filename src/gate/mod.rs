@@ -11,6 +11,7 @@
 
 pub mod runtime;
 pub mod stdio;
+pub mod tap;
 
 use crate::config::Settings;
 use crate::downstream::{CallRequest, ConnHandle};

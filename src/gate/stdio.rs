@@ -16,8 +16,10 @@
 
 use super::runtime::Runtime;
 use super::{Gate, Session};
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::downstream;
+use crate::gate::tap::Tap;
 use crate::jsonrpc::{self, code, Frame, LineReader, Sink};
 use crate::store::pins::PinStore;
 use crate::sys;
@@ -96,12 +98,22 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
     if let Some(policy) = settings.policy.clone() {
         gate.set_policy(policy);
     }
+    let audit = open_audit(data_dir);
+    let tap = audit.as_ref().map(|a| {
+        Arc::new(Tap::new(
+            Arc::clone(a),
+            Arc::clone(&gate),
+            workspace,
+            settings.agent.clone(),
+        ))
+    });
+    let writer_tap = tap.clone();
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
     let (writer_done_tx, writer_done_rx) = crossbeam_channel::bounded::<()>(1);
     let writer = thread::spawn("stdout-writer", move || {
-        write_loop(&out_rx, &close_rx);
+        write_loop(&out_rx, &close_rx, writer_tap.as_deref());
         drop(writer_done_tx);
     })?;
 
@@ -140,7 +152,7 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
     let max_line = settings.max_line_bytes;
     let reader_gate = Arc::clone(&gate);
     let reader = thread::spawn("stdin-reader", move || {
-        read_loop(&reader_gate, &session, max_line);
+        read_loop(&reader_gate, &session, max_line, tap.as_deref());
         reader_gate.end_session(&session);
         let _ = stop_tx.try_send(Stop::StdinClosed);
     })?;
@@ -178,11 +190,40 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
             writer.join();
         }
     }
+    // Everything recorded is on disk before the process ends.
+    if let Some(audit) = audit {
+        audit.stop();
+    }
     log::info!("stopped");
     Ok(())
 }
 
-fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize) {
+/// The data dir's audit trail (one chain with `serve`'s), or `None` with a warning when it
+/// cannot be opened: the gate still serves.
+fn open_audit(data_dir: &Path) -> Option<Arc<Audit>> {
+    let keys = match crate::crypto::signing::SigningKeys::load_or_create(data_dir) {
+        Ok(keys) => keys,
+        Err(e) => {
+            log::warn!("no audit trail ({e}); calls are not recorded");
+            return None;
+        }
+    };
+    let current = keys.current();
+    match Audit::start(
+        data_dir,
+        current.signing_key().clone(),
+        current.kid.clone(),
+        crate::audit::DEFAULT_ROTATE_BYTES,
+    ) {
+        Ok(audit) => Some(Arc::new(audit)),
+        Err(e) => {
+            log::warn!("no audit trail ({e}); calls are not recorded");
+            None
+        }
+    }
+}
+
+fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize, tap: Option<&Tap>) {
     let mut framer = LineReader::new(max_line);
     let mut stdin = io::stdin().lock();
     let mut buf = vec![0u8; 64 * 1024];
@@ -197,7 +238,12 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize) {
             }
         };
         framer.push(buf.get(..n).unwrap_or_default(), |frame| match frame {
-            Frame::Line(line) => gate.handle(session, line),
+            Frame::Line(line) => {
+                if let Some(tap) = tap {
+                    tap.request(line);
+                }
+                gate.handle(session, line);
+            }
             Frame::Overlong => {
                 let message = format!("message over the {max_line} byte limit was dropped");
                 session
@@ -208,14 +254,14 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize) {
     }
 }
 
-fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>) {
+fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>, tap: Option<&Tap>) {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     loop {
         select! {
             recv(lines) -> line => match line {
                 Ok(line) => {
-                    if write_batch(&mut out, line, lines).is_err() {
+                    if write_batch(&mut out, line, lines, tap).is_err() {
                         return;
                     }
                 }
@@ -223,7 +269,7 @@ fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>) {
             },
             recv(close) -> _ => {
                 while let Ok(line) = lines.try_recv() {
-                    if write_line(&mut out, &line).is_err() {
+                    if write_line(&mut out, &line, tap).is_err() {
                         return;
                     }
                 }
@@ -235,16 +281,24 @@ fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>) {
 }
 
 /// Writes `first` and whatever else is queued, then flushes once.
-fn write_batch(out: &mut impl Write, first: Vec<u8>, lines: &Receiver<Vec<u8>>) -> io::Result<()> {
-    write_line(out, &first)?;
+fn write_batch(
+    out: &mut impl Write,
+    first: Vec<u8>,
+    lines: &Receiver<Vec<u8>>,
+    tap: Option<&Tap>,
+) -> io::Result<()> {
+    write_line(out, &first, tap)?;
     while let Ok(line) = lines.try_recv() {
-        write_line(out, &line)?;
+        write_line(out, &line, tap)?;
     }
     out.flush()
         .inspect_err(|e| log::warn!("stdout write failed: {e}"))
 }
 
-fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
+fn write_line(out: &mut impl Write, line: &[u8], tap: Option<&Tap>) -> io::Result<()> {
+    if let Some(tap) = tap {
+        tap.answer(line);
+    }
     out.write_all(line)?;
     out.write_all(b"\n")
 }

@@ -272,6 +272,29 @@ pub fn result_line(id: &Id, result: &str) -> Vec<u8> {
     out
 }
 
+/// How a `tools/call` answer ended, for metrics and the audit trail: `ok`, `tool_error`,
+/// `timeout`, `error_<code>`, or `invalid`.
+pub fn outcome_label(line: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Answer>(line) {
+        Ok(Answer { error: Some(e), .. }) => match e["code"].as_i64() {
+            Some(code::REQUEST_TIMEOUT) => "timeout".to_owned(),
+            code => format!("error_{}", code.unwrap_or(0)),
+        },
+        Ok(Answer {
+            result: Some(r), ..
+        }) if r["isError"] == true => "tool_error".to_owned(),
+        Ok(Answer {
+            result: Some(_), ..
+        }) => "ok".to_owned(),
+        _ => "invalid".to_owned(),
+    }
+}
+
 /// An error response; `id` is `null` when the request's id could not be read.
 pub fn error_line(id: Option<&Id>, code: i64, message: &str) -> Vec<u8> {
     let error = serde_json::json!({ "code": code, "message": message });

@@ -118,3 +118,45 @@ fn the_audit_trail_verifies_and_any_edit_removal_or_reordering_is_named() {
     broken(headless, first, "line 1");
     assert!(verify(&data).status.success(), "restored");
 }
+
+#[test]
+fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
+    use crate::support::{example, Gate};
+    let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"agent": "dev"}));
+    gate.initialize();
+    assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
+    assert!(gate.call("ex.fail", json!({}))["result"]["isError"] == true);
+    let data = gate.data_dir();
+    gate.close_stdin();
+    assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
+    let ok = verify(&data);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let events: Vec<Value> = lines(&data.join("audit.log"))
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["body"]["event"].clone())
+        .collect();
+    let outcomes: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["transport"].as_str().unwrap_or_default(),
+                e["tool"].as_str().unwrap_or_default(),
+                e["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("stdio", "ex.echo", "ok"),
+            ("stdio", "ex.fail", "tool_error")
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["agent"] == "dev" && e["verdict"] == "allow"));
+}
