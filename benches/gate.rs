@@ -141,6 +141,10 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 }
 
 fn config(dir: &std::path::Path, n_servers: usize) -> String {
+    config_with(dir, n_servers, json!({}))
+}
+
+fn config_with(dir: &std::path::Path, n_servers: usize, settings: Value) -> String {
     let servers: serde_json::Map<String, Value> = (0..n_servers)
         .map(|i| {
             (
@@ -149,8 +153,12 @@ fn config(dir: &std::path::Path, n_servers: usize) -> String {
             )
         })
         .collect();
-    let path = dir.join(format!("bench-{n_servers}.json"));
-    std::fs::write(&path, json!({"mcpServers": servers}).to_string()).expect("config");
+    let path = dir.join(format!(
+        "bench-{n_servers}-{}.json",
+        settings.to_string().len()
+    ));
+    let body = json!({"mcpServers": servers, "aegis": settings});
+    std::fs::write(&path, body.to_string()).expect("config");
     path.display().to_string()
 }
 
@@ -176,7 +184,24 @@ fn main() {
             ),
             (
                 "through the gate",
-                vec!["stdio".into(), "--config".into(), config(&dir, 1)],
+                vec![
+                    "stdio".into(),
+                    "--config".into(),
+                    config(&dir, 1),
+                    "--data-dir".into(),
+                    dir.join("data").display().to_string(),
+                ],
+                "s0.echo",
+            ),
+            (
+                "through the gate, audit off",
+                vec![
+                    "stdio".into(),
+                    "--config".into(),
+                    config_with(&dir, 1, json!({"audit": false})),
+                    "--data-dir".into(),
+                    dir.join("data-off").display().to_string(),
+                ],
                 "s0.echo",
             ),
         ] {
@@ -197,10 +222,13 @@ fn main() {
         }
     }
     http_calls(usize::try_from(n).unwrap_or(20_000));
-    let added = p50s[&("through the gate", 1)].saturating_sub(p50s[&("direct example-server", 1)]);
+    let direct = p50s[&("direct example-server", 1)];
+    let added = p50s[&("through the gate", 1)].saturating_sub(direct);
+    let added_off = p50s[&("through the gate, audit off", 1)].saturating_sub(direct);
     println!(
-        "added latency p50 (1 in flight): {:.1}µs",
-        added.as_secs_f64() * 1e6
+        "added latency p50 (1 in flight): {:.1}µs with the audit trail, {:.1}µs without",
+        added.as_secs_f64() * 1e6,
+        added_off.as_secs_f64() * 1e6
     );
 
     let start = Instant::now();

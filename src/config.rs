@@ -152,6 +152,8 @@ pub struct Settings {
     pub agent: Option<String>,
     /// The policy applied to stdio calls (serve keeps one per workspace instead).
     pub policy: Option<crate::policy::Policy>,
+    /// Whether a stdio gate records its calls in the data dir's audit trail. Default true.
+    pub audit: bool,
 }
 
 impl Default for Settings {
@@ -185,6 +187,7 @@ impl Default for Settings {
             org_id: None,
             agent: None,
             policy: None,
+            audit: true,
         }
     }
 }
@@ -221,6 +224,7 @@ struct SettingsFile {
     org_id: Option<String>,
     agent: Option<String>,
     policy: Option<crate::policy::Policy>,
+    audit: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,6 +558,7 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         org_id: None,
         agent: None,
         policy: None,
+        audit: true,
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {
@@ -586,6 +591,7 @@ fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
     settings.org_id = file.org_id.clone();
     settings.agent = file.agent.clone();
     settings.policy = file.policy.clone();
+    settings.audit = file.audit.unwrap_or(true);
     if settings.backoff_min > settings.backoff_max {
         return Err(Error::InvalidSetting {
             name: "backoff_min_ms",

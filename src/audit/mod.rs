@@ -44,8 +44,9 @@ pub const FILE: &str = "audit.log";
 const LOCK: &str = "audit.log";
 /// Events written in one batch at most.
 const MAX_BATCH: usize = 1024;
-/// Events waiting for the writer.
-const QUEUE: usize = 4096;
+/// Events waiting for the writer: enough for several seconds of a busy gate, so an fsync that
+/// stalls the writer does not drop events.
+const QUEUE: usize = 16_384;
 /// The longest an event waits before it is on disk.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Default rotation size.

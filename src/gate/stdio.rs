@@ -98,7 +98,11 @@ pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error
     if let Some(policy) = settings.policy.clone() {
         gate.set_policy(policy);
     }
-    let audit = open_audit(data_dir);
+    let audit = if settings.audit {
+        open_audit(data_dir)
+    } else {
+        None
+    };
     let tap = audit.as_ref().map(|a| {
         Arc::new(Tap::new(
             Arc::clone(a),
@@ -269,8 +273,11 @@ fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>, tap: Option<&Tap>
             },
             recv(close) -> _ => {
                 while let Ok(line) = lines.try_recv() {
-                    if write_line(&mut out, &line, tap).is_err() {
+                    if write_line(&mut out, &line).is_err() {
                         return;
+                    }
+                    if let Some(tap) = tap {
+                        tap.answer(&line);
                     }
                 }
                 let _ = out.flush();
@@ -287,18 +294,24 @@ fn write_batch(
     lines: &Receiver<Vec<u8>>,
     tap: Option<&Tap>,
 ) -> io::Result<()> {
-    write_line(out, &first, tap)?;
+    write_line(out, &first)?;
+    let mut written = vec![first];
     while let Ok(line) = lines.try_recv() {
-        write_line(out, &line, tap)?;
+        write_line(out, &line)?;
+        written.push(line);
     }
     out.flush()
-        .inspect_err(|e| log::warn!("stdout write failed: {e}"))
+        .inspect_err(|e| log::warn!("stdout write failed: {e}"))?;
+    // After the flush: the agent has its answers before anything is recorded.
+    if let Some(tap) = tap {
+        for line in &written {
+            tap.answer(line);
+        }
+    }
+    Ok(())
 }
 
-fn write_line(out: &mut impl Write, line: &[u8], tap: Option<&Tap>) -> io::Result<()> {
-    if let Some(tap) = tap {
-        tap.answer(line);
-    }
+fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
     out.write_all(line)?;
     out.write_all(b"\n")
 }

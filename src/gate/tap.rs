@@ -18,10 +18,10 @@ use std::time::Instant;
 /// Calls waiting for their answer at most.
 const MAX_WAITING: usize = 4096;
 
+/// A call waiting for its answer: kept raw, so the reader only parses the line; names, hash
+/// and verdict are worked out when the answer has been written.
 struct Waiting {
-    tool: String,
-    arguments: String,
-    verdict: crate::policy::Verdict,
+    params: Option<Box<RawValue>>,
     started: Instant,
 }
 
@@ -57,20 +57,8 @@ impl Tap {
         if method != "tools/call" {
             return;
         }
-        let params: BTreeMap<String, Box<RawValue>> = params
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default();
-        let tool: String = params
-            .get("name")
-            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
         let waiting = Waiting {
-            verdict: self.gate.verdict(&tool, self.agent.as_deref()),
-            arguments: argument_hash(params.get("arguments").map_or("", |a| a.get()).as_bytes()),
-            tool,
+            params,
             started: Instant::now(),
         };
         let mut table = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,7 +69,8 @@ impl Tap {
         table.insert(id.to_string(), waiting);
     }
 
-    /// An outgoing line: the answer to a waiting call is recorded with its outcome.
+    /// An outgoing line, once written: the answer to a waiting call is recorded with its
+    /// outcome (after the write, so the agent never waits for the record).
     pub fn answer(&self, line: &[u8]) {
         if self
             .waiting
@@ -105,16 +94,30 @@ impl Tap {
     }
 
     fn record(&self, call: &Waiting, outcome: String) {
+        let ms = call.started.elapsed().as_millis();
+        let params: BTreeMap<String, Box<RawValue>> = call
+            .params
+            .as_ref()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_default();
+        let tool: String = params
+            .get("name")
+            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let arguments = argument_hash(params.get("arguments").map_or("", |a| a.get()).as_bytes());
         self.audit.record(serde_json::json!({
             "type": "call",
             "transport": "stdio",
             "workspace": self.workspace,
             "agent": self.agent,
-            "tool": call.tool,
-            "verdict": call.verdict,
-            "arguments_sha256": call.arguments,
+            "verdict": self.gate.verdict(&tool, self.agent.as_deref()),
+            "tool": tool,
+            "arguments_sha256": arguments,
             "outcome": outcome,
-            "ms": call.started.elapsed().as_millis(),
+            "ms": ms,
         }));
     }
 }

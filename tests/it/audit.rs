@@ -160,3 +160,15 @@ fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
         .iter()
         .all(|e| e["agent"] == "dev" && e["verdict"] == "allow"));
 }
+
+#[test]
+fn a_stdio_gate_with_audit_off_writes_no_trail() {
+    use crate::support::{example, Gate};
+    let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"audit": false}));
+    gate.initialize();
+    assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
+    let data = gate.data_dir();
+    gate.close_stdin();
+    assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
+    assert!(!data.join("audit.log").exists());
+}
