@@ -618,10 +618,10 @@ USAGE:
 Connections of kind http and partner run this as their child; it can also be used by hand
 or as a server in a stdio config. Headers for every request come from the environment
 variable AEGIS_BRIDGE_HEADERS, a JSON object (e.g. {\"Authorization\": \"Bearer ...\"}).
-https:// is refused: this build has no TLS; use a local TLS proxy.
+https:// is checked against Mozilla's roots, plus the PEM certificates of AEGIS_CA_FILE.
 
 OPTIONS:
-    --url URL            The server's MCP endpoint (http:// only)
+    --url URL            The server's MCP endpoint (http:// or https://)
     --timeout-ms N       Connect and read timeout of each request (default 70000)
     --max-line-bytes N   Longest message either way (default 4194304)
     --partner-org ORG    Sign every request for this partner org (its aud) with the gate's

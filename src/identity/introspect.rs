@@ -25,7 +25,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
-    /// The provider's introspection endpoint (`http://` only).
+    /// The provider's introspection endpoint (`http://` or `https://`).
     pub url: String,
     /// The `Authorization` header value the gate sends (e.g. `Basic …`), stored Fernet-encrypted
     /// as `encrypted:<token>`.

@@ -5,7 +5,7 @@
 //! the cache: keys are fetched again when older than the TTL, and once more when a token names
 //! an unknown `kid`, but an unknown `kid` causes at most one fetch per [`MIN_REFETCH`] (so
 //! made-up kids cannot turn the gate into a fetch loop).
-//! Never: follows a redirect or speaks TLS (`http://` URLs and files only); keeps a weak
+//! Never: follows a redirect (URLs are fetched with [`crate::remote::client`], TLS included); keeps a weak
 //! Ed25519 key or a short RSA key; waits longer than [`FETCH_TIMEOUT`] for a fetch.
 
 use crate::remote::client::{self, Url};

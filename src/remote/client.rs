@@ -1,10 +1,11 @@
 //! A small synchronous HTTP/1.1 client: enough for MCP over Streamable HTTP.
 //!
-//! Owns: `http://` URLs, one connection per request (`Connection: close`), connect, read and
-//! write timeouts on every socket, and response bodies as a streaming reader (Content-Length,
-//! chunked, or until close), so an event stream is read event by event.
-//! Never: speaks TLS (`https://` is refused with a clear error: the static build carries no TLS
-//! stack; put a TLS proxy in front); follows redirects; reads a header block over
+//! Owns: `http://` and `https://` URLs, one connection per request (`Connection: close`),
+//! connect, read and write timeouts on every socket, TLS (rustls; Mozilla's roots compiled in,
+//! plus the PEM certificates of [`CA_FILE_ENV`] for private CAs), and response bodies as a
+//! streaming reader (Content-Length, chunked, or until close), so an event stream is read event
+//! by event.
+//! Never: follows redirects; skips certificate or host-name checks; reads a header block over
 //! [`MAX_HEAD`] bytes or a chunk-size line over 64 bytes.
 
 use std::fmt;
@@ -15,13 +16,17 @@ use std::time::{Duration, Instant};
 /// Largest status line plus headers accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// The environment variable naming a PEM file of extra CA certificates (a private CA), trusted
+/// besides Mozilla's roots.
+pub const CA_FILE_ENV: &str = "AEGIS_CA_FILE";
+
 /// Why a request failed before a response arrived.
 #[derive(Debug)]
 pub enum ClientError {
-    /// Not an `http://host[:port]/path` URL.
+    /// Not an `http(s)://host[:port]/path` URL.
     Url(String),
-    /// `https://`: no TLS in this build.
-    Tls,
+    /// TLS could not be set up (the CA file, the host name).
+    Tls(String),
     /// Connecting, sending or reading the head failed.
     Io(io::Error),
     /// The response head is not HTTP/1.x.
@@ -32,10 +37,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Url(why) => write!(f, "bad URL: {why}"),
-            ClientError::Tls => f.write_str(
-                "https:// is not supported: this build has no TLS; reach the server through a \
-                 local TLS proxy (an http:// URL)",
-            ),
+            ClientError::Tls(why) => write!(f, "TLS: {why}"),
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::Protocol(why) => write!(f, "not an HTTP/1.x response: {why}"),
         }
@@ -74,23 +76,27 @@ pub fn is_header_name(name: &str) -> bool {
         && !RESERVED.contains(&name.to_ascii_lowercase().as_str())
 }
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
     host: String,
     port: u16,
     path: String,
+    tls: bool,
 }
 
 impl Url {
-    /// Parses `http://host[:port][/path]`.
+    /// Parses `http(s)://host[:port][/path]`.
     pub fn parse(text: &str) -> Result<Url, ClientError> {
-        if text.starts_with("https://") {
-            return Err(ClientError::Tls);
-        }
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| ClientError::Url("the URL does not start with http://".into()))?;
+        let (rest, tls) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+            (Some(rest), _) => (rest, true),
+            (None, Some(rest)) => (rest, false),
+            _ => {
+                return Err(ClientError::Url(
+                    "the URL does not start with http:// or https://".into(),
+                ))
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -105,7 +111,7 @@ impl Url {
                     .map_err(|_| ClientError::Url("the URL's port is not a number".into()))?;
                 (h, port)
             }
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         let bad = |c: char| c.is_whitespace() || c.is_control();
         if host.is_empty() || host.contains(bad) || path.contains(bad) {
@@ -117,11 +123,12 @@ impl Url {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
+            tls,
         })
     }
 
     fn host_header(&self) -> String {
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -206,11 +213,15 @@ pub fn send(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut writer = &stream;
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
-    writer.flush()?;
-    let mut reader = BufReader::new(stream);
+    let mut conn: Box<dyn ReadWrite> = if url.tls {
+        Box::new(tls_stream(&url.host, stream)?)
+    } else {
+        Box::new(stream)
+    };
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
+    conn.flush()?;
+    let mut reader = BufReader::new(conn);
     let (status, headers) = read_head(&mut reader)?;
     let header = |name: &str| {
         headers
@@ -292,6 +303,53 @@ fn read_head(reader: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), 
     }
 }
 
+/// A connection, plain or TLS.
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+/// The TLS client settings: Mozilla's roots, plus [`CA_FILE_ENV`]'s certificates; built once.
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, ClientError> {
+    static CONFIG: std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Ok(path) = std::env::var(CA_FILE_ENV) {
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+                    .map_err(|e| format!("{CA_FILE_ENV} {path}: {e}"))?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| format!("{CA_FILE_ENV} {path}: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("{CA_FILE_ENV} {path}: {e}"))?;
+                }
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(std::sync::Arc::new(config))
+        })
+        .clone()
+        .map_err(ClientError::Tls)
+}
+
+fn tls_stream(
+    host: &str,
+    tcp: TcpStream,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, ClientError> {
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|_| ClientError::Tls(format!("{host} is not a valid server name")))?;
+    let conn = rustls::ClientConnection::new(tls_config()?, name)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
 /// Decodes a chunked body as it arrives.
 struct Chunked<R> {
     inner: R,
@@ -364,17 +422,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_and_https_is_refused_clearly() {
+    fn urls_parse_with_their_default_ports() {
         let url = Url::parse("http://127.0.0.1:8787/mcp/ws-1").unwrap();
         assert_eq!(
             (url.host.as_str(), url.port, url.path.as_str()),
             ("127.0.0.1", 8787, "/mcp/ws-1")
         );
         assert_eq!(Url::parse("http://example.com").unwrap().path, "/");
-        assert!(matches!(
-            Url::parse("https://example.com/mcp"),
-            Err(ClientError::Tls)
-        ));
+        let tls = Url::parse("https://example.com/mcp").unwrap();
+        assert_eq!(
+            (tls.port, tls.tls, tls.host_header()),
+            (443, true, "example.com".to_owned())
+        );
         assert!(matches!(Url::parse("ftp://x"), Err(ClientError::Url(_))));
         assert!(matches!(
             Url::parse("http://u:p@x/"),

@@ -475,3 +475,116 @@ fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured
         401
     );
 }
+
+/// A one-shot-per-connection HTTPS server answering `body` (the test certificate for 127.0.0.1).
+struct TlsServer {
+    url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsServer {
+    fn start(body: String) -> TlsServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(data.join("tls_test_cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(data.join("tls_test_key.pem")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(tcp) = stream else { continue };
+                let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut reader = BufReader::new(&mut tls);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        TlsServer {
+            url: format!("https://{addr}/jwks"),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let addr = self
+            .url
+            .trim_start_matches("https://")
+            .trim_end_matches("/jwks");
+        let _ = std::net::TcpStream::connect(addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
+    let dir = TempDir::new();
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/identity/tls_test_cert.pem");
+    let serve = Serve::start_with_env(dir.path(), &[], &[("AEGIS_CA_FILE", ca.to_str().unwrap())]);
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = TlsServer::start(keys.jwks());
+    let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "EdDSA",
+        "jwks_url": jwks.url}});
+    assert_eq!(
+        serve
+            .admin("PUT", "/workspaces/ws-1/identity", Some(identity.clone()))
+            .status,
+        200
+    );
+    let token = keys.token("EdDSA", "ed", &claims(json!({})));
+    assert_eq!(initialize_status(&serve, &token), 200, "{}", serve.log());
+
+    // A gate that does not trust the CA refuses the key set, so the token.
+    let other_dir = TempDir::new();
+    let other = Serve::start(other_dir.path());
+    other.setup("ws-1");
+    assert_eq!(
+        other
+            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
+            .status,
+        200
+    );
+    assert_eq!(initialize_status(&other, &token), 401);
+    assert!(
+        other.log().contains("cannot fetch the key set"),
+        "{}",
+        other.log()
+    );
+}

@@ -582,12 +582,13 @@ fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
         !state.contains(&b_key),
         "the header is stored in plain text"
     );
-    // https is refused with a reason; so are a command on a remote kind and a missing url.
+    // A URL of another scheme is refused with a reason; so are a command on a remote kind and a
+    // missing url.
     let refused = |body: Value| a.admin("POST", "/connections", Some(body));
-    let tls =
-        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "https://x/mcp"}));
-    assert_eq!(tls.status, 422);
-    assert!(tls.body.contains("TLS"), "{}", tls.body);
+    let scheme =
+        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "ftp://x/mcp"}));
+    assert_eq!(scheme.status, 422);
+    assert!(scheme.body.contains("https://"), "{}", scheme.body);
     assert_eq!(
         refused(json!({"workspace_id": "wa", "name": "t", "kind": "http"})).status,
         422
@@ -713,10 +714,10 @@ fn a_stdio_config_reaches_a_url_server_with_headers() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&b_key));
-    // https is refused when the config loads, with the reason.
+    // Another scheme is refused when the config loads, with the reason.
     std::fs::write(
         &config,
-        r#"{"mcpServers": {"far": {"url": "https://x/mcp"}}}"#,
+        r#"{"mcpServers": {"far": {"url": "ftp://x/mcp"}}}"#,
     )
     .unwrap();
     let refused = Command::new(gate_bin())
@@ -725,7 +726,7 @@ fn a_stdio_config_reaches_a_url_server_with_headers() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("TLS"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("http:// or https://"));
 }
 
 #[test]

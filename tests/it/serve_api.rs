@@ -57,6 +57,11 @@ impl Serve {
 
     /// Starts `serve` with `extra` arguments after the usual ones.
     pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with_env(dir, extra, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub(crate) fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let data = dir.join("data");
         let log = dir.join(format!(
             "serve-{}.log",
@@ -82,6 +87,7 @@ impl Serve {
                 "http://allowed.example",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("AEGIS_ADMIN_TOKEN", ADMIN)
             .env("AEGIS_TEST_GATE_ONLY", "gate-only")
             .stdout(Stdio::piped())
