@@ -203,13 +203,13 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
     match request.method() {
         tiny_http::Method::Post => {}
         tiny_http::Method::Get => {
-            return match identify(api, &caller, &workspace, &[], None) {
+            return match identify(api, &caller, &workspace, &[], None, None) {
                 Ok((agent_id, _)) => event_stream(api, request, &workspace, &agent_id),
                 Err(refused) => Ok(refused),
             }
         }
         tiny_http::Method::Delete => {
-            return match identify(api, &caller, &workspace, &[], None) {
+            return match identify(api, &caller, &workspace, &[], None, None) {
                 Ok((agent_id, _)) => end_session(api, request, &workspace, &agent_id),
                 Err(refused) => Ok(refused),
             }
@@ -244,7 +244,10 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
             })
         }
     };
-    let (agent_id, admitted) = match identify(api, &caller, &workspace, &body, Some(&message)) {
+    let call_of = called(&message);
+    let tool = call_of.as_ref().map(|c| c.tool.as_str());
+    let (agent_id, admitted) = match identify(api, &caller, &workspace, &body, Some(&message), tool)
+    {
         Ok(who) => who,
         Err(refused) => return Ok(refused),
     };
@@ -265,9 +268,13 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         gate.handle(&session, &body);
         return Ok(Reply::Accepted);
     };
-    let approval = called_tool(&message)
-        .and_then(|tool| gate.approval_wait(&tool, Some(agent_id.as_str())))
-        .unwrap_or_default();
+    // The policy's verdict, once: the audit record keeps it, and an escalated call may wait for
+    // a person before the server even sees it.
+    let verdict = tool.map(|t| gate.verdict(t, Some(agent_id.as_str())));
+    let approval = match verdict {
+        Some(crate::policy::Verdict::Escalate) => gate.approval_timeout().unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    };
     let wait = if method == "initialize" {
         api.settings.startup_timeout + api.settings.init_timeout
     } else {
@@ -275,11 +282,16 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         api.settings.call_timeout + approval
     } + MARGIN;
     let id = id.clone();
-    let call = (method == "tools/call").then(|| {
-        let mut record = CallRecord::new(&workspace, &agent_id, admitted.as_ref(), &message);
-        record.verdict = gate.verdict(&record.tool, Some(agent_id.as_str()));
-        record
-    });
+    let call = match (&call_of, verdict) {
+        (Some(c), Some(verdict)) => Some(CallRecord::new(
+            &workspace,
+            &agent_id,
+            admitted.as_ref(),
+            c,
+            verdict,
+        )),
+        _ => None,
+    };
     let started = Instant::now();
     gate.handle(&session, &body);
     drop(session);
@@ -319,26 +331,21 @@ pub(super) struct CallRecord {
 }
 
 impl CallRecord {
-    fn new(workspace: &str, agent: &str, admitted: Option<&Admitted>, message: &Message) -> Self {
-        let params = match message {
-            Message::Request {
-                params: Some(p), ..
-            } => serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(p.get())
-                .unwrap_or_default(),
-            _ => std::collections::BTreeMap::new(),
-        };
-        let tool = params
-            .get("name")
-            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-            .unwrap_or_default();
-        let arguments = params.get("arguments").map_or("", |a| a.get());
+    fn new(
+        workspace: &str,
+        agent: &str,
+        admitted: Option<&Admitted>,
+        called: &Called,
+        verdict: crate::policy::Verdict,
+    ) -> Self {
+        let arguments = called.arguments.as_ref().map_or("", |a| a.get());
         CallRecord {
             workspace: workspace.to_owned(),
             agent: agent.to_owned(),
             delegation: admitted.and_then(|a| a.delegation.clone()),
-            tool: tool.chars().take(200).collect(),
+            tool: called.tool.chars().take(200).collect(),
             arguments: crate::audit::argument_hash(arguments.as_bytes()),
-            verdict: crate::policy::Verdict::Allow,
+            verdict,
         }
     }
 }
@@ -410,6 +417,7 @@ fn identify(
     workspace: &str,
     body: &[u8],
     message: Option<&Message>,
+    called: Option<&str>,
 ) -> Result<(String, Option<Admitted>), Reply> {
     let token = match caller {
         Caller::Agent(id) => return Ok((id.clone(), None)),
@@ -418,8 +426,7 @@ fn identify(
                 return Ok((agent.clone(), None));
             };
             let admitted = Admitted::scoped(scope.clone());
-            let tool = message.and_then(called_tool);
-            if let Some(tool) = tool.filter(|t| !admitted.permits(t)) {
+            if let Some(tool) = called.filter(|t| !admitted.permits(t)) {
                 log::info!(
                     "{agent} may not call {:?}: outside its token's scopes",
                     tool.chars().take(200).collect::<String>()
@@ -447,12 +454,11 @@ fn identify(
             });
         }
     };
-    let called = message.and_then(called_tool);
     let request = delegated::Request {
         token,
         workspace,
         body,
-        tool: called.as_deref().unwrap_or_default(),
+        tool: called.unwrap_or_default(),
         is_call: called.is_some(),
     };
     match api.delegation.check(api, &request) {
@@ -478,9 +484,9 @@ fn identify(
 }
 
 /// What a message calls: for a `tools/call`, the name exactly as the gate will route it (its
-/// parser: the params as a map of raw values, where the last of duplicate keys wins), `Some("")`
-/// when the gate would find none; `None` for any other message.
-fn called_tool(message: &Message) -> Option<String> {
+/// parser: the params as a map of raw values, where the last of duplicate keys wins; `""` when
+/// the gate would find none); `None` for any other message.
+fn called(message: &Message) -> Option<Called> {
     let (method, params) = match message {
         Message::Request { method, params, .. } | Message::Notification { method, params } => {
             (method, params)
@@ -490,16 +496,27 @@ fn called_tool(message: &Message) -> Option<String> {
     if method != "tools/call" {
         return None;
     }
-    let name = params
+    let mut map = params
         .as_ref()
         .and_then(|p| {
             serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(p.get()).ok()
         })
-        .and_then(|map| {
-            map.get("name")
-                .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-        });
-    Some(name.unwrap_or_default())
+        .unwrap_or_default();
+    let tool = map
+        .get("name")
+        .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+        .unwrap_or_default();
+    Some(Called {
+        tool,
+        arguments: map.remove("arguments"),
+    })
+}
+
+/// What a `tools/call` calls, parsed once per request: the name exactly as the gate will route
+/// it and the raw arguments (for the audit trail's hash).
+struct Called {
+    tool: String,
+    arguments: Option<Box<RawValue>>,
 }
 
 /// A partner's `tools/list` answer with only the tools it may call.

@@ -26,7 +26,7 @@ use crate::gate::runtime::Runtime;
 use crate::policy::approvals::Approvals;
 use crate::policy::webhooks::Webhooks;
 use crate::store::pins::PinStore;
-use crate::store::state::{hash_secret, hashes_equal, Connection, StateStore};
+use crate::store::state::{hash_secret, hashes_equal, Connection, IdentityConfig, StateStore};
 use http::ApiError;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -229,61 +229,59 @@ impl Api {
         &self,
         workspace: &str,
     ) -> Option<Arc<crate::identity::introspect::Introspector>> {
-        if let Some(i) = lock(&self.introspectors).get(workspace) {
-            return Some(Arc::clone(i));
-        }
-        let config = lock(&self.store)
-            .state()
-            .workspaces
-            .get(workspace)?
-            .identity
-            .clone()?
-            .introspection?;
-        let authorization = match &config.authorization {
-            Some(stored) => {
-                let token = stored.strip_prefix("encrypted:").unwrap_or(stored);
-                let bound = binding(workspace, "identity");
-                match self.keyring.decrypt_secret(&bound, "authorization", token) {
-                    Ok(value) => Some(value),
-                    Err(e) => {
-                        log::error!("workspace {workspace}: introspection credential: {e}");
-                        return None;
+        self.identity_checker(&self.introspectors, workspace, |identity| {
+            let config = identity.introspection?;
+            let authorization = match &config.authorization {
+                Some(stored) => {
+                    let token = stored.strip_prefix("encrypted:").unwrap_or(stored);
+                    let bound = binding(workspace, "identity");
+                    match self.keyring.decrypt_secret(&bound, "authorization", token) {
+                        Ok(value) => Some(value),
+                        Err(e) => {
+                            log::error!("workspace {workspace}: introspection credential: {e}");
+                            return None;
+                        }
                     }
                 }
-            }
-            None => None,
-        };
-        let client = match crate::identity::introspect::Introspector::new(config, authorization) {
-            Ok(c) => Arc::new(c),
-            Err(why) => {
-                log::error!("workspace {workspace}: introspection settings unusable: {why}");
-                return None;
-            }
-        };
-        lock(&self.introspectors).insert(workspace.to_owned(), Arc::clone(&client));
-        Some(client)
+                None => None,
+            };
+            crate::identity::introspect::Introspector::new(config, authorization)
+                .map_err(|why| {
+                    log::error!("workspace {workspace}: introspection settings unusable: {why}")
+                })
+                .ok()
+        })
     }
 
     fn verifier(&self, workspace: &str) -> Option<Arc<crate::identity::jwt::Verifier>> {
-        if let Some(v) = lock(&self.verifiers).get(workspace) {
-            return Some(Arc::clone(v));
+        self.identity_checker(&self.verifiers, workspace, |identity| {
+            crate::identity::jwt::Verifier::new(identity.jwt?)
+                .map_err(|why| log::error!("workspace {workspace}: JWT settings unusable: {why}"))
+                .ok()
+        })
+    }
+
+    /// The workspace's cached token checker, built from its stored identity
+    /// settings on first use so that JWKS and introspection caches live as
+    /// long as the settings do (`set_identity` clears both caches).
+    fn identity_checker<T>(
+        &self,
+        cache: &Mutex<HashMap<String, Arc<T>>>,
+        workspace: &str,
+        build: impl FnOnce(IdentityConfig) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        if let Some(checker) = lock(cache).get(workspace) {
+            return Some(Arc::clone(checker));
         }
-        let config = lock(&self.store)
+        let identity = lock(&self.store)
             .state()
             .workspaces
             .get(workspace)?
             .identity
-            .clone()?
-            .jwt?;
-        let verifier = match crate::identity::jwt::Verifier::new(config) {
-            Ok(v) => Arc::new(v),
-            Err(why) => {
-                log::error!("workspace {workspace}: JWT settings unusable: {why}");
-                return None;
-            }
-        };
-        lock(&self.verifiers).insert(workspace.to_owned(), Arc::clone(&verifier));
-        Some(verifier)
+            .clone()?;
+        let checker = Arc::new(build(identity)?);
+        lock(cache).insert(workspace.to_owned(), Arc::clone(&checker));
+        Some(checker)
     }
 
     /// Stops every running workspace.

@@ -464,27 +464,43 @@ the old ones listed, so partners verify both until they remove the old kid.
 ";
 
 fn run_keys(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
-    let mut action: Option<String> = None;
+    let Some((words, data_dir)) = words_and_data_dir(parser, KEYS_HELP, log_level)? else {
+        return Ok(());
+    };
+    let [action] = words.as_slice() else {
+        return Err(CliError::Usage("keys needs show or rotate".into()));
+    };
+    store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
+    let out = keys::run(action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+/// The arguments of the offline subcommands (keys, audit, partners): bare
+/// words and the resolved data dir, with logging started. `None` when --help
+/// was asked for and printed.
+fn words_and_data_dir(
+    parser: &mut lexopt::Parser,
+    help: &str,
+    log_level: Option<&str>,
+) -> Result<Option<(Vec<String>, PathBuf)>, CliError> {
+    let mut words: Vec<String> = Vec::new();
     let mut data_dir: Option<PathBuf> = None;
     while let Some(arg) = parser.next()? {
         match arg {
-            Value(word) if action.is_none() => action = Some(word.string()?),
+            Value(word) => words.push(word.string()?),
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Short('h') | Long("help") => {
-                print!("{KEYS_HELP}");
-                return Ok(());
+                print!("{help}");
+                return Ok(None);
             }
             other => return Err(other.unexpected().into()),
         }
     }
     logging::init(log_level);
-    let action = action.ok_or_else(|| CliError::Usage("keys needs show or rotate".into()))?;
     let data_dir = store::resolve_data_dir(data_dir.as_deref())
         .map_err(|e| CliError::Config(e.to_string()))?;
-    store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
-    let out = keys::run(&action, &data_dir).map_err(CliError::Runtime)?;
-    print!("{out}");
-    Ok(())
+    Ok(Some((words, data_dir)))
 }
 
 const APPROVALS_HELP: &str = "\
@@ -540,26 +556,13 @@ first record on. Exit 0 when intact, 1 naming the first broken record (file, lin
 ";
 
 fn run_audit(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
-    let mut words: Vec<String> = Vec::new();
-    let mut data_dir: Option<PathBuf> = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Value(word) => words.push(word.string()?),
-            Long("data-dir") => data_dir = Some(parser.value()?.into()),
-            Short('h') | Long("help") => {
-                print!("{AUDIT_HELP}");
-                return Ok(());
-            }
-            other => return Err(other.unexpected().into()),
-        }
-    }
-    logging::init(log_level);
+    let Some((words, data_dir)) = words_and_data_dir(parser, AUDIT_HELP, log_level)? else {
+        return Ok(());
+    };
     let Some(("verify", files)) = words.split_first().map(|(a, r)| (a.as_str(), r)) else {
         return Err(CliError::Usage("audit takes verify (see --help)".into()));
     };
     let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-    let data_dir = store::resolve_data_dir(data_dir.as_deref())
-        .map_err(|e| CliError::Config(e.to_string()))?;
     let out = audit::verify(&data_dir, &files).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
@@ -579,20 +582,9 @@ running serve owns the state: use its REST API).
 ";
 
 fn run_partners(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
-    let mut words: Vec<String> = Vec::new();
-    let mut data_dir: Option<PathBuf> = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Value(word) => words.push(word.string()?),
-            Long("data-dir") => data_dir = Some(parser.value()?.into()),
-            Short('h') | Long("help") => {
-                print!("{PARTNERS_HELP}");
-                return Ok(());
-            }
-            other => return Err(other.unexpected().into()),
-        }
-    }
-    logging::init(log_level);
+    let Some((words, data_dir)) = words_and_data_dir(parser, PARTNERS_HELP, log_level)? else {
+        return Ok(());
+    };
     let (action, arg) = match words.as_slice() {
         [action] => (action.as_str(), None),
         [action, arg] => (action.as_str(), Some(arg.as_str())),
@@ -602,8 +594,6 @@ fn run_partners(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<
             ))
         }
     };
-    let data_dir = store::resolve_data_dir(data_dir.as_deref())
-        .map_err(|e| CliError::Config(e.to_string()))?;
     let out = partners::run(action, arg, &data_dir).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())

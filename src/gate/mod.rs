@@ -127,15 +127,14 @@ impl Gate {
         *self.approvals.write().unwrap_or_else(|p| p.into_inner()) = Some(approvals);
     }
 
-    /// How long a call of `tool` by `agent` may wait for a person, when the policy escalates it
-    /// and approvals are kept (the HTTP transport waits that much longer for its answer).
-    pub fn approval_wait(&self, tool: &str, agent: Option<&str>) -> Option<std::time::Duration> {
+    /// How long an escalated call may wait for a person; `None` when no approvals are kept
+    /// here (the call is refused then). The HTTP transport waits that much longer for its answer.
+    pub fn approval_timeout(&self) -> Option<std::time::Duration> {
         self.approvals
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()?;
-        let policy = self.current_policy();
-        (self.verdict(tool, agent) == Verdict::Escalate).then(|| policy.approval_timeout())
+        Some(self.current_policy().approval_timeout())
     }
 
     /// What the policy says of `tool` for `agent` now (for the audit trail).

@@ -7,7 +7,8 @@
 //! an error status or a malformed answer refuses the token (fail closed) and is not cached.
 //! Never: keeps a token itself (only its hash); caches a failure to reach the provider.
 
-use super::jwt::{scopes, Identity, Refused};
+use super::claims::{audience_holds, identity_from, ClaimMap};
+use super::jwt::{Identity, Refused};
 use crate::remote::client::{self, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -165,31 +166,18 @@ impl Introspector {
             }
         }
         if let Some(audience) = &self.config.audience {
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => a == audience,
-                Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
-                _ => false,
-            };
-            if !ok {
+            if !audience_holds(claims, audience) {
                 return Err(no("wrong audience"));
             }
         }
-        let agent = claims
-            .get(&self.config.agent_claim)
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty() && a.len() <= 200)
-            .ok_or(no("no agent claim"))?
-            .to_owned();
-        let scope = match &self.config.scopes_claim {
-            None => None,
-            Some(name) => Some(scopes(claims.get(name))?),
-        };
-        let workspace = super::jwt::workspace_of(claims, self.config.workspace_claim.as_ref());
-        Ok(Identity {
-            agent,
-            scope,
-            workspace,
-        })
+        identity_from(
+            claims,
+            &ClaimMap {
+                agent: &self.config.agent_claim,
+                scopes: self.config.scopes_claim.as_deref(),
+                workspace: self.config.workspace_claim.as_deref(),
+            },
+        )
     }
 }
 

@@ -11,8 +11,9 @@
 //! Never: accepts an algorithm the configuration did not pin; reads a claim before the signature
 //! verified; takes identity from anything but a verified token.
 
+use super::claims::{audience_holds, identity_from, ClaimMap};
 use super::jwks::{Jwks, Key, Source};
-use crate::delegation::glob::{Glob, Scope};
+use crate::delegation::glob::Scope;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -112,17 +113,6 @@ pub struct Identity {
     pub workspace: Option<String>,
 }
 
-/// The workspace claim's value when one is configured (`""` when the token lacks it).
-pub(crate) fn workspace_of(claims: &Value, claim: Option<&String>) -> Option<String> {
-    claim.map(|name| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    })
-}
-
 /// Why a token was refused (for the log; the caller sees 401).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused(pub String);
@@ -209,13 +199,7 @@ impl Verifier {
         if claims.get("iss").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
             return Err(no("wrong issuer"));
         }
-        let audience = &self.config.audience;
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => a == audience,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
-            _ => false,
-        };
-        if !aud_ok {
+        if !audience_holds(claims, &self.config.audience) {
             return Err(no("wrong audience"));
         }
         let leeway = self.config.leeway_s;
@@ -232,47 +216,15 @@ impl Verifier {
                 return Err(no("not valid yet"));
             }
         }
-        let agent = claims
-            .get(&self.config.agent_claim)
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty() && a.len() <= 200)
-            .ok_or(no("no agent claim"))?
-            .to_owned();
-        let scope = match &self.config.scopes_claim {
-            None => None,
-            Some(name) => Some(scopes(claims.get(name))?),
-        };
-        let workspace = workspace_of(claims, self.config.workspace_claim.as_ref());
-        Ok(Identity {
-            agent,
-            scope,
-            workspace,
-        })
+        identity_from(
+            claims,
+            &ClaimMap {
+                agent: &self.config.agent_claim,
+                scopes: self.config.scopes_claim.as_deref(),
+                workspace: self.config.workspace_claim.as_deref(),
+            },
+        )
     }
-}
-
-/// The globs a scopes claim lists (a list of strings or one space-separated string); a missing
-/// claim allows nothing.
-pub(crate) fn scopes(claim: Option<&Value>) -> Result<Scope, Refused> {
-    let texts: Vec<String> = match claim {
-        None => Vec::new(),
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(_) => return Err(Refused("the scopes claim is not a list".into())),
-    };
-    let allow = texts
-        .iter()
-        .take(100)
-        .map(|t| Glob::new(t).map_err(|e| Refused(format!("a scope is not a glob: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Scope {
-        allow,
-        deny: Vec::new(),
-    })
 }
 
 fn decode(part: &str) -> Result<Vec<u8>, Refused> {

@@ -6,6 +6,7 @@
 //! /api/v1/aegis/workspaces/{id}/identity`).
 //! Never: takes identity from `clientInfo`, tool arguments or any other part of a message.
 
+pub mod claims;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
