@@ -192,13 +192,7 @@ fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
-    let listed = list.json();
-    let mut names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let mut names = crate::support::listed_names(&list.json());
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{}", list.body);
     let echo = serve.call(
@@ -427,13 +421,7 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
-    let listed = list.json();
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = crate::support::listed_names(&list.json());
     assert_eq!(names, ["ex.echo"], "{}", list.body);
     assert_eq!(
         provider.hits.load(Ordering::SeqCst),

@@ -247,12 +247,7 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
     // The listing holds only what both the token and the grant permit.
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
     let listed = post(&serve, &a.token("org-b", &scope, "", &list, now), s, &list).json();
-    let mut names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let mut names = crate::support::listed_names(&listed);
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{listed}");
 
@@ -520,12 +515,7 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
     );
-    let names: Vec<String> = list.json()["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = crate::support::listed_names(&list.json());
     assert!(names.contains(&"partner_b.ex.echo".to_owned()), "{names:?}");
     assert!(!names.iter().any(|n| n.ends_with("get_env")), "{names:?}");
     let denied = a.call(

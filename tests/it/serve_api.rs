@@ -518,12 +518,7 @@ fn mcp_over_http_sessions_and_transport_checks() {
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
-    let names: Vec<String> = list.json()["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = crate::support::listed_names(&list.json());
     assert!(
         names.contains(&"ex.echo".to_owned()) && !names.contains(&"ex.poisoned_add".to_owned()),
         "{names:?}"

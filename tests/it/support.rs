@@ -191,9 +191,7 @@ impl Gate {
             };
             let res = self.request("tools/list", params);
             let result = &res["result"];
-            for tool in result["tools"].as_array().expect("tools array") {
-                names.push(tool["name"].as_str().unwrap().to_owned());
-            }
+            names.extend(listed_names(&res));
             match result.get("nextCursor").and_then(Value::as_str) {
                 Some(c) => cursor = Some(c.to_owned()),
                 None => return names,
@@ -264,6 +262,16 @@ impl Drop for Gate {
 }
 
 /// The text of a tool result's first content block.
+/// The tool names of one `tools/list` answer, in the order listed.
+pub fn listed_names(answer: &Value) -> Vec<String> {
+    answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools array in {answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn text(response: &Value) -> String {
     response["result"]["content"][0]["text"]
         .as_str()
