@@ -90,16 +90,20 @@ fn claims(extra: Value) -> Value {
     c
 }
 
-/// A JWKS endpoint that counts its fetches; stopped and joined on drop.
-struct JwksServer {
+/// An HTTP endpoint on 127.0.0.1 (plain or TLS) that answers every request with the JSON
+/// that `answer(headers, body)` returns; counts requests; stopped and joined on drop.
+struct Endpoint {
     url: String,
+    addr: std::net::SocketAddr,
     hits: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl JwksServer {
-    fn start(body: String) -> JwksServer {
+type Answer = Box<dyn Fn(&str, &str) -> String + Send>;
+
+impl Endpoint {
+    fn start(path: &str, tls: Option<Arc<rustls::ServerConfig>>, answer: Answer) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (hits, stop) = (
@@ -107,47 +111,82 @@ impl JwksServer {
             Arc::new(AtomicBool::new(false)),
         );
         let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     return;
                 }
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
+                let Ok(tcp) = stream else { continue };
                 h.fetch_add(1, Ordering::SeqCst);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                match &tls {
+                    None => {
+                        exchange(tcp, &answer);
+                    }
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(Arc::clone(config)).unwrap();
+                        let mut tls = exchange(rustls::StreamOwned::new(conn, tcp), &answer);
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                };
             }
         });
-        JwksServer {
-            url: format!("http://{addr}/jwks"),
+        Endpoint {
+            url: format!("{scheme}://{addr}{path}"),
+            addr,
             hits,
             stop,
             thread: Some(thread),
         }
     }
-}
 
-impl Drop for JwksServer {
-    fn drop(&mut self) {
+    /// Stops answering: later requests find nothing listening.
+    fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocked accept.
-        let _ = std::net::TcpStream::connect(
-            self.url
-                .trim_start_matches("http://")
-                .trim_end_matches("/jwks"),
-        );
+        let _ = std::net::TcpStream::connect(self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads one request (head and Content-Length body) and writes `answer`'s JSON as a 200.
+fn exchange<S: std::io::Read + Write>(mut stream: S, answer: &Answer) -> S {
+    use std::io::Read;
+    let mut reader = BufReader::new(&mut stream);
+    let (mut head, mut length) = (String::new(), 0);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let reply = answer(&head, &String::from_utf8_lossy(&body));
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    stream
+}
+
+/// A JWKS endpoint serving `body`.
+fn jwks_server(body: String) -> Endpoint {
+    Endpoint::start("/jwks", None, Box::new(move |_, _| body.clone()))
 }
 
 fn initialize_status(serve: &Serve, token: &str) -> u16 {
@@ -169,7 +208,7 @@ fn initialize_status(serve: &Serve, token: &str) -> u16 {
         .status
 }
 
-fn set_algorithm(serve: &Serve, jwks: &JwksServer, alg: &str) {
+fn set_algorithm(serve: &Serve, jwks: &Endpoint, alg: &str) {
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": alg,
         "jwks_url": jwks.url, "scopes_claim": "scope"}});
     let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity));
@@ -182,7 +221,7 @@ fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
     let serve = Serve::start(dir.path());
     serve.setup("ws-1");
     let keys = Keys::new();
-    let jwks = JwksServer::start(keys.jwks());
+    let jwks = jwks_server(keys.jwks());
     set_algorithm(&serve, &jwks, "EdDSA");
     let token = keys.token("EdDSA", "ed", &claims(json!({})));
     let session = serve.session("ws-1", &token);
@@ -236,7 +275,7 @@ fn every_bad_identity_token_is_refused() {
     let serve = Serve::start(dir.path());
     serve.setup("ws-1");
     let keys = Keys::new();
-    let jwks = JwksServer::start(keys.jwks());
+    let jwks = jwks_server(keys.jwks());
     set_algorithm(&serve, &jwks, "RS256");
     let good = keys.token("RS256", "rsa", &claims(json!({})));
     assert_eq!(initialize_status(&serve, &good), 200);
@@ -313,87 +352,23 @@ fn every_bad_identity_token_is_refused() {
 }
 
 /// An introspection endpoint: `opaque-good` is active for bob (scope ex.echo), anything else is
-/// not; it insists on the gate's credential. Counts requests; stopped and joined on drop.
-struct Introspection {
-    url: String,
-    hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Introspection {
-    fn start() -> Introspection {
-        use std::io::Read;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (hits, stop) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut length, mut authorized) = (0, false);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    authorized |= line.trim() == "Authorization: Basic Y2xpZW50OnNlY3JldA==";
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                h.fetch_add(1, Ordering::SeqCst);
-                let body = String::from_utf8_lossy(&body);
-                let answer = if !authorized {
-                    json!({"active": false})
-                } else if body.starts_with("token=opaque-good&") {
-                    json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": now() + 300})
-                } else {
-                    json!({"active": false})
-                }
-                .to_string();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
+/// not; it insists on the gate's credential.
+fn introspection() -> Endpoint {
+    Endpoint::start(
+        "/introspect",
+        None,
+        Box::new(|head, body| {
+            let authorized = head
+                .lines()
+                .any(|l| l.trim() == "Authorization: Basic Y2xpZW50OnNlY3JldA==");
+            if authorized && body.starts_with("token=opaque-good&") {
+                json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": now() + 300})
+            } else {
+                json!({"active": false})
             }
-        });
-        Introspection {
-            url: format!("http://{addr}/introspect"),
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let addr = self
-            .url
-            .trim_start_matches("http://")
-            .trim_end_matches("/introspect");
-        let _ = std::net::TcpStream::connect(addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Introspection {
-    fn drop(&mut self) {
-        self.stop();
-    }
+            .to_string()
+        }),
+    )
 }
 
 #[test]
@@ -401,7 +376,7 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
     let dir = TempDir::new();
     let serve = Serve::start(dir.path());
     serve.setup("ws-1");
-    let mut provider = Introspection::start();
+    let mut provider = introspection();
     let settings = json!({"introspection": {"url": provider.url, "audience": "aegis",
         "authorization": "Basic Y2xpZW50OnNlY3JldA==", "scopes_claim": "scope"}});
     let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(settings));
@@ -446,7 +421,7 @@ fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured
     let serve = Serve::start(dir.path());
     serve.setup("ws-1");
     let keys = Keys::new();
-    let jwks = JwksServer::start(keys.jwks());
+    let jwks = jwks_server(keys.jwks());
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "ES256",
         "jwks_url": jwks.url, "workspace_claim": "ws"}});
     assert_eq!(
@@ -464,79 +439,27 @@ fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured
     );
 }
 
-/// A one-shot-per-connection HTTPS server answering `body` (the test certificate for 127.0.0.1).
-struct TlsServer {
-    url: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TlsServer {
-    fn start(body: String) -> TlsServer {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity");
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(data.join("tls_test_cert.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(data.join("tls_test_key.pem")).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .unwrap(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(tcp) = stream else { continue };
-                let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
-                let mut tls = rustls::StreamOwned::new(conn, tcp);
-                let mut reader = BufReader::new(&mut tls);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = write!(
-                    tls,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-        });
-        TlsServer {
-            url: format!("https://{addr}/jwks"),
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let addr = self
-            .url
-            .trim_start_matches("https://")
-            .trim_end_matches("/jwks");
-        let _ = std::net::TcpStream::connect(addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A JWKS endpoint over TLS, with the test CA's certificate for 127.0.0.1.
+fn tls_jwks_server(body: String) -> Endpoint {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(data.join("tls_test_cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(data.join("tls_test_key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    Endpoint::start("/jwks", Some(config), Box::new(move |_, _| body.clone()))
 }
 
 #[test]
@@ -547,7 +470,7 @@ fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
     let serve = Serve::start_with_env(dir.path(), &[], &[("AEGIS_CA_FILE", ca.to_str().unwrap())]);
     serve.setup("ws-1");
     let keys = Keys::new();
-    let jwks = TlsServer::start(keys.jwks());
+    let jwks = tls_jwks_server(keys.jwks());
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "EdDSA",
         "jwks_url": jwks.url}});
     assert_eq!(
