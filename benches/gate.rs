@@ -559,7 +559,8 @@ fn http_calls(n: usize) {
 /// One client's `tools/call` with an agent key next to the same call delegated by a partner
 /// (tokens signed beforehand: what is measured is the receiving gate's added work).
 fn delegated_calls(addr: &str, agent_session: &str, agent_key: &str, n: usize) {
-    use aegis_gate::delegation::{glob::Scope, paserk, token};
+    use aegis_gate::delegation::{paserk, token};
+    use aegis_gate::glob::Scope;
     let key = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
     let admin = [("Authorization", "Bearer bench")];
     let mut c = HttpClient::connect(addr);

@@ -447,7 +447,7 @@ fn remote_server(
         name: name.clone(),
         reason,
     };
-    crate::remote::client::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
+    crate::http_client::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
     let exe = std::env::current_exe()
         .map_err(|e| refuse(format!("cannot find the gate's own executable: {e}")))?;
     let headers = serde_json::to_string(headers).map_err(|e| refuse(e.to_string()))?;

@@ -40,6 +40,9 @@ pub mod sanitize;
 pub mod store;
 pub mod time;
 
+pub mod approvals;
+pub mod glob;
+pub mod http_client;
 mod logging;
 mod sys;
 mod thread;

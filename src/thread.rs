@@ -1,12 +1,20 @@
 //! Named threads that are joined, never forgotten.
 //!
-//! Owns: [`JoinOnDrop`], the only way the gate spawns a thread. Dropping the handle joins the
+//! Owns: [`JoinOnDrop`], the only way the gate spawns a thread, and [`lock`], the one way a
+//! mutex is locked (a poisoned lock is taken over, not propagated as a panic). Dropping the handle joins the
 //! thread and logs a panic it ended with.
 //! Never: detaches silently; the one thread that may be left running (the stdin reader blocked
 //! in `read` at a signal) is let go through [`JoinOnDrop::detach`], with a reason at the call site.
 
 use std::io;
+use std::sync::{Mutex, MutexGuard};
 use std::thread::{Builder, JoinHandle};
+
+/// Locks a mutex, taking the data of a poisoned one: a thread that panicked while holding it has
+/// been logged already, and every structure guarded here stays valid between statements.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A thread handle that joins on drop.
 #[derive(Debug)]

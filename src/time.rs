@@ -1,9 +1,16 @@
 //! UTC time as RFC 3339 text: Unix seconds to and from `YYYY-MM-DDTHH:MM:SSZ`, for delegation
 //! token claims and log timestamps, without a time-zone database.
 //!
-//! Owns: one strict form, `YYYY-MM-DDTHH:MM:SSZ` (a `+00:00` offset is read too), in UTC, for years
+//! Owns: the wall clock in whole seconds ([`unix_now`]) and one strict form, `YYYY-MM-DDTHH:MM:SSZ` (a `+00:00` offset is read too), in UTC, for years
 //! 1970–9999. Everything in `i64` with checked arithmetic: a hostile time cannot overflow.
 //! Never: reads local time zones, fractional seconds or leap seconds (`:60`).
+
+/// The clock: whole Unix seconds now (0 before 1970, saturating far in the future).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`; `None` outside 1970–9999.
 pub fn format(unix: i64) -> Option<String> {

@@ -11,15 +11,16 @@
 //! admits anything when the replay cache or the rate table is full.
 
 use super::{lock, Api};
-use crate::delegation::glob::Scope;
 use crate::delegation::rate::{Limiter, DEFAULT_MAX_KEYS};
 use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
 use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
 use crate::delegation::{paserk, time};
+use crate::glob::Scope;
 use crate::jsonrpc::{self, Id};
 use crate::store::state::Partner;
+use crate::time::unix_now;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The state of inbound delegation: seen token ids and rate counters.
 pub(super) struct Delegation {
@@ -282,10 +283,4 @@ fn key_of(partners: &std::collections::BTreeMap<String, Partner>, kid: &str) -> 
             not_after,
         })
     })
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

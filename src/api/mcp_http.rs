@@ -17,11 +17,11 @@ use super::http::{self, ApiError};
 use super::partners::partner_caller;
 use super::streams::NewStream;
 use super::{lock, Api};
+use crate::crypto::secret::{hash_secret, hashes_equal, random_hex};
 use crate::delegation;
 use crate::gate::Session;
 use crate::jsonrpc::{self, Id, Message, Sink};
 use crate::mcp;
-use crate::store::state::{hash_secret, hashes_equal, random_hex};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
@@ -405,7 +405,7 @@ enum Caller {
     /// An agent named by a verified identity token (JWT), limited to its scopes when it has some.
     Token {
         agent: String,
-        scope: Option<crate::delegation::glob::Scope>,
+        scope: Option<crate::glob::Scope>,
     },
 }
 

@@ -19,19 +19,20 @@ mod rest;
 pub mod serve;
 mod streams;
 
+use crate::approvals::webhooks::Webhooks;
+use crate::approvals::Approvals;
 use crate::config::{ServerConfig, Settings};
+use crate::crypto::secret::{hash_secret, hashes_equal};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
-use crate::policy::approvals::Approvals;
-use crate::policy::webhooks::Webhooks;
 use crate::store::pins::PinStore;
-use crate::store::state::{hash_secret, hashes_equal, Connection, IdentityConfig, StateStore};
+use crate::store::state::{Connection, IdentityConfig, StateStore};
 use http::ApiError;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// What serve mode is configured with.
 #[derive(Clone, Debug)]
@@ -103,9 +104,7 @@ struct Calls {
 /// Upper bounds (seconds) of the call latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0, 60.0];
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::thread::lock;
 
 impl Api {
     /// Serve mode over an opened store, with the admin token's hash.
@@ -200,10 +199,8 @@ impl Api {
         &self,
         workspace: &str,
         token: &str,
-    ) -> Option<crate::identity::jwt::Identity> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    ) -> Option<crate::identity::Identity> {
+        let now = crate::time::unix_now();
         use crate::identity::Authenticate;
         // A JWT (three parts) goes to the JWT settings; anything else to introspection.
         let adapter: Arc<dyn Authenticate> =
@@ -505,7 +502,7 @@ fn bridge_config(
 fn approval_observer(
     webhooks: Arc<Webhooks>,
     audit: Option<Arc<crate::audit::Audit>>,
-) -> crate::policy::approvals::Observer {
+) -> crate::approvals::Observer {
     Box::new(move |approval| {
         log::info!(
             "approval {} for {:?} in {} by {:?}: {:?}",
@@ -519,7 +516,7 @@ fn approval_observer(
         if let Some(audit) = &audit {
             audit.record(notice.clone());
         }
-        if approval.status == crate::policy::approvals::Status::Pending {
+        if approval.status == crate::approvals::Status::Pending {
             webhooks.send(&approval.webhooks, notice.to_string().as_bytes());
         }
     })

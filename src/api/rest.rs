@@ -11,11 +11,12 @@
 use super::http::{self, ApiError};
 use super::{binding, lock, Api};
 use crate::config::{validate_server_name, Separator};
-use crate::delegation::glob::Scope;
+use crate::crypto::secret::{hash_secret, random_hex};
 use crate::downstream::Snapshot;
+use crate::glob::Scope;
 use crate::policy::Policy;
 use crate::store::pins::{PinStore, Standing};
-use crate::store::state::{hash_secret, random_hex, Agent, Connection, Kind, Remote, Workspace};
+use crate::store::state::{Agent, Connection, Kind, Remote, Workspace};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -181,8 +182,8 @@ fn check_remote(api: &Api, new: &NewConnection) -> Result<Option<Remote>, ApiErr
         .url
         .clone()
         .ok_or_else(|| ApiError::invalid("a remote connection needs url"))?;
-    crate::remote::client::Url::parse(&url).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let allowed = |n: &&String| crate::remote::client::is_header_name(n);
+    crate::http_client::Url::parse(&url).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let allowed = |n: &&String| crate::http_client::is_header_name(n);
     if let Some(name) = new.headers.keys().find(|n| !allowed(n)) {
         return Err(ApiError::invalid(format!(
             "{name:?} is not a header the gate may send (a token of letters, digits, - and _; \
@@ -214,7 +215,7 @@ fn check_remote(api: &Api, new: &NewConnection) -> Result<Option<Remote>, ApiErr
             let scope = match new.scope.clone() {
                 Some(scope) => scope,
                 None => Scope {
-                    allow: vec![crate::delegation::glob::Glob::new("*.*")
+                    allow: vec![crate::glob::Glob::new("*.*")
                         .map_err(|e| ApiError::invalid(e.to_string()))?],
                     deny: Vec::new(),
                 },
@@ -586,7 +587,7 @@ fn get_workspace(api: &Api, id: &str) -> Answer {
 
 /// Approves (the held call goes on, exactly as sent) or denies a waiting call.
 fn decide(api: &Api, id: &str, approve: bool) -> Answer {
-    use crate::policy::approvals::ApprovalError;
+    use crate::approvals::ApprovalError;
     match api.approvals.decide(id, approve) {
         Ok(approval) => Ok((200, json!(approval))),
         Err(ApprovalError::NotFound | ApprovalError::Full) => {
@@ -618,7 +619,7 @@ fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
             .map_err(|why| ApiError::invalid(format!("jwt: {why}")))?;
     }
     if let Some(intro) = config.introspection.as_mut() {
-        crate::remote::client::Url::parse(&intro.url)
+        crate::http_client::Url::parse(&intro.url)
             .map_err(|e| ApiError::invalid(format!("introspection url: {e}")))?;
         // A credential: kept encrypted, bound to this workspace, and never answered.
         if let Some(value) = intro.authorization.take() {
@@ -658,7 +659,7 @@ fn put_policy(api: &Api, id: &str, body: &[u8]) -> Answer {
     let policy: Policy = http::parse(body)?;
     for hook in &policy.webhooks {
         // The reason only: a URL may carry a secret.
-        crate::remote::client::Url::parse(hook)
+        crate::http_client::Url::parse(hook)
             .map_err(|e| ApiError::invalid(format!("a webhook URL is refused: {e}")))?;
     }
     lock(&api.store).update(|state| match state.workspaces.get_mut(id) {

@@ -12,9 +12,10 @@
 use super::front::{Front, FrontConfig};
 use super::{Api, ApiOptions};
 use crate::config::Settings;
+use crate::crypto::secret::{hash_secret, random_hex};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
-use crate::store::state::{hash_secret, random_hex, StateStore};
+use crate::store::state::StateStore;
 use crate::{store, sys};
 use std::io::{self, Write};
 use std::sync::Arc;

@@ -36,7 +36,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The live file.
 pub const FILE: &str = "audit.log";
@@ -336,10 +336,7 @@ fn sync(file: &mut BufWriter<File>) {
 }
 
 fn now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    crate::time::format(secs).unwrap_or_default()
+    crate::time::format(crate::time::unix_now()).unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

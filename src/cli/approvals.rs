@@ -4,7 +4,7 @@
 //! admin token from `AEGIS_ADMIN_TOKEN`): held calls live in that process, not in the data dir.
 //! Never: prints the token; follows redirects.
 
-use crate::remote::client::{self, Url};
+use crate::http_client::{self as client, Url};
 use std::time::{Duration, Instant};
 
 /// Runs `approvals ACTION [ID]` against `base`; returns what to print.

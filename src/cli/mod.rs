@@ -624,7 +624,8 @@ OPTIONS:
 ";
 
 fn run_bridge(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
-    use crate::remote::{bridge, client::Url};
+    use crate::http_client::Url;
+    use crate::remote::bridge;
     let mut url: Option<String> = None;
     let mut timeout = Duration::from_millis(70_000);
     let mut max_line: usize = 4 * 1024 * 1024;

@@ -182,6 +182,7 @@ fn write_new_key(path: &Path, key: &str) -> Result<(), Error> {
 }
 
 mod rotate;
+pub mod secret;
 pub mod signing;
 #[cfg(test)]
 mod tests;

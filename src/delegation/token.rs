@@ -15,9 +15,9 @@
 //! Never: tells the agent which check failed (see [`Rejection::class`]); reads a claim before the
 //! signature verified.
 
-use super::glob::Scope;
 use super::paseto::{self, Parsed, PasetoError};
 use super::time;
+use crate::glob::Scope;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -13,12 +13,12 @@ pub mod runtime;
 pub mod stdio;
 pub mod tap;
 
+use crate::approvals::{self, Approvals, Release, ReleaseFn};
 use crate::config::Settings;
 use crate::downstream::{CallRequest, ConnHandle};
 use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
 use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
-use crate::policy::approvals::{self, Approvals, Release, ReleaseFn};
 use crate::policy::{Facts, Policy, Verdict};
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -1,13 +1,36 @@
 //! Claims: how a verified token's claims (a JWT's payload or an introspection answer) name the
 //! caller, the same way for every adapter.
 //!
-//! Owns: the audience check (`aud` a string or a list holding it), the agent from the mapped
+//! Owns: what a verified token names ([`Identity`]) or why it was refused ([`Refused`]), the
+//! audience check (`aud` a string or a list holding it), the agent from the mapped
 //! claim, the tool scopes (globs) from the mapped claim, and the workspace claim.
 //! Never: reads claims of a token that has not been verified (callers check first).
 
-use super::jwt::{Identity, Refused};
-use crate::delegation::glob::{Glob, Scope};
+use crate::glob::{Glob, Scope};
 use serde_json::Value;
+use std::fmt;
+
+/// Who a verified token names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The agent (the mapped claim).
+    pub agent: String,
+    /// The tools it may see and call; `None`: all.
+    pub scope: Option<Scope>,
+    /// The workspace the token is for, when a workspace claim is configured (`Some("")` when
+    /// configured and missing).
+    pub workspace: Option<String>,
+}
+
+/// Why a token was refused (for the log; the caller sees 401).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Which claims carry what.
 pub struct ClaimMap<'a> {

@@ -8,8 +8,8 @@
 //! Never: keeps a token itself (only its hash); caches a failure to reach the provider.
 
 use super::claims::{audience_holds, identity_from, ClaimMap};
-use super::jwt::{Identity, Refused};
-use crate::remote::client::{self, Url};
+use super::claims::{Identity, Refused};
+use crate::http_client::{self as client, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -5,10 +5,10 @@
 //! the cache: keys are fetched again when older than the TTL, and once more when a token names
 //! an unknown `kid`, but an unknown `kid` causes at most one fetch per [`MIN_REFETCH`] (so
 //! made-up kids cannot turn the gate into a fetch loop).
-//! Never: follows a redirect (URLs are fetched with [`crate::remote::client`], TLS included); keeps a weak
+//! Never: follows a redirect (URLs are fetched with [`crate::http_client`], TLS included); keeps a weak
 //! Ed25519 key or a short RSA key; waits longer than [`FETCH_TIMEOUT`] for a fetch.
 
-use crate::remote::client::{self, Url};
+use crate::http_client::{self as client, Url};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;

@@ -11,14 +11,12 @@
 //! Never: accepts an algorithm the configuration did not pin; reads a claim before the signature
 //! verified; takes identity from anything but a verified token.
 
-use super::claims::{audience_holds, identity_from, ClaimMap};
+use super::claims::{audience_holds, identity_from, ClaimMap, Identity, Refused};
 use super::jwks::{Jwks, Key, Source};
-use crate::delegation::glob::Scope;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -86,7 +84,7 @@ impl JwtConfig {
     pub fn validate(&self) -> Result<(), String> {
         match (&self.jwks_url, &self.jwks_file) {
             (Some(url), None) => {
-                crate::remote::client::Url::parse(url).map_err(|e| format!("jwks_url: {e}"))?;
+                crate::http_client::Url::parse(url).map_err(|e| format!("jwks_url: {e}"))?;
             }
             (None, Some(_)) => {}
             _ => return Err("give exactly one of jwks_url and jwks_file".into()),
@@ -98,28 +96,6 @@ impl JwtConfig {
             return Err("leeway_s is 0 to 300".into());
         }
         Ok(())
-    }
-}
-
-/// Who a verified token names.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Identity {
-    /// The agent (the mapped claim).
-    pub agent: String,
-    /// The tools it may see and call; `None`: all.
-    pub scope: Option<Scope>,
-    /// The workspace the token is for, when a workspace claim is configured (`Some("")` when
-    /// configured and missing).
-    pub workspace: Option<String>,
-}
-
-/// Why a token was refused (for the log; the caller sees 401).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refused(pub String);
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -11,7 +11,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 
-use jwt::{Identity, Refused};
+pub use claims::{Identity, Refused};
 
 /// An identity adapter: who a bearer token names, at `now` (Unix seconds). Agent keys are the
 /// store's; these adapters vouch for tokens from an identity provider.

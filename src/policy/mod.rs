@@ -8,11 +8,11 @@
 //! Never: lets a rule with an `agents` list match a caller the transport did not name; performs
 //! I/O (the store keeps the document, the gate applies it).
 
-pub mod approvals;
-pub mod webhooks;
-
-use crate::delegation::glob::Glob;
+use crate::glob::Glob;
 use serde::{Deserialize, Serialize};
+
+/// How long an escalated call waits for a person when the policy does not say.
+pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a rule (or the default) says about a call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl Policy {
     /// How long an escalated call waits for a person.
     pub fn approval_timeout(&self) -> std::time::Duration {
         self.approval_timeout_s
-            .map_or(approvals::DEFAULT_TIMEOUT, |s| {
+            .map_or(DEFAULT_APPROVAL_TIMEOUT, |s| {
                 std::time::Duration::from_secs(s.clamp(1, 86_400))
             })
     }

@@ -18,17 +18,18 @@
 //! Threads: the main thread reads stdin; `bridge-post-N` send requests; `bridge-events` holds the
 //! GET stream. The process ends at stdin EOF (or is signalled by the connection's teardown).
 
-use super::client::{self, Response, Url};
 use super::sse;
-use crate::delegation::glob::Scope;
 use crate::delegation::token::{self, Grant};
+use crate::glob::Scope;
+use crate::http_client::{self as client, Response, Url};
 use crate::jsonrpc::code;
 use crate::mcp;
+use crate::thread::lock;
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Requests in flight to the server at once.
 pub const POSTERS: usize = 8;
@@ -398,9 +399,7 @@ fn sign(
     body: &[u8],
     agent: Option<&str>,
 ) -> Result<String, token::SignError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::time::unix_now();
     let grant = Grant {
         iss: &signer.org_id,
         aud: &signer.audience,
@@ -417,8 +416,4 @@ fn sign(
         now,
         TOKEN_LIFETIME,
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

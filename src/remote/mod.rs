@@ -1,12 +1,11 @@
 //! Remote MCP servers over Streamable HTTP: the transport of connections of kind `http` and
 //! `partner`.
 //!
-//! Owns: a small synchronous HTTP/1.1 client ([`client`]), server-sent events ([`sse`]) and the
+//! Owns: server-sent events ([`sse`]) and the
 //! bridge ([`bridge`]) that a remote connection runs as its child, so remote and local servers
 //! share one supervision.
 //! Never: uses an async runtime; skips a certificate check (TLS is rustls with Mozilla's roots,
 //! plus `AEGIS_CA_FILE`).
 
 pub mod bridge;
-pub mod client;
 pub mod sse;

@@ -7,6 +7,7 @@
 //! is an error naming it).
 
 pub mod pins;
+pub mod schema;
 pub mod state;
 
 use std::fmt;

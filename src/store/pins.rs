@@ -9,14 +9,15 @@
 //! (a gate, serve and an operator's `tools approve` may share the data dir); writes anything but
 //! the pins.
 
-use super::state::{State, StateFile};
+pub use super::schema::{Approved, Current, PinEntry, Pins, StoredFinding};
+use super::schema::{State, Tools};
+use super::state::StateFile;
 use super::{io_error, Error};
 use crate::sanitize::{Finding, Verdict};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Where gates before schema version 2 kept the pins.
 const LEGACY_FILE: &str = "pins.json";
@@ -44,56 +45,6 @@ pub enum Standing {
     Unapproved,
 }
 
-/// A stored finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredFinding {
-    /// Where.
-    pub location: String,
-    /// What (snake_case kind).
-    pub kind: String,
-    /// Evidence.
-    pub detail: String,
-}
-
-/// The approved version of a tool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Approved {
-    /// Its pin hash.
-    pub hash: String,
-    /// Its sanitized definition (what agents are served while a newer version waits).
-    pub definition: Value,
-    /// `first use` or `operator`.
-    pub by: String,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-/// The version of a tool last seen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Current {
-    /// Its pin hash.
-    pub hash: String,
-    /// Its verdict.
-    pub verdict: String,
-    /// What the sanitizers found.
-    pub findings: Vec<StoredFinding>,
-    /// The definition as the server sent it.
-    pub raw: Value,
-    /// The sanitized definition.
-    pub clean: Value,
-}
-
-/// One tool's pin record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PinEntry {
-    /// The name agents see.
-    pub merged_name: String,
-    /// The approved version, if any.
-    pub approved: Option<Approved>,
-    /// The last version seen.
-    pub current: Current,
-}
-
 impl PinEntry {
     /// Where the current version stands.
     pub fn standing(&self) -> Standing {
@@ -106,11 +57,6 @@ impl PinEntry {
         }
     }
 }
-
-type Tools = BTreeMap<String, PinEntry>;
-type Servers = BTreeMap<String, Tools>;
-/// All pins: workspace → server → tool → entry.
-pub type Pins = BTreeMap<String, Servers>;
 
 /// `pins.json` as gates before schema version 2 wrote it.
 #[derive(Deserialize)]
@@ -343,9 +289,7 @@ fn migrate_legacy(dir: &Path, file: &StateFile) -> Result<(), Error> {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::time::unix_now()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 
 use crate::serve_api::{Response, Serve};
 use crate::support::{gate_bin, TempDir};
-use aegis_gate::delegation::glob::Scope;
 use aegis_gate::delegation::paserk;
 use aegis_gate::delegation::token::{self, Grant};
+use aegis_gate::glob::Scope;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::process::Command;

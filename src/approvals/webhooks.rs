@@ -10,7 +10,7 @@
 //!
 //! Threads: `webhooks`, stopped and joined by [`Webhooks::stop`].
 
-use crate::remote::client::{self, Url};
+use crate::http_client::{self as client, Url};
 use crate::thread::{self, JoinOnDrop};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

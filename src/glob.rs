@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-const OPTIONS: glob::MatchOptions = glob::MatchOptions {
+const OPTIONS: ::glob::MatchOptions = ::glob::MatchOptions {
     case_sensitive: true,
     require_literal_separator: true,
     require_literal_leading_dot: false,
@@ -31,7 +31,7 @@ const MAX_LEN: usize = 512;
 #[serde(try_from = "String", into = "String")]
 pub struct Glob {
     text: String,
-    pattern: glob::Pattern,
+    pattern: ::glob::Pattern,
 }
 
 /// Why a pattern was refused.
@@ -80,7 +80,7 @@ impl Glob {
         if text.contains('/') {
             return Err(GlobError::Slash);
         }
-        let pattern = glob::Pattern::new(&text.replace('.', "/"))
+        let pattern = ::glob::Pattern::new(&text.replace('.', "/"))
             .map_err(|e| GlobError::Invalid(e.msg.to_owned()))?;
         Ok(Glob {
             text: text.to_owned(),

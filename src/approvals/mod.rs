@@ -11,18 +11,21 @@
 //!
 //! Threads: `approvals-expiry` (ticks every second; stopped and joined by [`Approvals::stop`]).
 
-use crate::thread::{self, JoinOnDrop};
+pub mod webhooks;
+
+use crate::thread::{self, lock, JoinOnDrop};
+use crate::time::unix_now;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Decided records kept for `GET /approvals`.
 const HISTORY: usize = 1000;
-/// How long a held call waits for a person by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+#[cfg(test)]
+use crate::policy::DEFAULT_APPROVAL_TIMEOUT as DEFAULT_TIMEOUT;
 
 /// Where an approval stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -390,17 +393,7 @@ fn preview(arguments: &str) -> Value {
 }
 
 fn random_id() -> String {
-    crate::store::state::random_hex(8).unwrap_or_else(|_| format!("{:016x}", unix_now()))
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::crypto::secret::random_hex(8).unwrap_or_else(|_| format!("{:016x}", unix_now()))
 }
 
 #[cfg(test)]
