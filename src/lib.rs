@@ -32,6 +32,7 @@ pub mod example_server;
 pub mod gate;
 pub mod identity;
 pub mod jsonrpc;
+pub mod launch;
 pub mod mcp;
 pub mod merger;
 pub mod policy;

@@ -11,6 +11,7 @@
 //! admits anything when the replay cache or the rate table is full.
 
 use super::{lock, Api};
+use crate::audit::records::clip;
 use crate::delegation::rate::{Limiter, DEFAULT_MAX_KEYS};
 use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
 use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
@@ -238,15 +239,14 @@ fn audit_rejection(
         return;
     }
     let claims = verified.map(|v| &v.claims);
-    audit.record(serde_json::json!({
-        "type": "call",
-        "workspace": request.workspace,
-        "agent": claims.map(|c| clip(&c.sub)),
-        "delegation": claims.map(|c| serde_json::json!({ "iss": c.iss, "jti": clip(&c.jti) })),
-        "tool": clip(request.tool),
-        "body_sha256": crate::audit::argument_hash(request.body),
-        "outcome": format!("refused: {}", clip(&rejection.to_string())),
-    }));
+    audit.record(crate::audit::records::refused_delegation(
+        request.workspace,
+        claims.map(|c| c.sub.as_str()),
+        claims.map(|c| (c.iss.as_str(), c.jti.as_str())),
+        request.tool,
+        request.body,
+        &rejection.to_string(),
+    ));
 }
 
 fn log_decision(outcome: &str, verified: &Verified, tool: &str) {
@@ -260,11 +260,6 @@ fn log_decision(outcome: &str, verified: &Verified, tool: &str) {
         clip(tool),
         clip(&c.jti)
     );
-}
-
-/// At most 200 characters of `text`.
-fn clip(text: &str) -> String {
-    text.chars().take(200).collect()
 }
 
 /// The registry's key for `kid`, with its org and retirement time.

@@ -131,7 +131,7 @@ fn delete(api: &Api, org: &str) -> Answer {
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found(format!("no partner {org}")))
     })?;
-    super::mcp_http::end_sessions(api, |s| s.agent_id == partner_caller(org));
+    super::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
     log::info!("partner {org} removed");
     Ok((200, json!({ "deleted": org })))
 }
@@ -169,7 +169,7 @@ fn remove_key(api: &Api, org: &str, kid: &str) -> Answer {
         Ok(())
     })?;
     // Sessions opened under the removed key end too (a GET stream would outlive it otherwise).
-    super::mcp_http::end_sessions(api, |s| s.agent_id == partner_caller(org));
+    super::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
     log::info!("partner {org}: key {kid} removed");
     Ok((200, json!({ "deleted": kid })))
 }

@@ -643,8 +643,7 @@ fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
         }
         None => Err(ApiError::not_found(format!("no workspace {id}"))),
     })?;
-    lock(&api.verifiers).remove(id);
-    lock(&api.introspectors).remove(id);
+    api.identity.forget(id);
     log::info!("workspace {id}: identity settings replaced");
     Ok((200, identity_json(config)))
 }
@@ -860,6 +859,6 @@ fn revoke_agent(api: &Api, id: &str) -> Answer {
         }
         None => Err(ApiError::not_found(format!("no agent {id}"))),
     })?;
-    super::mcp_http::end_sessions(api, |s| s.agent_id == id);
+    super::sessions::end_sessions(api, |s| s.agent_id == id);
     Ok((200, json!({ "revoked": id })))
 }

@@ -11,8 +11,8 @@
 //!
 //! Threads: `http-streams`, ended by [`Streams::stop`] (which closes every stream) and joined.
 
-use super::lock;
-use crate::thread::{self, JoinOnDrop};
+use super::sse;
+use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +63,41 @@ impl Streams {
         })
     }
 
+    /// Writes the head of `request`'s answer, a session's event stream, and hands the stream to
+    /// the thread.
+    pub(super) fn open_request(
+        &self,
+        request: tiny_http::Request,
+        session: String,
+        notes: Receiver<Vec<u8>>,
+        streaming: Arc<AtomicBool>,
+    ) {
+        let chunked = *request.http_version() >= tiny_http::HTTPVersion(1, 1);
+        let head = if chunked {
+            sse::STREAM_HEAD_CHUNKED
+        } else {
+            sse::STREAM_HEAD_PLAIN
+        };
+        let mut writer = request.into_writer();
+        if writer
+            .write_all(head)
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
+            return;
+        }
+        let stream = NewStream {
+            session,
+            notes,
+            writer,
+            chunked,
+            streaming,
+        };
+        if self.open(stream).is_err() {
+            log::warn!("the event stream thread is busy or stopped; a GET stream ends at once");
+        }
+    }
+
     /// Hands a stream over; on error the caller still owns nothing (the writer is dropped).
     pub(super) fn open(&self, stream: NewStream) -> Result<(), OpenError> {
         let handover = lock(&self.handover);
@@ -105,10 +140,7 @@ impl Drop for Open {
 impl Open {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.chunked {
-            self.writer
-                .write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
-            self.writer.write_all(data)?;
-            self.writer.write_all(b"\r\n")?;
+            sse::write_chunk(&mut self.writer, data)?;
         } else {
             self.writer.write_all(data)?;
         }
@@ -122,7 +154,7 @@ impl Open {
         if self.chunked {
             let _ = self
                 .writer
-                .write_all(b"0\r\n\r\n")
+                .write_all(sse::LAST_CHUNK)
                 .and_then(|()| self.writer.flush());
         }
     }
@@ -142,11 +174,7 @@ fn run(handover: &Receiver<NewStream>) {
             Woke::Handover(Some(new)) => add(&mut open, new),
             Woke::Handover(None) => break, // Stopping.
             Woke::Note(i, Some(line)) => {
-                let mut event = Vec::with_capacity(line.len() + 24);
-                event.extend_from_slice(b"event: message\ndata: ");
-                event.extend_from_slice(&line);
-                event.extend_from_slice(b"\n\n");
-                if let Err(e) = open[i].write(&event) {
+                if let Err(e) = open[i].write(&sse::event(&line)) {
                     log::debug!("event stream of a session ended: {e}");
                     open.swap_remove(i);
                 }
@@ -207,7 +235,7 @@ fn keep_alive(open: &mut Vec<Open>) {
     let now = Instant::now();
     open.retain_mut(|s| {
         now.saturating_duration_since(s.last_write) < KEEPALIVE
-            || s.write(b": keepalive\n\n").is_ok()
+            || s.write(sse::KEEPALIVE_COMMENT).is_ok()
     });
 }
 

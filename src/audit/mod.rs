@@ -18,8 +18,10 @@
 //! Threads: `audit-writer`, ended by dropping the [`Audit`] (its queue closes; it flushes, fsyncs
 //! and is joined).
 
+pub mod records;
 mod verify;
 
+pub use records::argument_hash;
 pub use verify::{files, verify, Broken, Verified};
 
 use crate::store::FileLock;
@@ -341,11 +343,6 @@ fn now() -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The SHA-256 (hex) of a call's argument bytes, as an audit record carries them.
-pub fn argument_hash(arguments: &[u8]) -> String {
-    hex(&Sha256::digest(arguments))
 }
 
 /// Shared handle type.

@@ -9,9 +9,12 @@
 //!
 //! Transports (`stdio`, later HTTP) frame bytes and call [`Gate::handle`] for each message.
 
+pub mod call;
 pub mod runtime;
 pub mod stdio;
 pub mod tap;
+
+pub use call::{ToolCall, VerdictSlot};
 
 use crate::approvals::{self, Approvals, Release, ReleaseFn};
 use crate::config::Settings;
@@ -137,7 +140,8 @@ impl Gate {
         Some(self.current_policy().approval_timeout())
     }
 
-    /// What the policy says of `tool` for `agent` now (for the audit trail).
+    /// What the policy says of `tool` for `agent` now: for the audit record of a call the gate
+    /// never decided (refused before routing, or still held at its deadline).
     pub fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
         let routes = self.merger.routes();
         let route = routes.get(tool);
@@ -228,13 +232,27 @@ impl Gate {
 
     /// Handles one framed message from `session`.
     pub fn handle(self: &Arc<Self>, session: &Session, frame: &[u8]) {
-        match jsonrpc::parse(frame) {
+        self.handle_parsed(session, jsonrpc::parse(frame), None);
+    }
+
+    /// Handles one message a transport has parsed already, with its `tools/call` params when
+    /// the transport parsed those too (a transport that audits or authorizes the call reads
+    /// them first; the gate then routes the same parse and fills its verdict slot).
+    pub fn handle_parsed(
+        self: &Arc<Self>,
+        session: &Session,
+        parsed: Result<Message, jsonrpc::ParseError>,
+        call: Option<ToolCall>,
+    ) {
+        match parsed {
             Err(e) => {
                 session.sink.send_reply(e.to_error_line());
             }
             Ok(Message::Request { id, method, params }) => {
                 let responder = Responder::new(id, session.sink.clone());
-                self.on_request(session, responder, &method, params.as_deref());
+                let call = (method == "tools/call")
+                    .then(|| call.unwrap_or_else(|| ToolCall::parse(params.as_deref())));
+                self.on_request(session, responder, &method, params.as_deref(), call);
             }
             Ok(Message::Notification { method, params }) => {
                 self.on_notification(session, &method, params.as_deref())
@@ -270,20 +288,20 @@ impl Gate {
         responder: Responder,
         method: &str,
         params: Option<&RawValue>,
+        call: Option<ToolCall>,
     ) {
         let initialized = session.initialized.load(Ordering::SeqCst);
-        match method {
-            "initialize" => self.initialize(session, responder, params),
-            "ping" => responder.result("{}"),
-            "tools/list" | "tools/call" if !initialized => responder.error(
+        match (method, call) {
+            ("initialize", _) => self.initialize(session, responder, params),
+            ("ping", _) => responder.result("{}"),
+            ("tools/list" | "tools/call", _) if !initialized => responder.error(
                 code::NOT_INITIALIZED,
                 "the session is not initialized: send initialize first",
             ),
-            "tools/list" => self.list(responder, params),
-            "tools/call" if !self.merger.is_ready() => {
+            ("tools/list", _) => self.list(responder, params),
+            ("tools/call", Some(call)) if !self.merger.is_ready() => {
                 // Routes are incomplete until every child has listed: run the call after that.
                 let gate = Arc::clone(self);
-                let params = params.map(ToOwned::to_owned);
                 let agent = session.agent.clone();
                 let run = move |responder: Responder| {
                     let key = (responder.session(), responder.id().clone());
@@ -294,7 +312,7 @@ impl Gate {
                         .remove(&key);
                     // A call the agent cancelled while it waited is owed nothing.
                     if !cancelled {
-                        gate.call(responder, params.as_deref(), agent);
+                        gate.call(responder, call, agent);
                     }
                 };
                 self.merger.send(Request::WhenReady {
@@ -302,7 +320,7 @@ impl Gate {
                     run: Box::new(run),
                 });
             }
-            "tools/call" => self.call(responder, params, session.agent.clone()),
+            ("tools/call", Some(call)) => self.call(responder, call, session.agent.clone()),
             _ => {
                 let shown: String = method.chars().take(100).collect();
                 responder.error(
@@ -395,124 +413,121 @@ impl Gate {
         });
     }
 
-    fn call(&self, responder: Responder, params: Option<&RawValue>, agent: Option<String>) {
-        match self.prepare_call(params) {
-            Ok((conn, call)) => {
-                let policy = self.current_policy();
-                let facts = Facts {
-                    trusted: call.trusted,
-                    annotations: call.annotations.as_deref(),
-                };
-                let verdict = policy
-                    .decide_with(&call.merged, agent.as_deref(), facts)
-                    .verdict;
-                let req = CallRequest {
-                    responder,
-                    method: "tools/call".into(),
-                    params: call.params,
-                    meta: call.meta,
-                    progress_token: call.progress_token,
-                    timeout: self.settings.call_timeout,
-                    agent: agent.clone(),
-                };
-                let approvals = self
-                    .approvals
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                match (verdict, approvals) {
-                    (Verdict::Allow, _) => return conn.call(req),
-                    (Verdict::Escalate, Some(approvals)) => {
-                        return self.hold(&approvals, conn, req, &call.merged, &policy)
-                    }
-                    // Denied, or escalated where no approvals are kept (fail closed).
-                    (Verdict::Deny | Verdict::Escalate, _) => {}
-                }
-                let message = policy
-                    .refusal(&call.merged, agent.as_deref(), facts)
-                    .unwrap_or_default();
-                log::info!(
-                    "workspace {}: policy refused {:?} for {:?}",
-                    self.workspace,
-                    call.merged.chars().take(200).collect::<String>(),
-                    agent
-                );
-                req.responder.error(code::POLICY_DENIED, &message);
-            }
-            Err((code, message)) => responder.error(code, &message),
-        }
-    }
-
-    fn prepare_call(
-        &self,
-        params: Option<&RawValue>,
-    ) -> Result<(ConnHandle, PreparedCall), (i64, String)> {
-        self.prepare_call_inner(params).map_err(|e| match e {
-            CallError::Params(message) => (code::INVALID_PARAMS, message),
-            CallError::Blocked(message) => (code::TOOL_BLOCKED, message),
-        })
-    }
-
-    fn prepare_call_inner(
-        &self,
-        params: Option<&RawValue>,
-    ) -> Result<(ConnHandle, PreparedCall), CallError> {
-        let mut params: BTreeMap<String, Box<RawValue>> = params
-            .map(|p| serde_json::from_str(p.get()))
-            .transpose()
-            .map_err(|_| "tools/call: params must be an object".to_owned())?
-            .unwrap_or_default();
-        let name: String = params
-            .get("name")
-            .and_then(|n| serde_json::from_str(n.get()).ok())
-            .ok_or_else(|| "tools/call: params.name must be a string".to_owned())?;
+    /// Decides the policy's verdict on `call` once (recorded in its slot for the transport's
+    /// audit record), then routes, holds or refuses it.
+    fn call(&self, responder: Responder, call: ToolCall, agent: Option<String>) {
         let routes = self.merger.routes();
-        let shown: String = name.chars().take(200).collect();
-        let Some(route) = routes.get(&name) else {
-            return Err(CallError::Params(format!("unknown tool: {shown:?}")));
+        let route = routes.get(call.tool());
+        let facts = Facts {
+            trusted: route.is_some_and(|r| r.conn.trusted()),
+            annotations: route.and_then(|r| r.annotations.as_deref()),
         };
-        if let Some(reason) = &route.blocked {
-            return Err(CallError::Blocked(format!("tool {shown:?} is {reason}")));
-        }
-        let downstream_name =
-            serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
-        params.insert("name".into(), downstream_name);
-        // Kept raw: values the agent sends on are never re-serialized by the gate.
-        let mut meta = match params.remove("_meta") {
-            None => None,
-            Some(raw) => Some(
-                serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
-                    .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
-            ),
-        };
-        // Only the gate says which agent calls.
-        if let Some(m) = meta.as_mut() {
-            m.remove(crate::mcp::AGENT_META);
-        }
-        let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
-            Some(token) if is_string_or_integer(&token) => Some(token),
-            Some(_) => {
-                return Err(CallError::Params(
-                    "tools/call: progressToken must be a string or number".into(),
-                ))
+        let policy = self.current_policy();
+        let verdict = policy
+            .decide_with(call.tool(), agent.as_deref(), facts)
+            .verdict;
+        call.decide(verdict);
+        let (conn, prepared) = match prepare_call(call, route) {
+            Ok(ready) => ready,
+            Err(e) => {
+                let (code, message) = e.code_and_message();
+                return responder.error(code, &message);
             }
-            None => None,
         };
-        let call = PreparedCall {
-            trusted: route.conn.trusted(),
-            annotations: route.annotations.clone(),
-            merged: name,
-            params,
-            meta,
-            progress_token,
+        let req = CallRequest {
+            responder,
+            method: "tools/call".into(),
+            params: prepared.params,
+            meta: prepared.meta,
+            progress_token: prepared.progress_token,
+            timeout: self.settings.call_timeout,
+            agent: agent.clone(),
         };
-        Ok((route.conn.clone(), call))
+        let approvals = self
+            .approvals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match (verdict, approvals) {
+            (Verdict::Allow, _) => return conn.call(req),
+            (Verdict::Escalate, Some(approvals)) => {
+                return self.hold(&approvals, conn, req, &prepared.merged, &policy)
+            }
+            // Denied, or escalated where no approvals are kept (fail closed).
+            (Verdict::Deny | Verdict::Escalate, _) => {}
+        }
+        let message = policy
+            .refusal(&prepared.merged, agent.as_deref(), facts)
+            .unwrap_or_default();
+        log::info!(
+            "workspace {}: policy refused {:?} for {:?}",
+            self.workspace,
+            prepared.merged.chars().take(200).collect::<String>(),
+            agent
+        );
+        req.responder.error(code::POLICY_DENIED, &message);
     }
+}
+
+/// Rewrites a call for its connection: the downstream name, `_meta` without what only the gate
+/// may say, the progress token taken out (the connection maps its own).
+fn prepare_call(
+    call: ToolCall,
+    route: Option<&crate::merger::Route>,
+) -> Result<(ConnHandle, PreparedCall), CallError> {
+    let (name, mut params) = call.into_parts()?;
+    let shown: String = name.chars().take(200).collect();
+    let Some(route) = route else {
+        return Err(CallError::Params(format!("unknown tool: {shown:?}")));
+    };
+    if let Some(reason) = &route.blocked {
+        return Err(CallError::Blocked(format!("tool {shown:?} is {reason}")));
+    }
+    let downstream_name =
+        serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
+    params.insert("name".into(), downstream_name);
+    // Kept raw: values the agent sends on are never re-serialized by the gate.
+    let mut meta = match params.remove("_meta") {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
+                .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
+        ),
+    };
+    // Only the gate says which agent calls.
+    if let Some(m) = meta.as_mut() {
+        m.remove(crate::mcp::AGENT_META);
+    }
+    let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
+        Some(token) if is_string_or_integer(&token) => Some(token),
+        Some(_) => {
+            return Err(CallError::Params(
+                "tools/call: progressToken must be a string or number".into(),
+            ))
+        }
+        None => None,
+    };
+    let call = PreparedCall {
+        merged: name,
+        params,
+        meta,
+        progress_token,
+    };
+    Ok((route.conn.clone(), call))
 }
 
 enum CallError {
     Params(String),
     Blocked(String),
+}
+
+impl CallError {
+    fn code_and_message(self) -> (i64, String) {
+        match self {
+            CallError::Params(message) => (code::INVALID_PARAMS, message),
+            CallError::Blocked(message) => (code::TOOL_BLOCKED, message),
+        }
+    }
 }
 
 impl From<String> for CallError {
@@ -529,9 +544,6 @@ fn is_string_or_integer(raw: &RawValue) -> bool {
 struct PreparedCall {
     /// The name the agent called (before routing), which policies match.
     merged: String,
-    /// Whether its server is trusted, and the tool's annotations (for policies).
-    trusted: bool,
-    annotations: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     params: BTreeMap<String, Box<RawValue>>,
     meta: Option<BTreeMap<String, Box<RawValue>>>,
     progress_token: Option<Box<RawValue>>,

@@ -20,7 +20,8 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::downstream;
 use crate::gate::tap::Tap;
-use crate::jsonrpc::{self, code, Frame, LineReader, Sink};
+use crate::gate::ToolCall;
+use crate::jsonrpc::{self, code, Frame, LineReader, Message, Sink};
 use crate::store::pins::PinStore;
 use crate::sys;
 use crate::thread;
@@ -243,10 +244,15 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize, tap: Option<&
         };
         framer.push(buf.get(..n).unwrap_or_default(), |frame| match frame {
             Frame::Line(line) => {
-                if let Some(tap) = tap {
-                    tap.request(line);
+                // Parsed once: the tap reads the same parse the gate routes.
+                let parsed = jsonrpc::parse(line);
+                let call = parsed.as_ref().ok().and_then(ToolCall::of);
+                if let (Some(tap), Ok(Message::Request { id, .. }), Some(call)) =
+                    (tap, &parsed, &call)
+                {
+                    tap.request(id, call);
                 }
-                gate.handle(session, line);
+                gate.handle_parsed(session, parsed, call);
             }
             Frame::Overlong => {
                 let message = format!("message over the {max_line} byte limit was dropped");

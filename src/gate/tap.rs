@@ -3,25 +3,30 @@
 //!
 //! Owns: the table of calls waiting for their answer (by request id, bounded: beyond it a call is
 //! recorded at once with outcome `untracked`) and the record of each: workspace, agent (from the
-//! config), tool, the policy's verdict, SHA-256 of the exact argument bytes, outcome, latency.
-//! Never: keeps argument values; slows the transport beyond a parse of the lines it looks at
-//! (an answer line is parsed only while calls are waiting).
+//! config), tool, the verdict the gate applied, SHA-256 of the exact argument bytes, outcome,
+//! latency (the shape is [`crate::audit::records`]').
+//! Never: keeps argument values past the record; parses a line (the transport parses it once and
+//! hands the tap the gate's own [`ToolCall`]); slows the transport beyond a copy of the call's
+//! arguments (the hash is taken when the answer has been written).
 
-use super::Gate;
-use crate::audit::{argument_hash, Audit};
-use crate::jsonrpc::{self, Message};
-use serde_json::value::RawValue;
-use std::collections::{BTreeMap, HashMap};
+use super::{Gate, ToolCall, VerdictSlot};
+use crate::audit::records::{CallRecord, Via};
+use crate::audit::Audit;
+use crate::jsonrpc::{self, Id, Message};
+use crate::thread::lock;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Calls waiting for their answer at most.
 const MAX_WAITING: usize = 4096;
 
-/// A call waiting for its answer: kept raw, so the reader only parses the line; names, hash
-/// and verdict are worked out when the answer has been written.
+/// A call waiting for its answer: the hash and the record are made when the answer has been
+/// written, so the reader only copies.
 struct Waiting {
-    params: Option<Box<RawValue>>,
+    tool: String,
+    arguments: String,
+    verdict: VerdictSlot,
     started: Instant,
 }
 
@@ -46,25 +51,18 @@ impl Tap {
         }
     }
 
-    /// An incoming line: a `tools/call` starts waiting for its answer.
-    pub fn request(&self, line: &[u8]) {
-        if !contains(line, b"tools/call") {
-            return;
-        }
-        let Ok(Message::Request { id, method, params }) = jsonrpc::parse(line) else {
-            return;
-        };
-        if method != "tools/call" {
-            return;
-        }
+    /// An incoming `tools/call` request: it starts waiting for its answer.
+    pub fn request(&self, id: &Id, call: &ToolCall) {
         let waiting = Waiting {
-            params,
+            tool: call.tool().to_owned(),
+            arguments: call.arguments().to_owned(),
+            verdict: call.verdict_slot(),
             started: Instant::now(),
         };
-        let mut table = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = lock(&self.waiting);
         if table.len() >= MAX_WAITING {
             drop(table);
-            return self.record(&waiting, "untracked".to_owned());
+            return self.record(&waiting, "untracked");
         }
         table.insert(id.to_string(), waiting);
     }
@@ -72,56 +70,35 @@ impl Tap {
     /// An outgoing line, once written: the answer to a waiting call is recorded with its
     /// outcome (after the write, so the agent never waits for the record).
     pub fn answer(&self, line: &[u8]) {
-        if self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-        {
+        if lock(&self.waiting).is_empty() {
             return;
         }
         let Ok(Message::Response { id, .. }) = jsonrpc::parse(line) else {
             return;
         };
-        let done = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id.to_string());
+        let done = lock(&self.waiting).remove(&id.to_string());
         if let Some(waiting) = done {
-            self.record(&waiting, jsonrpc::outcome_label(line));
+            self.record(&waiting, &jsonrpc::outcome_label(line));
         }
     }
 
-    fn record(&self, call: &Waiting, outcome: String) {
+    fn record(&self, call: &Waiting, outcome: &str) {
         let ms = call.started.elapsed().as_millis();
-        let params: BTreeMap<String, Box<RawValue>> = call
-            .params
-            .as_ref()
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default();
-        let tool: String = params
-            .get("name")
-            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let arguments = argument_hash(params.get("arguments").map_or("", |a| a.get()).as_bytes());
-        self.audit.record(serde_json::json!({
-            "type": "call",
-            "transport": "stdio",
-            "workspace": self.workspace,
-            "agent": self.agent,
-            "verdict": self.gate.verdict(&tool, self.agent.as_deref()),
-            "tool": tool,
-            "arguments_sha256": arguments,
-            "outcome": outcome,
-            "ms": ms,
-        }));
+        // The verdict the gate applied; one it never decided (the call was refused before
+        // routing, or is recorded before the gate saw it) is the policy's as it stands now.
+        let verdict = call
+            .verdict
+            .get()
+            .copied()
+            .unwrap_or_else(|| self.gate.verdict(&call.tool, self.agent.as_deref()));
+        let record = CallRecord::new(
+            Via::Stdio,
+            &self.workspace,
+            self.agent.as_deref(),
+            &call.tool,
+            call.arguments.as_bytes(),
+            verdict,
+        );
+        self.audit.record(record.event(outcome, ms));
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -1,11 +1,12 @@
 //! Remote MCP servers over Streamable HTTP: the transport of connections of kind `http` and
 //! `partner`.
 //!
-//! Owns: server-sent events ([`sse`]) and the
+//! Owns: server-sent events ([`sse`]), the command line a bridge is started with ([`spawn`]) and the
 //! bridge ([`bridge`]) that a remote connection runs as its child, so remote and local servers
 //! share one supervision.
 //! Never: uses an async runtime; skips a certificate check (TLS is rustls with Mozilla's roots,
 //! plus `AEGIS_CA_FILE`).
 
 pub mod bridge;
+pub mod spawn;
 pub mod sse;

@@ -1,0 +1,122 @@
+//! Running workspaces: starting a stored workspace's connections behind its gate, stopping it,
+//! and bringing back every active workspace after a restart.
+//!
+//! Owns: the runtimes table's lifecycle (`Api::runtimes`), the child config of a stored
+//! connection as serve mode starts it (through [`crate::launch`]), and what a workspace's stop
+//! ends with it (its held calls, its HTTP sessions).
+//! Never: holds the runtimes lock while a child is torn down (a stubborn child would stall
+//! every agent); takes the runtimes lock while holding the store's (lock order: `changes`, then
+//! `runtimes`, then `store`).
+
+use super::http::ApiError;
+use super::Api;
+use crate::config::ServerConfig;
+use crate::gate::runtime::Runtime;
+use crate::launch::{self, Spawn};
+use crate::store::pins::PinStore;
+use crate::store::state::Connection;
+use crate::thread::lock;
+use std::sync::Arc;
+
+impl Api {
+    /// Starts every workspace the state says is active (after a restart, everything is back).
+    pub fn resume(&self, listen: std::net::SocketAddr) {
+        // The front serves already: REST changes wait until the stored state is running.
+        let _change = lock(&self.changes);
+        let mut hosts = lock(&self.listen_hosts);
+        hosts.insert(listen.to_string());
+        hosts.insert(format!("localhost:{}", listen.port()));
+        hosts.insert(format!("127.0.0.1:{}", listen.port()));
+        drop(hosts);
+        let active: Vec<String> = lock(&self.store)
+            .state()
+            .workspaces
+            .iter()
+            .filter(|(_, w)| w.active)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for ws in active {
+            if let Err(e) = self.start_workspace(&ws) {
+                log::error!("workspace {ws}: cannot start: {}", e.message);
+            }
+        }
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops every running workspace.
+    pub fn shutdown(&self) {
+        let runtimes: Vec<Runtime> = lock(&self.runtimes).drain().map(|(_, r)| r).collect();
+        for runtime in runtimes {
+            runtime.stop();
+        }
+    }
+
+    /// The child's config: argv split, env decrypted.
+    pub(super) fn server_config(&self, conn: &Connection) -> Result<ServerConfig, ApiError> {
+        // Stored under another separator (`serve --config` changed): refused, not merged wrongly.
+        crate::config::validate_server_name(&conn.name, self.settings.separator).map_err(
+            |why| {
+                ApiError::new(
+                    409,
+                    "connection_name",
+                    format!("connection {:?}: {why}", conn.name),
+                )
+            },
+        )?;
+        let spawn = Spawn {
+            data_dir: self.options.data_dir.clone(),
+            org_id: lock(&self.store).state().org_id.clone(),
+            call_timeout: self.settings.call_timeout,
+        };
+        launch::server_config(&self.keyring, conn, &spawn)
+            .map_err(|message| ApiError::new(500, "connection", message))
+    }
+
+    /// Starts a workspace's enabled connections (no-op when it runs already).
+    pub(super) fn start_workspace(&self, ws: &str) -> Result<(), ApiError> {
+        let mut runtimes = lock(&self.runtimes);
+        if runtimes.contains_key(ws) {
+            return Ok(());
+        }
+        let conns: Vec<Connection> = lock(&self.store)
+            .state()
+            .connections
+            .values()
+            .filter(|c| c.workspace_id == ws && c.enabled)
+            .cloned()
+            .collect();
+        let servers = conns
+            .iter()
+            .map(|c| self.server_config(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pins = PinStore::open(&self.options.data_dir)
+            .map_err(|e| ApiError::new(500, "store", e.to_string()))?;
+        let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins))
+            .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        let policy = lock(&self.store)
+            .state()
+            .workspaces
+            .get(ws)
+            .and_then(|w| w.policy.clone());
+        if let Some(policy) = policy {
+            runtime.gate().set_policy(policy);
+        }
+        runtime.gate().set_approvals(Arc::clone(&self.approvals));
+        runtimes.insert(ws.to_owned(), runtime);
+        log::info!("workspace {ws}: active with {} connections", conns.len());
+        Ok(())
+    }
+
+    /// Stops a workspace: its held calls are answered, its children stopped, its sessions ended.
+    pub(super) fn stop_workspace(&self, ws: &str) {
+        // Held calls of the workspace cannot run any more: their agents are told.
+        self.approvals.cancel_workspace(ws);
+        let runtime = lock(&self.runtimes).remove(ws);
+        if let Some(runtime) = runtime {
+            runtime.stop();
+            log::info!("workspace {ws}: stopped");
+        }
+        // Their gate is gone with the runtime: nothing to unsubscribe from.
+        drop(self.sessions.take(|s| s.workspace == ws));
+    }
+}

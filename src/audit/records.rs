@@ -1,0 +1,146 @@
+//! The events the gate records, built in one place: what each kind of audit record holds.
+//!
+//! Owns: the shapes of the `event` objects (a call over HTTP, a call over stdio, a delegated call
+//! refused before it ran, an admin change, an approval). The shapes differ by transport today
+//! (an HTTP call carries `delegation`, a stdio call `transport`, a refused delegated call
+//! `body_sha256` instead of `arguments_sha256`); they are kept as they are so that trails stay
+//! comparable, and any change to them is a format change.
+//! Never: records argument values (only their SHA-256); keeps more than 200 characters of a name
+//! a peer chose.
+
+use crate::policy::Verdict;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// At most 200 characters of `text`: names and ids that a peer chose are clipped.
+pub fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// The SHA-256 (hex) of a call's argument bytes, as an audit record carries them.
+pub fn argument_hash(arguments: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(arguments)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Which transport carried a call, and what only that transport knows.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// MCP over HTTP; for a delegated call, the token's `iss` and `jti`.
+    Http {
+        /// `iss` and `jti` of the delegation token.
+        delegation: Option<(String, String)>,
+    },
+    /// The stdio gate.
+    Stdio,
+}
+
+/// What the trail keeps of a `tools/call` besides its outcome and latency.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    /// The transport.
+    pub via: Via,
+    /// The workspace called.
+    pub workspace: String,
+    /// The authenticated caller (always named over HTTP; from the config over stdio).
+    pub agent: Option<String>,
+    /// The tool as the agent named it (clipped).
+    pub tool: String,
+    /// SHA-256 of the exact `arguments` bytes (never the arguments themselves).
+    pub arguments_sha256: String,
+    /// What the workspace's policy said.
+    pub verdict: Verdict,
+}
+
+impl CallRecord {
+    /// A record of a call to `tool` with `arguments` (their bytes exactly as the agent sent them).
+    pub fn new(
+        via: Via,
+        workspace: &str,
+        agent: Option<&str>,
+        tool: &str,
+        arguments: &[u8],
+        verdict: Verdict,
+    ) -> CallRecord {
+        CallRecord {
+            via,
+            workspace: workspace.to_owned(),
+            agent: agent.map(str::to_owned),
+            tool: clip(tool),
+            arguments_sha256: argument_hash(arguments),
+            verdict,
+        }
+    }
+
+    /// The event, once the call was answered with `outcome` after `ms` milliseconds.
+    pub fn event(&self, outcome: &str, ms: u128) -> Value {
+        match &self.via {
+            Via::Http { delegation } => {
+                let delegation = delegation
+                    .as_ref()
+                    .map(|(iss, jti)| json!({ "iss": iss, "jti": jti }));
+                json!({
+                    "type": "call",
+                    "workspace": self.workspace,
+                    "agent": self.agent,
+                    "delegation": delegation,
+                    "tool": self.tool,
+                    "verdict": self.verdict,
+                    "arguments_sha256": self.arguments_sha256,
+                    "outcome": outcome,
+                    "ms": ms,
+                })
+            }
+            Via::Stdio => json!({
+                "type": "call",
+                "transport": "stdio",
+                "workspace": self.workspace,
+                "agent": self.agent,
+                "verdict": self.verdict,
+                "tool": self.tool,
+                "arguments_sha256": self.arguments_sha256,
+                "outcome": outcome,
+                "ms": ms,
+            }),
+        }
+    }
+}
+
+/// A delegated `tools/call` refused before it ran: `agent` and `delegation` (`iss`, `jti`) when
+/// the token verified, the hash of the whole body (the token binds it), and the reason.
+pub fn refused_delegation(
+    workspace: &str,
+    agent: Option<&str>,
+    delegation: Option<(&str, &str)>,
+    tool: &str,
+    body: &[u8],
+    reason: &str,
+) -> Value {
+    json!({
+        "type": "call",
+        "workspace": workspace,
+        "agent": agent.map(clip),
+        "delegation": delegation.map(|(iss, jti)| json!({ "iss": iss, "jti": clip(jti) })),
+        "tool": clip(tool),
+        "body_sha256": argument_hash(body),
+        "outcome": format!("refused: {}", clip(reason)),
+    })
+}
+
+/// A change through the REST API (`path` clipped to 300 characters).
+pub fn admin(method: &str, path: &str, status: u16) -> Value {
+    json!({
+        "type": "admin",
+        "method": method,
+        "path": path.chars().take(300).collect::<String>(),
+        "status": status,
+    })
+}
+
+/// A new or decided approval.
+pub fn approval(approval: &impl Serialize) -> Value {
+    json!({ "type": "approval", "approval": approval })
+}
