@@ -7,7 +7,7 @@
 //! Never: talks to a connection or a clock; never decides a verdict (the merger hands in entries
 //! already judged).
 
-use crate::config::{Naming, Separator};
+use crate::config::{Naming, Separator, Settings};
 use crate::downstream::ConnHandle;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -137,6 +137,14 @@ pub(crate) struct Namer {
 }
 
 impl Namer {
+    /// The naming the settings ask for (separator and plain or provider-safe names).
+    pub(crate) fn from_settings(settings: &Settings) -> Namer {
+        Namer {
+            separator: settings.separator,
+            naming: settings.naming,
+        }
+    }
+
     /// The name agents see for `tool` of `server`.
     pub(crate) fn merged_name(&self, server: &str, tool: &str) -> String {
         match self.naming {

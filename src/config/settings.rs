@@ -1,42 +1,16 @@
-//! Configuration: the common `{"mcpServers": {...}}` file and the gate's own settings.
+//! The gate's settings: [`Settings`] with every limit, timeout and interval and its default, the
+//! config file's `"aegis"` object that overrides them ([`SettingsFile`], checked by
+//! [`settings_from`]), and the naming rules of merged tools ([`Separator`], [`Naming`],
+//! [`validate_server_name`]).
 //!
-//! Owns: reading and validating the config file once, at start; [`Settings`] with every limit,
-//! timeout and interval the other parts use, each with a documented default.
-//! Never: starts anything or reads the file again later; a bad file is a [`config::Error`](Error)
-//! at start, never a surprise at run time.
-//!
-//! The file is the form MCP clients already use, plus an optional `"aegis"` object of settings:
-//! ```json
-//! {"mcpServers": {"time": {"command": "python3", "args": ["-m", "mcp_server_time"],
-//!                          "env": {"TZ": "UTC"}}},
-//!  "aegis": {"call_timeout_ms": 60000, "separator": "."}}
-//! ```
+//! Owns: the defaults (in [`Settings::default`], one place) and the ranges each setting accepts.
+//! Never: reads a file (the caller hands in the parsed `"aegis"` object); never accepts a
+//! duration of zero or above one day, or an unknown field; imports nothing of `config` but
+//! [`Error`].
 
+use super::error::Error;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// One downstream server as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// The config key; it becomes the tool prefix (`name.tool`), never the server's own name.
-    pub name: String,
-    /// The executable.
-    pub command: String,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Variables added to the child's otherwise cleared environment (besides `PATH` and `HOME`).
-    pub env: BTreeMap<String, String>,
-    /// Working directory of the child; the gate's own when unset.
-    pub cwd: Option<PathBuf>,
-    /// Tell this server which agent calls (`_meta` [`crate::mcp::AGENT_META`]): set only for
-    /// the bridge of a `partner` connection, which signs it as its tokens' `sub`.
-    pub pass_agent: bool,
-    /// Policies may use its tools' annotations (`destructiveHint`, …); never for others.
-    pub trusted: bool,
-}
 
 /// How merged tool names join the server prefix and the tool name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,7 +169,7 @@ impl Default for Settings {
 /// The `"aegis"` object of the config file; every field optional, unknown fields refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsFile {
+pub(super) struct SettingsFile {
     max_line_bytes: Option<usize>,
     init_timeout_ms: Option<u64>,
     call_timeout_ms: Option<u64>,
@@ -227,124 +201,6 @@ struct SettingsFile {
     audit: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ServerEntry {
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
-    url: Option<String>,
-    /// Policies may use its tools' annotations.
-    #[serde(default)]
-    trusted: bool,
-    /// Headers for a `url` server (e.g. `Authorization`).
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    disabled: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfigFile {
-    mcp_servers: BTreeMap<String, ServerEntry>,
-    aegis: Option<SettingsFile>,
-}
-
-/// A loaded, validated configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Enabled servers in name order.
-    pub servers: Vec<ServerConfig>,
-    /// The gate's settings.
-    pub settings: Settings,
-}
-
-/// Why a configuration was refused.
-#[derive(Debug)]
-pub enum Error {
-    /// The file could not be read.
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not valid JSON of the expected shape.
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: serde_json::Error,
-    },
-    /// A server name cannot become a tool prefix.
-    InvalidServerName {
-        /// The name as written.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A server entry has no command.
-    MissingCommand {
-        /// The server.
-        name: String,
-    },
-    /// A server entry's remote `url` cannot be used.
-    RemoteServer {
-        /// The server.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A setting is out of range.
-    InvalidSetting {
-        /// The setting.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Read { path, source } => {
-                write!(f, "config error: cannot read {}: {source}", path.display())
-            }
-            Error::Parse { path, source } => {
-                write!(f, "config error: {}: {source}", path.display())
-            }
-            Error::InvalidServerName { name, reason } => {
-                write!(f, "config error: server name {name:?}: {reason}")
-            }
-            Error::MissingCommand { name } => {
-                write!(f, "config error: server {name:?} has no \"command\"")
-            }
-            Error::RemoteServer { name, reason } => {
-                write!(f, "config error: server {name:?}: {reason}")
-            }
-            Error::InvalidSetting { name, reason } => {
-                write!(f, "config error: setting {name:?}: {reason}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Read { source, .. } => Some(source),
-            Error::Parse { source, .. } => Some(source),
-            Error::InvalidServerName { .. }
-            | Error::MissingCommand { .. }
-            | Error::RemoteServer { .. }
-            | Error::InvalidSetting { .. } => None,
-        }
-    }
-}
-
 /// The documented pattern of server names: `^[A-Za-z0-9_-]{1,64}$`, without the separator.
 pub fn validate_server_name(name: &str, separator: Separator) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
@@ -365,109 +221,10 @@ pub fn validate_server_name(name: &str, separator: Separator) -> Result<(), Stri
     Ok(())
 }
 
-impl Config {
-    /// The embedded demo: two instances of the built-in example server (`hello` and `world`,
-    /// the latter with two extra tools), run from the gate's own executable `exe`.
-    pub fn demo(exe: &Path) -> Config {
-        let example = |name: &str, extra: &[&str]| {
-            let mut args = vec!["example-server".to_owned()];
-            args.extend(extra.iter().map(|a| (*a).to_owned()));
-            ServerConfig {
-                name: name.to_owned(),
-                command: exe.display().to_string(),
-                args,
-                env: BTreeMap::new(),
-                cwd: None,
-                pass_agent: false,
-                trusted: false,
-            }
-        };
-        Config {
-            servers: vec![
-                example("hello", &[]),
-                example("world", &["--extra-tools", "2"]),
-            ],
-            settings: Settings::default(),
-        }
-    }
-
-    /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let file: ConfigFile = serde_json::from_slice(&bytes).map_err(|source| Error::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-        let settings = settings_from(file.aegis.unwrap_or_default())?;
-        let mut servers = Vec::new();
-        for (name, entry) in file.mcp_servers {
-            if entry.disabled {
-                continue;
-            }
-            validate_server_name(&name, settings.separator).map_err(|reason| {
-                Error::InvalidServerName {
-                    name: name.clone(),
-                    reason,
-                }
-            })?;
-            if let Some(url) = entry.url {
-                let mut server = remote_server(name, &url, &entry.headers)?;
-                server.trusted = entry.trusted;
-                servers.push(server);
-                continue;
-            }
-            let Some(command) = entry.command.filter(|c| !c.is_empty()) else {
-                return Err(Error::MissingCommand { name });
-            };
-            servers.push(ServerConfig {
-                name,
-                command,
-                args: entry.args,
-                env: entry.env,
-                cwd: entry.cwd,
-                pass_agent: false,
-                trusted: entry.trusted,
-            });
-        }
-        Ok(Config { servers, settings })
-    }
-}
-
-/// A `url` server runs `aegis-gate bridge` as its child (headers in its environment), so it is
-/// supervised like a local one.
-fn remote_server(
-    name: String,
-    url: &str,
-    headers: &BTreeMap<String, String>,
-) -> Result<ServerConfig, Error> {
-    let refuse = |reason: String| Error::RemoteServer {
-        name: name.clone(),
-        reason,
-    };
-    crate::http_client::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| refuse(format!("cannot find the gate's own executable: {e}")))?;
-    let headers = serde_json::to_string(headers).map_err(|e| refuse(e.to_string()))?;
-    let mut env = BTreeMap::new();
-    env.insert(crate::remote::bridge::HEADERS_ENV.to_owned(), headers);
-    Ok(ServerConfig {
-        name,
-        command: exe.display().to_string(),
-        args: vec!["bridge".into(), "--url".into(), url.to_owned()],
-        env,
-        cwd: None,
-        pass_agent: false,
-        trusted: false,
-    })
-}
-
 /// The longest time any setting may be: one day (keeps every deadline far from overflow).
 const MAX_MS: u64 = 86_400_000;
 
-fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
+pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
     let d = Settings::default();
     let ms = |v: Option<u64>, default: Duration, name: &'static str| -> Result<Duration, Error> {
         match v {

@@ -1,0 +1,68 @@
+//! For `benches/gate.rs` only: the merger's rebuild work (judge, merge, routes, pages) run on
+//! plain listings, without a thread, connections or a pin file.
+//!
+//! Owns: [`rebuild_for_bench`], hidden from the docs.
+//! Never: used by the gate itself; never touches the disk (pins stay in memory), a connection or
+//! a thread. It mirrors what the merger's state does and must be kept in step with it by hand.
+
+use super::judge::{Judge, Listing};
+use super::view::{self, MergedView, Namer, ServerTools};
+use crate::config::Settings;
+use std::time::{Duration, Instant};
+
+/// For the bench only: judges every listing (sanitize, pin in memory, decide) the way the merger
+/// thread does, then times judging the first `rejudge` servers again plus the merge, the routes
+/// and the pages of the whole view. Returns the time and the number of tools listed.
+#[doc(hidden)]
+pub fn rebuild_for_bench(
+    settings: &Settings,
+    listings: &[(String, Vec<serde_json::Value>)],
+    rejudge: usize,
+) -> (Duration, usize) {
+    let mut judge = Judge {
+        limits: crate::sanitize::Limits::default(),
+        workspace: "bench".into(),
+        pinning: settings.pinning,
+        on_change: settings.on_change,
+        namer: Namer::from_settings(settings),
+        pins: None,
+    };
+    let names: Vec<&str> = listings.iter().map(|(n, _)| n.as_str()).collect();
+    let listings: Vec<(String, Listing)> = listings
+        .iter()
+        .map(|(name, tools)| {
+            let listing = Listing {
+                tools: tools.clone(),
+                server_info: serde_json::json!({ "name": name }),
+                instructions: None,
+            };
+            (name.clone(), listing)
+        })
+        .collect();
+    let mut judge_one = |name: &str, listing: &Listing| {
+        let others: Vec<&str> = names.iter().copied().filter(|n| *n != name).collect();
+        judge.judge(name, &others, listing)
+    };
+    let mut servers: Vec<ServerTools<()>> = listings
+        .iter()
+        .map(|(name, listing)| ServerTools {
+            name: name.clone(),
+            conn: (),
+            tools: judge_one(name, listing),
+        })
+        .collect();
+    let start = Instant::now();
+    for (server, (name, listing)) in servers.iter_mut().zip(&listings).take(rejudge) {
+        server.tools = judge_one(name, listing);
+    }
+    let merged = view::merge(&servers, Namer::from_settings(settings), false);
+    let routes = view::routes(&merged, Vec::new());
+    let view = MergedView::build(&merged, settings.page_size);
+    let elapsed = start.elapsed();
+    let mut n_pages = 0;
+    while view.page(Some(&format!("aegis-p{n_pages}"))).is_some() {
+        n_pages += 1;
+    }
+    let n_tools = routes.callable().min(n_pages.max(1) * settings.page_size);
+    (elapsed, n_tools)
+}

@@ -1,0 +1,390 @@
+//! The merger thread's loop and everything it holds: one [`State`] value, owned by the `merger`
+//! thread alone (no lock around it).
+//!
+//! Owns: the per-server state (judged tools, last listing, settled or not), the startup gate (the
+//! deadline, the requests held until every child listed or failed), the subscribers told about
+//! `notifications/tools/list_changed`, listings of connections that reported before they joined,
+//! the pin re-check every [`PIN_CHECK`], and publishing the route table after every change.
+//! Never: blocks on a connection (it only sends them non-blocking commands) or on a session (sinks
+//! are bounded and non-blocking); never forwards a call; never spawns a thread or creates a channel
+//! (`Merger::spawn` in `mod.rs` does, and hands this state the receiving ends).
+//!
+//! Channels read by [`State::run`]: connection events (bounded `EVENT_QUEUE`; when every sender is
+//! gone the loop keeps answering from what it has), requests (bounded `REQUEST_QUEUE`; when every
+//! `MergerHandle` is gone the loop ends) and the stop channel (capacity 1, nothing is ever sent:
+//! `Merger` drops its sender and the loop ends).
+
+use super::cache::{CacheStats, Lookup, ViewCache};
+use super::judge::{Judge, Listing};
+use super::request::{Request, ViewKey, MAX_HELD};
+use super::view::{self, MergedView, Namer, Routes, ServerTools};
+use crate::config::Settings;
+use crate::downstream::{ConnHandle, ConnId, Event, Status};
+use crate::jsonrpc::{self, code, Responder, Sink};
+use crate::store::pins::PinStore;
+use crossbeam_channel::{select, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The route table as the gate reads it: swapped whole by the merger on every change.
+pub type SharedRoutes = Arc<RwLock<Arc<Routes>>>;
+
+/// Listings kept for connections that reported before they joined the view.
+const MAX_EARLY: usize = 256;
+/// How often the merger looks whether an operator changed the pins on disk.
+const PIN_CHECK: Duration = Duration::from_secs(1);
+
+struct Server {
+    /// The judged entries that the view is merged from.
+    tools: ServerTools<ConnHandle>,
+    /// The last listing as the child sent it, kept to judge again when pins change.
+    listing: Listing,
+    /// Listed, or failed, at least once since the gate started.
+    settled: bool,
+}
+
+/// The merger thread's state; [`State::run`] is the thread's body.
+pub(super) struct State {
+    settings: Arc<Settings>,
+    judge: Judge,
+    servers: Vec<Server>,
+    cache: ViewCache,
+    routes: SharedRoutes,
+    startup_deadline: Instant,
+    startup_done: bool,
+    ready: Arc<AtomicBool>,
+    /// Requests that arrived before startup settled, in arrival order.
+    held: Vec<Request>,
+    subscribers: Vec<Sink>,
+    /// Listings of connections not joined yet (see `on_event`).
+    early: std::collections::HashMap<ConnId, Event>,
+}
+
+impl State {
+    /// The state of a merger over `conns` in `workspace`; it writes `routes`, `ready` and `stats`,
+    /// which the `MergerHandle` reads.
+    pub(super) fn new(
+        settings: Arc<Settings>,
+        workspace: String,
+        pins: Option<PinStore>,
+        conns: Vec<ConnHandle>,
+        routes: SharedRoutes,
+        ready: Arc<AtomicBool>,
+        stats: Arc<CacheStats>,
+    ) -> State {
+        let servers = conns
+            .into_iter()
+            .map(|conn| Server {
+                tools: ServerTools {
+                    name: conn.name().to_owned(),
+                    conn,
+                    tools: Vec::new(),
+                },
+                listing: Listing::default(),
+                settled: false,
+            })
+            .collect();
+        let judge = Judge {
+            limits: crate::sanitize::Limits::default(),
+            workspace,
+            pinning: settings.pinning,
+            on_change: settings.on_change,
+            namer: Namer::from_settings(&settings),
+            pins,
+        };
+        State {
+            judge,
+            startup_deadline: Instant::now() + settings.startup_timeout,
+            cache: ViewCache::new(settings.cache_ttl, stats),
+            settings,
+            servers,
+            routes,
+            startup_done: false,
+            ready,
+            held: Vec::new(),
+            subscribers: Vec::new(),
+            early: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The loop: one event, request or timeout per turn, then the startup check. Returns when the
+    /// stop sender or every request sender is dropped.
+    pub(super) fn run(
+        mut self,
+        events: Receiver<Event>,
+        requests: Receiver<Request>,
+        stop: Receiver<()>,
+    ) {
+        let mut events = events;
+        self.check_startup(Instant::now());
+        let mut next_pin_check = Instant::now() + PIN_CHECK;
+        loop {
+            let now = Instant::now();
+            if now >= next_pin_check {
+                next_pin_check = now + PIN_CHECK;
+                if self.judge.pins_changed() {
+                    self.on_pins_changed();
+                }
+            }
+            let mut wake = next_pin_check;
+            if !self.startup_done {
+                wake = wake.min(self.startup_deadline);
+            }
+            let timeout = wake.saturating_duration_since(Instant::now());
+            select! {
+                recv(events) -> ev => match ev {
+                    Ok(ev) => self.on_event(ev),
+                    // Every connection is gone; requests are still answered from what we have.
+                    Err(_) => events = crossbeam_channel::never(),
+                },
+                recv(requests) -> req => match req {
+                    Ok(req) => self.on_request(req),
+                    Err(_) => return,
+                },
+                recv(stop) -> _ => return,
+                default(timeout) => {}
+            }
+            self.check_startup(Instant::now());
+        }
+    }
+
+    fn server_mut(&mut self, conn: ConnId) -> Option<&mut Server> {
+        self.servers.iter_mut().find(|s| s.tools.conn.id() == conn)
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let conn = match &event {
+            Event::Tools { conn, .. } | Event::Status { conn, .. } => *conn,
+        };
+        if self.servers.iter().all(|s| s.tools.conn.id() != conn) {
+            // A connection added live can report before its AddServer is read (two channels):
+            // keep its latest listing for when it joins.
+            if matches!(event, Event::Tools { .. }) && self.early.len() < MAX_EARLY {
+                self.early.insert(conn, event);
+            }
+            return;
+        }
+        match event {
+            Event::Tools {
+                conn,
+                tools,
+                server_info,
+                instructions,
+            } => {
+                let listing = Listing {
+                    tools,
+                    server_info,
+                    instructions,
+                };
+                let Some(idx) = self.servers.iter().position(|s| s.tools.conn.id() == conn) else {
+                    return;
+                };
+                let server = &mut self.servers[idx];
+                server.settled = true;
+                if server.listing != listing || server.tools.tools.is_empty() {
+                    server.listing = listing;
+                    self.judge_server(idx);
+                    self.invalidate();
+                }
+            }
+            Event::Status { conn, status } => {
+                let Some(server) = self.server_mut(conn) else {
+                    return;
+                };
+                match status {
+                    // Stopped comes only at shutdown: the view stays as it is, unannounced.
+                    Status::Unhealthy | Status::Restarting | Status::Stopped => {
+                        server.settled = true
+                    }
+                    Status::Failed => {
+                        server.settled = true;
+                        if !server.tools.tools.is_empty() {
+                            server.tools.tools.clear();
+                            server.listing = Listing::default();
+                            self.invalidate();
+                        }
+                    }
+                    Status::Starting | Status::Healthy => {}
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let holds = matches!(
+            req,
+            Request::List { .. } | Request::ReleaseWhenReady { .. } | Request::WhenReady { .. }
+        );
+        if holds && !self.startup_done {
+            if self.held.len() < MAX_HELD {
+                self.held.push(req);
+            } else if let Request::List { responder, .. }
+            | Request::ReleaseWhenReady { responder, .. }
+            | Request::WhenReady { responder, .. } = req
+            {
+                responder.error(
+                    code::OVERLOADED,
+                    "the gate is still starting and holds too many requests",
+                );
+            }
+            return;
+        }
+        match req {
+            Request::List {
+                key,
+                cursor,
+                responder,
+            } => self.list(key, cursor.as_deref(), responder),
+            Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
+            Request::WhenReady { responder, run } => run(responder),
+            Request::Subscribe(sink) => {
+                self.subscribers.retain(|s| s.session() != sink.session());
+                self.subscribers.push(sink);
+            }
+            Request::AddServer(conn) => {
+                let early = self.early.remove(&conn.id());
+                if self.servers.iter().all(|s| s.tools.conn.id() != conn.id()) {
+                    self.servers.push(Server {
+                        tools: ServerTools {
+                            name: conn.name().to_owned(),
+                            conn,
+                            tools: Vec::new(),
+                        },
+                        listing: Listing::default(),
+                        settled: true,
+                    });
+                    self.invalidate();
+                }
+                if let Some(event) = early {
+                    self.on_event(event);
+                }
+            }
+            Request::RemoveServer(id) => {
+                self.early.remove(&id);
+                let before = self.servers.len();
+                self.servers.retain(|s| s.tools.conn.id() != id);
+                if self.servers.len() != before {
+                    self.invalidate();
+                }
+            }
+            Request::Unsubscribe { session } => {
+                self.subscribers.retain(|s| s.session() != session);
+            }
+        }
+    }
+
+    fn release(&mut self, responder: Responder, result: &str) {
+        let sink = responder.sink().clone();
+        responder.result(result);
+        if !self
+            .subscribers
+            .iter()
+            .any(|s| s.session() == sink.session())
+        {
+            self.subscribers.push(sink);
+        }
+    }
+
+    fn check_startup(&mut self, now: Instant) {
+        if self.startup_done {
+            return;
+        }
+        let all_settled = self.servers.iter().all(|s| s.settled);
+        if !all_settled && now < self.startup_deadline {
+            return;
+        }
+        if !all_settled {
+            let late: Vec<&str> = self
+                .servers
+                .iter()
+                .filter(|s| !s.settled)
+                .map(|s| s.tools.name.as_str())
+                .collect();
+            log::warn!(
+                "startup deadline passed; answering without {late:?}, which join when ready"
+            );
+        }
+        self.startup_done = true;
+        self.ready.store(true, Ordering::SeqCst);
+        for req in std::mem::take(&mut self.held) {
+            self.on_request(req);
+        }
+    }
+
+    fn list(&mut self, key: ViewKey, cursor: Option<&str>, responder: Responder) {
+        let now = Instant::now();
+        let view = match self.cache.lookup(&key, now) {
+            Lookup::Fresh(view) => view,
+            lookup @ (Lookup::Expired | Lookup::Absent) => {
+                if matches!(lookup, Lookup::Expired) {
+                    // Expired: ask every child for its list again; changes arrive as events.
+                    for server in &self.servers {
+                        server.tools.conn.refresh_tools();
+                    }
+                }
+                let view = Arc::new(self.build_view());
+                self.cache.insert(key, Arc::clone(&view), now);
+                view
+            }
+        };
+        match view.page(cursor) {
+            Some(page) => responder.result(page.get()),
+            None => responder.error(code::INVALID_PARAMS, "invalid cursor"),
+        }
+    }
+
+    fn build_view(&self) -> MergedView {
+        let lists = self.servers.iter().map(|s| &s.tools);
+        let merged = view::merge(lists, Namer::from_settings(&self.settings), false);
+        MergedView::build(&merged, self.settings.page_size)
+    }
+
+    /// Judges one server's listing again (sanitize, pin, decide).
+    fn judge_server(&mut self, idx: usize) {
+        let others: Vec<String> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != idx)
+            .map(|(_, s)| s.tools.name.clone())
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let Some(server) = self.servers.get(idx) else {
+            return;
+        };
+        let entries = self
+            .judge
+            .judge(&server.tools.name, &others, &server.listing);
+        if let Some(server) = self.servers.get_mut(idx) {
+            server.tools.tools = entries;
+        }
+    }
+
+    /// An operator changed the pins (`tools approve`): judge every server again.
+    fn on_pins_changed(&mut self) {
+        log::info!("pins changed on disk; judging every server's tools again");
+        for idx in 0..self.servers.len() {
+            self.judge_server(idx);
+        }
+        self.invalidate();
+    }
+
+    /// The merged view changed: drop cached views, publish new routes, tell subscribers.
+    fn invalidate(&mut self) {
+        self.cache.clear();
+        let lists = self.servers.iter().map(|s| &s.tools);
+        let merged = view::merge(lists, Namer::from_settings(&self.settings), true);
+        let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();
+        let routes = Arc::new(view::routes(&merged, connections));
+        log::info!("merged view: {} callable tools", routes.callable());
+        match self.routes.write() {
+            Ok(mut r) => *r = routes,
+            Err(poisoned) => *poisoned.into_inner() = routes,
+        }
+        let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
+        // A full queue loses this notification, not the subscription.
+        self.subscribers
+            .retain(|sink| sink.send(line.clone()) != crate::jsonrpc::Sent::Closed);
+    }
+}
