@@ -1,14 +1,61 @@
 //! `aegis-gate approvals list|approve ID|deny ID`: the held calls of a running `serve`.
 //!
-//! Owns: talking to a running gate's REST API (`--url`, default `http://127.0.0.1:8787`, with the
-//! admin token from `AEGIS_ADMIN_TOKEN`): held calls live in that process, not in the data dir.
-//! Never: prints the token; follows redirects.
+//! Owns: the help and flags of `approvals`, and talking to a running gate's REST API (`--url`,
+//! default `http://127.0.0.1:8787`, with the admin token from `AEGIS_ADMIN_TOKEN`): held calls
+//! live in that process, not in the data dir.
+//! Never: prints the token; follows redirects; touches `api` beyond the name of the token's
+//! variable (`api::serve::ADMIN_TOKEN_ENV`).
 
+use super::CliError;
 use crate::http_client::{self as client, Url};
+use crate::{api, logging};
+use lexopt::prelude::*;
 use std::time::{Duration, Instant};
 
-/// Runs `approvals ACTION [ID]` against `base`; returns what to print.
-pub(super) fn run(action: &str, id: Option<&str>, base: &str) -> Result<String, String> {
+/// Runs `aegis-gate approvals ACTION [ID]` and prints the gate's answer.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut url = "http://127.0.0.1:8787".to_owned();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("url") => url = parser.value()?.string()?,
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let (action, id) = match words.as_slice() {
+        [action] => (action.as_str(), None),
+        [action, id] => (action.as_str(), Some(id.as_str())),
+        _ => {
+            return Err(CliError::Usage(
+                "approvals takes an action (see --help)".into(),
+            ))
+        }
+    };
+    let out = ask(action, id, &url).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const HELP: &str = "\
+aegis-gate approvals: the calls a running serve holds for a person's approval
+
+USAGE:
+    aegis-gate approvals list [--url URL]
+    aegis-gate approvals approve ID [--url URL]
+    aegis-gate approvals deny ID [--url URL]
+
+Talks to the gate's REST API at --url (default http://127.0.0.1:8787) with the admin token
+from AEGIS_ADMIN_TOKEN, and prints its JSON answer.
+";
+
+/// Asks the gate at `base` to do `approvals ACTION [ID]`; returns what to print.
+fn ask(action: &str, id: Option<&str>, base: &str) -> Result<String, String> {
     let (method, path) = match (action, id) {
         ("list", None) => ("GET", "/api/v1/aegis/approvals".to_owned()),
         ("approve" | "deny", Some(id))
@@ -18,7 +65,7 @@ pub(super) fn run(action: &str, id: Option<&str>, base: &str) -> Result<String, 
         }
         _ => return Err("approvals takes list, approve ID or deny ID".into()),
     };
-    let token = std::env::var(crate::api::serve::ADMIN_TOKEN_ENV)
+    let token = std::env::var(api::serve::ADMIN_TOKEN_ENV)
         .map_err(|_| "set AEGIS_ADMIN_TOKEN to the gate's admin token".to_owned())?;
     let url = Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
         .map_err(|e| format!("--url: {e}"))?;

@@ -1,17 +1,43 @@
 //! `aegis-gate audit verify`: checks the signed, chained audit trail of a data dir.
 //!
-//! Owns: choosing what to check (every `audit*.log` of the data dir in order, from seq 1, or the
-//! files given, each chain from its first record), the keys to check with (the gate's own, old
-//! ones included, from `signing.key`), and the verdict: exit 0 with a count, or the first broken
-//! record named.
+//! Owns: the help and flags of `audit`; choosing what to check (every `audit*.log` of the data
+//! dir in order, from seq 1, or the files given, each chain from its first record), the keys to
+//! check with (the gate's own, old ones included, from `signing.key`), and the verdict: exit 0
+//! with a count, or the first broken record named.
 //! Never: creates keys or changes a file.
 
+use super::{args, CliError};
 use crate::audit;
 use crate::crypto::signing::SigningKeys;
 use std::path::{Path, PathBuf};
 
+/// Runs `aegis-gate audit verify [FILE...]` and prints its verdict.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let Some((words, data_dir)) = args::words_and_data_dir(parser, HELP, log_level)? else {
+        return Ok(());
+    };
+    let Some(("verify", files)) = words.split_first().map(|(a, r)| (a.as_str(), r)) else {
+        return Err(CliError::Usage("audit takes verify (see --help)".into()));
+    };
+    let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let out = verify(&data_dir, &files).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const HELP: &str = "\
+aegis-gate audit verify: check the audit trail's signatures and chain
+
+USAGE:
+    aegis-gate audit verify [--data-dir DIR] [FILE...]
+
+Without FILE, every audit*.log of the data dir is checked in order, from the first record:
+an edited, removed or reordered record fails. With FILEs, each chain is checked from its
+first record on. Exit 0 when intact, 1 naming the first broken record (file, line, seq).
+";
+
 /// Verifies; `Ok` with the line to print, `Err` naming the first broken record.
-pub(super) fn verify(data_dir: &Path, files: &[PathBuf]) -> Result<String, String> {
+fn verify(data_dir: &Path, files: &[PathBuf]) -> Result<String, String> {
     let keys = SigningKeys::load(data_dir)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no signing.key in {}", data_dir.display()))?;

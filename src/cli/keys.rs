@@ -1,17 +1,46 @@
 //! `aegis-gate keys show|rotate`: the gate's identity towards partner organizations.
 //!
-//! Owns: printing `{"org_id", "keys": [{"kid", "public_key"}]}` (what `GET /api/v1/aegis/identity`
-//! answers and what a partner's `POST /partners` takes), and rotation: a new signing key first,
-//! the old ones still listed so partners verify either until they drop the old `kid`.
+//! Owns: the help and flags of `keys`; printing `{"org_id", "keys": [{"kid", "public_key"}]}`
+//! (what `GET /api/v1/aegis/identity` answers and what a partner's `POST /partners` takes), and
+//! rotation: a new signing key first, the old ones still listed so partners verify either until
+//! they drop the old `kid`.
 //! Never: prints a private key; rotates under a running `serve` (it would keep signing with the
 //! key it loaded).
 
+use super::{args, CliError};
 use crate::crypto::signing::SigningKeys;
 use crate::store::{self, state::StateStore};
 use std::path::Path;
 
-/// Runs `keys ACTION`; returns what to print.
-pub(super) fn run(action: &str, data_dir: &Path) -> Result<String, String> {
+/// Runs `aegis-gate keys ACTION` and prints the gate's identity.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let Some((words, data_dir)) = args::words_and_data_dir(parser, HELP, log_level)? else {
+        return Ok(());
+    };
+    let [action] = words.as_slice() else {
+        return Err(CliError::Usage("keys needs show or rotate".into()));
+    };
+    store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
+    let out = act(action, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const HELP: &str = "\
+aegis-gate keys: this gate's identity towards partner organizations
+
+USAGE:
+    aegis-gate keys show [--data-dir DIR]
+    aegis-gate keys rotate [--data-dir DIR]
+
+`show` prints {\"org_id\": ..., \"keys\": [{\"kid\": ..., \"public_key\": \"k4.public....\"}]},
+what a partner registers (POST /api/v1/aegis/partners takes these key objects); the signing
+key is created on first use. `rotate` (with serve stopped) makes a new signing key and keeps
+the old ones listed, so partners verify both until they remove the old kid.
+";
+
+/// Does `keys ACTION`; returns what to print.
+fn act(action: &str, data_dir: &Path) -> Result<String, String> {
     let keys = match action {
         "show" => SigningKeys::load_or_create(data_dir).map_err(|e| e.to_string())?,
         "rotate" => {

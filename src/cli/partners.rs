@@ -1,16 +1,51 @@
 //! `aegis-gate partners list|show|add|remove`: the partner registry from the command line.
 //!
-//! Owns: reading the registry from the data dir's state, and changing it with the same rules as
-//! `POST /api/v1/aegis/partners` when no `serve` runs from that data dir (a running one owns the
-//! state: use its REST API then).
-//! Never: changes the state under a running `serve`.
+//! Owns: the help and flags of `partners`; reading the registry from the data dir's state, and
+//! changing it with the same rules as `POST /api/v1/aegis/partners` when no `serve` runs from that
+//! data dir (a running one owns the state: use its REST API then).
+//! Never: changes the state under a running `serve`; touches `api` beyond the rules of
+//! `POST /partners` (`api::check_partner`).
 
+use super::{args, CliError};
+use crate::api;
 use crate::store::state::{Partner, StateStore};
 use crate::store::{self};
 use std::path::Path;
 
-/// Runs `partners ACTION [ARG]`; returns what to print.
-pub(super) fn run(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<String, String> {
+/// Runs `aegis-gate partners ACTION [ARG]` and prints its answer.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let Some((words, data_dir)) = args::words_and_data_dir(parser, HELP, log_level)? else {
+        return Ok(());
+    };
+    let (action, arg) = match words.as_slice() {
+        [action] => (action.as_str(), None),
+        [action, arg] => (action.as_str(), Some(arg.as_str())),
+        _ => {
+            return Err(CliError::Usage(
+                "partners takes an action (see --help)".into(),
+            ))
+        }
+    };
+    let out = act(action, arg, &data_dir).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const HELP: &str = "\
+aegis-gate partners: the partner organizations whose gates may call this gate's tools
+
+USAGE:
+    aegis-gate partners list [--data-dir DIR]
+    aegis-gate partners show ORG [--data-dir DIR]
+    aegis-gate partners add FILE [--data-dir DIR]
+    aegis-gate partners remove ORG [--data-dir DIR]
+
+FILE holds the body of POST /api/v1/aegis/partners. add and remove need serve stopped (a
+running serve owns the state: use its REST API).
+";
+
+/// Does `partners ACTION [ARG]`; returns what to print.
+fn act(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<String, String> {
     match (action, arg) {
         ("list", None) => {
             let store = StateStore::open(data_dir).map_err(|e| e.to_string())?;
@@ -34,7 +69,7 @@ pub(super) fn run(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<St
                 if state.partners.contains_key(&partner.org_id) {
                     return Err(format!("partner {} exists", partner.org_id));
                 }
-                crate::api::check_partner(state, &partner)?;
+                api::check_partner(state, &partner)?;
                 state
                     .partners
                     .insert(partner.org_id.clone(), partner.clone());

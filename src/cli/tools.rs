@@ -1,24 +1,87 @@
 //! `aegis-gate tools list|show|approve`: the operator's view of merged tools, their verdicts and pins.
 //!
-//! Owns: reading the pins in `state.json` of a data dir (what the gate saw last, held and rejected tools
-//! included), printing it for a person, and approving a tool's current version.
+//! Owns: the help and flags of `tools`; reading the pins in `state.json` of a data dir (what the
+//! gate saw last, held and rejected tools included), printing them for a person, and approving a
+//! tool's current version.
 //! Never: starts servers or talks to a running gate: a running gate notices an approval on disk
 //! within a second.
 
+use super::{args, CliError};
 use crate::sanitize;
 use crate::store::pins::{PinEntry, PinStore, Standing};
-use serde_json::Value;
-use std::path::Path;
+use crate::{gate, logging};
+use lexopt::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Runs `aegis-gate tools ACTION` and prints its answer.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut words: Vec<String> = Vec::new();
+    let mut data_dir: Option<PathBuf> = None;
+    let mut workspace = gate::stdio::WORKSPACE.to_owned();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(word) => words.push(word.string()?),
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("workspace") => workspace = parser.value()?.string()?,
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let action = match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["list"] => Action::List,
+        ["show", name] => Action::Show((*name).to_owned()),
+        ["approve", name] => Action::Approve((*name).to_owned()),
+        _ => {
+            return Err(CliError::Usage(
+                "tools takes: list | show NAME | approve NAME".into(),
+            ))
+        }
+    };
+    let data_dir = args::data_dir(data_dir.as_deref())?;
+    let out = act(&action, &data_dir, &workspace).map_err(CliError::Runtime)?;
+    print!("{out}");
+    Ok(())
+}
+
+const HELP: &str = "\
+aegis-gate tools: the operator's view of the tools a gate has seen
+
+USAGE:
+    aegis-gate tools list [--data-dir DIR]
+    aegis-gate tools show NAME [--data-dir DIR]
+    aegis-gate tools approve NAME [--data-dir DIR]
+
+    list      Every tool with its verdict (pass, sanitized, held, rejected), its pin
+              (approved, changed, unapproved) and the kinds of its findings
+    show      One tool's findings, its text as the server sent it with invisible
+              characters made visible, and what agents see
+    approve   Approve the tool's current version; a running gate serves it within a second
+
+OPTIONS:
+    --data-dir DIR     The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
+                       else ~/.local/state/aegis-gate)
+    --workspace ID     Workspace (default: default, the stdio gate's)
+    -h, --help         Print help
+";
 
 /// What to do.
-pub(crate) enum Action {
+enum Action {
     List,
     Show(String),
     Approve(String),
 }
 
 /// Runs `action` on the pins of `workspace` in `data_dir`; returns what to print.
-pub(crate) fn run(action: &Action, data_dir: &Path, workspace: &str) -> Result<String, String> {
+fn act(action: &Action, data_dir: &Path, workspace: &str) -> Result<String, String> {
     let mut store = PinStore::open(data_dir).map_err(|e| e.to_string())?;
     match action {
         Action::List => Ok(list(&store, workspace)),
@@ -163,7 +226,7 @@ fn visible(text: &str) -> String {
 }
 
 /// Every string of a value with its JSON path (`description`, `inputSchema.properties.x.title`).
-fn strings(value: &Value, path: String) -> Vec<(String, String)> {
+fn strings(value: &serde_json::Value, path: String) -> Vec<(String, String)> {
     let join = |key: &str| {
         if path.is_empty() {
             key.to_owned()
@@ -172,13 +235,13 @@ fn strings(value: &Value, path: String) -> Vec<(String, String)> {
         }
     };
     match value {
-        Value::String(s) => vec![(path, s.clone())],
-        Value::Array(a) => a
+        serde_json::Value::String(s) => vec![(path, s.clone())],
+        serde_json::Value::Array(a) => a
             .iter()
             .enumerate()
             .flat_map(|(i, v)| strings(v, format!("{path}[{i}]")))
             .collect(),
-        Value::Object(m) => m.iter().flat_map(|(k, v)| strings(v, join(k))).collect(),
+        serde_json::Value::Object(m) => m.iter().flat_map(|(k, v)| strings(v, join(k))).collect(),
         _ => Vec::new(),
     }
 }

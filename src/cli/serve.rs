@@ -1,0 +1,163 @@
+//! `aegis-gate serve`: the gate as an HTTP service.
+//!
+//! Owns: the help and flags of `serve` with their defaults (listen address, workers, timeouts,
+//! connection limits, held calls capped by the workers), reading a `--config` file's settings
+//! (which may not name servers), and the hand-over to `api::serve::run`.
+//! Never: touches the HTTP layer beyond its one entry point, `api::serve::run`, and the two
+//! option types it takes (`api::front::FrontConfig`, `api::ApiOptions`); prints to stdout beyond
+//! its help (`api::serve::run` announces the address).
+
+use super::{args, CliError};
+use crate::config::{Config, Settings};
+use crate::{api, logging};
+use lexopt::prelude::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Runs `aegis-gate serve` until SIGTERM or SIGINT.
+pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut config = api::front::FrontConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
+        workers: 16,
+        io_timeout: Duration::from_secs(15),
+        max_connections: 256,
+        max_per_peer: 64,
+    };
+    let mut data_dir: Option<PathBuf> = None;
+    let mut demo = false;
+    let mut allowed_commands = BTreeSet::new();
+    let mut allowed_origins = BTreeSet::new();
+    let mut allowed_hosts = BTreeSet::new();
+    let mut settings = Settings::default();
+    let mut org_id: Option<String> = None;
+    let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
+    let mut max_held_calls: usize = 256;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => settings = settings_file(&PathBuf::from(parser.value()?))?,
+            Long("org-id") => org_id = Some(parser.value()?.string()?),
+            Long("audit-rotate-bytes") => {
+                audit_rotate_bytes =
+                    args::positive(args::parse_number(parser, "--audit-rotate-bytes")?)?;
+            }
+            Long("max-held-calls") => {
+                max_held_calls = args::positive(args::parse_number(parser, "--max-held-calls")?)?;
+            }
+            Long("listen") => {
+                let text = parser.value()?.string()?;
+                config.listen = text.parse().map_err(|_| {
+                    CliError::Usage(format!("--listen takes HOST:PORT, not {text:?}"))
+                })?;
+            }
+            Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("workers") => {
+                config.workers = args::positive(args::parse_number(parser, "--workers")?)?
+            }
+            Long("max-connections") => {
+                config.max_connections =
+                    args::positive(args::parse_number(parser, "--max-connections")?)?;
+            }
+            Long("max-connections-per-peer") => {
+                config.max_per_peer =
+                    args::positive(args::parse_number(parser, "--max-connections-per-peer")?)?;
+            }
+            Long("demo") => demo = true,
+            Long("allow-command") => {
+                allowed_commands.insert(parser.value()?.string()?);
+            }
+            Long("allow-origin") => {
+                allowed_origins.insert(parser.value()?.string()?);
+            }
+            Long("allow-host") => {
+                allowed_hosts.insert(parser.value()?.string()?);
+            }
+            Long("io-timeout-ms") => {
+                let ms = args::at_most_a_day(args::positive(args::parse_number(
+                    parser,
+                    "--io-timeout-ms",
+                )?)?)?;
+                config.io_timeout = Duration::from_millis(ms);
+            }
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    logging::init(log_level);
+    let data_dir = args::data_dir(data_dir.as_deref())?;
+    let options = api::ApiOptions {
+        data_dir,
+        allowed_commands,
+        allowed_origins,
+        allowed_hosts,
+        max_body: 4 * 1024 * 1024,
+        org_id,
+        audit_rotate_bytes,
+        // Each held call keeps an HTTP worker while its agent waits: keep 4 free for the rest
+        // (the approval itself included).
+        max_held_calls: max_held_calls.min(config.workers.saturating_sub(4).max(1)),
+    };
+    api::serve::run(&config, options, settings, demo)
+        .map_err(|e| CliError::Runtime(format!("serve: {e}")))
+}
+
+/// The `aegis` settings of a `serve --config` file, which may not name servers (`stdio
+/// --workspace --config FILE` reads its file the same way).
+pub(super) fn settings_file(path: &Path) -> Result<Settings, CliError> {
+    let config = Config::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+    if !config.servers.is_empty() {
+        return Err(CliError::Config(format!(
+            "{}: serve takes connections over REST (POST /api/v1/aegis/connections); \
+             its config file's mcpServers must be empty",
+            path.display()
+        )));
+    }
+    Ok(config.settings)
+}
+
+const HELP: &str = "\
+aegis-gate serve: the gate as an HTTP service: REST admin API under /api/v1/aegis/,
+MCP over Streamable HTTP at /mcp/{workspace}, GET /healthz, GET /readyz.
+AEGIS_ADMIN_TOKEN sets the admin token (else one is generated on first start and printed
+once); AEGIS_FERNET_KEYS sets the Fernet keys (else fernet.key in the data dir).
+
+USAGE:
+    aegis-gate serve [OPTIONS]
+
+OPTIONS:
+    --listen ADDR        Address to listen on (default 127.0.0.1:8787; port 0 picks one).
+                         The first line on stdout is `listening on http://ADDR`.
+    --data-dir DIR       The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
+                         else ~/.local/state/aegis-gate)
+    --demo               Also create and activate workspace `demo` (two built-in example
+                         servers), create an agent for it and print ready-to-paste
+                         curl commands
+    --workers N          Threads taking requests (default 16)
+    --allow-command CMD  An executable connections may run (repeatable; exactly as in
+                         command[0]); nothing is allowed by default
+    --allow-origin ORIG  An Origin accepted on /mcp/... (repeatable; requests without
+                         Origin are accepted)
+    --allow-host HOST    A Host accepted on /mcp/... besides the listening address
+                         and localhost:PORT (repeatable)
+    --io-timeout-ms N    Read and write timeout of every connection (default 15000)
+    --max-connections N  HTTP connections open at once (default 256); more get an
+                         immediate 503 with Retry-After
+    --max-connections-per-peer N
+                         HTTP connections open at once from one IP address (default 64)
+    --org-id ORG         This gate's organization id for delegation (stored; later
+                         starts keep it). GET /api/v1/aegis/identity shows it with the
+                         gate's public keys
+    --max-held-calls N   Calls waiting for a person's approval at once (default 256,
+                         at most --workers minus 4: each waiting call holds a worker);
+                         more are refused at once
+    --audit-rotate-bytes N
+                         Size at which audit.log is renamed audit-<seq>.log and a new
+                         one starts (default 16777216)
+    --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
+                         `aegis` keys of stdio's config; connections come over REST, so
+                         mcpServers must be empty)
+    -h, --help           Print help
+";
