@@ -43,7 +43,6 @@ use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
 #[allow(unused_imports)]
 use crate::launch::binding;
-pub use crate::launch::{stored_policy, stored_servers};
 use crate::store::state::StateStore;
 use crate::thread::lock;
 use http::ApiError;

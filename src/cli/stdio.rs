@@ -5,11 +5,11 @@
 //! whose connections and policy come from `api`, the file giving only settings); then the flags
 //! that override settings, and the hand-over to `gate::stdio::run`.
 //! Never: writes to stdout itself (stdout is the agent's protocol); touches `api` beyond
-//! `api::stored_servers` and `api::stored_policy`.
+//! `launch::stored_servers` and `launch::stored_policy`.
 
 use super::{args, serve, CliError};
 use crate::config::{Config, Separator, Settings};
-use crate::{api, gate, logging};
+use crate::{gate, logging};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,7 +68,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let mut config = match (config_path, demo) {
         (path, false) if workspace.is_some() => {
             let ws = workspace.as_deref().unwrap_or_default();
-            let servers = api::stored_servers(&data_dir, ws).map_err(CliError::Config)?;
+            let servers = crate::launch::stored_servers(&data_dir, ws).map_err(CliError::Config)?;
             // Like serve: the connections are the stored ones, the file gives only settings.
             let mut settings = match path {
                 Some(path) => serve::settings_file(&path)?,
@@ -76,7 +76,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             };
             // The workspace's stored policy applies, unless the config file sets one.
             if settings.policy.is_none() {
-                settings.policy = api::stored_policy(&data_dir, ws);
+                settings.policy = crate::launch::stored_policy(&data_dir, ws);
             }
             Config { servers, settings }
         }

@@ -166,16 +166,19 @@ fn remote_server(
         reason,
     };
     crate::http_client::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| refuse(format!("cannot find the gate's own executable: {e}")))?;
-    let headers = serde_json::to_string(headers).map_err(|e| refuse(e.to_string()))?;
-    let mut env = BTreeMap::new();
-    env.insert(crate::remote::bridge::HEADERS_ENV.to_owned(), headers);
+    let command = crate::remote::spawn::Invocation {
+        url,
+        headers,
+        timeout: None,
+        signing: None,
+    }
+    .command()
+    .map_err(refuse)?;
     Ok(ServerConfig {
         name,
-        command: exe.display().to_string(),
-        args: vec!["bridge".into(), "--url".into(), url.to_owned()],
-        env,
+        command: command.program,
+        args: command.args,
+        env: command.env,
         cwd: None,
         pass_agent: false,
         trusted: false,
