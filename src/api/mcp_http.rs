@@ -14,7 +14,7 @@
 
 use super::delegated::{self, Admitted};
 use super::http::{self, ApiError};
-use super::partners::partner_caller;
+use super::rest::partners::partner_caller;
 use super::streams::NewStream;
 use super::{lock, Api};
 use crate::crypto::secret::{hash_secret, hashes_equal, random_hex};

@@ -13,7 +13,6 @@ mod delegated;
 pub mod front;
 pub mod http;
 mod mcp_http;
-mod partners;
 mod relay;
 mod rest;
 pub mod serve;
@@ -527,7 +526,7 @@ pub fn check_partner(
     state: &crate::store::state::State,
     partner: &crate::store::state::Partner,
 ) -> Result<(), String> {
-    partners::check(state, partner).map_err(|e| e.message)
+    rest::partners::check(state, partner).map_err(|e| e.message)
 }
 
 fn binding(workspace: &str, name: &str) -> String {
