@@ -2,7 +2,8 @@
 //!
 //! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`),
 //! reading a request body up to a limit (413 beyond), the content-type check (415), header
-//! lookup, and the bearer token of a request.
+//! lookup, the bearer token of a request, the check of an id taken from a path or a body, and a
+//! store error as a 500.
 //! Never: echoes a header or body value that could be a secret into an error.
 
 use serde_json::Value;
@@ -58,6 +59,19 @@ impl ApiError {
     pub fn body(&self) -> String {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
     }
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> ApiError {
+        ApiError::new(500, "store", e.to_string())
+    }
+}
+
+/// Checks an id (a workspace's, an org's) by the rules of a server name with `.` as separator;
+/// `what` names it in the refusal.
+pub(super) fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
+    crate::config::validate_server_name(id, crate::config::Separator::Dot)
+        .map_err(|why| ApiError::invalid(format!("{what} {id:?}: {why}")))
 }
 
 /// A header's value.

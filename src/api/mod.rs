@@ -25,7 +25,6 @@ pub mod http;
 mod mcp_http;
 mod mcp_reply;
 mod metrics;
-mod partners;
 mod relay;
 mod rest;
 pub mod serve;
@@ -41,8 +40,6 @@ use crate::crypto::secret::{hash_secret, hashes_equal};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
-#[allow(unused_imports)]
-use crate::launch::binding;
 use crate::store::state::StateStore;
 use crate::thread::lock;
 use http::ApiError;
@@ -206,7 +203,7 @@ pub fn check_partner(
     state: &crate::store::state::State,
     partner: &crate::store::state::Partner,
 ) -> Result<(), String> {
-    partners::check(state, partner).map_err(|e| e.message)
+    rest::partners::check(state, partner).map_err(|e| e.message)
 }
 
 impl front::Handler for Api {

@@ -1,22 +1,25 @@
-//! The REST routes of delegation: this gate's identity and its partner organizations.
+//! `/identity` and `/partners`: the REST routes of delegation, this gate's identity and its
+//! partner organizations.
 //!
 //! Owns: `GET /identity` (`{"org_id", "keys": [{"kid", "public_key"}]}`, the form `POST
 //! /partners` takes, so onboarding a partner is copy and paste), and partners: create, list, get,
-//! replace, delete, add a key, remove a key. The rules a partner must pass: a valid org id that
-//! is not this gate's, keys in PASERK `k4.public` form that are safe to verify with (weak keys
-//! refused), each `kid` belonging to one partner only, readable `not_after` times, valid globs,
-//! a rate of at least one call per minute and a burst of at least one.
+//! replace, delete, add a key, remove a key; which of these routes take a body; the rules a
+//! partner must pass (also used by the command line): a valid org id that is not this gate's,
+//! keys in PASERK `k4.public` form that are safe to verify with (weak keys refused), each `kid`
+//! belonging to one partner only, readable `not_after` times, valid globs, a rate of at least one
+//! call per minute and a burst of at least one.
 //! Never: stores a partner that failed a rule; a change is on disk before it is answered, and
 //! inbound requests read the partners on every request, so a removed key or partner is refused
 //! from the next request on.
 
-use super::http::{self, ApiError};
-use super::{lock, Api};
+use super::common::Answer;
+use crate::api::http::{self, validate_id, ApiError};
+use crate::api::callers::partner_caller;
+use crate::api::Api;
 use crate::delegation::{paserk, time};
 use crate::store::state::{Partner, PartnerKey, State};
+use crate::thread::lock;
 use serde_json::{json, Value};
-
-type Answer = Result<(u16, Value), ApiError>;
 
 /// Routes under `identity` and `partners`; `None` when the path is not one of them.
 pub(super) fn route(
@@ -57,7 +60,7 @@ pub(super) fn takes_body(method: &tiny_http::Method, segments: &[&str]) -> bool 
 }
 
 /// This gate's org id and public keys.
-pub(super) fn identity(api: &Api) -> Value {
+fn identity(api: &Api) -> Value {
     let org_id = lock(&api.store).state().org_id.clone();
     json!({ "org_id": org_id, "keys": api.signing.public() })
 }
@@ -131,7 +134,7 @@ fn delete(api: &Api, org: &str) -> Answer {
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found(format!("no partner {org}")))
     })?;
-    super::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
+    crate::api::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
     log::info!("partner {org} removed");
     Ok((200, json!({ "deleted": org })))
 }
@@ -169,20 +172,15 @@ fn remove_key(api: &Api, org: &str, kid: &str) -> Answer {
         Ok(())
     })?;
     // Sessions opened under the removed key end too (a GET stream would outlive it otherwise).
-    super::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
+    crate::api::sessions::end_sessions(api, |s| s.agent_id == partner_caller(org));
     log::info!("partner {org}: key {kid} removed");
     Ok((200, json!({ "deleted": kid })))
 }
 
-/// How a partner's sessions are known (as the agent id of an agent-key session).
-pub(super) fn partner_caller(org: &str) -> String {
-    format!("partner:{org}")
-}
-
 /// The rules a partner must pass against the rest of the state.
-pub(super) fn check(state: &State, partner: &Partner) -> Result<(), ApiError> {
-    super::rest::validate_id("org_id", &partner.org_id)?;
-    super::rest::validate_id("workspace_id", &partner.workspace_id)?;
+pub(in crate::api) fn check(state: &State, partner: &Partner) -> Result<(), ApiError> {
+    validate_id("org_id", &partner.org_id)?;
+    validate_id("workspace_id", &partner.workspace_id)?;
     if state.org_id.as_deref() == Some(partner.org_id.as_str()) {
         return Err(ApiError::invalid(
             "a partner cannot have this gate's own org id",

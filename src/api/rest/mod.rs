@@ -1,0 +1,112 @@
+//! The REST admin API under `/api/v1/aegis/` (admin bearer token checked by the caller).
+//!
+//! Owns: the route table (which resource file answers a method and a path, 405 for a known path
+//! with another method, 404 for an unknown one), the body-before-lock rule (a body is read before
+//! the change lock is taken, so a slow upload never holds up other changes), and the change lock
+//! around every request but a `GET`. The resources are one file each: `connections`,
+//! `workspaces`, `agents`, `approvals` and `partners` (with `/identity`); what they share is in
+//! `common`.
+//! Never: answers a route itself beyond the 405/404 fallbacks; is imported by a resource file
+//! (the arrows go from here down to the resource files, and from them to `common`); returns an
+//! env value or an agent key after its creation answer; changes state on malformed input (every
+//! change goes through `StateStore::update`, applied only when written).
+
+mod agents;
+mod approvals;
+mod common;
+mod connections;
+pub(super) mod partners;
+mod workspaces;
+
+#[cfg(test)]
+mod tests;
+
+use super::http::{self, ApiError};
+use super::Api;
+use crate::thread::lock;
+use common::Answer;
+
+pub(super) use workspaces::demo;
+
+/// Where the REST API lives.
+pub(super) const PREFIX: &str = "/api/v1/aegis/";
+
+/// Answers one REST request; `url` is the request's URL, query included.
+pub(super) fn handle(
+    api: &Api,
+    request: &mut tiny_http::Request,
+    method: &tiny_http::Method,
+    url: &str,
+) -> Answer {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    use tiny_http::Method::{Delete, Get, Patch, Post, Put};
+    // The body is read before the change lock: a slow upload must not hold up other changes.
+    let body = match (method, segments.as_slice()) {
+        (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
+            http::json_body(request, api.options.max_body)?
+        }
+        (Put, ["workspaces", _, "policy" | "identity"]) => {
+            http::json_body(request, api.options.max_body)?
+        }
+        (m, s) if partners::takes_body(m, s) => http::json_body(request, api.options.max_body)?,
+        _ => Vec::new(),
+    };
+    let _change = (*method != Get).then(|| lock(&api.changes));
+    if let Some(answer) = partners::route(api, method, &segments, &body) {
+        return answer;
+    }
+    match (method, segments.as_slice()) {
+        (Post, ["connections"]) => connections::create(api, &body),
+        (Get, ["connections"]) => {
+            connections::list(api, query_param(query, "workspace_id").as_deref())
+        }
+        (Get, ["connections", id]) => connections::get(api, id),
+        (Delete, ["connections", id]) => connections::delete(api, id),
+        (Patch, ["connections", id]) => connections::update(api, &body, id, false),
+        (Put, ["connections", id]) => connections::update(api, &body, id, true),
+        (Post, ["connections", id, "restart"]) => connections::restart(api, id),
+        (Get, ["workspaces"]) => workspaces::list(api),
+        (Get, ["workspaces", id]) => workspaces::get(api, id),
+        (Post, ["workspaces", id, "activate"]) => workspaces::activate(api, id),
+        (Post, ["workspaces", id, "deactivate"]) => workspaces::deactivate(api, id),
+        (Get, ["workspaces", id, "tools"]) => workspaces::tools(api, id),
+        (Get, ["workspaces", id, "policy"]) => workspaces::get_policy(api, id),
+        (Get, ["workspaces", id, "identity"]) => workspaces::get_identity(api, id),
+        (Put, ["workspaces", id, "identity"]) => workspaces::put_identity(api, id, &body),
+        (Get, ["approvals"]) => approvals::list(api),
+        (Post, ["approvals", id, "approve"]) => approvals::decide(api, id, true),
+        (Post, ["approvals", id, "deny"]) => approvals::decide(api, id, false),
+        (Put, ["workspaces", id, "policy"]) => workspaces::put_policy(api, id, &body),
+        (Post, ["workspaces", id, "tools", name, "approve"]) => {
+            workspaces::approve_tool(api, id, name)
+        }
+        (Post, ["agents"]) => agents::create(api, &body),
+        (Get, ["agents"]) => agents::list(api, query_param(query, "workspace_id").as_deref()),
+        (Delete, ["agents", id]) => agents::revoke(api, id),
+        (
+            _,
+            ["connections"]
+            | ["connections", _]
+            | ["connections", _, "restart"]
+            | ["workspaces"]
+            | ["workspaces", _]
+            | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy" | "identity"]
+            | ["workspaces", _, "tools", _, "approve"]
+            | ["agents"]
+            | ["agents", _]
+            | ["approvals"]
+            | ["approvals", _, "approve" | "deny"],
+        ) => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+/// The value of `name` in a query string (as sent: not percent-decoded).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
