@@ -1,7 +1,8 @@
 //! Running workspaces: starting a stored workspace's connections behind its gate, stopping it,
 //! and bringing back every active workspace after a restart.
 //!
-//! Owns: the runtimes table's lifecycle (`Api::runtimes`), the child config of a stored
+//! Owns: the runtimes table's lifecycle (`Api::runtimes`: a workspace started, stopped, one
+//! connection's child torn down outside the lock), the child config of a stored
 //! connection as serve mode starts it (through [`crate::launch`]), and what a workspace's stop
 //! ends with it (its held calls, its HTTP sessions).
 //! Never: holds the runtimes lock while a child is torn down (a stubborn child would stall
@@ -105,6 +106,18 @@ impl Api {
         runtimes.insert(ws.to_owned(), runtime);
         log::info!("workspace {ws}: active with {} connections", conns.len());
         Ok(())
+    }
+
+    /// Stops `conn`'s running child, if its workspace is active, and waits for the teardown
+    /// after releasing the runtimes lock: a teardown takes seconds and every agent request takes
+    /// that lock.
+    pub(super) fn tear_down(&self, conn: &Connection) {
+        let retiring = lock(&self.runtimes)
+            .get_mut(&conn.workspace_id)
+            .and_then(|r| r.detach(&conn.name));
+        if let Some(retiring) = retiring {
+            retiring.join();
+        }
     }
 
     /// Stops a workspace: its held calls are answered, its children stopped, its sessions ended.

@@ -348,17 +348,6 @@ pub(super) fn get(api: &Api, id: &str) -> Answer {
     Ok((200, connection_json(api, &conn)))
 }
 
-/// Stops `conn`'s running child, if its workspace is active, and waits for the teardown after
-/// releasing the runtimes lock: a teardown takes seconds and every agent request takes that lock.
-fn tear_down(api: &Api, conn: &Connection) {
-    let retiring = lock(&api.runtimes)
-        .get_mut(&conn.workspace_id)
-        .and_then(|r| r.detach(&conn.name));
-    if let Some(retiring) = retiring {
-        retiring.join();
-    }
-}
-
 /// `DELETE /connections/{id}`.
 pub(super) fn delete(api: &Api, id: &str) -> Answer {
     let conn = find_connection(api, id)?;
@@ -366,7 +355,7 @@ pub(super) fn delete(api: &Api, id: &str) -> Answer {
         state.connections.remove(id);
         Ok::<_, ApiError>(())
     })?;
-    tear_down(api, &conn);
+    api.tear_down(&conn);
     log::info!(
         "connection {} removed from {}",
         conn.name,
@@ -420,7 +409,7 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
         Ok::<_, ApiError>(())
     })?;
     // Before the new child starts, so the two never hold the same resources at once.
-    tear_down(api, &conn);
+    api.tear_down(&conn);
     if conn.enabled {
         let server = api.server_config(&conn)?;
         if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
