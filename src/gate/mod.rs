@@ -7,7 +7,10 @@
 //! Never: blocks. Every request is handed on (to the merger or a connection) with a `Responder`,
 //! so a slow `tools/call` never delays a `ping` or another call. Never logs arguments or results.
 //!
-//! Transports (`stdio`, later HTTP) frame bytes and call [`Gate::handle`] for each message.
+//! Transports (stdio in [`stdio`], HTTP in `api::mcp_http`) frame bytes and call [`Gate::handle`]
+//! (or [`Gate::handle_parsed`], when they have parsed the message and its `tools/call` already)
+//! for each message. A `tools/call` is parsed once ([`call::ToolCall`]) and its policy verdict
+//! decided once, here, where it is routed.
 
 pub mod call;
 pub mod runtime;
