@@ -310,7 +310,7 @@ impl Worker {
         }
     }
 
-    // ---- writing to the child ----------------------------------------------------------------
+    // ---- writing to the child --------------------------------------------------------------
 
     fn flush_stdin(&mut self) {
         if let Err(e) = self.pipes.flush_stdin() {
