@@ -2,7 +2,7 @@
 //!
 //! Owns: [`ConnectionManager`] (the registry of live connections: spawn on start, teardown on
 //! shutdown) and [`ConnHandle`], the cheap clonable way other parts talk to one
-//! `DownstreamConnection`, whose thread lives in `connection.rs`.
+//! `DownstreamConnection`, whose thread lives in `connection/`.
 //! Never: merges tool lists (that is the merger's) or interprets an agent's session; it only
 //! forwards requests it is handed and reports tool lists and status changes as [`Event`]s.
 //!

@@ -1,0 +1,101 @@
+//! Agent calls forwarded to the child, and their cancellation.
+//!
+//! Owns: refusing at once a call the child cannot take now (not ready, `max_in_flight` calls
+//! already in flight, stdin backlogged, stdin broken), the `_meta` the child gets (the agent's
+//! own, our progress token in place of the agent's, the agent's name for a connection that passes
+//! it on), the request line under our own id, and `notifications/cancelled` to the child for a
+//! call the agent cancelled or the gate timed out.
+//! Never: changes an agent's params other than their `_meta`; waits for room in the child's
+//! stdin (a backlogged child gets an error answered instead); answers a cancelled call (the agent
+//! is owed nothing).
+
+use super::inflight::{self, PendingKind};
+use super::pipes::WriteResult;
+use super::{Phase, Worker};
+use crate::downstream::CallRequest;
+use crate::jsonrpc::{self, code, Id, SessionId};
+use std::time::Instant;
+
+impl Worker {
+    pub(super) fn on_call(&mut self, req: CallRequest) {
+        if self.phase != Phase::Ready {
+            let message = format!("server '{}' is {}", self.cfg.name, self.status);
+            req.responder.error(code::SERVER_UNAVAILABLE, &message);
+            return;
+        }
+        if self.inflight.is_full(self.settings.max_in_flight) {
+            let message = format!(
+                "server '{}' already has {} requests in flight",
+                self.cfg.name,
+                self.inflight.n_agent_calls()
+            );
+            req.responder.error(code::OVERLOADED, &message);
+            return;
+        }
+        let id = self.inflight.next_id();
+        let CallRequest {
+            responder,
+            method,
+            mut params,
+            meta,
+            progress_token,
+            timeout,
+            agent,
+        } = req;
+        let mut meta = meta.unwrap_or_default();
+        if let Some(agent) = agent.filter(|_| self.cfg.pass_agent) {
+            if let Ok(raw) = serde_json::value::to_raw_value(&agent) {
+                meta.insert(crate::mcp::AGENT_META.into(), raw);
+            }
+        }
+        if progress_token.is_some() {
+            if let Some(raw) = inflight::progress_token_for_child(id) {
+                meta.insert("progressToken".into(), raw);
+            }
+        }
+        if !meta.is_empty() {
+            if let Ok(raw) = serde_json::value::to_raw_value(&meta) {
+                params.insert("_meta".into(), raw);
+            }
+        }
+        let params_text = match serde_json::to_string(&params) {
+            Ok(text) => text,
+            Err(e) => {
+                responder.error(code::INTERNAL_ERROR, &format!("cannot encode params: {e}"));
+                return;
+            }
+        };
+        let line = jsonrpc::request_line(&Id::from_u64(id), &method, Some(&params_text));
+        match self.pipes.write_line(&line) {
+            WriteResult::Written => {
+                let kind = PendingKind::Agent {
+                    responder,
+                    progress_token,
+                    tool_call: method == "tools/call",
+                };
+                let deadline = Instant::now() + timeout;
+                self.inflight.insert(id, kind, deadline);
+            }
+            WriteResult::Backlogged => {
+                let message = format!("server '{}' is not reading its input", self.cfg.name);
+                responder.error(code::OVERLOADED, &message);
+            }
+            WriteResult::Broken(reason) => {
+                let message = format!("server '{}' failed: {reason}", self.cfg.name);
+                responder.error(code::SERVER_UNAVAILABLE, &message);
+                self.fail(reason);
+            }
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, session: SessionId, id: &Id) {
+        if let Some(n) = self.inflight.cancel(session, id) {
+            self.cancel_downstream(n, "cancelled by the client");
+        }
+    }
+
+    pub(super) fn cancel_downstream(&mut self, child_id: u64, reason: &str) {
+        let params = serde_json::json!({ "requestId": child_id, "reason": reason });
+        self.send_notification("notifications/cancelled", &params);
+    }
+}

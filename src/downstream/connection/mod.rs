@@ -1,0 +1,449 @@
+//! DownstreamConnection: the thread that owns one child and speaks MCP to it.
+//!
+//! Owns: the connection's loop and what wakes it, the child's lifecycle (spawn, restarts with
+//! backoff, the breaker, teardown) and the status it reports, the gate's commands (agent calls,
+//! their cancellation, refreshes, restarts), and the timers (deadlines, heartbeats, a deferred
+//! listing, the next start). Its parts: `pipes` (the child and its pipes), `inflight` (the
+//! requests in flight, their ids, deadlines and progress tokens; no I/O), `handshake`
+//! (`initialize` and `tools/list` paging), `calls` (agent calls forwarded to the child, and
+//! their cancellation), `messages` (what the child sends).
+//! Never: blocks on a pipe or a channel (one `mio::Poll` over the three pipes and a `Waker`);
+//! re-serializes a child's `result` (its bytes go to the agent untouched, only the id changes);
+//! sends `server/discover` (Python SDK servers refuse the handshake after it); logs payloads.
+//!
+//! Dependencies point one way: `pipes` and `inflight` know nothing of [`Worker`] or of each
+//! other; `handshake`, `calls` and `messages` add methods to [`Worker`] and use its lifecycle
+//! (`fail`, `emit`, the sends) and the two plain parts; `messages` calls into `handshake`, never
+//! the reverse, and neither of them into `calls`.
+//!
+//! Threads: runs on `conn-<name>`. Channels: reads its bounded `Command` queue after every wake;
+//! writes `Event`s to the merger with a bounded wait.
+
+mod calls;
+mod handshake;
+mod inflight;
+mod messages;
+mod pipes;
+
+use super::child::{STDERR, STDIN, STDOUT};
+use super::health::{NextTry, RestartPolicy};
+use super::{Command, ConnHandle, Event, Status};
+use crate::config::{ServerConfig, Settings};
+use crate::jsonrpc::{self, code, Id};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use handshake::Handshake;
+use inflight::{InFlight, PendingKind};
+use mio::{Events, Poll, Token};
+use pipes::{Pipes, WriteResult};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Token of the connection's `mio::Waker`.
+pub(crate) const WAKER: Token = Token(3);
+
+/// The target of every log line of the connection, whichever file it comes from: the split into
+/// files kept the target it always had, which operators filter on.
+const LOG_TARGET: &str = module_path!();
+
+const COMMANDS_PER_TURN: usize = 256;
+const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `initialize` sent, waiting for the answer.
+    Initializing,
+    /// Handshake done; requests are forwarded.
+    Ready,
+    /// No child; the next start is due at `until`.
+    Waiting { until: Instant },
+    /// Shut down for good.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heartbeat {
+    /// `ping`, every `heartbeat_interval`.
+    Ping,
+    /// The child answered `ping` with -32601: process liveness plus a `tools/list` probe.
+    Probe,
+}
+
+/// The state of one connection, driven by its own thread.
+pub(crate) struct Worker {
+    cfg: ServerConfig,
+    settings: Arc<Settings>,
+    poll: Poll,
+    rx: Receiver<Command>,
+    events: Sender<Event>,
+    handle: ConnHandle,
+    /// The current child and its pipes.
+    pipes: Pipes,
+    phase: Phase,
+    status: Status,
+    /// Requests sent to the child and not answered yet.
+    inflight: InFlight,
+    /// What the child said at `initialize`, and the listing of its tools.
+    handshake: Handshake,
+    heartbeat: Heartbeat,
+    next_heartbeat: Instant,
+    misses: u32,
+    invalid_lines: u32,
+    policy: RestartPolicy,
+    started_once: bool,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        cfg: ServerConfig,
+        settings: Arc<Settings>,
+        poll: Poll,
+        rx: Receiver<Command>,
+        events: Sender<Event>,
+        handle: ConnHandle,
+    ) -> Worker {
+        let now = Instant::now();
+        Worker {
+            policy: RestartPolicy::new(
+                settings.backoff_min,
+                settings.backoff_max,
+                settings.breaker_window,
+                settings.breaker_failures,
+                settings.breaker_cooldown,
+            ),
+            pipes: Pipes::new(settings.max_line_bytes, now),
+            cfg,
+            settings,
+            poll,
+            rx,
+            events,
+            handle,
+            phase: Phase::Waiting { until: now },
+            status: Status::Starting,
+            inflight: InFlight::new(),
+            handshake: Handshake::new(),
+            heartbeat: Heartbeat::Ping,
+            next_heartbeat: now,
+            misses: 0,
+            invalid_lines: 0,
+            started_once: false,
+        }
+    }
+
+    /// The connection's main loop; returns once the manager asked it to stop.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        self.start_child();
+        while !self.handle.stop_requested() {
+            let timeout = self.next_wakeup(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("connection {}: poll failed: {e}", self.cfg.name);
+                break;
+            }
+            let (mut out, mut err, mut inp) =
+                (self.pipes.stdout_more(), self.pipes.stderr_more(), false);
+            for event in events.iter() {
+                match event.token() {
+                    STDOUT => out = true,
+                    STDERR => err = true,
+                    STDIN => inp = true,
+                    // The waker, or a sporadic event for a pipe of a child already gone.
+                    _ => {}
+                }
+            }
+            if out {
+                self.read_stdout();
+            }
+            if err {
+                self.pipes.read_stderr(&self.poll, &self.cfg.name);
+            }
+            if inp {
+                self.flush_stdin();
+            }
+            if !self.drain_commands() {
+                break;
+            }
+            self.on_timers(Instant::now());
+        }
+        self.stop();
+    }
+
+    fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+        if self.pipes.stdout_more() || self.pipes.stderr_more() {
+            return Some(Duration::ZERO);
+        }
+        let mut next = self.inflight.next_deadline();
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        match self.phase {
+            Phase::Ready => {
+                consider(self.next_heartbeat);
+                if let Some(at) = self.handshake.relist_at() {
+                    consider(at);
+                }
+            }
+            Phase::Waiting { until } => consider(until),
+            Phase::Initializing | Phase::Stopped => {}
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    // ---- lifecycle -------------------------------------------------------------------------
+
+    fn start_child(&mut self) {
+        self.inflight.clear();
+        self.handshake.restart();
+        self.heartbeat = Heartbeat::Ping;
+        self.misses = 0;
+        self.invalid_lines = 0;
+        self.pipes.reset();
+        if self.started_once {
+            self.handle.update(|s| s.restarts += 1);
+        }
+        self.started_once = true;
+        log::info!(
+            "connection {}: starting {}",
+            self.cfg.name,
+            self.cfg.command
+        );
+        match self.pipes.spawn(&self.cfg, &self.poll) {
+            Ok(pid) => {
+                log::info!("connection {}: child pid {pid}", self.cfg.name);
+                self.handle.update(|s| s.pid = Some(pid));
+                self.phase = Phase::Initializing;
+                self.set_status(Status::Starting, None);
+                self.send_initialize();
+            }
+            Err(e) => {
+                let reason = format!("cannot start {:?}: {e}", self.cfg.command);
+                self.fail(reason);
+            }
+        }
+    }
+
+    /// Something is wrong with the child: answer every pending request, tear the child down,
+    /// schedule the next start.
+    fn fail(&mut self, reason: String) {
+        log::warn!("connection {}: {reason}", self.cfg.name);
+        self.set_status(Status::Unhealthy, Some(reason.clone()));
+        self.fail_pending(&reason);
+        self.teardown_child(false);
+        let now = Instant::now();
+        let (status, wait) = match self.policy.on_failure(now) {
+            NextTry::Backoff(d) => (Status::Restarting, d),
+            NextTry::BreakerOpen(d) => (Status::Failed, d),
+        };
+        log::info!(
+            "connection {}: next start in {} ms",
+            self.cfg.name,
+            wait.as_millis()
+        );
+        self.phase = Phase::Waiting { until: now + wait };
+        self.set_status(status, None);
+    }
+
+    fn teardown_child(&mut self, polite: bool) {
+        let grace = self.settings.teardown_grace;
+        if let Some((pid, exit)) = self.pipes.teardown(&mut self.poll, grace, polite) {
+            log::debug!(
+                "connection {}: child {} reaped ({exit:?})",
+                self.cfg.name,
+                pid
+            );
+        }
+        self.handle.update(|s| s.pid = None);
+        // The teardown polled our Poll and may have taken the waker's event: look at the
+        // command queue again right away.
+        self.handle.wake();
+    }
+
+    fn fail_pending(&mut self, reason: &str) {
+        for responder in self.inflight.take_agent_calls() {
+            let message = format!("server '{}' failed: {reason}", self.cfg.name);
+            responder.error(code::SERVER_UNAVAILABLE, &message);
+        }
+        self.handshake.abort_listing();
+    }
+
+    fn stop(&mut self) {
+        self.fail_pending("the gate is shutting down");
+        self.teardown_child(true);
+        self.phase = Phase::Stopped;
+        self.set_status(Status::Stopped, None);
+    }
+
+    fn restart_now(&mut self) {
+        self.fail_pending("was restarted by an operator");
+        self.set_status(Status::Restarting, None);
+        self.teardown_child(true);
+        self.start_child();
+    }
+
+    fn set_status(&mut self, status: Status, error: Option<String>) {
+        if status == self.status && error.is_none() {
+            return;
+        }
+        if status != self.status {
+            log::info!("connection {}: {} -> {status}", self.cfg.name, self.status);
+        }
+        self.status = status;
+        self.handle.update(|s| {
+            s.status = status;
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+        self.emit(Event::Status {
+            conn: self.handle.id(),
+            status,
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        if let Err(e) = self.events.send_timeout(event, EVENT_SEND_TIMEOUT) {
+            log::error!(
+                "connection {}: the merger did not take an event: {e}",
+                self.cfg.name
+            );
+        }
+    }
+
+    // ---- writing to the child --------------------------------------------------------------
+
+    fn flush_stdin(&mut self) {
+        if let Err(e) = self.pipes.flush_stdin() {
+            self.fail(format!("stdin write failed: {e}"));
+        }
+    }
+
+    /// Writes one line to the child; a broken pipe fails the connection.
+    fn write_or_fail(&mut self, line: &[u8]) {
+        if let WriteResult::Broken(reason) = self.pipes.write_line(line) {
+            self.fail(reason);
+        }
+    }
+
+    /// Sends a request of the gate's own; a broken pipe fails the connection.
+    fn send_internal(
+        &mut self,
+        method: &str,
+        params: Option<&str>,
+        kind: PendingKind,
+        timeout: Duration,
+    ) {
+        let id = self.inflight.next_id();
+        let line = jsonrpc::request_line(&Id::from_u64(id), method, params);
+        match self.pipes.write_line(&line) {
+            WriteResult::Written | WriteResult::Backlogged => {
+                let deadline = Instant::now() + timeout;
+                self.inflight.insert(id, kind, deadline);
+            }
+            WriteResult::Broken(reason) => self.fail(reason),
+        }
+    }
+
+    fn send_notification(&mut self, method: &str, params: &Value) {
+        let line = jsonrpc::notification_line(method, Some(&params.to_string()));
+        self.write_or_fail(&line);
+    }
+
+    // ---- commands from the gate ------------------------------------------------------------
+
+    /// Drains the command queue; false when every handle is gone.
+    fn drain_commands(&mut self) -> bool {
+        for _ in 0..COMMANDS_PER_TURN {
+            match self.rx.try_recv() {
+                Ok(Command::Call(req)) => self.on_call(req),
+                Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
+                Ok(Command::RefreshTools) => {
+                    if self.phase == Phase::Ready {
+                        self.start_listing();
+                    }
+                }
+                Ok(Command::Restart) => self.restart_now(),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        // More commands wait; come back at once without sleeping in poll.
+        self.handle.wake();
+        true
+    }
+
+    // ---- timers ----------------------------------------------------------------------------
+
+    fn on_timers(&mut self, now: Instant) {
+        self.expire_pending(now);
+        if self.phase == Phase::Ready && self.handshake.relist_at().is_some_and(|at| at <= now) {
+            self.start_listing();
+        }
+        match self.phase {
+            Phase::Ready if now >= self.next_heartbeat => self.beat(now),
+            Phase::Waiting { until } if now >= until => self.start_child(),
+            Phase::Ready | Phase::Waiting { .. } | Phase::Initializing | Phase::Stopped => {}
+        }
+    }
+
+    fn expire_pending(&mut self, now: Instant) {
+        for n in self.inflight.expired(now) {
+            let Some(kind) = self.inflight.remove(n) else {
+                continue;
+            };
+            match kind {
+                PendingKind::Agent { responder, .. } => {
+                    let message = format!(
+                        "server '{}' did not answer within {} ms",
+                        self.cfg.name,
+                        self.settings.call_timeout.as_millis()
+                    );
+                    responder.error(code::REQUEST_TIMEOUT, &message);
+                    self.cancel_downstream(n, "timed out in the gate");
+                }
+                PendingKind::Initialize => {
+                    self.fail("did not answer initialize in time".into());
+                    return;
+                }
+                PendingKind::ListPage => {
+                    self.fail("did not answer tools/list in time".into());
+                    return;
+                }
+                PendingKind::Ping | PendingKind::Probe => {
+                    self.misses += 1;
+                    if self.misses >= self.settings.heartbeat_misses {
+                        let reason = format!("missed {} heartbeats", self.misses);
+                        self.fail(reason);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn beat(&mut self, now: Instant) {
+        if let Some(status) = self.pipes.try_exit() {
+            self.fail(format!("exited ({status})"));
+            return;
+        }
+        match self.heartbeat {
+            Heartbeat::Ping => {
+                self.next_heartbeat = now + self.settings.heartbeat_interval;
+                let timeout = self.settings.heartbeat_interval;
+                self.send_internal("ping", None, PendingKind::Ping, timeout);
+            }
+            Heartbeat::Probe => {
+                self.next_heartbeat = now + self.settings.probe_interval;
+                let timeout = self.settings.list_timeout;
+                self.send_internal("tools/list", None, PendingKind::Probe, timeout);
+            }
+        }
+    }
+
+    /// The child answered a heartbeat (or the handshake): it is alive.
+    fn on_heartbeat(&mut self) {
+        self.misses = 0;
+        self.handle
+            .update(|s| s.last_heartbeat = Some(SystemTime::now()));
+    }
+}
