@@ -18,11 +18,11 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// The environment variable naming a PEM file of extra CA certificates (a private CA), trusted
 /// besides Mozilla's roots.
-pub const CA_FILE_ENV: &str = "AEGIS_CA_FILE";
+pub(crate) const CA_FILE_ENV: &str = "AEGIS_CA_FILE";
 
 /// Why a request failed before a response arrived.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// Not an `http(s)://host[:port]/path` URL.
     Url(String),
     /// TLS could not be set up (the CA file, the host name).
@@ -67,7 +67,7 @@ const RESERVED: &[&str] = &[
 
 /// Whether `name` may be a configured header: a token of letters, digits, `-` and `_`, and not
 /// one the transport sets itself.
-pub fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name
@@ -78,7 +78,7 @@ pub fn is_header_name(name: &str) -> bool {
 
 /// A parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
+pub(crate) struct Url {
     host: String,
     port: u16,
     path: String,
@@ -87,7 +87,7 @@ pub struct Url {
 
 impl Url {
     /// Parses `http(s)://host[:port][/path]`.
-    pub fn parse(text: &str) -> Result<Url, ClientError> {
+    pub(crate) fn parse(text: &str) -> Result<Url, ClientError> {
         let (rest, tls) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
             (Some(rest), _) => (rest, true),
             (None, Some(rest)) => (rest, false),
@@ -137,7 +137,7 @@ impl Url {
 }
 
 /// A response whose body is read as it arrives.
-pub struct Response {
+pub(crate) struct Response {
     /// The status code.
     pub status: u16,
     headers: Vec<(String, String)>,
@@ -152,7 +152,7 @@ impl fmt::Debug for Response {
 
 impl Response {
     /// A header's value (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -160,12 +160,12 @@ impl Response {
     }
 
     /// The body, read as it arrives.
-    pub fn body(&mut self) -> &mut (dyn BufRead + Send) {
+    pub(crate) fn body(&mut self) -> &mut (dyn BufRead + Send) {
         &mut *self.body
     }
 
     /// The whole body, at most `max` bytes (an error beyond).
-    pub fn read_all(&mut self, max: usize) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_all(&mut self, max: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
         (&mut self.body).take(limit).read_to_end(&mut out)?;
@@ -183,7 +183,7 @@ impl Response {
 /// and write (an event stream that stays silent longer ends with a timeout error), and
 /// `deadline`, when given, the whole exchange: reading the body past it is a timeout error,
 /// however the server trickles.
-pub fn send(
+pub(crate) fn send(
     url: &Url,
     method: &str,
     headers: &[(String, String)],

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What starting a remote connection's bridge needs besides the connection.
-pub struct Spawn {
+pub(crate) struct Spawn {
     /// The data dir (a partner bridge reads this gate's signing key there).
     pub data_dir: PathBuf,
     /// This gate's org id (a partner bridge signs as it).
@@ -26,13 +26,13 @@ pub struct Spawn {
 }
 
 /// The Fernet binding of a connection's (or a workspace's identity settings') secrets.
-pub fn binding(workspace: &str, name: &str) -> String {
+pub(crate) fn binding(workspace: &str, name: &str) -> String {
     crate::crypto::binding(workspace, name)
 }
 
 /// A stored connection as a child to start: argv split, env decrypted (bound to
 /// `workspace/name` and the variable).
-pub fn server_config(
+pub(crate) fn server_config(
     keyring: &Keyring,
     conn: &Connection,
     spawn: &Spawn,
@@ -61,13 +61,16 @@ pub fn server_config(
 }
 
 /// A stored workspace's policy (`stdio --workspace` applies it).
-pub fn stored_policy(data_dir: &Path, workspace: &str) -> Option<crate::policy::Policy> {
+pub(crate) fn stored_policy(data_dir: &Path, workspace: &str) -> Option<crate::policy::Policy> {
     let store = StateStore::open(data_dir).ok()?;
     store.state().workspaces.get(workspace)?.policy.clone()
 }
 
 /// The enabled connections of a stored workspace, ready to start (`stdio --workspace`).
-pub fn stored_servers(data_dir: &Path, workspace: &str) -> Result<Vec<ServerConfig>, String> {
+pub(crate) fn stored_servers(
+    data_dir: &Path,
+    workspace: &str,
+) -> Result<Vec<ServerConfig>, String> {
     let keyring = Keyring::load_or_create(data_dir).map_err(|e| e.to_string())?;
     let store = StateStore::open(data_dir).map_err(|e| e.to_string())?;
     if !store.state().workspaces.contains_key(workspace) {

@@ -4,31 +4,32 @@
 //! Never: does I/O or holds state.
 
 /// The version the gate offers and prefers.
-pub const LATEST_VERSION: &str = "2025-11-25";
+pub(crate) const LATEST_VERSION: &str = "2025-11-25";
 
 /// The `_meta` key through which the gate tells a `partner` connection's bridge which agent
 /// calls (its tokens' `sub`). The gate removes it from what agents send, so none can claim it.
-pub const AGENT_META: &str = "io.aegis-gate/agent";
+pub(crate) const AGENT_META: &str = "io.aegis-gate/agent";
 
 /// Every version the gate speaks, newest first. `2026-07-28` (stateless, `server/discover`) is not
 /// among them: its discovery method is answered with -32601 so dual-era clients fall back.
-pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub(crate) const SUPPORTED_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// True when the gate speaks `version`.
-pub fn is_supported(version: &str) -> bool {
+pub(crate) fn is_supported(version: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&version)
 }
 
 /// The version to answer an agent's `initialize` with: its own when supported, else the latest
 /// (the client then decides whether it can go on).
-pub fn negotiate(requested: Option<&str>) -> &'static str {
+pub(crate) fn negotiate(requested: Option<&str>) -> &'static str {
     requested
         .and_then(|v| SUPPORTED_VERSIONS.iter().copied().find(|s| *s == v))
         .unwrap_or(LATEST_VERSION)
 }
 
 /// The gate's name in `serverInfo` and `clientInfo`.
-pub const IMPLEMENTATION_NAME: &str = "aegis-gate";
+pub(crate) const IMPLEMENTATION_NAME: &str = "aegis-gate";
 
 /// The gate's version.
-pub const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,14 +6,14 @@
 //! Never: reads local time zones, fractional seconds or leap seconds (`:60`).
 
 /// The clock: whole Unix seconds now (0 before 1970, saturating far in the future).
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`; `None` outside 1970–9999.
-pub fn format(unix: i64) -> Option<String> {
+pub(crate) fn format(unix: i64) -> Option<String> {
     if !(0..=253_402_300_799).contains(&unix) {
         return None;
     }
@@ -29,7 +29,7 @@ pub fn format(unix: i64) -> Option<String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (or `+00:00`) as Unix seconds; `None` for anything else.
-pub fn parse(text: &str) -> Option<i64> {
+pub(crate) fn parse(text: &str) -> Option<i64> {
     let (stamp, zone) = text.split_at_checked(19)?;
     if zone != "Z" && zone != "+00:00" {
         return None;

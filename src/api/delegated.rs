@@ -12,13 +12,14 @@
 
 use super::{lock, Api};
 use crate::audit::records::clip;
+use crate::delegation::paserk;
 use crate::delegation::rate::{Limiter, DEFAULT_MAX_KEYS};
 use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
 use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
-use crate::delegation::{paserk, time};
 use crate::glob::Scope;
 use crate::jsonrpc::{self, Id};
 use crate::store::state::Partner;
+use crate::time;
 use crate::time::unix_now;
 use std::sync::Mutex;
 use std::time::Instant;

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 /// How the front treats connections.
 #[derive(Clone, Debug)]
-pub struct FrontConfig {
+pub(crate) struct FrontConfig {
     /// Where to listen.
     pub listen: SocketAddr,
     /// Threads taking requests. Default 8.
@@ -47,13 +47,13 @@ pub struct FrontConfig {
 }
 
 /// Answers one request. Called on worker threads, concurrently.
-pub trait Handler: Send + Sync + 'static {
+pub(crate) trait Handler: Send + Sync + 'static {
     /// Must answer (`request.respond(...)`); a request dropped unanswered gets a 500.
     fn handle(&self, request: tiny_http::Request);
 }
 
 /// A running front; [`Front::stop`] (or drop) stops and joins its workers.
-pub struct Front {
+pub(crate) struct Front {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     server: Arc<RwLock<Arc<tiny_http::Server>>>,
@@ -63,7 +63,7 @@ pub struct Front {
 
 impl Front {
     /// Binds and starts serving `handler`.
-    pub fn start(config: &FrontConfig, handler: Arc<dyn Handler>) -> io::Result<Front> {
+    pub(crate) fn start(config: &FrontConfig, handler: Arc<dyn Handler>) -> io::Result<Front> {
         let public = TcpListener::bind(config.listen)?;
         let addr = public.local_addr()?;
         // tiny_http's own socket: only the admission thread connects to it.
@@ -108,12 +108,12 @@ impl Front {
     }
 
     /// The address actually bound (a port of 0 becomes the one the OS chose).
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Stops taking requests and joins the workers (requests being handled finish first).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 

@@ -11,7 +11,7 @@ use std::io::Read;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: u16,
     /// Stable snake_case code.
@@ -22,7 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with its status, code and message.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -31,32 +31,32 @@ impl ApiError {
     }
 
     /// 404 for an unknown route or id.
-    pub fn not_found(what: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new(404, "not_found", what)
     }
 
     /// 401: missing or wrong credentials.
-    pub fn unauthorized() -> ApiError {
+    pub(crate) fn unauthorized() -> ApiError {
         ApiError::new(401, "unauthorized", "missing or invalid bearer token")
     }
 
     /// 405 for a known path with another method.
-    pub fn method_not_allowed() -> ApiError {
+    pub(crate) fn method_not_allowed() -> ApiError {
         ApiError::new(405, "method_not_allowed", "method not allowed on this path")
     }
 
     /// 400 for malformed input.
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "bad_request", message)
     }
 
     /// 422 for well-formed input that cannot be accepted.
-    pub fn invalid(message: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(422, "invalid", message)
     }
 
     /// The JSON body.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
     }
 }
@@ -75,7 +75,7 @@ pub(super) fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
 }
 
 /// A header's value.
-pub fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
     request
         .headers()
         .iter()
@@ -84,7 +84,7 @@ pub fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str
 }
 
 /// The token of `Authorization: Bearer <token>`.
-pub fn bearer(request: &tiny_http::Request) -> Option<&str> {
+pub(crate) fn bearer(request: &tiny_http::Request) -> Option<&str> {
     let value = header(request, "Authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -93,7 +93,10 @@ pub fn bearer(request: &tiny_http::Request) -> Option<&str> {
 }
 
 /// Reads the body, refusing more than `limit` bytes (413) and a non-JSON content type (415).
-pub fn json_body(request: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn json_body(
+    request: &mut tiny_http::Request,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let content_type = header(request, "Content-Type").unwrap_or_default();
     if !content_type
         .to_ascii_lowercase()
@@ -131,17 +134,17 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Parses a JSON body into `T`, unknown fields refused by `T`'s own serde attributes.
-pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Answers with a JSON value.
-pub fn respond(request: tiny_http::Request, status: u16, body: &Value) {
+pub(crate) fn respond(request: tiny_http::Request, status: u16, body: &Value) {
     super::respond_json(request, status, &body.to_string());
 }
 
 /// Answers with an error.
-pub fn respond_error(request: tiny_http::Request, error: &ApiError) {
+pub(crate) fn respond_error(request: tiny_http::Request, error: &ApiError) {
     super::respond_json(request, error.status, &error.body());
 }

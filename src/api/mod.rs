@@ -20,14 +20,14 @@ mod admit;
 mod callers;
 mod calls;
 mod delegated;
-pub mod front;
-pub mod http;
+pub(crate) mod front;
+pub(crate) mod http;
 mod mcp_http;
 mod mcp_reply;
 mod metrics;
 mod relay;
 mod rest;
-pub mod serve;
+pub(crate) mod serve;
 mod sessions;
 mod sse;
 mod streams;
@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 
 /// What serve mode is configured with.
 #[derive(Clone, Debug)]
-pub struct ApiOptions {
+pub(crate) struct ApiOptions {
     /// The data dir.
     pub data_dir: PathBuf,
     /// Executables a connection may run (names or paths, exactly as in `command[0]`).
@@ -70,7 +70,7 @@ pub struct ApiOptions {
 }
 
 /// Everything the HTTP workers share.
-pub struct Api {
+pub(crate) struct Api {
     options: ApiOptions,
     settings: Arc<Settings>,
     keyring: Keyring,
@@ -104,7 +104,7 @@ pub struct Api {
 
 impl Api {
     /// Serve mode over an opened store, with the admin token's hash.
-    pub fn new(
+    pub(crate) fn new(
         options: ApiOptions,
         settings: Arc<Settings>,
         keyring: Keyring,
@@ -145,19 +145,19 @@ impl Api {
     }
 
     /// Sets up the demo workspace (see `serve --demo`); returns a fresh agent key for it.
-    pub fn demo(&self, exe: &str) -> Result<String, String> {
+    pub(crate) fn demo(&self, exe: &str) -> Result<String, String> {
         let _change = lock(&self.changes);
         rest::demo(self, exe).map_err(|e| e.message)
     }
 
     /// Ends every GET event stream (clients get a clean end; call before the front stops).
-    pub fn end_streams(&self) {
+    pub(crate) fn end_streams(&self) {
         self.streams.stop();
     }
 
     /// Answers every call still waiting for a person (it expires) and stops the approval and
     /// webhook threads: call before the front stops, whose workers those calls hold.
-    pub fn release_held(&self) {
+    pub(crate) fn release_held(&self) {
         self.approvals.stop();
         self.webhooks.stop();
     }
@@ -199,7 +199,7 @@ fn approval_observer(
 }
 
 /// The rules of `POST /partners`, for the command line (the message of the refusal).
-pub fn check_partner(
+pub(crate) fn check_partner(
     state: &crate::store::state::State,
     partner: &crate::store::state::Partner,
 ) -> Result<(), String> {
@@ -269,7 +269,7 @@ impl front::Handler for Api {
 }
 
 /// Answers with a JSON body.
-pub fn respond_json(request: tiny_http::Request, status: u16, body: &str) {
+pub(crate) fn respond_json(request: tiny_http::Request, status: u16, body: &str) {
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]);
     let mut response = tiny_http::Response::from_string(body).with_status_code(status);
     if let Ok(header) = header {

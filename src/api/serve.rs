@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 /// The environment variable that sets the admin token (nothing is stored then).
-pub const ADMIN_TOKEN_ENV: &str = "AEGIS_ADMIN_TOKEN";
+pub(crate) const ADMIN_TOKEN_ENV: &str = "AEGIS_ADMIN_TOKEN";
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -29,7 +29,7 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// Serves until SIGTERM or SIGINT; with `demo`, first sets up the demo workspace and prints
 /// ready-to-paste commands.
-pub fn run(
+pub(crate) fn run(
     config: &FrontConfig,
     mut options: ApiOptions,
     settings: Settings,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 impl Api {
     /// Starts every workspace the state says is active (after a restart, everything is back).
-    pub fn resume(&self, listen: std::net::SocketAddr) {
+    pub(crate) fn resume(&self, listen: std::net::SocketAddr) {
         // The front serves already: REST changes wait until the stored state is running.
         let _change = lock(&self.changes);
         let mut hosts = lock(&self.listen_hosts);
@@ -45,7 +45,7 @@ impl Api {
     }
 
     /// Stops every running workspace.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let runtimes: Vec<Runtime> = lock(&self.runtimes).drain().map(|(_, r)| r).collect();
         for runtime in runtimes {
             runtime.stop();

@@ -11,7 +11,7 @@
 //!
 //! Threads: `approvals-expiry` (ticks every second; stopped and joined by [`Approvals::stop`]).
 
-pub mod webhooks;
+pub(crate) mod webhooks;
 
 use crate::thread::{self, lock, JoinOnDrop};
 use crate::time::unix_now;
@@ -30,7 +30,7 @@ use crate::policy::DEFAULT_APPROVAL_TIMEOUT as DEFAULT_TIMEOUT;
 /// Where an approval stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     /// Waiting for a person.
     Pending,
     /// Approved: the held call went on.
@@ -45,7 +45,7 @@ pub enum Status {
 
 /// What people see of a held call.
 #[derive(Clone, Debug, Serialize)]
-pub struct Approval {
+pub(crate) struct Approval {
     /// Random id.
     pub id: String,
     /// The workspace.
@@ -73,7 +73,7 @@ pub struct Approval {
 }
 
 /// What a call to hold is.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// The workspace.
     pub workspace: &'a str,
     /// The calling agent, if the transport named one.
@@ -92,7 +92,7 @@ pub struct Request<'a> {
 
 /// How a held call ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Release {
+pub(crate) enum Release {
     /// Forward exactly the held call.
     Approve,
     /// Tell the agent a person refused.
@@ -108,18 +108,18 @@ pub enum Release {
 }
 
 /// What a held call does when released: forwards itself or answers the agent.
-pub type ReleaseFn = Box<dyn FnOnce(Release) + Send>;
+pub(crate) type ReleaseFn = Box<dyn FnOnce(Release) + Send>;
 
 /// Tells a waiting agent the call is still waiting (a progress notification), if it asked for
 /// progress; called every [`KEEPALIVE`].
-pub type KeepaliveFn = Box<dyn Fn(u64) + Send>;
+pub(crate) type KeepaliveFn = Box<dyn Fn(u64) + Send>;
 
 /// How often a waiting agent that sent a progress token hears that its call still waits.
-pub const KEEPALIVE: Duration = Duration::from_secs(10);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Why a call could not be held, or a decision not taken.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ApprovalError {
+pub(crate) enum ApprovalError {
     /// As many calls are held as allowed.
     Full,
     /// No approval has this id.
@@ -145,7 +145,7 @@ struct Table {
 }
 
 /// Notified of every new and every decided approval (webhooks, audit, log).
-pub type Observer = Box<dyn Fn(&Approval) + Send + Sync>;
+pub(crate) type Observer = Box<dyn Fn(&Approval) + Send + Sync>;
 
 impl std::fmt::Debug for Approvals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,7 +154,7 @@ impl std::fmt::Debug for Approvals {
 }
 
 /// The held calls of a gate.
-pub struct Approvals {
+pub(crate) struct Approvals {
     table: Mutex<Table>,
     max_held: usize,
     observer: Observer,
@@ -167,7 +167,7 @@ pub struct Approvals {
 impl Approvals {
     /// A registry holding at most `max_held` calls, telling `observer` of every change, with
     /// its expiry thread running.
-    pub fn new(max_held: usize, observer: Observer) -> std::io::Result<Arc<Approvals>> {
+    pub(crate) fn new(max_held: usize, observer: Observer) -> std::io::Result<Arc<Approvals>> {
         let (tx, rx) = crossbeam_channel::bounded::<()>(1);
         let approvals = Arc::new(Approvals {
             table: Mutex::new(Table::default()),
@@ -195,7 +195,7 @@ impl Approvals {
     }
 
     /// Holds a call; its record is returned (and observed).
-    pub fn hold(
+    pub(crate) fn hold(
         &self,
         request: Request<'_>,
         release: ReleaseFn,
@@ -242,7 +242,7 @@ impl Approvals {
     }
 
     /// Approves or denies a pending call, and releases it.
-    pub fn decide(&self, id: &str, approve: bool) -> Result<Approval, ApprovalError> {
+    pub(crate) fn decide(&self, id: &str, approve: bool) -> Result<Approval, ApprovalError> {
         let status = if approve {
             Status::Approved
         } else {
@@ -269,7 +269,7 @@ impl Approvals {
     }
 
     /// Every pending record, then the decided ones, newest first.
-    pub fn list(&self) -> Vec<Approval> {
+    pub(crate) fn list(&self) -> Vec<Approval> {
         let table = lock(&self.table);
         let pending = table.pending.values().map(|h| h.approval.clone());
         pending.chain(table.decided.iter().rev().cloned()).collect()
@@ -296,7 +296,7 @@ impl Approvals {
     }
 
     /// Expires what is past its time (the expiry thread calls this every second).
-    pub fn expire(&self, now: i64) {
+    pub(crate) fn expire(&self, now: i64) {
         let due: Vec<Held> = {
             let mut table = lock(&self.table);
             let ids: Vec<String> = table
@@ -330,12 +330,12 @@ impl Approvals {
     }
 
     /// Drops the held call of `caller` (the agent cancelled it); true if there was one.
-    pub fn cancel(&self, caller: &(u64, String)) -> bool {
+    pub(crate) fn cancel(&self, caller: &(u64, String)) -> bool {
         self.cancel_where(|h| &h.caller == caller, Release::Cancel) > 0
     }
 
     /// Drops every held call of `workspace` (it stopped); the agents are told. Returns how many.
-    pub fn cancel_workspace(&self, workspace: &str) -> usize {
+    pub(crate) fn cancel_workspace(&self, workspace: &str) -> usize {
         self.cancel_where(|h| h.approval.workspace == workspace, Release::Stopped)
     }
 
@@ -361,7 +361,7 @@ impl Approvals {
 
     /// Expires every pending call (the agents are told), holds nothing more, and stops the
     /// expiry thread.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         lock(&self.stop).take();
         if let Some(thread) = lock(&self.expiry).take() {

@@ -30,9 +30,9 @@ const TRIES: u32 = 5;
 const TRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The header with the signature.
-pub const SIGNATURE_HEADER: &str = "Aegis-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "Aegis-Signature";
 /// The header naming the signing key.
-pub const KEY_ID_HEADER: &str = "Aegis-Key-Id";
+pub(crate) const KEY_ID_HEADER: &str = "Aegis-Key-Id";
 
 struct Delivery {
     url: String,
@@ -42,7 +42,7 @@ struct Delivery {
 }
 
 /// The running `webhooks` thread.
-pub struct Webhooks {
+pub(crate) struct Webhooks {
     tx: Mutex<Option<Sender<Delivery>>>,
     thread: Mutex<Option<JoinOnDrop<()>>>,
     /// Checked between deliveries, so a stop does not wait for a dead receiver's queue.
@@ -51,7 +51,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Starts the thread; notices are signed with `key`, named `kid`.
-    pub fn start(key: SigningKey, kid: String) -> std::io::Result<Webhooks> {
+    pub(crate) fn start(key: SigningKey, kid: String) -> std::io::Result<Webhooks> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let stopping = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stopping);
@@ -64,7 +64,7 @@ impl Webhooks {
     }
 
     /// Queues `body` for each of `urls`; never waits.
-    pub fn send(&self, urls: &[String], body: &[u8]) {
+    pub(crate) fn send(&self, urls: &[String], body: &[u8]) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = tx.as_ref() else { return };
         for url in urls {
@@ -81,7 +81,7 @@ impl Webhooks {
     }
 
     /// Stops taking notices and joins the thread (deliveries still waiting are given up).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {

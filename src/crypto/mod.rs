@@ -14,12 +14,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The environment variable with the gate's Fernet keys, comma-separated, the first encrypting.
-pub const KEYS_ENV: &str = "AEGIS_FERNET_KEYS";
+pub(crate) const KEYS_ENV: &str = "AEGIS_FERNET_KEYS";
 const KEY_FILE: &str = "fernet.key";
 
 /// Why a crypto operation failed. Never carries a secret.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     /// A key is not 32 url-safe-base64 bytes; `index` counts from 0 in the list.
     BadKey {
         /// Where the keys came from (`AEGIS_FERNET_KEYS` or the key file's path).
@@ -63,7 +63,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// The gate's Fernet keys.
-pub struct Keyring {
+pub(crate) struct Keyring {
     keys: Vec<Fernet>,
 }
 
@@ -82,7 +82,7 @@ struct Bound<'a> {
 
 impl Keyring {
     /// Keys from a comma-separated list (`AEGIS_FERNET_KEYS`'s form).
-    pub fn from_list(list: &str, source: &str) -> Result<Keyring, Error> {
+    pub(crate) fn from_list(list: &str, source: &str) -> Result<Keyring, Error> {
         let keys = list
             .split(',')
             .map(str::trim)
@@ -102,7 +102,7 @@ impl Keyring {
     }
 
     /// `AEGIS_FERNET_KEYS` when set, else `fernet.key` in `data_dir`, created (0600) when missing.
-    pub fn load_or_create(data_dir: &Path) -> Result<Keyring, Error> {
+    pub(crate) fn load_or_create(data_dir: &Path) -> Result<Keyring, Error> {
         if let Ok(list) = std::env::var(KEYS_ENV) {
             return Keyring::from_list(&list, KEYS_ENV);
         }
@@ -119,12 +119,12 @@ impl Keyring {
     }
 
     /// A fresh random key in the form `AEGIS_FERNET_KEYS` takes.
-    pub fn generate_key() -> String {
+    pub(crate) fn generate_key() -> String {
         Fernet::generate_key()
     }
 
     /// Encrypts `value` for variable `name` of connection `conn`.
-    pub fn encrypt_secret(&self, conn: &str, name: &str, value: &str) -> String {
+    pub(crate) fn encrypt_secret(&self, conn: &str, name: &str, value: &str) -> String {
         let bound = Bound {
             c: conn,
             n: name,
@@ -139,7 +139,12 @@ impl Keyring {
     }
 
     /// Decrypts a token made by [`Keyring::encrypt_secret`] for exactly `conn` and `name`.
-    pub fn decrypt_secret(&self, conn: &str, name: &str, token: &str) -> Result<String, Error> {
+    pub(crate) fn decrypt_secret(
+        &self,
+        conn: &str,
+        name: &str,
+        token: &str,
+    ) -> Result<String, Error> {
         let plain = self.decrypt(token)?;
         let bound: Bound<'_> = serde_json::from_slice(&plain).map_err(|_| Error::WrongBinding)?;
         if bound.c != conn || bound.n != name {
@@ -149,7 +154,7 @@ impl Keyring {
     }
 
     /// Decrypts with any key of the ring.
-    pub fn decrypt(&self, token: &str) -> Result<Vec<u8>, Error> {
+    pub(crate) fn decrypt(&self, token: &str) -> Result<Vec<u8>, Error> {
         self.keys
             .iter()
             .find_map(|k| k.decrypt(token).ok())
@@ -157,7 +162,12 @@ impl Keyring {
     }
 
     /// Re-encrypts a bound secret under the first key (for key rotation).
-    pub fn reencrypt_secret(&self, conn: &str, name: &str, token: &str) -> Result<String, Error> {
+    pub(crate) fn reencrypt_secret(
+        &self,
+        conn: &str,
+        name: &str,
+        token: &str,
+    ) -> Result<String, Error> {
         let value = self.decrypt_secret(conn, name, token)?;
         Ok(self.encrypt_secret(conn, name, &value))
     }
@@ -165,7 +175,7 @@ impl Keyring {
 
 /// What a connection's secrets are bound to: its workspace and name (so a client can encrypt a
 /// value for a connection before it exists, and a value cannot move to another connection).
-pub fn binding(workspace: &str, name: &str) -> String {
+pub(crate) fn binding(workspace: &str, name: &str) -> String {
     format!("{workspace}/{name}")
 }
 
@@ -182,9 +192,9 @@ fn write_new_key(path: &Path, key: &str) -> Result<(), Error> {
 }
 
 mod rotate;
-pub mod secret;
-pub mod signing;
+pub(crate) mod secret;
+pub(crate) mod signing;
 #[cfg(test)]
 mod tests;
 
-pub use rotate::{rotate, Rotated};
+pub(crate) use rotate::rotate;

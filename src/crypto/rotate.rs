@@ -23,7 +23,7 @@ impl From<store::Error> for Failure {
 
 /// What a rotation did.
 #[derive(Debug)]
-pub struct Rotated {
+pub(crate) struct Rotated {
     /// Secrets re-encrypted.
     pub secrets: usize,
     /// Whether the old keys were dropped (false with `AEGIS_FERNET_KEYS`: the operator drops them).
@@ -31,7 +31,7 @@ pub struct Rotated {
 }
 
 /// Rotates the key of the data dir `dir`.
-pub fn rotate(dir: &Path) -> Result<Rotated, String> {
+pub(crate) fn rotate(dir: &Path) -> Result<Rotated, String> {
     store::ensure_data_dir(dir).map_err(|e| e.to_string())?;
     let _lock = FileLock::try_acquire(dir, "state.json")
         .map_err(|e| e.to_string())?

@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 /// Hex SHA-256 of a key or token, for storing and comparing.
-pub fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -15,7 +15,7 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 /// Compares two equal-length hashes in constant time.
-pub fn hashes_equal(a: &str, b: &str) -> bool {
+pub(crate) fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -24,7 +24,7 @@ pub fn hashes_equal(a: &str, b: &str) -> bool {
 }
 
 /// `n` random bytes as lowercase hex, from the OS.
-pub fn random_hex(n: usize) -> std::io::Result<String> {
+pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
     let mut bytes = vec![0u8; n];
     getrandom::getrandom(&mut bytes)
         .map_err(|e| std::io::Error::other(format!("the OS random source: {e}")))?;

@@ -19,7 +19,7 @@ const FILE: &str = "signing.key";
 const VERSION: u32 = 1;
 
 /// One key of the gate.
-pub struct OrgKey {
+pub(crate) struct OrgKey {
     /// Its id, as tokens name it in their footer.
     pub kid: String,
     key: SigningKey,
@@ -27,7 +27,7 @@ pub struct OrgKey {
 
 impl OrgKey {
     /// The private key, for signing.
-    pub fn signing_key(&self) -> &SigningKey {
+    pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
     }
 }
@@ -40,7 +40,7 @@ impl fmt::Debug for OrgKey {
 
 /// A public key as partners register it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublicKey {
+pub(crate) struct PublicKey {
     /// Its id.
     pub kid: String,
     /// `k4.public.…`.
@@ -49,7 +49,7 @@ pub struct PublicKey {
 
 /// The gate's keys, the first signing.
 #[derive(Debug)]
-pub struct SigningKeys {
+pub(crate) struct SigningKeys {
     keys: Vec<OrgKey>,
 }
 
@@ -70,7 +70,7 @@ struct StoredKey {
 
 impl SigningKeys {
     /// The keys in `signing.key`, created with one fresh key when missing.
-    pub fn load_or_create(data_dir: &Path) -> Result<SigningKeys, Error> {
+    pub(crate) fn load_or_create(data_dir: &Path) -> Result<SigningKeys, Error> {
         match Self::load(data_dir)? {
             Some(keys) => Ok(keys),
             None => {
@@ -84,7 +84,7 @@ impl SigningKeys {
     }
 
     /// Puts a new key first (it signs from now on) and keeps the others; written to disk.
-    pub fn rotate(data_dir: &Path) -> Result<SigningKeys, Error> {
+    pub(crate) fn rotate(data_dir: &Path) -> Result<SigningKeys, Error> {
         let mut keys = Self::load_or_create(data_dir)?;
         keys.keys.insert(0, fresh_key()?);
         keys.save(data_dir)?;
@@ -92,13 +92,13 @@ impl SigningKeys {
     }
 
     /// The signing key.
-    pub fn current(&self) -> &OrgKey {
+    pub(crate) fn current(&self) -> &OrgKey {
         // `load` refuses an empty file and every constructor adds a key.
         &self.keys[0]
     }
 
     /// Every key's public form, the signing one first.
-    pub fn public(&self) -> Vec<PublicKey> {
+    pub(crate) fn public(&self) -> Vec<PublicKey> {
         self.keys
             .iter()
             .map(|k| PublicKey {
@@ -109,7 +109,7 @@ impl SigningKeys {
     }
 
     /// The public key of `kid`, if it is one of this gate's keys.
-    pub fn verifying_key(&self, kid: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    pub(crate) fn verifying_key(&self, kid: &str) -> Option<ed25519_dalek::VerifyingKey> {
         self.keys
             .iter()
             .find(|k| k.kid == kid)
@@ -117,7 +117,7 @@ impl SigningKeys {
     }
 
     /// The keys in `signing.key`; `None` when there is no such file.
-    pub fn load(data_dir: &Path) -> Result<Option<SigningKeys>, Error> {
+    pub(crate) fn load(data_dir: &Path) -> Result<Option<SigningKeys>, Error> {
         let path = data_dir.join(FILE);
         let bad = |why: String| Error::KeyFile(format!("{}: {why}", path.display()));
         let bytes = match std::fs::read(&path) {

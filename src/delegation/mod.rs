@@ -12,6 +12,3 @@ pub mod paseto;
 pub mod rate;
 pub mod replay;
 pub mod token;
-
-/// Token times live with the crate's other time code.
-pub use crate::time;

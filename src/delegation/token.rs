@@ -16,8 +16,8 @@
 //! signature verified.
 
 use super::paseto::{self, Parsed, PasetoError};
-use super::time;
 use crate::glob::Scope;
+use crate::time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};

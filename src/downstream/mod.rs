@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Capacity of each connection's command queue; a full queue is an immediate error to the agent.
-pub const COMMAND_QUEUE: usize = 256;
+pub(crate) const COMMAND_QUEUE: usize = 256;
 
 /// Identifies a connection for the lifetime of the process (names may be reused after removal).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -262,7 +262,7 @@ impl ConnHandle {
 
 /// Why a connection could not be started.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// A connection with this name exists already.
     Duplicate(String),
     /// The OS refused a poll, waker or thread.
@@ -303,16 +303,16 @@ struct Conn {
 }
 
 /// A connection told to stop and out of its registry; dropping it also waits for its teardown.
-pub struct Retiring(Conn);
+pub(crate) struct Retiring(Conn);
 
 impl Retiring {
     /// The connection's handle.
-    pub fn handle(&self) -> &ConnHandle {
+    pub(crate) fn handle(&self) -> &ConnHandle {
         &self.0.handle
     }
 
     /// Waits until the connection's thread has torn its child down.
-    pub fn join(mut self) -> ConnHandle {
+    pub(crate) fn join(mut self) -> ConnHandle {
         if let Some(thread) = self.0.thread.take() {
             thread.join();
         }
@@ -321,7 +321,7 @@ impl Retiring {
 }
 
 /// The registry of live downstream connections.
-pub struct ConnectionManager {
+pub(crate) struct ConnectionManager {
     settings: Arc<Settings>,
     events: Sender<Event>,
     conns: Vec<Conn>,
@@ -330,7 +330,7 @@ pub struct ConnectionManager {
 
 impl ConnectionManager {
     /// An empty manager whose connections report to `events`.
-    pub fn new(settings: Arc<Settings>, events: Sender<Event>) -> ConnectionManager {
+    pub(crate) fn new(settings: Arc<Settings>, events: Sender<Event>) -> ConnectionManager {
         ConnectionManager {
             settings,
             events,
@@ -340,7 +340,7 @@ impl ConnectionManager {
     }
 
     /// Starts a connection: its thread spawns the child and runs the handshake.
-    pub fn add(&mut self, cfg: ServerConfig) -> Result<ConnHandle, Error> {
+    pub(crate) fn add(&mut self, cfg: ServerConfig) -> Result<ConnHandle, Error> {
         if self.conns.iter().any(|c| c.handle.name() == cfg.name) {
             return Err(Error::Duplicate(cfg.name));
         }
@@ -393,14 +393,14 @@ impl ConnectionManager {
     }
 
     /// Handles of every connection, in the order they were added.
-    pub fn handles(&self) -> Vec<ConnHandle> {
+    pub(crate) fn handles(&self) -> Vec<ConnHandle> {
         self.conns.iter().map(|c| c.handle.clone()).collect()
     }
 
     /// Takes the connection named `name` out of the registry and tells it to stop, without
     /// waiting: the caller joins the [`Retiring`] after releasing any lock it shares, because a
     /// child's teardown can take seconds.
-    pub fn detach(&mut self, name: &str) -> Option<Retiring> {
+    pub(crate) fn detach(&mut self, name: &str) -> Option<Retiring> {
         let idx = self.conns.iter().position(|c| c.handle.name() == name)?;
         let conn = self.conns.remove(idx);
         conn.handle.inner.stop.store(true, Ordering::SeqCst);
@@ -409,7 +409,7 @@ impl ConnectionManager {
     }
 
     /// The handle of the connection named `name`.
-    pub fn get(&self, name: &str) -> Option<ConnHandle> {
+    pub(crate) fn get(&self, name: &str) -> Option<ConnHandle> {
         self.conns
             .iter()
             .find(|c| c.handle.name() == name)
@@ -417,7 +417,7 @@ impl ConnectionManager {
     }
 
     /// Tears every connection down (in parallel) and joins their threads.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         for conn in &self.conns {
             conn.handle.inner.stop.store(true, Ordering::SeqCst);
             conn.handle.wake();

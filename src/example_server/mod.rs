@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// How the example server behaves.
 #[derive(Clone, Debug, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Offer the misbehaving tools.
     pub faults: bool,
     /// Answer `ping` with -32601, like servers that do not implement it.
@@ -71,7 +71,7 @@ enum TimerMsg {
 }
 
 /// Runs the example server on stdin/stdout until stdin closes.
-pub fn run(options: Options) -> io::Result<()> {
+pub(crate) fn run(options: Options) -> io::Result<()> {
     let out = Out(Arc::new(Mutex::new(io::stdout())));
     let (timer_tx, timer_rx) = crossbeam_channel::bounded(1024);
     let timer_out = out.clone();

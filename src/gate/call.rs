@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 /// Where the gate puts the verdict it applied to a call; shared with the transport.
-pub type VerdictSlot = Arc<OnceLock<Verdict>>;
+pub(crate) type VerdictSlot = Arc<OnceLock<Verdict>>;
 
 /// A `tools/call`'s params, parsed once.
 #[derive(Debug)]
-pub struct ToolCall {
+pub(crate) struct ToolCall {
     /// `None` when params is present but not an object.
     params: Option<BTreeMap<String, Box<RawValue>>>,
     /// `params.name` when it is a string.
@@ -28,7 +28,7 @@ pub struct ToolCall {
 
 impl ToolCall {
     /// Parses a `tools/call`'s params (absent params are an empty object).
-    pub fn parse(params: Option<&RawValue>) -> ToolCall {
+    pub(crate) fn parse(params: Option<&RawValue>) -> ToolCall {
         let params = match params {
             None => Some(BTreeMap::new()),
             Some(raw) => serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()).ok(),
@@ -46,7 +46,7 @@ impl ToolCall {
 
     /// The call a message makes: for a `tools/call` request or notification, its params
     /// parsed; `None` for anything else.
-    pub fn of(message: &Message) -> Option<ToolCall> {
+    pub(crate) fn of(message: &Message) -> Option<ToolCall> {
         match message {
             Message::Request { method, params, .. } | Message::Notification { method, params }
                 if method == "tools/call" =>
@@ -58,12 +58,12 @@ impl ToolCall {
     }
 
     /// The name the gate routes (`""` when params has no string `name`).
-    pub fn tool(&self) -> &str {
+    pub(crate) fn tool(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
     }
 
     /// The exact bytes of `arguments` (`""` when there are none), for the audit trail's hash.
-    pub fn arguments(&self) -> &str {
+    pub(crate) fn arguments(&self) -> &str {
         self.params
             .as_ref()
             .and_then(|map| map.get("arguments"))
@@ -71,7 +71,7 @@ impl ToolCall {
     }
 
     /// The slot the gate fills with the verdict it applies.
-    pub fn verdict_slot(&self) -> VerdictSlot {
+    pub(crate) fn verdict_slot(&self) -> VerdictSlot {
         Arc::clone(&self.verdict)
     }
 

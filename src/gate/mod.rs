@@ -7,17 +7,16 @@
 //! Never: blocks. Every request is handed on (to the merger or a connection) with a `Responder`,
 //! so a slow `tools/call` never delays a `ping` or another call. Never logs arguments or results.
 //!
-//! Transports (stdio in [`stdio`], HTTP in `api::mcp_http`) frame bytes and call [`Gate::handle`]
-//! (or [`Gate::handle_parsed`], when they have parsed the message and its `tools/call` already)
-//! for each message. A `tools/call` is parsed once ([`call::ToolCall`]) and its policy verdict
+//! Transports (stdio in [`stdio`], HTTP in `api::mcp_http`) frame and parse each message once and
+//! hand it, with its parsed `tools/call` params, to [`Gate::handle_parsed`]. A `tools/call` is parsed once ([`call::ToolCall`]) and its policy verdict
 //! decided once, here, where it is routed.
 
-pub mod call;
-pub mod runtime;
-pub mod stdio;
-pub mod tap;
+pub(crate) mod call;
+pub(crate) mod runtime;
+pub(crate) mod stdio;
+pub(crate) mod tap;
 
-pub use call::{ToolCall, VerdictSlot};
+pub(crate) use call::{ToolCall, VerdictSlot};
 
 use crate::approvals::{self, Approvals, Release, ReleaseFn};
 use crate::config::Settings;
@@ -35,7 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// One upstream peer's session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     sink: Sink,
     initialized: AtomicBool,
     /// The authenticated caller (an HTTP agent's id), passed to `partner` connections.
@@ -44,7 +43,7 @@ pub struct Session {
 
 impl Session {
     /// A session that answers through `sink`.
-    pub fn new(sink: Sink) -> Session {
+    pub(crate) fn new(sink: Sink) -> Session {
         Session {
             sink,
             initialized: AtomicBool::new(false),
@@ -53,7 +52,7 @@ impl Session {
     }
 
     /// A session that has already been through `initialize` (a later request of an HTTP session).
-    pub fn initialized(sink: Sink) -> Session {
+    pub(crate) fn initialized(sink: Sink) -> Session {
         Session {
             sink,
             initialized: AtomicBool::new(true),
@@ -63,25 +62,25 @@ impl Session {
 
     /// The same session, known to be `agent` (authenticated by the transport, never by a
     /// message's content).
-    pub fn with_agent(mut self, agent: impl Into<String>) -> Session {
+    pub(crate) fn with_agent(mut self, agent: impl Into<String>) -> Session {
         self.agent = Some(agent.into());
         self
     }
 
     /// The session's id.
-    pub fn id(&self) -> SessionId {
+    pub(crate) fn id(&self) -> SessionId {
         self.sink.session()
     }
 
     /// Where this session's messages go.
-    pub fn sink(&self) -> &Sink {
+    pub(crate) fn sink(&self) -> &Sink {
         &self.sink
     }
 }
 
 /// The upstream endpoint, shared by every transport thread.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     settings: Arc<Settings>,
     merger: MergerHandle,
     workspace: String,
@@ -113,7 +112,7 @@ struct CancelParams {
 
 impl Gate {
     /// A gate for `workspace`, routing through the merger's published routes.
-    pub fn new(
+    pub(crate) fn new(
         settings: Arc<Settings>,
         merger: MergerHandle,
         workspace: impl Into<String>,
@@ -129,13 +128,13 @@ impl Gate {
     }
 
     /// Holds escalated calls in `approvals` from now on.
-    pub fn set_approvals(&self, approvals: Arc<Approvals>) {
+    pub(crate) fn set_approvals(&self, approvals: Arc<Approvals>) {
         *self.approvals.write().unwrap_or_else(|p| p.into_inner()) = Some(approvals);
     }
 
     /// How long an escalated call may wait for a person; `None` when no approvals are kept
     /// here (the call is refused then). The HTTP transport waits that much longer for its answer.
-    pub fn approval_timeout(&self) -> Option<std::time::Duration> {
+    pub(crate) fn approval_timeout(&self) -> Option<std::time::Duration> {
         self.approvals
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -145,7 +144,7 @@ impl Gate {
 
     /// What the policy says of `tool` for `agent` now: for the audit record of a call the gate
     /// never decided (refused before routing, or still held at its deadline).
-    pub fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
+    pub(crate) fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
         let routes = self.merger.routes();
         let route = routes.get(tool);
         let facts = Facts {
@@ -162,7 +161,7 @@ impl Gate {
     }
 
     /// Applies `policy` to every call from now on.
-    pub fn set_policy(&self, policy: Policy) {
+    pub(crate) fn set_policy(&self, policy: Policy) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
@@ -233,15 +232,10 @@ impl Gate {
         }
     }
 
-    /// Handles one framed message from `session`.
-    pub fn handle(self: &Arc<Self>, session: &Session, frame: &[u8]) {
-        self.handle_parsed(session, jsonrpc::parse(frame), None);
-    }
-
-    /// Handles one message a transport has parsed already, with its `tools/call` params when
-    /// the transport parsed those too (a transport that audits or authorizes the call reads
-    /// them first; the gate then routes the same parse and fills its verdict slot).
-    pub fn handle_parsed(
+    /// Handles one message a transport has parsed, with its `tools/call` params when the
+    /// transport parsed those too (a transport that audits or authorizes the call reads them
+    /// first; the gate then routes the same parse and fills its verdict slot).
+    pub(crate) fn handle_parsed(
         self: &Arc<Self>,
         session: &Session,
         parsed: Result<Message, jsonrpc::ParseError>,
@@ -266,22 +260,22 @@ impl Gate {
     }
 
     /// Merged-view cache hits and misses of this gate's merger.
-    pub fn cache_stats(&self) -> (u64, u64) {
+    pub(crate) fn cache_stats(&self) -> (u64, u64) {
         self.merger.cache_stats()
     }
 
     /// From now on, tell `sink`'s session about list changes through `sink`.
-    pub fn subscribe(&self, sink: Sink) {
+    pub(crate) fn subscribe(&self, sink: Sink) {
         self.merger.send(Request::Subscribe(sink));
     }
 
     /// A session ended: stop telling it about list changes.
-    pub fn end_session(&self, session: &Session) {
+    pub(crate) fn end_session(&self, session: &Session) {
         self.unsubscribe(session.id());
     }
 
     /// Stop telling session `session` about list changes (its transport forgot it).
-    pub fn unsubscribe(&self, session: crate::jsonrpc::SessionId) {
+    pub(crate) fn unsubscribe(&self, session: crate::jsonrpc::SessionId) {
         self.merger.send(Request::Unsubscribe { session });
     }
 

@@ -15,7 +15,7 @@ use crate::store::pins::PinStore;
 use std::sync::Arc;
 
 /// One workspace, running.
-pub struct Runtime {
+pub(crate) struct Runtime {
     gate: Arc<Gate>,
     manager: ConnectionManager,
     merger: Option<Merger>,
@@ -24,7 +24,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Starts `servers` under `workspace`, pinning into `pins`.
-    pub fn start(
+    pub(crate) fn start(
         settings: Arc<Settings>,
         workspace: &str,
         servers: Vec<ServerConfig>,
@@ -56,12 +56,12 @@ impl Runtime {
     }
 
     /// The gate agents talk to.
-    pub fn gate(&self) -> &Arc<Gate> {
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
         &self.gate
     }
 
     /// Every connection's state.
-    pub fn snapshots(&self) -> Vec<Snapshot> {
+    pub(crate) fn snapshots(&self) -> Vec<Snapshot> {
         self.manager
             .handles()
             .iter()
@@ -70,12 +70,12 @@ impl Runtime {
     }
 
     /// The connection named `name`.
-    pub fn connection(&self, name: &str) -> Option<ConnHandle> {
+    pub(crate) fn connection(&self, name: &str) -> Option<ConnHandle> {
         self.manager.get(name)
     }
 
     /// Starts a connection now; its tools join the view when listed.
-    pub fn add(&mut self, server: ServerConfig) -> Result<ConnHandle, downstream::Error> {
+    pub(crate) fn add(&mut self, server: ServerConfig) -> Result<ConnHandle, downstream::Error> {
         let handle = self.manager.add(server)?;
         self.merger_handle.send(Request::AddServer(handle.clone()));
         Ok(handle)
@@ -83,7 +83,7 @@ impl Runtime {
 
     /// Takes a connection out (its tools leave the view) and tells it to stop; join the result
     /// outside any lock that agents' requests also take.
-    pub fn detach(&mut self, name: &str) -> Option<Retiring> {
+    pub(crate) fn detach(&mut self, name: &str) -> Option<Retiring> {
         let retiring = self.manager.detach(name)?;
         self.merger_handle
             .send(Request::RemoveServer(retiring.handle().id()));
@@ -91,12 +91,12 @@ impl Runtime {
     }
 
     /// Stops every connection, then the merger.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 
     /// Every connection's handle (for a last-resort kill at a second signal).
-    pub fn handles(&self) -> Vec<ConnHandle> {
+    pub(crate) fn handles(&self) -> Vec<ConnHandle> {
         self.manager.handles()
     }
 

@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Lines waiting for stdout.
-pub const OUT_QUEUE: usize = 4096;
+pub(crate) const OUT_QUEUE: usize = 4096;
 
 /// The session id of the one stdio peer.
 const STDIO_SESSION: u64 = 1;
@@ -41,11 +41,11 @@ const STDIO_SESSION: u64 = 1;
 const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The workspace name a stdio gate keeps its pins under.
-pub const WORKSPACE: &str = "default";
+pub(crate) const WORKSPACE: &str = "default";
 
 /// Why the stdio gate could not run.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// A connection could not be started.
     Downstream(downstream::Error),
     /// A thread or the signal handler could not be set up.
@@ -88,7 +88,7 @@ enum Stop {
 
 /// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives;
 /// pins and findings are kept in `data_dir` under `workspace` ([`WORKSPACE`] for a config file).
-pub fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error> {
+pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error> {
     sys::become_child_subreaper();
     let pins = PinStore::open(data_dir).map_err(Error::Store)?;
     log::info!("data dir {}", data_dir.display());

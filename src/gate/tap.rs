@@ -31,7 +31,7 @@ struct Waiting {
 }
 
 /// What the stdio transport tells the audit trail.
-pub struct Tap {
+pub(crate) struct Tap {
     audit: Arc<Audit>,
     gate: Arc<Gate>,
     workspace: String,
@@ -41,7 +41,12 @@ pub struct Tap {
 
 impl Tap {
     /// A tap recording into `audit`.
-    pub fn new(audit: Arc<Audit>, gate: Arc<Gate>, workspace: &str, agent: Option<String>) -> Tap {
+    pub(crate) fn new(
+        audit: Arc<Audit>,
+        gate: Arc<Gate>,
+        workspace: &str,
+        agent: Option<String>,
+    ) -> Tap {
         Tap {
             audit,
             gate,
@@ -52,7 +57,7 @@ impl Tap {
     }
 
     /// An incoming `tools/call` request: it starts waiting for its answer.
-    pub fn request(&self, id: &Id, call: &ToolCall) {
+    pub(crate) fn request(&self, id: &Id, call: &ToolCall) {
         let waiting = Waiting {
             tool: call.tool().to_owned(),
             arguments: call.arguments().to_owned(),
@@ -69,7 +74,7 @@ impl Tap {
 
     /// An outgoing line, once written: the answer to a waiting call is recorded with its
     /// outcome (after the write, so the agent never waits for the record).
-    pub fn answer(&self, line: &[u8]) {
+    pub(crate) fn answer(&self, line: &[u8]) {
         if lock(&self.waiting).is_empty() {
             return;
         }

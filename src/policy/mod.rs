@@ -12,7 +12,8 @@ use crate::glob::Glob;
 use serde::{Deserialize, Serialize};
 
 /// How long an escalated call waits for a person when the policy does not say.
-pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(300);
 
 /// What a rule (or the default) says about a call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

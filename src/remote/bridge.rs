@@ -32,18 +32,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Requests in flight to the server at once.
-pub const POSTERS: usize = 8;
+pub(crate) const POSTERS: usize = 8;
 /// The environment variable with the connection's headers: a JSON object of names to values.
-pub const HEADERS_ENV: &str = "AEGIS_BRIDGE_HEADERS";
+pub(crate) const HEADERS_ENV: &str = "AEGIS_BRIDGE_HEADERS";
 /// Exit status when the server forgot the session (the connection restarts the bridge).
-pub const SESSION_GONE: i32 = 3;
+pub(crate) const SESSION_GONE: i32 = 3;
 /// Requests waiting for a poster.
 const QUEUE: usize = 64;
 /// Lifetime of each signed token.
 const TOKEN_LIFETIME: i64 = 120;
 
 /// How a `partner` bridge signs.
-pub struct Signer {
+pub(crate) struct Signer {
     /// This gate's org (`iss`).
     pub org_id: String,
     /// The partner's org (`aud`).
@@ -59,7 +59,7 @@ pub struct Signer {
 }
 
 /// What the bridge needs.
-pub struct Options {
+pub(crate) struct Options {
     /// The server's MCP endpoint.
     pub url: Url,
     /// Headers sent with every request (credentials included; never logged).
@@ -81,7 +81,7 @@ struct Shared {
 }
 
 /// Runs until stdin closes.
-pub fn run(options: Options) -> Result<(), String> {
+pub(crate) fn run(options: Options) -> Result<(), String> {
     let shared = Arc::new(Shared {
         options,
         session: Mutex::new(None),

@@ -7,6 +7,6 @@
 //! Never: uses an async runtime; skips a certificate check (TLS is rustls with Mozilla's roots,
 //! plus `AEGIS_CA_FILE`).
 
-pub mod bridge;
-pub mod spawn;
-pub mod sse;
+pub(crate) mod bridge;
+pub(crate) mod spawn;
+pub(crate) mod sse;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// What a partner bridge signs its tokens with, besides its key in the data dir.
-pub struct Signing<'a> {
+pub(crate) struct Signing<'a> {
     /// The partner's org id: the tokens' audience.
     pub audience: &'a str,
     /// This gate's org id: the tokens' issuer.
@@ -26,7 +26,7 @@ pub struct Signing<'a> {
 }
 
 /// One bridge to start.
-pub struct Invocation<'a> {
+pub(crate) struct Invocation<'a> {
     /// The remote server's MCP endpoint.
     pub url: &'a str,
     /// Header names and plain values, sent with every request.
@@ -38,7 +38,7 @@ pub struct Invocation<'a> {
 }
 
 /// A bridge as a child to start: program, arguments, environment.
-pub struct Command {
+pub(crate) struct Command {
     /// The gate's own executable.
     pub program: String,
     /// The arguments after the program.
@@ -50,7 +50,7 @@ pub struct Command {
 impl Invocation<'_> {
     /// The command that starts this bridge; an error names what is missing (the gate's own
     /// executable, or headers that cannot be written).
-    pub fn command(&self) -> Result<Command, String> {
+    pub(crate) fn command(&self) -> Result<Command, String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find the gate's own executable: {e}"))?;
         let mut args = vec!["bridge".to_owned(), "--url".to_owned(), self.url.to_owned()];

@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, Read};
 
 /// The next event's data (`None` at the end of the stream). Events without data are skipped.
-pub fn next_data(reader: &mut dyn BufRead, max: usize) -> io::Result<Option<String>> {
+pub(crate) fn next_data(reader: &mut dyn BufRead, max: usize) -> io::Result<Option<String>> {
     let mut data: Option<String> = None;
     loop {
         let mut line = Vec::new();

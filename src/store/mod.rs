@@ -6,9 +6,9 @@
 //! Never: holds secrets in plain text; never overwrites a file it could not parse (a corrupt file
 //! is an error naming it).
 
-pub mod pins;
-pub mod schema;
-pub mod state;
+pub(crate) mod pins;
+pub(crate) mod schema;
+pub(crate) mod state;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -88,7 +88,7 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 }
 
 /// The data dir: `flag`, else `$XDG_STATE_HOME/aegis-gate`, else `~/.local/state/aegis-gate`.
-pub fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
+pub(crate) fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(dir) = flag {
         return Ok(dir.to_owned());
     }
@@ -101,7 +101,7 @@ pub fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
 }
 
 /// Creates the data dir (and its parents) with mode 0700 if it does not exist.
-pub fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -110,7 +110,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
 }
 
 /// Replaces `path` with `bytes` atomically and durably (mode 0600).
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -141,13 +141,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// An exclusive lock on `<dir>/<name>.lock`, held until dropped: serializes read-modify-write
 /// of one file between gates and CLI commands sharing a data dir, and keeps a second `serve` (or
 /// a `rotate-key`) off a data dir a `serve` is using.
-pub struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
     /// The lock when no other process holds it; `Ok(None)` when one does.
-    pub fn try_acquire(dir: &Path, name: &str) -> Result<Option<FileLock>, Error> {
+    pub(crate) fn try_acquire(dir: &Path, name: &str) -> Result<Option<FileLock>, Error> {
         let (path, file) = lock_file(dir, name)?;
         if crate::sys::try_lock_exclusive(&file).map_err(io_error(&path))? {
             Ok(Some(FileLock { _file: file }))

@@ -9,7 +9,7 @@
 //! (a gate, serve and an operator's `tools approve` may share the data dir); writes anything but
 //! the pins.
 
-pub use super::schema::{Approved, Current, PinEntry, Pins, StoredFinding};
+pub(crate) use super::schema::{Approved, Current, PinEntry, Pins, StoredFinding};
 use super::schema::{State, Tools};
 use super::state::StateFile;
 use super::{io_error, Error};

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// A workspace: a set of connections served together at `/mcp/{id}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     /// Whether its connections run.
     pub active: bool,
     /// Which calls its agents may make (`PUT /workspaces/{id}/policy`); everything when absent.
@@ -30,7 +30,7 @@ pub struct Workspace {
 /// A workspace's identity adapters besides agent keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentityConfig {
+pub(crate) struct IdentityConfig {
     /// JWT access tokens from an identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::identity::jwt::JwtConfig>,
@@ -42,7 +42,7 @@ pub struct IdentityConfig {
 /// A registered downstream connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// Random id.
     pub id: String,
     /// Its workspace.
@@ -69,7 +69,7 @@ pub struct Connection {
 /// What a connection reaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A local command spoken to over its stdin and stdout.
     #[default]
     Stdio,
@@ -81,7 +81,7 @@ pub enum Kind {
 
 impl Kind {
     /// Whether this is the default kind (not written to the state file).
-    pub fn is_stdio(&self) -> bool {
+    pub(crate) fn is_stdio(&self) -> bool {
         *self == Kind::Stdio
     }
 }
@@ -89,7 +89,7 @@ impl Kind {
 /// A remote server's address and credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// Its MCP endpoint (`http://…`).
     pub url: String,
     /// Header name → Fernet token bound to this connection and `header:NAME`.
@@ -106,7 +106,7 @@ pub struct Remote {
 /// An agent allowed to call a workspace's tools.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Agent {
+pub(crate) struct Agent {
     /// Random id.
     pub id: String,
     /// Its workspace.
@@ -122,7 +122,7 @@ pub struct Agent {
 /// A partner organization whose gate may call this gate's tools under signed delegation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Partner {
+pub(crate) struct Partner {
     /// Its organization id (the `iss` of its tokens).
     pub org_id: String,
     /// Its public keys; a token's `kid` selects one.
@@ -145,7 +145,7 @@ pub struct Partner {
 /// A partner's public key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PartnerKey {
+pub(crate) struct PartnerKey {
     /// The id its tokens name.
     pub kid: String,
     /// `k4.public.…`.
@@ -158,7 +158,7 @@ pub struct PartnerKey {
 /// Everything the gate persists.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
+pub(crate) struct State {
     /// Schema version of the file.
     pub version: u32,
     /// SHA-256 (hex) of the admin token, when the gate generated it (not with `AEGIS_ADMIN_TOKEN`).
@@ -233,4 +233,4 @@ pub struct PinEntry {
 pub(crate) type Tools = BTreeMap<String, PinEntry>;
 type Servers = BTreeMap<String, Tools>;
 /// All pins: workspace → server → tool → entry.
-pub type Pins = BTreeMap<String, Servers>;
+pub(crate) type Pins = BTreeMap<String, Servers>;

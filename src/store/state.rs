@@ -11,7 +11,7 @@
 //! Never: holds a plain secret: env values are Fernet tokens, keys and tokens are SHA-256 hashes.
 
 use super::schema::Pins;
-pub use super::schema::{
+pub(crate) use super::schema::{
     Agent, Connection, IdentityConfig, Kind, Partner, PartnerKey, Remote, State, Workspace,
 };
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
@@ -27,14 +27,14 @@ const WRITE_LOCK: &str = "state.json.write";
 
 /// `state.json` of a data dir, as serve mode changes it.
 #[derive(Debug)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     file: StateFile,
     state: State,
 }
 
 impl StateStore {
     /// Opens the state (an empty one when there is no file yet).
-    pub fn open(dir: &Path) -> Result<StateStore, Error> {
+    pub(crate) fn open(dir: &Path) -> Result<StateStore, Error> {
         let file = StateFile::new(dir)?;
         let mut state = file.read()?.unwrap_or_default();
         state.pins = Pins::default();
@@ -42,14 +42,14 @@ impl StateStore {
     }
 
     /// The state as it is on disk, without the pins: [`super::pins::PinStore`] reads those.
-    pub fn state(&self) -> &State {
+    pub(crate) fn state(&self) -> &State {
         &self.state
     }
 
     /// Applies `change` to a copy of the state and makes it durable; the state in memory changes
     /// only when the write succeeded. `change` may refuse with its own error. The pins on disk
     /// are kept as they are.
-    pub fn update<T, E: From<Error>>(
+    pub(crate) fn update<T, E: From<Error>>(
         &mut self,
         change: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {

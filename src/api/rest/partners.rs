@@ -13,12 +13,13 @@
 //! from the next request on.
 
 use super::common::Answer;
-use crate::api::http::{self, validate_id, ApiError};
 use crate::api::callers::partner_caller;
+use crate::api::http::{self, validate_id, ApiError};
 use crate::api::Api;
-use crate::delegation::{paserk, time};
+use crate::delegation::paserk;
 use crate::store::state::{Partner, PartnerKey, State};
 use crate::thread::lock;
+use crate::time;
 use serde_json::{json, Value};
 
 /// Routes under `identity` and `partners`; `None` when the path is not one of them.
