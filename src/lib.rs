@@ -31,6 +31,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod glob;
+pub mod http;
 pub(crate) mod http_client;
 pub mod jsonrpc;
 mod logging;

@@ -135,34 +135,6 @@ pub(crate) fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
     }
 }
 
-/// Sets SO_RCVTIMEO and SO_SNDTIMEO on a socket.
-pub(crate) fn set_socket_timeouts(
-    fd: std::os::fd::RawFd,
-    timeout: std::time::Duration,
-) -> io::Result<()> {
-    // Field types differ between libc flavours (glibc, musl); `try_into` infers them.
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs().try_into().unwrap_or(86_400),
-        tv_usec: timeout.subsec_micros().into(),
-    };
-    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: setsockopt reads `size_of::<timeval>()` bytes from `tv`, a local we own.
-        let res = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::addr_of!(tv).cast(),
-                libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(0),
-            )
-        };
-        if res != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Takes an exclusive advisory lock without waiting; `Ok(false)` when another process holds it.
 pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;

@@ -13,6 +13,7 @@ use super::http::{self, ApiError};
 use super::Api;
 use crate::crypto::secret::{hash_secret, hashes_equal};
 use crate::delegation;
+use crate::http::Request;
 use crate::identity::introspect::Introspector;
 use crate::identity::jwt::Verifier;
 use crate::identity::{Authenticate, Identity};
@@ -68,13 +69,13 @@ pub(super) fn partner_caller(org: &str) -> String {
 /// The caller of a request to `workspace`, from its headers.
 pub(super) fn authenticate(
     api: &Api,
-    request: &tiny_http::Request,
+    request: &Request,
     workspace: &str,
 ) -> Result<Caller, ApiError> {
     // A partner's gate signs each request; its token is checked once the body is read. Before
     // that, a workspace no partner is bound to answers 401 at once, so an unverified header
     // cannot be used to learn which workspaces exist.
-    if let Some(token) = http::header(request, delegation::token::HEADER) {
+    if let Some(token) = request.header(delegation::token::HEADER) {
         let bound = lock(&api.store)
             .state()
             .partners
@@ -166,6 +167,34 @@ pub(super) fn identify(
             Ok((partner_caller(org), Some(admitted)))
         }
         Err(refused) => Err(Refusal::of(&refused, asked.id)),
+    }
+}
+
+/// At most one log line per this about refused credentials.
+const UNAUTHORIZED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Requests refused for missing or wrong credentials (401), logged at most once per
+/// [`UNAUTHORIZED_LOG_EVERY`] with a count, so a flood of bad tokens cannot flood the log.
+#[derive(Default)]
+pub(super) struct Unauthorized {
+    state: Mutex<(u64, Option<std::time::Instant>)>,
+}
+
+impl Unauthorized {
+    /// Notes a 401 to `path` from `peer`; never logs the credential.
+    pub(super) fn note(&self, peer: std::net::SocketAddr, path: &str) {
+        let mut state = lock(&self.state);
+        state.0 += 1;
+        let now = std::time::Instant::now();
+        if state.1.is_none_or(|at| now - at >= UNAUTHORIZED_LOG_EVERY) {
+            log::warn!(
+                "refused {} request(s) without valid credentials (401); last from {} to {:?}",
+                state.0,
+                peer.ip(),
+                path.chars().take(100).collect::<String>()
+            );
+            *state = (0, Some(now));
+        }
     }
 }
 

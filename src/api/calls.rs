@@ -8,8 +8,9 @@
 //! refused before routing or still held at its deadline, is recorded with the policy's verdict
 //! as it stands then).
 
-use super::Api;
+use super::metrics::Metrics;
 use crate::audit::records::{argument_hash, clip, CallRecord, Via};
+use crate::audit::Audit;
 use crate::gate::{Gate, ToolCall, VerdictSlot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,9 +60,9 @@ impl CallInFlight {
     }
 
     /// Records the call, answered with `outcome`: one audit record and the call metrics.
-    pub(super) fn finish(self, api: &Api, outcome: String) {
+    pub(super) fn finish(self, audit: Option<&Audit>, metrics: &Metrics, outcome: String) {
         let took: Duration = self.started.elapsed();
-        if let Some(audit) = &api.audit {
+        if let Some(audit) = audit {
             let verdict = self
                 .decided()
                 .unwrap_or_else(|| self.gate.verdict(&self.tool, Some(&self.agent)));
@@ -77,6 +78,6 @@ impl CallInFlight {
             };
             audit.record(record.event(&outcome, took.as_millis()));
         }
-        api.metrics.call(outcome, took);
+        metrics.call(outcome, took);
     }
 }

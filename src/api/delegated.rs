@@ -34,7 +34,7 @@ pub(super) struct Delegation {
 
 /// A caller limited to some tools: a partner that passed every check of its delegation, or an
 /// agent whose identity token lists scopes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Admitted {
     /// For a delegated request: the delegating org and the token's id (for the audit trail).
     pub(super) delegation: Option<(String, String)>,

@@ -6,8 +6,8 @@
 //! store error as a 500.
 //! Never: echoes a header or body value that could be a secret into an error.
 
+use crate::http::Request;
 use serde_json::Value;
-use std::io::Read;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,51 +74,28 @@ pub(super) fn validate_id(what: &str, id: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::invalid(format!("{what} {id:?}: {why}")))
 }
 
-/// A header's value.
-pub(crate) fn header<'a>(request: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
 /// The token of `Authorization: Bearer <token>`.
-pub(crate) fn bearer(request: &tiny_http::Request) -> Option<&str> {
-    let value = header(request, "Authorization")?;
+pub(crate) fn bearer(request: &Request) -> Option<&str> {
+    let value = request.header("Authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
 }
 
-/// Reads the body, refusing more than `limit` bytes (413) and a non-JSON content type (415).
-pub(crate) fn json_body(
-    request: &mut tiny_http::Request,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
-    let content_type = header(request, "Content-Type").unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+/// The body, when it is JSON (`application/json`, parameters allowed: 415 otherwise) and within
+/// `limit` bytes (413; the front refuses larger bodies before reading them already).
+pub(crate) fn json_body(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
+    let content_type = request.header("Content-Type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(
             415,
             "unsupported_media_type",
             "the body must be application/json",
         ));
     }
-    if request.body_length().is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(u64::try_from(limit).unwrap_or(u64::MAX) + 1)
-        .read_to_end(&mut body);
-    if read.is_err() {
-        return Err(ApiError::bad_request("the body could not be read"));
-    }
+    let body = request.body();
     if body.len() > limit {
         return Err(too_large(limit));
     }
@@ -140,11 +117,16 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
 }
 
 /// Answers with a JSON value.
-pub(crate) fn respond(request: tiny_http::Request, status: u16, body: &Value) {
-    super::respond_json(request, status, &body.to_string());
+pub(crate) fn respond(request: Request, status: u16, body: &Value) {
+    respond_json(request, status, body.to_string().as_bytes());
 }
 
 /// Answers with an error.
-pub(crate) fn respond_error(request: tiny_http::Request, error: &ApiError) {
-    super::respond_json(request, error.status, &error.body());
+pub(crate) fn respond_error(request: Request, error: &ApiError) {
+    respond_json(request, error.status, error.body().as_bytes());
+}
+
+/// Answers with a JSON body.
+pub(crate) fn respond_json(request: Request, status: u16, body: &[u8]) {
+    request.respond(status, &[("Content-Type", "application/json")], body);
 }

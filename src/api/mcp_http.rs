@@ -16,40 +16,45 @@
 
 use super::callers::{self, Asked, Caller, Refusal};
 use super::calls::CallInFlight;
+use super::delegated::Admitted;
 use super::http::{self, ApiError};
-use super::mcp_reply::{self, Reply};
+use super::mcp_reply::{self, Awaited};
 use super::sessions::SessionRef;
 use super::Api;
 use crate::gate::{Session, ToolCall};
-use crate::jsonrpc::{self, Message, Sink};
+use crate::http::{Method, Request};
+use crate::jsonrpc::{self, Id, Message, Sink};
 use crate::mcp;
 use crate::policy::Verdict;
 use crate::thread::lock;
+use crossbeam_channel::Receiver;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Lines an answer's queue holds (progress notifications and the answer).
 const ANSWER_QUEUE: usize = 256;
 /// Added to a request's own deadline before the transport gives up on it.
 const MARGIN: Duration = Duration::from_secs(10);
 
-/// Serves one request; returns the status it answered with (for the metrics).
-pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> u16 {
-    match serve(api, &mut request, path) {
+/// Serves one request; returns the status it answered with, or 200 for an answer still
+/// coming (for the metrics).
+pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
+    match serve(api, &request, path) {
         Ok(Reply::Json {
             status,
             body,
             session,
         }) => {
-            mcp_reply::respond(request, status, body, session);
+            mcp_reply::respond_json(request, status, body.as_bytes(), session.as_deref());
             status
         }
         Ok(Reply::Accepted) => {
-            mcp_reply::respond(request, 202, String::new(), None);
+            request.respond(202, &[], b"");
             202
         }
         Ok(Reply::NoContent) => {
-            mcp_reply::respond(request, 204, String::new(), None);
+            request.respond(204, &[], b"");
             204
         }
         Ok(Reply::Refused {
@@ -57,7 +62,12 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             body,
             retry_after,
         }) => {
-            mcp_reply::respond_refused(request, status, body, retry_after);
+            let secs = retry_after.map(|s| s.to_string());
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(secs) = &secs {
+                headers.push(("Retry-After", secs.as_str()));
+            }
+            request.respond(status, &headers, body.as_bytes());
             status
         }
         Ok(Reply::EventStream {
@@ -68,21 +78,75 @@ pub(super) fn handle(api: &Api, mut request: tiny_http::Request, path: &str) -> 
             api.streams.open_request(request, session, notes, streaming);
             200
         }
-        Ok(Reply::Stream(body, call)) => {
-            let last = body.last();
-            mcp_reply::stream(request, *body);
-            if let Some(call) = call {
-                let last = lock(&last).take();
-                let outcome =
-                    last.map_or_else(|| "no_answer".to_owned(), |l| jsonrpc::outcome_label(&l));
-                call.finish(api, outcome);
+        Ok(Reply::Awaiting(pending)) => {
+            let records = api.records();
+            let awaited = pending.into_awaited(request);
+            if let Some(awaited) = awaited.first_look(&records) {
+                api.answers.wait(awaited, &records);
             }
             200
         }
         Err(e) => {
             let status = e.status;
-            mcp_reply::respond_refused(request, status, e.body(), None);
+            let mut headers = vec![("Content-Type", "application/json")];
+            if status == 405 {
+                headers.push(("Allow", "GET, POST, DELETE"));
+            }
+            request.respond(status, &headers, e.body().as_bytes());
             status
+        }
+    }
+}
+
+/// What a request is answered with.
+enum Reply {
+    Json {
+        status: u16,
+        body: String,
+        session: Option<String>,
+    },
+    Accepted,
+    NoContent,
+    /// The answer is coming from the gate.
+    Awaiting(Box<Pending>),
+    /// A request refused on who sent it: a JSON-RPC error with 401, 403 or 429.
+    Refused {
+        status: u16,
+        body: String,
+        retry_after: Option<u64>,
+    },
+    /// A session's GET stream: the head goes out, then the stream is handed over.
+    EventStream {
+        session: String,
+        notes: Receiver<Vec<u8>>,
+        streaming: Arc<AtomicBool>,
+    },
+}
+
+/// A request handed to the gate, waiting for its answer (all of [`Awaited`] but the request).
+struct Pending {
+    rx: Receiver<Vec<u8>>,
+    id: Id,
+    deadline: Instant,
+    accepts_sse: bool,
+    first: Vec<Vec<u8>>,
+    session: Option<String>,
+    only: Option<Admitted>,
+    call: Option<CallInFlight>,
+}
+
+impl Pending {
+    fn into_awaited(self, request: Request) -> Awaited {
+        Awaited {
+            request,
+            rx: self.rx,
+            id: self.id,
+            deadline: self.deadline,
+            accepts_sse: self.accepts_sse,
+            first: self.first,
+            session: self.session,
+            only: self.only,
+            call: self.call,
         }
     }
 }
@@ -95,7 +159,7 @@ fn refused(refusal: Refusal) -> Reply {
     }
 }
 
-fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Reply, ApiError> {
+fn serve(api: &Api, request: &Request, path: &str) -> Result<Reply, ApiError> {
     let workspace = path
         .strip_prefix("/mcp/")
         .filter(|w| !w.is_empty() && !w.contains('/'))
@@ -113,14 +177,15 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
         tool: None,
     };
     match request.method() {
-        tiny_http::Method::Post => post(api, request, &workspace, &caller),
-        tiny_http::Method::Get => match callers::identify(api, &caller, &workspace, &nothing) {
+        Method::Post => post(api, request, &workspace, &caller),
+        Method::Get => match callers::identify(api, &caller, &workspace, &nothing) {
             Ok((agent_id, _)) => event_stream(api, request, &workspace, &agent_id),
             Err(refusal) => Ok(refused(refusal)),
         },
-        tiny_http::Method::Delete => match callers::identify(api, &caller, &workspace, &nothing) {
+        Method::Delete => match callers::identify(api, &caller, &workspace, &nothing) {
             Ok((agent_id, _)) => {
-                let id = http::header(request, "Mcp-Session-Id")
+                let id = request
+                    .header("Mcp-Session-Id")
                     .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
                 api.sessions.end(api, id, &workspace, &agent_id)?;
                 Ok(Reply::NoContent)
@@ -132,18 +197,14 @@ fn serve(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<Repl
 }
 
 /// `POST`: one JSON-RPC message, handed to the workspace's gate; a request waits for its answer.
-fn post(
-    api: &Api,
-    request: &mut tiny_http::Request,
-    workspace: &str,
-    caller: &Caller,
-) -> Result<Reply, ApiError> {
+fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Result<Reply, ApiError> {
     let gate = lock(&api.runtimes)
         .get(workspace)
         .map(|r| Arc::clone(r.gate()))
         .ok_or_else(|| ApiError::not_found(format!("workspace {workspace} is not active")))?;
     check_version(request)?;
-    let accept = http::header(request, "Accept")
+    let accept = request
+        .header("Accept")
         .unwrap_or("*/*")
         .to_ascii_lowercase();
     let accepts_json = accept.contains("application/json") || accept.contains("*/*");
@@ -155,8 +216,8 @@ fn post(
             "Accept must allow application/json or text/event-stream",
         ));
     }
-    let body = http::json_body(request, api.options.max_body)?;
-    let message = match jsonrpc::parse(&body) {
+    let body = http::json_body(request, api.settings.http.max_body)?;
+    let message = match jsonrpc::parse(body) {
         Ok(m) => m,
         Err(e) => {
             return Ok(Reply::Json {
@@ -172,7 +233,7 @@ fn post(
         _ => (None, String::new()),
     };
     let asked = Asked {
-        body: &body,
+        body,
         id: id.as_ref(),
         tool: call.as_ref().map(ToolCall::tool),
     };
@@ -187,7 +248,8 @@ fn post(
     } = if method == "initialize" {
         api.sessions.open(api, workspace, &agent_id, &gate)?
     } else {
-        let header = http::header(request, "Mcp-Session-Id")
+        let header = request
+            .header("Mcp-Session-Id")
             .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required after initialize"))?;
         api.sessions.resume(header, workspace, &agent_id)?
     };
@@ -209,7 +271,7 @@ fn post(
         .map(|c| CallInFlight::start(workspace, &agent_id, delegation, c, &gate));
     let started = in_flight
         .as_ref()
-        .map_or_else(std::time::Instant::now, CallInFlight::started);
+        .map_or_else(Instant::now, CallInFlight::started);
     gate.handle_parsed(&session, Ok(message), call);
     drop(session);
     let wait = if method == "initialize" {
@@ -224,30 +286,31 @@ fn post(
         api.settings.call_timeout + approval
     } + MARGIN;
     // List changes since the session's last request go first, when the client takes a stream.
-    let mut waiting: Vec<Vec<u8>> = notes.try_iter().take(1).collect();
+    let mut first: Vec<Vec<u8>> = notes.try_iter().take(1).collect();
     while notes.try_recv().is_ok() {}
+    // A partner's listing is filtered, so it comes as one JSON answer (no event stream).
+    let only = match (&admitted, method.as_str()) {
+        (Some(admitted), "tools/list") => Some(admitted.clone()),
+        _ => None,
+    };
+    let accepts_sse = accepts_sse && only.is_none();
     if !accepts_sse || method == "initialize" {
-        waiting.clear();
+        first.clear();
     }
-    if let (Some(admitted), "tools/list") = (&admitted, method.as_str()) {
-        // A partner's listing is filtered, so it comes as one JSON answer (no event stream).
-        let reply = mcp_reply::answer(rx, &id, started + wait, false, Vec::new(), new_session);
-        return reply.map(|r| mcp_reply::only_permitted(r, admitted));
-    }
-    let reply = mcp_reply::answer(rx, &id, started + wait, accepts_sse, waiting, new_session);
-    match (reply, in_flight) {
-        // Recorded once the stream has carried its answer (see `handle`).
-        (Ok(Reply::Stream(body, _)), call) => Ok(Reply::Stream(body, call)),
-        (reply, Some(call)) => {
-            call.finish(api, mcp_reply::outcome(&reply));
-            reply
-        }
-        (reply, None) => reply,
-    }
+    Ok(Reply::Awaiting(Box::new(Pending {
+        rx,
+        id,
+        deadline: started + wait,
+        accepts_sse,
+        first,
+        session: new_session,
+        only,
+        call: in_flight,
+    })))
 }
 
-fn check_host(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {
-    let host = http::header(request, "Host").unwrap_or_default();
+fn check_host(api: &Api, request: &Request) -> Result<(), ApiError> {
+    let host = request.header("Host").unwrap_or_default();
     let allowed =
         api.options.allowed_hosts.contains(host) || lock(&api.listen_hosts).contains(host);
     if allowed {
@@ -261,8 +324,8 @@ fn check_host(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {
     }
 }
 
-fn check_origin(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError> {
-    match http::header(request, "Origin") {
+fn check_origin(api: &Api, request: &Request) -> Result<(), ApiError> {
+    match request.header("Origin") {
         None => Ok(()),
         Some(origin) if api.options.allowed_origins.contains(origin) => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -273,8 +336,8 @@ fn check_origin(api: &Api, request: &tiny_http::Request) -> Result<(), ApiError>
     }
 }
 
-fn check_version(request: &tiny_http::Request) -> Result<(), ApiError> {
-    match http::header(request, "MCP-Protocol-Version") {
+fn check_version(request: &Request) -> Result<(), ApiError> {
+    match request.header("MCP-Protocol-Version") {
         Some(version) if !mcp::is_supported(version) => Err(ApiError::bad_request(format!(
             "unsupported MCP-Protocol-Version {version:?}"
         ))),
@@ -285,12 +348,12 @@ fn check_version(request: &tiny_http::Request) -> Result<(), ApiError> {
 /// `GET`: the session's server-initiated stream, checked here and opened by the caller.
 fn event_stream(
     api: &Api,
-    request: &tiny_http::Request,
+    request: &Request,
     workspace: &str,
     agent_id: &str,
 ) -> Result<Reply, ApiError> {
     check_version(request)?;
-    let accept = http::header(request, "Accept").unwrap_or_default();
+    let accept = request.header("Accept").unwrap_or_default();
     if !accept.to_ascii_lowercase().contains("text/event-stream") {
         return Err(ApiError::new(
             406,
@@ -298,7 +361,8 @@ fn event_stream(
             "a GET stream needs Accept: text/event-stream",
         ));
     }
-    let header = http::header(request, "Mcp-Session-Id")
+    let header = request
+        .header("Mcp-Session-Id")
         .ok_or_else(|| ApiError::bad_request("Mcp-Session-Id is required"))?;
     let stream = api.sessions.stream(header, workspace, agent_id)?;
     Ok(Reply::EventStream {

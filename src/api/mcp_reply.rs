@@ -1,86 +1,106 @@
-//! The answer to an MCP request over HTTP: waiting for it on the session's reply queue and
-//! writing it, as one JSON body or as server-sent events.
+//! The answer to an MCP request over HTTP: waiting for it on the request's reply queue and
+//! sending it, as one JSON body or as server-sent events, without holding a worker.
 //!
-//! Owns: the [`Reply`] kinds, the wait for the answer to one request id ([`answer`]: JSON when
-//! the answer comes first, an event stream when notifications come before it and the client
-//! takes one), the event stream's body ([`SseBody`], which ends with the answer or with a
-//! timeout error at the deadline), a partner's filtered `tools/list`, and writing each kind.
-//! Never: waits past the request's deadline; passes a partner's tool list on unfiltered (an
-//! answer that cannot be filtered becomes an error); buffers an event stream (each event is
-//! flushed as it comes, so progress reaches the client before the answer).
+//! Owns: [`Awaited`] (a request whose answer is coming: its reply queue, its id, its deadline,
+//! what the client accepts, the list changes that go first, a partner's tool filter, the call's
+//! record), the `http-answers` thread that waits on every awaited request at once (crossbeam
+//! `Select`) and sends each answer as it comes: JSON when the answer comes first, an event
+//! stream when notifications come before it and the client takes one (each event goes out as
+//! it comes, so progress reaches the client before the answer); a timeout at the deadline; and
+//! each call's record once answered. Also the short first look a worker takes before it hands a
+//! request over ([`FIRST_LOOK`]), so a quick answer costs no thread hop.
+//! Never: waits past a request's deadline; passes a partner's tool list on unfiltered (an answer
+//! that cannot be filtered becomes an error); keeps more than [`MAX_AWAITED`] requests (more are
+//! answered 503 at once).
+//!
+//! Threads: `http-answers`, ended by [`Answers::stop`] (every awaited request is answered 503
+//! first) and joined.
 
 use super::calls::CallInFlight;
 use super::delegated::Admitted;
 use super::http::ApiError;
+use super::metrics::Metrics;
 use super::sse;
+use crate::audit::Audit;
+use crate::http::{After, Request, Stream};
 use crate::jsonrpc::{self, Id, Message};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::collections::VecDeque;
-use std::io::{Read, Write};
+use crate::thread::{self, lock, JoinOnDrop};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// What a request is answered with.
-pub(super) enum Reply {
-    Json {
-        status: u16,
-        body: String,
-        session: Option<String>,
-    },
-    Accepted,
-    NoContent,
-    /// Events, then the answer; the call it answers is recorded when the stream has ended.
-    Stream(Box<SseBody>, Option<CallInFlight>),
-    /// A request refused on who sent it: a JSON-RPC error with 401, 403 or 429.
-    Refused {
-        status: u16,
-        body: String,
-        retry_after: Option<u64>,
-    },
-    /// A session's GET stream: the head goes out, then the stream is handed over.
-    EventStream {
-        session: String,
-        notes: Receiver<Vec<u8>>,
-        streaming: Arc<std::sync::atomic::AtomicBool>,
-    },
+/// How long a worker waits for an answer itself before it hands the request over.
+pub(super) const FIRST_LOOK: Duration = Duration::from_millis(1);
+/// Requests waiting for their answer at once.
+const MAX_AWAITED: usize = 4096;
+/// Requests handed over but not yet taken by the thread.
+const HANDOVER_QUEUE: usize = 1024;
+
+/// A request whose answer is coming.
+pub(super) struct Awaited {
+    pub(super) request: Request,
+    pub(super) rx: Receiver<Vec<u8>>,
+    pub(super) id: Id,
+    pub(super) deadline: Instant,
+    pub(super) accepts_sse: bool,
+    /// Lines that go first, as events (list changes since the session's last request, and
+    /// notifications a worker's first look saw).
+    pub(super) first: Vec<Vec<u8>>,
+    /// The session id issued with this answer (`initialize`).
+    pub(super) session: Option<String>,
+    /// A partner's `tools/list`: only what it may call, always as JSON.
+    pub(super) only: Option<Admitted>,
+    /// The call to record once answered.
+    pub(super) call: Option<CallInFlight>,
 }
 
-/// Waits for the answer to `id`: JSON when it comes first, server-sent events when progress
-/// notifications come before it (and the client accepts them).
-pub(super) fn answer(
-    rx: Receiver<Vec<u8>>,
-    id: &Id,
-    deadline: Instant,
-    accepts_sse: bool,
-    waiting: Vec<Vec<u8>>,
-    session: Option<String>,
-) -> Result<Reply, ApiError> {
-    if !waiting.is_empty() {
-        let pending = waiting.iter().flat_map(|line| sse::event(line)).collect();
-        let body = SseBody::new(rx, id.clone(), deadline, pending);
-        return Ok(Reply::Stream(Box::new(body), None));
-    }
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if is_answer_to(&line, id) => {
-                return Ok(Reply::Json {
-                    status: 200,
-                    body: String::from_utf8_lossy(&line).into_owned(),
-                    session,
-                })
+/// Where an answer's record goes.
+#[derive(Clone)]
+pub(super) struct Records {
+    pub(super) audit: Option<Arc<Audit>>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Awaited {
+    /// The worker's first look: a quick answer is sent at once (`None`); otherwise the request
+    /// goes on waiting, with what the look saw.
+    pub(super) fn first_look(mut self, records: &Records) -> Option<Awaited> {
+        if !self.first.is_empty() {
+            return Some(self);
+        }
+        match self.rx.recv_timeout(FIRST_LOOK) {
+            Ok(line) if is_answer_to(&line, &self.id) => {
+                Entry::new(self).answer(&line, records);
+                None
             }
-            Ok(line) if accepts_sse => {
-                let body = SseBody::new(rx, id.clone(), deadline, sse::event(&line).into());
-                return Ok(Reply::Stream(Box::new(body), None));
+            Ok(line) => {
+                if self.accepts_sse && self.only.is_none() {
+                    self.first.push(line);
+                }
+                Some(self)
             }
-            // A notification the client cannot take as a stream: dropped.
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                return Err(ApiError::new(504, "timeout", "no answer in time"));
+            Err(RecvTimeoutError::Timeout) => Some(self),
+            Err(RecvTimeoutError::Disconnected) => {
+                Entry::new(self).fail(None, &timeout_error(), "timeout", records);
+                None
             }
         }
     }
+}
+
+fn finish(call: Option<CallInFlight>, records: &Records, outcome: String) {
+    if let Some(call) = call {
+        call.finish(records.audit.as_deref(), &records.metrics, outcome);
+    }
+}
+
+/// A JSON answer, with the session id when one was just issued.
+pub(super) fn respond_json(request: Request, status: u16, body: &[u8], session: Option<&str>) {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(id) = session {
+        headers.push(("Mcp-Session-Id", id));
+    }
+    request.respond(status, &headers, body);
 }
 
 fn is_answer_to(line: &[u8], id: &Id) -> bool {
@@ -88,29 +108,9 @@ fn is_answer_to(line: &[u8], id: &Id) -> bool {
         || matches!(jsonrpc::parse(line), Err(ref e) if e.id() == Some(id))
 }
 
-/// The outcome label of a `tools/call` answered without a stream, for the metrics and the
-/// audit trail.
-pub(super) fn outcome(reply: &Result<Reply, ApiError>) -> String {
-    match reply {
-        Ok(Reply::Json { body, .. }) => jsonrpc::outcome_label(body.as_bytes()),
-        Ok(Reply::Stream(..)) => "no_answer".to_owned(),
-        Ok(Reply::Refused { .. }) => "refused".to_owned(),
-        Ok(Reply::Accepted | Reply::NoContent | Reply::EventStream { .. }) => "invalid".to_owned(),
-        Err(_) => "timeout".to_owned(),
-    }
-}
-
 /// A partner's `tools/list` answer with only the tools it may call.
-pub(super) fn only_permitted(reply: Reply, admitted: &Admitted) -> Reply {
-    let Reply::Json {
-        status,
-        body,
-        session,
-    } = reply
-    else {
-        return reply;
-    };
-    let body = match serde_json::from_str::<serde_json::Value>(&body) {
+fn only_permitted(line: &[u8], admitted: &Admitted) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(line) {
         Ok(mut answer) => {
             if let Some(tools) = answer
                 .pointer_mut("/result/tools")
@@ -122,217 +122,290 @@ pub(super) fn only_permitted(reply: Reply, admitted: &Admitted) -> Reply {
                         .is_some_and(|name| admitted.permits(name))
                 });
             }
-            answer.to_string()
+            answer.to_string().into_bytes()
         }
         // Never pass an answer on unfiltered.
-        Err(_) => String::from_utf8_lossy(&jsonrpc::error_line(
+        Err(_) => jsonrpc::error_line(
             None,
             jsonrpc::code::INTERNAL_ERROR,
             "the tool list could not be filtered",
-        ))
-        .into_owned(),
-    };
-    Reply::Json {
-        status,
-        body,
-        session,
+        ),
     }
 }
 
-/// Server-sent events for one request: its notifications, then its answer, then the end.
-pub(super) struct SseBody {
+/// The running `http-answers` thread.
+pub(super) struct Answers {
+    handover: Mutex<Option<Sender<Awaited>>>,
+    thread: Mutex<Option<JoinOnDrop<()>>>,
+}
+
+impl Answers {
+    pub(super) fn start(records: Records) -> std::io::Result<Answers> {
+        let (tx, rx) = crossbeam_channel::bounded(HANDOVER_QUEUE);
+        let thread = thread::spawn("http-answers", move || run(&rx, &records))?;
+        Ok(Answers {
+            handover: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands a request over; when the thread is full or stopped, it is answered 503 at once.
+    pub(super) fn wait(&self, awaited: Awaited, records: &Records) {
+        let refused = match lock(&self.handover).as_ref() {
+            Some(tx) => match tx.try_send(awaited) {
+                Ok(()) => None,
+                Err(TrySendError::Full(a) | TrySendError::Disconnected(a)) => Some(a),
+            },
+            None => Some(awaited),
+        };
+        if let Some(awaited) = refused {
+            log::warn!("too many MCP requests wait for their answers; one was refused");
+            let busy = ApiError::new(503, "busy", "too many requests wait; try again later");
+            Entry::new(awaited).fail(None, &busy, "refused", records);
+        }
+    }
+
+    /// Answers every awaited request 503 and joins the thread.
+    pub(super) fn stop(&self) {
+        lock(&self.handover).take();
+        if let Some(thread) = lock(&self.thread).take() {
+            thread.join();
+        }
+    }
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An awaited request on the thread: its request until it is answered as JSON or its stream is
+/// opened, then its stream.
+struct Entry {
+    request: Option<Request>,
+    stream: Option<Stream>,
     rx: Receiver<Vec<u8>>,
     id: Id,
     deadline: Instant,
-    pending: VecDeque<u8>,
-    done: bool,
-    /// The stream's final line (the answer, or the timeout error), for the call's record once
-    /// the body has been written.
-    last: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-impl SseBody {
-    fn new(rx: Receiver<Vec<u8>>, id: Id, deadline: Instant, pending: VecDeque<u8>) -> SseBody {
-        SseBody {
-            rx,
-            id,
-            deadline,
-            pending,
-            done: false,
-            last: Arc::default(),
-        }
-    }
-
-    /// Where the stream's final line will be, once it is written.
-    pub(super) fn last(&self) -> Arc<Mutex<Option<Vec<u8>>>> {
-        Arc::clone(&self.last)
-    }
-
-    fn finish(&mut self, line: &[u8]) {
-        self.done = true;
-        self.pending = sse::event(line).into();
-        *crate::thread::lock(&self.last) = Some(line.to_vec());
-    }
-}
-
-impl Read for SseBody {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pending.is_empty() {
-            if self.done {
-                return Ok(0);
-            }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) if is_answer_to(&line, &self.id) => self.finish(&line),
-                Ok(line) => self.pending = sse::event(&line).into(),
-                // Nothing is owed any more (the request was cancelled): the stream just ends.
-                Err(RecvTimeoutError::Disconnected) => return Ok(0),
-                // The headers are gone already: the stream's last event answers with a timeout,
-                // so the client is not left waiting for an answer that will never come.
-                Err(RecvTimeoutError::Timeout) => {
-                    let line = jsonrpc::error_line(
-                        Some(&self.id),
-                        jsonrpc::code::REQUEST_TIMEOUT,
-                        "no answer in time",
-                    );
-                    self.finish(&line);
-                }
-            }
-        }
-        let n = buf.len().min(self.pending.len());
-        for (slot, byte) in buf.iter_mut().zip(self.pending.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-fn with_header<R: Read>(
-    response: tiny_http::Response<R>,
-    name: &str,
-    value: &str,
-) -> tiny_http::Response<R> {
-    match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-        Ok(h) => response.with_header(h),
-        Err(()) => response,
-    }
-}
-
-/// A JSON (or empty) answer, with the session id when one was just issued.
-pub(super) fn respond(
-    request: tiny_http::Request,
-    status: u16,
-    body: String,
+    accepts_sse: bool,
+    first: Vec<Vec<u8>>,
     session: Option<String>,
-) {
-    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-    if status == 200 || status == 400 {
-        response = with_header(response, "Content-Type", "application/json");
-    }
-    if let Some(id) = session {
-        response = with_header(response, "Mcp-Session-Id", &id);
-    }
-    let _ = request.respond(response);
+    only: Option<Admitted>,
+    call: Option<CallInFlight>,
 }
 
-/// A JSON body with `status`, `Retry-After` when the caller should wait, and `Allow` on 405.
-pub(super) fn respond_refused(
-    request: tiny_http::Request,
-    status: u16,
-    body: String,
-    retry_after: Option<u64>,
-) {
-    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-    response = with_header(response, "Content-Type", "application/json");
-    if let Some(secs) = retry_after {
-        response = with_header(response, "Retry-After", &secs.to_string());
+impl Entry {
+    fn new(a: Awaited) -> Entry {
+        Entry {
+            request: Some(a.request),
+            stream: None,
+            rx: a.rx,
+            id: a.id,
+            deadline: a.deadline,
+            accepts_sse: a.accepts_sse,
+            first: a.first,
+            session: a.session,
+            only: a.only,
+            call: a.call,
+        }
     }
-    if status == 405 {
-        response = with_header(response, "Allow", "GET, POST, DELETE");
-    }
-    let _ = request.respond(response);
-}
 
-/// Writes an event stream as it comes.
-pub(super) fn stream(request: tiny_http::Request, mut body: SseBody) {
-    if *request.http_version() < tiny_http::HTTPVersion(1, 1) {
-        // No chunked encoding before HTTP/1.1: tiny_http sends the events at the end.
-        let headers = [
+    fn record(&mut self, records: &Records, outcome: String) {
+        finish(self.call.take(), records, outcome);
+    }
+
+    /// Starts the event stream with the lines that go first; `false` when the client is gone.
+    fn open_stream(&mut self) -> bool {
+        let Some(request) = self.request.take() else {
+            return self.stream.is_some();
+        };
+        let mut headers = vec![
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
-        ]
-        .iter()
-        .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
-        .collect();
-        let response =
-            tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None);
-        let _ = request.respond(response);
+        ];
+        if let Some(id) = &self.session {
+            headers.push(("Mcp-Session-Id", id.as_str()));
+        }
+        let mut stream = request.stream(200, &headers, After::KeepAlive);
+        for line in std::mem::take(&mut self.first) {
+            if stream.send(&sse::event(&line)).is_err() {
+                return false;
+            }
+        }
+        self.stream = Some(stream);
+        true
+    }
+
+    /// Ends the exchange with `line` as the answer (JSON, or the stream's last event).
+    fn answer(&mut self, line: &[u8], records: &Records) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.send(&sse::event(line));
+            stream.finish();
+            self.record(records, jsonrpc::outcome_label(line));
+            return;
+        }
+        let Some(request) = self.request.take() else {
+            return;
+        };
+        let body = match &self.only {
+            Some(admitted) => only_permitted(line, admitted),
+            None => line.to_vec(),
+        };
+        respond_json(request, 200, &body, self.session.as_deref());
+        self.record(records, jsonrpc::outcome_label(&body));
+    }
+
+    /// Ends the exchange without an answer: a stream gets `line` (an error) as its last event,
+    /// or just ends when there is none; a JSON answer is `error`.
+    fn fail(&mut self, line: Option<&[u8]>, error: &ApiError, outcome: &str, records: &Records) {
+        if let Some(mut stream) = self.stream.take() {
+            let outcome = match line {
+                Some(line) => {
+                    let _ = stream.send(&sse::event(line));
+                    jsonrpc::outcome_label(line)
+                }
+                None => "no_answer".to_owned(),
+            };
+            stream.finish();
+            self.record(records, outcome);
+            return;
+        }
+        if let Some(request) = self.request.take() {
+            respond_json(request, error.status, error.body().as_bytes(), None);
+        }
+        self.record(records, outcome.to_owned());
+    }
+}
+
+/// What the wait returned.
+enum Woke {
+    New(Option<Box<Awaited>>),
+    Line(usize, Option<Vec<u8>>),
+    Timeout,
+}
+
+fn run(handover: &Receiver<Awaited>, records: &Records) {
+    let mut entries: Vec<Entry> = Vec::new();
+    loop {
+        match wait(handover, &entries) {
+            Woke::New(Some(awaited)) => add(&mut entries, *awaited, records),
+            Woke::New(None) => break,
+            Woke::Line(i, Some(line)) => {
+                let done = entries
+                    .get_mut(i)
+                    .is_some_and(|entry| on_line(entry, &line, records));
+                if done {
+                    entries.swap_remove(i);
+                }
+            }
+            // The gate dropped the request's reply queue (cancelled, or its workspace stopped):
+            // a stream just ends (nothing is owed any more); a JSON answer is a 504.
+            Woke::Line(i, None) => {
+                if i < entries.len() {
+                    let mut entry = entries.swap_remove(i);
+                    entry.fail(None, &timeout_error(), "timeout", records);
+                }
+            }
+            Woke::Timeout => {}
+        }
+        expire(&mut entries, records);
+    }
+    let stopping = ApiError::new(503, "stopping", "the gate is stopping");
+    for mut entry in entries {
+        let line = jsonrpc::error_line(
+            Some(&entry.id),
+            jsonrpc::code::SERVER_UNAVAILABLE,
+            "the gate is stopping",
+        );
+        entry.fail(Some(&line), &stopping, "refused", records);
+    }
+}
+
+fn timeout_error() -> ApiError {
+    ApiError::new(504, "timeout", "no answer in time")
+}
+
+fn wait(handover: &Receiver<Awaited>, entries: &[Entry]) -> Woke {
+    let mut select = Select::new();
+    select.recv(handover);
+    for entry in entries {
+        select.recv(&entry.rx);
+    }
+    let next = entries.iter().map(|e| e.deadline).min();
+    let timeout = next.map_or(Duration::from_secs(1), |at| {
+        at.saturating_duration_since(Instant::now())
+    });
+    let Ok(op) = select.select_timeout(timeout) else {
+        return Woke::Timeout;
+    };
+    match op.index() {
+        0 => Woke::New(op.recv(handover).ok().map(Box::new)),
+        i => match entries.get(i - 1) {
+            Some(entry) => Woke::Line(i - 1, op.recv(&entry.rx).ok()),
+            None => Woke::Timeout,
+        },
+    }
+}
+
+fn add(entries: &mut Vec<Entry>, awaited: Awaited, records: &Records) {
+    let mut entry = Entry::new(awaited);
+    if entries.len() >= MAX_AWAITED {
+        log::warn!("{MAX_AWAITED} MCP requests wait for their answers; one was refused");
+        let busy = ApiError::new(503, "busy", "too many requests wait; try again later");
+        entry.fail(None, &busy, "refused", records);
         return;
     }
-    // Written here, not by `respond`: its chunk encoder holds 8 KiB before it sends anything,
-    // which would keep progress notifications from the client until the answer.
-    let mut writer = request.into_writer();
-    let _ = write_events(&mut writer, &mut body);
+    if !entry.first.is_empty() && !entry.open_stream() {
+        entry.record(records, "no_answer".to_owned());
+        return;
+    }
+    entries.push(entry);
 }
 
-/// A chunked `200 text/event-stream` response, one chunk (flushed) per read of `body`.
-fn write_events(writer: &mut dyn Write, body: &mut SseBody) -> std::io::Result<()> {
-    writer.write_all(sse::ANSWER_HEAD)?;
-    writer.flush()?;
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = body.read(&mut buf)?;
-        if n == 0 {
-            break;
+/// A line from the gate for an entry; `true` when the entry is done.
+fn on_line(entry: &mut Entry, line: &[u8], records: &Records) -> bool {
+    if is_answer_to(line, &entry.id) {
+        entry.answer(line, records);
+        return true;
+    }
+    if entry.stream.is_none() {
+        if !entry.accepts_sse || entry.only.is_some() {
+            return false; // A notification the client cannot take as a stream: dropped.
         }
-        sse::write_chunk(writer, buf.get(..n).unwrap_or_default())?;
-        writer.flush()?;
+        entry.first.push(line.to_vec());
+        if entry.open_stream() {
+            return false;
+        }
+        entry.record(records, "no_answer".to_owned());
+        return true;
     }
-    writer.write_all(sse::LAST_CHUNK)?;
-    writer.flush()
+    let sent = entry
+        .stream
+        .as_mut()
+        .is_some_and(|stream| stream.send(&sse::event(line)).is_ok());
+    if !sent {
+        entry.record(records, "no_answer".to_owned());
+    }
+    !sent
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn id7() -> Id {
-        let raw = serde_json::value::RawValue::from_string("7".to_owned()).expect("raw");
-        Id::from_raw(&raw).expect("id")
-    }
-
-    fn read_all(mut body: SseBody) -> String {
-        let mut out = String::new();
-        body.read_to_string(&mut out).expect("read");
-        out
-    }
-
-    #[test]
-    fn a_stream_past_its_deadline_ends_with_a_timeout_answer() {
-        let (tx, rx) = crossbeam_channel::bounded(4);
-        let note = jsonrpc::notification_line("notifications/tools/list_changed", None);
-        let body = SseBody::new(rx, id7(), Instant::now(), sse::event(&note).into());
-        let out = read_all(body);
-        drop(tx);
-        assert!(out.starts_with("event: message\ndata: "), "{out}");
-        assert!(out.contains("list_changed"), "{out}");
-        let last = out.lines().rev().find_map(|l| l.strip_prefix("data: "));
-        let answer: serde_json::Value = serde_json::from_str(last.expect("data")).expect("json");
-        assert_eq!(answer["id"], 7);
-        assert_eq!(answer["error"]["code"], jsonrpc::code::REQUEST_TIMEOUT);
-    }
-
-    #[test]
-    fn a_stream_whose_request_was_dropped_just_ends() {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
-        drop(tx);
-        let body = SseBody::new(
-            rx,
-            id7(),
-            Instant::now() + Duration::from_secs(60),
-            VecDeque::new(),
-        );
-        assert_eq!(read_all(body), "");
+/// Answers every entry past its deadline: a stream's last event is a timeout error, so the
+/// client is not left waiting for an answer that will never come.
+fn expire(entries: &mut Vec<Entry>, records: &Records) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < entries.len() {
+        if entries.get(i).is_some_and(|e| e.deadline <= now) {
+            let mut entry = entries.swap_remove(i);
+            let line = jsonrpc::error_line(
+                Some(&entry.id),
+                jsonrpc::code::REQUEST_TIMEOUT,
+                "no answer in time",
+            );
+            entry.fail(Some(&line), &timeout_error(), "timeout", records);
+        } else {
+            i += 1;
+        }
     }
 }

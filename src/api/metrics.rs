@@ -9,6 +9,7 @@
 
 use super::rest;
 use crate::gate::runtime::Runtime;
+use crate::http::Request;
 use crate::thread::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -190,13 +191,11 @@ pub(super) fn route_class(path: &str) -> &'static str {
 }
 
 /// Answers with Prometheus text.
-pub(super) fn respond_text(request: tiny_http::Request, status: u16, body: &str) -> u16 {
-    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-    if let Ok(h) =
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4"[..])
-    {
-        response = response.with_header(h);
-    }
-    let _ = request.respond(response);
+pub(super) fn respond_text(request: Request, status: u16, body: &str) -> u16 {
+    request.respond(
+        status,
+        &[("Content-Type", "text/plain; version=0.0.4")],
+        body.as_bytes(),
+    );
     status
 }

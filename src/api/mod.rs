@@ -16,16 +16,13 @@
 //! at a time), then `runtimes`, then `store`. The session table's, the identity caches', the
 //! metrics' and `listen_hosts` locks are innermost: no other lock is taken while one is held.
 
-mod admit;
 mod callers;
 mod calls;
 mod delegated;
-pub(crate) mod front;
 pub(crate) mod http;
 mod mcp_http;
 mod mcp_reply;
 mod metrics;
-mod relay;
 mod rest;
 pub(crate) mod serve;
 mod sessions;
@@ -40,6 +37,7 @@ use crate::crypto::secret::{hash_secret, hashes_equal};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
+use crate::http::{Method, Request};
 use crate::store::state::StateStore;
 use crate::thread::lock;
 use http::ApiError;
@@ -59,8 +57,6 @@ pub(crate) struct ApiOptions {
     pub allowed_origins: BTreeSet<String>,
     /// `Host` values accepted on `/mcp/…`; empty accepts the listening address and `localhost`.
     pub allowed_hosts: BTreeSet<String>,
-    /// Largest request body. Default 4 MiB.
-    pub max_body: usize,
     /// This gate's organization id (`--org-id`): stored, and kept for later starts.
     pub org_id: Option<String>,
     /// Size at which `audit.log` is rotated.
@@ -99,7 +95,11 @@ pub(crate) struct Api {
     identity: callers::IdentityCache,
     ready: AtomicBool,
     listen_hosts: Mutex<BTreeSet<String>>,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
+    /// MCP requests waiting for their answers.
+    answers: mcp_reply::Answers,
+    /// 401s, logged at a bounded rate.
+    unauthorized: callers::Unauthorized,
 }
 
 impl Api {
@@ -122,6 +122,12 @@ impl Api {
             options.max_held_calls,
             approval_observer(Arc::clone(&webhooks), audit.clone()),
         )?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let quotas = sessions::Quotas {
+            total: settings.http.max_sessions,
+            per_workspace: settings.http.max_sessions_per_workspace,
+            per_agent: settings.http.max_sessions_per_agent,
+        };
         Ok(Api {
             options,
             settings,
@@ -130,17 +136,22 @@ impl Api {
             store: Mutex::new(store),
             runtimes: Mutex::new(HashMap::new()),
             changes: Mutex::new(()),
-            sessions: sessions::Sessions::new(),
+            sessions: sessions::Sessions::new(quotas),
             streams: streams::Streams::start()?,
             signing,
             delegation: delegated::Delegation::new(),
-            audit,
             approvals,
             webhooks,
             identity: callers::IdentityCache::default(),
             ready: AtomicBool::new(false),
             listen_hosts: Mutex::new(BTreeSet::new()),
-            metrics: metrics::Metrics::default(),
+            answers: mcp_reply::Answers::start(mcp_reply::Records {
+                audit: audit.clone(),
+                metrics: Arc::clone(&metrics),
+            })?,
+            metrics,
+            audit,
+            unauthorized: callers::Unauthorized::default(),
         })
     }
 
@@ -162,8 +173,22 @@ impl Api {
         self.webhooks.stop();
     }
 
-    fn is_admin(&self, request: &tiny_http::Request) -> bool {
+    fn is_admin(&self, request: &Request) -> bool {
         http::bearer(request).is_some_and(|t| hashes_equal(&hash_secret(t), &self.admin_token_hash))
+    }
+
+    /// Where an MCP answer's record goes.
+    fn records(&self) -> mcp_reply::Records {
+        mcp_reply::Records {
+            audit: self.audit.clone(),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
+    /// Answers every MCP request still waiting for its answer (503) and stops the thread that
+    /// waits for them: call before the front stops.
+    pub(crate) fn end_waiting(&self) {
+        self.answers.stop();
     }
 
     /// `GET /metrics`'s text.
@@ -206,14 +231,15 @@ pub(crate) fn check_partner(
     rest::partners::check(state, partner).map_err(|e| e.message)
 }
 
-impl front::Handler for Api {
-    fn handle(&self, mut request: tiny_http::Request) {
+impl crate::http::Handler for Api {
+    fn handle(&self, request: Request) {
         let url = request.url().to_owned();
-        let path = url.split('?').next().unwrap_or_default().to_owned();
+        let path = request.path().to_owned();
         let method = request.method().clone();
+        let peer = request.peer();
         let result = match (&method, path.as_str()) {
-            (tiny_http::Method::Get, "/healthz") => Ok((200, serde_json::json!({"status": "ok"}))),
-            (tiny_http::Method::Get, "/readyz") => {
+            (Method::Get, "/healthz") => Ok((200, serde_json::json!({"status": "ok"}))),
+            (Method::Get, "/readyz") => {
                 if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
                     Ok((200, serde_json::json!({"status": "ready"})))
                 } else {
@@ -224,7 +250,7 @@ impl front::Handler for Api {
                     ))
                 }
             }
-            (tiny_http::Method::Get, "/metrics") => {
+            (Method::Get, "/metrics") => {
                 let body = self.metrics();
                 let status = metrics::respond_text(request, 200, &body);
                 self.metrics.count("metrics", status);
@@ -232,14 +258,17 @@ impl front::Handler for Api {
             }
             (_, "/healthz" | "/readyz" | "/metrics") => Err(ApiError::method_not_allowed()),
             (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
-                // Streams its own answer (JSON or server-sent events).
+                // Answers on its own (JSON or server-sent events, maybe from another thread).
                 let status = mcp_http::handle(self, request, &path);
+                if status == 401 {
+                    self.unauthorized.note(peer, &path);
+                }
                 self.metrics.count("mcp", status);
                 return;
             }
             (_, p) if p.starts_with(rest::PREFIX) => {
                 if self.is_admin(&request) {
-                    rest::handle(self, &mut request, &method, &url)
+                    rest::handle(self, &request, &method, &url)
                 } else {
                     Err(ApiError::unauthorized())
                 }
@@ -247,7 +276,7 @@ impl front::Handler for Api {
             _ => Err(ApiError::not_found("no such route")),
         };
         if let (Some(audit), true) = (&self.audit, path.starts_with(rest::PREFIX)) {
-            if method != tiny_http::Method::Get {
+            if method != Method::Get {
                 let status = match &result {
                     Ok((status, _)) => *status,
                     Err(e) => e.status,
@@ -260,22 +289,13 @@ impl front::Handler for Api {
             Ok((status, _)) => *status,
             Err(e) => e.status,
         };
+        if status == 401 {
+            self.unauthorized.note(peer, &path);
+        }
         match result {
             Ok((status, body)) => http::respond(request, status, &body),
             Err(e) => http::respond_error(request, &e),
         }
         self.metrics.count(route, status);
-    }
-}
-
-/// Answers with a JSON body.
-pub(crate) fn respond_json(request: tiny_http::Request, status: u16, body: &str) {
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]);
-    let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-    if let Ok(header) = header {
-        response = response.with_header(header);
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("client went away before its answer: {e}");
     }
 }

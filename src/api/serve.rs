@@ -7,9 +7,9 @@
 //! requests, let those being handled finish, tear every child down, exit 0).
 //! Never: stores or logs the admin token itself.
 //!
-//! Threads: the front's workers; the calling thread waits for the first signal and stops them.
+//! Threads: the HTTP server's (`crate::http`); the calling thread waits for the first signal and
+//! stops them.
 
-use super::front::{Front, FrontConfig};
 use super::{Api, ApiOptions};
 use crate::config::Settings;
 use crate::crypto::secret::{hash_secret, random_hex};
@@ -30,7 +30,7 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 /// Serves until SIGTERM or SIGINT; with `demo`, first sets up the demo workspace and prints
 /// ready-to-paste commands.
 pub(crate) fn run(
-    config: &FrontConfig,
+    config: &crate::http::Config,
     mut options: ApiOptions,
     settings: Settings,
     demo: bool,
@@ -72,7 +72,8 @@ pub(crate) fn run(
         signing,
         Some(Arc::clone(&audit)),
     )?);
-    let front = Front::start(config, Arc::clone(&api) as Arc<dyn super::front::Handler>)?;
+    let front =
+        crate::http::Server::start(config, Arc::clone(&api) as Arc<dyn crate::http::Handler>)?;
     api.resume(front.addr());
     let demo_key = if demo {
         Some(api.demo(&exe).map_err(other)?)
@@ -104,9 +105,11 @@ pub(crate) fn run(
     drop(out);
     let signal = signals.forever().next();
     log::info!("signal {signal:?}: stopping");
-    api.end_streams();
-    // Held calls keep workers busy: answer them first, so the front can stop.
+    // Answered first, while the front still writes: held calls (they expire), requests
+    // waiting for their answers, the GET streams.
     api.release_held();
+    api.end_waiting();
+    api.end_streams();
     front.stop();
     api.shutdown();
     // Everything recorded is on disk before the process ends.

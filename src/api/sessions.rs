@@ -4,7 +4,8 @@
 //! Owns: creating a session on `initialize` (a cryptographically random id, the gate's number
 //! for it, its queue of list changes subscribed at the workspace's gate), the owner check (one
 //! place: a session is found only for the workspace and agent that created it), forgetting
-//! sessions idle for [`SESSION_IDLE`], the global cap, and ending sessions (on `DELETE`, an
+//! sessions idle for [`SESSION_IDLE`], the quotas (in all: 503; per workspace and per agent:
+//! 429 naming the quota, so one agent cannot lock every other out), and ending sessions (on `DELETE`, an
 //! agent's revocation, a workspace's stop).
 //! Never: holds the table's lock while it takes the runtimes lock (the gates are told of ended
 //! sessions after the table lock is released); lets one agent find another's session.
@@ -21,8 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Sessions kept at once; a new `initialize` beyond is refused with 503.
-const MAX_SESSIONS: usize = 10_000;
 /// A session unused this long is forgotten (clients that vanish without `DELETE` would otherwise
 /// fill the table and lock every new agent out).
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
@@ -63,17 +62,30 @@ pub(super) struct StreamRef {
     pub(super) streaming: Arc<AtomicBool>,
 }
 
+/// How many sessions may be open at once.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Quotas {
+    /// In all (`http.max_sessions`).
+    pub(super) total: usize,
+    /// Per workspace (`http.max_sessions_per_workspace`).
+    pub(super) per_workspace: usize,
+    /// Per agent of a workspace (`http.max_sessions_per_agent`).
+    pub(super) per_agent: usize,
+}
+
 /// The table.
 pub(super) struct Sessions {
     table: Mutex<HashMap<String, HttpSession>>,
     next_numeric: AtomicU64,
+    quotas: Quotas,
 }
 
 impl Sessions {
-    pub(super) fn new() -> Sessions {
+    pub(super) fn new(quotas: Quotas) -> Sessions {
         Sessions {
             table: Mutex::new(HashMap::new()),
             next_numeric: AtomicU64::new(1),
+            quotas,
         }
     }
 
@@ -100,13 +112,7 @@ impl Sessions {
             unsubscribe(api, forgotten);
         }
         let mut table = lock(&self.table);
-        if table.len() >= MAX_SESSIONS {
-            return Err(ApiError::new(
-                503,
-                "too_many_sessions",
-                "too many open sessions",
-            ));
-        }
+        check_quotas(&table, &self.quotas, workspace, agent_id)?;
         let id = random_hex(16).map_err(|e| ApiError::new(500, "random", e.to_string()))?;
         let numeric = self.next_numeric.fetch_add(1, Ordering::SeqCst);
         // List changes wait here for the session's GET stream or its next request.
@@ -193,6 +199,51 @@ impl Sessions {
     }
 }
 
+/// Refuses a new session over a quota: the global one with 503 (the gate is full), the
+/// workspace's and the agent's with 429 naming the quota (that caller should close sessions).
+fn check_quotas(
+    table: &HashMap<String, HttpSession>,
+    quotas: &Quotas,
+    workspace: &str,
+    agent_id: &str,
+) -> Result<(), ApiError> {
+    if table.len() >= quotas.total {
+        return Err(ApiError::new(
+            503,
+            "too_many_sessions",
+            "too many open sessions",
+        ));
+    }
+    let (mut in_workspace, mut of_agent) = (0, 0);
+    for session in table.values().filter(|s| s.workspace == workspace) {
+        in_workspace += 1;
+        if session.agent_id == agent_id {
+            of_agent += 1;
+        }
+    }
+    if of_agent >= quotas.per_agent {
+        return Err(ApiError::new(
+            429,
+            "session_quota",
+            format!(
+                "this agent has {of_agent} open sessions, its quota \
+                 (http.max_sessions_per_agent); end one (DELETE) or wait for one to expire"
+            ),
+        ));
+    }
+    if in_workspace >= quotas.per_workspace {
+        return Err(ApiError::new(
+            429,
+            "session_quota",
+            format!(
+                "workspace {workspace} has {in_workspace} open sessions, its quota \
+                 (http.max_sessions_per_workspace)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn unknown() -> ApiError {
     ApiError::not_found("unknown or ended session")
 }
@@ -269,9 +320,50 @@ mod tests {
         assert!(forget_idle(&mut sessions, now, idle).is_empty());
     }
 
+    const QUOTAS: Quotas = Quotas {
+        total: 10,
+        per_workspace: 3,
+        per_agent: 2,
+    };
+
+    #[test]
+    fn quotas_refuse_the_agent_over_its_own_and_the_workspace_over_its_own() {
+        let mut table = HashMap::new();
+        let mut add = |n: usize, ws: &str, agent: &str| {
+            let mut s = session(Instant::now());
+            s.workspace = ws.into();
+            s.agent_id = agent.into();
+            table.insert(format!("s{n}"), s);
+        };
+        add(1, "ws", "a");
+        add(2, "ws", "a");
+        add(3, "ws", "b");
+        let e = check_quotas(&table, &QUOTAS, "ws", "a").unwrap_err();
+        assert_eq!((e.status, e.code), (429, "session_quota"));
+        assert!(
+            e.message.contains("max_sessions_per_agent"),
+            "{}",
+            e.message
+        );
+        let e = check_quotas(&table, &QUOTAS, "ws", "c").unwrap_err();
+        assert!(
+            e.message.contains("max_sessions_per_workspace"),
+            "{}",
+            e.message
+        );
+        assert!(check_quotas(&table, &QUOTAS, "other", "a").is_ok());
+        let full = Quotas { total: 3, ..QUOTAS };
+        assert_eq!(
+            check_quotas(&table, &full, "other", "a")
+                .unwrap_err()
+                .status,
+            503
+        );
+    }
+
     #[test]
     fn a_session_is_found_only_by_its_own_workspace_and_agent() {
-        let sessions = Sessions::new();
+        let sessions = Sessions::new(QUOTAS);
         lock(&sessions.table).insert("s1".to_owned(), session(Instant::now()));
         assert!(sessions.resume("s1", "ws", "agent").is_ok());
         assert!(sessions.resume("s1", "ws", "other").is_err());

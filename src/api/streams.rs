@@ -12,9 +12,10 @@
 //! Threads: `http-streams`, ended by [`Streams::stop`] (which closes every stream) and joined.
 
 use super::sse;
+use crate::http::{After, Request, Stream};
 use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,10 +40,8 @@ pub(super) struct NewStream {
     pub(super) session: String,
     /// The session's list-change queue.
     pub(super) notes: Receiver<Vec<u8>>,
-    /// The response body's writer (after the head).
-    pub(super) writer: Box<dyn Write + Send>,
-    /// Chunked transfer encoding (HTTP/1.1); raw until close otherwise.
-    pub(super) chunked: bool,
+    /// The answer's body (the head is out).
+    pub(super) writer: Stream,
     /// Set while the stream is open (the session counts as in use).
     pub(super) streaming: Arc<AtomicBool>,
 }
@@ -63,34 +62,24 @@ impl Streams {
         })
     }
 
-    /// Writes the head of `request`'s answer, a session's event stream, and hands the stream to
-    /// the thread.
+    /// Starts `request`'s answer, a session's event stream (the connection closes with it), and
+    /// hands the stream to the thread.
     pub(super) fn open_request(
         &self,
-        request: tiny_http::Request,
+        request: Request,
         session: String,
         notes: Receiver<Vec<u8>>,
         streaming: Arc<AtomicBool>,
     ) {
-        let chunked = *request.http_version() >= tiny_http::HTTPVersion(1, 1);
-        let head = if chunked {
-            sse::STREAM_HEAD_CHUNKED
-        } else {
-            sse::STREAM_HEAD_PLAIN
-        };
-        let mut writer = request.into_writer();
-        if writer
-            .write_all(head)
-            .and_then(|()| writer.flush())
-            .is_err()
-        {
-            return;
-        }
+        let headers = [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+        ];
+        let writer = request.stream(200, &headers, After::Close);
         let stream = NewStream {
             session,
             notes,
             writer,
-            chunked,
             streaming,
         };
         if self.open(stream).is_err() {
@@ -125,8 +114,7 @@ impl Drop for Streams {
 struct Open {
     session: String,
     notes: Receiver<Vec<u8>>,
-    writer: Box<dyn Write + Send>,
-    chunked: bool,
+    writer: Stream,
     last_write: Instant,
     streaming: Arc<AtomicBool>,
 }
@@ -139,24 +127,14 @@ impl Drop for Open {
 
 impl Open {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.chunked {
-            sse::write_chunk(&mut self.writer, data)?;
-        } else {
-            self.writer.write_all(data)?;
-        }
-        self.writer.flush()?;
+        self.writer.send(data)?;
         self.last_write = Instant::now();
         Ok(())
     }
 
-    /// The end of the stream; the connection closes when the writer is dropped after it.
+    /// The end of the stream; the connection closes with it.
     fn end(mut self) {
-        if self.chunked {
-            let _ = self
-                .writer
-                .write_all(sse::LAST_CHUNK)
-                .and_then(|()| self.writer.flush());
-        }
+        self.writer.end();
     }
 }
 
@@ -218,7 +196,6 @@ fn add(open: &mut Vec<Open>, new: NewStream) {
         session: new.session,
         notes: new.notes,
         writer: new.writer,
-        chunked: new.chunked,
         last_write: Instant::now(),
         streaming: new.streaming,
     };
@@ -242,36 +219,15 @@ fn keep_alive(open: &mut Vec<Open>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex as StdMutex;
+    use crate::http::testing::{self, Received};
 
-    /// A writer whose bytes the test can read.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<StdMutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Shared {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
-
-    fn open(streams: &Streams, session: &str) -> (Sender<Vec<u8>>, Shared) {
+    fn open(streams: &Streams, session: &str) -> (Sender<Vec<u8>>, Received) {
         let (tx, notes) = crossbeam_channel::bounded(1);
-        let out = Shared::default();
+        let (writer, out) = testing::stream();
         let new = NewStream {
             session: session.into(),
             notes,
-            writer: Box::new(out.clone()),
-            chunked: true,
+            writer,
             streaming: Arc::default(),
         };
         assert!(streams.open(new).is_ok());
@@ -317,8 +273,7 @@ mod tests {
             streams.open(NewStream {
                 session: "s3".into(),
                 notes: crossbeam_channel::bounded(1).1,
-                writer: Box::new(Shared::default()),
-                chunked: true,
+                writer: testing::stream().0,
                 streaming: Arc::default(),
             }),
             Err(OpenError::Busy)

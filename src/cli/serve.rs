@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Runs `aegis-gate serve` until SIGTERM or SIGINT.
 pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
-    let mut config = api::front::FrontConfig {
+    let mut front = Front {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
         workers: 16,
         io_timeout: Duration::from_secs(15),
@@ -46,20 +46,20 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             }
             Long("listen") => {
                 let text = parser.value()?.string()?;
-                config.listen = text.parse().map_err(|_| {
+                front.listen = text.parse().map_err(|_| {
                     CliError::Usage(format!("--listen takes HOST:PORT, not {text:?}"))
                 })?;
             }
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => {
-                config.workers = args::positive(args::parse_number(parser, "--workers")?)?
+                front.workers = args::positive(args::parse_number(parser, "--workers")?)?
             }
             Long("max-connections") => {
-                config.max_connections =
+                front.max_connections =
                     args::positive(args::parse_number(parser, "--max-connections")?)?;
             }
             Long("max-connections-per-peer") => {
-                config.max_per_peer =
+                front.max_per_peer =
                     args::positive(args::parse_number(parser, "--max-connections-per-peer")?)?;
             }
             Long("demo") => demo = true,
@@ -77,7 +77,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
                     parser,
                     "--io-timeout-ms",
                 )?)?)?;
-                config.io_timeout = Duration::from_millis(ms);
+                front.io_timeout = Duration::from_millis(ms);
             }
             Short('h') | Long("help") => {
                 print!("{HELP}");
@@ -93,15 +93,49 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         allowed_commands,
         allowed_origins,
         allowed_hosts,
-        max_body: 4 * 1024 * 1024,
         org_id,
         audit_rotate_bytes,
-        // Each held call keeps an HTTP worker while its agent waits: keep 4 free for the rest
-        // (the approval itself included).
-        max_held_calls: max_held_calls.min(config.workers.saturating_sub(4).max(1)),
+        max_held_calls,
     };
+    let config = front.config(&settings.http);
     api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
+}
+
+/// The front's command-line options.
+struct Front {
+    listen: std::net::SocketAddr,
+    workers: usize,
+    io_timeout: Duration,
+    max_connections: usize,
+    max_per_peer: usize,
+}
+
+impl Front {
+    /// The HTTP server's configuration: these options and the `http` settings.
+    fn config(&self, http: &crate::config::HttpSettings) -> crate::http::Config {
+        crate::http::Config {
+            listen: self.listen,
+            workers: self.workers,
+            connections: crate::http::ConnLimits {
+                max_connections: self.max_connections,
+                max_per_peer: self.max_per_peer,
+            },
+            limits: crate::http::Limits {
+                max_request_line: http.max_request_line,
+                max_header_line: http.max_header_line,
+                max_head: http.max_head,
+                max_headers: http.max_headers,
+                max_body: http.max_body,
+            },
+            timeouts: crate::http::Timeouts {
+                head: http.head_timeout,
+                body: http.body_timeout,
+                keep_alive: http.keep_alive,
+                io: self.io_timeout,
+            },
+        }
+    }
 }
 
 /// The `aegis` settings of a `serve --config` file, which may not name servers (`stdio
@@ -135,14 +169,18 @@ OPTIONS:
     --demo               Also create and activate workspace `demo` (two built-in example
                          servers), create an agent for it and print ready-to-paste
                          curl commands
-    --workers N          Threads taking requests (default 16)
+    --workers N          Threads handling requests (default 16); a request that waits for
+                         a slow tool or an approval holds none
     --allow-command CMD  An executable connections may run (repeatable; exactly as in
                          command[0]); nothing is allowed by default
     --allow-origin ORIG  An Origin accepted on /mcp/... (repeatable; requests without
                          Origin are accepted)
     --allow-host HOST    A Host accepted on /mcp/... besides the listening address
                          and localhost:PORT (repeatable)
-    --io-timeout-ms N    Read and write timeout of every connection (default 15000)
+    --io-timeout-ms N    A started request whose bytes stop coming, or an answer the
+                         client does not read, for this long closes the connection
+                         (default 15000). Whole-head and body deadlines, size limits and
+                         session quotas are `aegis.http` settings (see --config)
     --max-connections N  HTTP connections open at once (default 256); more get an
                          immediate 503 with Retry-After
     --max-connections-per-peer N
@@ -150,8 +188,7 @@ OPTIONS:
     --org-id ORG         This gate's organization id for delegation (stored; later
                          starts keep it). GET /api/v1/aegis/identity shows it with the
                          gate's public keys
-    --max-held-calls N   Calls waiting for a person's approval at once (default 256,
-                         at most --workers minus 4: each waiting call holds a worker);
+    --max-held-calls N   Calls waiting for a person's approval at once (default 256);
                          more are refused at once
     --audit-rotate-bytes N
                          Size at which audit.log is renamed audit-<seq>.log and a new

@@ -18,9 +18,11 @@
 //! ```
 
 mod error;
+mod http;
 mod settings;
 
 pub use error::Error;
+pub use http::HttpSettings;
 pub use settings::{validate_server_name, Naming, OnChange, Separator, Settings};
 
 use serde::Deserialize;

@@ -6,7 +6,7 @@
 //! Owns: the defaults (in [`Settings::default`], one place) and the ranges each setting accepts.
 //! Never: reads a file (the caller hands in the parsed `"aegis"` object); never accepts a
 //! duration of zero or above one day, or an unknown field; imports nothing of `config` but
-//! [`Error`].
+//! [`Error`] and the HTTP settings ([`super::http`]).
 
 use super::error::Error;
 use serde::Deserialize;
@@ -128,6 +128,8 @@ pub struct Settings {
     pub policy: Option<crate::policy::Policy>,
     /// Whether a stdio gate records its calls in the data dir's audit trail. Default true.
     pub audit: bool,
+    /// Serve mode's HTTP limits, deadlines and session quotas.
+    pub http: super::http::HttpSettings,
 }
 
 impl Default for Settings {
@@ -162,6 +164,7 @@ impl Default for Settings {
             agent: None,
             policy: None,
             audit: true,
+            http: super::http::HttpSettings::default(),
         }
     }
 }
@@ -199,6 +202,7 @@ pub(super) struct SettingsFile {
     agent: Option<String>,
     policy: Option<crate::policy::Policy>,
     audit: Option<bool>,
+    http: Option<super::http::HttpSettingsFile>,
 }
 
 /// The documented pattern of server names: `^[A-Za-z0-9_-]{1,64}$`, without the separator.
@@ -316,6 +320,10 @@ pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         agent: None,
         policy: None,
         audit: true,
+        http: match &file.http {
+            Some(http) => http.settings()?,
+            None => super::http::HttpSettings::default(),
+        },
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {

@@ -23,6 +23,7 @@ mod tests;
 
 use super::http::{self, ApiError};
 use super::Api;
+use crate::http::{Method, Request};
 use crate::thread::lock;
 use common::Answer;
 
@@ -32,40 +33,38 @@ pub(super) use workspaces::demo;
 pub(super) const PREFIX: &str = "/api/v1/aegis/";
 
 /// Answers one REST request; `url` is the request's URL, query included.
-pub(super) fn handle(
-    api: &Api,
-    request: &mut tiny_http::Request,
-    method: &tiny_http::Method,
-    url: &str,
-) -> Answer {
+pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    use tiny_http::Method::{Delete, Get, Patch, Post, Put};
-    // The body is read before the change lock: a slow upload must not hold up other changes.
+    use Method::{Delete, Get, Patch, Post, Put};
+    // The front has read the whole body before the handler runs, so a slow upload never holds
+    // the change lock; what is checked here is its type and size.
     let body = match (method, segments.as_slice()) {
         (Post, ["connections"] | ["agents"]) | (Patch | Put, ["connections", _]) => {
-            http::json_body(request, api.options.max_body)?
+            http::json_body(request, api.settings.http.max_body)?
         }
         (Put, ["workspaces", _, "policy" | "identity"]) => {
-            http::json_body(request, api.options.max_body)?
+            http::json_body(request, api.settings.http.max_body)?
         }
-        (m, s) if partners::takes_body(m, s) => http::json_body(request, api.options.max_body)?,
-        _ => Vec::new(),
+        (m, s) if partners::takes_body(m, s) => {
+            http::json_body(request, api.settings.http.max_body)?
+        }
+        _ => &[][..],
     };
     let _change = (*method != Get).then(|| lock(&api.changes));
-    if let Some(answer) = partners::route(api, method, &segments, &body) {
+    if let Some(answer) = partners::route(api, method, &segments, body) {
         return answer;
     }
     match (method, segments.as_slice()) {
-        (Post, ["connections"]) => connections::create(api, &body),
+        (Post, ["connections"]) => connections::create(api, body),
         (Get, ["connections"]) => {
             connections::list(api, query_param(query, "workspace_id").as_deref())
         }
         (Get, ["connections", id]) => connections::get(api, id),
         (Delete, ["connections", id]) => connections::delete(api, id),
-        (Patch, ["connections", id]) => connections::update(api, &body, id, false),
-        (Put, ["connections", id]) => connections::update(api, &body, id, true),
+        (Patch, ["connections", id]) => connections::update(api, body, id, false),
+        (Put, ["connections", id]) => connections::update(api, body, id, true),
         (Post, ["connections", id, "restart"]) => connections::restart(api, id),
         (Get, ["workspaces"]) => workspaces::list(api),
         (Get, ["workspaces", id]) => workspaces::get(api, id),
@@ -74,15 +73,15 @@ pub(super) fn handle(
         (Get, ["workspaces", id, "tools"]) => workspaces::tools(api, id),
         (Get, ["workspaces", id, "policy"]) => workspaces::get_policy(api, id),
         (Get, ["workspaces", id, "identity"]) => workspaces::get_identity(api, id),
-        (Put, ["workspaces", id, "identity"]) => workspaces::put_identity(api, id, &body),
+        (Put, ["workspaces", id, "identity"]) => workspaces::put_identity(api, id, body),
         (Get, ["approvals"]) => approvals::list(api),
         (Post, ["approvals", id, "approve"]) => approvals::decide(api, id, true),
         (Post, ["approvals", id, "deny"]) => approvals::decide(api, id, false),
-        (Put, ["workspaces", id, "policy"]) => workspaces::put_policy(api, id, &body),
+        (Put, ["workspaces", id, "policy"]) => workspaces::put_policy(api, id, body),
         (Post, ["workspaces", id, "tools", name, "approve"]) => {
             workspaces::approve_tool(api, id, name)
         }
-        (Post, ["agents"]) => agents::create(api, &body),
+        (Post, ["agents"]) => agents::create(api, body),
         (Get, ["agents"]) => agents::list(api, query_param(query, "workspace_id").as_deref()),
         (Delete, ["agents", id]) => agents::revoke(api, id),
         (

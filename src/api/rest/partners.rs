@@ -17,19 +17,15 @@ use crate::api::callers::partner_caller;
 use crate::api::http::{self, validate_id, ApiError};
 use crate::api::Api;
 use crate::delegation::paserk;
+use crate::http::Method;
 use crate::store::state::{Partner, PartnerKey, State};
 use crate::thread::lock;
 use crate::time;
 use serde_json::{json, Value};
 
 /// Routes under `identity` and `partners`; `None` when the path is not one of them.
-pub(super) fn route(
-    api: &Api,
-    method: &tiny_http::Method,
-    segments: &[&str],
-    body: &[u8],
-) -> Option<Answer> {
-    use tiny_http::Method::{Delete, Get, Post, Put};
+pub(super) fn route(api: &Api, method: &Method, segments: &[&str], body: &[u8]) -> Option<Answer> {
+    use Method::{Delete, Get, Post, Put};
     Some(match (method, segments) {
         (Get, ["identity"]) => Ok((200, identity(api))),
         (Post, ["partners"]) => create(api, body),
@@ -52,8 +48,8 @@ pub(super) fn route(
 }
 
 /// Whether this request needs its body read (before the change lock).
-pub(super) fn takes_body(method: &tiny_http::Method, segments: &[&str]) -> bool {
-    use tiny_http::Method::{Post, Put};
+pub(super) fn takes_body(method: &Method, segments: &[&str]) -> bool {
+    use Method::{Post, Put};
     matches!(
         (method, segments),
         (Post, ["partners"]) | (Put, ["partners", _]) | (Post, ["partners", _, "keys"])

@@ -1,0 +1,507 @@
+//! One client connection of the front: its buffers and where it stands in the request cycle
+//! (reading a head, reading a body, answered by a handler, closing).
+//!
+//! Owns: the connection's input (at most one head and one body, each within its limit: more is
+//! never read), its output (the answer's bytes, with at most [`BACKLOG`] of a stream's parts
+//! waiting for a client that reads slowly), its deadlines, and the shutdown of a finished
+//! connection (its input drained for [`LINGER`] so the last answer is not lost to a reset).
+//! Never: blocks (the socket is non-blocking); parses a head again for each byte that dribbles
+//! in (only when a line ends, or when a line or the head passes its limit); keeps memory past a
+//! request (buffers shrink back).
+
+use super::exchange::{ConnId, Line, What};
+use super::wire::{self, BodyReader, Framing, Head, HeadError, Limits};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A stream's parts waiting for a client that does not read: past this the connection closes.
+pub(super) const BACKLOG: usize = 1024 * 1024;
+/// How long a finished connection's input is drained before it closes.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
+/// What a buffer shrinks back to after a request.
+const KEEP: usize = 16 * 1024;
+/// One read at most.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The front's timeouts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// From a request's first byte to the end of its head. Default 10 s.
+    pub(crate) head: Duration,
+    /// From the end of a head to the end of its body. Default 30 s.
+    pub(crate) body: Duration,
+    /// Between requests on a kept-alive connection. Default 60 s.
+    pub(crate) keep_alive: Duration,
+    /// No progress: a started request whose bytes stop coming, or an answer the client does
+    /// not read, for this long. Default 15 s (`serve --io-timeout-ms`).
+    pub(crate) io: Duration,
+}
+
+/// Where a connection stands.
+enum Phase {
+    /// Waiting for (the rest of) a head; `started` is when its first byte came.
+    Head {
+        idle_since: Instant,
+        started: Option<Instant>,
+    },
+    /// Reading the body of `head`.
+    Body {
+        head: Box<Head>,
+        reader: BodyReader,
+        body: Vec<u8>,
+        deadline: Instant,
+    },
+    /// A handler has the request; the answer is coming (`end`: it has all come, and the
+    /// connection closes afterwards or not).
+    Answering { end: Option<bool> },
+    /// Done: output flushed and shut, input drained until the deadline.
+    Closing { until: Instant },
+}
+
+/// What the front should do with a connection after an event.
+pub(super) enum Next {
+    /// Nothing more now.
+    Wait,
+    /// A complete request to hand to a worker.
+    Dispatch(Box<Head>, Vec<u8>),
+    /// Close the socket now.
+    Close,
+}
+
+/// One connection.
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) id: ConnId,
+    pub(super) closed: Arc<AtomicBool>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+    phase: Phase,
+    /// The socket had input we did not read yet (a request was being answered).
+    unread: bool,
+    /// The client shut its side.
+    eof: bool,
+    /// How much of the input the last parse of an unfinished head saw.
+    scanned: usize,
+    last_write: Instant,
+    last_read: Instant,
+}
+
+impl Conn {
+    pub(super) fn new(stream: TcpStream, peer: SocketAddr, id: ConnId) -> Conn {
+        let now = Instant::now();
+        Conn {
+            stream,
+            peer,
+            id,
+            closed: Arc::new(AtomicBool::new(false)),
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            phase: Phase::Head {
+                idle_since: now,
+                started: None,
+            },
+            unread: false,
+            eof: false,
+            scanned: 0,
+            last_write: now,
+            last_read: now,
+        }
+    }
+
+    /// The reply line a request of this connection answers through.
+    pub(super) fn line(
+        &self,
+        out: &crossbeam_channel::Sender<super::exchange::Out>,
+        waker: &Arc<mio::Waker>,
+    ) -> Line {
+        Line {
+            conn: self.id,
+            out: out.clone(),
+            waker: Arc::clone(waker),
+            closed: Arc::clone(&self.closed),
+        }
+    }
+
+    /// Whether the connection is between requests with nothing buffered (a drain closes those).
+    pub(super) fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head { started: None, .. }) && self.input.is_empty()
+    }
+
+    /// Whether an answer is still being written.
+    pub(super) fn has_output(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    /// The socket is readable: reads what the phase may take and moves on.
+    pub(super) fn on_readable(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+        match self.phase {
+            Phase::Answering { .. } => {
+                // Not now: the next request waits until this one is answered.
+                self.unread = true;
+                Next::Wait
+            }
+            Phase::Closing { .. } => {
+                if self.drain() {
+                    Next::Close
+                } else {
+                    Next::Wait
+                }
+            }
+            Phase::Head { .. } | Phase::Body { .. } => {
+                let room = self.room(limits);
+                match self.read_some(room) {
+                    Err(_) => Next::Close,
+                    Ok(()) => self.advance(limits, timeouts),
+                }
+            }
+        }
+    }
+
+    /// How much input the phase may still buffer: a head's limit, or the body's remaining bytes
+    /// plus the next head's limit (a pipelined request may follow).
+    fn room(&self, limits: &Limits) -> usize {
+        let cap = match &self.phase {
+            Phase::Body { .. } => limits.max_body.saturating_add(limits.max_head),
+            _ => limits.max_head.saturating_add(1),
+        };
+        cap.saturating_sub(self.input.len()).max(1)
+    }
+
+    /// Reads until the socket would block or `room` bytes came; `eof` at the client's end.
+    fn read_some(&mut self, room: usize) -> io::Result<()> {
+        let mut left = room;
+        let mut chunk = [0u8; READ_CHUNK];
+        self.unread = false;
+        while left > 0 {
+            let want = left.min(READ_CHUNK);
+            let buf = chunk.get_mut(..want).unwrap_or_default();
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.input
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    left = left.saturating_sub(n);
+                    self.last_read = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Stopped at the limit with input still waiting: read it when the phase allows.
+        self.unread = true;
+        Ok(())
+    }
+
+    /// Parses what the input holds for the current phase.
+    fn advance(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+        loop {
+            match &mut self.phase {
+                Phase::Head { started, .. } => {
+                    if self.input.is_empty() {
+                        return if self.eof { Next::Close } else { Next::Wait };
+                    }
+                    if started.is_none() {
+                        *started = Some(Instant::now());
+                    }
+                    if !worth_parsing(&self.input, self.scanned, limits) {
+                        return if self.eof { Next::Close } else { Next::Wait };
+                    }
+                    match wire::parse_head(&self.input, limits) {
+                        Ok(None) if self.eof => return Next::Close,
+                        Ok(None) => {
+                            self.scanned = self.input.len();
+                            return Next::Wait;
+                        }
+                        Err(e) => return self.refuse(&e),
+                        Ok(Some((head, used))) => {
+                            self.input.drain(..used);
+                            self.scanned = 0;
+                            if let Some(next) = self.start_body(head, limits, timeouts) {
+                                return next;
+                            }
+                        }
+                    }
+                }
+                Phase::Body { reader, body, .. } => {
+                    let (used, done) = match reader.feed(&self.input, body) {
+                        Ok(fed) => fed,
+                        Err(e) => return self.refuse(&e),
+                    };
+                    self.input.drain(..used);
+                    if !done {
+                        return if self.eof { Next::Close } else { Next::Wait };
+                    }
+                    let Phase::Body { head, body, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Answering { end: None })
+                    else {
+                        return Next::Close;
+                    };
+                    return Next::Dispatch(head, body);
+                }
+                Phase::Answering { .. } | Phase::Closing { .. } => return Next::Wait,
+            }
+        }
+    }
+
+    /// A head arrived: a request without a body is complete; one with a body reads it (after a
+    /// `100 Continue` when the client waits for one). `None`: go on parsing the body.
+    fn start_body(&mut self, head: Head, limits: &Limits, timeouts: &Timeouts) -> Option<Next> {
+        if matches!(head.body, Framing::None | Framing::Length(0)) {
+            self.phase = Phase::Answering { end: None };
+            return Some(Next::Dispatch(Box::new(head), Vec::new()));
+        }
+        if head.expect_continue && self.input.is_empty() {
+            self.queue(b"HTTP/1.1 100 Continue\r\n\r\n");
+            // What does not fit now goes when the socket is writable.
+            let _ = self.flush();
+        }
+        self.phase = Phase::Body {
+            reader: BodyReader::new(head.body, limits),
+            head: Box::new(head),
+            body: Vec::new(),
+            deadline: Instant::now() + timeouts.body,
+        };
+        None
+    }
+
+    /// Answers a malformed or oversized request and closes.
+    fn refuse(&mut self, e: &HeadError) -> Next {
+        let body = serde_json::json!({ "error": { "code": code_of(e), "message": e.reason() } })
+            .to_string();
+        let mut bytes = wire::response_head(
+            e.status(),
+            &[("Content-Type", "application/json")],
+            Some(body.len()),
+            false,
+            wire::Version::Http11,
+        );
+        bytes.extend_from_slice(body.as_bytes());
+        self.input.clear();
+        self.queue(&bytes);
+        self.phase = Phase::Answering { end: Some(true) };
+        self.flush_and_settle()
+    }
+
+    /// Answers `status` with a JSON error and closes (a request the front cannot take).
+    pub(super) fn refuse_status(&mut self, status: u16, code: &str, message: &str) -> Next {
+        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        let mut bytes = wire::response_head(
+            status,
+            &[("Content-Type", "application/json"), ("Retry-After", "1")],
+            Some(body.len()),
+            false,
+            wire::Version::Http11,
+        );
+        bytes.extend_from_slice(body.as_bytes());
+        self.queue(&bytes);
+        self.phase = Phase::Answering { end: Some(true) };
+        self.flush_and_settle()
+    }
+
+    /// A handler's message for this connection.
+    pub(super) fn on_answer(&mut self, what: What, limits: &Limits, timeouts: &Timeouts) -> Next {
+        if !matches!(self.phase, Phase::Answering { end: None }) {
+            return Next::Wait; // A late part of an answer already ended: ignored.
+        }
+        let (bytes, end) = match what {
+            What::Bytes(bytes) => (bytes, None),
+            What::End { bytes, close } => (bytes, Some(close || self.eof)),
+        };
+        if self.output.len() - self.written > BACKLOG {
+            log::debug!(
+                "an HTTP client at {} does not read its answer; closed",
+                self.peer
+            );
+            return Next::Close;
+        }
+        self.queue(&bytes);
+        self.phase = Phase::Answering { end };
+        self.settle_then_next(limits, timeouts)
+    }
+
+    /// Flushes; when the answer is done and the connection kept alive, takes up the next
+    /// request.
+    fn settle_then_next(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+        let answering = matches!(self.phase, Phase::Answering { .. });
+        match self.flush_and_settle() {
+            Next::Wait if answering && matches!(self.phase, Phase::Head { .. }) => {
+                self.next_request(limits, timeouts)
+            }
+            next => next,
+        }
+    }
+
+    /// After an answer: a request that already waits in the input (or on the socket) is read.
+    fn next_request(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+        if self.unread {
+            let room = self.room(limits);
+            if self.read_some(room).is_err() {
+                return Next::Close;
+            }
+        }
+        self.advance(limits, timeouts)
+    }
+
+    /// The socket is writable.
+    pub(super) fn on_writable(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+        self.settle_then_next(limits, timeouts)
+    }
+
+    fn queue(&mut self, bytes: &[u8]) {
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// Writes what it can; when the answer has ended and is all written, the connection closes
+    /// (lingers) or goes back to reading heads.
+    fn flush_and_settle(&mut self) -> Next {
+        if let Err(e) = self.flush() {
+            log::debug!(
+                "HTTP connection from {} ended while writing: {e}",
+                self.peer
+            );
+            return Next::Close;
+        }
+        if self.has_output() {
+            return Next::Wait;
+        }
+        match self.phase {
+            Phase::Answering { end: Some(true) } => {
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.closed.store(true, Ordering::SeqCst);
+                self.phase = Phase::Closing {
+                    until: Instant::now() + LINGER,
+                };
+                if self.drain() {
+                    Next::Close
+                } else {
+                    Next::Wait
+                }
+            }
+            Phase::Answering { end: Some(false) } => {
+                self.shrink();
+                self.phase = Phase::Head {
+                    idle_since: Instant::now(),
+                    started: None,
+                };
+                Next::Wait
+            }
+            _ => Next::Wait,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while self.written < self.output.len() {
+            let pending = self.output.get(self.written..).unwrap_or_default();
+            match self.stream.write(pending) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    self.written += n;
+                    self.last_write = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Discards input of a closing connection; `true` when the client has closed its side.
+    fn drain(&mut self) -> bool {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.output.clear();
+        self.written = 0;
+        self.output.shrink_to(KEEP);
+        self.input.shrink_to(KEEP);
+    }
+
+    /// The next moment this connection must be looked at.
+    pub(super) fn deadline(&self, timeouts: &Timeouts) -> Instant {
+        match &self.phase {
+            Phase::Head {
+                idle_since,
+                started: None,
+            } => *idle_since + timeouts.keep_alive,
+            Phase::Head {
+                started: Some(at), ..
+            } => (*at + timeouts.head).min(self.last_read + timeouts.io),
+            Phase::Body { deadline, .. } => (*deadline).min(self.last_read + timeouts.io),
+            Phase::Answering { .. } if self.has_output() => self.last_write + timeouts.io,
+            // Waiting for a handler: its own deadlines bound it.
+            Phase::Answering { .. } => Instant::now() + Duration::from_secs(3600),
+            Phase::Closing { until } => *until,
+        }
+    }
+
+    /// The deadline passed: what happens to the connection.
+    pub(super) fn on_deadline(&mut self, now: Instant, timeouts: &Timeouts) -> Next {
+        if self.deadline(timeouts) > now {
+            return Next::Wait;
+        }
+        match self.phase {
+            Phase::Head { started: None, .. } | Phase::Closing { .. } => Next::Close,
+            Phase::Head { .. } | Phase::Body { .. } => {
+                log::debug!("an HTTP request from {} was not sent in time", self.peer);
+                self.input.clear();
+                self.refuse_status(408, "request_timeout", "the request was not sent in time")
+            }
+            Phase::Answering { .. } => {
+                log::debug!("an HTTP client at {} stopped reading; closed", self.peer);
+                Next::Close
+            }
+        }
+    }
+}
+
+/// Whether the input is worth a parse: a line ended since the last parse (which saw the first
+/// `scanned` bytes), or the unfinished line or the whole input passed a limit (then the parse
+/// refuses it). Keeps a head that dribbles in byte by byte from costing a parse per byte.
+fn worth_parsing(input: &[u8], scanned: usize, limits: &Limits) -> bool {
+    let fresh = input.get(scanned..).unwrap_or_default();
+    if fresh.contains(&b'\n') || input.len() > limits.max_head {
+        return true;
+    }
+    let line_start = input.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    input.len() - line_start > limits.max_request_line.min(limits.max_header_line)
+}
+
+/// The stable code of an error's JSON body.
+fn code_of(e: &HeadError) -> &'static str {
+    match e {
+        HeadError::UriTooLong => "uri_too_long",
+        HeadError::HeaderTooLarge | HeadError::TooManyHeaders | HeadError::HeadTooLarge => {
+            "header_too_large"
+        }
+        HeadError::BadRequest(_) => "bad_request",
+        HeadError::VersionNotSupported => "version_not_supported",
+        HeadError::BodyTooLarge => "payload_too_large",
+        HeadError::NotImplemented(_) => "not_implemented",
+    }
+}
