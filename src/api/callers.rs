@@ -115,6 +115,32 @@ pub(super) fn authenticate(
     }
 }
 
+/// The workspace of the agent key a request to `/mcp` carries. A partner's gate and an identity
+/// provider's token name their workspace in the path (`/mcp/{workspace}`): 404 saying so.
+pub(super) fn workspace_of_key(api: &Api, request: &Request) -> Result<String, ApiError> {
+    if request.header(delegation::token::HEADER).is_some() {
+        return Err(ApiError::not_found(
+            "a delegated request names its workspace: /mcp/{workspace}",
+        ));
+    }
+    let key = http::bearer(request).ok_or_else(ApiError::unauthorized)?;
+    let hash = hash_secret(key);
+    lock(&api.store)
+        .state()
+        .agents
+        .values()
+        .find(|a| !a.revoked && hashes_equal(&a.key_hash, &hash))
+        .map(|a| a.workspace_id.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "unauthorized",
+                "missing or invalid agent key (a token from an identity provider names its \
+                 workspace: /mcp/{workspace})",
+            )
+        })
+}
+
 /// What the caller asks of the workspace in one request: the body, the request's id, and the
 /// tool it calls (for a `tools/call`).
 pub(super) struct Asked<'a> {

@@ -13,7 +13,7 @@
 use super::{lock, Api};
 use crate::audit::records::clip;
 use crate::delegation::paserk;
-use crate::delegation::rate::{Limiter, DEFAULT_MAX_KEYS};
+use crate::delegation::rate::{Limiter, Rate, DEFAULT_MAX_KEYS};
 use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
 use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
 use crate::glob::Scope;
@@ -110,6 +110,13 @@ impl Refused {
     }
 }
 
+/// The bound on a partner's requests that are not tool calls (per partner org): 1 200 a minute
+/// with bursts of 120.
+const CHATTER: Rate = Rate {
+    per_minute: 1_200,
+    burst: 120,
+};
+
 /// What one delegated request brings.
 pub(super) struct Request<'a> {
     pub(super) token: &'a str,
@@ -202,13 +209,22 @@ impl Delegation {
             return Err(Rejection::OutOfScope);
         }
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let org_key = format!("org\u{0}{}", partner.org_id);
-        let agent_key = format!("agent\u{0}{}\u{0}{}", partner.org_id, claims.sub);
-        let agent_rate = partner.agent_rate.unwrap_or(partner.rate);
-        let keys = [
-            (org_key.as_str(), partner.rate),
-            (agent_key.as_str(), agent_rate),
-        ];
+        // A partner's rate is charged for what it does (tool calls); its protocol chatter
+        // (initialize, lists, pings, notifications) has a bound of its own, generous enough
+        // for any client and small enough that it cannot be used to flood the gate.
+        let owned: Vec<(String, Rate)> = if request.is_call {
+            let agent_rate = partner.agent_rate.unwrap_or(partner.rate);
+            vec![
+                (format!("org\u{0}{}", partner.org_id), partner.rate),
+                (
+                    format!("agent\u{0}{}\u{0}{}", partner.org_id, claims.sub),
+                    agent_rate,
+                ),
+            ]
+        } else {
+            vec![(format!("chatter\u{0}{}", partner.org_id), CHATTER)]
+        };
+        let keys: Vec<(&str, Rate)> = owned.iter().map(|(k, r)| (k.as_str(), *r)).collect();
         if let Err(wait) = lock(&self.limiter).check_all(&keys, now_us) {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(Rejection::RateLimited(secs.max(1)));

@@ -1,5 +1,6 @@
-//! MCP over Streamable HTTP at `/mcp/{workspace}` (the 2025-03-26 … 2025-11-25 shape): the flow
-//! of one request, from its head to its answer.
+//! MCP over Streamable HTTP at `/mcp/{workspace}`, and at `/mcp` for an agent key (its workspace
+//! is the key's), in the 2025-03-26 … 2025-11-25 shape: the flow of one request, from its head to
+//! its answer.
 //!
 //! Owns: the transport rules: `Host` (421) and `Origin` (403) allowlists, the caller (401, from
 //! [`super::callers`]), `POST` for messages, `GET` for the session's server-initiated event
@@ -160,11 +161,15 @@ fn refused(refusal: Refusal) -> Reply {
 }
 
 fn serve(api: &Api, request: &Request, path: &str) -> Result<Reply, ApiError> {
-    let workspace = path
-        .strip_prefix("/mcp/")
-        .filter(|w| !w.is_empty() && !w.contains('/'))
-        .ok_or_else(|| ApiError::not_found("MCP endpoints are /mcp/{workspace}"))?
-        .to_owned();
+    let workspace = if path == "/mcp" {
+        // Clients that append `/mcp` to a base URL: an agent key names its one workspace.
+        callers::workspace_of_key(api, request)?
+    } else {
+        path.strip_prefix("/mcp/")
+            .filter(|w| !w.is_empty() && !w.contains('/'))
+            .ok_or_else(|| ApiError::not_found("MCP endpoints are /mcp and /mcp/{workspace}"))?
+            .to_owned()
+    };
     check_host(api, request)?;
     check_origin(api, request)?;
     let caller = callers::authenticate(api, request, &workspace)?;
