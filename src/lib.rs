@@ -6,19 +6,20 @@
 //! approvals and a signed audit trail). See ARCHITECTURE.md for the map.
 //!
 //! The modules, from the bottom up, in the order they are declared below: a module imports only
-//! modules declared before it (the `layers` test in `tests/it/tidy.rs` checks it).
+//! modules declared before it (the tests in `tests/it/layers.rs` check it; `rustfmt.toml` keeps
+//! the order).
 //! - foundations: `time`, `thread`, `sys`, `logging`, [`jsonrpc`], `mcp`, [`glob`],
-//!   `http_client`;
-//! - pure parts: [`sanitize`] (cleaning what servers say), [`delegation`] (tokens, replay, rate),
-//!   `policy` (rules and verdicts), [`identity`] (JWT and introspection), `remote` (the bridge to
-//!   remote servers);
+//!   `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
+//! - parts that know no state: [`sanitize`] (cleaning what servers say, pure), [`delegation`]
+//!   (tokens, replay, rate; pure), `policy` (rules and verdicts, pure), [`identity`] (JWT and
+//!   introspection, which fetch over HTTP), `remote` (the bridge process to remote servers);
 //! - state: `store` (the data dir and `state.json`), `crypto` (Fernet, signing keys), [`audit`],
 //!   `approvals` (held calls and webhooks), [`config`] (the config file and the gate's
 //!   settings), `launch` (a stored connection to a child);
 //! - the gate: `downstream` (`ConnectionManager`, one `DownstreamConnection` per child),
 //!   [`merger`] (the `SchemaMerger` thread), `gate` (the upstream endpoint, stdio transport),
 //!   `example_server`;
-//! - serve mode: `api` (REST, MCP over HTTP, the HTTP front);
+//! - serve mode: `api` (REST, MCP over HTTP, sessions, callers, the answers' thread);
 //! - [`cli`]: every subcommand; `main.rs` only calls [`cli::run`].
 //!
 //! Public (`pub`) are only the modules that the binary, the integration tests, the benches and
@@ -30,33 +31,33 @@
 #![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod glob;
-pub mod http;
-pub(crate) mod http_client;
-pub mod jsonrpc;
-mod logging;
-pub(crate) mod mcp;
-mod sys;
-mod thread;
 pub(crate) mod time;
+mod thread;
+mod sys;
+mod logging;
+pub mod jsonrpc;
+pub(crate) mod mcp;
+pub mod glob;
+pub(crate) mod http_client;
+pub mod http;
 
-pub mod delegation;
-pub mod identity;
-pub(crate) mod policy;
-pub(crate) mod remote;
 pub mod sanitize;
+pub mod delegation;
+pub(crate) mod policy;
+pub mod identity;
+pub(crate) mod remote;
 
-pub(crate) mod approvals;
-pub mod audit;
-pub mod config;
-pub(crate) mod crypto;
-pub(crate) mod launch;
 pub(crate) mod store;
+pub(crate) mod crypto;
+pub mod audit;
+pub(crate) mod approvals;
+pub mod config;
+pub(crate) mod launch;
 
 pub(crate) mod downstream;
-pub(crate) mod example_server;
-pub(crate) mod gate;
 pub mod merger;
+pub(crate) mod gate;
+pub(crate) mod example_server;
 
 pub(crate) mod api;
 pub mod cli;

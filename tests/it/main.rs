@@ -10,6 +10,7 @@ mod faults;
 mod http_front;
 mod identity;
 mod integrity;
+mod layers;
 mod partners;
 mod policy;
 mod real_peers;
