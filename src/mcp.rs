@@ -1,4 +1,5 @@
-//! MCP protocol facts shared by both sides of the gate: versions and method names.
+//! MCP protocol facts shared by both sides of the gate: versions, the gate's name, and the
+//! `_meta` key that names the calling agent to a partner bridge.
 //!
 //! Owns: the list of protocol versions the gate speaks and how a version is negotiated.
 //! Never: does I/O or holds state.

@@ -1,7 +1,8 @@
 //! The few POSIX calls std does not offer: process-group signals, reaping, subreaping, flock,
-//! socket timeouts on a listening socket.
+//! the parent-death signal of a child (`PR_SET_PDEATHSIG`).
 //!
-//! Owns: every `unsafe` block of the crate, each a single libc call with plain integer arguments.
+//! Owns: every `unsafe` block of the crate, each a libc call (or two, read together) with plain
+//! integer arguments.
 //! Never: holds state or touches memory it did not allocate; callers own the policy (which group,
 //! which signal, when).
 #![allow(unsafe_code)] // Reason: libc calls std lacks (kill of a group, waitpid on a group, prctl).

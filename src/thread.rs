@@ -1,19 +1,31 @@
 //! Named threads that are joined, never forgotten.
 //!
-//! Owns: [`JoinOnDrop`], the only way the gate spawns a thread, and [`lock`], the one way a
-//! mutex is locked (a poisoned lock is taken over, not propagated as a panic). Dropping the handle joins the
-//! thread and logs a panic it ended with.
-//! Never: detaches silently; the one thread that may be left running (the stdin reader blocked
-//! in `read` at a signal) is let go through [`JoinOnDrop::detach`], with a reason at the call site.
+//! Owns: [`JoinOnDrop`], the only way the gate spawns a thread, and [`lock`], [`read`] and
+//! [`write`], the one way a lock is taken (a poisoned lock is taken over, not propagated as a
+//! panic: the thread that panicked was logged, and every structure guarded stays valid between
+//! statements). Dropping the handle joins the thread and logs a panic it ended with.
+//! Never: detaches silently; the threads that may be left running (the stdio gate's stdin reader
+//! and stdout writer, blocked in `read` or `write` at exit, and the bridge's event reader) are let
+//! go through [`JoinOnDrop::detach`], each with its reason at the call site.
 
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{Builder, JoinHandle};
 
 /// Locks a mutex, taking the data of a poisoned one: a thread that panicked while holding it has
 /// been logged already, and every structure guarded here stays valid between statements.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads an `RwLock`, taking over a poisoned one (as [`lock`]).
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes an `RwLock`, taking over a poisoned one (as [`lock`]).
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A thread handle that joins on drop.

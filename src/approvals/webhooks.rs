@@ -11,7 +11,7 @@
 //! Threads: `webhooks`, stopped and joined by [`Webhooks::stop`].
 
 use crate::http_client::{self as client, Url};
-use crate::thread::{self, JoinOnDrop};
+use crate::thread::{self, lock, JoinOnDrop};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -65,7 +65,7 @@ impl Webhooks {
 
     /// Queues `body` for each of `urls`; never waits.
     pub(crate) fn send(&self, urls: &[String], body: &[u8]) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = lock(&self.tx);
         let Some(tx) = tx.as_ref() else { return };
         for url in urls {
             let delivery = Delivery {
@@ -83,8 +83,8 @@ impl Webhooks {
     /// Stops taking notices and joins the thread (deliveries still waiting are given up).
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        lock(&self.tx).take();
+        if let Some(t) = lock(&self.thread).take() {
             t.join();
         }
     }

@@ -25,7 +25,7 @@ pub use records::argument_hash;
 pub use verify::{files, verify, Broken, Verified};
 
 use crate::store::FileLock;
-use crate::thread::{self, JoinOnDrop};
+use crate::thread::{self, lock, JoinOnDrop};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -95,7 +95,7 @@ impl Audit {
 
     /// Queues `event` (a JSON object with a `type`); never waits.
     pub fn record(&self, event: Value) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = lock(&self.tx);
         let Some(tx) = tx.as_ref() else { return };
         match tx.try_send(event) {
             Ok(()) => {}
@@ -114,8 +114,8 @@ impl Audit {
 
     /// Writes what is queued, fsyncs, and stops the writer.
     pub fn stop(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        lock(&self.tx).take();
+        if let Some(thread) = lock(&self.thread).take() {
             thread.join();
         }
     }

@@ -2,9 +2,9 @@
 //!
 //! Owns: the help and flags of `stdio`, and building its `Config`: from `--config FILE`, from the
 //! embedded demo (`--demo`), or from a workspace `serve` stored in the data dir (`--workspace`,
-//! whose connections and policy come from `api`, the file giving only settings); then the flags
+//! whose connections and policy come from `launch`, the file giving only settings); then the flags
 //! that override settings, and the hand-over to `gate::stdio::run`.
-//! Never: writes to stdout itself (stdout is the agent's protocol); touches `api` beyond
+//! Never: writes to stdout itself (stdout is the agent's protocol); reads the data dir beyond
 //! `launch::stored_servers` and `launch::stored_policy`.
 
 use super::{args, serve, CliError};

@@ -1,4 +1,5 @@
-//! `aegis-gate rotate-key`: every stored secret re-encrypted under a new first key.
+//! `aegis-gate rotate-key`: every stored secret re-encrypted under a new first key: connections'
+//! env values, remote connections' header values, workspaces' introspection credentials.
 //!
 //! Owns: the rotation order that a crash cannot break: the key file first gets the new key in
 //! front of the old ones (both decrypt), then every secret is re-encrypted under the new key and
@@ -66,17 +67,44 @@ pub(crate) fn rotate(dir: &Path) -> Result<Rotated, String> {
     let mut state = StateStore::open(dir).map_err(|e| e.to_string())?;
     let secrets = state.update(|s| {
         let mut n = 0;
+        // One secret: re-encrypted under the new key, and checked to decrypt with it alone.
+        let mut rotate_one = |binding: &str, var: &str, token: &mut String| {
+            let fresh = ring
+                .reencrypt_secret(binding, var, token)
+                .map_err(|e| Failure(format!("{var} of {binding}: {e}")))?;
+            only_new
+                .decrypt_secret(binding, var, &fresh)
+                .map_err(|e| Failure(format!("check of {var} of {binding}: {e}")))?;
+            *token = fresh;
+            n += 1;
+            Ok::<_, Failure>(())
+        };
         for conn in s.connections.values_mut() {
             let binding = super::binding(&conn.workspace_id, &conn.name);
             for (var, token) in conn.env.iter_mut() {
-                let fresh = ring
-                    .reencrypt_secret(&binding, var, token)
-                    .map_err(|e| Failure(format!("{var} of {}: {e}", conn.name)))?;
-                only_new
-                    .decrypt_secret(&binding, var, &fresh)
-                    .map_err(|e| Failure(format!("check of {var}: {e}")))?;
-                *token = fresh;
-                n += 1;
+                rotate_one(&binding, var, token)?;
+            }
+            // A remote connection's header values are bound as `header:NAME`.
+            if let Some(remote) = conn.remote.as_mut() {
+                for (name, token) in remote.headers.iter_mut() {
+                    rotate_one(&binding, &format!("header:{name}"), token)?;
+                }
+            }
+        }
+        // A workspace's introspection credential, stored as `encrypted:TOKEN`.
+        for (id, workspace) in s.workspaces.iter_mut() {
+            let stored = workspace
+                .identity
+                .as_mut()
+                .and_then(|i| i.introspection.as_mut())
+                .and_then(|i| i.authorization.as_mut());
+            if let Some(stored) = stored {
+                let mut token = stored
+                    .strip_prefix("encrypted:")
+                    .unwrap_or(stored)
+                    .to_owned();
+                rotate_one(&super::binding(id, "identity"), "authorization", &mut token)?;
+                *stored = format!("encrypted:{token}");
             }
         }
         Ok::<_, Failure>(n)

@@ -11,7 +11,7 @@
 //! Owns: the check order for an inbound token up to and including `tool` (size, header, strict
 //! base64url, footer `kid` looked up only in the caller's registry, `verify_strict`, payload with
 //! unknown fields and duplicate keys refused, `iss`, `aud`, times with [`MAX_SKEW`], `bh`, `tool`).
-//! The replay cache, scopes and rate limits follow in [`super::inbound`], which holds the state.
+//! The replay cache, scopes and rate limits follow in `api::delegated`, which holds the state.
 //! Never: tells the agent which check failed (see [`Rejection::class`]); reads a claim before the
 //! signature verified.
 

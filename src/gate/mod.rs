@@ -25,6 +25,7 @@ use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
 use crate::mcp;
 use crate::merger::{MergerHandle, Request, ViewKey};
 use crate::policy::{Facts, Policy, Verdict};
+use crate::thread::{lock, read, write};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -129,16 +130,13 @@ impl Gate {
 
     /// Holds escalated calls in `approvals` from now on.
     pub(crate) fn set_approvals(&self, approvals: Arc<Approvals>) {
-        *self.approvals.write().unwrap_or_else(|p| p.into_inner()) = Some(approvals);
+        *write(&self.approvals) = Some(approvals);
     }
 
     /// How long an escalated call may wait for a person; `None` when no approvals are kept
     /// here (the call is refused then). The HTTP transport waits that much longer for its answer.
     pub(crate) fn approval_timeout(&self) -> Option<std::time::Duration> {
-        self.approvals
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()?;
+        read(&self.approvals).as_ref()?;
         Some(self.current_policy().approval_timeout())
     }
 
@@ -157,12 +155,12 @@ impl Gate {
     }
 
     fn current_policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&read(&self.policy))
     }
 
     /// Applies `policy` to every call from now on.
     pub(crate) fn set_policy(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        *write(&self.policy) = Arc::new(policy);
     }
 
     /// Holds an escalated call for a person in `approvals`.
@@ -302,11 +300,7 @@ impl Gate {
                 let agent = session.agent.clone();
                 let run = move |responder: Responder| {
                     let key = (responder.session(), responder.id().clone());
-                    let cancelled = gate
-                        .cancelled_early
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
+                    let cancelled = lock(&gate.cancelled_early).remove(&key);
                     // A call the agent cancelled while it waited is owed nothing.
                     if !cancelled {
                         gate.call(responder, call, agent);
@@ -340,20 +334,13 @@ impl Gate {
             return;
         };
         if !self.merger.is_ready() {
-            let mut early = self
-                .cancelled_early
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut early = lock(&self.cancelled_early);
             if early.len() < crate::merger::MAX_HELD {
                 early.insert((session.id(), id.clone()));
             }
         }
         // A call still waiting for a person is dropped, never forwarded.
-        let held = self
-            .approvals
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let held = read(&self.approvals).clone();
         if let Some(approvals) = held {
             if approvals.cancel(&(session.id(), id.to_string())) {
                 return;
@@ -440,11 +427,7 @@ impl Gate {
             timeout: self.settings.call_timeout,
             agent: agent.clone(),
         };
-        let approvals = self
-            .approvals
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let approvals = read(&self.approvals).clone();
         match (verdict, approvals) {
             (Verdict::Allow, _) => return conn.call(req),
             (Verdict::Escalate, Some(approvals)) => {

@@ -6,7 +6,7 @@
 //! flush stdout.
 //! Never: writes anything but protocol messages to stdout (logs go to stderr).
 //!
-//! Threads: `stdin-reader` (frames stdin and calls `Gate::handle`; at a signal it is left blocked
+//! Threads: `stdin-reader` (frames and parses stdin, once per line, and calls `Gate::handle_parsed`; at a signal it is left blocked
 //! in `read`, since the process exits next), `stdout-writer` (drains the bounded outgoing queue,
 //! [`OUT_QUEUE`] lines; left behind only when the agent stops reading stdout, where its `write`
 //! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second kills

@@ -4,9 +4,10 @@
 //! Owns: the table of calls waiting for their answer (by request id, bounded: beyond it a call is
 //! recorded at once with outcome `untracked`) and the record of each: workspace, agent (from the
 //! config), tool, the verdict the gate applied, SHA-256 of the exact argument bytes, outcome,
-//! latency (the shape is [`crate::audit::records`]').
-//! Never: keeps argument values past the record; parses a line (the transport parses it once and
-//! hands the tap the gate's own [`ToolCall`]); slows the transport beyond a copy of the call's
+//! latency (the shape is in [`crate::audit::records`]).
+//! Never: keeps argument values past the record; parses an incoming line (the transport parses
+//! it once and hands the tap the gate's own [`ToolCall`]; only outgoing lines are parsed here,
+//! while calls wait, to find their answers); slows the transport beyond a copy of the call's
 //! arguments (the hash is taken when the answer has been written).
 
 use super::{Gate, ToolCall, VerdictSlot};

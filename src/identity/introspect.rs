@@ -10,6 +10,7 @@
 use super::claims::{audience_holds, identity_from, ClaimMap};
 use super::claims::{Identity, Refused};
 use crate::http_client::{self as client, Url};
+use crate::thread::lock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -87,7 +88,7 @@ impl Introspector {
 
     /// Requests made so far.
     pub fn requests(&self) -> u64 {
-        *self.requests.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.requests)
     }
 
     /// Who `token` names, from the cache or the provider, at `now` (Unix seconds).
@@ -117,12 +118,12 @@ impl Introspector {
     }
 
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.cache)
     }
 
     /// The provider's answer; any failure refuses (and is not cached).
     fn ask(&self, token: &str) -> Result<Value, Refused> {
-        *self.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *lock(&self.requests) += 1;
         let fail = |why: String| Refused(format!("introspection failed (refused): {why}"));
         let url = Url::parse(&self.config.url).map_err(|e| fail(e.to_string()))?;
         let mut headers = vec![

@@ -13,6 +13,7 @@
 
 use super::claims::{audience_holds, identity_from, ClaimMap, Identity, Refused};
 use super::jwks::{Jwks, Key, Source};
+use crate::thread::lock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -130,7 +131,7 @@ impl Verifier {
 
     /// Key-set fetches so far.
     pub fn fetches(&self) -> u64 {
-        self.jwks.lock().unwrap_or_else(|p| p.into_inner()).fetches
+        lock(&self.jwks).fetches
     }
 
     /// Every check of `token` at `now` (Unix seconds).
@@ -152,10 +153,7 @@ impl Verifier {
                 header.alg.chars().take(20).collect::<String>()
             )));
         }
-        let key = self
-            .jwks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let key = lock(&self.jwks)
             .key(header.kid.as_deref())
             .map_err(Refused)?;
         let signed = format!("{head}.{body}");

@@ -2,8 +2,9 @@
 //!
 //! Owns: parsing one framed message into a [`Message`], validating ids (strings or integers only),
 //! building response, error, request and notification lines without re-serializing payloads.
-//! Never: touches pipes, sockets, clocks or threads; never interprets `params` or `result` beyond
-//! what routing needs, so result bytes pass through untouched.
+//! Never: touches pipes or sockets (only [`Sink::wait_idle`], used at shutdown, and a reply's
+//! bounded wait for room read the clock); never interprets `params` or `result` beyond what
+//! routing needs (cleaning a result is the sanitizer's, see `sanitize::clean_result`).
 //! Errors: [`ParseError`] maps to the standard codes -32700 (not JSON) and -32600 (not a request).
 
 mod framing;

@@ -7,6 +7,7 @@
 //! reading); [`Sink::wait_idle`] blocks only for a transport that is shutting down.
 
 use super::{error_line, raw_error_line, result_line, Id};
+use crate::thread::lock;
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -47,11 +48,11 @@ struct Unanswered {
 
 impl Unanswered {
     fn add(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *lock(&self.count) += 1;
     }
 
     fn done(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let mut count = lock(&self.count);
         *count = count.saturating_sub(1);
         if *count == 0 {
             self.zero.notify_all();
@@ -83,11 +84,7 @@ impl Sink {
     /// Returns true when none is left.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut count = self
-            .unanswered
-            .count
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut count = lock(&self.unanswered.count);
         while *count > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

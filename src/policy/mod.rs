@@ -1,7 +1,7 @@
 //! Policy: per workspace, which tools an agent may call, as ordered rules over tool names.
 //!
-//! Owns: the policy document (`{"default", "rules": [{"match", "agents"?, "verdict"}],
-//! "webhooks"}`), its meaning (the first rule whose pattern matches the merged tool name, and
+//! Owns: the policy document (`{"default", "rules": [{"match", "agents"?, "annotations"?,
+//! "verdict"}], "webhooks", "approval_timeout_s"?}`), its meaning (the first rule whose pattern matches the merged tool name, and
 //! whose `agents` list names the caller when it has one, decides; else `default`), and the
 //! message a refused call gets, which names the rule, not the rest of the policy. Patterns are
 //! [`Glob`]s: the same semantics as delegation scopes.

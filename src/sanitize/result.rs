@@ -1,9 +1,12 @@
 //! Tool results: hidden characters are stripped from text content before an agent reads it.
 //!
-//! Owns: the fast path (a byte scan; most results are forwarded untouched, never parsed) and the
-//! slow path (parse, strip hidden code points from every string but base64 payloads, re-serialize)
-//! taken only when the scan finds something that may be hidden.
-//! Never: rewrites whitespace, markup or meaning of a result: it is data the agent asked for.
+//! Owns: the fast path (a byte scan; a result of plain ASCII text is forwarded untouched, never
+//! parsed) and the slow path (parse, strip hidden code points from every string but base64
+//! payloads, re-serialize) taken when the scan finds a byte that may start a hidden character
+//! (any non-ASCII byte). A re-serialized result keeps its values but not its formatting: keys
+//! come out sorted, whitespace between tokens goes, numbers are printed again.
+//! Never: changes the text of a string beyond removing hidden characters: a result is data the
+//! agent asked for.
 
 use super::text;
 use serde_json::Value;

@@ -1,4 +1,7 @@
-//! The on-disk format of `state.json`: every type the file holds, and nothing else.
+//! The on-disk format of `state.json`: the types the file holds, and nothing else. Some parts are
+//! types of their own modules, serialized as they are: a workspace's `policy::Policy`, its
+//! identity settings (`identity::jwt::JwtConfig`, `identity::introspect::IntrospectionConfig`),
+//! a partner's `delegation::rate::Rate` and `glob::Glob`s.
 //!
 //! Owns: the serialized shape of workspaces (with their policy and identity settings),
 //! connections (env values and header values as Fernet tokens), agents (key hashes), partners,

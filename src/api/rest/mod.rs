@@ -1,13 +1,13 @@
 //! The REST admin API under `/api/v1/aegis/` (admin bearer token checked by the caller).
 //!
 //! Owns: the route table (which resource file answers a method and a path, 405 for a known path
-//! with another method, 404 for an unknown one), the body-before-lock rule (a body is read before
-//! the change lock is taken, so a slow upload never holds up other changes), and the change lock
+//! with another method, 404 for an unknown one), the body checks (JSON, within the limit), and the change lock
 //! around every request but a `GET`. The resources are one file each: `connections`,
 //! `workspaces`, `agents`, `approvals` and `partners` (with `/identity`); what they share is in
 //! `common`.
 //! Never: answers a route itself beyond the 405/404 fallbacks; is imported by a resource file
-//! (the arrows go from here down to the resource files, and from them to `common`); returns an
+//! (the arrows go from here down to the resource files, and from them to `common`; `workspaces`
+//! uses `connections` and `agents` for the demo); returns an
 //! env value or an agent key after its creation answer; changes state on malformed input (every
 //! change goes through `StateStore::update`, applied only when written).
 

@@ -8,7 +8,9 @@
 //! (`initialize` and `tools/list` paging), `calls` (agent calls forwarded to the child, and
 //! their cancellation), `messages` (what the child sends).
 //! Never: blocks on a pipe or a channel (one `mio::Poll` over the three pipes and a `Waker`);
-//! re-serializes a child's `result` (its bytes go to the agent untouched, only the id changes);
+//! re-serializes a child's `result`, except where the result cleaner must (`messages.rs`: a
+//! result with hidden characters is re-encoded after they are stripped; any other result keeps
+//! its bytes, only the id changes);
 //! sends `server/discover` (Python SDK servers refuse the handshake after it); logs payloads.
 //!
 //! Dependencies point one way: `pipes` and `inflight` know nothing of [`Worker`] or of each
