@@ -2,15 +2,13 @@
 //! rotated `audit*.log` files; `audit verify` passes on the real trail and names the first broken
 //! record after an edit, a removal or a reordering.
 
-use crate::serve_api::{Serve, SECRET};
-use crate::support::{gate_bin, TempDir};
+use crate::support::{example, gate, Gate, Serve, TempDir, SECRET};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
 
 fn verify(data: &Path) -> Output {
-    std::process::Command::new(gate_bin())
-        .args(["audit", "verify", "--data-dir"])
+    gate(&["audit", "verify", "--data-dir"])
         .arg(data)
         .output()
         .unwrap()
@@ -121,7 +119,6 @@ fn the_audit_trail_verifies_and_any_edit_removal_or_reordering_is_named() {
 
 #[test]
 fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
-    use crate::support::{example, Gate};
     let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"agent": "dev"}));
     gate.initialize();
     assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
@@ -163,7 +160,6 @@ fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
 
 #[test]
 fn a_stdio_gate_with_audit_off_writes_no_trail() {
-    use crate::support::{example, Gate};
     let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"audit": false}));
     gate.initialize();
     assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());

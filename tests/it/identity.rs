@@ -2,14 +2,12 @@
 //! algorithm pinned per issuer (EdDSA, RS256, ES256), keys from a JWKS endpoint on 127.0.0.1,
 //! scopes that limit the tools an agent sees and calls, and every bad token refused.
 
-use crate::serve_api::Serve;
-use crate::support::TempDir;
+use crate::support::http::Endpoint;
+use crate::support::{initialize_request, listed_names, repo_file, unix_now, Serve, TempDir};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 const ISSUER: &str = "https://idp.test";
@@ -23,11 +21,8 @@ struct Keys {
 impl Keys {
     fn new() -> Keys {
         use rsa::pkcs8::DecodePrivateKey;
-        let pem = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/identity/rsa_test_key.pem"),
-        )
-        .unwrap();
+        let pem =
+            std::fs::read_to_string(repo_file("tests/data/identity/rsa_test_key.pem")).unwrap();
         Keys {
             ed: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
             rsa: rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
@@ -74,114 +69,13 @@ impl Keys {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn claims(extra: Value) -> Value {
-    let mut c = json!({"iss": ISSUER, "aud": "aegis", "sub": "alice", "exp": now() + 300,
+    let mut c = json!({"iss": ISSUER, "aud": "aegis", "sub": "alice", "exp": unix_now() + 300,
         "scope": "ex.echo ex.add"});
     for (k, v) in extra.as_object().unwrap() {
         c[k] = v.clone();
     }
     c
-}
-
-/// An HTTP endpoint on 127.0.0.1 (plain or TLS) that answers every request with the JSON
-/// that `answer(headers, body)` returns; counts requests; stopped and joined on drop.
-struct Endpoint {
-    url: String,
-    addr: std::net::SocketAddr,
-    hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Answer = Box<dyn Fn(&str, &str) -> String + Send>;
-
-impl Endpoint {
-    fn start(path: &str, tls: Option<Arc<rustls::ServerConfig>>, answer: Answer) -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (hits, stop) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(tcp) = stream else { continue };
-                h.fetch_add(1, Ordering::SeqCst);
-                match &tls {
-                    None => {
-                        exchange(tcp, &answer);
-                    }
-                    Some(config) => {
-                        let conn = rustls::ServerConnection::new(Arc::clone(config)).unwrap();
-                        let mut tls = exchange(rustls::StreamOwned::new(conn, tcp), &answer);
-                        tls.conn.send_close_notify();
-                        let _ = tls.flush();
-                    }
-                };
-            }
-        });
-        Endpoint {
-            url: format!("{scheme}://{addr}{path}"),
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops answering: later requests find nothing listening.
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept.
-        let _ = std::net::TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Reads one request (head and Content-Length body) and writes `answer`'s JSON as a 200.
-fn exchange<S: std::io::Read + Write>(mut stream: S, answer: &Answer) -> S {
-    use std::io::Read;
-    let mut reader = BufReader::new(&mut stream);
-    let (mut head, mut length) = (String::new(), 0);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        head.push_str(&line);
-    }
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
-    let reply = answer(&head, &String::from_utf8_lossy(&body));
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
-    stream
 }
 
 /// A JWKS endpoint serving `body`.
@@ -190,22 +84,7 @@ fn jwks_server(body: String) -> Endpoint {
 }
 
 fn initialize_status(serve: &Serve, token: &str) -> u16 {
-    let auth = format!("Bearer {token}");
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
-    .to_string();
-    serve
-        .request(
-            "POST",
-            "/mcp/ws-1",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-                ("Accept", "application/json, text/event-stream"),
-            ],
-            Some(&init),
-        )
-        .status
+    serve.mcp("ws-1", token, None, &initialize_request()).status
 }
 
 fn set_algorithm(serve: &Serve, jwks: &Endpoint, alg: &str) {
@@ -231,7 +110,7 @@ fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
-    let mut names = crate::support::listed_names(&list.json());
+    let mut names = listed_names(&list.json());
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{}", list.body);
     let echo = serve.call(
@@ -290,11 +169,11 @@ fn every_bad_identity_token_is_refused() {
         ),
         (
             "expired",
-            keys.token("RS256", "rsa", &claims(json!({"exp": now() - 600}))),
+            keys.token("RS256", "rsa", &claims(json!({"exp": unix_now() - 600}))),
         ),
         (
             "not valid yet",
-            keys.token("RS256", "rsa", &claims(json!({"nbf": now() + 600}))),
+            keys.token("RS256", "rsa", &claims(json!({"nbf": unix_now() + 600}))),
         ),
         (
             "alg none",
@@ -362,7 +241,7 @@ fn introspection() -> Endpoint {
                 .lines()
                 .any(|l| l.trim() == "Authorization: Basic Y2xpZW50OnNlY3JldA==");
             if authorized && body.starts_with("token=opaque-good&") {
-                json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": now() + 300})
+                json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": unix_now() + 300})
             } else {
                 json!({"active": false})
             }
@@ -396,7 +275,7 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
         Some(&session),
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
-    let names = crate::support::listed_names(&list.json());
+    let names = listed_names(&list.json());
     assert_eq!(names, ["ex.echo"], "{}", list.body);
     assert_eq!(
         provider.hits.load(Ordering::SeqCst),
@@ -443,7 +322,7 @@ fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured
 fn tls_jwks_server(body: String) -> Endpoint {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity");
+    let data = repo_file("tests/data/identity");
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(data.join("tls_test_cert.pem"))
             .unwrap()
@@ -465,8 +344,7 @@ fn tls_jwks_server(body: String) -> Endpoint {
 #[test]
 fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
     let dir = TempDir::new();
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/identity/tls_test_cert.pem");
+    let ca = repo_file("tests/data/identity/tls_test_cert.pem");
     let serve = Serve::start_with_env(dir.path(), &[], &[("AEGIS_CA_FILE", ca.to_str().unwrap())]);
     serve.setup("ws-1");
     let keys = Keys::new();

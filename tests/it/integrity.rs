@@ -198,24 +198,3 @@ fn require_approval_lists_nothing_until_an_operator_approves() {
     assert_ne!(code, 0);
     assert!(err.contains("ex.nope"), "{err}");
 }
-
-#[test]
-fn provider_safe_names_route_exactly() {
-    let mut gate = Gate::start(
-        json!({ "ex": example(&[]) }),
-        json!({ "naming": "provider_safe" }),
-    );
-    gate.initialize();
-    let names = gate.tool_names();
-    assert!(
-        names.iter().all(|n| n.len() <= 64
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')),
-        "{names:?}"
-    );
-    assert!(names.contains(&"ex__echo".to_owned()), "{names:?}");
-    assert_eq!(
-        text(&gate.call("ex__echo", json!({"message": "safe"}))),
-        "safe"
-    );
-}

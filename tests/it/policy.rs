@@ -1,19 +1,10 @@
 //! Workspace policies through the binary: ordered rules over tool names, per agent, applied live;
 //! a refusal names the rule.
 
-use crate::serve_api::Serve;
-use crate::support::TempDir;
+use crate::support::http::{header, receive_one};
+use crate::support::{error_of, example, gate, gate_bin, retry, Gate, Serve, TempDir, ADMIN};
 use serde_json::{json, Value};
-
-fn error_of(answer: &Value) -> (i64, String) {
-    (
-        answer["error"]["code"].as_i64().unwrap_or(0),
-        answer["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
-}
+use std::time::Duration;
 
 #[test]
 fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
@@ -58,7 +49,7 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     );
     std::thread::scope(|s| {
         let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let held = serve.pending_approval();
         assert_ne!(held["agent"], json!(other_id), "{held}");
         let id = held["id"].as_str().unwrap();
         assert_eq!(
@@ -124,55 +115,6 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     );
 }
 
-/// Waits until `serve` holds a pending approval; returns it.
-fn pending(serve: &Serve) -> Value {
-    let deadline = std::time::Instant::now() + crate::support::WAIT;
-    loop {
-        let list = serve.admin("GET", "/approvals", None).json();
-        if let Some(a) = list["approvals"]
-            .as_array()
-            .and_then(|l| l.iter().find(|a| a["status"] == "pending"))
-        {
-            return a.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing held: {list}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// A one-shot webhook receiver: the body and the signature header of the first POST.
-fn receiver() -> (String, std::thread::JoinHandle<(String, String)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut length, mut signature) = (0, String::new());
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-            if lower.starts_with("aegis-signature:") {
-                signature = line["aegis-signature:".len()..].trim().to_owned();
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let mut out = stream;
-        out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
-        (String::from_utf8(body).unwrap(), signature)
-    });
-    (url, handle)
-}
-
 #[test]
 fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     use base64::Engine;
@@ -180,7 +122,7 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     let serve = Serve::start(dir.path());
     let key = serve.setup("ws-1");
     let session = serve.session("ws-1", &key);
-    let (hook, received) = receiver();
+    let (hook, received) = receive_one("/hook");
     let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}], "webhooks": [hook]});
     assert_eq!(
         serve
@@ -193,7 +135,7 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     // Approved: the held call completes with the server's own answer.
     std::thread::scope(|s| {
         let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let held = serve.pending_approval();
         assert_eq!(held["tool"], "ex.add");
         assert_eq!(held["preview"]["a"], "number");
         let approved = serve.admin(
@@ -212,7 +154,8 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
         assert_eq!(again.status, 409);
     });
     // The webhook got a notice signed with the gate's key.
-    let (body, signature) = received.join().unwrap();
+    let (head, body) = received.join().unwrap();
+    let signature = header(&head, "aegis-signature").unwrap_or_default();
     let identity = serve.admin("GET", "/identity", None).json();
     let public =
         aegis_gate::delegation::paserk::decode(identity["keys"][0]["public_key"].as_str().unwrap())
@@ -229,17 +172,16 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
 
     // Denied from the command line: the agent is told, the server never sees the call.
     let cli = |args: &[&str]| {
-        std::process::Command::new(crate::support::gate_bin())
-            .arg("approvals")
+        gate(&["approvals"])
             .args(args)
             .args(["--url", &format!("http://{}", serve.addr)])
-            .env("AEGIS_ADMIN_TOKEN", crate::serve_api::ADMIN)
+            .env("AEGIS_ADMIN_TOKEN", ADMIN)
             .output()
             .unwrap()
     };
     std::thread::scope(|s| {
         let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let held = serve.pending_approval();
         let id = held["id"].as_str().unwrap();
         let listed = cli(&["list"]);
         assert!(
@@ -277,7 +219,7 @@ fn an_escalated_call_expires_and_the_number_held_is_bounded() {
     let add = json!({"a": 1, "b": 2});
     std::thread::scope(|s| {
         let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        pending(&serve);
+        serve.pending_approval();
         // One is held: a second is refused at once.
         let (code, message) = error_of(&serve.call("ws-1", &key, &second, "ex.add", add.clone()));
         assert_eq!(code, -32003, "{message}");
@@ -297,7 +239,6 @@ fn an_escalated_call_expires_and_the_number_held_is_bounded() {
 
 #[test]
 fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
-    use crate::support::{example, Gate};
     let policy = json!({"rules": [
         {"match": "ex.add", "agents": ["dev"], "verdict": "deny"},
         {"match": "ex.echo", "verdict": "escalate"}]});
@@ -325,7 +266,7 @@ fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
         "POST",
         "/connections",
         Some(json!({"workspace_id": "ws-1", "name": "un",
-            "command": [crate::support::gate_bin(), "example-server"]})),
+            "command": [gate_bin(), "example-server"]})),
     );
     assert_eq!(un.status, 201, "{}", un.body);
     let ex = serve
@@ -355,15 +296,13 @@ fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
     let session = serve.session("ws-1", &key);
     // `fail` claims destructiveHint on both servers; only the trusted one's claim counts.
     let call_until_served = |tool: &str| {
-        let deadline = std::time::Instant::now() + crate::support::WAIT;
-        loop {
+        retry(Duration::from_millis(50), || {
             let answer = serve.call("ws-1", &key, &session, tool, json!({}));
-            if answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
-                return answer;
+            match answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
+                true => Ok(answer),
+                false => Err(format!("{tool}: {answer}")),
             }
-            assert!(std::time::Instant::now() < deadline, "{tool}: {answer}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        })
     };
     let (code, message) = error_of(&call_until_served("ex.fail"));
     assert_eq!(code, -32013, "{message}");

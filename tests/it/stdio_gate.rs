@@ -1,6 +1,8 @@
 //! The upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
 
-use crate::support::{error_code, example, text, Gate};
+use crate::support::{
+    call_request, error_code, example, gate, initialize_request, pipe_through, text, Gate, TempDir,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -279,6 +281,27 @@ fn the_separator_is_configurable() {
 }
 
 #[test]
+fn provider_safe_names_route_exactly() {
+    let mut gate = Gate::start(
+        json!({ "ex": example(&[]) }),
+        json!({ "naming": "provider_safe" }),
+    );
+    gate.initialize();
+    let names = gate.tool_names();
+    assert!(
+        names.iter().all(|n| n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')),
+        "{names:?}"
+    );
+    assert!(names.contains(&"ex__echo".to_owned()), "{names:?}");
+    assert_eq!(
+        text(&gate.call("ex__echo", json!({"message": "safe"}))),
+        "safe"
+    );
+}
+
+#[test]
 fn a_child_sees_only_path_home_and_its_own_env() {
     let mut servers = json!({ "alpha": example(&[]) });
     servers["alpha"]["env"] = json!({ "OWN_VAR": "own value" });
@@ -297,7 +320,7 @@ fn a_child_sees_only_path_home_and_its_own_env() {
 
 #[test]
 fn a_bad_config_is_a_clear_startup_error() {
-    let dir = crate::support::TempDir::new();
+    let dir = TempDir::new();
     let path = dir.path().join("mcp.json");
     for (body, needle) in [
         (
@@ -322,11 +345,7 @@ fn a_bad_config_is_a_clear_startup_error() {
         ),
     ] {
         std::fs::write(&path, body.to_string()).unwrap();
-        let out = std::process::Command::new(crate::support::gate_bin())
-            .args(["stdio", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = gate(&["stdio", "--config"]).arg(&path).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{body}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
@@ -336,25 +355,15 @@ fn a_bad_config_is_a_clear_startup_error() {
 #[test]
 fn piped_requests_are_all_answered_before_the_gate_exits() {
     // What the README's demo does: write everything, close stdin, read the answers.
-    let dir = crate::support::TempDir::new();
-    let mut child = std::process::Command::new(crate::support::gate_bin())
-        .args(["stdio", "--demo", "--data-dir"])
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let dir = TempDir::new();
+    let mut cmd = gate(&["stdio", "--demo", "--data-dir"]);
+    cmd.arg(dir.path());
     let lines = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        initialize_request(),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-               "params": {"name": "hello.sleep", "arguments": {"ms": 200}}}),
+        call_request(3, "hello.sleep", json!({"ms": 200})),
     ];
-    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = pipe_through(cmd, &lines);
     assert!(out.status.success());
     let answers: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
