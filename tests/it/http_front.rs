@@ -3,7 +3,7 @@
 //! descriptor exhaustion that kills tiny_http's accept loop).
 
 use crate::support::http::{connect, head, read_message};
-use crate::support::{retry, Serve, TempDir};
+use crate::support::{retry, Serve};
 use serde_json::json;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn health_routes_answer_json_and_unknown_routes_404() {
-    let serve = Serve::start_limited(&[], None);
+    let serve = Serve::in_temp(&[]);
     assert_eq!(
         serve.get("/healthz").unwrap(),
         (200, r#"{"status":"ok"}"#.to_owned())
@@ -24,41 +24,27 @@ fn health_routes_answer_json_and_unknown_routes_404() {
 
 #[test]
 fn metrics_count_connections_and_requests() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
-    serve.call("ws-1", &key, &session, "ex.echo", json!({"message": "m"}));
-    serve.call("ws-1", &key, &session, "ex.fail", json!({}));
-    let metrics = serve.request("GET", "/metrics", &[], None).body;
-    assert!(
-        metrics.contains("aegis_calls_total{outcome=\"ok\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("aegis_calls_total{outcome=\"tool_error\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("aegis_call_duration_seconds_count 2"),
-        "{metrics}"
-    );
-    serve.list("ws-1", &key, &session);
-    serve.mcp(
-        "ws-1",
-        &key,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
-    );
-    let metrics = serve.request("GET", "/metrics", &[], None).body;
-    assert!(
-        metrics.contains("aegis_merger_cache_total{workspace=\"ws-1\",result=\"hit\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("aegis_merger_cache_total{workspace=\"ws-1\",result=\"miss\"} 1"),
-        "{metrics}"
-    );
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
+    client.call("ex.echo", json!({"message": "m"}));
+    client.call("ex.fail", json!({}));
+    let metrics_hold = |lines: &[&str]| {
+        let metrics = serve.request("GET", "/metrics", &[], None).body;
+        for line in lines {
+            assert!(metrics.contains(line), "{metrics}");
+        }
+    };
+    metrics_hold(&[
+        "aegis_calls_total{outcome=\"ok\"} 1",
+        "aegis_calls_total{outcome=\"tool_error\"} 1",
+        "aegis_call_duration_seconds_count 2",
+    ]);
+    client.list();
+    client.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}));
+    metrics_hold(&[
+        "aegis_merger_cache_total{workspace=\"ws-1\",result=\"hit\"} 1",
+        "aegis_merger_cache_total{workspace=\"ws-1\",result=\"miss\"} 1",
+    ]);
     retry(Duration::from_millis(50), || {
         let metrics = serve.request("GET", "/metrics", &[], None);
         assert_eq!(metrics.status, 200);
@@ -88,7 +74,7 @@ fn metrics_count_connections_and_requests() {
 
 #[test]
 fn a_slow_client_is_cut_off_by_the_io_timeout_and_others_are_served() {
-    let serve = Serve::start_limited(&["--io-timeout-ms", "300"], None);
+    let serve = Serve::in_temp(&["--io-timeout-ms", "300"]);
     let mut slow = TcpStream::connect(&serve.addr).unwrap();
     // Half a request, then nothing: a slowloris client.
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -113,7 +99,7 @@ fn a_slow_client_is_cut_off_by_the_io_timeout_and_others_are_served() {
 
 #[test]
 fn descriptor_exhaustion_does_not_stop_the_listener_for_good() {
-    let serve = Serve::start_limited(&["--io-timeout-ms", "2000"], Some(96));
+    let serve = Serve::under_ulimit(&["--io-timeout-ms", "2000"], 96);
     let first = serve.get("/healthz");
     assert!(matches!(first, Ok((200, _))), "{first:?}\n{}", serve.log());
     // Hold far more connections than the gate has descriptors, until an accept fails: the
@@ -172,33 +158,27 @@ fn served_again(serve: &Serve, every: Duration) {
 
 #[test]
 fn connections_over_the_limit_get_503_and_a_freed_slot_serves_again() {
-    let serve = Serve::start_limited(
-        &["--io-timeout-ms", "60000", "--max-connections", "3"],
-        None,
-    );
+    let serve = Serve::in_temp(&["--io-timeout-ms", "60000", "--max-connections", "3"]);
     let mut held: Vec<TcpStream> = (0..3).map(|_| held_connection(&serve.addr)).collect();
     let (status, body) = serve.get("/healthz").unwrap();
     assert_eq!(status, 503, "{body}");
     let error: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["code"], "too_many_connections");
-    assert!(serve.log().contains("limits: 3 in all"), "{}", serve.log());
+    serve.assert_logged("limits: 3 in all");
     held.pop();
     served_again(&serve, Duration::from_millis(20));
 }
 
 #[test]
 fn one_address_cannot_take_every_connection() {
-    let serve = Serve::start_limited(
-        &[
-            "--io-timeout-ms",
-            "60000",
-            "--max-connections",
-            "50",
-            "--max-connections-per-peer",
-            "2",
-        ],
-        None,
-    );
+    let serve = Serve::in_temp(&[
+        "--io-timeout-ms",
+        "60000",
+        "--max-connections",
+        "50",
+        "--max-connections-per-peer",
+        "2",
+    ]);
     let mut held: Vec<TcpStream> = (0..2).map(|_| held_connection(&serve.addr)).collect();
     let (status, body) = serve.get("/healthz").unwrap();
     assert_eq!(status, 503, "{body}");
@@ -220,10 +200,7 @@ fn threads_of(pid: u32) -> usize {
 
 #[test]
 fn a_slowloris_flood_gets_503s_and_pins_no_more_threads_than_the_limit() {
-    let serve = Serve::start_limited(
-        &["--io-timeout-ms", "60000", "--max-connections", "8"],
-        None,
-    );
+    let serve = Serve::in_temp(&["--io-timeout-ms", "60000", "--max-connections", "8"]);
     assert_eq!(serve.get("/healthz").unwrap().0, 200);
     let before = threads_of(serve.child.id());
     // Half a request each, never finished: every admitted one would hold a thread for a minute.

@@ -2,8 +2,10 @@
 //! algorithm pinned per issuer (EdDSA, RS256, ES256), keys from a JWKS endpoint on 127.0.0.1,
 //! scopes that limit the tools an agent sees and calls, and every bad token refused.
 
-use crate::support::http::Endpoint;
-use crate::support::{initialize_request, listed_names, repo_file, unix_now, Serve, TempDir};
+use crate::support::http::{Endpoint, Response};
+use crate::support::{
+    call_request, initialize_request, listed_names, repo_file, unix_now, Serve, TempDir,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -87,47 +89,40 @@ fn initialize_status(serve: &Serve, token: &str) -> u16 {
     serve.mcp("ws-1", token, None, &initialize_request()).status
 }
 
+/// `PUT /workspaces/ws-1/identity`.
+fn put_identity(serve: &Serve, identity: Value) -> Response {
+    serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity))
+}
+
 fn set_algorithm(serve: &Serve, jwks: &Endpoint, alg: &str) {
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": alg,
         "jwks_url": jwks.url, "scopes_claim": "scope"}});
-    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity));
+    let set = put_identity(serve, identity);
     assert_eq!(set.status, 200, "{}", set.body);
+}
+
+/// A serve with workspace ws-1 set up, the identity provider's keys, and its JWKS endpoint.
+fn serve_and_idp() -> (Serve, Keys, Endpoint) {
+    let serve = Serve::in_temp(&[]);
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = jwks_server(keys.jwks());
+    (serve, keys, jwks)
 }
 
 #[test]
 fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     set_algorithm(&serve, &jwks, "EdDSA");
     let token = keys.token("EdDSA", "ed", &claims(json!({})));
-    let session = serve.session("ws-1", &token);
-    let list = serve.mcp(
-        "ws-1",
-        &token,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
+    let client = serve.client("ws-1", &token);
+    let list = client.list();
     let mut names = listed_names(&list.json());
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{}", list.body);
-    let echo = serve.call(
-        "ws-1",
-        &token,
-        &session,
-        "ex.echo",
-        json!({"message": "hi"}),
-    );
+    let echo = client.call("ex.echo", json!({"message": "hi"}));
     assert_eq!(echo["result"]["content"][0]["text"], "hi", "{echo}");
-    let outside = serve.mcp(
-        "ws-1",
-        &token,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-            "params": {"name": "ex.get_env", "arguments": {"name": "X"}}}),
-    );
+    let outside = client.send(&call_request(3, "ex.get_env", json!({"name": "X"})));
     assert_eq!(outside.status, 403, "{}", outside.body);
     assert_eq!(outside.json()["error"]["code"], -32011, "{}", outside.body);
 
@@ -141,20 +136,12 @@ fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
         );
         assert_eq!(initialize_status(&serve, &token), 401, "EdDSA under {alg}");
     }
-    assert!(
-        serve.log().contains("alg \"EdDSA\" is not the pinned"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("alg \"EdDSA\" is not the pinned");
 }
 
 #[test]
 fn every_bad_identity_token_is_refused() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     set_algorithm(&serve, &jwks, "RS256");
     let good = keys.token("RS256", "rsa", &claims(json!({})));
     assert_eq!(initialize_status(&serve, &good), 200);
@@ -214,19 +201,9 @@ fn every_bad_identity_token_is_refused() {
     );
     // Bad settings are refused and change nothing.
     let no_keys = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "RS256"}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(no_keys))
-            .status,
-        422
-    );
+    assert_eq!(put_identity(&serve, no_keys).status, 422);
     let hmac = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "HS256", "jwks_url": jwks.url}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(hmac))
-            .status,
-        400
-    );
+    assert_eq!(put_identity(&serve, hmac).status, 400);
     assert_eq!(initialize_status(&serve, &good), 200);
 }
 
@@ -258,7 +235,7 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
     let mut provider = introspection();
     let settings = json!({"introspection": {"url": provider.url, "audience": "aegis",
         "authorization": "Basic Y2xpZW50OnNlY3JldA==", "scopes_claim": "scope"}});
-    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(settings));
+    let set = put_identity(&serve, settings);
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(set.json()["introspection"]["authorization"], "(set)");
     let state = std::fs::read_to_string(serve.data.join("state.json")).unwrap();
@@ -267,14 +244,9 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
         "the credential is stored in plain text"
     );
 
-    let session = serve.session("ws-1", "opaque-good");
+    let client = serve.client("ws-1", "opaque-good");
     let hits = provider.hits.load(Ordering::SeqCst);
-    let list = serve.mcp(
-        "ws-1",
-        "opaque-good",
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
+    let list = client.list();
     let names = listed_names(&list.json());
     assert_eq!(names, ["ex.echo"], "{}", list.body);
     assert_eq!(
@@ -287,28 +259,15 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
     provider.stop();
     assert_eq!(initialize_status(&serve, "opaque-good"), 200);
     assert_eq!(initialize_status(&serve, "opaque-never-seen"), 401);
-    assert!(
-        serve.log().contains("introspection failed (refused)"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("introspection failed (refused)");
 }
 
 #[test]
 fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "ES256",
         "jwks_url": jwks.url, "workspace_claim": "ws"}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&serve, identity).status, 200);
     let for_ws = |ws: Value| keys.token("ES256", "ec", &claims(json!({"ws": ws})));
     assert_eq!(initialize_status(&serve, &for_ws(json!("ws-1"))), 200);
     assert_eq!(initialize_status(&serve, &for_ws(json!("ws-2"))), 401);
@@ -351,29 +310,14 @@ fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
     let jwks = tls_jwks_server(keys.jwks());
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "EdDSA",
         "jwks_url": jwks.url}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity.clone()))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&serve, identity.clone()).status, 200);
     let token = keys.token("EdDSA", "ed", &claims(json!({})));
     assert_eq!(initialize_status(&serve, &token), 200, "{}", serve.log());
 
     // A gate that does not trust the CA refuses the key set, so the token.
-    let other_dir = TempDir::new();
-    let other = Serve::start(other_dir.path());
+    let other = Serve::in_temp(&[]);
     other.setup("ws-1");
-    assert_eq!(
-        other
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&other, identity).status, 200);
     assert_eq!(initialize_status(&other, &token), 401);
-    assert!(
-        other.log().contains("cannot fetch the key set"),
-        "{}",
-        other.log()
-    );
+    other.assert_logged("cannot fetch the key set");
 }

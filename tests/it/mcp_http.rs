@@ -3,15 +3,14 @@
 //! and list changes on the next answer or on the session's GET stream.
 
 use crate::support::http::{connect, head, read_until};
-use crate::support::{initialize_request, listed_names, retry, text, Serve, TempDir, WAIT};
+use crate::support::{call_request, initialize_request, listed_names, retry, text, Serve, WAIT};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 #[test]
 fn mcp_over_http_sessions_and_transport_checks() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let other_key = serve.agent("ws-2", "x")["key"].as_str().unwrap().to_owned();
     let init = initialize_request();
@@ -58,26 +57,20 @@ fn mcp_over_http_sessions_and_transport_checks() {
     assert_eq!(put.status, 405);
     assert!(put.headers.contains("GET, POST, DELETE"), "{}", put.headers);
 
-    let session = serve.session("ws-1", &key);
-    let names = listed_names(&serve.list("ws-1", &key, &session).json());
+    let client = serve.client("ws-1", &key);
+    let names = listed_names(&client.list().json());
     assert!(
         names.contains(&"ex.echo".to_owned()) && !names.contains(&"ex.poisoned_add".to_owned()),
         "{names:?}"
     );
     assert_eq!(
-        text(&serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex.echo",
-            json!({"message": "over http"})
-        )),
+        text(&client.call("ex.echo", json!({"message": "over http"}))),
         "over http"
     );
     let in_session = |session: Option<&str>, message: serde_json::Value| {
         serve.mcp("ws-1", &key, session, &message)
     };
-    let s = Some(session.as_str());
+    let s = Some(client.session.as_str());
     let discover = in_session(
         s,
         json!({"jsonrpc": "2.0", "id": 3, "method": "server/discover"}),
@@ -107,12 +100,7 @@ fn mcp_over_http_sessions_and_transport_checks() {
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
     assert_eq!(in_session(None, list.clone()).status, 400);
     assert_eq!(in_session(Some("not-a-session"), list.clone()).status, 404);
-    let delete = serve.request(
-        "DELETE",
-        "/mcp/ws-1",
-        &[("Authorization", &auth), ("Mcp-Session-Id", &session)],
-        None,
-    );
+    let delete = client.end();
     assert_eq!(delete.status, 204);
     assert_eq!(in_session(s, list).status, 404);
     // A revoked agent is refused at once.
@@ -129,23 +117,12 @@ fn mcp_over_http_sessions_and_transport_checks() {
 
 #[test]
 fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
-    assert_eq!(
-        text(&serve.call("ws-1", &key, &session, "ex.toggle", json!({}))),
-        "surprise is on"
-    );
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
+    assert_eq!(text(&client.call("ex.toggle", json!({}))), "surprise is on");
     // The child re-lists at most once a second; polling for that, bounded by the deadline.
     retry(Duration::from_millis(100), || {
-        let next = serve.mcp(
-            "ws-1",
-            &key,
-            Some(&session),
-            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": "ex.echo", "arguments": {"message": "after"}}}),
-        );
+        let next = client.send(&call_request(9, "ex.echo", json!({"message": "after"})));
         if !next.body.contains("notifications/tools/list_changed") {
             return Err("the list change never reached the agent".to_owned());
         }
@@ -162,12 +139,7 @@ fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
         Ok(())
     });
     // It is delivered once.
-    let again = serve.mcp(
-        "ws-1",
-        &key,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}),
-    );
+    let again = client.send(&json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}));
     assert!(!again.body.contains("list_changed"), "{}", again.body);
     assert!(again.json()["result"]["tools"]
         .as_array()
@@ -181,22 +153,20 @@ fn a_list_change_reaches_an_http_agent_with_its_next_answer() {
 
 #[test]
 fn progress_reaches_the_client_before_the_answer() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "ex.progress", "arguments": {"steps": 3, "interval_ms": 1000},
         "_meta": {"progressToken": "tok"}}})
     .to_string();
     let mut stream = connect(&serve.addr, WAIT).unwrap();
-    let (auth, length) = (format!("Bearer {key}"), body.len().to_string());
+    let (auth, length) = (format!("Bearer {}", client.key), body.len().to_string());
     let headers = [
         ("Connection", "close"),
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
-        ("Mcp-Session-Id", session.as_str()),
+        ("Mcp-Session-Id", client.session.as_str()),
         ("Content-Length", length.as_str()),
     ];
     let request = head(&serve.addr, "POST", "/mcp/ws-1", &headers) + &body;
@@ -227,16 +197,14 @@ fn progress_reaches_the_client_before_the_answer() {
 
 #[test]
 fn an_idle_agent_hears_of_a_list_change_on_its_get_stream() {
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--io-timeout-ms", "300"]);
-    let key = serve.setup("ws-1");
-    let listening = serve.session("ws-1", &key);
+    let serve = Serve::in_temp(&["--io-timeout-ms", "300"]);
+    let listening = serve.setup_client("ws-1");
     let mut stream = connect(&serve.addr, WAIT).unwrap();
-    let auth = format!("Bearer {key}");
+    let auth = format!("Bearer {}", listening.key);
     let headers = [
         ("Authorization", auth.as_str()),
         ("Accept", "text/event-stream"),
-        ("Mcp-Session-Id", listening.as_str()),
+        ("Mcp-Session-Id", listening.session.as_str()),
     ];
     let request = head(&serve.addr, "GET", "/mcp/ws-1", &headers);
     stream.write_all(request.as_bytes()).unwrap();
@@ -248,23 +216,15 @@ fn an_idle_agent_hears_of_a_list_change_on_its_get_stream() {
     // wait is the point of the test, not a synchronisation.
     std::thread::sleep(Duration::from_millis(1500));
     // Another session changes the tool list; the listening one sends nothing and still hears.
-    let other = serve.session("ws-1", &key);
-    assert_eq!(
-        text(&serve.call("ws-1", &key, &other, "ex.toggle", json!({}))),
-        "surprise is on"
-    );
+    let other = serve.client("ws-1", &listening.key);
+    assert_eq!(text(&other.call("ex.toggle", json!({}))), "surprise is on");
     read_until(
         &mut stream,
         &mut seen,
         "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"",
     );
     // Ending the session ends its stream.
-    let ended = serve.request(
-        "DELETE",
-        "/mcp/ws-1",
-        &[("Authorization", &auth), ("Mcp-Session-Id", &listening)],
-        None,
-    );
+    let ended = listening.end();
     assert_eq!(ended.status, 204);
     read_until(&mut stream, &mut seen, "\r\n0\r\n\r\n");
 }

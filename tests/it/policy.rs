@@ -6,6 +6,13 @@ use crate::support::{error_of, example, gate, gate_bin, retry, Gate, Serve, Temp
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// `PUT /workspaces/ws-1/policy`; the status.
+fn put_policy(serve: &Serve, policy: Value) -> u16 {
+    serve
+        .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
+        .status
+}
+
 #[test]
 fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     let dir = TempDir::new();
@@ -18,15 +25,15 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     );
     let other_key = other.json()["key"].as_str().unwrap().to_owned();
     let other_id = other.json()["id"].as_str().unwrap().to_owned();
-    let session = serve.session("ws-1", &key);
-    let other_session = serve.session("ws-1", &other_key);
+    let client = serve.client("ws-1", &key);
+    let other_client = serve.client("ws-1", &other_key);
     // No policy: everything allowed.
     assert_eq!(
         serve.admin("GET", "/workspaces/ws-1/policy", None).json()["default"],
         "allow"
     );
     let add = json!({"a": 1, "b": 2});
-    assert!(serve.call("ws-1", &key, &session, "ex.add", add.clone())["result"].is_object());
+    assert!(client.call("ex.add", add.clone())["result"].is_object());
 
     let policy = json!({"default": "allow", "rules": [
         {"match": "ex.get_*", "verdict": "deny"},
@@ -39,16 +46,13 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         policy
     );
 
-    let (code, message) =
-        error_of(&serve.call("ws-1", &key, &session, "ex.get_env", json!({"name": "X"})));
+    let (code, message) = error_of(&client.call("ex.get_env", json!({"name": "X"})));
     assert_eq!(code, -32013);
     assert!(message.contains("policy rule 1 (ex.get_*)"), "{message}");
     // Rule 2 lets the named agent add; everyone else meets rule 3, which needs a person.
-    assert!(
-        serve.call("ws-1", &other_key, &other_session, "ex.add", add.clone())["result"].is_object()
-    );
+    assert!(other_client.call("ex.add", add.clone())["result"].is_object());
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
         let held = serve.pending_approval();
         assert_ne!(held["agent"], json!(other_id), "{held}");
         let id = held["id"].as_str().unwrap();
@@ -60,10 +64,7 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         );
         assert_eq!(error_of(&call.join().unwrap()).0, -32013);
     });
-    assert!(
-        serve.call("ws-1", &key, &session, "ex.echo", json!({"message": "hi"}))["result"]
-            .is_object()
-    );
+    assert!(client.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
 
     // Bad policies change nothing.
     for bad in [
@@ -71,23 +72,9 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         json!({"rules": [{"match": "ex.add", "verdict": "maybe"}]}),
         json!({"default": "allow", "unknown": true}),
     ] {
-        assert_eq!(
-            serve
-                .admin("PUT", "/workspaces/ws-1/policy", Some(bad))
-                .status,
-            400
-        );
+        assert_eq!(put_policy(&serve, bad), 400);
     }
-    assert_eq!(
-        serve
-            .admin(
-                "PUT",
-                "/workspaces/ws-1/policy",
-                Some(json!({"webhooks": ["ftp://x"]}))
-            )
-            .status,
-        422
-    );
+    assert_eq!(put_policy(&serve, json!({"webhooks": ["ftp://x"]})), 422);
     assert_eq!(
         serve
             .admin("PUT", "/workspaces/nope/policy", Some(json!({})))
@@ -106,9 +93,8 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     assert_eq!(state["workspaces"]["ws-1"]["policy"], policy);
     assert!(serve.stop().success());
     let again = Serve::start(dir.path());
-    let session = again.session("ws-1", &key);
-    let (code, _) =
-        error_of(&again.call("ws-1", &key, &session, "ex.get_env", json!({"name": "X"})));
+    let client = again.client("ws-1", &key);
+    let (code, _) = error_of(&client.call("ex.get_env", json!({"name": "X"})));
     assert_eq!(
         code, -32013,
         "the policy is applied when the workspace starts again"
@@ -118,23 +104,16 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
 #[test]
 fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     use base64::Engine;
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
     let (hook, received) = receive_one("/hook");
     let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}], "webhooks": [hook]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
+    assert_eq!(put_policy(&serve, policy), 200);
     let add = json!({"a": 40, "b": 2});
 
     // Approved: the held call completes with the server's own answer.
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
         let held = serve.pending_approval();
         assert_eq!(held["tool"], "ex.add");
         assert_eq!(held["preview"]["a"], "number");
@@ -180,7 +159,7 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
             .unwrap()
     };
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
         let held = serve.pending_approval();
         let id = held["id"].as_str().unwrap();
         let listed = cli(&["list"]);
@@ -202,26 +181,19 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
 
 #[test]
 fn an_escalated_call_expires_and_the_number_held_is_bounded() {
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--max-held-calls", "1"]);
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
-    let second = serve.session("ws-1", &key);
+    let serve = Serve::in_temp(&["--max-held-calls", "1"]);
+    let client = serve.setup_client("ws-1");
+    let second = serve.client("ws-1", &client.key);
     // A receiver that is down: deliveries fail and are retried; nothing else waits for them.
     let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}],
         "approval_timeout_s": 2, "webhooks": ["http://127.0.0.1:9/hook"]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
+    assert_eq!(put_policy(&serve, policy), 200);
     let add = json!({"a": 1, "b": 2});
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
         serve.pending_approval();
         // One is held: a second is refused at once.
-        let (code, message) = error_of(&serve.call("ws-1", &key, &second, "ex.add", add.clone()));
+        let (code, message) = error_of(&second.call("ex.add", add.clone()));
         assert_eq!(code, -32003, "{message}");
         // Nobody decides: the first expires (the policy gives it 2 s).
         let (code, message) = error_of(&call.join().unwrap());
@@ -230,11 +202,7 @@ fn an_escalated_call_expires_and_the_number_held_is_bounded() {
     });
     let list = serve.admin("GET", "/approvals", None).json();
     assert_eq!(list["approvals"][0]["status"], "expired", "{list}");
-    assert!(
-        serve.log().contains("webhook http://127.0.0.1:9/hook"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("webhook http://127.0.0.1:9/hook");
 }
 
 #[test]
@@ -242,11 +210,10 @@ fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
     let policy = json!({"rules": [
         {"match": "ex.add", "agents": ["dev"], "verdict": "deny"},
         {"match": "ex.echo", "verdict": "escalate"}]});
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({"ex": example(&[])}),
         json!({"agent": "dev", "policy": policy}),
     );
-    gate.initialize();
     let (code, message) = error_of(&gate.call("ex.add", json!({"a": 1, "b": 2})));
     assert_eq!(code, -32013);
     assert!(message.contains("policy rule 1 (ex.add)"), "{message}");
@@ -259,8 +226,7 @@ fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
 
 #[test]
 fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let un = serve.admin(
         "POST",
@@ -287,17 +253,12 @@ fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
     );
     assert_eq!(patched.json()["trusted"], true, "{}", patched.body);
     let policy = json!({"rules": [{"match": "*.*", "annotations": {"destructiveHint": true}, "verdict": "deny"}]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
-    let session = serve.session("ws-1", &key);
+    assert_eq!(put_policy(&serve, policy), 200);
+    let client = serve.client("ws-1", &key);
     // `fail` claims destructiveHint on both servers; only the trusted one's claim counts.
     let call_until_served = |tool: &str| {
         retry(Duration::from_millis(50), || {
-            let answer = serve.call("ws-1", &key, &session, tool, json!({}));
+            let answer = client.call(tool, json!({}));
             match answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
                 true => Ok(answer),
                 false => Err(format!("{tool}: {answer}")),

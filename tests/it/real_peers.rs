@@ -5,10 +5,11 @@
 //! the peers are missing, never under `CI=true`.
 
 use crate::support::{
-    gate_bin, live_group_members, peers_dir, repo_file, retry, text, Gate, Serve, TempDir, SECRET,
+    call_request, gate_bin, live_group_members, peers_dir, repo_file, retry, spawn_reading_stdout,
+    text, Gate, Serve, TempDir, SECRET,
 };
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -127,8 +128,7 @@ fn python_sdk_client_in_legacy_mode_calls_through_the_gate() {
 #[test]
 fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
     let Some(peers) = peers() else { return };
-    let mut gate = Gate::start(servers(&peers), json!({ "teardown_grace_ms": 500 }));
-    gate.initialize();
+    let mut gate = Gate::ready(servers(&peers), json!({ "teardown_grace_ms": 500 }));
     let names = gate.tool_names();
     assert!(names.contains(&"everything.echo".to_owned()), "{names:?}");
     assert!(names.contains(&"time.convert_time".to_owned()), "{names:?}");
@@ -160,8 +160,7 @@ fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
 #[test]
 fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
     let Some(peers) = peers() else { return };
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let url = format!("http://{}/mcp/ws-1", serve.addr);
     let auth = format!("Authorization:Bearer {key}");
@@ -190,17 +189,11 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
     }
     // An idle SDK client hears of a list change made by another session: through its GET stream.
     for mode in ["auto", "legacy"] {
-        let mut waiting = client(&["--mode", mode, "--timeout", "60", "--await-list-change"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(waiting.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        let mut cmd = client(&["--mode", mode, "--timeout", "60", "--await-list-change"]);
+        let (waiting, mut stdout, line) = spawn_reading_stdout(cmd.stderr(Stdio::piped()));
         assert!(line.contains("awaiting_list_change"), "{mode}: {line:?}");
-        let other = serve.session("ws-1", &key);
-        serve.call("ws-1", &key, &other, "ex.toggle", json!({}));
+        let other = serve.client("ws-1", &key);
+        other.call("ex.toggle", json!({}));
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
         let out = waiting.wait_with_output().unwrap();
@@ -228,22 +221,15 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
 fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
     let Some(peers) = peers() else { return };
     let everything = peers.everything.to_str().unwrap();
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--allow-command", everything]);
+    let serve = Serve::in_temp(&["--allow-command", everything]);
     let key = serve.setup_with(
         "ws-e",
         json!({"name": "everything", "command": [everything], "env": {"MY_SECRET": SECRET}}),
     );
-    let session = serve.session("ws-e", &key);
+    let client = serve.client("ws-e", &key);
     // server-everything is still starting (npx-free, but node takes a moment).
     let env = retry(Duration::from_millis(100), || {
-        let r = serve.mcp(
-            "ws-e",
-            &key,
-            Some(&session),
-            &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-            "params": {"name": "everything.get-env", "arguments": {}}}),
-        );
+        let r = client.send(&call_request(5, "everything.get-env", json!({})));
         match r.json()["result"].is_object() {
             true => Ok(r.body),
             false => Err(format!("get-env never answered: {}", r.body)),

@@ -47,15 +47,9 @@ fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
     );
     a.activate("wa");
     let key = a.agent("wa", "bot")["key"].as_str().unwrap().to_owned();
-    let session = a.session("wa", &key);
+    let client = a.client("wa", &key);
     retry(Duration::from_millis(100), || {
-        let answer = a.call(
-            "wa",
-            &key,
-            &session,
-            "remote.ex.echo",
-            json!({"message": "far"}),
-        );
+        let answer = client.call("remote.ex.echo", json!({"message": "far"}));
         match answer["result"]["content"][0]["text"] == "far" {
             true => Ok(()),
             false => Err(format!("{answer}\n{}", a.log())),

@@ -3,15 +3,16 @@
 
 use crate::support::http::Response;
 use crate::support::http::{connect, head};
-use crate::support::{gate_bin, process_exists, retry, signal, text, Serve, TempDir, ADMIN, WAIT};
+use crate::support::{
+    call_request, gate_bin, process_exists, retry, signal, text, Serve, ADMIN, WAIT,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;
 
 #[test]
 fn rest_routes_refuse_what_they_must_and_change_nothing_on_bad_input() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let cases: Vec<(u16, Response)> = vec![
         (401, serve.request("GET", "/api/v1/aegis/connections", &[], None)),
         (401, serve.request("GET", "/api/v1/aegis/connections", &[("Authorization", "Bearer wrong")], None)),
@@ -57,8 +58,7 @@ fn rest_routes_refuse_what_they_must_and_change_nothing_on_bad_input() {
 
 #[test]
 fn patch_and_put_change_a_running_connection() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let id = serve
         .admin("GET", "/connections?workspace_id=ws-1", None)
@@ -71,16 +71,10 @@ fn patch_and_put_change_a_running_connection() {
     let patched = change("PATCH", json!({"env": {"MY_SECRET": "rotated-value"}}));
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert!(!patched.body.contains("rotated-value"));
-    let session = serve.session("ws-1", &key);
+    let client = serve.client("ws-1", &key);
     // The child restarts with the new env; polling its readiness, bounded by the deadline.
     retry(Duration::from_millis(50), || {
-        let r = serve.mcp(
-            "ws-1",
-            &key,
-            Some(&session),
-            &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
-            "params": {"name": "ex.get_env", "arguments": {"name": "MY_SECRET"}}}),
-        );
+        let r = client.send(&call_request(8, "ex.get_env", json!({"name": "MY_SECRET"})));
         match r.json()["result"]["content"][0]["text"] == "rotated-value" {
             true => Ok(()),
             false => Err(format!(
@@ -103,8 +97,7 @@ fn patch_and_put_change_a_running_connection() {
 
 #[test]
 fn a_slow_admin_upload_does_not_hold_up_other_changes() {
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--io-timeout-ms", "120000"]);
+    let serve = Serve::in_temp(&["--io-timeout-ms", "120000"]);
     serve.setup("ws-1");
     // A POST whose body never finishes arriving. `Expect: 100-continue` makes the gate say when
     // its handler starts reading the body (tiny_http reads small bodies itself otherwise).
@@ -139,8 +132,7 @@ fn a_slow_admin_upload_does_not_hold_up_other_changes() {
 
 #[test]
 fn agents_are_answered_while_a_deleted_connection_tears_down() {
-    let dir = TempDir::new();
-    let serve = std::sync::Arc::new(Serve::start(dir.path()));
+    let serve = std::sync::Arc::new(Serve::in_temp(&[]));
     let key = serve.setup("ws-1");
     let slow = serve.connect(
         "ws-1",
@@ -160,10 +152,10 @@ fn agents_are_answered_while_a_deleted_connection_tears_down() {
     // A stopped child neither sees stdin close nor handles SIGTERM: its teardown runs to the
     // SIGKILL, seconds away.
     assert!(signal(pid, "STOP"));
-    let session = serve.session("ws-1", &key);
+    let client = serve.client("ws-1", &key);
     let has_slow_tools = |present: bool, why: &str| {
         retry(Duration::ZERO, || {
-            match serve.list("ws-1", &key, &session).body.contains("slow.") == present {
+            match client.list().body.contains("slow.") == present {
                 true => Ok(()),
                 false => Err(why.to_owned()),
             }
@@ -176,13 +168,7 @@ fn agents_are_answered_while_a_deleted_connection_tears_down() {
     };
     has_slow_tools(false, "slow's tools never left");
     assert_eq!(
-        text(&serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex.echo",
-            json!({"message": "meanwhile"})
-        )),
+        text(&client.call("ex.echo", json!({"message": "meanwhile"}))),
         "meanwhile"
     );
     assert!(

@@ -17,16 +17,8 @@ fn secrets_are_encrypted_at_rest_reach_the_child_and_appear_nowhere_else() {
         "{}",
         listed.body
     );
-    let session = serve.session("ws-1", &key);
-    let env_of = |name: &str| {
-        text(&serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex.get_env",
-            json!({ "name": name }),
-        ))
-    };
+    let client = serve.client("ws-1", &key);
+    let env_of = |name: &str| text(&client.call("ex.get_env", json!({ "name": name })));
     assert_eq!(env_of("MY_SECRET"), SECRET);
     assert_eq!(env_of("AEGIS_ADMIN_TOKEN"), "(unset)");
     assert_eq!(env_of("AEGIS_TEST_GATE_ONLY"), "(unset)");

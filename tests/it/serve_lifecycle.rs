@@ -4,7 +4,8 @@
 
 use crate::support::http::send;
 use crate::support::{
-    call_request, gate, gate_bin, retry, stdio_call, text, Serve, TempDir, ADMIN, SECRET, WAIT,
+    call_request, gate, gate_bin, retry, settings_file, stdio_call, text, write_file, Serve,
+    TempDir, ADMIN, SECRET, WAIT,
 };
 use serde_json::{json, Value};
 use std::process::Command;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 #[test]
 fn sigterm_stops_serving_and_exits_zero() {
-    let serve = Serve::start_limited(&[], None);
+    let serve = Serve::in_temp(&[]);
     assert_eq!(serve.get("/healthz").unwrap().0, 200);
     let log = serve.log();
     let status = serve.stop();
@@ -29,15 +30,10 @@ fn live_changes_and_a_restart_bring_everything_back() {
         json!({"name": "more", "command": [gate_bin(), "example-server", "--extra-tools", "1"]}),
     );
     assert_eq!(second.status, 201);
-    let session = serve.session("ws-1", &key);
+    let client = serve.client("ws-1", &key);
     // The new child is starting; polling its readiness, bounded by the deadline.
     retry(Duration::from_millis(50), || {
-        let r = serve.mcp(
-            "ws-1",
-            &key,
-            Some(&session),
-            &call_request(9, "more.tool_0", json!({"message": "live"})),
-        );
+        let r = client.send(&call_request(9, "more.tool_0", json!({"message": "live"})));
         match r.json()["result"].is_object() {
             true => Ok(()),
             false => Err(format!("the added connection never served: {}", r.body)),
@@ -68,15 +64,9 @@ fn live_changes_and_a_restart_bring_everything_back() {
             false => Err(format!("not back after restart: {ws}")),
         }
     });
-    let session = serve.session("ws-1", &key);
+    let client = serve.client("ws-1", &key);
     assert_eq!(
-        text(&serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex.get_env",
-            json!({"name": "MY_SECRET"})
-        )),
+        text(&client.call("ex.get_env", json!({"name": "MY_SECRET"}))),
         SECRET
     );
 }
@@ -156,15 +146,9 @@ fn serve_demo_prints_commands_that_work() {
         .split('\'')
         .next()
         .unwrap();
-    let session = serve.session("demo", &format!("agk_{key}"));
+    let client = serve.client("demo", &format!("agk_{key}"));
     assert_eq!(
-        text(&serve.call(
-            "demo",
-            &format!("agk_{key}"),
-            &session,
-            "hello.echo",
-            json!({"message": "hi"})
-        )),
+        text(&client.call("hello.echo", json!({"message": "hi"}))),
         "hi"
     );
     // One state file: the workspace, its agent and the pins of its tools.
@@ -226,23 +210,11 @@ fn the_demo_commands_work_pasted_into_a_shell_on_a_later_start() {
 #[test]
 fn serve_takes_its_settings_from_a_config_file() {
     let dir = TempDir::new();
-    let config = dir.path().join("gate.json");
-    std::fs::write(
-        &config,
-        r#"{"mcpServers": {}, "aegis": {"separator": "__"}}"#,
-    )
-    .unwrap();
+    let config = settings_file(dir.path(), json!({"separator": "__"}));
     let serve = Serve::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
+    let client = serve.setup_client("ws-1");
     assert_eq!(
-        text(&serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex__echo",
-            json!({"message": "sep"})
-        )),
+        text(&client.call("ex__echo", json!({"message": "sep"}))),
         "sep"
     );
     // A connection name holding the separator would make merged names ambiguous.
@@ -283,22 +255,14 @@ fn a_stored_workspace_is_served_over_stdio() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no workspace \"nope\""));
     // A config file gives the settings; the connections stay the stored ones.
-    let config = dir.path().join("gate.json");
-    std::fs::write(
-        &config,
-        r#"{"mcpServers": {}, "aegis": {"separator": "__"}}"#,
-    )
-    .unwrap();
+    let config = settings_file(dir.path(), json!({"separator": "__"}));
     let config = config.to_str().unwrap();
     let last = stdio_call(&data, "ws-1", &["--config", config], "ex__get_env", secret);
     assert_eq!(text(&last), SECRET);
-    std::fs::write(
-        dir.path().join("servers.json"),
-        r#"{"mcpServers": {"x": {"command": "true"}}}"#,
-    )
-    .unwrap();
+    let servers = r#"{"mcpServers": {"x": {"command": "true"}}}"#;
+    let servers = write_file(dir.path(), "servers.json", servers);
     let refused = gate(&["stdio", "--workspace", "ws-1", "--config"])
-        .arg(dir.path().join("servers.json"))
+        .arg(servers)
         .arg("--data-dir")
         .arg(&data)
         .output()

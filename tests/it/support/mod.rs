@@ -11,8 +11,9 @@ pub use serve::{Serve, ADMIN, SECRET};
 pub use stdio::{last_answer, pipe_through, stdio_call, Gate};
 
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,16 @@ pub fn wait_exit(child: &mut Child, wait: Duration, log: impl Fn() -> String) ->
     }
 }
 
+/// Spawns `cmd` with its stdout piped; the child, a reader of its stdout, and the first line it
+/// wrote there.
+pub fn spawn_reading_stdout(cmd: &mut Command) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (child, stdout, line)
+}
+
 /// Sends `SIG{signal}` to `pid` with kill(1); whether it was delivered.
 pub fn signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
@@ -115,7 +126,7 @@ pub fn initialize_request() -> Value {
 }
 
 /// A `tools/call` request of `tool` with `arguments`.
-pub fn call_request(id: i64, tool: &str, arguments: Value) -> Value {
+pub fn call_request(id: impl serde::Serialize, tool: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": tool, "arguments": arguments}})
 }
@@ -143,6 +154,13 @@ pub fn error_code(response: &Value) -> i64 {
     response["error"]["code"]
         .as_i64()
         .unwrap_or_else(|| panic!("not an error: {response}"))
+}
+
+/// Asserts that `response` is an error with `code` whose message contains `needle`.
+pub fn assert_error(response: &Value, code: i64, needle: &str) {
+    assert_eq!(error_code(response), code, "{response}");
+    let message = response["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{response}");
 }
 
 /// The error code (0 when none) and message ("" when none) of an answer.
@@ -184,6 +202,19 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
 /// True while a process with `pid` exists (zombies included).
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Writes `contents` to `dir/name`; its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Writes `dir/gate.json`: no servers, `settings` as its `aegis` part; its path.
+pub fn settings_file(dir: &Path, settings: Value) -> PathBuf {
+    let config = json!({ "mcpServers": {}, "aegis": settings });
+    write_file(dir, "gate.json", &config.to_string())
 }
 
 /// Runs `aegis-gate ARGS` to completion; (exit code, stdout, stderr).

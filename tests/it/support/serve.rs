@@ -3,7 +3,7 @@
 //! Never: shares a data dir between tests; outlives its test (killed and reaped on drop).
 
 use super::http::{self, Response};
-use super::{gate, gate_bin, initialize_request, retry, TempDir, WAIT};
+use super::{gate, gate_bin, initialize_request, retry, spawn_reading_stdout, TempDir, WAIT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,17 +43,27 @@ impl Serve {
         Serve::launch(&mut cmd, dir, extra, env)
     }
 
-    /// Starts `serve` in a temp dir of its own, with `extra` arguments, under a descriptor limit
-    /// when `nofile` is given (through the shell's ulimit).
-    pub fn start_limited(extra: &[&str], nofile: Option<u32>) -> Serve {
+    /// Starts `serve` with `extra` arguments in a temp dir of its own (removed with it).
+    pub fn in_temp(extra: &[&str]) -> Serve {
+        Serve::in_temp_limited(extra, None)
+    }
+
+    /// The same under a descriptor limit (through the shell's ulimit).
+    pub fn under_ulimit(extra: &[&str], nofile: u32) -> Serve {
+        Serve::in_temp_limited(extra, Some(nofile))
+    }
+
+    fn in_temp_limited(extra: &[&str], nofile: Option<u32>) -> Serve {
         let dir = TempDir::new();
-        let script = match nofile {
-            Some(n) => format!("ulimit -n {n} && exec \"$@\""),
-            None => "exec \"$@\"".to_owned(),
+        let mut serve = match nofile {
+            Some(n) => {
+                let mut cmd = Command::new("sh");
+                let script = format!("ulimit -n {n} && exec \"$@\"");
+                cmd.arg("-c").arg(script).arg("sh").arg(gate_bin());
+                Serve::launch(&mut cmd, dir.path(), extra, &[])
+            }
+            None => Serve::start_with(dir.path(), extra),
         };
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).arg("sh").arg(gate_bin());
-        let mut serve = Serve::launch(&mut cmd, dir.path(), extra, &[]);
         serve._dir = Some(dir);
         serve
     }
@@ -87,12 +97,8 @@ impl Serve {
         .envs(env.iter().copied())
         .env("AEGIS_ADMIN_TOKEN", ADMIN)
         .env("AEGIS_TEST_GATE_ONLY", "gate-only")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        let (child, stdout, line) = spawn_reading_stdout(cmd);
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
@@ -111,14 +117,9 @@ impl Serve {
     /// Starts `serve --demo` on `data`; returns it with the lines it printed up to its last
     /// command.
     pub fn demo(data: &Path) -> (Serve, String) {
-        let mut child = gate(&["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut printed = String::new();
+        let mut cmd = gate(&["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"]);
+        cmd.arg(data).stderr(Stdio::null());
+        let (child, mut stdout, mut printed) = spawn_reading_stdout(&mut cmd);
         while !printed.contains("tools/call") {
             let mut line = String::new();
             assert!(
@@ -196,19 +197,15 @@ impl Serve {
         self.post_mcp(ws, &headers, &message.to_string())
     }
 
-    /// `tools/list` in `session`.
-    pub fn list(&self, ws: &str, key: &str, session: &str) -> Response {
-        self.mcp(
-            ws,
-            key,
-            Some(session),
-            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        )
-    }
-
     /// The gate's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asserts that the gate's stderr so far contains `needle`.
+    pub fn assert_logged(&self, needle: &str) {
+        let log = self.log();
+        assert!(log.contains(needle), "{log}");
     }
 
     /// Registers the example server with a secret, activates the workspace, creates an agent.
@@ -218,6 +215,12 @@ impl Serve {
             json!({"name": "ex", "command": [gate_bin(), "example-server", "--poison"],
                    "env": {"MY_SECRET": SECRET}}),
         )
+    }
+
+    /// [`Serve::setup`], then a session of its agent.
+    pub fn setup_client(&self, ws: &str) -> Client<'_> {
+        let key = self.setup(ws);
+        self.client(ws, &key)
     }
 
     /// Registers `connection` in `ws`, activates the workspace, creates an agent; its key.
@@ -258,17 +261,14 @@ impl Serve {
         init.header("Mcp-Session-Id").expect("session id")
     }
 
-    /// Calls `tool` in `session`; the answer (which must come as a 200).
-    pub fn call(&self, ws: &str, key: &str, session: &str, tool: &str, args: Value) -> Value {
-        let r = self.mcp(
-            ws,
-            key,
-            Some(session),
-            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": tool, "arguments": args}}),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
+    /// An MCP session of agent `key` with workspace `ws`, initialized.
+    pub fn client(&self, ws: &str, key: &str) -> Client<'_> {
+        Client {
+            serve: self,
+            ws: ws.to_owned(),
+            key: key.to_owned(),
+            session: self.session(ws, key),
+        }
     }
 
     /// Waits until the gate holds a call for approval; returns the pending approval.
@@ -297,5 +297,45 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An agent in one MCP session with a workspace of a [`Serve`]: what most serve tests act as.
+pub struct Client<'s> {
+    serve: &'s Serve,
+    pub ws: String,
+    pub key: String,
+    pub session: String,
+}
+
+impl Client<'_> {
+    /// Sends `message` in the session.
+    pub fn send(&self, message: &Value) -> Response {
+        self.serve
+            .mcp(&self.ws, &self.key, Some(&self.session), message)
+    }
+
+    /// Ends the session (`DELETE`).
+    pub fn end(&self) -> Response {
+        let auth = format!("Bearer {}", self.key);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Mcp-Session-Id", self.session.as_str()),
+        ];
+        let path = format!("/mcp/{}", self.ws);
+        self.serve.request("DELETE", &path, &headers, None)
+    }
+
+    /// `tools/list`.
+    pub fn list(&self) -> Response {
+        self.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+    }
+
+    /// Calls `tool`; the answer (which must come as a 200).
+    pub fn call(&self, tool: &str, args: Value) -> Value {
+        let r = self.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
     }
 }

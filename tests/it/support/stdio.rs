@@ -27,6 +27,13 @@ impl Gate {
         Gate::start_with_env(servers, settings, &[])
     }
 
+    /// [`Gate::start`], then the `initialize` handshake.
+    pub fn ready(servers: Value, settings: Value) -> Gate {
+        let mut gate = Gate::start(servers, settings);
+        gate.initialize();
+        gate
+    }
+
     pub fn start_with_env(servers: Value, settings: Value, env: &[(&str, &str)]) -> Gate {
         let dir = TempDir::new();
         let config = dir.path().join("mcp.json");
@@ -95,6 +102,11 @@ impl Gate {
     pub fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.expect_within(what, WAIT, pred)
             .unwrap_or_else(|| panic!("no {what} within {WAIT:?}; log:\n{}", self.log()))
+    }
+
+    /// Waits for a `notifications/tools/list_changed`.
+    pub fn expect_list_changed(&mut self, what: &str) -> Value {
+        self.expect(what, |v| v["method"] == "notifications/tools/list_changed")
     }
 
     pub fn expect_within(
@@ -168,6 +180,12 @@ impl Gate {
             "tools/call",
             json!({ "name": name, "arguments": arguments }),
         )
+    }
+
+    /// Asserts that `tool` (an echo) answers `message` with `message`.
+    pub fn assert_echo(&mut self, tool: &str, message: &str) {
+        let answer = self.call(tool, json!({ "message": message }));
+        assert_eq!(super::text(&answer), message);
     }
 
     /// Calls until the tool answers with a result, or `WAIT` passes (a child restarting).
