@@ -2,7 +2,7 @@
 //! rotated `audit*.log` files; `audit verify` passes on the real trail and names the first broken
 //! record after an edit, a removal or a reordering.
 
-use crate::support::{example, gate, Gate, Serve, TempDir, SECRET};
+use crate::support::{assert_success, example, gate, Gate, Serve, TempDir, SECRET};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
@@ -113,11 +113,7 @@ fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
     gate.close_stdin();
     assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
     let ok = verify(&data);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_success(&ok);
     let events: Vec<Value> = lines(&data.join("audit.log"))
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["body"]["event"].clone())

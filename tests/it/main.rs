@@ -18,6 +18,7 @@
 //! - `partners`: delegation between gates: the gate's identity, partners, delegated calls.
 //! - `remote`: remote MCP servers over HTTP as downstreams.
 //! - `audit`: the audit trail and `audit verify`.
+//! - `formats`: `state.json` and the audit records, byte for byte, against golden files.
 //! - `real_peers`: servers and clients someone else wrote (server-everything, the Python SDK),
 //!   whichever transport they use.
 //! - `tidy`: house rules.
@@ -29,6 +30,7 @@
 mod audit;
 mod delegation;
 mod faults;
+mod formats;
 mod http_front;
 mod identity;
 mod integrity;

@@ -5,8 +5,8 @@
 
 use crate::support::http::Response;
 use crate::support::{
-    call_request, gate, initialize_request, listed_names, retry, settings_file, unix_now, Serve,
-    TempDir,
+    assert_success, call_request, gate, initialize_request, listed_names, retry, settings_file,
+    unix_now, Serve, TempDir,
 };
 use aegis_gate::delegation::paserk;
 use aegis_gate::delegation::token::{self, Grant};
@@ -63,11 +63,7 @@ fn the_gate_shows_its_identity_over_rest_and_on_the_command_line() {
     let data = serve.data.clone();
     assert!(serve.stop().success());
     let rotated = keys("rotate", &data);
-    assert!(
-        rotated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    assert_success(&rotated);
     let rotated: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     assert_eq!(rotated["keys"].as_array().unwrap().len(), 2);
     assert_eq!(rotated["keys"][1], identity["keys"][0]);

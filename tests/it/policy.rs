@@ -18,13 +18,9 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     let dir = TempDir::new();
     let serve = Serve::start(dir.path());
     let key = serve.setup("ws-1");
-    let other = serve.admin(
-        "POST",
-        "/agents",
-        Some(json!({"workspace_id": "ws-1", "name": "other"})),
-    );
-    let other_key = other.json()["key"].as_str().unwrap().to_owned();
-    let other_id = other.json()["id"].as_str().unwrap().to_owned();
+    let other = serve.agent("ws-1", "other");
+    let other_key = other["key"].as_str().unwrap().to_owned();
+    let other_id = other["id"].as_str().unwrap().to_owned();
     let client = serve.client("ws-1", &key);
     let other_client = serve.client("ws-1", &other_key);
     // No policy: everything allowed.

@@ -5,8 +5,8 @@
 //! the peers are missing, never under `CI=true`.
 
 use crate::support::{
-    call_request, gate_bin, live_group_members, peers_dir, repo_file, retry, spawn_reading_stdout,
-    text, Gate, Serve, TempDir, SECRET,
+    assert_success, call_request, gate_bin, live_group_members, peers_dir, repo_file, retry,
+    spawn_reading_stdout, text, Gate, Serve, TempDir, SECRET,
 };
 use serde_json::{json, Value};
 use std::io::Read;
@@ -210,11 +210,7 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
         .args(["--expect-http-error", "403"])
         .output()
         .unwrap();
-    assert!(
-        bad_origin.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bad_origin.stderr)
-    );
+    assert_success(&bad_origin);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! dir, reach their child decrypted and appear nowhere else (answers, log, files); `rotate-key`
 //! re-encrypts them under a new key.
 
-use crate::support::{gate, stdio_call, text, Serve, TempDir, ADMIN, SECRET};
+use crate::support::{assert_success, gate, stdio_call, text, Serve, TempDir, ADMIN, SECRET};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -73,11 +73,7 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
     let old_key = std::fs::read_to_string(data.join("fernet.key")).unwrap();
     let old_state = std::fs::read_to_string(data.join("state.json")).unwrap();
     let out = rotate();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 secrets re-encrypted"));
     let new_key = std::fs::read_to_string(data.join("fernet.key")).unwrap();
     assert_ne!(new_key, old_key);

@@ -13,7 +13,7 @@ pub use stdio::{last_answer, pipe_through, stdio_call, Gate};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -215,6 +215,15 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 pub fn settings_file(dir: &Path, settings: Value) -> PathBuf {
     let config = json!({ "mcpServers": {}, "aegis": settings });
     write_file(dir, "gate.json", &config.to_string())
+}
+
+/// Asserts that a finished command succeeded; shows its stderr when not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `aegis-gate ARGS` to completion; (exit code, stdout, stderr).

@@ -39,17 +39,21 @@ impl Gate {
         let config = dir.path().join("mcp.json");
         let body = json!({ "mcpServers": servers, "aegis": settings });
         std::fs::write(&config, body.to_string()).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
         let mut cmd = gate(&["--log-level", "debug", "stdio", "--config"]);
         cmd.arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .stdin(Stdio::piped())
+            .envs(env.iter().copied());
+        Gate::spawn(cmd, dir)
+    }
+
+    /// Runs `cmd` (the gate over stdio, with arguments of the caller's choosing) as a `Gate`
+    /// whose stderr goes to `dir/gate.log`.
+    pub fn spawn(mut cmd: Command, dir: TempDir) -> Gate {
+        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = crossbeam_channel::bounded(100_000);
