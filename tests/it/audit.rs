@@ -2,15 +2,13 @@
 //! rotated `audit*.log` files; `audit verify` passes on the real trail and names the first broken
 //! record after an edit, a removal or a reordering.
 
-use crate::serve_api::{Serve, SECRET};
-use crate::support::{gate_bin, TempDir};
+use crate::support::{assert_success, example, gate, Gate, Serve, TempDir, SECRET};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
 
 fn verify(data: &Path) -> Output {
-    std::process::Command::new(gate_bin())
-        .args(["audit", "verify", "--data-dir"])
+    gate(&["audit", "verify", "--data-dir"])
         .arg(data)
         .output()
         .unwrap()
@@ -32,26 +30,13 @@ fn write_lines(path: &Path, lines: &[String]) {
 fn the_audit_trail_verifies_and_any_edit_removal_or_reordering_is_named() {
     let dir = TempDir::new();
     let serve = Serve::start_with(dir.path(), &["--audit-rotate-bytes", "2048"]);
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
+    let client = serve.setup_client("ws-1");
     for n in 0..12 {
-        let answer = serve.call(
-            "ws-1",
-            &key,
-            &session,
-            "ex.echo",
-            json!({"message": format!("m{n}")}),
-        );
+        let answer = client.call("ex.echo", json!({"message": format!("m{n}")}));
         assert!(answer["result"].is_object(), "{answer}");
     }
-    serve.call(
-        "ws-1",
-        &key,
-        &session,
-        "ex.get_env",
-        json!({"name": "MY_SECRET"}),
-    );
-    let data = serve.data.clone();
+    client.call("ex.get_env", json!({"name": "MY_SECRET"}));
+    let (data, key) = (serve.data.clone(), client.key);
     assert!(serve.stop().success());
 
     let ok = verify(&data);
@@ -121,20 +106,14 @@ fn the_audit_trail_verifies_and_any_edit_removal_or_reordering_is_named() {
 
 #[test]
 fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
-    use crate::support::{example, Gate};
-    let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"agent": "dev"}));
-    gate.initialize();
+    let mut gate = Gate::ready(json!({"ex": example(&[])}), json!({"agent": "dev"}));
     assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
     assert!(gate.call("ex.fail", json!({}))["result"]["isError"] == true);
     let data = gate.data_dir();
     gate.close_stdin();
     assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
     let ok = verify(&data);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_success(&ok);
     let events: Vec<Value> = lines(&data.join("audit.log"))
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["body"]["event"].clone())
@@ -163,9 +142,7 @@ fn a_stdio_gate_records_its_calls_in_the_same_verifiable_trail() {
 
 #[test]
 fn a_stdio_gate_with_audit_off_writes_no_trail() {
-    use crate::support::{example, Gate};
-    let mut gate = Gate::start(json!({"ex": example(&[])}), json!({"audit": false}));
-    gate.initialize();
+    let mut gate = Gate::ready(json!({"ex": example(&[])}), json!({"audit": false}));
     assert!(gate.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
     let data = gate.data_dir();
     gate.close_stdin();

@@ -1,6 +1,6 @@
 //! Supervision: children that crash, hang, flood or lie, and teardown that leaves nothing behind.
 
-use crate::support::{error_code, example, live_group_members, process_exists, text, Gate};
+use crate::support::{assert_error, example, live_group_members, process_exists, text, Gate};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -30,19 +30,10 @@ fn pid_of(gate: &mut Gate, server: &str) -> u32 {
 
 #[test]
 fn a_child_that_crashes_mid_call_errors_that_call_and_comes_back() {
-    let mut gate = Gate::start(faulty_and_healthy(), fast());
-    gate.initialize();
+    let mut gate = Gate::ready(faulty_and_healthy(), fast());
     let before = pid_of(&mut gate, "faulty");
-    let res = gate.call("faulty.crash", json!({}));
-    assert_eq!(error_code(&res), -32002);
-    assert!(
-        res["error"]["message"].as_str().unwrap().contains("exited"),
-        "{res}"
-    );
-    assert_eq!(
-        text(&gate.call("healthy.echo", json!({"message": "ok"}))),
-        "ok"
-    );
+    assert_error(&gate.call("faulty.crash", json!({})), -32002, "exited");
+    gate.assert_echo("healthy.echo", "ok");
     let after: u32 = text(&gate.call_until_ok("faulty.pid", json!({})))
         .parse()
         .unwrap();
@@ -54,17 +45,12 @@ fn a_child_that_crashes_mid_call_errors_that_call_and_comes_back() {
 fn a_hung_child_is_found_by_heartbeat_and_restarted() {
     let mut settings = fast();
     settings["heartbeat_interval_ms"] = json!(200);
-    let mut gate = Gate::start(faulty_and_healthy(), settings);
-    gate.initialize();
+    let mut gate = Gate::ready(faulty_and_healthy(), settings);
     let before = pid_of(&mut gate, "faulty");
-    let res = gate.call("faulty.hang", json!({}));
-    assert_eq!(error_code(&res), -32002);
-    assert!(
-        res["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("missed 2 heartbeats"),
-        "{res}"
+    assert_error(
+        &gate.call("faulty.hang", json!({})),
+        -32002,
+        "missed 2 heartbeats",
     );
     let after = gate.call_until_ok("faulty.pid", json!({}));
     assert_ne!(text(&after), before.to_string());
@@ -73,32 +59,22 @@ fn a_hung_child_is_found_by_heartbeat_and_restarted() {
 
 #[test]
 fn a_ten_mib_line_is_refused_without_buffering_and_the_child_restarted() {
-    let mut gate = Gate::start(faulty_and_healthy(), fast());
-    gate.initialize();
-    let res = gate.call("faulty.big_line", json!({"bytes": 10 * 1024 * 1024}));
-    assert_eq!(error_code(&res), -32002);
-    assert!(
-        res["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("byte limit"),
-        "{res}"
+    let mut gate = Gate::ready(faulty_and_healthy(), fast());
+    assert_error(
+        &gate.call("faulty.big_line", json!({"bytes": 10 * 1024 * 1024})),
+        -32002,
+        "byte limit",
     );
     gate.call_until_ok("faulty.echo", json!({"message": "back"}));
 }
 
 #[test]
 fn a_child_writing_garbage_is_restarted() {
-    let mut gate = Gate::start(faulty_and_healthy(), fast());
-    gate.initialize();
-    let res = gate.call("faulty.garbage", json!({"lines": 100}));
-    assert_eq!(error_code(&res), -32002);
-    assert!(
-        res["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid JSON-RPC lines"),
-        "{res}"
+    let mut gate = Gate::ready(faulty_and_healthy(), fast());
+    assert_error(
+        &gate.call("faulty.garbage", json!({"lines": 100})),
+        -32002,
+        "invalid JSON-RPC lines",
     );
     gate.call_until_ok("faulty.echo", json!({"message": "back"}));
 }
@@ -109,14 +85,10 @@ fn a_stderr_flood_is_rate_limited_and_never_blocks_the_child() {
     // on a loaded machine (this test is about the log, not about heartbeats).
     let mut settings = fast();
     settings["heartbeat_interval_ms"] = json!(5000);
-    let mut gate = Gate::start(faulty_and_healthy(), settings);
-    gate.initialize();
+    let mut gate = Gate::ready(faulty_and_healthy(), settings);
     let res = gate.call("faulty.stderr_flood", json!({"lines": 200_000}));
     assert_eq!(text(&res), "flooded stderr");
-    assert_eq!(
-        text(&gate.call("faulty.echo", json!({"message": "fine"}))),
-        "fine"
-    );
+    gate.assert_echo("faulty.echo", "fine");
     // Sent after the flood, so once it is answered the gate has drained the flood.
     gate.wait_for_log("stderr lines suppressed");
     let logged = gate.log().matches("flood line").count();
@@ -127,8 +99,7 @@ fn a_stderr_flood_is_rate_limited_and_never_blocks_the_child() {
 fn a_child_without_ping_is_watched_by_liveness_and_probe() {
     let mut settings = fast();
     settings["probe_interval_ms"] = json!(100);
-    let mut gate = Gate::start(json!({ "noping": example(&["--no-ping"]) }), settings);
-    gate.initialize();
+    let mut gate = Gate::ready(json!({ "noping": example(&["--no-ping"]) }), settings);
     gate.wait_for_log("does not implement ping");
     let before = text(&gate.call("noping.echo", json!({"message": "a"})));
     assert_eq!(before, "a");
@@ -137,10 +108,7 @@ fn a_child_without_ping_is_watched_by_liveness_and_probe() {
     assert!(!gate
         .log()
         .contains("connection noping: healthy -> unhealthy"));
-    assert_eq!(
-        text(&gate.call("noping.echo", json!({"message": "b"}))),
-        "b"
-    );
+    gate.assert_echo("noping.echo", "b");
 }
 
 #[test]
@@ -151,8 +119,7 @@ fn a_broken_command_fails_fast_and_opens_the_breaker() {
         "missing": { "command": "/nonexistent/aegis-test-binary" },
         "healthy": example(&[]),
     });
-    let mut gate = Gate::start(servers, settings);
-    gate.initialize();
+    let mut gate = Gate::ready(servers, settings);
     assert_eq!(
         gate.tool_names()
             .iter()
@@ -167,8 +134,7 @@ fn a_broken_command_fails_fast_and_opens_the_breaker() {
 #[test]
 fn stdin_eof_tears_down_every_child_and_grandchild() {
     let servers = json!({ "faulty": example(&["--faults"]), "stubborn": example(&["--faults", "--ignore-eof"]) });
-    let mut gate = Gate::start(servers, json!({ "teardown_grace_ms": 300 }));
-    gate.initialize();
+    let mut gate = Gate::ready(servers, json!({ "teardown_grace_ms": 300 }));
     let faulty = pid_of(&mut gate, "faulty");
     let stubborn = pid_of(&mut gate, "stubborn");
     let grandchild: u32 = text(&gate.call("faulty.spawn_grandchild", json!({})))
@@ -195,8 +161,7 @@ fn stdin_eof_tears_down_every_child_and_grandchild() {
 fn sigterm_tears_down_and_exits_zero() {
     for signal in ["TERM", "INT"] {
         let servers = json!({ "stubborn": example(&["--faults", "--ignore-eof"]) });
-        let mut gate = Gate::start(servers, json!({ "teardown_grace_ms": 300 }));
-        gate.initialize();
+        let mut gate = Gate::ready(servers, json!({ "teardown_grace_ms": 300 }));
         let child = pid_of(&mut gate, "stubborn");
         let grandchild: u32 = text(&gate.call("stubborn.spawn_grandchild", json!({})))
             .parse()
@@ -211,8 +176,7 @@ fn sigterm_tears_down_and_exits_zero() {
 
 #[test]
 fn a_flood_of_list_changed_is_coalesced_into_a_listing_a_second() {
-    let mut gate = Gate::start(faulty_and_healthy(), fast());
-    gate.initialize();
+    let mut gate = Gate::ready(faulty_and_healthy(), fast());
     let start = std::time::Instant::now();
     assert_eq!(
         text(&gate.call("faulty.list_flood", json!({"count": 2000}))),
@@ -227,17 +191,13 @@ fn a_flood_of_list_changed_is_coalesced_into_a_listing_a_second() {
         "{lists} listings in {:?}",
         start.elapsed()
     );
-    assert_eq!(
-        text(&gate.call("healthy.echo", json!({"message": "ok"}))),
-        "ok"
-    );
+    gate.assert_echo("healthy.echo", "ok");
 }
 
 #[test]
 fn a_gate_killed_with_sigkill_takes_its_children_along() {
     let servers = json!({ "stubborn": example(&["--faults", "--ignore-eof"]) });
-    let mut gate = Gate::start(servers, json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(servers, json!({}));
     let child = pid_of(&mut gate, "stubborn");
     assert!(process_exists(child));
     // No teardown can run: only the kernel's parent-death signal stops a child that ignores EOF.

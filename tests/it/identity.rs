@@ -2,14 +2,14 @@
 //! algorithm pinned per issuer (EdDSA, RS256, ES256), keys from a JWKS endpoint on 127.0.0.1,
 //! scopes that limit the tools an agent sees and calls, and every bad token refused.
 
-use crate::serve_api::Serve;
-use crate::support::TempDir;
+use crate::support::http::{Endpoint, Response};
+use crate::support::{
+    call_request, initialize_request, listed_names, repo_file, unix_now, Serve, TempDir,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 const ISSUER: &str = "https://idp.test";
@@ -23,11 +23,8 @@ struct Keys {
 impl Keys {
     fn new() -> Keys {
         use rsa::pkcs8::DecodePrivateKey;
-        let pem = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/identity/rsa_test_key.pem"),
-        )
-        .unwrap();
+        let pem =
+            std::fs::read_to_string(repo_file("tests/data/identity/rsa_test_key.pem")).unwrap();
         Keys {
             ed: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
             rsa: rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
@@ -74,114 +71,13 @@ impl Keys {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn claims(extra: Value) -> Value {
-    let mut c = json!({"iss": ISSUER, "aud": "aegis", "sub": "alice", "exp": now() + 300,
+    let mut c = json!({"iss": ISSUER, "aud": "aegis", "sub": "alice", "exp": unix_now() + 300,
         "scope": "ex.echo ex.add"});
     for (k, v) in extra.as_object().unwrap() {
         c[k] = v.clone();
     }
     c
-}
-
-/// An HTTP endpoint on 127.0.0.1 (plain or TLS) that answers every request with the JSON
-/// that `answer(headers, body)` returns; counts requests; stopped and joined on drop.
-struct Endpoint {
-    url: String,
-    addr: std::net::SocketAddr,
-    hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Answer = Box<dyn Fn(&str, &str) -> String + Send>;
-
-impl Endpoint {
-    fn start(path: &str, tls: Option<Arc<rustls::ServerConfig>>, answer: Answer) -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (hits, stop) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(tcp) = stream else { continue };
-                h.fetch_add(1, Ordering::SeqCst);
-                match &tls {
-                    None => {
-                        exchange(tcp, &answer);
-                    }
-                    Some(config) => {
-                        let conn = rustls::ServerConnection::new(Arc::clone(config)).unwrap();
-                        let mut tls = exchange(rustls::StreamOwned::new(conn, tcp), &answer);
-                        tls.conn.send_close_notify();
-                        let _ = tls.flush();
-                    }
-                };
-            }
-        });
-        Endpoint {
-            url: format!("{scheme}://{addr}{path}"),
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops answering: later requests find nothing listening.
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept.
-        let _ = std::net::TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Reads one request (head and Content-Length body) and writes `answer`'s JSON as a 200.
-fn exchange<S: std::io::Read + Write>(mut stream: S, answer: &Answer) -> S {
-    use std::io::Read;
-    let mut reader = BufReader::new(&mut stream);
-    let (mut head, mut length) = (String::new(), 0);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        head.push_str(&line);
-    }
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
-    let reply = answer(&head, &String::from_utf8_lossy(&body));
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
-    stream
 }
 
 /// A JWKS endpoint serving `body`.
@@ -190,65 +86,43 @@ fn jwks_server(body: String) -> Endpoint {
 }
 
 fn initialize_status(serve: &Serve, token: &str) -> u16 {
-    let auth = format!("Bearer {token}");
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
-    .to_string();
-    serve
-        .request(
-            "POST",
-            "/mcp/ws-1",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-                ("Accept", "application/json, text/event-stream"),
-            ],
-            Some(&init),
-        )
-        .status
+    serve.mcp("ws-1", token, None, &initialize_request()).status
+}
+
+/// `PUT /workspaces/ws-1/identity`.
+fn put_identity(serve: &Serve, identity: Value) -> Response {
+    serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity))
 }
 
 fn set_algorithm(serve: &Serve, jwks: &Endpoint, alg: &str) {
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": alg,
         "jwks_url": jwks.url, "scopes_claim": "scope"}});
-    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(identity));
+    let set = put_identity(serve, identity);
     assert_eq!(set.status, 200, "{}", set.body);
+}
+
+/// A serve with workspace ws-1 set up, the identity provider's keys, and its JWKS endpoint.
+fn serve_and_idp() -> (Serve, Keys, Endpoint) {
+    let serve = Serve::in_temp(&[]);
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let jwks = jwks_server(keys.jwks());
+    (serve, keys, jwks)
 }
 
 #[test]
 fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     set_algorithm(&serve, &jwks, "EdDSA");
     let token = keys.token("EdDSA", "ed", &claims(json!({})));
-    let session = serve.session("ws-1", &token);
-    let list = serve.mcp(
-        "ws-1",
-        &token,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
-    let mut names = crate::support::listed_names(&list.json());
+    let client = serve.client("ws-1", &token);
+    let list = client.list();
+    let mut names = listed_names(&list.json());
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{}", list.body);
-    let echo = serve.call(
-        "ws-1",
-        &token,
-        &session,
-        "ex.echo",
-        json!({"message": "hi"}),
-    );
+    let echo = client.call("ex.echo", json!({"message": "hi"}));
     assert_eq!(echo["result"]["content"][0]["text"], "hi", "{echo}");
-    let outside = serve.mcp(
-        "ws-1",
-        &token,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-            "params": {"name": "ex.get_env", "arguments": {"name": "X"}}}),
-    );
+    let outside = client.send(&call_request(3, "ex.get_env", json!({"name": "X"})));
     assert_eq!(outside.status, 403, "{}", outside.body);
     assert_eq!(outside.json()["error"]["code"], -32011, "{}", outside.body);
 
@@ -262,20 +136,12 @@ fn identity_tokens_of_each_algorithm_name_the_agent_and_limit_its_tools() {
         );
         assert_eq!(initialize_status(&serve, &token), 401, "EdDSA under {alg}");
     }
-    assert!(
-        serve.log().contains("alg \"EdDSA\" is not the pinned"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("alg \"EdDSA\" is not the pinned");
 }
 
 #[test]
 fn every_bad_identity_token_is_refused() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     set_algorithm(&serve, &jwks, "RS256");
     let good = keys.token("RS256", "rsa", &claims(json!({})));
     assert_eq!(initialize_status(&serve, &good), 200);
@@ -290,11 +156,11 @@ fn every_bad_identity_token_is_refused() {
         ),
         (
             "expired",
-            keys.token("RS256", "rsa", &claims(json!({"exp": now() - 600}))),
+            keys.token("RS256", "rsa", &claims(json!({"exp": unix_now() - 600}))),
         ),
         (
             "not valid yet",
-            keys.token("RS256", "rsa", &claims(json!({"nbf": now() + 600}))),
+            keys.token("RS256", "rsa", &claims(json!({"nbf": unix_now() + 600}))),
         ),
         (
             "alg none",
@@ -335,19 +201,9 @@ fn every_bad_identity_token_is_refused() {
     );
     // Bad settings are refused and change nothing.
     let no_keys = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "RS256"}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(no_keys))
-            .status,
-        422
-    );
+    assert_eq!(put_identity(&serve, no_keys).status, 422);
     let hmac = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "HS256", "jwks_url": jwks.url}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(hmac))
-            .status,
-        400
-    );
+    assert_eq!(put_identity(&serve, hmac).status, 400);
     assert_eq!(initialize_status(&serve, &good), 200);
 }
 
@@ -362,7 +218,7 @@ fn introspection() -> Endpoint {
                 .lines()
                 .any(|l| l.trim() == "Authorization: Basic Y2xpZW50OnNlY3JldA==");
             if authorized && body.starts_with("token=opaque-good&") {
-                json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": now() + 300})
+                json!({"active": true, "sub": "bob", "scope": "ex.echo", "aud": "aegis", "exp": unix_now() + 300})
             } else {
                 json!({"active": false})
             }
@@ -379,7 +235,7 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
     let mut provider = introspection();
     let settings = json!({"introspection": {"url": provider.url, "audience": "aegis",
         "authorization": "Basic Y2xpZW50OnNlY3JldA==", "scopes_claim": "scope"}});
-    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(settings));
+    let set = put_identity(&serve, settings);
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(set.json()["introspection"]["authorization"], "(set)");
     let state = std::fs::read_to_string(serve.data.join("state.json")).unwrap();
@@ -388,15 +244,10 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
         "the credential is stored in plain text"
     );
 
-    let session = serve.session("ws-1", "opaque-good");
+    let client = serve.client("ws-1", "opaque-good");
     let hits = provider.hits.load(Ordering::SeqCst);
-    let list = serve.mcp(
-        "ws-1",
-        "opaque-good",
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
-    let names = crate::support::listed_names(&list.json());
+    let list = client.list();
+    let names = listed_names(&list.json());
     assert_eq!(names, ["ex.echo"], "{}", list.body);
     assert_eq!(
         provider.hits.load(Ordering::SeqCst),
@@ -408,28 +259,15 @@ fn opaque_tokens_are_introspected_cached_and_refused_when_the_provider_is_down()
     provider.stop();
     assert_eq!(initialize_status(&serve, "opaque-good"), 200);
     assert_eq!(initialize_status(&serve, "opaque-never-seen"), 401);
-    assert!(
-        serve.log().contains("introspection failed (refused)"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("introspection failed (refused)");
 }
 
 #[test]
 fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    serve.setup("ws-1");
-    let keys = Keys::new();
-    let jwks = jwks_server(keys.jwks());
+    let (serve, keys, jwks) = serve_and_idp();
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "ES256",
         "jwks_url": jwks.url, "workspace_claim": "ws"}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&serve, identity).status, 200);
     let for_ws = |ws: Value| keys.token("ES256", "ec", &claims(json!({"ws": ws})));
     assert_eq!(initialize_status(&serve, &for_ws(json!("ws-1"))), 200);
     assert_eq!(initialize_status(&serve, &for_ws(json!("ws-2"))), 401);
@@ -443,7 +281,7 @@ fn a_token_for_another_workspace_is_refused_when_a_workspace_claim_is_configured
 fn tls_jwks_server(body: String) -> Endpoint {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity");
+    let data = repo_file("tests/data/identity");
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(data.join("tls_test_cert.pem"))
             .unwrap()
@@ -465,37 +303,21 @@ fn tls_jwks_server(body: String) -> Endpoint {
 #[test]
 fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
     let dir = TempDir::new();
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/identity/tls_test_cert.pem");
+    let ca = repo_file("tests/data/identity/tls_test_cert.pem");
     let serve = Serve::start_with_env(dir.path(), &[], &[("AEGIS_CA_FILE", ca.to_str().unwrap())]);
     serve.setup("ws-1");
     let keys = Keys::new();
     let jwks = tls_jwks_server(keys.jwks());
     let identity = json!({"jwt": {"issuer": ISSUER, "audience": "aegis", "algorithm": "EdDSA",
         "jwks_url": jwks.url}});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity.clone()))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&serve, identity.clone()).status, 200);
     let token = keys.token("EdDSA", "ed", &claims(json!({})));
     assert_eq!(initialize_status(&serve, &token), 200, "{}", serve.log());
 
     // A gate that does not trust the CA refuses the key set, so the token.
-    let other_dir = TempDir::new();
-    let other = Serve::start(other_dir.path());
+    let other = Serve::in_temp(&[]);
     other.setup("ws-1");
-    assert_eq!(
-        other
-            .admin("PUT", "/workspaces/ws-1/identity", Some(identity))
-            .status,
-        200
-    );
+    assert_eq!(put_identity(&other, identity).status, 200);
     assert_eq!(initialize_status(&other, &token), 401);
-    assert!(
-        other.log().contains("cannot fetch the key set"),
-        "{}",
-        other.log()
-    );
+    other.assert_logged("cannot fetch the key set");
 }

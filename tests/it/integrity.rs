@@ -1,7 +1,7 @@
 //! Tool integrity end to end: a downstream serves a poisoned tool and then pulls the rug on a clean
 //! one; the agent never reads the poisoned text, and the changed tool is quarantined until approved.
 
-use crate::support::{error_code, example, run_cli, text, Gate};
+use crate::support::{assert_error, error_code, example, run_cli, text, Gate};
 use serde_json::{json, Value};
 
 const POISON_MARKERS: [&str; 3] = ["IMPORTANT", "id_rsa", "\u{200b}"];
@@ -30,8 +30,7 @@ fn description_of(listing: &Value, name: &str) -> Option<String> {
 
 #[test]
 fn poisoned_tools_are_held_and_a_rug_pull_is_quarantined_until_approved() {
-    let mut gate = Gate::start(json!({ "wx": example(&["--poison"]) }), json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(json!({ "wx": example(&["--poison"]) }), json!({}));
     let first = listing(&mut gate);
     assert_clean(&first);
     assert_eq!(
@@ -43,14 +42,10 @@ fn poisoned_tools_are_held_and_a_rug_pull_is_quarantined_until_approved() {
         "held tools are not listed"
     );
 
-    let refused = gate.call("wx.poisoned_add", json!({"a": 1, "b": 2}));
-    assert_eq!(error_code(&refused), -32005);
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("held for review"),
-        "{refused}"
+    assert_error(
+        &gate.call("wx.poisoned_add", json!({"a": 1, "b": 2})),
+        -32005,
+        "held for review",
     );
 
     // Hidden characters in results are stripped too.
@@ -63,9 +58,7 @@ fn poisoned_tools_are_held_and_a_rug_pull_is_quarantined_until_approved() {
         text(&gate.call("wx.rug_pull", json!({}))),
         "weather changed"
     );
-    gate.expect("list_changed", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
+    gate.expect_list_changed("list_changed");
     let after = listing(&mut gate);
     assert_clean(&after);
     assert_eq!(
@@ -98,9 +91,7 @@ fn poisoned_tools_are_held_and_a_rug_pull_is_quarantined_until_approved() {
     // The operator approves the new version; the running gate serves it within a second.
     let (code, out, err) = run_cli(&["tools", "approve", "wx.weather", "--data-dir", data]);
     assert_eq!(code, 0, "{out}{err}");
-    gate.expect("list_changed after approval", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
+    gate.expect_list_changed("list_changed after approval");
     let approved = description_of(&listing(&mut gate), "wx.weather").unwrap();
     assert!(approved.contains("Before calling this tool"), "{approved}");
     assert!(
@@ -112,12 +103,9 @@ fn poisoned_tools_are_held_and_a_rug_pull_is_quarantined_until_approved() {
 #[test]
 fn pins_survive_a_restart() {
     let servers = json!({ "wx": example(&["--poison"]) });
-    let mut gate = Gate::start(servers.clone(), json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(servers.clone(), json!({}));
     gate.call("wx.rug_pull", json!({}));
-    gate.expect("list_changed", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
+    gate.expect_list_changed("list_changed");
     let data_dir = gate.data_dir();
     gate.close_stdin();
     assert!(gate.wait_exit(std::time::Duration::from_secs(20)).success());
@@ -139,83 +127,38 @@ fn pins_survive_a_restart() {
 
 #[test]
 fn hide_mode_hides_a_changed_tool_and_refuses_calls() {
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({ "wx": example(&["--poison"]) }),
         json!({ "on_change": "hide" }),
     );
-    gate.initialize();
     gate.call("wx.rug_pull", json!({}));
-    gate.expect("list_changed", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
+    gate.expect_list_changed("list_changed");
     assert!(description_of(&listing(&mut gate), "wx.weather").is_none());
-    let refused = gate.call("wx.weather", json!({"city": "Oslo"}));
-    assert_eq!(error_code(&refused), -32005);
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("quarantined"),
-        "{refused}"
+    assert_error(
+        &gate.call("wx.weather", json!({"city": "Oslo"})),
+        -32005,
+        "quarantined",
     );
 }
 
 #[test]
 fn require_approval_lists_nothing_until_an_operator_approves() {
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({ "ex": example(&[]) }),
         json!({ "pinning": "require_approval" }),
     );
-    gate.initialize();
     assert_eq!(listing(&mut gate)["tools"], json!([]));
     assert_eq!(
         error_code(&gate.call("ex.echo", json!({"message": "x"}))),
         -32005
     );
     let data_dir = gate.data_dir();
-    let (code, _, err) = run_cli(&[
-        "tools",
-        "approve",
-        "ex.echo",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
+    let data = data_dir.to_str().unwrap();
+    let (code, _, err) = run_cli(&["tools", "approve", "ex.echo", "--data-dir", data]);
     assert_eq!(code, 0, "{err}");
-    gate.expect("list_changed", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
-    assert_eq!(
-        text(&gate.call("ex.echo", json!({"message": "now"}))),
-        "now"
-    );
-    let (code, _, err) = run_cli(&[
-        "tools",
-        "approve",
-        "ex.nope",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
+    gate.expect_list_changed("list_changed");
+    gate.assert_echo("ex.echo", "now");
+    let (code, _, err) = run_cli(&["tools", "approve", "ex.nope", "--data-dir", data]);
     assert_ne!(code, 0);
     assert!(err.contains("ex.nope"), "{err}");
-}
-
-#[test]
-fn provider_safe_names_route_exactly() {
-    let mut gate = Gate::start(
-        json!({ "ex": example(&[]) }),
-        json!({ "naming": "provider_safe" }),
-    );
-    gate.initialize();
-    let names = gate.tool_names();
-    assert!(
-        names.iter().all(|n| n.len() <= 64
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')),
-        "{names:?}"
-    );
-    assert!(names.contains(&"ex__echo".to_owned()), "{names:?}");
-    assert_eq!(
-        text(&gate.call("ex__echo", json!({"message": "safe"}))),
-        "safe"
-    );
 }

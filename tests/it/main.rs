@@ -1,21 +1,49 @@
 //! Integration tests: one binary, a module per boundary. They drive the real `aegis-gate` binary.
 //!
-//! Where new tests go: `stdio_gate` for the upstream protocol and routing, `faults` for
-//! supervision of misbehaving children, `real_peers` for servers and clients someone else wrote,
-//! `tidy` for house rules. Shared helpers live in `support`.
+//! Where new tests go (by the boundary a test drives, not by the feature it touches):
+//! - `stdio_gate`: the upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
+//! - `faults`: supervision of misbehaving children (crashes, hangs, floods) and teardown.
+//! - `integrity`: tool pins, poisoned tools and rug pulls, and the `tools` command.
+//! - `sanitize`: the poisoning corpus against the sanitizers (no binary).
+//! - `delegation`: delegation crypto against published vectors (no binary).
+//! - `rest_api`: the REST admin API of serve: refusals, changes to running connections.
+//! - `mcp_http`: MCP over Streamable HTTP with our own requests: sessions, transport checks,
+//!   streams, progress, list changes.
+//! - `http_front`: serve's HTTP front itself: health and metrics routes, hostile clients, limits.
+//! - `serve_lifecycle`: serve's start and stop: config, `--demo`, SIGTERM, restarts, `kill -9`,
+//!   a stored workspace served over stdio.
+//! - `secrets`: credentials at rest: encryption, where secrets may appear, `rotate-key`.
+//! - `policy`: workspace policies, escalation and approvals.
+//! - `identity`: agents identified by JWT and token introspection.
+//! - `partners`: delegation between gates: the gate's identity, partners, delegated calls.
+//! - `remote`: remote MCP servers over HTTP as downstreams.
+//! - `audit`: the audit trail and `audit verify`.
+//! - `formats`: `state.json` and the audit records, byte for byte, against golden files.
+//! - `real_peers`: servers and clients someone else wrote (server-everything, the Python SDK),
+//!   whichever transport they use.
+//! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
+//!
+//! Shared helpers live in `support`: `support::stdio` (the stdio gate), `support::serve` (the one
+//! `Serve` harness), `support::http` (the one raw HTTP/1.1 client and receiver). A test module
+//! never imports from another test module.
 
 mod audit;
 mod delegation;
 mod faults;
+mod formats;
 mod http_front;
 mod identity;
 mod integrity;
 mod layers;
+mod mcp_http;
 mod partners;
 mod policy;
 mod real_peers;
+mod remote;
+mod rest_api;
 mod sanitize;
-mod serve_api;
+mod secrets;
+mod serve_lifecycle;
 mod stdio_gate;
 mod support;
 mod tidy;

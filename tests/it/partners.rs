@@ -3,14 +3,18 @@
 //! delegated calls: what is granted is served, every bad token is refused with one generic error
 //! per class, and the rate limit answers 429 with `retry_after`.
 
-use crate::serve_api::{Response, Serve};
-use crate::support::{gate_bin, TempDir};
+use crate::support::http::Response;
+use crate::support::{
+    assert_success, call_request, gate, initialize_request, listed_names, retry, settings_file,
+    unix_now, Serve, TempDir,
+};
 use aegis_gate::delegation::paserk;
 use aegis_gate::delegation::token::{self, Grant};
 use aegis_gate::glob::Scope;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
-use std::process::Command;
+use std::path::Path;
+use std::time::Duration;
 
 fn partner_key(seed: u8) -> String {
     paserk::encode(&SigningKey::from_bytes(&[seed; 32]).verifying_key())
@@ -40,11 +44,13 @@ fn the_gate_shows_its_identity_over_rest_and_on_the_command_line() {
         paserk::decode(key["public_key"].as_str().unwrap()).is_ok(),
         "{key}"
     );
-    let shown = Command::new(gate_bin())
-        .args(["keys", "show", "--data-dir"])
-        .arg(&serve.data)
-        .output()
-        .unwrap();
+    let keys = |action: &str, data: &Path| {
+        gate(&["keys", action, "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let shown = keys("show", &serve.data);
     assert!(shown.status.success());
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown, identity);
@@ -52,24 +58,12 @@ fn the_gate_shows_its_identity_over_rest_and_on_the_command_line() {
     let state = std::fs::read_to_string(serve.data.join("state.json")).unwrap();
     assert!(state.contains("\"org_id\": \"org-b\""), "{state}");
     // Rotation needs serve stopped, then lists the new key first and keeps the old one.
-    let refused = Command::new(gate_bin())
-        .args(["keys", "rotate", "--data-dir"])
-        .arg(&serve.data)
-        .output()
-        .unwrap();
+    let refused = keys("rotate", &serve.data);
     assert!(!refused.status.success());
     let data = serve.data.clone();
     assert!(serve.stop().success());
-    let rotated = Command::new(gate_bin())
-        .args(["keys", "rotate", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        rotated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    let rotated = keys("rotate", &data);
+    assert_success(&rotated);
     let rotated: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     assert_eq!(rotated["keys"].as_array().unwrap().len(), 2);
     assert_eq!(rotated["keys"][1], identity["keys"][0]);
@@ -78,8 +72,7 @@ fn the_gate_shows_its_identity_over_rest_and_on_the_command_line() {
 
 #[test]
 fn partners_are_registered_only_when_every_rule_holds() {
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
+    let serve = Serve::in_temp(&["--org-id", "org-b"]);
     serve.setup("ws-1");
     let created = serve.admin("POST", "/partners", Some(partner("org-a", "a1", 4)));
     assert_eq!(created.status, 201, "{}", created.body);
@@ -187,30 +180,17 @@ fn gate_b_with_org_a(dir: &TempDir, rate: Value) -> (Serve, OrgA) {
     (serve, a)
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// POSTs `body` to /mcp/ws-1 with `token` (and a session once there is one).
 fn post(serve: &Serve, token: &str, session: Option<&str>, body: &str) -> Response {
-    let mut headers = vec![
-        ("Aegis-Delegation", token),
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-    ];
+    let mut headers = vec![("Aegis-Delegation", token)];
     if let Some(s) = session {
         headers.push(("Mcp-Session-Id", s));
     }
-    serve.request("POST", "/mcp/ws-1", &headers, Some(body))
+    serve.post_mcp("ws-1", &headers, body)
 }
 
 fn call_body(id: u64, tool: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": tool, "arguments": {"message": "hi", "a": 1, "b": 2}}})
-    .to_string()
+    call_request(id, tool, json!({"message": "hi", "a": 1, "b": 2})).to_string()
 }
 
 #[test]
@@ -220,45 +200,26 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
     let scope = ["ex.echo", "ex.add", "ex.get_env"];
     let now = unix_now();
 
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
-    .to_string();
-    let opened = post(
-        &serve,
-        &a.token("org-b", &scope, "", &init, now),
-        None,
-        &init,
-    );
+    // A token of org A for gate B, signed now, naming `tool` and bound to `body`.
+    let signed = |tool: &str, body: &str| a.token("org-b", &scope, tool, body, now);
+    let init = initialize_request().to_string();
+    let opened = post(&serve, &signed("", &init), None, &init);
     assert_eq!(opened.status, 200, "{}\n{}", opened.body, serve.log());
     let session = opened.header("Mcp-Session-Id").unwrap();
     let ready = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
     let s = Some(session.as_str());
-    assert_eq!(
-        post(
-            &serve,
-            &a.token("org-b", &scope, "", &ready, now),
-            s,
-            &ready
-        )
-        .status,
-        202
-    );
+    assert_eq!(post(&serve, &signed("", &ready), s, &ready).status, 202);
 
     // The listing holds only what both the token and the grant permit.
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
-    let listed = post(&serve, &a.token("org-b", &scope, "", &list, now), s, &list).json();
-    let mut names = crate::support::listed_names(&listed);
+    let listed = post(&serve, &signed("", &list), s, &list).json();
+    let mut names = listed_names(&listed);
     names.sort_unstable();
     assert_eq!(names, ["ex.add", "ex.echo"], "{listed}");
 
     // Granted: answered by the server.
     let echo = call_body(3, "ex.echo");
-    let answered = post(
-        &serve,
-        &a.token("org-b", &scope, "ex.echo", &echo, now),
-        s,
-        &echo,
-    );
+    let answered = post(&serve, &signed("ex.echo", &echo), s, &echo);
     assert_eq!(
         answered.json()["result"]["content"][0]["text"],
         "hi",
@@ -271,103 +232,63 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
         let r = post(&serve, &token, s, body);
         assert_eq!((r.status, code(&r)), (status, want), "{why}: {}", r.body);
     };
-    // Denied by the partner's grant although the token allows it.
-    let get_env = call_body(4, "ex.get_env");
-    refused(
-        a.token("org-b", &scope, "ex.get_env", &get_env, now),
-        &get_env,
-        403,
-        -32011,
-        "denied",
-    );
-    // Allowed by the grant, outside the token's scope.
-    let weather = call_body(5, "ex.weather");
-    refused(
-        a.token("org-b", &scope, "ex.weather", &weather, now),
-        &weather,
-        403,
-        -32011,
-        "scope",
-    );
-    // The token names another tool than the one called.
-    refused(
-        a.token("org-b", &scope, "ex.echo", &weather, now),
-        &weather,
-        403,
-        -32011,
-        "tool",
-    );
+    let (get_env, weather) = (call_body(4, "ex.get_env"), call_body(5, "ex.weather"));
     let body = call_body(6, "ex.echo");
     let good = |n: i64| a.token("org-b", &scope, "ex.echo", &body, n);
-    refused(
-        a.token("org-c", &scope, "ex.echo", &body, now),
-        &body,
-        401,
-        -32010,
-        "aud",
-    );
-    refused(good(now - 1000), &body, 401, -32010, "expired");
-    refused(good(now + 1000), &body, 401, -32010, "not yet valid");
-    refused(
-        good(now),
-        &call_body(6, "ex.add"),
-        401,
-        -32010,
-        "body swapped",
-    );
     let stranger = OrgA {
         key: SigningKey::from_bytes(&[9; 32]),
         kid: "zz",
     };
-    refused(
-        stranger.token("org-b", &scope, "ex.echo", &body, now),
-        &body,
-        401,
-        -32010,
-        "kid",
-    );
-    // A flipped byte in the signed payload.
-    let mut bytes = good(now).into_bytes();
-    bytes[30] = if bytes[30] == b'A' { b'B' } else { b'A' };
-    refused(
-        String::from_utf8(bytes).unwrap(),
-        &body,
-        401,
-        -32010,
-        "tampered",
-    );
+    let mut flipped = good(now).into_bytes();
+    flipped[30] = if flipped[30] == b'A' { b'B' } else { b'A' };
     // A duplicate `name`: the gate routes the last one, and that is what is checked. Signed with
     // no tool, or with the first name, it is refused; the denied tool never runs.
     let twice = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ex.echo","name":"ex.get_env","arguments":{"name":"X"}}}"#;
-    refused(
-        a.token("org-b", &scope, "", twice, now),
-        twice,
-        403,
-        -32011,
-        "no tool",
-    );
-    refused(
-        a.token("org-b", &scope, "ex.echo", twice, now),
-        twice,
-        403,
-        -32011,
-        "first name",
-    );
-    refused(
-        a.token("org-b", &scope, "ex.get_env", twice, now),
-        twice,
-        403,
-        -32011,
-        "last name",
-    );
     let nameless = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"arguments":{}}}"#;
-    refused(
-        a.token("org-b", &scope, "", nameless, now),
-        nameless,
-        403,
-        -32011,
-        "no name",
-    );
+    let swapped = call_body(6, "ex.add");
+    let (forbidden, unauthorized) = ((403, -32011), (401, -32010));
+    let cases: [(String, &str, (u16, i64), &str); 13] = [
+        // Denied by the partner's grant although the token allows it.
+        (
+            signed("ex.get_env", &get_env),
+            &get_env,
+            forbidden,
+            "denied",
+        ),
+        // Allowed by the grant, outside the token's scope.
+        (signed("ex.weather", &weather), &weather, forbidden, "scope"),
+        // The token names another tool than the one called.
+        (signed("ex.echo", &weather), &weather, forbidden, "tool"),
+        (
+            a.token("org-c", &scope, "ex.echo", &body, now),
+            &body,
+            unauthorized,
+            "aud",
+        ),
+        (good(now - 1000), &body, unauthorized, "expired"),
+        (good(now + 1000), &body, unauthorized, "not yet valid"),
+        (good(now), &swapped, unauthorized, "body swapped"),
+        (
+            stranger.token("org-b", &scope, "ex.echo", &body, now),
+            &body,
+            unauthorized,
+            "kid",
+        ),
+        // A flipped byte in the signed payload.
+        (
+            String::from_utf8(flipped).unwrap(),
+            &body,
+            unauthorized,
+            "tampered",
+        ),
+        (signed("", twice), twice, forbidden, "no tool"),
+        (signed("ex.echo", twice), twice, forbidden, "first name"),
+        (signed("ex.get_env", twice), twice, forbidden, "last name"),
+        (signed("", nameless), nameless, forbidden, "no name"),
+    ];
+    for (token, body, (status, want), why) in cases {
+        refused(token, body, status, want, why);
+    }
     // The same token twice: the second is a replay.
     let once = good(now);
     assert_eq!(post(&serve, &once, s, &body).status, 200);
@@ -400,23 +321,19 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
     let data = serve.data.clone();
     assert!(serve.stop().success());
     let trail = std::fs::read_to_string(data.join("audit.log")).unwrap();
-    assert!(
-        trail.contains("refused: bh does not match the body"),
-        "{trail}"
-    );
-    assert!(
-        trail.contains("\"delegation\":{\"iss\":\"org-a\""),
-        "{trail}"
-    );
+    for needle in [
+        "refused: bh does not match the body",
+        "\"delegation\":{\"iss\":\"org-a\"",
+    ] {
+        assert!(trail.contains(needle), "{trail}");
+    }
 }
 
 #[test]
 fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
     let dir = TempDir::new();
     let (serve, a) = gate_b_with_org_a(&dir, json!({"per_minute": 60, "burst": 3}));
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}}})
-    .to_string();
+    let init = initialize_request().to_string();
     let scope = ["ex.echo"];
     let opened = post(
         &serve,
@@ -450,7 +367,7 @@ fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
     );
     assert_eq!(limited.header("Retry-After").unwrap(), wait.to_string());
     // The wait is the rate limit's own time, not a synchronisation.
-    std::thread::sleep(std::time::Duration::from_secs(wait));
+    std::thread::sleep(Duration::from_secs(wait));
     assert_eq!(send().status, 200);
 }
 
@@ -468,69 +385,38 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
     });
     assert_eq!(b.admin("POST", "/partners", Some(grant.take())).status, 201);
     // A's side: a partner connection to B's workspace, an agent.
-    let conn = a.admin(
-        "POST",
-        "/connections",
-        Some(
-            json!({"workspace_id": "wa", "name": "partner_b", "kind": "partner",
+    let conn = a.connect(
+        "wa",
+        json!({"name": "partner_b", "kind": "partner",
             "url": format!("http://{}/mcp/ws-1", b.addr), "org_id": "org-b"}),
-        ),
     );
     assert_eq!(conn.status, 201, "{}", conn.body);
     assert_eq!(conn.json()["kind"], "partner");
-    assert_eq!(a.admin("POST", "/workspaces/wa/activate", None).status, 200);
-    let agent = a.admin(
-        "POST",
-        "/agents",
-        Some(json!({"workspace_id": "wa", "name": "bot"})),
-    );
-    let key = agent.json()["key"].as_str().unwrap().to_owned();
-    let agent_id = agent.json()["id"].as_str().unwrap().to_owned();
-    let session = a.session("wa", &key);
-    let deadline = std::time::Instant::now() + crate::support::WAIT;
-    let echoed = loop {
-        let answer = a.call(
-            "wa",
-            &key,
-            &session,
-            "partner_b.ex.echo",
-            json!({"message": "hi"}),
-        );
-        if answer["result"]["content"][0]["text"] == "hi" {
-            break answer;
+    a.activate("wa");
+    let agent = a.agent("wa", "bot");
+    let key = agent["key"].as_str().unwrap().to_owned();
+    let agent_id = agent["id"].as_str().unwrap().to_owned();
+    let client = a.client("wa", &key);
+    let echoed = retry(Duration::from_millis(100), || {
+        let answer = client.call("partner_b.ex.echo", json!({"message": "hi"}));
+        match answer["result"]["content"][0]["text"] == "hi" {
+            true => Ok(answer),
+            false => Err(format!(
+                "never answered: {answer}\nA:\n{}\nB:\n{}",
+                a.log(),
+                b.log()
+            )),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never answered: {answer}\nA:\n{}\nB:\n{}",
-            a.log(),
-            b.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    });
     assert_eq!(echoed["result"]["content"][0]["text"], "hi");
     // What B denies is not even listed at A, so A refuses the call itself.
-    let list = a.mcp(
-        "wa",
-        &key,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
-    );
-    let names = crate::support::listed_names(&list.json());
+    let names = listed_names(&client.list().json());
     assert!(names.contains(&"partner_b.ex.echo".to_owned()), "{names:?}");
     assert!(!names.iter().any(|n| n.ends_with("get_env")), "{names:?}");
-    let denied = a.call(
-        "wa",
-        &key,
-        &session,
-        "partner_b.ex.get_env",
-        json!({"name": "X"}),
-    );
+    let denied = client.call("partner_b.ex.get_env", json!({"name": "X"}));
     assert!(denied["error"].is_object(), "{denied}");
     // An agent cannot name another caller: the gate drops the key from what agents send.
-    let spoof = a.mcp(
-        "wa",
-        &key,
-        Some(&session),
+    let spoof = client.send(
         &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {
             "name": "partner_b.ex.add", "arguments": {"a": 1, "b": 2},
             "_meta": {"io.aegis-gate/agent": "agent_someone_else"}}}),
@@ -550,81 +436,6 @@ fn an_agent_at_org_a_calls_a_tool_behind_org_b_through_both_gates() {
 }
 
 #[test]
-fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
-    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
-    let b = Serve::start(dir_b.path());
-    let b_key = b.setup("ws-1");
-    let a = Serve::start(dir_a.path());
-    let conn = a.admin(
-        "POST",
-        "/connections",
-        Some(
-            json!({"workspace_id": "wa", "name": "remote", "kind": "http",
-            "url": format!("http://{}/mcp/ws-1", b.addr),
-            "headers": {"Authorization": format!("Bearer {b_key}")}}),
-        ),
-    );
-    assert_eq!(conn.status, 201, "{}", conn.body);
-    assert_eq!(conn.json()["headers"], json!(["Authorization"]));
-    assert!(!conn.body.contains(&b_key));
-    let state = std::fs::read_to_string(a.data.join("state.json")).unwrap();
-    assert!(
-        !state.contains(&b_key),
-        "the header is stored in plain text"
-    );
-    // A URL of another scheme is refused with a reason; so are a command on a remote kind and a
-    // missing url.
-    let refused = |body: Value| a.admin("POST", "/connections", Some(body));
-    let scheme =
-        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "ftp://x/mcp"}));
-    assert_eq!(scheme.status, 422);
-    assert!(scheme.body.contains("https://"), "{}", scheme.body);
-    assert_eq!(
-        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http"})).status,
-        422
-    );
-    let smuggle = json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "http://x/",
-        "headers": {"Content-Length": "0"}});
-    assert_eq!(refused(smuggle).status, 422);
-    assert_eq!(
-        refused(json!({"workspace_id": "wa", "name": "t", "kind": "http", "url": "http://x/", "command": ["x"]})).status,
-        422
-    );
-    assert_eq!(a.admin("POST", "/workspaces/wa/activate", None).status, 200);
-    let key = a
-        .admin(
-            "POST",
-            "/agents",
-            Some(json!({"workspace_id": "wa", "name": "bot"})),
-        )
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let session = a.session("wa", &key);
-    let deadline = std::time::Instant::now() + crate::support::WAIT;
-    loop {
-        let answer = a.call(
-            "wa",
-            &key,
-            &session,
-            "remote.ex.echo",
-            json!({"message": "far"}),
-        );
-        if answer["result"]["content"][0]["text"] == "far" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{answer}\n{}",
-            a.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!a.log().contains(&b_key), "the header reached the log");
-}
-
-#[test]
 fn partners_are_managed_on_the_command_line_with_serve_stopped() {
     let dir = TempDir::new();
     let serve = Serve::start_with(dir.path(), &["--org-id", "org-b"]);
@@ -632,7 +443,7 @@ fn partners_are_managed_on_the_command_line_with_serve_stopped() {
     let file = dir.path().join("partner.json");
     std::fs::write(&file, partner("org-a", "a1", 4).to_string()).unwrap();
     let cli = |args: &[&str]| {
-        Command::new(gate_bin())
+        gate(&[])
             .args(args)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -668,66 +479,9 @@ fn partners_are_managed_on_the_command_line_with_serve_stopped() {
 }
 
 #[test]
-fn a_stdio_config_reaches_a_url_server_with_headers() {
-    let (dir, dir_b) = (TempDir::new(), TempDir::new());
-    let b = Serve::start(dir_b.path());
-    let b_key = b.setup("ws-1");
-    let config = dir.path().join("gate.json");
-    let servers = json!({"mcpServers": {"far": {
-        "url": format!("http://{}/mcp/ws-1", b.addr),
-        "headers": {"Authorization": format!("Bearer {b_key}")}}}});
-    std::fs::write(&config, servers.to_string()).unwrap();
-    let mut child = Command::new(gate_bin())
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = format!(
-        "{}\n{}\n",
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "far.ex.echo", "arguments": {"message": "over http"}}})
-    );
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
-    assert_eq!(
-        last["result"]["content"][0]["text"],
-        "over http",
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(&b_key));
-    // Another scheme is refused when the config loads, with the reason.
-    std::fs::write(
-        &config,
-        r#"{"mcpServers": {"far": {"url": "ftp://x/mcp"}}}"#,
-    )
-    .unwrap();
-    let refused = Command::new(gate_bin())
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("http:// or https://"));
-}
-
-#[test]
 fn the_org_id_can_come_from_the_config_file() {
     let dir = TempDir::new();
-    let config = dir.path().join("gate.json");
-    std::fs::write(
-        &config,
-        r#"{"mcpServers": {}, "aegis": {"org_id": "org-z"}}"#,
-    )
-    .unwrap();
+    let config = settings_file(dir.path(), json!({"org_id": "org-z"}));
     let serve = Serve::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
     assert_eq!(
         serve.admin("GET", "/identity", None).json()["org_id"],

@@ -1,18 +1,16 @@
 //! Workspace policies through the binary: ordered rules over tool names, per agent, applied live;
 //! a refusal names the rule.
 
-use crate::serve_api::Serve;
-use crate::support::TempDir;
+use crate::support::http::{header, receive_one};
+use crate::support::{error_of, example, gate, gate_bin, retry, Gate, Serve, TempDir, ADMIN};
 use serde_json::{json, Value};
+use std::time::Duration;
 
-fn error_of(answer: &Value) -> (i64, String) {
-    (
-        answer["error"]["code"].as_i64().unwrap_or(0),
-        answer["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
+/// `PUT /workspaces/ws-1/policy`; the status.
+fn put_policy(serve: &Serve, policy: Value) -> u16 {
+    serve
+        .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
+        .status
 }
 
 #[test]
@@ -20,22 +18,18 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     let dir = TempDir::new();
     let serve = Serve::start(dir.path());
     let key = serve.setup("ws-1");
-    let other = serve.admin(
-        "POST",
-        "/agents",
-        Some(json!({"workspace_id": "ws-1", "name": "other"})),
-    );
-    let other_key = other.json()["key"].as_str().unwrap().to_owned();
-    let other_id = other.json()["id"].as_str().unwrap().to_owned();
-    let session = serve.session("ws-1", &key);
-    let other_session = serve.session("ws-1", &other_key);
+    let other = serve.agent("ws-1", "other");
+    let other_key = other["key"].as_str().unwrap().to_owned();
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let client = serve.client("ws-1", &key);
+    let other_client = serve.client("ws-1", &other_key);
     // No policy: everything allowed.
     assert_eq!(
         serve.admin("GET", "/workspaces/ws-1/policy", None).json()["default"],
         "allow"
     );
     let add = json!({"a": 1, "b": 2});
-    assert!(serve.call("ws-1", &key, &session, "ex.add", add.clone())["result"].is_object());
+    assert!(client.call("ex.add", add.clone())["result"].is_object());
 
     let policy = json!({"default": "allow", "rules": [
         {"match": "ex.get_*", "verdict": "deny"},
@@ -48,17 +42,14 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         policy
     );
 
-    let (code, message) =
-        error_of(&serve.call("ws-1", &key, &session, "ex.get_env", json!({"name": "X"})));
+    let (code, message) = error_of(&client.call("ex.get_env", json!({"name": "X"})));
     assert_eq!(code, -32013);
     assert!(message.contains("policy rule 1 (ex.get_*)"), "{message}");
     // Rule 2 lets the named agent add; everyone else meets rule 3, which needs a person.
-    assert!(
-        serve.call("ws-1", &other_key, &other_session, "ex.add", add.clone())["result"].is_object()
-    );
+    assert!(other_client.call("ex.add", add.clone())["result"].is_object());
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
+        let held = serve.pending_approval();
         assert_ne!(held["agent"], json!(other_id), "{held}");
         let id = held["id"].as_str().unwrap();
         assert_eq!(
@@ -69,10 +60,7 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         );
         assert_eq!(error_of(&call.join().unwrap()).0, -32013);
     });
-    assert!(
-        serve.call("ws-1", &key, &session, "ex.echo", json!({"message": "hi"}))["result"]
-            .is_object()
-    );
+    assert!(client.call("ex.echo", json!({"message": "hi"}))["result"].is_object());
 
     // Bad policies change nothing.
     for bad in [
@@ -80,23 +68,9 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
         json!({"rules": [{"match": "ex.add", "verdict": "maybe"}]}),
         json!({"default": "allow", "unknown": true}),
     ] {
-        assert_eq!(
-            serve
-                .admin("PUT", "/workspaces/ws-1/policy", Some(bad))
-                .status,
-            400
-        );
+        assert_eq!(put_policy(&serve, bad), 400);
     }
-    assert_eq!(
-        serve
-            .admin(
-                "PUT",
-                "/workspaces/ws-1/policy",
-                Some(json!({"webhooks": ["ftp://x"]}))
-            )
-            .status,
-        422
-    );
+    assert_eq!(put_policy(&serve, json!({"webhooks": ["ftp://x"]})), 422);
     assert_eq!(
         serve
             .admin("PUT", "/workspaces/nope/policy", Some(json!({})))
@@ -115,85 +89,28 @@ fn a_policy_refuses_by_rule_and_agent_and_applies_at_once() {
     assert_eq!(state["workspaces"]["ws-1"]["policy"], policy);
     assert!(serve.stop().success());
     let again = Serve::start(dir.path());
-    let session = again.session("ws-1", &key);
-    let (code, _) =
-        error_of(&again.call("ws-1", &key, &session, "ex.get_env", json!({"name": "X"})));
+    let client = again.client("ws-1", &key);
+    let (code, _) = error_of(&client.call("ex.get_env", json!({"name": "X"})));
     assert_eq!(
         code, -32013,
         "the policy is applied when the workspace starts again"
     );
 }
 
-/// Waits until `serve` holds a pending approval; returns it.
-fn pending(serve: &Serve) -> Value {
-    let deadline = std::time::Instant::now() + crate::support::WAIT;
-    loop {
-        let list = serve.admin("GET", "/approvals", None).json();
-        if let Some(a) = list["approvals"]
-            .as_array()
-            .and_then(|l| l.iter().find(|a| a["status"] == "pending"))
-        {
-            return a.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing held: {list}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// A one-shot webhook receiver: the body and the signature header of the first POST.
-fn receiver() -> (String, std::thread::JoinHandle<(String, String)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut length, mut signature) = (0, String::new());
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-            if lower.starts_with("aegis-signature:") {
-                signature = line["aegis-signature:".len()..].trim().to_owned();
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let mut out = stream;
-        out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-            .unwrap();
-        (String::from_utf8(body).unwrap(), signature)
-    });
-    (url, handle)
-}
-
 #[test]
 fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
     use base64::Engine;
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
-    let (hook, received) = receiver();
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
+    let (hook, received) = receive_one("/hook");
     let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}], "webhooks": [hook]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
+    assert_eq!(put_policy(&serve, policy), 200);
     let add = json!({"a": 40, "b": 2});
 
     // Approved: the held call completes with the server's own answer.
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
+        let held = serve.pending_approval();
         assert_eq!(held["tool"], "ex.add");
         assert_eq!(held["preview"]["a"], "number");
         let approved = serve.admin(
@@ -212,7 +129,8 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
         assert_eq!(again.status, 409);
     });
     // The webhook got a notice signed with the gate's key.
-    let (body, signature) = received.join().unwrap();
+    let (head, body) = received.join().unwrap();
+    let signature = header(&head, "aegis-signature").unwrap_or_default();
     let identity = serve.admin("GET", "/identity", None).json();
     let public =
         aegis_gate::delegation::paserk::decode(identity["keys"][0]["public_key"].as_str().unwrap())
@@ -229,17 +147,16 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
 
     // Denied from the command line: the agent is told, the server never sees the call.
     let cli = |args: &[&str]| {
-        std::process::Command::new(crate::support::gate_bin())
-            .arg("approvals")
+        gate(&["approvals"])
             .args(args)
             .args(["--url", &format!("http://{}", serve.addr)])
-            .env("AEGIS_ADMIN_TOKEN", crate::serve_api::ADMIN)
+            .env("AEGIS_ADMIN_TOKEN", ADMIN)
             .output()
             .unwrap()
     };
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        let held = pending(&serve);
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
+        let held = serve.pending_approval();
         let id = held["id"].as_str().unwrap();
         let listed = cli(&["list"]);
         assert!(
@@ -260,26 +177,19 @@ fn an_escalated_call_waits_for_a_person_who_approves_or_denies_it() {
 
 #[test]
 fn an_escalated_call_expires_and_the_number_held_is_bounded() {
-    let dir = TempDir::new();
-    let serve = Serve::start_with(dir.path(), &["--max-held-calls", "1"]);
-    let key = serve.setup("ws-1");
-    let session = serve.session("ws-1", &key);
-    let second = serve.session("ws-1", &key);
+    let serve = Serve::in_temp(&["--max-held-calls", "1"]);
+    let client = serve.setup_client("ws-1");
+    let second = serve.client("ws-1", &client.key);
     // A receiver that is down: deliveries fail and are retried; nothing else waits for them.
     let policy = json!({"rules": [{"match": "ex.add", "verdict": "escalate"}],
         "approval_timeout_s": 2, "webhooks": ["http://127.0.0.1:9/hook"]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
+    assert_eq!(put_policy(&serve, policy), 200);
     let add = json!({"a": 1, "b": 2});
     std::thread::scope(|s| {
-        let call = s.spawn(|| serve.call("ws-1", &key, &session, "ex.add", add.clone()));
-        pending(&serve);
+        let call = s.spawn(|| client.call("ex.add", add.clone()));
+        serve.pending_approval();
         // One is held: a second is refused at once.
-        let (code, message) = error_of(&serve.call("ws-1", &key, &second, "ex.add", add.clone()));
+        let (code, message) = error_of(&second.call("ex.add", add.clone()));
         assert_eq!(code, -32003, "{message}");
         // Nobody decides: the first expires (the policy gives it 2 s).
         let (code, message) = error_of(&call.join().unwrap());
@@ -288,24 +198,18 @@ fn an_escalated_call_expires_and_the_number_held_is_bounded() {
     });
     let list = serve.admin("GET", "/approvals", None).json();
     assert_eq!(list["approvals"][0]["status"], "expired", "{list}");
-    assert!(
-        serve.log().contains("webhook http://127.0.0.1:9/hook"),
-        "{}",
-        serve.log()
-    );
+    serve.assert_logged("webhook http://127.0.0.1:9/hook");
 }
 
 #[test]
 fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
-    use crate::support::{example, Gate};
     let policy = json!({"rules": [
         {"match": "ex.add", "agents": ["dev"], "verdict": "deny"},
         {"match": "ex.echo", "verdict": "escalate"}]});
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({"ex": example(&[])}),
         json!({"agent": "dev", "policy": policy}),
     );
-    gate.initialize();
     let (code, message) = error_of(&gate.call("ex.add", json!({"a": 1, "b": 2})));
     assert_eq!(code, -32013);
     assert!(message.contains("policy rule 1 (ex.add)"), "{message}");
@@ -318,14 +222,13 @@ fn a_stdio_gate_applies_its_config_policy_to_its_configured_agent() {
 
 #[test]
 fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
-    let dir = TempDir::new();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let un = serve.admin(
         "POST",
         "/connections",
         Some(json!({"workspace_id": "ws-1", "name": "un",
-            "command": [crate::support::gate_bin(), "example-server"]})),
+            "command": [gate_bin(), "example-server"]})),
     );
     assert_eq!(un.status, 201, "{}", un.body);
     let ex = serve
@@ -346,24 +249,17 @@ fn annotation_rules_apply_only_to_tools_of_trusted_servers() {
     );
     assert_eq!(patched.json()["trusted"], true, "{}", patched.body);
     let policy = json!({"rules": [{"match": "*.*", "annotations": {"destructiveHint": true}, "verdict": "deny"}]});
-    assert_eq!(
-        serve
-            .admin("PUT", "/workspaces/ws-1/policy", Some(policy))
-            .status,
-        200
-    );
-    let session = serve.session("ws-1", &key);
+    assert_eq!(put_policy(&serve, policy), 200);
+    let client = serve.client("ws-1", &key);
     // `fail` claims destructiveHint on both servers; only the trusted one's claim counts.
     let call_until_served = |tool: &str| {
-        let deadline = std::time::Instant::now() + crate::support::WAIT;
-        loop {
-            let answer = serve.call("ws-1", &key, &session, tool, json!({}));
-            if answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
-                return answer;
+        retry(Duration::from_millis(50), || {
+            let answer = client.call(tool, json!({}));
+            match answer["error"]["code"] != -32002 && answer["error"]["code"] != -32602 {
+                true => Ok(answer),
+                false => Err(format!("{tool}: {answer}")),
             }
-            assert!(std::time::Instant::now() < deadline, "{tool}: {answer}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        })
     };
     let (code, message) = error_of(&call_until_served("ex.fail"));
     assert_eq!(code, -32013, "{message}");

@@ -1,29 +1,33 @@
 //! Tests against servers and clients someone else wrote: `@modelcontextprotocol/server-everything`
 //! (npm) and `mcp-server-time` (PyPI) as downstreams, the official Python SDK client (`mcp` on
-//! PyPI) upstream. `.ci/run` installs them under `target/peers` (or `$AEGIS_PEERS_DIR`); elsewhere
-//! these tests skip with a printed reason when the peers are missing, never under `CI=true`.
+//! PyPI) upstream over stdio and over Streamable HTTP. `.ci/run` installs them under
+//! `target/peers` (or `$AEGIS_PEERS_DIR`); elsewhere these tests skip with a printed reason when
+//! the peers are missing, never under `CI=true`.
 
-use crate::support::{live_group_members, text, Gate, TempDir};
+use crate::support::{
+    assert_success, call_request, gate_bin, live_group_members, peers_dir, repo_file, retry,
+    spawn_reading_stdout, text, Gate, Serve, TempDir, SECRET,
+};
 use serde_json::{json, Value};
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 struct Peers {
     everything: PathBuf,
     python: PathBuf,
     client_script: PathBuf,
+    http_client_script: PathBuf,
 }
 
 fn peers() -> Option<Peers> {
-    let root = std::env::var_os("AEGIS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers"));
+    let root = peers_dir();
     let peers = Peers {
         everything: root.join("npm/node_modules/.bin/mcp-server-everything"),
         python: root.join("venv/bin/python"),
-        client_script: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/peers/python_client.py"),
+        client_script: repo_file("tests/peers/python_client.py"),
+        http_client_script: repo_file("tests/peers/python_http_client.py"),
     };
     let node = Command::new("node")
         .arg("--version")
@@ -63,14 +67,7 @@ fn run_python_client(peers: &Peers, mode: &str) -> Value {
     std::fs::write(&config, json!({ "mcpServers": servers(peers) }).to_string()).unwrap();
     let out = Command::new(&peers.python)
         .arg(&peers.client_script)
-        .args([
-            "--mode",
-            mode,
-            "--timeout",
-            "60",
-            "--command",
-            crate::support::gate_bin(),
-        ])
+        .args(["--mode", mode, "--timeout", "60", "--command", gate_bin()])
         .args(["--arg", "stdio", "--arg=--config", "--arg"])
         .arg(&config)
         .arg("--arg=--data-dir")
@@ -131,8 +128,7 @@ fn python_sdk_client_in_legacy_mode_calls_through_the_gate() {
 #[test]
 fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
     let Some(peers) = peers() else { return };
-    let mut gate = Gate::start(servers(&peers), json!({ "teardown_grace_ms": 500 }));
-    gate.initialize();
+    let mut gate = Gate::ready(servers(&peers), json!({ "teardown_grace_ms": 500 }));
     let names = gate.tool_names();
     assert!(names.contains(&"everything.echo".to_owned()), "{names:?}");
     assert!(names.contains(&"time.convert_time".to_owned()), "{names:?}");
@@ -159,4 +155,88 @@ fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
             "group {pid} left behind"
         );
     }
+}
+
+#[test]
+fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
+    let Some(peers) = peers() else { return };
+    let serve = Serve::in_temp(&[]);
+    let key = serve.setup("ws-1");
+    let url = format!("http://{}/mcp/ws-1", serve.addr);
+    let auth = format!("Authorization:Bearer {key}");
+    let client = |args: &[&str]| {
+        let mut cmd = Command::new(&peers.python);
+        cmd.arg(&peers.http_client_script)
+            .args(["--url", &url, "--header", &auth])
+            .args(args);
+        cmd
+    };
+    for mode in ["auto", "legacy"] {
+        let out = client(&["--mode", mode, "--timeout", "60"])
+            .args(["--call", "ex.echo", r#"{"message": "hi"}"#])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}\n{}", serve.log());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["calls"]["ex.echo"]["text"], "hi", "{report}");
+        assert_eq!(report["protocol_version"], "2025-11-25");
+        assert!(report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "ex.weather"));
+    }
+    // An idle SDK client hears of a list change made by another session: through its GET stream.
+    for mode in ["auto", "legacy"] {
+        let mut cmd = client(&["--mode", mode, "--timeout", "60", "--await-list-change"]);
+        let (waiting, mut stdout, line) = spawn_reading_stdout(cmd.stderr(Stdio::piped()));
+        assert!(line.contains("awaiting_list_change"), "{mode}: {line:?}");
+        let other = serve.client("ws-1", &key);
+        other.call("ex.toggle", json!({}));
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let out = waiting.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            serve.log()
+        );
+        let report: Value = serde_json::from_str(rest.trim()).unwrap();
+        assert_eq!(report["list_changed"], true, "{report}");
+    }
+    let bad_origin = client(&["--header", "Origin:http://evil.example"])
+        .args(["--expect-http-error", "403"])
+        .output()
+        .unwrap();
+    assert_success(&bad_origin);
+}
+
+#[test]
+fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
+    let Some(peers) = peers() else { return };
+    let everything = peers.everything.to_str().unwrap();
+    let serve = Serve::in_temp(&["--allow-command", everything]);
+    let key = serve.setup_with(
+        "ws-e",
+        json!({"name": "everything", "command": [everything], "env": {"MY_SECRET": SECRET}}),
+    );
+    let client = serve.client("ws-e", &key);
+    // server-everything is still starting (npx-free, but node takes a moment).
+    let env = retry(Duration::from_millis(100), || {
+        let r = client.send(&call_request(5, "everything.get-env", json!({})));
+        match r.json()["result"].is_object() {
+            true => Ok(r.body),
+            false => Err(format!("get-env never answered: {}", r.body)),
+        }
+    });
+    assert!(
+        env.contains(SECRET),
+        "the child did not get the decrypted secret: {env}"
+    );
+    assert!(
+        !env.contains("AEGIS_"),
+        "a gate variable reached the child: {env}"
+    );
 }

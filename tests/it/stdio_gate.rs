@@ -1,6 +1,9 @@
 //! The upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
 
-use crate::support::{error_code, example, text, Gate};
+use crate::support::{
+    assert_error, call_request, error_code, example, gate, initialize_request, pipe_through, text,
+    Gate, TempDir,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -40,10 +43,7 @@ fn merged_names_route_to_the_right_child() {
     sorted.dedup();
     assert_eq!(sorted.len(), names.len(), "no duplicates across pages");
 
-    assert_eq!(
-        text(&gate.call("alpha.echo", json!({"message": "hello"}))),
-        "hello"
-    );
+    gate.assert_echo("alpha.echo", "hello");
     assert_eq!(text(&gate.call("beta.add", json!({"a": 2, "b": 3}))), "5");
     let alpha_pid = gate.call("beta.pid", json!({}));
     assert!(text(&alpha_pid).parse::<u32>().is_ok());
@@ -68,16 +68,18 @@ fn protocol_versions_are_negotiated() {
 
 #[test]
 fn fifty_concurrent_calls_with_colliding_ids_each_get_their_own_answer() {
-    let mut gate = Gate::start(two_servers(), json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(two_servers(), json!({}));
     let mut expected = Vec::new();
     for i in 0..25u64 {
         // The same number as an integer id and as a string id, to the same and to different
         // children, with delays that make the answers come back out of order.
         for (id, server) in [(json!(i), "alpha"), (json!(i.to_string()), "beta")] {
             let ms = 5 + (i * 7919 + u64::from(server == "beta") * 31) % 200;
-            gate.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                              "params": {"name": format!("{server}.sleep"), "arguments": {"ms": ms}}}));
+            gate.send(&call_request(
+                &id,
+                &format!("{server}.sleep"),
+                json!({"ms": ms}),
+            ));
             expected.push((id, ms));
         }
     }
@@ -89,25 +91,17 @@ fn fifty_concurrent_calls_with_colliding_ids_each_get_their_own_answer() {
 
 #[test]
 fn a_slow_call_does_not_block_ping_or_other_calls() {
-    let mut gate = Gate::start(two_servers(), json!({}));
-    gate.initialize();
-    gate.send(
-        &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
-                      "params": {"name": "alpha.sleep", "arguments": {"ms": 3000}}}),
-    );
+    let mut gate = Gate::ready(two_servers(), json!({}));
+    gate.send(&call_request("slow", "alpha.sleep", json!({"ms": 3000})));
     assert_eq!(gate.request("ping", json!({}))["result"], json!({}));
-    assert_eq!(
-        text(&gate.call("alpha.echo", json!({"message": "fast"}))),
-        "fast"
-    );
+    gate.assert_echo("alpha.echo", "fast");
     assert!(gate.buffered_has_no_answer_to("slow"));
     assert_eq!(text(&gate.response(&json!("slow"))), "slept 3000 ms");
 }
 
 #[test]
 fn progress_is_relayed_with_the_agents_own_tokens() {
-    let mut gate = Gate::start(two_servers(), json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(two_servers(), json!({}));
     for (id, token) in [(json!(1), json!("tok-a")), (json!(2), json!(7))] {
         gate.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "alpha.progress", "arguments": {"steps": 3, "interval_ms": 5},
@@ -130,14 +124,10 @@ fn progress_is_relayed_with_the_agents_own_tokens() {
 
 #[test]
 fn cancellation_reaches_the_child_with_its_own_id() {
-    let mut gate = Gate::start(two_servers(), json!({}));
-    gate.initialize();
-    gate.send(
-        &json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
-                      "params": {"name": "alpha.sleep", "arguments": {"ms": 60000}}}),
-    );
+    let mut gate = Gate::ready(two_servers(), json!({}));
+    gate.send(&call_request("c1", "alpha.sleep", json!({"ms": 60000})));
     // The call has reached the child once a later call on the same child is answered.
-    assert_eq!(text(&gate.call("alpha.echo", json!({"message": "x"}))), "x");
+    gate.assert_echo("alpha.echo", "x");
     gate.send(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                       "params": {"requestId": "c1", "reason": "user"}}),
@@ -153,34 +143,23 @@ fn cancellation_reaches_the_child_with_its_own_id() {
 
 #[test]
 fn a_call_past_its_deadline_gets_an_error_and_the_child_a_cancel() {
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({ "alpha": example(&[]) }),
         json!({ "call_timeout_ms": 300 }),
     );
-    gate.initialize();
-    let res = gate.call("alpha.sleep", json!({"ms": 30000}));
-    assert_eq!(error_code(&res), -32001);
-    assert!(res["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("did not answer within 300 ms"));
-    gate.wait_for_log("example-server: cancelled request");
-    assert_eq!(
-        text(&gate.call("alpha.echo", json!({"message": "still here"}))),
-        "still here"
+    assert_error(
+        &gate.call("alpha.sleep", json!({"ms": 30000})),
+        -32001,
+        "did not answer within 300 ms",
     );
+    gate.wait_for_log("example-server: cancelled request");
+    gate.assert_echo("alpha.echo", "still here");
 }
 
 #[test]
 fn unknown_tools_and_bad_params_are_invalid_params() {
-    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
-    gate.initialize();
-    let res = gate.call("alpha.nope", json!({}));
-    assert_eq!(error_code(&res), -32602);
-    assert!(res["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("alpha.nope"));
+    let mut gate = Gate::ready(json!({ "alpha": example(&[]) }), json!({}));
+    assert_error(&gate.call("alpha.nope", json!({})), -32602, "alpha.nope");
     let res = gate.call("echo", json!({}));
     assert_eq!(error_code(&res), -32602);
     let res = gate.request("tools/call", json!({"arguments": {}}));
@@ -209,16 +188,15 @@ fn requests_before_initialize_and_unknown_methods() {
         -32601
     );
     gate.initialize();
-    assert_eq!(text(&gate.call("alpha.echo", json!({"message": "x"}))), "x");
+    gate.assert_echo("alpha.echo", "x");
 }
 
 #[test]
 fn malformed_input_gets_standard_errors_and_the_gate_keeps_serving() {
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({ "alpha": example(&[]) }),
         json!({ "max_line_bytes": 4096 }),
     );
-    gate.initialize();
     gate.send_raw(b"{this is not json\n");
     let res = gate.expect("parse error", |v| v["error"]["code"] == -32700);
     assert_eq!(res["id"], Value::Null);
@@ -242,40 +220,47 @@ fn malformed_input_gets_standard_errors_and_the_gate_keeps_serving() {
     gate.send_raw(&long);
     let res = gate.expect("over-long line refused", |v| v["error"]["code"] == -32600);
     assert!(res["error"]["message"].as_str().unwrap().contains("4096"));
-    assert_eq!(
-        text(&gate.call("alpha.echo", json!({"message": "alive"}))),
-        "alive"
-    );
+    gate.assert_echo("alpha.echo", "alive");
 }
 
 #[test]
 fn a_tool_list_change_is_announced_and_listed() {
-    let mut gate = Gate::start(json!({ "alpha": example(&[]) }), json!({}));
-    gate.initialize();
+    let mut gate = Gate::ready(json!({ "alpha": example(&[]) }), json!({}));
     assert!(!gate.tool_names().contains(&"alpha.surprise".to_owned()));
     assert_eq!(
         text(&gate.call("alpha.toggle", json!({}))),
         "surprise is on"
     );
-    gate.expect("list_changed", |v| {
-        v["method"] == "notifications/tools/list_changed"
-    });
+    gate.expect_list_changed("list_changed");
     assert!(gate.tool_names().contains(&"alpha.surprise".to_owned()));
     assert_eq!(text(&gate.call("alpha.surprise", json!({}))), "surprise!");
 }
 
 #[test]
 fn the_separator_is_configurable() {
-    let mut gate = Gate::start(
+    let mut gate = Gate::ready(
         json!({ "alpha": example(&[]) }),
         json!({ "separator": "__" }),
     );
-    gate.initialize();
     assert!(gate.tool_names().contains(&"alpha__echo".to_owned()));
-    assert_eq!(
-        text(&gate.call("alpha__echo", json!({"message": "x"}))),
-        "x"
+    gate.assert_echo("alpha__echo", "x");
+}
+
+#[test]
+fn provider_safe_names_route_exactly() {
+    let mut gate = Gate::ready(
+        json!({ "ex": example(&[]) }),
+        json!({ "naming": "provider_safe" }),
     );
+    let names = gate.tool_names();
+    assert!(
+        names.iter().all(|n| n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')),
+        "{names:?}"
+    );
+    assert!(names.contains(&"ex__echo".to_owned()), "{names:?}");
+    gate.assert_echo("ex__echo", "safe");
 }
 
 #[test]
@@ -297,7 +282,7 @@ fn a_child_sees_only_path_home_and_its_own_env() {
 
 #[test]
 fn a_bad_config_is_a_clear_startup_error() {
-    let dir = crate::support::TempDir::new();
+    let dir = TempDir::new();
     let path = dir.path().join("mcp.json");
     for (body, needle) in [
         (
@@ -322,11 +307,7 @@ fn a_bad_config_is_a_clear_startup_error() {
         ),
     ] {
         std::fs::write(&path, body.to_string()).unwrap();
-        let out = std::process::Command::new(crate::support::gate_bin())
-            .args(["stdio", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = gate(&["stdio", "--config"]).arg(&path).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{body}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
@@ -336,25 +317,15 @@ fn a_bad_config_is_a_clear_startup_error() {
 #[test]
 fn piped_requests_are_all_answered_before_the_gate_exits() {
     // What the README's demo does: write everything, close stdin, read the answers.
-    let dir = crate::support::TempDir::new();
-    let mut child = std::process::Command::new(crate::support::gate_bin())
-        .args(["stdio", "--demo", "--data-dir"])
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let dir = TempDir::new();
+    let mut cmd = gate(&["stdio", "--demo", "--data-dir"]);
+    cmd.arg(dir.path());
     let lines = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        initialize_request(),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-               "params": {"name": "hello.sleep", "arguments": {"ms": 200}}}),
+        call_request(3, "hello.sleep", json!({"ms": 200})),
     ];
-    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = pipe_through(cmd, &lines);
     assert!(out.status.success());
     let answers: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -375,18 +346,16 @@ fn a_call_cancelled_while_startup_holds_it_is_never_run() {
         &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
                       "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}),
     );
-    gate.send(
-        &json!({"jsonrpc": "2.0", "id": "held", "method": "tools/call",
-                      "params": {"name": "fast.echo", "arguments": {"message": "must not run"}}}),
-    );
+    gate.send(&call_request(
+        "held",
+        "fast.echo",
+        json!({"message": "must not run"}),
+    ));
     gate.send(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                       "params": {"requestId": "held"}}),
     );
     gate.response(&json!("init"));
-    assert_eq!(
-        text(&gate.call("fast.echo", json!({"message": "after"}))),
-        "after"
-    );
+    gate.assert_echo("fast.echo", "after");
     assert!(gate.buffered_has_no_answer_to("held"));
 }

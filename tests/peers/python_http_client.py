@@ -9,13 +9,8 @@ The HTTP twin of python_client.py (same modes, same output). Run it with the SDK
 `--header NAME:VALUE` (repeatable) is sent on every HTTP request. The SDK wiring is
 `mcp.Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=...)), mode=...)`.
 
-Modes (the SDK's `mcp.Client(..., mode=...)` option):
-  auto    the SDK default: probe `server/discover` (2026-07-28), fall back to `initialize`
-  legacy  force the `initialize` handshake (handshake-era protocol versions only)
-
-Prints ONE JSON object on stdout:
-  {"protocol_version": ..., "handshake": "discover"|"initialize", "server_info": {...} | null,
-   "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}}}
+`--mode` and the ONE JSON object it prints on stdout (the report) are described in
+peer_common.py, which it shares with python_client.py.
 
 `--await-list-change` makes it, after its calls, print the line {"awaiting_list_change": true} on
 stdout (flushed) and wait, sending nothing, until a `notifications/tools/list_changed` reaches the
@@ -43,20 +38,15 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-MAX_PAGES = 1000  # a paginator that never ends must not hang us
+from peer_common import add_common_arguments, parse_calls, report, run_and_print
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=["auto", "legacy"], default="auto")
+    add_common_arguments(p)
     p.add_argument("--url", required=True, help="MCP endpoint, e.g. http://127.0.0.1:PORT/mcp/ws-1")
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="HTTP header (repeatable)")
-    p.add_argument(
-        "--call", nargs=2, action="append", default=[], metavar=("NAME", "JSON_ARGS"), help="tool call (repeatable)"
-    )
     p.add_argument("--expect-http-error", type=int, metavar="STATUS", help="raw initialize POST must get STATUS")
-    p.add_argument("--timeout", type=float, default=60.0, help="overall timeout in seconds")
     p.add_argument("--await-list-change", action="store_true", help="after the calls, wait for tools/list_changed")
     return p.parse_args()
 
@@ -69,18 +59,6 @@ def parse_headers(raw: list[str]) -> dict[str, str]:
             raise ValueError(f"bad --header {item!r}: want NAME:VALUE")
         headers[name.strip()] = value.strip()
     return headers
-
-
-async def list_all_tools(client: Client) -> list[str]:
-    names: list[str] = []
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        page = await client.list_tools(cursor=cursor)
-        names.extend(tool.name for tool in page.tools)
-        cursor = page.next_cursor
-        if cursor is None:
-            return names
-    raise RuntimeError(f"tools/list did not finish within {MAX_PAGES} pages")
 
 
 async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -102,19 +80,7 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
             message_handler=on_message,
         ) as client,
     ):
-        session = client.session
-        info = client.server_info
-        out: dict[str, Any] = {
-            "protocol_version": client.protocol_version,
-            "handshake": "discover" if session.discover_result is not None else "initialize",
-            "server_info": info.model_dump(mode="json", exclude_none=True) if info else None,
-            "tools": await list_all_tools(client),
-            "calls": {},
-        }
-        for name, arguments in calls:
-            result = await client.call_tool(name, arguments)
-            text = "".join(block.text for block in result.content if block.type == "text")
-            out["calls"][name] = {"is_error": bool(result.is_error), "text": text}
+        out = await report(client, calls)
         if args.await_list_change:
             print(json.dumps({"awaiting_list_change": True}), flush=True)
             await list_changed.wait()
@@ -147,18 +113,11 @@ def raw_initialize_status(args: argparse.Namespace, headers: dict[str, str]) -> 
         return e.code
 
 
-def leaves(e: BaseException) -> list[BaseException]:
-    """The real errors inside (nested) exception groups from the SDK's task groups."""
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in leaves(sub)]
-    return [e]
-
-
 def main() -> int:
     args = parse_args()
     try:
         headers = parse_headers(args.header)
-        calls = [(name, json.loads(raw)) for name, raw in args.call]
+        calls = parse_calls(args.call)
     except (ValueError, json.JSONDecodeError) as e:  # JSONDecodeError is a ValueError; named for the reader
         print(f"python_http_client: bad argument: {e}", file=sys.stderr)
         return 2
@@ -175,21 +134,7 @@ def main() -> int:
         print(json.dumps({"http_status": status}))
         return 0
 
-    async def bounded() -> dict[str, Any]:
-        with anyio.fail_after(args.timeout):
-            return await run(args, headers, calls)
-
-    try:
-        out = anyio.run(bounded)
-    except TimeoutError:
-        print(f"python_http_client: timed out after {args.timeout}s", file=sys.stderr)
-        return 1
-    except Exception as e:  # any failure is a test failure; name the leaf errors, not the task groups
-        for leaf in leaves(e):
-            print(f"python_http_client: {type(leaf).__name__}: {leaf}", file=sys.stderr)
-        return 1
-    print(json.dumps(out))
-    return 0
+    return run_and_print("python_http_client", args.timeout, lambda: run(args, headers, calls))
 
 
 if __name__ == "__main__":

@@ -1,51 +1,15 @@
-//! Test support: a temp dir per test and a driver for the gate binary over stdio.
+//! The stdio gate harness: `Gate`, a running `aegis-gate stdio` with a config of the test's making
+//! and a reader thread that buffers its answers, and `pipe_through` for a one-shot run (requests
+//! written, stdin closed, every answer read).
+//! Never: leaves a gate running after its test (killed and reaped on drop).
 
+use super::{call_request, gate, initialize_request, listed_names, retry, TempDir, WAIT};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The gate binary under test.
-pub fn gate_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_aegis-gate")
-}
-
-/// A config entry that runs the built-in example server with `args`.
-pub fn example(args: &[&str]) -> Value {
-    let mut all = vec!["example-server"];
-    all.extend_from_slice(args);
-    json!({ "command": gate_bin(), "args": all })
-}
-
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("aegis-it-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// How long a test waits for any one thing before failing.
-pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The gate running over stdio with a config of our making.
 pub struct Gate {
@@ -63,23 +27,33 @@ impl Gate {
         Gate::start_with_env(servers, settings, &[])
     }
 
+    /// [`Gate::start`], then the `initialize` handshake.
+    pub fn ready(servers: Value, settings: Value) -> Gate {
+        let mut gate = Gate::start(servers, settings);
+        gate.initialize();
+        gate
+    }
+
     pub fn start_with_env(servers: Value, settings: Value, env: &[(&str, &str)]) -> Gate {
         let dir = TempDir::new();
         let config = dir.path().join("mcp.json");
         let body = json!({ "mcpServers": servers, "aegis": settings });
         std::fs::write(&config, body.to_string()).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
-        let mut cmd = Command::new(gate_bin());
-        cmd.args(["--log-level", "debug", "stdio", "--config"])
-            .arg(&config)
+        let mut cmd = gate(&["--log-level", "debug", "stdio", "--config"]);
+        cmd.arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .stdin(Stdio::piped())
+            .envs(env.iter().copied());
+        Gate::spawn(cmd, dir)
+    }
+
+    /// Runs `cmd` (the gate over stdio, with arguments of the caller's choosing) as a `Gate`
+    /// whose stderr goes to `dir/gate.log`.
+    pub fn spawn(mut cmd: Command, dir: TempDir) -> Gate {
+        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = crossbeam_channel::bounded(100_000);
@@ -132,6 +106,11 @@ impl Gate {
     pub fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.expect_within(what, WAIT, pred)
             .unwrap_or_else(|| panic!("no {what} within {WAIT:?}; log:\n{}", self.log()))
+    }
+
+    /// Waits for a `notifications/tools/list_changed`.
+    pub fn expect_list_changed(&mut self, what: &str) -> Value {
+        self.expect(what, |v| v["method"] == "notifications/tools/list_changed")
     }
 
     pub fn expect_within(
@@ -207,22 +186,22 @@ impl Gate {
         )
     }
 
+    /// Asserts that `tool` (an echo) answers `message` with `message`.
+    pub fn assert_echo(&mut self, tool: &str, message: &str) {
+        let answer = self.call(tool, json!({ "message": message }));
+        assert_eq!(super::text(&answer), message);
+    }
+
     /// Calls until the tool answers with a result, or `WAIT` passes (a child restarting).
     pub fn call_until_ok(&mut self, name: &str, arguments: Value) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        // Polling a restart that has no event of its own; bounded by `retry`'s deadline.
+        retry(Duration::from_millis(50), || {
             let res = self.call(name, arguments.clone());
-            if res.get("result").is_some() {
-                return res;
+            match res.get("result") {
+                Some(_) => Ok(res),
+                None => Err(format!("{name} never recovered: {res}\n{}", self.log())),
             }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never recovered: {res}\n{}",
-                self.log()
-            );
-            // Polling a restart that has no event of its own; bounded by the deadline above.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     pub fn close_stdin(&mut self) {
@@ -231,92 +210,16 @@ impl Gate {
 
     /// Waits for the gate to exit.
     pub fn wait_exit(&mut self, wait: Duration) -> ExitStatus {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gate did not exit in {wait:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.dir.path().join("gate.log");
+        super::wait_exit(&mut self.child, wait, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(super::signal(self.child.id(), signal));
     }
-}
 
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The text of a tool result's first content block.
-/// The tool names of one `tools/list` answer, in the order listed.
-pub fn listed_names(answer: &Value) -> Vec<String> {
-    answer["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools array in {answer}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-pub fn text(response: &Value) -> String {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text content in {response}"))
-        .to_owned()
-}
-
-/// The error code of a response.
-pub fn error_code(response: &Value) -> i64 {
-    response["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("not an error: {response}"))
-}
-
-/// Pids of live (non-zombie) processes whose process group is `pgid`, read from /proc.
-pub fn live_group_members(pgid: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// True while a process with `pid` exists (zombies included).
-pub fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-impl Gate {
     /// True when no answer to `id` has arrived so far.
     pub fn buffered_has_no_answer_to(&mut self, id: &str) -> bool {
         while let Ok(v) = self.rx.try_recv() {
@@ -327,25 +230,56 @@ impl Gate {
 
     /// Waits until the gate's log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} never logged:\n{}",
-                self.log()
-            );
-            // The log is a file: there is no event to wait on.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // The log is a file: there is no event to wait on.
+        retry(Duration::from_millis(20), || {
+            let log = self.log();
+            match log.contains(needle) {
+                true => Ok(()),
+                false => Err(format!("{needle:?} never logged:\n{log}")),
+            }
+        });
     }
 }
 
-/// Runs `aegis-gate ARGS` to completion; (exit code, stdout, stderr).
-pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(gate_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` (the gate over stdio), writes `requests` to its stdin one a line, closes it and
+/// waits for the exit; stdout and stderr are captured.
+pub fn pipe_through(mut cmd: Command, requests: &[Value]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The last line a gate wrote to stdout, as JSON.
+pub fn last_answer(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Runs `stdio --workspace WS` on `data` (with `extra` arguments) with one `tools/call`; returns
+/// the call's answer.
+pub fn stdio_call(data: &Path, ws: &str, extra: &[&str], tool: &str, args: Value) -> Value {
+    let mut cmd = gate(&["stdio", "--workspace", ws, "--data-dir"]);
+    cmd.arg(data).args(extra);
+    let out = pipe_through(cmd, &[initialize_request(), call_request(2, tool, args)]);
+    assert!(out.status.success());
+    last_answer(&out)
 }

@@ -1,0 +1,100 @@
+"""Shared by the interop peers (python_client.py over stdio, python_http_client.py over HTTP).
+
+What both do the same way: their common arguments (`--mode`, `--call`, `--timeout`), listing
+every tool across pages, making the calls, the report object they print, and the way they run
+and fail (an overall timeout; the leaf errors of the SDK's task groups named on stderr; exit 1).
+The two scripts import it as a sibling module: Python puts a script's own directory first on
+`sys.path`.
+
+Modes (the SDK's `mcp.Client(..., mode=...)` option):
+  auto    the SDK default: probe `server/discover` (2026-07-28), fall back to `initialize`
+  legacy  force the `initialize` handshake (handshake-era protocol versions only)
+
+Prints ONE JSON object on stdout:
+  {"protocol_version": ..., "handshake": "discover"|"initialize", "server_info": {...} | null,
+   "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from mcp import Client
+
+MAX_PAGES = 1000  # a paginator that never ends must not hang us
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """`--mode`, `--call NAME JSON_ARGS` (repeatable) and `--timeout`."""
+    p.add_argument("--mode", choices=["auto", "legacy"], default="auto")
+    p.add_argument(
+        "--call", nargs=2, action="append", default=[], metavar=("NAME", "JSON_ARGS"), help="tool call (repeatable)"
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="overall timeout in seconds")
+
+
+def parse_calls(raw: list[list[str]]) -> list[tuple[str, dict[str, Any]]]:
+    """The `--call` pairs with their JSON arguments parsed (raises json.JSONDecodeError)."""
+    return [(name, json.loads(arguments)) for name, arguments in raw]
+
+
+async def list_all_tools(client: Client) -> list[str]:
+    names: list[str] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await client.list_tools(cursor=cursor)
+        names.extend(tool.name for tool in page.tools)
+        cursor = page.next_cursor
+        if cursor is None:
+            return names
+    raise RuntimeError(f"tools/list did not finish within {MAX_PAGES} pages")
+
+
+async def report(client: Client, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The report both scripts print: handshake, server info, every tool, and each call's result."""
+    session = client.session
+    info = client.server_info
+    out: dict[str, Any] = {
+        "protocol_version": client.protocol_version,
+        "handshake": "discover" if session.discover_result is not None else "initialize",
+        "server_info": info.model_dump(mode="json", exclude_none=True) if info else None,
+        "tools": await list_all_tools(client),
+        "calls": {},
+    }
+    for name, arguments in calls:
+        result = await client.call_tool(name, arguments)
+        text = "".join(block.text for block in result.content if block.type == "text")
+        out["calls"][name] = {"is_error": bool(result.is_error), "text": text}
+    return out
+
+
+def leaves(e: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups from the SDK's task groups."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in leaves(sub)]
+    return [e]
+
+
+def run_and_print(prog: str, timeout: float, run: Callable[[], Awaitable[dict[str, Any]]]) -> int:
+    """Runs `run` within `timeout` seconds and prints its report; the process's exit code."""
+
+    async def bounded() -> dict[str, Any]:
+        with anyio.fail_after(timeout):
+            return await run()
+
+    try:
+        out = anyio.run(bounded)
+    except TimeoutError:
+        print(f"{prog}: timed out after {timeout}s", file=sys.stderr)
+        return 1
+    except Exception as e:  # any failure is a test failure; name the leaf errors, not the task groups
+        for leaf in leaves(e):
+            print(f"{prog}: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
