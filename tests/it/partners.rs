@@ -189,6 +189,10 @@ fn post(serve: &Serve, token: &str, session: Option<&str>, body: &str) -> Respon
     serve.post_mcp("ws-1", &headers, body)
 }
 
+fn list_body(id: u64) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}).to_string()
+}
+
 fn call_body(id: u64, tool: &str) -> String {
     call_request(id, tool, json!({"message": "hi", "a": 1, "b": 2})).to_string()
 }
@@ -331,6 +335,7 @@ fn a_partner_calls_what_it_is_granted_and_every_bad_token_is_refused() {
 
 #[test]
 fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
+    // Issue #11: a partner's rate counts what it does (tool calls), not its protocol chatter.
     let dir = TempDir::new();
     let (serve, a) = gate_b_with_org_a(&dir, json!({"per_minute": 60, "burst": 3}));
     let init = initialize_request().to_string();
@@ -352,9 +357,19 @@ fn a_partner_over_its_rate_waits_retry_after_and_is_served_again() {
             &body,
         )
     };
-    // The burst of 3 includes the initialize.
-    assert_eq!(send().status, 200);
-    assert_eq!(send().status, 200);
+    // The burst of 3 is for calls: the handshake and lists are not charged (issue #11), so a
+    // partner that connected makes its 3 calls, and the 4th quick one waits.
+    let listed = post(
+        &serve,
+        &a.token("org-b", &scope, "", &list_body(3), unix_now()),
+        s,
+        &list_body(3),
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    for n in 1..=3 {
+        let answered = send();
+        assert_eq!(answered.status, 200, "call {n}: {}", answered.body);
+    }
     let limited = send();
     assert_eq!(limited.status, 429, "{}", limited.body);
     let error = &limited.json()["error"];
