@@ -17,14 +17,13 @@
 
 use super::callers::{self, Asked, Caller, Refusal};
 use super::calls::CallInFlight;
-use super::delegated::Admitted;
 use super::http::{self, ApiError};
-use super::mcp_reply::{self, Awaited};
+use super::mcp_reply::{self, Awaited, Awaiting};
 use super::sessions::SessionRef;
 use super::Api;
 use crate::gate::{Session, ToolCall};
 use crate::http::{Method, Request};
-use crate::jsonrpc::{self, Id, Message, Sink};
+use crate::jsonrpc::{self, Message, Sink};
 use crate::mcp;
 use crate::policy::Verdict;
 use crate::thread::lock;
@@ -79,9 +78,12 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
             api.streams.open_request(request, session, notes, streaming);
             200
         }
-        Ok(Reply::Awaiting(pending)) => {
+        Ok(Reply::Awaiting(awaiting)) => {
             let records = api.records();
-            let awaited = pending.into_awaited(request);
+            let awaited = Awaited {
+                request,
+                awaiting: *awaiting,
+            };
             if let Some(awaited) = awaited.first_look(&records) {
                 api.answers.wait(awaited, &records);
             }
@@ -109,7 +111,7 @@ enum Reply {
     Accepted,
     NoContent,
     /// The answer is coming from the gate.
-    Awaiting(Box<Pending>),
+    Awaiting(Box<Awaiting>),
     /// A request refused on who sent it: a JSON-RPC error with 401, 403 or 429.
     Refused {
         status: u16,
@@ -122,34 +124,6 @@ enum Reply {
         notes: Receiver<Vec<u8>>,
         streaming: Arc<AtomicBool>,
     },
-}
-
-/// A request handed to the gate, waiting for its answer (all of [`Awaited`] but the request).
-struct Pending {
-    rx: Receiver<Vec<u8>>,
-    id: Id,
-    deadline: Instant,
-    accepts_sse: bool,
-    first: Vec<Vec<u8>>,
-    session: Option<String>,
-    only: Option<Admitted>,
-    call: Option<CallInFlight>,
-}
-
-impl Pending {
-    fn into_awaited(self, request: Request) -> Awaited {
-        Awaited {
-            request,
-            rx: self.rx,
-            id: self.id,
-            deadline: self.deadline,
-            accepts_sse: self.accepts_sse,
-            first: self.first,
-            session: self.session,
-            only: self.only,
-            call: self.call,
-        }
-    }
 }
 
 fn refused(refusal: Refusal) -> Reply {
@@ -302,7 +276,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
     if !accepts_sse || method == "initialize" {
         first.clear();
     }
-    Ok(Reply::Awaiting(Box::new(Pending {
+    Ok(Reply::Awaiting(Box::new(Awaiting {
         rx,
         id,
         deadline: started + wait,

@@ -39,6 +39,11 @@ const HANDOVER_QUEUE: usize = 1024;
 /// A request whose answer is coming.
 pub(super) struct Awaited {
     pub(super) request: Request,
+    pub(super) awaiting: Awaiting,
+}
+
+/// What waiting for an answer needs besides the request.
+pub(super) struct Awaiting {
     pub(super) rx: Receiver<Vec<u8>>,
     pub(super) id: Id,
     pub(super) deadline: Instant,
@@ -65,17 +70,18 @@ impl Awaited {
     /// The worker's first look: a quick answer is sent at once (`None`); otherwise the request
     /// goes on waiting, with what the look saw.
     pub(super) fn first_look(mut self, records: &Records) -> Option<Awaited> {
-        if !self.first.is_empty() {
+        let a = &mut self.awaiting;
+        if !a.first.is_empty() {
             return Some(self);
         }
-        match self.rx.recv_timeout(FIRST_LOOK) {
-            Ok(line) if is_answer_to(&line, &self.id) => {
+        match a.rx.recv_timeout(FIRST_LOOK) {
+            Ok(line) if is_answer_to(&line, &a.id) => {
                 Entry::new(self).answer(&line, records);
                 None
             }
             Ok(line) => {
-                if self.accepts_sse && self.only.is_none() {
-                    self.first.push(line);
+                if a.accepts_sse && a.only.is_none() {
+                    a.first.push(line);
                 }
                 Some(self)
             }
@@ -185,34 +191,20 @@ impl Drop for Answers {
 struct Entry {
     request: Option<Request>,
     stream: Option<Stream>,
-    rx: Receiver<Vec<u8>>,
-    id: Id,
-    deadline: Instant,
-    accepts_sse: bool,
-    first: Vec<Vec<u8>>,
-    session: Option<String>,
-    only: Option<Admitted>,
-    call: Option<CallInFlight>,
+    a: Awaiting,
 }
 
 impl Entry {
-    fn new(a: Awaited) -> Entry {
+    fn new(awaited: Awaited) -> Entry {
         Entry {
-            request: Some(a.request),
+            request: Some(awaited.request),
             stream: None,
-            rx: a.rx,
-            id: a.id,
-            deadline: a.deadline,
-            accepts_sse: a.accepts_sse,
-            first: a.first,
-            session: a.session,
-            only: a.only,
-            call: a.call,
+            a: awaited.awaiting,
         }
     }
 
     fn record(&mut self, records: &Records, outcome: String) {
-        finish(self.call.take(), records, outcome);
+        finish(self.a.call.take(), records, outcome);
     }
 
     /// Starts the event stream with the lines that go first; `false` when the client is gone.
@@ -224,11 +216,11 @@ impl Entry {
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
         ];
-        if let Some(id) = &self.session {
+        if let Some(id) = &self.a.session {
             headers.push(("Mcp-Session-Id", id.as_str()));
         }
         let mut stream = request.stream(200, &headers, After::KeepAlive);
-        for line in std::mem::take(&mut self.first) {
+        for line in std::mem::take(&mut self.a.first) {
             if stream.send(&sse::event(&line)).is_err() {
                 return false;
             }
@@ -248,11 +240,11 @@ impl Entry {
         let Some(request) = self.request.take() else {
             return;
         };
-        let body = match &self.only {
+        let body = match &self.a.only {
             Some(admitted) => only_permitted(line, admitted),
             None => line.to_vec(),
         };
-        respond_json(request, 200, &body, self.session.as_deref());
+        respond_json(request, 200, &body, self.a.session.as_deref());
         self.record(records, jsonrpc::outcome_label(&body));
     }
 
@@ -314,7 +306,7 @@ fn run(handover: &Receiver<Awaited>, records: &Records) {
     let stopping = ApiError::new(503, "stopping", "the gate is stopping");
     for mut entry in entries {
         let line = jsonrpc::error_line(
-            Some(&entry.id),
+            Some(&entry.a.id),
             jsonrpc::code::SERVER_UNAVAILABLE,
             "the gate is stopping",
         );
@@ -330,9 +322,9 @@ fn wait(handover: &Receiver<Awaited>, entries: &[Entry]) -> Woke {
     let mut select = Select::new();
     select.recv(handover);
     for entry in entries {
-        select.recv(&entry.rx);
+        select.recv(&entry.a.rx);
     }
-    let next = entries.iter().map(|e| e.deadline).min();
+    let next = entries.iter().map(|e| e.a.deadline).min();
     let timeout = next.map_or(Duration::from_secs(1), |at| {
         at.saturating_duration_since(Instant::now())
     });
@@ -342,7 +334,7 @@ fn wait(handover: &Receiver<Awaited>, entries: &[Entry]) -> Woke {
     match op.index() {
         0 => Woke::New(op.recv(handover).ok().map(Box::new)),
         i => match entries.get(i - 1) {
-            Some(entry) => Woke::Line(i - 1, op.recv(&entry.rx).ok()),
+            Some(entry) => Woke::Line(i - 1, op.recv(&entry.a.rx).ok()),
             None => Woke::Timeout,
         },
     }
@@ -356,7 +348,7 @@ fn add(entries: &mut Vec<Entry>, awaited: Awaited, records: &Records) {
         entry.fail(None, &busy, "refused", records);
         return;
     }
-    if !entry.first.is_empty() && !entry.open_stream() {
+    if !entry.a.first.is_empty() && !entry.open_stream() {
         entry.record(records, "no_answer".to_owned());
         return;
     }
@@ -365,15 +357,15 @@ fn add(entries: &mut Vec<Entry>, awaited: Awaited, records: &Records) {
 
 /// A line from the gate for an entry; `true` when the entry is done.
 fn on_line(entry: &mut Entry, line: &[u8], records: &Records) -> bool {
-    if is_answer_to(line, &entry.id) {
+    if is_answer_to(line, &entry.a.id) {
         entry.answer(line, records);
         return true;
     }
     if entry.stream.is_none() {
-        if !entry.accepts_sse || entry.only.is_some() {
+        if !entry.a.accepts_sse || entry.a.only.is_some() {
             return false; // A notification the client cannot take as a stream: dropped.
         }
-        entry.first.push(line.to_vec());
+        entry.a.first.push(line.to_vec());
         if entry.open_stream() {
             return false;
         }
@@ -396,10 +388,10 @@ fn expire(entries: &mut Vec<Entry>, records: &Records) {
     let now = Instant::now();
     let mut i = 0;
     while i < entries.len() {
-        if entries.get(i).is_some_and(|e| e.deadline <= now) {
+        if entries.get(i).is_some_and(|e| e.a.deadline <= now) {
             let mut entry = entries.swap_remove(i);
             let line = jsonrpc::error_line(
-                Some(&entry.id),
+                Some(&entry.a.id),
                 jsonrpc::code::REQUEST_TIMEOUT,
                 "no answer in time",
             );

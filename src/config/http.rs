@@ -72,33 +72,11 @@ pub(super) struct HttpSettingsFile {
     max_sessions_per_agent: Option<usize>,
 }
 
-/// The longest time any setting may be: one day.
-const MAX_MS: u64 = 86_400_000;
-
 impl HttpSettingsFile {
     /// The settings, defaults filled in, each checked.
     pub(super) fn settings(&self) -> Result<HttpSettings, Error> {
         let d = HttpSettings::default();
-        let n = |v: Option<usize>, default: usize, name: &'static str| match v {
-            None => Ok(default),
-            Some(0) => Err(Error::InvalidSetting {
-                name,
-                reason: "must be greater than 0".into(),
-            }),
-            Some(n) => Ok(n),
-        };
-        let ms = |v: Option<u64>, default: Duration, name: &'static str| match v {
-            None => Ok(default),
-            Some(0) => Err(Error::InvalidSetting {
-                name,
-                reason: "must be greater than 0".into(),
-            }),
-            Some(n) if n > MAX_MS => Err(Error::InvalidSetting {
-                name,
-                reason: format!("must be at most {MAX_MS} (one day)"),
-            }),
-            Some(n) => Ok(Duration::from_millis(n)),
-        };
+        let (n, ms) = (super::check::count, super::check::millis);
         let settings = HttpSettings {
             max_request_line: n(
                 self.max_request_line,

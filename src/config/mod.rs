@@ -17,6 +17,7 @@
 //!  "aegis": {"call_timeout_ms": 60000, "separator": "."}}
 //! ```
 
+mod check;
 mod error;
 mod http;
 mod settings;

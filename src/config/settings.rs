@@ -6,7 +6,7 @@
 //! Owns: the defaults (in [`Settings::default`], one place) and the ranges each setting accepts.
 //! Never: reads a file (the caller hands in the parsed `"aegis"` object); never accepts a
 //! duration of zero or above one day, or an unknown field; imports nothing of `config` but
-//! [`Error`] and the HTTP settings ([`super::http`]).
+//! [`Error`], the range checks ([`super::check`]) and the HTTP settings ([`super::http`]).
 
 use super::error::Error;
 use serde::Deserialize;
@@ -225,33 +225,10 @@ pub fn validate_server_name(name: &str, separator: Separator) -> Result<(), Stri
     Ok(())
 }
 
-/// The longest time any setting may be: one day (keeps every deadline far from overflow).
-const MAX_MS: u64 = 86_400_000;
-
 pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
     let d = Settings::default();
-    let ms = |v: Option<u64>, default: Duration, name: &'static str| -> Result<Duration, Error> {
-        match v {
-            None => Ok(default),
-            Some(0) => Err(Error::InvalidSetting {
-                name,
-                reason: "must be greater than 0".into(),
-            }),
-            Some(n) if n > MAX_MS => Err(Error::InvalidSetting {
-                name,
-                reason: format!("must be at most {MAX_MS} (one day)"),
-            }),
-            Some(n) => Ok(Duration::from_millis(n)),
-        }
-    };
-    let positive = |v: Option<usize>, default: usize, name: &'static str| match v {
-        None => Ok(default),
-        Some(0) => Err(Error::InvalidSetting {
-            name,
-            reason: "must be greater than 0".into(),
-        }),
-        Some(n) => Ok(n),
-    };
+    let ms = super::check::millis;
+    let positive = super::check::count;
     let separator = match file.separator {
         None => d.separator,
         Some(text) => Separator::parse(&text).ok_or(Error::InvalidSetting {

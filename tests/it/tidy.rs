@@ -1,17 +1,7 @@
 //! House rules checked by `cargo test`: module docs, no ignored or should_panic tests.
 
+use crate::support::rust_files;
 use std::path::Path;
-
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 #[test]
 fn every_source_file_starts_with_a_module_doc() {
