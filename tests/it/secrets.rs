@@ -2,7 +2,10 @@
 //! dir, reach their child decrypted and appear nowhere else (answers, log, files); `rotate-key`
 //! re-encrypts them under a new key.
 
-use crate::support::{assert_success, gate, stdio_call, text, Serve, TempDir, ADMIN, SECRET};
+use crate::support::http::Endpoint;
+use crate::support::{
+    assert_success, gate, stdio_call, text, unix_now, Serve, TempDir, ADMIN, SECRET,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -91,4 +94,59 @@ fn rotate_key_reencrypts_every_secret_and_drops_the_old_key() {
         json!({"name": "MY_SECRET"}),
     );
     assert_eq!(text(&last), SECRET);
+}
+
+#[test]
+fn rotate_key_also_reencrypts_header_values_and_introspection_credentials() {
+    let dir = TempDir::new();
+    let serve = Serve::start(dir.path());
+    serve.setup("ws-1");
+    // A remote connection with a header value, in a workspace not running (its server is
+    // nowhere: only starting it, which decrypts the header, matters here).
+    let remote = serve.connect(
+        "ws-r",
+        json!({"name": "remote1", "kind": "http", "url": "http://127.0.0.1:9/mcp",
+               "headers": {"X-Api-Key": "header-secret"}}),
+    );
+    assert_eq!(remote.status, 201, "{}", remote.body);
+    // An introspection endpoint that insists on the gate's credential.
+    let provider = Endpoint::start(
+        "/introspect",
+        None,
+        Box::new(|head, body| {
+            let authorized = head
+                .lines()
+                .any(|l| l.trim() == "Authorization: Basic cm90YXRl");
+            if authorized && body.starts_with("token=opaque-good&") {
+                json!({"active": true, "sub": "bob", "aud": "aegis", "exp": unix_now() + 300})
+            } else {
+                json!({"active": false})
+            }
+            .to_string()
+        }),
+    );
+    let settings = json!({"introspection": {"url": provider.url, "audience": "aegis",
+        "authorization": "Basic cm90YXRl"}});
+    let set = serve.admin("PUT", "/workspaces/ws-1/identity", Some(settings));
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert!(serve.stop().success());
+
+    let data_arg = dir.path().join("data").to_str().unwrap().to_owned();
+    let out = gate(&["rotate-key", "--data-dir", &data_arg])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("3 secrets re-encrypted"), "{said}");
+    let key = std::fs::read_to_string(dir.path().join("data/fernet.key")).unwrap();
+    assert!(!key.contains(','), "the old key is dropped");
+
+    // With the new key alone: the header decrypts (the remote connection starts) and the
+    // introspection credential does (the provider accepts the gate's request).
+    let serve = Serve::start(dir.path());
+    let started = serve.admin("POST", "/workspaces/ws-r/activate", None);
+    assert_eq!(started.status, 200, "{}", started.body);
+    let client = serve.client("ws-1", "opaque-good");
+    assert_eq!(client.list().status, 200);
+    assert!(serve.stop().success());
 }
