@@ -13,8 +13,9 @@
 //! that cannot be filtered becomes an error); keeps more than [`MAX_AWAITED`] requests (more are
 //! answered 503 at once).
 //!
-//! Threads: `http-answers`, ended by [`Answers::stop`] (every awaited request is answered 503
-//! first) and joined.
+//! Threads: `http-answers`, ended by [`Answers::stop`] and joined: answers already queued are
+//! sent first; then a request waiting for a JSON answer gets 503, one whose event stream is open
+//! gets an error event and the stream ends.
 
 use super::calls::CallInFlight;
 use super::delegated::Admitted;
@@ -302,6 +303,24 @@ fn run(handover: &Receiver<Awaited>, records: &Records) {
             Woke::Timeout => {}
         }
         expire(&mut entries, records);
+    }
+    // Answers already queued go out first (held calls expired just before the stop, say).
+    let mut i = 0;
+    while i < entries.len() {
+        let mut done = false;
+        if let Some(entry) = entries.get_mut(i) {
+            while let Ok(line) = entry.a.rx.try_recv() {
+                if on_line(entry, &line, records) {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if done {
+            entries.swap_remove(i);
+        } else {
+            i += 1;
+        }
     }
     let stopping = ApiError::new(503, "stopping", "the gate is stopping");
     for mut entry in entries {

@@ -2,13 +2,14 @@
 //!
 //! Owns: the [`Api`] that every HTTP worker shares, and the dispatch of a request to
 //! `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text, [`metrics`]), the REST admin
-//! API under `/api/v1/aegis/` (`rest/`) or MCP over Streamable HTTP at `/mcp/{workspace}`
+//! API under `/api/v1/aegis/` (`rest/`) or MCP over Streamable HTTP at `/mcp/{workspace}` and `/mcp`
 //! (`mcp_http.rs`). Each concern of the `Api` has one file: running workspaces
 //! (`workspaces.rs`), the MCP session table (`sessions.rs`), callers and their identity caches
 //! (`callers.rs`), inbound delegation (`delegated.rs`), a call's record (`calls.rs`), the
 //! answer to an MCP request (`mcp_reply.rs`), server-sent events (`sse.rs`), the sessions' GET
-//! streams (`streams.rs`), the metrics (`metrics.rs`); the HTTP front (`front.rs`, `admit.rs`,
-//! `relay.rs`) and the process's wiring (`serve.rs`).
+//! streams (`streams.rs`), the metrics (`metrics.rs`), and the process's wiring (`serve.rs`).
+//! The HTTP server itself (connections, limits, workers) is [`crate::http`]; `Api` is its
+//! handler.
 //! Never: blocks a worker longer than one request's deadline; never puts a secret into a
 //! response or a log line (env values and keys are write-only through the API).
 //!
@@ -167,7 +168,8 @@ impl Api {
     }
 
     /// Answers every call still waiting for a person (it expires) and stops the approval and
-    /// webhook threads: call before the front stops, whose workers those calls hold.
+    /// webhook threads: call before [`Api::end_waiting`], so that those answers are the ones
+    /// their agents get.
     pub(crate) fn release_held(&self) {
         self.approvals.stop();
         self.webhooks.stop();

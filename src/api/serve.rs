@@ -3,8 +3,10 @@
 //! Owns: first start (the data dir 0700, the Fernet key, the Ed25519 signing key and the admin
 //! token created when they are not given by `AEGIS_FERNET_KEYS` / `AEGIS_ADMIN_TOKEN`; a
 //! generated token is printed once and only its hash is stored), storing `--org-id`, resuming the workspaces the state says are active, starting the HTTP
-//! front, announcing the bound address on stdout, and the shutdown on SIGTERM/SIGINT (stop taking
-//! requests, let those being handled finish, tear every child down, exit 0).
+//! server, announcing the bound address on stdout, and the shutdown on SIGTERM/SIGINT: calls
+//! held for approval expire and MCP requests still waiting for an answer are answered (an error,
+//! or their answer when it is already there), the GET streams end, the server stops taking
+//! requests and lets the workers finish what they took, every child is torn down, exit 0.
 //! Never: stores or logs the admin token itself.
 //!
 //! Threads: the HTTP server's (`crate::http`); the calling thread waits for the first signal and

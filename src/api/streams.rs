@@ -7,7 +7,8 @@
 //! stream when its session ends (the merger drops the queue's sender), when the session opens a
 //! newer stream, when a write fails, or at shutdown.
 //! Never: holds a worker for a stream's life; keeps more than one stream per session or more than
-//! [`MAX_STREAMS`] in all; waits on a write longer than the socket's write timeout.
+//! [`MAX_STREAMS`] in all; waits on a write longer than the HTTP front's answer queue allows (a stream's part waits at
+//! most 5 s for room; the front closes a connection whose client does not read).
 //!
 //! Threads: `http-streams`, ended by [`Streams::stop`] (which closes every stream) and joined.
 

@@ -1,11 +1,12 @@
 //! `aegis-gate serve`: the gate as an HTTP service.
 //!
-//! Owns: the help and flags of `serve` with their defaults (listen address, workers, timeouts,
-//! connection limits, held calls capped by the workers), reading a `--config` file's settings
-//! (which may not name servers), and the hand-over to `api::serve::run`.
-//! Never: touches the HTTP layer beyond its one entry point, `api::serve::run`, and the two
-//! option types it takes (`api::front::FrontConfig`, `api::ApiOptions`); prints to stdout beyond
-//! its help (`api::serve::run` announces the address).
+//! Owns: the help and flags of `serve` with their defaults (listen address, workers, the io
+//! timeout, connection limits, held calls), reading a `--config` file's settings (which may not
+//! name servers), building the HTTP server's `crate::http::Config` from the flags and the
+//! `aegis.http` settings, and the hand-over to `api::serve::run`.
+//! Never: touches serve mode beyond its entry point, `api::serve::run`, and the options it takes
+//! (`crate::http::Config`, `api::ApiOptions`); prints to stdout beyond its help
+//! (`api::serve::run` announces the address).
 
 use super::{args, CliError};
 use crate::config::{Config, Settings};

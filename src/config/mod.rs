@@ -4,8 +4,9 @@
 //! [`ServerConfig`]), the `url` entries turned into `aegis-gate bridge` children, and the embedded
 //! demo. The parts: `settings.rs` has [`Settings`] with every limit, timeout and interval the
 //! other parts use (each with a documented default), the `"aegis"` object that sets them, and
-//! the naming rules ([`Separator`], [`validate_server_name`]); `error.rs` has [`Error`], the
-//! lowest file, which both others use. Everything is re-exported here, so `crate::config::X` is
+//! the naming rules ([`Separator`], [`validate_server_name`]); `http.rs` has serve mode's HTTP
+//! limits, deadlines and session quotas ([`HttpSettings`], the `"http"` object); `check.rs` the
+//! ranges every setting accepts; `error.rs` has [`Error`], the lowest file, which the others use. Everything is re-exported here, so `crate::config::X` is
 //! the one path for every item.
 //! Never: starts anything or reads the file again later; a bad file is a [`config::Error`](Error)
 //! at start, never a surprise at run time.

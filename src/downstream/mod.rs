@@ -18,7 +18,7 @@ mod health;
 
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{code, Id, Responder, SessionId};
-use crate::thread::{self, JoinOnDrop};
+use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -225,10 +225,7 @@ impl ConnHandle {
 
     /// The connection's current state.
     pub fn snapshot(&self) -> Snapshot {
-        match self.inner.snapshot.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        lock(&self.inner.snapshot).clone()
     }
 
     fn send(&self, cmd: Command) {
@@ -253,10 +250,7 @@ impl ConnHandle {
     }
 
     fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        match self.inner.snapshot.lock() {
-            Ok(mut s) => f(&mut s),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        f(&mut lock(&self.inner.snapshot));
     }
 }
 

@@ -1,8 +1,9 @@
 //! One client connection of the front: its buffers and where it stands in the request cycle
 //! (reading a head, reading a body, answered by a handler, closing).
 //!
-//! Owns: the connection's input (at most one head and one body, each within its limit: more is
-//! never read), its output (the answer's bytes, with at most [`BACKLOG`] of a stream's parts
+//! Owns: the connection's input (while a head is read, at most `max_head` bytes; while a body is
+//! read, at most `max_body + max_head` bytes not yet decoded, besides the decoded body of at most
+//! `max_body`; more is never read), its output (the answer's bytes, with at most [`BACKLOG`] of a stream's parts
 //! waiting for a client that reads slowly), its deadlines, and the shutdown of a finished
 //! connection (its input drained for [`LINGER`] so the last answer is not lost to a reset).
 //! Never: blocks (the socket is non-blocking); parses a head again for each byte that dribbles

@@ -2,7 +2,8 @@
 //! `mio::Poll`.
 //!
 //! Owns: accepting (with the limits on connections in all and per client address: over either,
-//! an immediate 503 and the socket lingers a moment; an accept error pauses accepting, it never
+//! an immediate 503 and the socket lingers a moment, or, with [`MAX_LINGERING`] refusals still
+//! lingering, a close without an answer; an accept error pauses accepting, it never
 //! ends the loop), each connection's reads, parse and writes ([`super::conn`]), the deadlines
 //! (head, body, keep-alive, write), handing complete requests to the workers (a full queue is
 //! answered 503 at once), and writing the handlers' answers, which come back through one

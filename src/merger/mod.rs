@@ -45,7 +45,7 @@ pub use view::{Route, Routes};
 use crate::config::Settings;
 use crate::downstream::{ConnHandle, Event};
 use crate::jsonrpc::code;
-use crate::thread::{self, JoinOnDrop};
+use crate::thread::{self, read, JoinOnDrop};
 use crossbeam_channel::{Receiver, Sender};
 use state::State;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,10 +117,7 @@ impl MergerHandle {
 
     /// The current route table.
     pub fn routes(&self) -> Arc<Routes> {
-        match self.routes.read() {
-            Ok(r) => Arc::clone(&r),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&read(&self.routes))
     }
 }
 

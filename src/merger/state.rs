@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::downstream::{ConnHandle, ConnId, Event, Status};
 use crate::jsonrpc::{self, code, Responder, Sink};
 use crate::store::pins::PinStore;
+use crate::thread::write;
 use crossbeam_channel::{select, Receiver};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -378,10 +379,7 @@ impl State {
         let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();
         let routes = Arc::new(view::routes(&merged, connections));
         log::info!("merged view: {} callable tools", routes.callable());
-        match self.routes.write() {
-            Ok(mut r) => *r = routes,
-            Err(poisoned) => *poisoned.into_inner() = routes,
-        }
+        *write(&self.routes) = routes;
         let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
         // A full queue loses this notification, not the subscription.
         self.subscribers

@@ -2,8 +2,8 @@
 //!
 //! Owns: the fast path (a byte scan; a result of plain ASCII text is forwarded untouched, never
 //! parsed) and the slow path (parse, strip hidden code points from every string but base64
-//! payloads, re-serialize) taken when the scan finds a byte that may start a hidden character
-//! (any non-ASCII byte). A re-serialized result keeps its values but not its formatting: keys
+//! payloads, re-serialize) taken when the scan finds a byte that may start or encode a hidden
+//! character (any non-ASCII byte, a control byte, a `\u` escape). A re-serialized result keeps its values but not its formatting: keys
 //! come out sorted, whitespace between tokens goes, numbers are printed again.
 //! Never: changes the text of a string beyond removing hidden characters: a result is data the
 //! agent asked for.
