@@ -72,10 +72,12 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
         }
         Ok(Reply::EventStream {
             session,
+            agent,
             notes,
             streaming,
         }) => {
-            api.streams.open_request(request, session, notes, streaming);
+            api.streams
+                .open_request(request, session, agent, notes, streaming);
             200
         }
         Ok(Reply::Awaiting(awaiting)) => {
@@ -121,6 +123,7 @@ enum Reply {
     /// A session's GET stream: the head goes out, then the stream is handed over.
     EventStream {
         session: String,
+        agent: String,
         notes: Receiver<Vec<u8>>,
         streaming: Arc<AtomicBool>,
     },
@@ -346,6 +349,7 @@ fn event_stream(
     let stream = api.sessions.stream(header, workspace, agent_id)?;
     Ok(Reply::EventStream {
         session: header.to_owned(),
+        agent: agent_id.to_owned(),
         notes: stream.notes,
         streaming: stream.streaming,
     })

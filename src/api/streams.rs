@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Open streams at most (each also holds one of the front's connections).
 const MAX_STREAMS: usize = 1024;
+/// Open streams of one agent at most: a newer one ends its oldest, so one agent's streams
+/// cannot fill the connections of its address.
+const MAX_STREAMS_PER_AGENT: usize = 8;
 /// Streams handed over but not yet taken by the thread.
 const HANDOVER_QUEUE: usize = 64;
 
@@ -39,6 +42,8 @@ pub(super) enum OpenError {
 pub(super) struct NewStream {
     /// The session's id: a newer stream of the same session replaces this one.
     pub(super) session: String,
+    /// The session's agent (its streams are capped).
+    pub(super) agent: String,
     /// The session's list-change queue.
     pub(super) notes: Receiver<Vec<u8>>,
     /// The answer's body (the head is out).
@@ -69,6 +74,7 @@ impl Streams {
         &self,
         request: Request,
         session: String,
+        agent: String,
         notes: Receiver<Vec<u8>>,
         streaming: Arc<AtomicBool>,
     ) {
@@ -79,6 +85,7 @@ impl Streams {
         let writer = request.stream(200, &headers, After::Close);
         let stream = NewStream {
             session,
+            agent,
             notes,
             writer,
             streaming,
@@ -114,6 +121,8 @@ impl Drop for Streams {
 
 struct Open {
     session: String,
+    agent: String,
+    opened: Instant,
     notes: Receiver<Vec<u8>>,
     writer: Stream,
     last_write: Instant,
@@ -193,7 +202,23 @@ fn add(open: &mut Vec<Open>, new: NewStream) {
         open.swap_remove(i).end();
     }
     new.streaming.store(true, Ordering::SeqCst);
+    let of_agent: Vec<(Instant, usize)> = open
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.agent == new.agent)
+        .map(|(i, s)| (s.opened, i))
+        .collect();
+    if of_agent.len() >= MAX_STREAMS_PER_AGENT {
+        if let Some(&(_, oldest)) = of_agent.iter().min() {
+            log::info!(
+                "an agent opened more than {MAX_STREAMS_PER_AGENT} event streams; its oldest ended"
+            );
+            open.swap_remove(oldest).end();
+        }
+    }
     let stream = Open {
+        agent: new.agent,
+        opened: Instant::now(),
         session: new.session,
         notes: new.notes,
         writer: new.writer,
@@ -227,6 +252,7 @@ mod tests {
         let (writer, out) = testing::stream();
         let new = NewStream {
             session: session.into(),
+            agent: "agent".into(),
             notes,
             writer,
             streaming: Arc::default(),
@@ -273,6 +299,7 @@ mod tests {
         assert!(matches!(
             streams.open(NewStream {
                 session: "s3".into(),
+                agent: "agent".into(),
                 notes: crossbeam_channel::bounded(1).1,
                 writer: testing::stream().0,
                 streaming: Arc::default(),

@@ -91,6 +91,9 @@ pub(super) struct Conn {
     scanned: usize,
     last_write: Instant,
     last_read: Instant,
+    /// Whether a request was answered on this connection (until then, its first byte is due
+    /// within the head deadline, not the keep-alive time).
+    served: bool,
 }
 
 impl Conn {
@@ -113,6 +116,7 @@ impl Conn {
             scanned: 0,
             last_write: now,
             last_read: now,
+            served: false,
         }
     }
 
@@ -140,8 +144,14 @@ impl Conn {
         self.written < self.output.len()
     }
 
-    /// The socket is readable: reads what the phase may take and moves on.
-    pub(super) fn on_readable(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
+    /// The socket is readable: reads what the phase may take (within `allowance`, what the
+    /// front's budget for bodies in flight leaves) and moves on.
+    pub(super) fn on_readable(
+        &mut self,
+        limits: &Limits,
+        timeouts: &Timeouts,
+        allowance: usize,
+    ) -> Next {
         match self.phase {
             Phase::Answering { .. } => {
                 // Not now: the next request waits until this one is answered.
@@ -155,21 +165,64 @@ impl Conn {
                     Next::Wait
                 }
             }
-            Phase::Head { .. } | Phase::Body { .. } => {
-                let room = self.room(limits);
-                match self.read_some(room) {
-                    Err(_) => Next::Close,
-                    Ok(()) => self.advance(limits, timeouts),
-                }
+            Phase::Head { .. } | Phase::Body { .. } => self.pump(limits, timeouts, allowance),
+        }
+    }
+
+    /// Reads and parses while the phase reads and the socket has input: a read that stopped at
+    /// the phase's room leaves input on the socket that no new event will announce
+    /// (readiness is edge-triggered), so it is read once the parse made room.
+    fn pump(&mut self, limits: &Limits, timeouts: &Timeouts, allowance: usize) -> Next {
+        loop {
+            let room = self.room(limits).min(allowance);
+            if room == 0 {
+                // Other connections' bodies use the whole budget: this one is told to retry.
+                return self.refuse_status(
+                    503,
+                    "busy",
+                    "the gate is receiving too many request bodies; try again later",
+                    true,
+                );
+            }
+            if self.read_some(room).is_err() {
+                return Next::Close;
+            }
+            let next = self.advance(limits, timeouts);
+            let reading = matches!(self.phase, Phase::Head { .. } | Phase::Body { .. });
+            if !(matches!(next, Next::Wait) && self.unread && reading) {
+                return next;
             }
         }
+    }
+
+    /// Bytes this connection holds for a body not yet complete (its buffers' capacity): what
+    /// counts against the front's budget for bodies in flight.
+    pub(super) fn body_held(&self) -> usize {
+        match &self.phase {
+            Phase::Body { body, .. } => body.capacity().saturating_add(self.input.capacity()),
+            _ => 0,
+        }
+    }
+
+    /// Whether the connection reads a body now.
+    pub(super) fn reads_body(&self) -> bool {
+        matches!(self.phase, Phase::Body { .. })
     }
 
     /// How much input the phase may still buffer: a head's limit, or the body's remaining bytes
     /// plus the next head's limit (a pipelined request may follow).
     fn room(&self, limits: &Limits) -> usize {
         let cap = match &self.phase {
-            Phase::Body { .. } => limits.max_body.saturating_add(limits.max_head),
+            Phase::Body { head, body, .. } => {
+                let remaining = match head.body {
+                    Framing::Length(n) => usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(body.len()),
+                    // Chunk framing adds a little to the body's bytes; a head's room covers it.
+                    Framing::Chunked | Framing::None => limits.max_body.saturating_sub(body.len()),
+                };
+                remaining.saturating_add(limits.max_head)
+            }
             _ => limits.max_head.saturating_add(1),
         };
         cap.saturating_sub(self.input.len()).max(1)
@@ -235,6 +288,9 @@ impl Conn {
                     }
                 }
                 Phase::Body { reader, body, .. } => {
+                    // Grown to what came, not doubled: a body never holds twice its size.
+                    let room = limits.max_body.saturating_sub(body.len());
+                    body.reserve_exact(self.input.len().min(room));
                     let (used, done) = match reader.feed(&self.input, body) {
                         Ok(fed) => fed,
                         Err(e) => return self.refuse(&e),
@@ -267,6 +323,8 @@ impl Conn {
             // What does not fit now goes when the socket is writable.
             let _ = self.flush();
         }
+        // The body's time runs from now (the head may have waited behind an earlier answer).
+        self.last_read = Instant::now();
         self.phase = Phase::Body {
             reader: BodyReader::new(head.body, limits),
             head: Box::new(head),
@@ -294,17 +352,29 @@ impl Conn {
         self.flush_and_settle()
     }
 
-    /// Answers `status` with a JSON error and closes (a request the front cannot take).
-    pub(super) fn refuse_status(&mut self, status: u16, code: &str, message: &str) -> Next {
+    /// Answers `status` with a JSON error and closes (a request the front cannot take); `retry`
+    /// adds `Retry-After: 1` (the refusal is about load, not about the request).
+    pub(super) fn refuse_status(
+        &mut self,
+        status: u16,
+        code: &str,
+        message: &str,
+        retry: bool,
+    ) -> Next {
         let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        let mut headers = vec![("Content-Type", "application/json")];
+        if retry {
+            headers.push(("Retry-After", "1"));
+        }
         let mut bytes = wire::response_head(
             status,
-            &[("Content-Type", "application/json"), ("Retry-After", "1")],
+            &headers,
             Some(body.len()),
             false,
             wire::Version::Http11,
         );
         bytes.extend_from_slice(body.as_bytes());
+        self.input.clear();
         self.queue(&bytes);
         self.phase = Phase::Answering { end: Some(true) };
         self.flush_and_settle()
@@ -317,7 +387,9 @@ impl Conn {
         }
         let (bytes, end) = match what {
             What::Bytes(bytes) => (bytes, None),
-            What::End { bytes, close } => (bytes, Some(close || self.eof)),
+            // A client that shut its side after its requests still gets every answer: the
+            // parse closes the connection when no complete request is left.
+            What::End { bytes, close } => (bytes, Some(close)),
         };
         if self.output.len() - self.written > BACKLOG {
             log::debug!(
@@ -346,10 +418,9 @@ impl Conn {
     /// After an answer: a request that already waits in the input (or on the socket) is read.
     fn next_request(&mut self, limits: &Limits, timeouts: &Timeouts) -> Next {
         if self.unread {
-            let room = self.room(limits);
-            if self.read_some(room).is_err() {
-                return Next::Close;
-            }
+            // The front checks the budget for bodies when the socket is readable; here a read
+            // takes at most what the phase's room allows.
+            return self.pump(limits, timeouts, usize::MAX);
         }
         self.advance(limits, timeouts)
     }
@@ -362,6 +433,10 @@ impl Conn {
     fn queue(&mut self, bytes: &[u8]) {
         if self.written == self.output.len() {
             self.output.clear();
+            self.written = 0;
+        } else if self.written > KEEP {
+            // A stream read about as fast as it is written would otherwise keep every byte.
+            self.output.drain(..self.written);
             self.written = 0;
         }
         self.output.extend_from_slice(bytes);
@@ -395,8 +470,11 @@ impl Conn {
             }
             Phase::Answering { end: Some(false) } => {
                 self.shrink();
+                let now = Instant::now();
+                self.served = true;
+                self.last_read = now;
                 self.phase = Phase::Head {
-                    idle_since: Instant::now(),
+                    idle_since: now,
                     started: None,
                 };
                 Next::Wait
@@ -446,10 +524,16 @@ impl Conn {
     /// The next moment this connection must be looked at.
     pub(super) fn deadline(&self, timeouts: &Timeouts) -> Instant {
         match &self.phase {
+            // A new connection's first byte is due within the head deadline; between requests a
+            // kept-alive connection may idle for the keep-alive time.
             Phase::Head {
                 idle_since,
                 started: None,
-            } => *idle_since + timeouts.keep_alive,
+            } if self.served => *idle_since + timeouts.keep_alive,
+            Phase::Head {
+                idle_since,
+                started: None,
+            } => *idle_since + timeouts.head,
             Phase::Head {
                 started: Some(at), ..
             } => (*at + timeouts.head).min(self.last_read + timeouts.io),
@@ -471,7 +555,12 @@ impl Conn {
             Phase::Head { .. } | Phase::Body { .. } => {
                 log::debug!("an HTTP request from {} was not sent in time", self.peer);
                 self.input.clear();
-                self.refuse_status(408, "request_timeout", "the request was not sent in time")
+                self.refuse_status(
+                    408,
+                    "request_timeout",
+                    "the request was not sent in time",
+                    false,
+                )
             }
             Phase::Answering { .. } => {
                 log::debug!("an HTTP client at {} stopped reading; closed", self.peer);

@@ -36,6 +36,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a stop waits for answers on their way out.
 const STOP_DRAIN: Duration = Duration::from_secs(1);
+/// Bytes all connections together may hold of request bodies not yet complete (before anything
+/// is authenticated), at least two bodies of the largest size: past it, a connection that would
+/// read more of a body is answered 503 (retry).
+const BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 /// The server's phase, shared with [`super::Server`].
 pub(super) const RUNNING: u8 = 0;
@@ -51,6 +55,15 @@ pub(crate) struct ConnLimits {
     pub(crate) max_connections: usize,
     /// Connections open at once from one IP address. Default 64.
     pub(crate) max_per_peer: usize,
+}
+
+/// What an event says about a connection.
+#[derive(Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// An error on the socket (the client reset it).
+    reset: bool,
 }
 
 /// A refused connection whose 503 is going out.
@@ -126,6 +139,8 @@ impl Front {
                 self.begin_drain();
             }
             if phase == STOPPING {
+                // Answers sent since the last look are written before the check.
+                self.take_answers();
                 let until = *drain_until.get_or_insert_with(|| Instant::now() + STOP_DRAIN);
                 let pending = self.conns.iter().flatten().any(Conn::has_output);
                 if !pending || Instant::now() >= until {
@@ -140,7 +155,12 @@ impl Front {
                 }
             }
             for event in events.iter() {
-                self.on_event(event.token(), event.is_readable(), event.is_writable());
+                let readiness = Readiness {
+                    readable: event.is_readable() || event.is_read_closed(),
+                    writable: event.is_writable(),
+                    reset: event.is_error(),
+                };
+                self.on_event(event.token(), readiness);
             }
             self.take_answers();
             self.on_time();
@@ -184,7 +204,7 @@ impl Front {
         wake.saturating_duration_since(now)
     }
 
-    fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+    fn on_event(&mut self, token: Token, readiness: Readiness) {
         match token {
             LISTENER => {
                 if self.paused_until.is_none() {
@@ -194,14 +214,40 @@ impl Front {
             WAKER => {}
             Token(t) if t >= FIRST && t - FIRST < self.conns.len() => {
                 let slot = t - FIRST;
-                if writable {
+                if readiness.reset {
+                    // The client reset the connection: nothing more can reach it.
+                    return self.close(slot);
+                }
+                if readiness.writable {
                     self.step(slot, |c, l, t| c.on_writable(l, t));
                 }
-                if readable {
-                    self.step(slot, |c, l, t| c.on_readable(l, t));
+                if readiness.readable {
+                    let allowance = self.body_allowance(slot);
+                    self.step(slot, |c, l, t| c.on_readable(l, t, allowance));
                 }
             }
             Token(t) => self.drain_lingering(t),
+        }
+    }
+
+    /// What the budget for bodies in flight leaves connection `slot` (whose own buffers count
+    /// as free: they are its already).
+    fn body_allowance(&self, slot: usize) -> usize {
+        let budget = BODY_BUDGET.max(self.limits.max_body.saturating_mul(2));
+        let mut others = 0usize;
+        let mut own = 0usize;
+        for (i, conn) in self.conns.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            if i == slot {
+                own = conn.body_held();
+            } else {
+                others = others.saturating_add(conn.body_held());
+            }
+        }
+        // A connection reading a head needs only a head's room, which the budget never takes.
+        match self.conns.get(slot).and_then(Option::as_ref) {
+            Some(conn) if conn.reads_body() => budget.saturating_sub(others).saturating_sub(own),
+            _ => usize::MAX,
         }
     }
 
@@ -239,7 +285,8 @@ impl Front {
         };
         if let Some((request, why)) = refused {
             request.disarm();
-            let next = conn.refuse_status(503, "unavailable", &format!("{why}; try again later"));
+            let next =
+                conn.refuse_status(503, "unavailable", &format!("{why}; try again later"), true);
             self.carry_out(slot, next);
         }
     }
@@ -307,6 +354,8 @@ impl Front {
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let open = self.conns.len() - self.free.len();
         let from_peer = self.per_peer.get(&peer.ip()).copied().unwrap_or(0);
+        // Connections already accepted are never dropped to make room, idle or not: a client
+        // keeps what it holds within the keep-alive time; the newcomer is refused.
         if open >= self.conn_limits.max_connections {
             return self.refuse(stream, "the gate has too many open connections");
         }
@@ -339,7 +388,7 @@ impl Front {
         }
         *self.per_peer.entry(peer.ip()).or_insert(0) += 1;
         // Bytes may have come with the connection: edge-triggered readiness reports them once.
-        self.step(slot, |c, l, t| c.on_readable(l, t));
+        self.step(slot, |c, l, t| c.on_readable(l, t, usize::MAX));
     }
 
     fn close(&mut self, slot: usize) {

@@ -10,6 +10,7 @@
 //! - `mcp_http`: MCP over Streamable HTTP with our own requests: sessions, transport checks,
 //!   streams, progress, list changes.
 //! - `http_front`: serve's HTTP front itself: health and metrics routes, hostile clients, limits.
+//! - `http_connections`: one connection's life: kept-alive bodies, pipelining, deadlines.
 //! - `serve_lifecycle`: serve's start and stop: config, `--demo`, SIGTERM, restarts, `kill -9`,
 //!   a stored workspace served over stdio.
 //! - `secrets`: credentials at rest: encryption, where secrets may appear, `rotate-key`.
@@ -31,6 +32,7 @@ mod audit;
 mod delegation;
 mod faults;
 mod formats;
+mod http_connections;
 mod http_front;
 mod identity;
 mod integrity;
