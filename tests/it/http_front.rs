@@ -1,6 +1,6 @@
-//! The HTTP front of `aegis-gate serve`: the health and metrics routes, and survival of hostile
-//! clients (slow clients that hold a connection open, floods over the connection limits, and
-//! descriptor exhaustion that kills tiny_http's accept loop).
+//! The HTTP front of `aegis-gate serve`: the health and metrics routes, kept-alive connections
+//! across idle gaps, logged 401s, and survival of hostile clients (slow clients that hold a
+//! connection open, floods over the connection limits, and descriptor exhaustion).
 
 use crate::support::http::{connect, head, read_message};
 use crate::support::{retry, Serve};
@@ -226,4 +226,77 @@ fn a_slowloris_flood_gets_503s_and_pins_no_more_threads_than_the_limit() {
         after <= before + 8,
         "{before} threads before, {after} after 48 slow connections"
     );
+}
+
+#[test]
+fn a_kept_alive_connection_is_served_after_idle_gaps_with_no_new_connection_meanwhile() {
+    let serve = Serve::in_temp(&[]);
+    // One connection, a request every 5 s for 30 s, and no other connection all along (the old
+    // front lost its kept-alive connections after 15 s without a new one).
+    let mut stream = connect(&serve.addr, Duration::from_secs(10)).unwrap();
+    let local = stream.local_addr().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for n in 0..7 {
+        if n > 0 {
+            std::thread::sleep(Duration::from_secs(5)); // The idle gap under test.
+        }
+        write!(stream, "{}", head(&serve.addr, "GET", "/healthz", &[])).unwrap();
+        let (answer, body) = read_message(&mut reader);
+        let status = answer.lines().next().unwrap_or_default();
+        assert!(
+            status.contains(" 200 "),
+            "request {n} ({} s in): {answer:?}\n{}",
+            n * 5,
+            serve.log()
+        );
+        assert_eq!(body, br#"{"status":"ok"}"#);
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    // Every answer came on this one socket (the test opens no other, so nothing reconnected),
+    // and the gate has not closed it since.
+    assert_eq!(stream.local_addr().unwrap(), local);
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let open = stream.read(&mut buf);
+    assert!(
+        matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{open:?}"
+    );
+}
+
+#[test]
+fn a_401_is_logged_without_the_credential() {
+    let serve = Serve::in_temp(&[]);
+    serve.setup("ws-1");
+    let init = crate::support::initialize_request();
+    let bad_key = "agk_0123456789abcdef-not-a-key";
+    let refused = serve.mcp("ws-1", bad_key, None, &init);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let bad_admin = "wrong-admin-token-5e1f";
+    let auth = format!("Bearer {bad_admin}");
+    let rest = serve.request(
+        "GET",
+        "/api/v1/aegis/agents",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(rest.status, 401);
+    let log = retry(Duration::from_millis(20), || {
+        let log = serve.log();
+        match log.contains("without valid credentials (401)") {
+            true => Ok(log),
+            false => Err(format!("no 401 logged:\n{log}")),
+        }
+    });
+    let line = log.lines().find(|l| l.contains("(401)")).unwrap();
+    assert!(
+        line.contains("127.0.0.1") && line.contains("/mcp/ws-1"),
+        "{line}"
+    );
+    for secret in [bad_key, bad_admin] {
+        assert!(!log.contains(secret), "the credential was logged:\n{log}");
+    }
 }

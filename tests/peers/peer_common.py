@@ -12,7 +12,9 @@ Modes (the SDK's `mcp.Client(..., mode=...)` option):
 
 Prints ONE JSON object on stdout:
   {"protocol_version": ..., "handshake": "discover"|"initialize", "server_info": {...} | null,
-   "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}}}
+   "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}},
+   "results": [{"name": name, "is_error": bool, "text": ...}, ...]}
+("calls" keeps the last call of each name; "results" has every call, in order.)
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ async def list_all_tools(client: Client) -> list[str]:
     raise RuntimeError(f"tools/list did not finish within {MAX_PAGES} pages")
 
 
-async def report(client: Client, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The report both scripts print: handshake, server info, every tool, and each call's result."""
+async def report(
+    client: Client, calls: list[tuple[str, dict[str, Any]]], idle: list[float] | None = None
+) -> dict[str, Any]:
+    """The report both scripts print: handshake, server info, every tool, and each call's result.
+
+    `idle[n]` seconds pass, the session sending nothing, before call n + 2 (none when missing)."""
+    gaps = idle or []
     session = client.session
     info = client.server_info
     out: dict[str, Any] = {
@@ -65,11 +72,15 @@ async def report(client: Client, calls: list[tuple[str, dict[str, Any]]]) -> dic
         "server_info": info.model_dump(mode="json", exclude_none=True) if info else None,
         "tools": await list_all_tools(client),
         "calls": {},
+        "results": [],
     }
-    for name, arguments in calls:
+    for n, (name, arguments) in enumerate(calls):
+        if 0 < n <= len(gaps):
+            await anyio.sleep(gaps[n - 1])
         result = await client.call_tool(name, arguments)
         text = "".join(block.text for block in result.content if block.type == "text")
         out["calls"][name] = {"is_error": bool(result.is_error), "text": text}
+        out["results"].append({"name": name, "is_error": bool(result.is_error), "text": text})
     return out
 
 

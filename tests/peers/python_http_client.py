@@ -12,6 +12,12 @@ The HTTP twin of python_client.py (same modes, same output). Run it with the SDK
 `--mode` and the ONE JSON object it prints on stdout (the report) are described in
 peer_common.py, which it shares with python_client.py.
 
+`--idle SECONDS` (repeatable) makes the session send nothing for that long before the second
+call, the next one before the third, and so on (the pooled connections sit idle meanwhile, as a
+real client's do between a user's requests).
+`--keepalive-expiry SECONDS` sets how long the HTTP pool keeps an idle connection (httpx2's
+default is 5 s: longer idle gaps then open new connections instead of reusing the idle ones).
+
 `--await-list-change` makes it, after its calls, print the line {"awaiting_list_change": true} on
 stdout (flushed) and wait, sending nothing, until a `notifications/tools/list_changed` reaches the
 SDK's message handler (through the session's GET stream); the final object then has
@@ -47,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--url", required=True, help="MCP endpoint, e.g. http://127.0.0.1:PORT/mcp/ws-1")
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="HTTP header (repeatable)")
     p.add_argument("--expect-http-error", type=int, metavar="STATUS", help="raw initialize POST must get STATUS")
+    p.add_argument("--idle", type=float, action="append", default=[], metavar="SECONDS", help="idle time before the next call (repeatable)")
+    p.add_argument("--keepalive-expiry", type=float, default=5.0, metavar="SECONDS", help="idle pooled connections kept this long")
     p.add_argument("--await-list-change", action="store_true", help="after the calls, wait for tools/list_changed")
     return p.parse_args()
 
@@ -72,7 +80,11 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
     # We own the httpx2 client (the transport leaves a caller-supplied one open); it must outlive
     # the Client so the transport's closing DELETE can still use it.
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(args.timeout)) as http,
+        httpx2.AsyncClient(
+            headers=headers,
+            timeout=httpx2.Timeout(args.timeout),
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=args.keepalive_expiry),
+        ) as http,
         Client(
             streamable_http_client(args.url, http_client=http),
             mode=args.mode,
@@ -80,7 +92,7 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
             message_handler=on_message,
         ) as client,
     ):
-        out = await report(client, calls)
+        out = await report(client, calls, idle=args.idle)
         if args.await_list_change:
             print(json.dumps({"awaiting_list_change": True}), flush=True)
             await list_changed.wait()

@@ -1,4 +1,5 @@
-//! Raw HTTP/1.1 for the tests, over `TcpStream` and nothing else: one client (`send`, and `head`
+//! Raw HTTP/1.1 for the tests, over `TcpStream` and nothing else: one client (`send`, `send_raw`
+//! for bytes no well-behaved client writes, `parse_response` for answers read by hand, and `head`
 //! and `connect` for tests that hold a stream open or send half a request), the reading of one
 //! request (`read_request`), a one-shot receiver (`receive_one`) and a fake endpoint (`Endpoint`,
 //! plain or TLS) for the gate's outgoing requests.
@@ -79,19 +80,30 @@ pub fn send(
     body: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let mut stream = connect(addr, timeout)?;
     let body = body.unwrap_or_default();
     let length = body.len().to_string();
     let mut all = vec![("Connection", "close")];
     all.extend_from_slice(headers);
     all.push(("Content-Length", &length));
     let text = head(addr, method, path, &all) + body;
+    send_raw(addr, text.as_bytes(), timeout)
+}
+
+/// Sends `bytes` as they are (a request the client above would not write) and reads until the
+/// server closes: the answer, for requests that end with `Connection: close` or are refused.
+pub fn send_raw(addr: &str, bytes: &[u8], timeout: Duration) -> std::io::Result<Response> {
+    let mut stream = connect(addr, timeout)?;
     // A server may answer (413, 401…) and close before it has read a whole body; the answer is
     // still there to read.
-    let _ = stream.write_all(text.as_bytes());
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let _ = stream.write_all(bytes);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(parse_response(&String::from_utf8_lossy(&raw)))
+}
+
+/// One whole answer as read from a connection: status, head and (de-chunked) body.
+pub fn parse_response(raw: &str) -> Response {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     let status = head
         .split(' ')
         .nth(1)
@@ -100,7 +112,7 @@ pub fn send(
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    Ok(Response {
+    Response {
         status,
         headers: head.to_owned(),
         body: if chunked {
@@ -108,7 +120,7 @@ pub fn send(
         } else {
             body.to_owned()
         },
-    })
+    }
 }
 
 /// The payload of a `Transfer-Encoding: chunked` body.

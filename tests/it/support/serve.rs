@@ -5,7 +5,8 @@
 use super::http::{self, Response};
 use super::{gate, gate_bin, initialize_request, retry, spawn_reading_stdout, TempDir, WAIT};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -179,22 +180,38 @@ impl Serve {
 
     /// A POST of `body` to `/mcp/{ws}` as an MCP client sends it, with `headers` besides.
     pub fn post_mcp(&self, ws: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        self.post_mcp_at(&format!("/mcp/{ws}"), headers, body)
+    }
+
+    /// The same to any `path` (`/mcp`, where the agent key names the workspace).
+    pub fn post_mcp_at(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
         let mut all = headers.to_vec();
         all.extend([
             ("Content-Type", "application/json"),
             ("Accept", "application/json, text/event-stream"),
         ]);
-        self.request("POST", &format!("/mcp/{ws}"), &all, Some(body))
+        self.request("POST", path, &all, Some(body))
     }
 
     /// An MCP message to workspace `ws` with agent key `key` (in `session`, once there is one).
     pub fn mcp(&self, ws: &str, key: &str, session: Option<&str>, message: &Value) -> Response {
+        self.mcp_at(&format!("/mcp/{ws}"), key, session, message)
+    }
+
+    /// The same to any `path` (`/mcp`, where the agent key names the workspace).
+    pub fn mcp_at(
+        &self,
+        path: &str,
+        key: &str,
+        session: Option<&str>,
+        message: &Value,
+    ) -> Response {
         let auth = format!("Bearer {key}");
         let mut headers = vec![("Authorization", auth.as_str())];
         if let Some(s) = session {
             headers.push(("Mcp-Session-Id", s));
         }
-        self.post_mcp(ws, &headers, &message.to_string())
+        self.post_mcp_at(path, &headers, &message.to_string())
     }
 
     /// The gate's stderr so far.
@@ -313,6 +330,27 @@ impl Client<'_> {
     pub fn send(&self, message: &Value) -> Response {
         self.serve
             .mcp(&self.ws, &self.key, Some(&self.session), message)
+    }
+
+    /// Sends `message` in the session on a connection of its own (`Connection: close`) and
+    /// returns that connection unread, its reads giving up after [`WAIT`]: for answers a test
+    /// reads later or in parts.
+    pub fn start(&self, message: &Value) -> TcpStream {
+        let body = message.to_string();
+        let (auth, length) = (format!("Bearer {}", self.key), body.len().to_string());
+        let headers = [
+            ("Connection", "close"),
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", self.session.as_str()),
+            ("Content-Length", length.as_str()),
+        ];
+        let path = format!("/mcp/{}", self.ws);
+        let request = http::head(&self.serve.addr, "POST", &path, &headers) + &body;
+        let mut stream = http::connect(&self.serve.addr, WAIT).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
     }
 
     /// Ends the session (`DELETE`).
