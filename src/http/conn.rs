@@ -336,20 +336,7 @@ impl Conn {
 
     /// Answers a malformed or oversized request and closes.
     fn refuse(&mut self, e: &HeadError) -> Next {
-        let body = serde_json::json!({ "error": { "code": code_of(e), "message": e.reason() } })
-            .to_string();
-        let mut bytes = wire::response_head(
-            e.status(),
-            &[("Content-Type", "application/json")],
-            Some(body.len()),
-            false,
-            wire::Version::Http11,
-        );
-        bytes.extend_from_slice(body.as_bytes());
-        self.input.clear();
-        self.queue(&bytes);
-        self.phase = Phase::Answering { end: Some(true) };
-        self.flush_and_settle()
+        self.refuse_status(e.status(), code_of(e), &e.reason(), false)
     }
 
     /// Answers `status` with a JSON error and closes (a request the front cannot take); `retry`
