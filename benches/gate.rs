@@ -11,7 +11,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aegis-gate");
+mod common;
+
+use common::{pct, HttpClient, Serve, BIN};
 
 struct Peer {
     child: Child,
@@ -133,11 +135,6 @@ impl Drop for Peer {
 
 fn call(id: i64, tool: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"message":"bench"}}})
-}
-
-fn pct(sorted: &[Duration], p: usize) -> Duration {
-    let idx = (sorted.len().saturating_sub(1) * p) / 100;
-    sorted.get(idx).copied().unwrap_or_default()
 }
 
 fn config(dir: &std::path::Path, n_servers: usize) -> String {
@@ -386,118 +383,21 @@ fn cache_hits_50_by_100(dir: &std::path::Path) {
         pct(&listing_times, 50).as_secs_f64() * 1e3, pct(&listing_times, 99).as_secs_f64() * 1e3);
 }
 
-/// A keep-alive HTTP/1.1 client good enough for the bench (Content-Length bodies only).
-struct HttpClient {
-    stream: std::io::BufReader<std::net::TcpStream>,
-    addr: String,
-}
-
-impl HttpClient {
-    fn connect(addr: &str) -> HttpClient {
-        let stream = std::net::TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        HttpClient {
-            stream: std::io::BufReader::new(stream),
-            addr: addr.to_owned(),
-        }
-    }
-
-    fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-        let mut req = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n", self.addr, body.len());
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        self.stream
-            .get_mut()
-            .write_all(req.as_bytes())
-            .expect("write");
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).expect("read");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        std::io::Read::read_exact(&mut self.stream, &mut body).expect("body");
-        (status, head, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
 fn http_calls(n: usize) {
     let dir = std::env::temp_dir().join(format!("aegis-bench-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--allow-command",
-            BIN,
-            "--org-id",
-            "bench-b",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .env("AEGIS_ADMIN_TOKEN", "bench")
-        .env("AEGIS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
-    let admin = [("Authorization", "Bearer bench")];
+    let serve = Serve::start(&dir, &["--org-id", "bench-b"]);
+    let addr = serve.addr.clone();
+    let names: Vec<String> = (0..10)
+        .map(|idx| {
+            if idx == 0 {
+                "ex".to_owned()
+            } else {
+                format!("ex{idx}")
+            }
+        })
+        .collect();
+    let key = serve.workspace("bench", &names, &[], 1).remove(0);
     let mut c = HttpClient::connect(&addr);
-    for idx in 0..10 {
-        let name = if idx == 0 {
-            "ex".to_owned()
-        } else {
-            format!("ex{idx}")
-        };
-        let conn =
-            json!({"workspace_id": "bench", "name": name, "command": [BIN, "example-server"]})
-                .to_string();
-        assert_eq!(c.post("/api/v1/aegis/connections", &admin, &conn).0, 201);
-    }
-    assert_eq!(
-        c.post("/api/v1/aegis/workspaces/bench/activate", &admin, "")
-            .0,
-        200
-    );
-    let agent: Value = serde_json::from_str(
-        &c.post(
-            "/api/v1/aegis/agents",
-            &admin,
-            r#"{"workspace_id":"bench","name":"b"}"#,
-        )
-        .2,
-    )
-    .expect("agent");
-    let key = format!("Bearer {}", agent["key"].as_str().unwrap_or_default());
     let (_, head, _) = c.post("/mcp/bench", &[("Authorization", &key)], r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#);
     let session = head
         .lines()
@@ -540,20 +440,11 @@ fn http_calls(n: usize) {
         );
     }
     delegated_calls(&addr, &session, &key, n.min(5_000));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap_or("?")
-        .trim()
-        .to_owned();
-    println!("serve RSS with 10 active connections (children excluded): {rss}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "serve RSS with 10 active connections (children excluded): {} kB",
+        serve.rss_kib()
+    );
+    serve.stop();
 }
 
 /// One client's `tools/call` with an agent key next to the same call delegated by a partner
