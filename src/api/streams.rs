@@ -5,10 +5,12 @@
 //! with a stream (crossbeam `Select`), writes each change as an event, keeps idle streams alive
 //! with a comment every [`KEEPALIVE`] (which also finds clients that went away), and ends a
 //! stream when its session ends (the merger drops the queue's sender), when the session opens a
-//! newer stream, when a write fails, or at shutdown.
+//! newer stream, when its agent opens more than [`MAX_STREAMS_PER_AGENT`] (the oldest ends), when
+//! a write fails, or at shutdown.
 //! Never: holds a worker for a stream's life; keeps more than one stream per session or more than
-//! [`MAX_STREAMS`] in all; waits on a write longer than the HTTP front's answer queue allows (a stream's part waits at
-//! most 5 s for room; the front closes a connection whose client does not read).
+//! [`MAX_STREAMS`] in all; waits on a write longer than the HTTP front's answer queue allows (a
+//! stream's part waits at most 5 s for room; the front closes a connection whose client does not
+//! read).
 //!
 //! Threads: `http-streams`, ended by [`Streams::stop`] (which closes every stream) and joined.
 
