@@ -1,8 +1,8 @@
-//! HTTP plumbing shared by the routes: bounded bodies, JSON answers, errors as JSON, headers.
+//! HTTP plumbing shared by the routes: JSON bodies, JSON answers, errors as JSON, the bearer.
 //!
-//! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`),
-//! reading a request body up to a limit (413 beyond), the content-type check (415), header
-//! lookup, the bearer token of a request, the check of an id taken from a path or a body, and a
+//! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`), the
+//! checks of a body the server has read (its content type, 415; its size, 413), the bearer
+//! token of a request, the check of an id taken from a path or a body, and a
 //! store error as a 500.
 //! Never: echoes a header or body value that could be a secret into an error.
 

@@ -105,16 +105,22 @@ fn finish(call: Option<CallInFlight>, records: &Records, outcome: String) {
 
 /// A JSON answer, with the session id when one was just issued.
 pub(super) fn respond_json(request: Request, status: u16, body: &[u8], session: Option<&str>) {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(id) = session {
-        headers.push(("Mcp-Session-Id", id));
+    match session {
+        Some(id) => request.respond(
+            status,
+            &[("Content-Type", "application/json"), ("Mcp-Session-Id", id)],
+            body,
+        ),
+        None => super::http::respond_json(request, status, body),
     }
-    request.respond(status, &headers, body);
 }
 
 fn is_answer_to(line: &[u8], id: &Id) -> bool {
-    matches!(jsonrpc::parse(line), Ok(Message::Response { id: ref got, .. }) if got == id)
-        || matches!(jsonrpc::parse(line), Err(ref e) if e.id() == Some(id))
+    match jsonrpc::parse(line) {
+        Ok(Message::Response { id: got, .. }) => got == *id,
+        Err(e) => e.id() == Some(id),
+        Ok(_) => false,
+    }
 }
 
 /// A partner's `tools/list` answer with only the tools it may call.

@@ -233,22 +233,21 @@ impl Front {
     /// What the budget for bodies in flight leaves connection `slot` (whose own buffers count
     /// as free: they are its already).
     fn body_allowance(&self, slot: usize) -> usize {
+        // A connection reading a head needs only a head's room, which the budget never takes;
+        // only one reading a body looks at the others (not on every request's first read).
+        let Some(own) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return usize::MAX;
+        };
+        if !own.reads_body() {
+            return usize::MAX;
+        }
         let budget = BODY_BUDGET.max(self.limits.max_body.saturating_mul(2));
-        let mut others = 0usize;
-        let mut own = 0usize;
-        for (i, conn) in self.conns.iter().enumerate() {
-            let Some(conn) = conn else { continue };
-            if i == slot {
-                own = conn.body_held();
-            } else {
-                others = others.saturating_add(conn.body_held());
-            }
-        }
-        // A connection reading a head needs only a head's room, which the budget never takes.
-        match self.conns.get(slot).and_then(Option::as_ref) {
-            Some(conn) if conn.reads_body() => budget.saturating_sub(others).saturating_sub(own),
-            _ => usize::MAX,
-        }
+        let held: usize = self
+            .conns
+            .iter()
+            .flatten()
+            .fold(0usize, |sum, c| sum.saturating_add(c.body_held()));
+        budget.saturating_sub(held)
     }
 
     /// Runs `f` on a connection and carries out what it asks.
