@@ -41,12 +41,22 @@ pub(crate) fn server_config(
         return bridge_config(keyring, conn, remote, spawn);
     }
     let (command, args) = conn.command.split_first().ok_or("the command is empty")?;
+    // No program can receive a NUL: starting it would fail at every restart.
+    if conn.command.iter().any(|a| a.contains('\0')) {
+        return Err(format!("the command of {} holds a NUL byte", conn.name));
+    }
     let binding = binding(&conn.workspace_id, &conn.name);
     let mut env = BTreeMap::new();
     for (var, token) in &conn.env {
         let value = keyring
             .decrypt_secret(&binding, var, token)
             .map_err(|e| format!("{var} of {}: {e}", conn.name))?;
+        if value.contains('\0') {
+            return Err(format!(
+                "the value of {var} of {} holds a NUL byte",
+                conn.name
+            ));
+        }
         env.insert(var.clone(), value);
     }
     Ok(ServerConfig {

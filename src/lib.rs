@@ -11,7 +11,8 @@
 //! - foundations: `time`, `thread`, `sys`, `logging`, [`jsonrpc`], `mcp`, [`glob`],
 //!   `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
 //! - parts that know no state: [`sanitize`] (cleaning what servers say, pure), [`delegation`]
-//!   (tokens, replay, rate; pure), `policy` (rules and verdicts, pure), [`identity`] (JWT and
+//!   (tokens, replay, rate; pure), `policy` (rules and verdicts, pure), [`allowlist`] (which
+//!   commands and variables a connection may use), [`identity`] (JWT and
 //!   introspection, which fetch over HTTP), `remote` (the bridge process to remote servers);
 //! - state: `store` (the data dir and `state.json`), `crypto` (Fernet, signing keys), [`audit`],
 //!   `approvals` (held calls and webhooks), [`config`] (the config file and the gate's
@@ -44,6 +45,7 @@ pub mod http;
 pub mod sanitize;
 pub mod delegation;
 pub(crate) mod policy;
+pub mod allowlist;
 pub mod identity;
 pub(crate) mod remote;
 

@@ -52,8 +52,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct ApiOptions {
     /// The data dir.
     pub data_dir: PathBuf,
-    /// Executables a connection may run (names or paths, exactly as in `command[0]`).
-    pub allowed_commands: BTreeSet<String>,
+    /// The commands a connection may run, and the variables they may set.
+    pub allowlist: crate::allowlist::Allowlist,
     /// `Origin` values accepted on `/mcp/…` (a request without `Origin` is accepted).
     pub allowed_origins: BTreeSet<String>,
     /// `Host` values accepted on `/mcp/…`; empty accepts the listening address and `localhost`.

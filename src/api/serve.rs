@@ -39,7 +39,16 @@ pub(crate) fn run(
 ) -> io::Result<()> {
     let exe = std::env::current_exe()?.display().to_string();
     if demo {
-        options.allowed_commands.insert(exe.clone());
+        // Only the built-in example server: the gate's other subcommands start what they are
+        // told to.
+        let template = format!("'{exe}' example-server");
+        options.allowlist.allow(&template).map_err(other)?;
+    }
+    if options.allowlist.is_empty() {
+        log::info!("no command is allowed for connections (serve --allow-command)");
+    } else {
+        let templates: Vec<&str> = options.allowlist.templates().collect();
+        log::info!("commands allowed for connections: {templates:?}");
     }
     sys::become_child_subreaper();
     store::ensure_data_dir(&options.data_dir).map_err(other)?;

@@ -64,6 +64,23 @@ impl Api {
                 )
             },
         )?;
+        // Again at every start: a command stored under an older, wider allowlist does not run.
+        if conn.remote.is_none() {
+            let env = conn.env.keys().map(|k| (k.as_str(), ""));
+            self.options
+                .allowlist
+                .check(&conn.command, env)
+                .map_err(|refusal| {
+                    ApiError::new(
+                        409,
+                        "connection_refused",
+                        format!(
+                            "connection {:?} is refused by the allowlist: {refusal}",
+                            conn.name
+                        ),
+                    )
+                })?;
+        }
         let spawn = Spawn {
             data_dir: self.options.data_dir.clone(),
             org_id: lock(&self.store).state().org_id.clone(),

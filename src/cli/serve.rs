@@ -27,7 +27,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     };
     let mut data_dir: Option<PathBuf> = None;
     let mut demo = false;
-    let mut allowed_commands = BTreeSet::new();
+    let mut allowlist = crate::allowlist::Allowlist::default();
     let mut allowed_origins = BTreeSet::new();
     let mut allowed_hosts = BTreeSet::new();
     let mut settings = Settings::default();
@@ -65,7 +65,18 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             }
             Long("demo") => demo = true,
             Long("allow-command") => {
-                allowed_commands.insert(parser.value()?.string()?);
+                let template = parser.value()?.string()?;
+                allowlist
+                    .allow(&template)
+                    .map_err(|e| CliError::Usage(format!("--allow-command {template:?}: {e}")))?;
+            }
+            Long("allow-env") => {
+                let name = parser.value()?.string()?;
+                if !allowlist.allow_env_for_last(&name) && allowlist.is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "--allow-env {name} applies to the --allow-command before it; there is none"
+                    )));
+                }
             }
             Long("allow-origin") => {
                 allowed_origins.insert(parser.value()?.string()?);
@@ -89,9 +100,10 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     }
     logging::init(log_level);
     let data_dir = args::data_dir(data_dir.as_deref())?;
+    allowlist.extend(std::mem::take(&mut settings.allow_commands));
     let options = api::ApiOptions {
         data_dir,
-        allowed_commands,
+        allowlist,
         allowed_origins,
         allowed_hosts,
         org_id,
@@ -172,8 +184,16 @@ OPTIONS:
                          curl commands
     --workers N          Threads handling requests (default 16); a request that waits for
                          a slow tool or an approval holds none
-    --allow-command CMD  An executable connections may run (repeatable; exactly as in
-                         command[0]); nothing is allowed by default
+    --allow-command TEMPLATE
+                         A command connections may run (repeatable; nothing is allowed
+                         by default): its leading words, globs per word, paths resolved,
+                         e.g. 'python3 -m mcp_server_*' or 'node /opt/mcp/*/dist/index.js';
+                         the rest of a command goes to the program. A bare runtime
+                         (python3, node, sh...) takes only harmless flags and a script
+                         path or -m MODULE; launchers (npx, uvx, env, docker...) only
+                         what their template names. Config: \"allow_commands\"
+    --allow-env NAME     Lets the --allow-command before it set NAME, a variable that
+                         is otherwise refused (LD_*, NODE_OPTIONS, PYTHON*...)
     --allow-origin ORIG  An Origin accepted on /mcp/... (repeatable; requests without
                          Origin are accepted)
     --allow-host HOST    A Host accepted on /mcp/... besides the listening address

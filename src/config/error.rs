@@ -44,6 +44,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A server entry sets a variable that makes a runtime or the loader run other code, or
+    /// holds a NUL byte.
+    Spawn {
+        /// The server.
+        name: String,
+        /// Why, naming the variable (never its value).
+        reason: String,
+    },
     /// A setting is out of range.
     InvalidSetting {
         /// The setting.
@@ -68,7 +76,7 @@ impl fmt::Display for Error {
             Error::MissingCommand { name } => {
                 write!(f, "config error: server {name:?} has no \"command\"")
             }
-            Error::RemoteServer { name, reason } => {
+            Error::RemoteServer { name, reason } | Error::Spawn { name, reason } => {
                 write!(f, "config error: server {name:?}: {reason}")
             }
             Error::InvalidSetting { name, reason } => {
@@ -86,6 +94,7 @@ impl std::error::Error for Error {
             Error::InvalidServerName { .. }
             | Error::MissingCommand { .. }
             | Error::RemoteServer { .. }
+            | Error::Spawn { .. }
             | Error::InvalidSetting { .. } => None,
         }
     }

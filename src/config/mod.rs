@@ -22,6 +22,7 @@ mod check;
 mod error;
 mod http;
 mod settings;
+mod spawn;
 
 pub use error::Error;
 pub use http::HttpSettings;
@@ -144,6 +145,13 @@ impl Config {
             let Some(command) = entry.command.filter(|c| !c.is_empty()) else {
                 return Err(Error::MissingCommand { name });
             };
+            check_spawn(
+                &name,
+                &command,
+                &entry.args,
+                &entry.env,
+                &settings.allow_env,
+            )?;
             servers.push(ServerConfig {
                 name,
                 command,
@@ -156,6 +164,34 @@ impl Config {
         }
         Ok(Config { servers, settings })
     }
+}
+
+/// The environment rules for what the operator's own file sets (the file may name any command:
+/// the allowlist is for the REST API), and no NUL byte anywhere a program cannot receive one.
+fn check_spawn(
+    name: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    allowed: &std::collections::BTreeSet<String>,
+) -> Result<(), Error> {
+    let refuse = |reason: String| Error::Spawn {
+        name: name.to_owned(),
+        reason,
+    };
+    if command.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+        return Err(refuse(
+            "the command or an argument holds a NUL byte".to_owned(),
+        ));
+    }
+    if let Some(var) = env.iter().find(|(_, v)| v.contains('\0')).map(|(k, _)| k) {
+        return Err(refuse(format!("the value of env {var} holds a NUL byte")));
+    }
+    crate::allowlist::check_env(env.keys().map(String::as_str), allowed).map_err(|(var, why)| {
+        refuse(format!(
+            "env {var} is refused: {why}; if you mean it, add it to \"aegis\": {{\"allow_env\": [\"{var}\"]}}"
+        ))
+    })
 }
 
 /// A `url` server runs `aegis-gate bridge` as its child (headers in its environment), so it is

@@ -130,6 +130,10 @@ pub struct Settings {
     pub audit: bool,
     /// Serve mode's HTTP limits, deadlines and session quotas.
     pub http: super::http::HttpSettings,
+    /// Commands `POST /connections` may run, besides `serve --allow-command`. Default none.
+    pub allow_commands: crate::allowlist::Allowlist,
+    /// Refused variables this file's own servers may still set (upper case). Default none.
+    pub allow_env: std::collections::BTreeSet<String>,
 }
 
 impl Default for Settings {
@@ -165,6 +169,8 @@ impl Default for Settings {
             policy: None,
             audit: true,
             http: super::http::HttpSettings::default(),
+            allow_commands: crate::allowlist::Allowlist::default(),
+            allow_env: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -203,6 +209,8 @@ pub(super) struct SettingsFile {
     policy: Option<crate::policy::Policy>,
     audit: Option<bool>,
     http: Option<super::http::HttpSettingsFile>,
+    allow_commands: Option<Vec<super::spawn::AllowCommand>>,
+    allow_env: Option<Vec<String>>,
 }
 
 /// The documented pattern of server names: `^[A-Za-z0-9_-]{1,64}$`, without the separator.
@@ -301,6 +309,8 @@ pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
             Some(http) => http.settings()?,
             None => super::http::HttpSettings::default(),
         },
+        allow_commands: super::spawn::allowlist(file.allow_commands.unwrap_or_default())?,
+        allow_env: super::spawn::allowed_env(file.allow_env.unwrap_or_default()),
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {

@@ -50,6 +50,7 @@ mod rest_api;
 mod sanitize;
 mod secrets;
 mod serve_lifecycle;
+mod spawn_policy;
 mod stdio_gate;
 mod support;
 mod tidy;

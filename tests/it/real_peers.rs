@@ -44,7 +44,7 @@ fn peers() -> Option<Peers> {
 }
 
 /// Whether nothing is `missing`; else prints why the test skips (a failure under `CI=true`).
-fn all_there(missing: Vec<String>) -> bool {
+pub(crate) fn all_there(missing: Vec<String>) -> bool {
     if missing.is_empty() {
         return true;
     }

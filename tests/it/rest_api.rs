@@ -22,8 +22,12 @@ fn rest_routes_refuse_what_they_must_and_change_nothing_on_bad_input() {
         (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin()], "surprise": 1})))),
         (422, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "bad name", "command": [gate_bin()]})))),
         (403, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["/bin/true"]})))),
-        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["sh", "-c", "id"]})))),
-        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["/usr/bin/python3", "-c", "1"]})))),
+        (403, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["sh", "-c", "id"]})))),
+        (403, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": ["/usr/bin/python3", "-c", "1"]})))),
+        (403, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "stdio", "--config", "/tmp/x.json"]})))),
+        (422, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "example-server\u{0}"]})))),
+        (400, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "example-server"], "env": {"LD_PRELOAD": "/tmp/x.so"}})))),
+        (422, serve.admin("POST", "/connections", Some(json!({"workspace_id": "w", "name": "a", "command": [gate_bin(), "example-server"], "env": {"TZ": "U\u{0}TC"}})))),
         (413, serve.admin("POST", "/connections", Some(json!({"pad": "x".repeat(5 * 1024 * 1024)})))),
         (404, serve.admin("GET", "/connections/conn_nope", None)),
         (404, serve.admin("DELETE", "/agents/agent_nope", None)),
@@ -88,6 +92,14 @@ fn patch_and_put_change_a_running_connection() {
     assert_eq!(change("PUT", json!({"enabled": false})).status, 422);
     assert_eq!(
         change("PATCH", json!({"command": ["sh", "-c", "id"]})).status,
+        403
+    );
+    assert_eq!(
+        change(
+            "PATCH",
+            json!({"env": {"NODE_OPTIONS": "--require /tmp/x.js"}})
+        )
+        .status,
         400
     );
     let disabled = change("PATCH", json!({"enabled": false}));

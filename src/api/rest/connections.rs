@@ -1,8 +1,8 @@
 //! `/connections`: the downstream servers a workspace runs or reaches.
 //!
 //! Owns: registering a connection (`POST`, with the registration rules: `command` is an argv
-//! array whose executable is on the allowlist, and shells or interpreters with an eval flag are
-//! refused; a remote one takes a URL and header values instead), listing, getting one with its
+//! array and `env` an environment the allowlist accepts, see `crate::allowlist`; a remote one
+//! takes a URL and header values instead), listing, getting one with its
 //! live health, deleting, changing (`PATCH` any field, `PUT` the whole), restarting, and the
 //! encryption of env and header values, bound to the connection and the variable.
 //! Never: answers an env or header value (only their names); never changes state on malformed
@@ -22,29 +22,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
-
-/// Shells and interpreters that run code given on the command line, with their eval flags.
-const EVAL_FLAGS: &[(&str, &[&str])] = &[
-    ("sh", &["-c"]),
-    ("bash", &["-c"]),
-    ("zsh", &["-c"]),
-    ("dash", &["-c"]),
-    ("ksh", &["-c"]),
-    ("fish", &["-c", "--command"]),
-    ("node", &["-e", "--eval", "-p", "--print"]),
-    ("nodejs", &["-e", "--eval", "-p", "--print"]),
-    ("deno", &["eval"]),
-    ("bun", &["-e", "--eval"]),
-    ("python", &["-c"]),
-    ("python3", &["-c"]),
-    ("perl", &["-e", "-E"]),
-    ("ruby", &["-e"]),
-    ("php", &["-r"]),
-    ("npx", &["-c", "--call"]),
-    ("pwsh", &["-c", "-command", "-encodedcommand"]),
-    ("powershell", &["-c", "-command", "-encodedcommand"]),
-    ("env", &["-s", "--split-string"]),
-];
 
 /// The body of `POST /connections`.
 #[derive(Deserialize)]
@@ -92,7 +69,8 @@ pub(super) fn add(api: &Api, new: NewConnection) -> Result<Connection, ApiError>
         .map_err(|why| ApiError::invalid(format!("name {:?}: {why}", new.name)))?;
     let remote = check_remote(api, &new)?;
     if remote.is_none() {
-        check_command(api, &new.command)?;
+        let env = new.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        check_command(api, &new.command, env)?;
     }
     let env = encrypt_env(api, &new.workspace_id, &new.name, &new.env)?;
     let id = format!(
@@ -225,32 +203,28 @@ fn check_remote(api: &Api, new: &NewConnection) -> Result<Option<Remote>, ApiErr
     }))
 }
 
-/// The registration rules: argv, allowlisted executable, no eval flags.
-fn check_command(api: &Api, command: &[String]) -> Result<(), ApiError> {
-    let Some(program) = command.first().filter(|p| !p.is_empty()) else {
-        return Err(ApiError::invalid("command must be a non-empty argv array"));
-    };
-    let base = program.rsplit('/').next().unwrap_or(program);
-    for (shell, flags) in EVAL_FLAGS {
-        if base == *shell
-            && command
-                .iter()
-                .skip(1)
-                .any(|a| flags.contains(&a.to_ascii_lowercase().as_str()))
-        {
-            return Err(ApiError::bad_request(format!(
-                "{base} with an eval flag runs code from the command line; register a program instead"
-            )));
+/// The registration rules: the allowlist judges the argv and the names (and, when given, the
+/// values) of the environment. Stored values are encrypted: only their names are checked again.
+fn check_command<'a>(
+    api: &Api,
+    command: &[String],
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), ApiError> {
+    api.options.allowlist.check(command, env).map_err(refusal)
+}
+
+/// A refusal as answered: 403 for what the allowlist forbids, 400 for a malformed request.
+pub(in crate::api) fn refusal(refusal: crate::allowlist::Refusal) -> ApiError {
+    use crate::allowlist::Refusal;
+    match &refusal {
+        Refusal::NotAllowed { .. } | Refusal::Runtime { .. } => {
+            ApiError::new(403, "command_not_allowed", refusal.to_string())
+        }
+        Refusal::Variable { .. } => ApiError::new(400, "env_not_allowed", refusal.to_string()),
+        Refusal::Empty | Refusal::Nul { .. } | Refusal::BadVariable { .. } => {
+            ApiError::invalid(refusal.to_string())
         }
     }
-    if !api.options.allowed_commands.contains(program.as_str()) {
-        return Err(ApiError::new(
-            403,
-            "command_not_allowed",
-            format!("{program:?} is not on the allowlist (serve --allow-command)"),
-        ));
-    }
-    Ok(())
 }
 
 /// Env values encrypted (or, as `encrypted:<token>`, checked) for this connection and variable.
@@ -391,11 +365,22 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
         ));
     }
     let mut conn = old.clone();
+    let new_env = update.env.or_else(|| replace.then(BTreeMap::new));
+    if old.remote.is_none() {
+        let command = update.command.as_ref().unwrap_or(&old.command);
+        match &new_env {
+            Some(env) => check_command(
+                api,
+                command,
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?,
+            None => check_command(api, command, old.env.keys().map(|k| (k.as_str(), "")))?,
+        }
+    }
     if let Some(command) = update.command {
-        check_command(api, &command)?;
         conn.command = command;
     }
-    if let Some(env) = update.env.or_else(|| replace.then(BTreeMap::new)) {
+    if let Some(env) = new_env {
         conn.env = encrypt_env(api, &conn.workspace_id, &conn.name, &env)?;
     }
     if let Some(enabled) = update.enabled.or(replace.then_some(true)) {

@@ -49,6 +49,16 @@ impl Serve {
         Serve::in_temp_limited(extra, None)
     }
 
+    /// The same, run from working directory `cwd` (where `npx` finds a local package).
+    pub fn in_temp_at(cwd: &Path, extra: &[&str]) -> Serve {
+        let dir = TempDir::new();
+        let mut cmd = Command::new(gate_bin());
+        cmd.current_dir(cwd);
+        let mut serve = Serve::launch(&mut cmd, dir.path(), extra, &[]);
+        serve._dir = Some(dir);
+        serve
+    }
+
     /// The same under a descriptor limit (through the shell's ulimit).
     pub fn under_ulimit(extra: &[&str], nofile: u32) -> Serve {
         Serve::in_temp_limited(extra, Some(nofile))

@@ -1,0 +1,435 @@
+//! The runtimes the allowlist knows: recognising one by its file name ([`Runtime::of`]) and
+//! each one's syntax (which flags are harmless, which take a value, how its code is chosen), plus
+//! the launchers and the python modules that run code they are given.
+//!
+//! Owns: the tables, in one place, so that adding a runtime is adding rows.
+//! Never: judges a command (`runtime.rs` walks the arguments with these tables).
+
+use std::path::Path;
+
+/// How a runtime's arguments are written, and what may follow a template.
+pub(super) struct Syntax {
+    /// Short flags that take no value and do not change which code runs (`-u`, `-B`).
+    pub(super) short_flags: &'static str,
+    /// Short flags that take a value (joined or the next word), whether harmless or not: needed
+    /// to walk past options the template names.
+    pub(super) short_with_value: &'static str,
+    /// The short flag whose value chooses the code: python's `-m MODULE`.
+    pub(super) short_selector: Option<char>,
+    /// Long flags (or single-dash words, for java) that take no value and are harmless.
+    pub(super) long_flags: &'static [&'static str],
+    /// Harmless long flags that take a value (`--max-old-space-size=4096`).
+    pub(super) long_with_value: &'static [&'static str],
+    /// A word flag whose value is the code to run as a file: java's `-jar FILE`, php's `-f FILE`.
+    pub(super) file_selector: &'static [&'static str],
+    /// Whether short flags combine (`-uB`); java's are whole words.
+    pub(super) clusters: bool,
+    /// Subcommands that come before the script (`deno run`); `required` when one must.
+    pub(super) subcommands: &'static [&'static str],
+    pub(super) subcommand_required: bool,
+    /// First positionals that are not scripts (`node inspect` starts a debugger).
+    pub(super) not_scripts: &'static [&'static str],
+    /// What a script must be beyond "not special".
+    pub(super) script: ScriptRule,
+    /// The short flag whose value is the script file: php's `-f FILE`.
+    pub(super) short_file: Option<char>,
+}
+
+/// What the first positional must be.
+#[derive(Clone, Copy)]
+pub(super) enum ScriptRule {
+    /// Any path that is not a special file.
+    Path,
+    /// A file that exists: for `bun`, whose `run NAME` otherwise runs a package.json script.
+    ExistingFile,
+    /// A path ending in this suffix: `java Main` would load a class from the class path.
+    Suffix(&'static str),
+}
+
+/// A program that runs code it is told to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// An interpreter or shell: a script path (or module) may be chosen after harmless flags.
+    Interpreter(&'static str),
+    /// A program that runs another program or package its arguments name: nothing may be chosen
+    /// past its template.
+    Launcher,
+    /// The gate's own binary: only `example-server` (its other subcommands start servers of
+    /// their own or reach other hosts).
+    Gate,
+}
+
+const PYTHON: Syntax = Syntax {
+    short_flags: "bBdEhIOPqRsSuvVx",
+    short_with_value: "cmWX",
+    short_selector: Some('m'),
+    long_flags: &["--version", "--help"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const NODE: Syntax = Syntax {
+    short_flags: "",
+    short_with_value: "erp",
+    short_selector: None,
+    long_flags: &[
+        "--no-warnings",
+        "--no-deprecation",
+        "--enable-source-maps",
+        "--trace-warnings",
+        "--trace-deprecation",
+        "--trace-uncaught",
+        "--abort-on-uncaught-exception",
+        "--preserve-symlinks",
+        "--preserve-symlinks-main",
+        "--version",
+        "--help",
+    ],
+    long_with_value: &[
+        "--max-old-space-size",
+        "--max-semi-space-size",
+        "--stack-size",
+        "--unhandled-rejections",
+        "--title",
+        "--dns-result-order",
+    ],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &["inspect"],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const DENO: Syntax = Syntax {
+    short_flags: "Aq",
+    short_with_value: "",
+    short_selector: None,
+    long_flags: &[
+        "--allow-all",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-env",
+        "--allow-sys",
+        "--no-prompt",
+        "--quiet",
+        "--no-check",
+        "--cached-only",
+    ],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &["run"],
+    subcommand_required: true,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const BUN: Syntax = Syntax {
+    short_flags: "",
+    short_with_value: "epr",
+    short_selector: None,
+    long_flags: &["--smol", "--silent", "--bun", "--no-install"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &["run"],
+    subcommand_required: false,
+    not_scripts: &[
+        "x", "repl", "exec", "install", "add", "create", "upgrade", "pm", "build", "test", "init",
+        "link",
+    ],
+    script: ScriptRule::ExistingFile,
+    short_file: None,
+};
+
+const SHELL: Syntax = Syntax {
+    short_flags: "aefhnuvx",
+    short_with_value: "cCo",
+    short_selector: None,
+    long_flags: &[
+        "--norc",
+        "--noprofile",
+        "--posix",
+        "--no-config",
+        "--no-execute",
+    ],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const PERL: Syntax = Syntax {
+    short_flags: "wWXTtU",
+    short_with_value: "eEIMmx",
+    short_selector: None,
+    long_flags: &["--version", "--help"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const RUBY: Syntax = Syntax {
+    short_flags: "wWv",
+    short_with_value: "eIrCx",
+    short_selector: None,
+    long_flags: &["--disable-gems", "--version", "--help"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+const PHP: Syntax = Syntax {
+    short_flags: "nqH",
+    short_with_value: "rdcBREFSftz",
+    short_selector: None,
+    long_flags: &["--version", "--help"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: Some('f'),
+};
+
+const JAVA: Syntax = Syntax {
+    short_flags: "",
+    short_with_value: "",
+    short_selector: None,
+    long_flags: &["-server", "-client", "-version", "--version"],
+    long_with_value: &[],
+    file_selector: &["-jar"],
+    clusters: false,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Suffix(".java"),
+    short_file: None,
+};
+
+/// Script-only interpreters: any flag is refused, a script path is accepted.
+const SCRIPT_ONLY: Syntax = Syntax {
+    short_flags: "",
+    short_with_value: "eElL",
+    short_selector: None,
+    long_flags: &["--version", "--help"],
+    long_with_value: &[],
+    file_selector: &[],
+    clusters: true,
+    subcommands: &[],
+    subcommand_required: false,
+    not_scripts: &[],
+    script: ScriptRule::Path,
+    short_file: None,
+};
+
+/// Programs that run what their arguments name: another program, a package, an image, a
+/// program text (`awk`), or a read-eval-print loop on stdin.
+const LAUNCHERS: &[&str] = &[
+    "env",
+    "sudo",
+    "doas",
+    "su",
+    "runuser",
+    "pkexec",
+    "nice",
+    "ionice",
+    "nohup",
+    "setsid",
+    "timeout",
+    "stdbuf",
+    "chroot",
+    "unshare",
+    "nsenter",
+    "chrt",
+    "taskset",
+    "xargs",
+    "flock",
+    "strace",
+    "ltrace",
+    "gdb",
+    "valgrind",
+    "time",
+    "watch",
+    "script",
+    "expect",
+    "busybox",
+    "toybox",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "sed",
+    "find",
+    "npx",
+    "npm",
+    "pnpm",
+    "pnpx",
+    "yarn",
+    "bunx",
+    "uvx",
+    "uv",
+    "pipx",
+    "pip",
+    "pip3",
+    "poetry",
+    "pipenv",
+    "conda",
+    "mamba",
+    "docker",
+    "podman",
+    "nerdctl",
+    "ssh",
+    "make",
+    "git",
+    "pwsh",
+    "powershell",
+    "cmd",
+    "R",
+    "irb",
+    "jshell",
+    "osascript",
+    "tclsh",
+    "wish",
+    "dotnet",
+    "cargo",
+    "go",
+];
+
+/// Python modules that run code they are given or fetch and install code: `-m timeit -s CODE`,
+/// `-m pip install`, a debugger or interpreter on stdin, unpickling a file.
+pub(super) const CODE_MODULES: &[&str] = &[
+    "timeit",
+    "runpy",
+    "code",
+    "codeop",
+    "pdb",
+    "profile",
+    "cProfile",
+    "trace",
+    "pip",
+    "ensurepip",
+    "venv",
+    "idlelib",
+    "idle",
+    "pydoc",
+    "doctest",
+    "unittest",
+    "http",
+    "webbrowser",
+    "antigravity",
+    "compileall",
+    "py_compile",
+    "zipapp",
+    "site",
+    "asyncio",
+    "tkinter",
+    "turtledemo",
+    "pickle",
+    "pickletools",
+    "cgi",
+    "xmlrpc",
+    "smtpd",
+    "pty",
+    "subprocess",
+    "IPython",
+    "ipykernel",
+    "jupyter",
+    "debugpy",
+    "pytest",
+    "setuptools",
+    "pipx",
+    "uv",
+];
+
+impl Runtime {
+    /// The runtime `program` is, by its file name (either the name it is called by or the file
+    /// it resolves to); `None` for any other program.
+    pub(crate) fn of(
+        program: &Path,
+        resolved: Option<&Path>,
+        gate: Option<&Path>,
+    ) -> Option<Runtime> {
+        if gate.is_some() && resolved.is_some() && gate == resolved {
+            return Some(Runtime::Gate);
+        }
+        let names = [Some(program), resolved]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.file_name()?.to_str());
+        let mut found = None;
+        for name in names {
+            match kind_of(name) {
+                // The stricter reading wins: a launcher under an interpreter's name is a launcher.
+                Some(Runtime::Launcher) => return Some(Runtime::Launcher),
+                Some(kind) => found = found.or(Some(kind)),
+                None => {}
+            }
+        }
+        found
+    }
+}
+
+fn kind_of(name: &str) -> Option<Runtime> {
+    let name = name.strip_suffix(".exe").unwrap_or(name);
+    let interpreter = |id| Some(Runtime::Interpreter(id));
+    if LAUNCHERS.contains(&name) {
+        return Some(Runtime::Launcher);
+    }
+    match name {
+        "node" | "nodejs" => interpreter("node"),
+        "deno" => interpreter("deno"),
+        "bun" => interpreter("bun"),
+        "java" => interpreter("java"),
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" | "yash" | "fish" | "csh"
+        | "tcsh" | "posh" | "rbash" => interpreter("shell"),
+        "lua" | "luajit" | "Rscript" | "julia" => interpreter("script"),
+        _ if name.starts_with("python") || name.starts_with("pypy") => interpreter("python"),
+        _ if name.starts_with("perl") => interpreter("perl"),
+        _ if name.starts_with("ruby") => interpreter("ruby"),
+        _ if name.starts_with("php") => interpreter("php"),
+        _ if name.starts_with("lua") => interpreter("script"),
+        _ => None,
+    }
+}
+
+pub(super) fn syntax(id: &str) -> &'static Syntax {
+    match id {
+        "python" => &PYTHON,
+        "node" => &NODE,
+        "deno" => &DENO,
+        "bun" => &BUN,
+        "shell" => &SHELL,
+        "perl" => &PERL,
+        "ruby" => &RUBY,
+        "php" => &PHP,
+        "java" => &JAVA,
+        _ => &SCRIPT_ONLY,
+    }
+}
