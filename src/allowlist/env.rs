@@ -53,6 +53,27 @@ const NAMES: &[(&str, &str)] = &[
     ("EDITOR", "programs run the command it names"),
     ("VISUAL", "programs run the command it names"),
     ("PAGER", "programs run the command it names"),
+    ("MANPAGER", "man runs the command it names"),
+    (
+        "SELECTED_EDITOR",
+        "sensible-editor runs the command it names",
+    ),
+    ("SUDO_EDITOR", "programs run the command it names"),
+    ("SYSTEMD_PAGER", "systemd tools run the command it names"),
+    ("SYSTEMD_EDITOR", "systemd tools run the command it names"),
+    ("FCEDIT", "shells run the command it names"),
+    ("TERMINAL", "programs run the command it names"),
+    ("SHELL", "programs run the shell it names"),
+    ("LESSOPEN", "less runs the command it names"),
+    ("LESSCLOSE", "less runs the command it names"),
+    ("LESSKEY", "less reads key bindings (and commands) from it"),
+    (
+        "MAILCAPS",
+        "mailcap readers run the commands of the files it names",
+    ),
+    ("NLSPATH", "message catalogues are loaded from it"),
+    ("LOCPATH", "locale data is loaded from it"),
+    ("HOSTALIASES", "the resolver reads it"),
     (
         "PATH",
         "it chooses which programs run (the gate passes its own)",
@@ -113,6 +134,15 @@ const HARMLESS: &[&str] = &[
     "PYTHONFAULTHANDLER",
     "PYTHONNOUSERSITE",
     "PYTHONSAFEPATH",
+    "PYTHONDEVMODE",
+    "PYTHONTRACEMALLOC",
+    "PYTHONNODEBUGRANGES",
+    "UV_THREADPOOL_SIZE",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_TERMINAL_PROMPT",
 ];
 
 /// Why `name` may not be set for a child, or `None` when it may.

@@ -33,6 +33,45 @@ pub(super) struct Syntax {
     pub(super) script: ScriptRule,
     /// The short flag whose value is the script file: php's `-f FILE`.
     pub(super) short_file: Option<char>,
+    /// Values of value-taking short flags that are harmless (python's `-X utf8`, `-W ignore`).
+    pub(super) harmless_value: fn(char, &str) -> bool,
+}
+
+fn no_value_is_harmless(_: char, _: &str) -> bool {
+    false
+}
+
+/// python's `-X` options that change no code path, and `-W` filters that import nothing (a
+/// dotted category such as `mod.Class` imports `mod`).
+fn python_value(letter: char, value: &str) -> bool {
+    const X: &[&str] = &[
+        "utf8",
+        "utf8=0",
+        "utf8=1",
+        "dev",
+        "faulthandler",
+        "importtime",
+        "tracemalloc",
+        "warn_default_encoding",
+        "no_debug_ranges",
+        "frozen_modules=on",
+        "frozen_modules=off",
+    ];
+    match letter {
+        'X' => {
+            X.contains(&value)
+                || value.strip_prefix("tracemalloc=").is_some_and(is_number)
+                || value
+                    .strip_prefix("int_max_str_digits=")
+                    .is_some_and(is_number)
+        }
+        'W' => !value.contains('.') && !value.is_empty(),
+        _ => false,
+    }
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_digit())
 }
 
 /// What the first positional must be.
@@ -72,6 +111,7 @@ const PYTHON: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: python_value,
 };
 
 const NODE: Syntax = Syntax {
@@ -88,6 +128,11 @@ const NODE: Syntax = Syntax {
         "--abort-on-uncaught-exception",
         "--preserve-symlinks",
         "--preserve-symlinks-main",
+        "--use-openssl-ca",
+        "--use-bundled-ca",
+        "--experimental-vm-modules",
+        "--no-experimental-fetch",
+        "--trace-exit",
         "--version",
         "--help",
     ],
@@ -106,6 +151,7 @@ const NODE: Syntax = Syntax {
     not_scripts: &["inspect"],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const DENO: Syntax = Syntax {
@@ -132,6 +178,7 @@ const DENO: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const BUN: Syntax = Syntax {
@@ -150,6 +197,7 @@ const BUN: Syntax = Syntax {
     ],
     script: ScriptRule::ExistingFile,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const SHELL: Syntax = Syntax {
@@ -171,6 +219,7 @@ const SHELL: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const PERL: Syntax = Syntax {
@@ -186,6 +235,7 @@ const PERL: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const RUBY: Syntax = Syntax {
@@ -201,6 +251,7 @@ const RUBY: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 const PHP: Syntax = Syntax {
@@ -216,6 +267,7 @@ const PHP: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: Some('f'),
+    harmless_value: no_value_is_harmless,
 };
 
 const JAVA: Syntax = Syntax {
@@ -231,6 +283,7 @@ const JAVA: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Suffix(".java"),
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 /// Script-only interpreters: any flag is refused, a script path is accepted.
@@ -247,6 +300,7 @@ const SCRIPT_ONLY: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
 };
 
 /// Programs that run what their arguments name: another program, a package, an image, a
@@ -359,6 +413,15 @@ pub(super) const CODE_MODULES: &[&str] = &[
     "pty",
     "subprocess",
     "IPython",
+    "mailcap",
+    "zipfile",
+    "tarfile",
+    "json",
+    "lib2to3",
+    "sqlite3",
+    "pstats",
+    "gzip",
+    "fire",
     "ipykernel",
     "jupyter",
     "debugpy",
@@ -410,13 +473,21 @@ fn kind_of(name: &str) -> Option<Runtime> {
         "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" | "yash" | "fish" | "csh"
         | "tcsh" | "posh" | "rbash" => interpreter("shell"),
         "lua" | "luajit" | "Rscript" | "julia" => interpreter("script"),
-        _ if name.starts_with("python") || name.starts_with("pypy") => interpreter("python"),
-        _ if name.starts_with("perl") => interpreter("perl"),
-        _ if name.starts_with("ruby") => interpreter("ruby"),
-        _ if name.starts_with("php") => interpreter("php"),
-        _ if name.starts_with("lua") => interpreter("script"),
+        _ if versioned(name, "python") || versioned(name, "pypy") || name == "pythonw" => {
+            interpreter("python")
+        }
+        _ if versioned(name, "perl") => interpreter("perl"),
+        _ if versioned(name, "ruby") => interpreter("ruby"),
+        _ if versioned(name, "php") || name == "php-cgi" => interpreter("php"),
+        _ if versioned(name, "lua") => interpreter("script"),
         _ => None,
     }
+}
+
+/// `base`, or `base` and a version: `python3`, `python3.12`, `perl5.36` (not `php-cs-fixer`).
+fn versioned(name: &str, base: &str) -> bool {
+    name.strip_prefix(base)
+        .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 pub(super) fn syntax(id: &str) -> &'static Syntax {

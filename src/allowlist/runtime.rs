@@ -12,7 +12,7 @@
 
 use super::known::{syntax, Runtime, ScriptRule, Syntax, CODE_MODULES};
 use super::Resolve;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 /// Why the arguments past a template were refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +118,13 @@ impl Scan<'_> {
                 Some((name, _)) => (name, true),
                 None => (long, false),
             };
+            // node takes `--max_old_space_size` for `--max-old-space-size`.
+            let spelled = format!("--{}", name.trim_start_matches('-').replace('_', "-"));
+            let name = if name.starts_with("--") {
+                spelled.as_str()
+            } else {
+                name
+            };
             if s.file_selector.contains(&name) {
                 let value_at = if joined { idx } else { idx + 1 };
                 return self
@@ -164,6 +171,16 @@ impl Scan<'_> {
                 return self
                     .file_value(value_at, !rest.is_empty(), word)
                     .map(|()| Step::Chosen);
+            }
+            if s.short_with_value.contains(letter) {
+                let value = if rest.is_empty() {
+                    self.argv.get(idx + 1).map(String::as_str)
+                } else {
+                    Some(rest)
+                };
+                if value.is_some_and(|v| (s.harmless_value)(letter, v)) {
+                    return Ok(Step::Next(if rest.is_empty() { idx + 2 } else { idx + 1 }));
+                }
             }
             if covered {
                 let takes_value = s.short_with_value.contains(letter);
@@ -227,14 +244,29 @@ impl Scan<'_> {
         }
         let written = Path::new(path);
         let resolved = self.resolve.canonical(written);
-        let special = [Some(written), resolved.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|p| ["/proc", "/dev", "/sys"].iter().any(|s| p.starts_with(s)));
-        if special {
+        // `/../dev/stdin` is `/dev/stdin`: compared without `..`, and as the file it names.
+        let forms: Vec<PathBuf> = [
+            Some(lexical(&self.resolve.absolute(written))),
+            resolved.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if forms.iter().any(|p| under(p, SPECIAL)) {
             return Err(self.refuse(
                 at,
                 "the script cannot be a special file (/proc, /dev, /sys)",
+            ));
+        }
+        if forms
+            .iter()
+            .any(|p| under(p, SYSTEM) || is_runtime_tooling(p))
+        {
+            return Err(self.refuse(
+                at,
+                "a bare runtime does not run the host's own programs and libraries (/usr, /bin, \
+                 /lib, /etc, a python standard library, npm's own scripts); name the script in \
+                 a template",
             ));
         }
         match self.syntax.script {
@@ -274,6 +306,64 @@ enum Step {
     Next(usize),
     /// The code to run is chosen and acceptable: the rest belongs to it.
     Chosen,
+}
+
+/// Special files: a script there is the gate's stdin, a process's memory or environment.
+const SPECIAL: &[&str] = &["/proc", "/dev", "/sys"];
+
+/// Where the host keeps its own programs and libraries: scripts there (npm's CLI, the python
+/// standard library's `timeit.py`, `sensible-editor`) run code they are given.
+const SYSTEM: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/local/lib",
+    "/usr/share",
+    "/lib",
+    "/lib64",
+    "/etc",
+];
+
+fn under(path: &Path, roots: &[&str]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+/// A python standard library or site-packages (`…/lib/python3.11/…`), or the package managers'
+/// own scripts (`…/node_modules/npm/…`), wherever they are installed (pyenv, nvm).
+fn is_runtime_tooling(path: &Path) -> bool {
+    let parts: Vec<&str> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => p.to_str(),
+            _ => None,
+        })
+        .collect();
+    parts.windows(2).any(|w| match w {
+        ["lib" | "lib64", dir] => dir.starts_with("python") || dir.starts_with("pypy"),
+        ["node_modules", pkg] => ["npm", "corepack", "pnpm", "yarn", "npx"].contains(pkg),
+        _ => false,
+    })
+}
+
+/// `path` with `.` and `..` folded away, without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `-Xmx512m`, `-Xms…`, `-Xss…`: heap and stack sizes.

@@ -7,7 +7,8 @@
 //! (looked up on `PATH` and resolved through symlinks, so `python3` matches `/usr/bin/python3`);
 //! a path word (starting with `/`, `./`, `../` or `~/`) matches a path naming the same file, or
 //! for a glob, a path whose resolved or normalised form matches; any other word matches the
-//! argument as written. No wildcard crosses a `/`.
+//! argument as written. No wildcard crosses a `/`, and in a word that is not a path none matches
+//! `@`, `:`, `#`, `=`, `\` or a space (npm aliases, URLs and file specs).
 //! Never: touches the file system itself (a [`Resolve`] does, so tests can fake it), or judges
 //! what follows the template's words (the runtime rules do).
 
@@ -20,6 +21,11 @@ const OPTIONS: ::glob::MatchOptions = ::glob::MatchOptions {
     require_literal_separator: true,
     require_literal_leading_dot: false,
 };
+
+/// Characters a wildcard of a word that is not a path never matches (only the template's own
+/// may appear): they turn a package name into an alias, a version range, a URL or a file
+/// (`@modelcontextprotocol/server-x@npm:other`, `…@file:/tmp/x`).
+const SPEC_CHARS: &[char] = &['@', ':', '/', '#', '=', '\\', ' '];
 
 /// Longest template accepted.
 const MAX_LEN: usize = 4096;
@@ -186,7 +192,12 @@ impl Word {
     fn matches_arg(&self, arg: &str, resolve: &dyn Resolve) -> bool {
         if !self.path {
             return match &self.pattern {
-                Some(pattern) => pattern.matches_with(arg, OPTIONS),
+                Some(pattern) => {
+                    pattern.matches_with(arg, OPTIONS)
+                        && SPEC_CHARS
+                            .iter()
+                            .all(|c| arg.matches(*c).count() == self.text.matches(*c).count())
+                }
                 None => self.text == arg,
             };
         }

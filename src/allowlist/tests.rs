@@ -19,6 +19,7 @@ fn fake() -> Fake {
             ("/usr/bin/sh", "/usr/bin/dash"),
             ("/usr/bin/nc", "/usr/bin/busybox"),
             ("/opt/mcp/link/dist/index.js", "/srv/elsewhere/index.js"),
+            ("/usr/bin/npx", "/usr/lib/node_modules/npm/bin/npx-cli.js"),
         ]),
         files: BTreeSet::from([
             "/usr/bin/python3.12",
@@ -28,6 +29,10 @@ fn fake() -> Fake {
             "/usr/bin/bash",
             "/usr/bin/busybox",
             "/usr/bin/env",
+            "/usr/lib/node_modules/npm/bin/npx-cli.js",
+            "/usr/lib/python3.12/timeit.py",
+            "/home/u/.pyenv/versions/3.11.7/lib/python3.11/timeit.py",
+            "/usr/bin/sensible-editor",
             "/usr/bin/bun",
             "/usr/local/bin/aegis-gate",
             "/opt/mcp/time/dist/index.js",
@@ -148,6 +153,31 @@ fn every_reported_bypass_of_a_bare_runtime_is_refused() {
         &["node", "inspect", "/tmp/x.js"],
         &["node", "data:text/javascript,1"],
         &["node"],
+        // Scripts of the host that run what they are given (found by an attack review).
+        &["node", "/usr/bin/npx", "-c", "touch /tmp/m"],
+        &[
+            "node",
+            "/usr/lib/node_modules/npm/bin/npx-cli.js",
+            "-c",
+            "x",
+        ],
+        &[
+            "python3",
+            "/usr/lib/python3.12/timeit.py",
+            "-s",
+            "x",
+            "pass",
+        ],
+        &[
+            "python3",
+            "/home/u/.pyenv/versions/3.11.7/lib/python3.11/timeit.py",
+            "-s",
+            "x",
+        ],
+        &["python3", "-m", "mailcap", "text/x", "/etc/hostname"],
+        &["python3", "/../dev/stdin"],
+        &["python3", "-W", "ignore::antigravity.Foo", "/srv/server.py"],
+        &["python3", "-X", "pycache_prefix=/tmp", "/srv/server.py"],
     ];
     for words in bypasses {
         let res = check(&list, words);
@@ -192,6 +222,19 @@ fn ordinary_forms_of_a_bare_runtime_still_run() {
             "/opt/mcp/time/dist/index.js",
         ],
         &["node", "--no-warnings", "--", "/opt/mcp/time/dist/index.js"],
+        &[
+            "node",
+            "--max_old_space_size=256",
+            "/opt/mcp/time/dist/index.js",
+        ],
+        &["python3", "-X", "utf8", "-W", "ignore", "/srv/server.py"],
+        &[
+            "python3",
+            "-Xdev",
+            "-Wignore::DeprecationWarning",
+            "-m",
+            "mcp_server_time",
+        ],
     ] {
         assert_eq!(check(&list, words), Ok(()), "{words:?}");
     }
@@ -241,6 +284,14 @@ fn a_template_names_the_leading_words_and_the_rest_goes_to_the_program() {
         &["python3", "-c", "x"],
         &["npx", "-y", "evil-package"],
         &["npx", "-y", "@modelcontextprotocol/server-x/../../evil"],
+        &[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-x@npm:cross-env",
+            "touch",
+            "/tmp/m",
+        ],
+        &["npx", "-y", "@modelcontextprotocol/server-x@file:/tmp/evil"],
         &["npx", "-c", "sh"],
         &["node", "/opt/mcp/../../tmp/x.js"],
         &["node", "/opt/mcp/time/dist/../../../../tmp/x.js"],
@@ -293,6 +344,18 @@ fn another_name_of_a_multi_call_binary_is_not_the_allowed_one() {
         check(&list, &["sh", "-s"]),
         Err(Refusal::Runtime { .. })
     ));
+}
+
+#[test]
+fn a_program_named_like_a_runtime_is_not_taken_for_one() {
+    // php-cs-fixer is not php: its flags are its own.
+    let list = list(&["/usr/local/bin/php-cs-fixer"]);
+    let fake = Fake {
+        links: BTreeMap::new(),
+        files: BTreeSet::from(["/usr/local/bin/php-cs-fixer"]),
+    };
+    let argv = argv(&["/usr/local/bin/php-cs-fixer", "fix", "--dry-run"]);
+    assert_eq!(list.check_with(&argv, [], &fake), Ok(()));
 }
 
 #[test]

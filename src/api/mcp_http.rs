@@ -40,7 +40,17 @@ const MARGIN: Duration = Duration::from_secs(10);
 /// Serves one request; returns the status it answered with, or 200 for an answer still
 /// coming (for the metrics).
 pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
-    match serve(api, &request, path) {
+    let reply = serve(api, &request, path);
+    // Noted before the client can see its answer, so a log line names the request it follows.
+    let refused_401 = match &reply {
+        Ok(Reply::Refused { status, .. }) => *status == 401,
+        Err(e) => e.status == 401,
+        Ok(_) => false,
+    };
+    if refused_401 {
+        api.unauthorized.note(request.peer(), path);
+    }
+    match reply {
         Ok(Reply::Json {
             status,
             body,

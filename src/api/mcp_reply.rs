@@ -238,12 +238,14 @@ impl Entry {
         true
     }
 
-    /// Ends the exchange with `line` as the answer (JSON, or the stream's last event).
+    /// Ends the exchange with `line` as the answer (JSON, or the stream's last event). The
+    /// call is recorded before the client can see its answer, so the trail's order is the order
+    /// in which calls were answered.
     fn answer(&mut self, line: &[u8], records: &Records) {
         if let Some(mut stream) = self.stream.take() {
+            self.record(records, jsonrpc::outcome_label(line));
             let _ = stream.send(&sse::event(line));
             stream.finish();
-            self.record(records, jsonrpc::outcome_label(line));
             return;
         }
         let Some(request) = self.request.take() else {
@@ -253,29 +255,26 @@ impl Entry {
             Some(admitted) => only_permitted(line, admitted),
             None => line.to_vec(),
         };
-        respond_json(request, 200, &body, self.a.session.as_deref());
         self.record(records, jsonrpc::outcome_label(&body));
+        respond_json(request, 200, &body, self.a.session.as_deref());
     }
 
     /// Ends the exchange without an answer: a stream gets `line` (an error) as its last event,
     /// or just ends when there is none; a JSON answer is `error`.
     fn fail(&mut self, line: Option<&[u8]>, error: &ApiError, outcome: &str, records: &Records) {
         if let Some(mut stream) = self.stream.take() {
-            let outcome = match line {
-                Some(line) => {
-                    let _ = stream.send(&sse::event(line));
-                    jsonrpc::outcome_label(line)
-                }
-                None => "no_answer".to_owned(),
-            };
-            stream.finish();
+            let outcome = line.map_or_else(|| "no_answer".to_owned(), jsonrpc::outcome_label);
             self.record(records, outcome);
+            if let Some(line) = line {
+                let _ = stream.send(&sse::event(line));
+            }
+            stream.finish();
             return;
         }
+        self.record(records, outcome.to_owned());
         if let Some(request) = self.request.take() {
             respond_json(request, error.status, error.body().as_bytes(), None);
         }
-        self.record(records, outcome.to_owned());
     }
 }
 

@@ -181,6 +181,27 @@ fn connections(out: &mut String, runtimes: &HashMap<String, Runtime>) {
 }
 
 /// The route label of the metrics (bounded: never the raw path).
+/// The audit trail's back-pressure: records that waited for the writer, and records lost.
+pub(super) fn audit_text(out: &mut String, audit: &crate::audit::Audit) {
+    let (waits, waited_us) = audit.waits();
+    let _ = writeln!(out, "# HELP aegis_audit_waits_total Records that found the audit queue full and waited for the writer.");
+    let _ = writeln!(out, "# TYPE aegis_audit_waits_total counter");
+    let _ = writeln!(out, "aegis_audit_waits_total {waits}");
+    let _ = writeln!(
+        out,
+        "# HELP aegis_audit_wait_seconds_total Time records waited for the audit writer."
+    );
+    let _ = writeln!(out, "# TYPE aegis_audit_wait_seconds_total counter");
+    let _ = writeln!(
+        out,
+        "aegis_audit_wait_seconds_total {}",
+        waited_us as f64 / 1e6
+    );
+    let _ = writeln!(out, "# HELP aegis_audit_dropped_total Records lost because the audit writer took none for 10 s.");
+    let _ = writeln!(out, "# TYPE aegis_audit_dropped_total counter");
+    let _ = writeln!(out, "aegis_audit_dropped_total {}", audit.dropped());
+}
+
 pub(super) fn route_class(path: &str) -> &'static str {
     match path {
         "/healthz" => "healthz",

@@ -196,7 +196,11 @@ impl Api {
     /// `GET /metrics`'s text.
     fn metrics(&self) -> String {
         let sessions = self.sessions.len();
-        self.metrics.render(&lock(&self.runtimes), sessions)
+        let mut text = self.metrics.render(&lock(&self.runtimes), sessions);
+        if let Some(audit) = &self.audit {
+            metrics::audit_text(&mut text, audit);
+        }
+        text
     }
 }
 
@@ -262,9 +266,6 @@ impl crate::http::Handler for Api {
             (_, p) if p == "/mcp" || p.starts_with("/mcp/") => {
                 // Answers on its own (JSON or server-sent events, maybe from another thread).
                 let status = mcp_http::handle(self, request, &path);
-                if status == 401 {
-                    self.unauthorized.note(peer, &path);
-                }
                 self.metrics.count("mcp", status);
                 return;
             }

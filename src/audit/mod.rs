@@ -1,44 +1,46 @@
 //! The audit trail: every call decision and admin change, appended to `audit.log` in the data dir
-//! as JSON lines, each signed with the gate's Ed25519 key and chained to the one before.
+//! as JSON lines, chained each to the one before and signed with the gate's Ed25519 key.
 //!
-//! A line is `{"body":{"seq","at","prev","kid","event"},"sig"}`: `prev` is the SHA-256 (hex) of
-//! the previous line's bytes (64 zeros for the first), `sig` the Ed25519 signature (unpadded
-//! base64url) of the exact bytes of `body`. Editing, removing or reordering any line breaks a
-//! signature or the chain, and [`verify`] names the first broken line. When `audit.log` passes
-//! the rotation size it is renamed `audit-<first seq, 20 digits>.log` and a new one starts; the
-//! chain runs on across files.
+//! A line is `{"body":{"seq","at","prev","kid","event"}}`, and the last line of each batch the
+//! writer appends is `{"body":{…},"sig"}`: `prev` is the SHA-256 (hex) of the previous line's
+//! bytes (64 zeros for the first), `sig` the Ed25519 signature (unpadded base64url) of the exact
+//! bytes of `body`. A signature covers its line and, through `prev`, every line before it, so
+//! editing, removing or reordering any line breaks a signature or the chain, and [`verify`] names
+//! the first broken line; lines after the last signature are reported as unsigned. Trails written
+//! before batch signing (a `sig` on every line) verify the same way. When `audit.log` passes the
+//! rotation size it is renamed `audit-<first seq, 20 digits>.log` (its last line signed) and a new
+//! one starts; the chain runs on across files.
 //!
-//! Owns: the `audit-writer` thread, which takes events from a bounded queue, writes them in
-//! batches and fsyncs at least every [`FLUSH_EVERY`]; each batch holds the trail's lock and picks
-//! the chain up again if another gate appended meanwhile, so every gate of a data dir (serve and
-//! stdio) writes one chain; the file format; verification.
-//! Never: makes a caller wait on disk (recording is a non-blocking send; a full queue drops the
-//! event with an error log, counted); records a secret (arguments are hashed, never written).
+//! Owns: the `audit-writer` thread (`writer.rs`), which takes events from a bounded queue, writes
+//! them in batches and fsyncs at least every [`FLUSH_EVERY`]; each batch holds the trail's lock
+//! and picks the chain up again if another gate appended meanwhile, so every gate of a data dir
+//! (serve and stdio) writes one chain; the file format; verification.
+//! Never: drops a record while the writer lives: a full queue makes the caller wait (at most
+//! [`MAX_WAIT`], counted in [`Audit::waits`]); only a writer stuck that long (a disk that does
+//! not answer) loses the record, with an error log, counted in [`Audit::dropped`]. Never records a
+//! secret (arguments are hashed, never written).
 //!
 //! Threads: `audit-writer`, ended by dropping the [`Audit`] (its queue closes; it flushes, fsyncs
 //! and is joined).
 
 pub mod records;
 mod verify;
+mod writer;
 
 pub use records::argument_hash;
-pub use verify::{files, verify, Broken, Verified};
+pub use verify::{files, verify, Broken, Verified, PROGRESS_EVERY};
 
 use crate::store::FileLock;
 use crate::thread::{self, lock, JoinOnDrop};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use ed25519_dalek::{Signer, SigningKey};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use ed25519_dalek::SigningKey;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use writer::{Chain, Writer};
 
 /// The live file.
 pub const FILE: &str = "audit.log";
@@ -47,8 +49,11 @@ const LOCK: &str = "audit.log";
 /// Events written in one batch at most.
 const MAX_BATCH: usize = 1024;
 /// Events waiting for the writer: enough for several seconds of a busy gate, so an fsync that
-/// stalls the writer does not drop events.
+/// stalls the writer does not make callers wait.
 const QUEUE: usize = 16_384;
+/// The longest a caller waits for room in a full queue before the record is lost: only a writer
+/// stuck on a disk that does not answer takes that long.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// The longest an event waits before it is on disk.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Default rotation size.
@@ -60,6 +65,9 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 pub struct Audit {
     tx: Mutex<Option<Sender<Value>>>,
     dropped: AtomicU64,
+    /// Records that found the queue full and waited, and the microseconds they waited in all.
+    waits: AtomicU64,
+    waited_us: AtomicU64,
     thread: Mutex<Option<JoinOnDrop<()>>>,
 }
 
@@ -89,27 +97,49 @@ impl Audit {
         Ok(Audit {
             tx: Mutex::new(Some(tx)),
             dropped: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            waited_us: AtomicU64::new(0),
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues `event` (a JSON object with a `type`); never waits.
+    /// Queues `event` (a JSON object with a `type`). Waits only when the queue is full (the
+    /// writer behind), at most [`MAX_WAIT`].
     pub fn record(&self, event: Value) {
-        let tx = lock(&self.tx);
-        let Some(tx) = tx.as_ref() else { return };
-        match tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                log::error!("audit queue full: an event was dropped ({n} so far)");
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+        // A clone of the sender: a caller that waits must not hold the lock `stop` takes.
+        let Some(tx) = lock(&self.tx).clone() else {
+            return;
+        };
+        let event = match tx.try_send(event) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(event)) => event,
+        };
+        let started = Instant::now();
+        let res = tx.send_timeout(event, MAX_WAIT);
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_us.fetch_add(waited, Ordering::Relaxed);
+        if let Err(SendTimeoutError::Timeout(_)) = res {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            log::error!(
+                "audit: the writer took no record for {} s (a disk that does not answer?): \
+                 a record was lost ({n} so far)",
+                MAX_WAIT.as_secs()
+            );
         }
     }
 
-    /// Events dropped because the queue was full.
+    /// Records lost because the writer took none for [`MAX_WAIT`].
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records that waited for room in the queue, and their total wait in microseconds.
+    pub fn waits(&self) -> (u64, u64) {
+        (
+            self.waits.load(Ordering::Relaxed),
+            self.waited_us.load(Ordering::Relaxed),
+        )
     }
 
     /// Writes what is queued, fsyncs, and stops the writer.
@@ -127,216 +157,6 @@ impl Drop for Audit {
     }
 }
 
-/// Where the chain stands: the next sequence number and the hash of the last line.
-struct Chain {
-    seq: u64,
-    prev: String,
-    /// Bytes in `audit.log` now, and the seq of its first line.
-    size: u64,
-    first_seq: Option<u64>,
-}
-
-impl Chain {
-    /// Reads the last line of the trail (the live file, else the newest rotated one). A torn
-    /// last line (a crash mid-write) is cut off and kept aside in `audit.log.torn`.
-    fn resume(dir: &Path) -> io::Result<Chain> {
-        let live = dir.join(FILE);
-        let live_text = cut_torn_tail(&live)?;
-        let mut chain = Chain {
-            seq: 1,
-            prev: GENESIS.to_owned(),
-            size: live_text.len() as u64,
-            first_seq: first_seq_of(&live_text),
-        };
-        let last_text = if live_text.is_empty() {
-            // An empty live file right after a rotation: the chain goes on from the newest
-            // rotated file.
-            verify::files(dir)?
-                .into_iter()
-                .rfind(|p| p != &live)
-                .map(std::fs::read)
-                .transpose()?
-                .unwrap_or_default()
-        } else {
-            live_text
-        };
-        if let Some(line) = last_text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
-            let seq = verify::seq_of(line).ok_or_else(|| {
-                io::Error::other("the audit log's last line is not a record: run audit verify")
-            })?;
-            chain.seq = seq + 1;
-            chain.prev = hex(&Sha256::digest(line));
-        }
-        Ok(chain)
-    }
-}
-
-/// The live file's bytes up to its last newline; anything after it (a line a crash cut short)
-/// is appended to `audit.log.torn` and removed from the live file.
-fn cut_torn_tail(live: &Path) -> io::Result<Vec<u8>> {
-    let mut text = match std::fs::read(live) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if keep < text.len() {
-        let torn = text.split_off(keep);
-        log::warn!(
-            "audit: the last {} bytes of {} were a torn line (a crash); kept in {FILE}.torn",
-            torn.len(),
-            live.display()
-        );
-        let mut aside = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(live.with_extension("log.torn"))?;
-        aside.write_all(&torn)?;
-        aside.write_all(b"\n")?;
-        let file = OpenOptions::new().write(true).open(live)?;
-        file.set_len(keep as u64)?;
-        file.sync_all()?;
-    }
-    Ok(text)
-}
-
-fn first_seq_of(text: &[u8]) -> Option<u64> {
-    text.split(|b| *b == b'\n')
-        .find(|l| !l.is_empty())
-        .and_then(verify::seq_of)
-}
-
-struct Writer {
-    dir: PathBuf,
-    key: SigningKey,
-    kid: String,
-    rotate_bytes: u64,
-    chain: Chain,
-    /// The live file's length after our last batch: if it is still that, nobody else wrote.
-    written_len: Option<u64>,
-}
-
-impl Writer {
-    fn run(mut self, rx: &Receiver<Value>) {
-        let mut batch: Vec<Value> = Vec::new();
-        let mut since: Option<Instant> = None;
-        loop {
-            let wait = since.map_or(Duration::from_secs(1), |t| {
-                FLUSH_EVERY.saturating_sub(t.elapsed())
-            });
-            match rx.recv_timeout(wait) {
-                Ok(event) => {
-                    batch.push(event);
-                    since.get_or_insert_with(Instant::now);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) || batch.len() >= MAX_BATCH {
-                self.write_batch(&mut batch);
-                since = None;
-            }
-        }
-        self.write_batch(&mut batch);
-    }
-
-    /// Appends a batch under the trail's lock, so gates sharing a data dir (serve, stdio) keep
-    /// one chain: when another process wrote since our last batch, the chain is read again.
-    fn write_batch(&mut self, batch: &mut Vec<Value>) {
-        if batch.is_empty() {
-            return;
-        }
-        let events = std::mem::take(batch);
-        let lost = events.len();
-        let _lock = match FileLock::acquire(&self.dir, LOCK) {
-            Ok(lock) => lock,
-            Err(e) => {
-                return log::error!("audit: cannot lock the trail ({e}); {lost} records lost")
-            }
-        };
-        let live_len = std::fs::metadata(self.dir.join(FILE)).map_or(0, |m| m.len());
-        if self.written_len != Some(live_len) {
-            match Chain::resume(&self.dir) {
-                Ok(chain) => self.chain = chain,
-                Err(e) => {
-                    return log::error!("audit: cannot read the trail ({e}); {lost} records lost")
-                }
-            }
-        }
-        let mut file = match self.open() {
-            Ok(f) => f,
-            Err(e) => return log::error!("audit: cannot open {FILE}: {e}; {lost} records lost"),
-        };
-        for event in events {
-            if let Err(e) = self.append(&mut file, event) {
-                log::error!("audit: cannot write: {e}");
-            }
-        }
-        sync(&mut file);
-        self.written_len = std::fs::metadata(self.dir.join(FILE)).ok().map(|m| m.len());
-    }
-
-    fn open(&self) -> io::Result<BufWriter<File>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(self.dir.join(FILE))?;
-        Ok(BufWriter::new(file))
-    }
-
-    fn append(&mut self, file: &mut BufWriter<File>, event: Value) -> io::Result<()> {
-        if self.chain.size >= self.rotate_bytes {
-            self.rotate(file)?;
-        }
-        let body = serde_json::json!({
-            "seq": self.chain.seq,
-            "at": now(),
-            "prev": self.chain.prev,
-            "kid": self.kid,
-            "event": event,
-        })
-        .to_string();
-        let sig = URL_SAFE_NO_PAD.encode(self.key.sign(body.as_bytes()).to_bytes());
-        let line = format!("{{\"body\":{body},\"sig\":\"{sig}\"}}");
-        // Line and newline in one write: a crash leaves a whole line or a torn one, never a
-        // whole line without its end.
-        file.write_all(format!("{line}\n").as_bytes())?;
-        self.chain.prev = hex(&Sha256::digest(line.as_bytes()));
-        self.chain.first_seq.get_or_insert(self.chain.seq);
-        self.chain.seq += 1;
-        self.chain.size += line.len() as u64 + 1;
-        Ok(())
-    }
-
-    /// Renames the live file after its first seq and starts a new one; the chain runs on.
-    fn rotate(&mut self, file: &mut BufWriter<File>) -> io::Result<()> {
-        sync(file);
-        let first = self.chain.first_seq.unwrap_or(self.chain.seq);
-        let rotated = self.dir.join(format!("audit-{first:020}.log"));
-        if rotated.exists() {
-            // Never over an older part of the trail.
-            return Err(io::Error::other(format!(
-                "{} exists already; not rotating over it",
-                rotated.display()
-            )));
-        }
-        std::fs::rename(self.dir.join(FILE), &rotated)?;
-        *file = self.open()?;
-        File::open(&self.dir)?.sync_all()?;
-        self.chain.size = 0;
-        self.chain.first_seq = None;
-        Ok(())
-    }
-}
-
-fn sync(file: &mut BufWriter<File>) {
-    if let Err(e) = file.flush().and_then(|()| file.get_ref().sync_data()) {
-        log::error!("audit: cannot flush: {e}");
-    }
-}
-
 fn now() -> String {
     crate::time::format(crate::time::unix_now()).unwrap_or_default()
 }
@@ -351,6 +171,9 @@ pub type Shared = Arc<Audit>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::path::PathBuf;
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("aegis-audit-{tag}-{}", std::process::id()));
@@ -371,7 +194,7 @@ mod tests {
     fn check(dir: &Path) -> Result<Verified, Broken> {
         let key = SigningKey::from_bytes(&[2; 32]).verifying_key();
         let lookup = move |kid: &str| (kid == "k").then_some(key);
-        verify(&files(dir).unwrap(), &lookup, true)
+        verify(&files(dir).unwrap(), &lookup, true, &mut |_| {})
     }
 
     #[test]
@@ -419,6 +242,105 @@ mod tests {
         run(&dir, 3, 1024);
         let ok = check(&dir).unwrap();
         assert!(ok.files >= 3, "{ok:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join(FILE))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_carries_one_signature_and_every_record_is_covered() {
+        let dir = temp("batch");
+        run(&dir, 50, DEFAULT_ROTATE_BYTES);
+        let lines = lines(&dir);
+        let signed = lines.iter().filter(|l| l.contains("\"sig\"")).count();
+        assert!((1..50).contains(&signed), "{signed} of 50 lines signed");
+        assert!(
+            lines.last().unwrap().contains("\"sig\""),
+            "the batch ends signed"
+        );
+        assert_eq!(check(&dir).unwrap().records, 50);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lines_after_the_last_signature_are_reported_and_an_unsigned_line_cannot_be_edited() {
+        let dir = temp("unsigned");
+        run(&dir, 5, DEFAULT_ROTATE_BYTES);
+        let mut lines = lines(&dir);
+        // Edit an unsigned line: the next line's prev no longer matches.
+        let edited: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 1 {
+                    l.replace("\"n\":1", "\"n\":7")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        std::fs::write(dir.join(FILE), edited.join("\n") + "\n").unwrap();
+        let broken = check(&dir).unwrap_err();
+        assert!(broken.reason.contains("prev"), "{broken}");
+        // Drop the signed last line: what is left is covered by no signature.
+        lines.pop();
+        std::fs::write(dir.join(FILE), lines.join("\n") + "\n").unwrap();
+        let broken = check(&dir).unwrap_err();
+        assert!(broken.reason.contains("no signature covers"), "{broken}");
+        assert_eq!(broken.seq, Some(1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_trail_signed_on_every_line_still_verifies() {
+        let dir = temp("legacy");
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let mut prev = GENESIS.to_owned();
+        let mut text = String::new();
+        for seq in 1..=3 {
+            let body = serde_json::json!({"seq": seq, "at": "2026-01-01T00:00:00Z", "prev": prev,
+                                          "kid": "k", "event": {"type": "test"}})
+            .to_string();
+            let sig = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ed25519_dalek::Signer::sign(&key, body.as_bytes()).to_bytes(),
+            );
+            let line = format!("{{\"body\":{body},\"sig\":\"{sig}\"}}");
+            prev = hex(&<sha2::Sha256 as sha2::Digest>::digest(line.as_bytes()));
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(dir.join(FILE), text).unwrap();
+        assert_eq!(check(&dir).unwrap().records, 3);
+        // And a gate goes on from it with batches.
+        run(&dir, 4, DEFAULT_ROTATE_BYTES);
+        assert_eq!(check(&dir).unwrap().records, 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_burst_far_past_the_queue_loses_no_record() {
+        let dir = temp("burst");
+        let audit = Audit::start(
+            &dir,
+            SigningKey::from_bytes(&[2; 32]),
+            "k".into(),
+            DEFAULT_ROTATE_BYTES,
+        )
+        .unwrap();
+        let n = QUEUE * 4;
+        for i in 0..n {
+            audit.record(serde_json::json!({ "type": "test", "n": i }));
+        }
+        audit.stop();
+        assert_eq!(audit.dropped(), 0);
+        assert_eq!(check(&dir).unwrap().records, n as u64);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,12 +1,14 @@
 //! Checking an audit trail: every signature, and the chain from the first record to the last.
 //!
 //! Owns: the order of the trail's files (rotated `audit-<seq>.log` by their first seq, then
-//! `audit.log`), and the checks of each line: exactly `{"body", "sig"}`, a signature that
-//! verifies with the gate's key of that `kid`, the next `seq`, and `prev` equal to the SHA-256 of
-//! the line before (64 zeros before the first). The first failure is reported with its file, line
-//! and seq.
+//! `audit.log`), and the checks of each line: exactly `{"body"}` or `{"body", "sig"}`, a known
+//! `kid`, a signature (where there is one) that verifies with the gate's key of that `kid`, the
+//! next `seq`, `prev` equal to the SHA-256 of the line before (64 zeros before the first), and no
+//! line left after the last signature (each signature covers the lines before it through
+//! `prev`). The first failure is reported with its file, line and seq. One streaming pass: a
+//! line at a time, whatever the trail's size.
 //! Never: accepts a trail that does not start at seq 1 when checking a whole data dir (a removed
-//! first line would go unnoticed otherwise).
+//! first line would go unnoticed otherwise), or lines no signature covers.
 
 use super::{hex, FILE, GENESIS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io;
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// A trail that verified.
@@ -59,7 +61,9 @@ impl fmt::Display for Broken {
 struct Line<'a> {
     #[serde(borrow)]
     body: &'a RawValue,
-    sig: String,
+    /// On the last line of each batch (on every line of trails written before batch signing).
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,67 +100,140 @@ pub(super) fn seq_of(line: &[u8]) -> Option<u64> {
         .map(|b| b.seq)
 }
 
+/// How often a progress report is made, in records.
+pub const PROGRESS_EVERY: u64 = 1_000_000;
+
 /// Checks `paths` in order as one chain. `from_start`: the first record must be seq 1 (a whole
 /// trail); otherwise the chain is checked from the first record on (one file of a trail).
+/// `progress` hears the records checked so far every [`PROGRESS_EVERY`].
 pub fn verify(
     paths: &[PathBuf],
     keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     from_start: bool,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Verified, Broken> {
-    let mut expected: Option<(u64, String)> = from_start.then(|| (1, GENESIS.to_owned()));
-    let mut records = 0;
+    let mut state = Pass {
+        expected: from_start.then(|| (1, GENESIS.to_owned())),
+        records: 0,
+    };
+    // The first line since the last signature.
+    let mut unsigned_from: Option<Unsigned> = None;
     for path in paths {
-        let text = std::fs::read(path).map_err(|e| Broken {
+        let file = std::fs::File::open(path).map_err(|e| Broken {
             file: path.clone(),
             line: 0,
             seq: None,
             reason: e.to_string(),
         })?;
-        for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
-            if raw.is_empty() {
+        let mut reader = BufReader::new(file);
+        let mut raw = Vec::new();
+        let mut line_no = 0;
+        loop {
+            raw.clear();
+            let n = reader.read_until(b'\n', &mut raw).map_err(|e| Broken {
+                file: path.clone(),
+                line: line_no + 1,
+                seq: None,
+                reason: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            if line.is_empty() {
                 continue;
             }
-            let broken = |seq, reason: String| Broken {
+            let (seq, signed) = state.line(line, keys).map_err(|(seq, reason)| Broken {
                 file: path.clone(),
-                line: i + 1,
+                line: line_no,
                 seq,
                 reason,
-            };
-            let seq = check_line(raw, keys, expected.as_ref()).map_err(|(s, r)| broken(s, r))?;
-            expected = Some((seq + 1, hex(&Sha256::digest(raw))));
-            records += 1;
+            })?;
+            if signed {
+                unsigned_from = None;
+            } else if unsigned_from.is_none() {
+                unsigned_from = Some(Unsigned {
+                    file: path.clone(),
+                    line: line_no,
+                    seq,
+                });
+            }
+            if state.records % PROGRESS_EVERY == 0 {
+                progress(state.records);
+            }
         }
     }
+    if let Some(u) = unsigned_from {
+        return Err(Broken {
+            file: u.file,
+            line: u.line,
+            seq: Some(u.seq),
+            reason: "no signature covers this record or those after it (the trail ends before \
+                     its batch was signed: a crash mid-batch, or lines were removed)"
+                .to_owned(),
+        });
+    }
     Ok(Verified {
-        records,
+        records: state.records,
         files: paths.len(),
     })
 }
 
-/// One line's checks; its seq, or (seq if known, reason).
+/// Where a pass through the trail stands.
+struct Pass {
+    /// The next seq and `prev`, once known.
+    expected: Option<(u64, String)>,
+    records: u64,
+}
+
+/// Where the lines after the last signature begin.
+struct Unsigned {
+    file: PathBuf,
+    line: usize,
+    seq: u64,
+}
+
+impl Pass {
+    /// Checks one line against the chain so far; its seq and whether it is signed.
+    fn line(
+        &mut self,
+        raw: &[u8],
+        keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    ) -> Result<(u64, bool), (Option<u64>, String)> {
+        let (seq, signed) = check_line(raw, keys, self.expected.as_ref())?;
+        self.expected = Some((seq + 1, hex(&Sha256::digest(raw))));
+        self.records += 1;
+        Ok((seq, signed))
+    }
+}
+
+/// One line's checks; its seq and whether it is signed, or (seq if known, reason).
 fn check_line(
     raw: &[u8],
     keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     expected: Option<&(u64, String)>,
-) -> Result<u64, (Option<u64>, String)> {
+) -> Result<(u64, bool), (Option<u64>, String)> {
     let line: Line<'_> =
         serde_json::from_slice(raw).map_err(|e| (None, format!("not a record: {e}")))?;
     let body: Body = serde_json::from_str(line.body.get())
         .map_err(|e| (None, format!("not a record body: {e}")))?;
     let seq = Some(body.seq);
     let key = keys(&body.kid).ok_or_else(|| (seq, format!("unknown key {:?}", body.kid)))?;
-    let sig: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(&line.sig)
-        .ok()
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| (seq, "the signature is not 64 bytes of base64url".to_owned()))?;
-    key.verify_strict(line.body.get().as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| {
-            (
-                seq,
-                "the signature does not verify (the record was edited)".to_owned(),
-            )
-        })?;
+    if let Some(sig) = &line.sig {
+        let sig: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(sig)
+            .ok()
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| (seq, "the signature is not 64 bytes of base64url".to_owned()))?;
+        key.verify_strict(line.body.get().as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| {
+                (
+                    seq,
+                    "the signature does not verify (the record was edited)".to_owned(),
+                )
+            })?;
+    }
     if let Some((want_seq, want_prev)) = expected {
         if body.seq != *want_seq {
             return Err((
@@ -174,5 +251,5 @@ fn check_line(
             ));
         }
     }
-    Ok(body.seq)
+    Ok((body.seq, line.sig.is_some()))
 }

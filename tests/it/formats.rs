@@ -344,11 +344,19 @@ fn sort_entries(text: &str, map: &str) -> String {
 fn audit_events(trail: &str, kid: &str, ids: &[(String, String)]) -> String {
     let framing = Regex::new(concat!(
         r#"^\{"body":\{"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z","#,
-        r#""event":(\{.*\}),"kid":"([^"]*)","prev":"[0-9a-f]{64}","seq":([0-9]+)\},"#,
-        r#""sig":"[A-Za-z0-9_-]{86}"\}$"#
+        r#""event":(\{.*\}),"kid":"([^"]*)","prev":"[0-9a-f]{64}","seq":([0-9]+)\},?"#,
+        r#"("sig":"[A-Za-z0-9_-]{86}")?\}$"#
     ))
     .unwrap();
     let mut events = Vec::new();
+    // Batches are signed on their last line: the trail ends on a signature.
+    assert!(
+        trail
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains(r#","sig":""#)),
+        "{trail}"
+    );
     for (n, line) in trail.lines().enumerate() {
         let parts = framing
             .captures(line)
