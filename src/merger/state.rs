@@ -4,7 +4,8 @@
 //! Owns: the per-server state (judged tools, last listing, settled or not), the startup gate (the
 //! deadline, the requests held until every child listed or failed), the subscribers told about
 //! `notifications/tools/list_changed`, listings of connections that reported before they joined,
-//! the pin re-check every [`PIN_CHECK`], and publishing the route table after every change.
+//! the pin re-check every [`PIN_CHECK`], and publishing the route table once per turn in which
+//! the view changed (a burst of listings is drained in one turn and merged once).
 //! Never: blocks on a connection (it only sends them non-blocking commands) or on a session (sinks
 //! are bounded and non-blocking); never forwards a call; never spawns a thread or creates a channel
 //! (`Merger::spawn` in `mod.rs` does, and hands this state the receiving ends).
@@ -60,7 +61,13 @@ pub(super) struct State {
     subscribers: Vec<Sink>,
     /// Listings of connections not joined yet (see `on_event`).
     early: std::collections::HashMap<ConnId, Event>,
+    /// The view changed this turn: merge, publish and announce once, at the turn's end.
+    dirty: bool,
 }
+
+/// Events handled in one turn before the view is merged: a burst of listings (50 servers
+/// starting) costs one merge, not one per server.
+const MAX_EVENTS_PER_TURN: usize = 1024;
 
 impl State {
     /// The state of a merger over `conns` in `workspace`; it writes `routes`, `ready` and `stats`,
@@ -106,6 +113,7 @@ impl State {
             held: Vec::new(),
             subscribers: Vec::new(),
             early: std::collections::HashMap::new(),
+            dirty: false,
         }
     }
 
@@ -128,6 +136,9 @@ impl State {
                     self.on_pins_changed();
                 }
             }
+            if self.dirty {
+                self.publish();
+            }
             let mut wake = next_pin_check;
             if !self.startup_done {
                 wake = wake.min(self.startup_deadline);
@@ -135,7 +146,13 @@ impl State {
             let timeout = wake.saturating_duration_since(Instant::now());
             select! {
                 recv(events) -> ev => match ev {
-                    Ok(ev) => self.on_event(ev),
+                    Ok(ev) => {
+                        self.on_event(ev);
+                        // The rest of a burst, so that it is merged once.
+                        for ev in events.try_iter().take(MAX_EVENTS_PER_TURN) {
+                            self.on_event(ev);
+                        }
+                    }
                     // Every connection is gone; requests are still answered from what we have.
                     Err(_) => events = crossbeam_channel::never(),
                 },
@@ -145,6 +162,10 @@ impl State {
                 },
                 recv(stop) -> _ => return,
                 default(timeout) => {}
+            }
+            // Before held requests are released: they route by the published table.
+            if self.dirty {
+                self.publish();
             }
             self.check_startup(Instant::now());
         }
@@ -371,9 +392,16 @@ impl State {
         self.invalidate();
     }
 
-    /// The merged view changed: drop cached views, publish new routes, tell subscribers.
+    /// The merged view changed: cached views go at once (a list later in this turn is built from
+    /// the servers as they are now); the merge and the announcement wait for the turn's end.
     fn invalidate(&mut self) {
         self.cache.clear();
+        self.dirty = true;
+    }
+
+    /// Merges the view once, publishes the new routes and tells subscribers.
+    fn publish(&mut self) {
+        self.dirty = false;
         let lists = self.servers.iter().map(|s| &s.tools);
         let merged = view::merge(lists, Namer::from_settings(&self.settings), true);
         let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();
