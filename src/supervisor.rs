@@ -174,6 +174,8 @@ struct Tree {
 }
 
 impl Tree {
+    /// The loop: one signal (or a tick) at a time, every exited child reaped at each wake, the
+    /// tree walked only while it is being torn down (an idle supervisor reads no `/proc`).
     fn supervise(&mut self, signals: &SignalSet) {
         let mut phase = Phase::Running;
         loop {
@@ -188,36 +190,40 @@ impl Tree {
             let stop = self.is_stop(signal);
             let now = Instant::now();
             phase = match phase {
-                Phase::Running if stop => {
-                    self.signal_all(Signal::Term);
-                    Phase::Terminating {
-                        until: now + self.grace,
+                Phase::Running if stop || self.server_exit.is_some() => {
+                    // Asked to stop: the full grace. The server gone by itself: what it left
+                    // behind gets a short one.
+                    let grace = match stop {
+                        true => self.grace,
+                        false => LEFTOVER_GRACE.min(self.grace),
+                    };
+                    if self.signal_all(Signal::Term) == 0 {
+                        return;
+                    }
+                    Phase::Terminating { until: now + grace }
+                }
+                Phase::Running => Phase::Running,
+                Phase::Terminating { until } if stop || now >= until => {
+                    if self.signal_all(Signal::Kill) == 0 {
+                        return;
+                    }
+                    Phase::Killing {
+                        until: now + kill_window(self.grace),
                     }
                 }
-                Phase::Running if self.server_exit.is_some() => {
-                    self.signal_all(Signal::Term);
-                    Phase::Terminating {
-                        until: now + LEFTOVER_GRACE.min(self.grace),
-                    }
-                }
-                Phase::Terminating { until } if stop || now >= until => Phase::Killing {
-                    until: now + kill_window(self.grace),
-                },
-                other => other,
-            };
-            match phase {
-                Phase::Running => {}
-                Phase::Terminating { .. } => {
+                Phase::Terminating { until } => {
                     if descendants(self.own_pid).is_empty() {
                         return;
                     }
+                    Phase::Terminating { until }
                 }
                 Phase::Killing { until } => {
-                    if self.signal_all(Signal::Kill) == 0 || Instant::now() >= until {
+                    if self.signal_all(Signal::Kill) == 0 || now >= until {
                         return;
                     }
+                    Phase::Killing { until }
                 }
-            }
+            };
         }
     }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// The signals the gate and the supervisor send, wait for, or arm as a parent-death signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Reason: off Linux there is no supervisor, which is the one to use `Int` and `Child`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum Signal {
     /// Polite request to exit.
     Term,

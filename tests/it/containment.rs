@@ -214,6 +214,18 @@ fn sigkill_of_serve_stops_the_whole_tree() {
     tree.assert_gone("SIGKILL of serve", || serve.log());
 }
 
+#[test]
+fn a_stopped_supervisor_still_takes_its_tree_along() {
+    let (serve, dir) = serve_with_tree();
+    let (id, tree) = start_tree(&serve, dir.path(), "ws-1");
+    // A stopped supervisor cannot tear its tree down: the gate's last resort, SIGKILL after two
+    // graces, must then kill what left the group itself, before the supervisor.
+    assert!(signal(tree.supervisor, "STOP"));
+    let deleted = serve.admin("DELETE", &format!("/connections/{id}"), None);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    tree.assert_gone("DELETE with the supervisor stopped", || serve.log());
+}
+
 /// A stdio gate (config file) whose one server `tree` is the script with `flags` for the example
 /// server, and its tree.
 fn stdio_tree(flags: &[&str]) -> (Gate, TempDir, Tree) {
