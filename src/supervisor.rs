@@ -7,7 +7,9 @@
 //! Every process the server starts, however it detaches (a new session, a double fork, a
 //! wrapper such as `npx` or `docker run`), stays a descendant: an orphan reparents to the
 //! supervisor, the nearest subreaper. It is found by walking the `/proc/*/stat` parent links
-//! from the supervisor, never by process group.
+//! from the supervisor, never by process group. The supervisor runs in the server's environment
+//! and directory (the gate prepares both for it; the server inherits them), so what that
+//! environment tells the dynamic loader applies to the supervisor too (not to the static build).
 //!
 //! Owns: the server's tree: reaping every child as it exits (orphans included, at once), and the
 //! teardown: at SIGTERM, SIGINT or SIGHUP (or when its parent changes), SIGTERM to every
@@ -65,7 +67,7 @@ pub(crate) struct Options {
 /// Why the supervisor could not do its work.
 #[derive(Debug)]
 pub(crate) enum Error {
-    /// Setting itself up failed (the signal mask, the subreaper, `/dev/null`).
+    /// Setting itself up failed (the signal mask, the subreaper), before the server started.
     Setup(&'static str, io::Error),
     /// The server could not be started.
     Spawn(String, io::Error),
@@ -137,7 +139,9 @@ pub(crate) fn run(options: &Options) -> Result<i32, Error> {
     let server_pid = server.id();
     // The server is reaped through `sys::reap_any`, never through std.
     drop(server);
-    sys::stdio_to_dev_null().map_err(|e| Error::Setup("close its stdio", e))?;
+    // Should this fail, the gate sees the server's EOF only when the supervisor exits, right
+    // after the server: late, but supervising on beats leaving the server unsupervised.
+    let _ = sys::stdio_to_dev_null();
     let mut tree = Tree {
         own_pid: std::process::id(),
         server_pid,
