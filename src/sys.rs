@@ -317,8 +317,11 @@ pub(crate) fn wait_for_signal(set: &SignalSet, timeout: Duration) -> io::Result<
     // does not: nanoseconds are below 10^9).
     #[allow(clippy::unnecessary_fallible_conversions)]
     let nanos = libc::c_long::try_from(timeout.subsec_nanos()).unwrap_or(0);
+    // Capped at a day, which every `time_t` holds (callers wait seconds at most); the type is
+    // left to the field, as musl's `time_t` alias is deprecated.
+    let seconds = timeout.as_secs().min(86_400);
     let timeout = libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_sec: seconds.try_into().unwrap_or(86_400),
         tv_nsec: nanos,
     };
     // SAFETY: sigtimedwait reads the set and the timeout, both ours; no siginfo is asked for.

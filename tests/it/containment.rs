@@ -9,7 +9,7 @@
 //! then `exec`s the example server.
 
 use crate::support::{
-    gate_bin, retry, settings_file, signal, text, write_file, Gate, Serve, TempDir, WAIT,
+    gate_bin, group_of, retry, settings_file, signal, text, write_file, Gate, Serve, TempDir, WAIT,
 };
 use serde_json::{json, Value};
 use std::path::Path;
@@ -42,13 +42,6 @@ fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     let state = fields.next()?.chars().next()?;
     let parent = fields.next()?.parse().ok()?;
     Some((state, parent))
-}
-
-/// A process's group, from /proc.
-fn group_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Still there: a zombie left to an init that may never reap it counts as gone.
