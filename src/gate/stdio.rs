@@ -10,7 +10,8 @@
 //! in `read`, since the process exits next), `stdout-writer` (drains the bounded outgoing queue,
 //! [`OUT_QUEUE`] lines; left behind only when the agent stops reading stdout, where its `write`
 //! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second has
-//! every child's tree killed and exits at once, see [`LAST_SIGNAL`]), plus those of the connections and the merger.
+//! every child's tree killed and exits at once, see [`LAST_SIGNAL`]), plus those of the
+//! connections and the merger.
 //! Channels: outgoing lines (bounded), stop reasons (bounded, 4), the writer's close and done
 //! channels (dropped to signal).
 
