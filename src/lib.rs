@@ -8,7 +8,8 @@
 //! The modules, from the bottom up, in the order they are declared below: a module imports only
 //! modules declared before it (the tests in `tests/it/layers.rs` check it; `rustfmt.toml` keeps
 //! the order).
-//! - foundations: `time`, `thread`, `sys`, `logging`, [`jsonrpc`], `mcp`, [`glob`],
+//! - foundations: `time`, `thread`, `sys`, `supervisor` (the per-connection process that
+//!   contains a server's whole tree, Linux), `logging`, [`jsonrpc`], `mcp`, [`glob`],
 //!   `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
 //! - parts that know no state: [`sanitize`] (cleaning what servers say, pure), [`delegation`]
 //!   (tokens, replay, rate; pure), `policy` (rules and verdicts, pure), [`allowlist`] (which
@@ -35,6 +36,8 @@
 pub(crate) mod time;
 mod thread;
 mod sys;
+#[cfg(target_os = "linux")]
+mod supervisor;
 mod logging;
 pub mod jsonrpc;
 pub(crate) mod mcp;

@@ -17,6 +17,7 @@ mod partners;
 mod rotate_key;
 mod serve;
 mod stdio;
+mod supervise;
 mod tools;
 
 use lexopt::prelude::*;
@@ -99,6 +100,7 @@ fn run_command(
         "audit" => audit::run(parser, log_level),
         "approvals" => approvals::run(parser, log_level),
         "example-server" => example::run(parser, log_level),
+        "supervise" => supervise::run(parser),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
 }

@@ -1,12 +1,23 @@
 //! One child process of a connection: spawn into its own process group, pipes, teardown.
 //!
+//! On Linux a local server is started under a supervisor (`aegis-gate supervise`, see
+//! `crate::supervisor`), which leads the group and takes the server's whole tree down with it,
+//! whatever left the group; the child this module holds is then the supervisor. A bridge
+//! (`aegis-gate bridge`) is started directly: it is our own code, never forks, and dies with the
+//! gate by SIGKILL (`PR_SET_PDEATHSIG`), so a supervisor would only cost a process. Elsewhere
+//! every child is started directly.
+//!
 //! Owns: the `std::process::Child`, its three pipes wrapped for `mio`, the bytes waiting to be
 //! written to its stdin, and the teardown sequence (close stdin, grace, SIGTERM to the group,
-//! grace, SIGKILL to the group, reap the leader and every orphaned group member).
+//! grace, SIGKILL to the group, reap the leader and every orphaned group member). The
+//! supervisor's grace is half the teardown grace, so its own SIGTERM, grace and SIGKILL of the
+//! tree end before the gate's SIGKILL of the group could cut them short.
 //! Never: parses protocol messages (it hands raw bytes to the connection) or blocks on a pipe:
 //! all three pipes are non-blocking and driven by the connection's `Poll`.
 
 use crate::config::ServerConfig;
+#[cfg(target_os = "linux")]
+use crate::supervisor;
 use crate::sys::{self, Signal};
 use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Token};
@@ -46,6 +57,39 @@ pub(crate) struct ChildProc {
     written: usize,
     exit: Option<ExitStatus>,
     torn_down: bool,
+    launch: Launch,
+}
+
+/// How a child is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Reason: there is no supervisor off Linux, so `Supervised` is never built there.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+enum Launch {
+    /// Under a supervisor, which leads the group and contains the server's whole tree.
+    Supervised,
+    /// As itself: a bridge, or any child where there is no supervisor.
+    Direct,
+}
+
+impl Launch {
+    #[cfg(target_os = "linux")]
+    fn of(cfg: &ServerConfig) -> Launch {
+        // `remote::spawn` names the gate's own executable and `bridge`; a command that only
+        // looks alike (another path to the binary) is supervised, which is merely a process more.
+        let own_exe = std::env::current_exe().ok();
+        let is_bridge = own_exe.is_some_and(|exe| exe.as_os_str() == cfg.command.as_str())
+            && cfg.args.first().is_some_and(|a| a == "bridge");
+        if is_bridge {
+            Launch::Direct
+        } else {
+            Launch::Supervised
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn of(_cfg: &ServerConfig) -> Launch {
+        Launch::Direct
+    }
 }
 
 /// What a read from one of the child's output pipes produced.
@@ -61,10 +105,32 @@ pub(crate) enum ReadOutcome {
 
 impl ChildProc {
     /// Spawns `cfg` with a cleared environment (plus `PATH`, `HOME` and its own `env`) in a new
-    /// process group, and registers its pipes with `poll`.
-    pub(crate) fn spawn(cfg: &ServerConfig, poll: &Poll) -> io::Result<ChildProc> {
-        let mut cmd = Command::new(&cfg.command);
-        cmd.args(&cfg.args).env_clear();
+    /// process group, and registers its pipes with `poll`. `grace` is the teardown's grace; a
+    /// supervisor gets half of it.
+    pub(crate) fn spawn(cfg: &ServerConfig, grace: Duration, poll: &Poll) -> io::Result<ChildProc> {
+        let launch = Launch::of(cfg);
+        let mut cmd = match launch {
+            #[cfg(target_os = "linux")]
+            Launch::Supervised => {
+                // What exec would fail on fails here, with exec's own error, as without a
+                // supervisor (which would otherwise start and exit 127).
+                let path = cfg
+                    .env
+                    .get("PATH")
+                    .map(std::ffi::OsString::from)
+                    .or_else(|| std::env::var_os("PATH"));
+                supervisor::check_program(&cfg.command, path.as_deref(), cfg.cwd.as_deref())?;
+                supervisor::command(&cfg.command, &cfg.args, grace / 2)
+            }
+            _ => {
+                let mut cmd = Command::new(&cfg.command);
+                cmd.args(&cfg.args);
+                cmd
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = grace;
+        cmd.env_clear();
         for var in INHERITED_VARS {
             if let Some(value) = std::env::var_os(var) {
                 cmd.env(var, value);
@@ -78,7 +144,13 @@ impl ChildProc {
         if let Some(cwd) = &cfg.cwd {
             cmd.current_dir(cwd);
         }
-        sys::die_with_parent(&mut cmd);
+        // A supervisor catches its parent-death signal and tears its tree down; a direct child
+        // has nothing to clean up and is killed outright.
+        let parent_death = match launch {
+            Launch::Supervised => Signal::Hup,
+            Launch::Direct => Signal::Kill,
+        };
+        sys::die_with_parent(&mut cmd, parent_death);
         let mut child = cmd.spawn()?;
         let pgid = child.id();
         let mut proc = ChildProc {
@@ -91,6 +163,7 @@ impl ChildProc {
             written: 0,
             exit: None,
             torn_down: false,
+            launch,
         };
         if let Err(e) = proc.register(poll) {
             proc.kill_now();
@@ -116,7 +189,7 @@ impl ChildProc {
         Ok(())
     }
 
-    /// The child's pid (also its process group id).
+    /// The child's pid (also its process group id): the supervisor's when there is one.
     pub(crate) fn pid(&self) -> u32 {
         self.pgid
     }
@@ -233,8 +306,14 @@ impl ChildProc {
         self.exit
     }
 
-    /// SIGKILL to the group, then reap the leader and any orphaned members.
+    /// SIGKILL to the group, then reap the leader and any orphaned members. For a supervisor
+    /// that did not finish its own teardown in time (stopped, or never asked: a panic), its
+    /// descendants are killed first, by pid: those that left the group would outlive it.
     fn kill_now(&mut self) {
+        let strays = self.descendants();
+        for pid in &strays {
+            let _ = sys::kill_process(*pid, Signal::Kill);
+        }
         let _ = sys::kill_group(self.pgid, Signal::Kill);
         // By pid as well: a leader that moved itself to another group is not hit by the above.
         let _ = self.child.kill();
@@ -243,6 +322,7 @@ impl ChildProc {
             if self.try_exit().is_some() {
                 // Orphans die from the same SIGKILL; they are ours to reap as the subreaper.
                 sys::reap_group(self.pgid);
+                reap_strays(&strays);
                 if !sys::group_exists(self.pgid) {
                     return;
                 }
@@ -257,6 +337,15 @@ impl ChildProc {
             // SIGKILL has been sent; exit is not a pollable event here. Bounded by KILL_WAIT.
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The supervisor's descendants while it runs; none for a direct child (its group is all).
+    fn descendants(&mut self) -> Vec<u32> {
+        #[cfg(target_os = "linux")]
+        if self.launch == Launch::Supervised && self.try_exit().is_none() {
+            return supervisor::descendants(self.pgid);
+        }
+        Vec::new()
     }
 
     /// Waits until the leader has exited and no member of its group is left, or `grace` passes.
@@ -311,6 +400,17 @@ impl ChildProc {
             let _ = poll.registry().deregister(&mut pipe);
         }
     }
+}
+
+/// Reaps the killed descendants of a dead supervisor that came to the gate, the next subreaper
+/// (those outside the group; `reap_group` has the others).
+fn reap_strays(strays: &[u32]) {
+    #[cfg(target_os = "linux")]
+    for pid in strays {
+        sys::reap_process(*pid);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = strays;
 }
 
 impl Drop for ChildProc {

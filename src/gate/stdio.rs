@@ -9,8 +9,9 @@
 //! Threads: `stdin-reader` (frames and parses stdin, once per line, and calls `Gate::handle_parsed`; at a signal it is left blocked
 //! in `read`, since the process exits next), `stdout-writer` (drains the bounded outgoing queue,
 //! [`OUT_QUEUE`] lines; left behind only when the agent stops reading stdout, where its `write`
-//! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second kills
-//! every child's group and exits at once), plus those of the connections and the merger.
+//! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second has
+//! every child's tree killed and exits at once, see [`LAST_SIGNAL`]), plus those of the
+//! connections and the merger.
 //! Channels: outgoing lines (bounded), stop reasons (bounded, 4), the writer's close and done
 //! channels (dropped to signal).
 
@@ -33,6 +34,16 @@ use std::sync::Arc;
 
 /// Lines waiting for stdout.
 pub(crate) const OUT_QUEUE: usize = 4096;
+
+/// What a second SIGTERM or SIGINT sends every child's group before the gate exits. On Linux a
+/// local child's group is led by its supervisor: SIGTERM, then the parent-death signal our exit
+/// sends it, make two stop requests, and it SIGKILLs its whole tree at once, what left the group
+/// included; SIGKILL would kill the supervisor before it could. A bridge dies of either signal.
+/// Elsewhere there is no supervisor, and SIGKILL to the group is all there is.
+#[cfg(target_os = "linux")]
+const LAST_SIGNAL: sys::Signal = sys::Signal::Term;
+#[cfg(not(target_os = "linux"))]
+const LAST_SIGNAL: sys::Signal = sys::Signal::Kill;
 
 /// The session id of the one stdio peer.
 const STDIO_SESSION: u64 = 1;
@@ -135,11 +146,11 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
         for signal in signals.forever() {
             seen += 1;
             if seen > 1 {
-                // The operator insists: no more grace. Kill every child's group and leave.
+                // The operator insists: no more grace. Stop every child's group and leave.
                 log::warn!("second signal {signal}: killing every child and exiting now");
                 for conn in &signal_conns {
                     if let Some(pid) = conn.snapshot().pid {
-                        let _ = sys::kill_group(pid, sys::Signal::Kill);
+                        let _ = sys::kill_group(pid, LAST_SIGNAL);
                     }
                 }
                 std::process::exit(1);

@@ -1,6 +1,8 @@
 //! Supervision: children that crash, hang, flood or lie, and teardown that leaves nothing behind.
 
-use crate::support::{assert_error, example, live_group_members, process_exists, text, Gate};
+use crate::support::{
+    assert_error, example, group_of, live_group_members, process_exists, text, Gate,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -32,13 +34,15 @@ fn pid_of(gate: &mut Gate, server: &str) -> u32 {
 fn a_child_that_crashes_mid_call_errors_that_call_and_comes_back() {
     let mut gate = Gate::ready(faulty_and_healthy(), fast());
     let before = pid_of(&mut gate, "faulty");
+    let group = group_of(before).unwrap();
     assert_error(&gate.call("faulty.crash", json!({})), -32002, "exited");
     gate.assert_echo("healthy.echo", "ok");
     let after: u32 = text(&gate.call_until_ok("faulty.pid", json!({})))
         .parse()
         .unwrap();
     assert_ne!(before, after, "a new child serves");
-    assert!(!process_exists(before) || live_group_members(before).is_empty());
+    assert!(!process_exists(before));
+    assert_eq!(live_group_members(group), Vec::<u32>::new());
 }
 
 #[test]
@@ -135,8 +139,8 @@ fn a_broken_command_fails_fast_and_opens_the_breaker() {
 fn stdin_eof_tears_down_every_child_and_grandchild() {
     let servers = json!({ "faulty": example(&["--faults"]), "stubborn": example(&["--faults", "--ignore-eof"]) });
     let mut gate = Gate::ready(servers, json!({ "teardown_grace_ms": 300 }));
-    let faulty = pid_of(&mut gate, "faulty");
-    let stubborn = pid_of(&mut gate, "stubborn");
+    let servers = [pid_of(&mut gate, "faulty"), pid_of(&mut gate, "stubborn")];
+    let groups = servers.map(|pid| group_of(pid).unwrap());
     let grandchild: u32 = text(&gate.call("faulty.spawn_grandchild", json!({})))
         .parse()
         .unwrap();
@@ -144,12 +148,15 @@ fn stdin_eof_tears_down_every_child_and_grandchild() {
     gate.close_stdin();
     let status = gate.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
-    for pgid in [faulty, stubborn] {
+    for pgid in groups {
         assert_eq!(
             live_group_members(pgid),
             Vec::<u32>::new(),
             "group {pgid} left behind"
         );
+    }
+    for server in servers {
+        assert!(!process_exists(server), "server {server} left behind");
     }
     assert!(
         !process_exists(grandchild),
@@ -163,13 +170,15 @@ fn sigterm_tears_down_and_exits_zero() {
         let servers = json!({ "stubborn": example(&["--faults", "--ignore-eof"]) });
         let mut gate = Gate::ready(servers, json!({ "teardown_grace_ms": 300 }));
         let child = pid_of(&mut gate, "stubborn");
+        let group = group_of(child).unwrap();
         let grandchild: u32 = text(&gate.call("stubborn.spawn_grandchild", json!({})))
             .parse()
             .unwrap();
         gate.signal(signal);
         let status = gate.wait_exit(Duration::from_secs(20));
         assert_eq!(status.code(), Some(0), "SIG{signal}");
-        assert_eq!(live_group_members(child), Vec::<u32>::new());
+        assert_eq!(live_group_members(group), Vec::<u32>::new());
+        assert!(!process_exists(child));
         assert!(!process_exists(grandchild));
     }
 }

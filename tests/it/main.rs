@@ -3,6 +3,8 @@
 //! Where new tests go (by the boundary a test drives, not by the feature it touches):
 //! - `stdio_gate`: the upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
 //! - `faults`: supervision of misbehaving children (crashes, hangs, floods) and teardown.
+//! - `containment`: a server's whole process tree, however it detaches, stopped with its
+//!   connection, its workspace and the gate; orphans reaped as they exit.
 //! - `integrity`: tool pins, poisoned tools and rug pulls, and the `tools` command.
 //! - `sanitize`: the poisoning corpus against the sanitizers (no binary).
 //! - `delegation`: delegation crypto against published vectors (no binary).
@@ -32,6 +34,8 @@
 //! never imports from another test module.
 
 mod audit;
+#[cfg(target_os = "linux")]
+mod containment;
 mod delegation;
 mod faults;
 mod formats;

@@ -210,7 +210,10 @@ impl Worker {
             self.cfg.name,
             self.cfg.command
         );
-        match self.pipes.spawn(&self.cfg, &self.poll) {
+        match self
+            .pipes
+            .spawn(&self.cfg, self.settings.teardown_grace, &self.poll)
+        {
             Ok(pid) => {
                 log::info!("connection {}: child pid {pid}", self.cfg.name);
                 self.handle.update(|s| s.pid = Some(pid));

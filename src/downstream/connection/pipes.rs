@@ -80,9 +80,15 @@ impl Pipes {
         self.stderr_more = false;
     }
 
-    /// Spawns the child of `cfg` with its pipes registered with `poll`; returns its pid.
-    pub(super) fn spawn(&mut self, cfg: &ServerConfig, poll: &Poll) -> io::Result<u32> {
-        let child = ChildProc::spawn(cfg, poll)?;
+    /// Spawns the child of `cfg` with its pipes registered with `poll` (its teardown will take
+    /// `grace` per step); returns its pid.
+    pub(super) fn spawn(
+        &mut self,
+        cfg: &ServerConfig,
+        grace: Duration,
+        poll: &Poll,
+    ) -> io::Result<u32> {
+        let child = ChildProc::spawn(cfg, grace, poll)?;
         let pid = child.pid();
         self.child = Some(child);
         Ok(pid)

@@ -199,6 +199,14 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
     pids
 }
 
+/// The process group of `pid`, read from /proc; `None` once it is gone. A server's group is its
+/// supervisor's on Linux, not its own pid.
+pub fn group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// True while a process with `pid` exists (zombies included).
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
