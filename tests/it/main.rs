@@ -2,6 +2,8 @@
 //!
 //! Where new tests go (by the boundary a test drives, not by the feature it touches):
 //! - `stdio_gate`: the upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
+//! - `config_compat`: config files as users have them (other clients' keys, VS Code's format,
+//!   variables, `envFile`) and `aegis-gate doctor`.
 //! - `faults`: supervision of misbehaving children (crashes, hangs, floods) and teardown.
 //! - `integrity`: tool pins, poisoned tools and rug pulls, and the `tools` command.
 //! - `sanitize`: the poisoning corpus against the sanitizers (no binary).
@@ -32,6 +34,7 @@
 //! never imports from another test module.
 
 mod audit;
+mod config_compat;
 mod delegation;
 mod faults;
 mod formats;
