@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Runs `aegis-gate doctor`; a runtime error when a check failed.
 pub(super) fn run(parser: &mut lexopt::Parser, _log_level: Option<&str>) -> Result<(), CliError> {
+    // Logging stays off: every finding is a line on stdout, and nothing here runs long.
     let Some(options) = options(parser)? else {
         return Ok(());
     };
@@ -145,10 +146,10 @@ fn check_config(path: &Path, serve: bool, report: &mut Report) -> Option<Setting
         }
     };
     report.ok(format!(
-        "config {}: {} format, {} server entries",
+        "config {}: {} format, {}",
         path.display(),
         document.format().describe(),
-        document.n_entries()
+        count(document.n_entries(), "server entry", "server entries")
     ));
     let mut n_servers = 0;
     for checked in document.check_servers() {
@@ -422,10 +423,10 @@ fn check_state(dir: &Path, report: &mut Report) -> Option<State> {
         Ok(store) => {
             let state = store.state();
             report.ok(format!(
-                "{}: parses: {} workspaces, {} connections",
+                "{}: parses: {}, {}",
                 path.display(),
-                state.workspaces.len(),
-                state.connections.len()
+                count(state.workspaces.len(), "workspace", "workspaces"),
+                count(state.connections.len(), "connection", "connections")
             ));
             Some(state.clone())
         }
@@ -497,6 +498,14 @@ fn secret_problems(conn: &Connection, keys: &Keys) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `n` and the noun it counts.
+fn count(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        _ => format!("{n} {many}"),
+    }
 }
 
 /// The `--listen` address free: bound, then closed at once.

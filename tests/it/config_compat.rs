@@ -291,7 +291,7 @@ fn doctor_on_a_good_setup_prints_ok_lines_and_exits_0() {
     assert_eq!(code, 0, "{out}");
     for line in [
         "ok   config ",
-        ": VS Code's \"servers\" format, 1 server entries",
+        ": VS Code's \"servers\" format, 1 server entry",
         &format!(
             "ok   server \"ex\": command {:?} is an executable file",
             gate_bin()
@@ -320,7 +320,7 @@ fn doctor_checks_stored_connections_against_the_allowlist_and_the_key() {
         "{out}"
     );
     assert!(
-        out.contains("state.json: parses: 1 workspaces, 1 connections"),
+        out.contains("state.json: parses: 1 workspace, 1 connection"),
         "{out}"
     );
     let (code, out) = doctor(&[&allowed[..], &["--allow-command", "/bin/true"]].concat());
