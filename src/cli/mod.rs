@@ -11,6 +11,7 @@ mod approvals;
 mod args;
 mod audit;
 mod bridge;
+mod doctor;
 mod example;
 mod keys;
 mod partners;
@@ -101,6 +102,7 @@ fn run_command(
         "approvals" => approvals::run(parser, log_level),
         "example-server" => example::run(parser, log_level),
         "supervise" => supervise::run(parser),
+        "doctor" => doctor::run(parser, log_level),
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
 }
@@ -123,6 +125,7 @@ COMMANDS:
     bridge           Speak stdio to one remote MCP server over Streamable HTTP (what
                      connections of kind http and partner run)
     example-server   Run the built-in example MCP server over stdin/stdout
+    doctor           Check a config file, a data dir and serve's flags before starting anything
 
 GLOBAL OPTIONS:
     --log-level LEVEL   Log filter, e.g. info or aegis_gate::downstream=debug

@@ -2,6 +2,8 @@
 //!
 //! Where new tests go (by the boundary a test drives, not by the feature it touches):
 //! - `stdio_gate`: the upstream MCP protocol over stdio: naming, routing, multiplexing, errors.
+//! - `config_compat`: config files as users have them (other clients' keys, VS Code's format,
+//!   variables, `envFile`) and `aegis-gate doctor`.
 //! - `faults`: supervision of misbehaving children (crashes, hangs, floods) and teardown.
 //! - `containment`: a server's whole process tree, however it detaches, stopped with its
 //!   connection, its workspace and the gate; orphans reaped as they exit.
@@ -34,6 +36,7 @@
 //! never imports from another test module.
 
 mod audit;
+mod config_compat;
 #[cfg(target_os = "linux")]
 mod containment;
 mod delegation;
