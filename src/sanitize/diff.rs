@@ -12,8 +12,8 @@ use serde_json::Value;
 /// Unchanged lines shown before and after a change.
 const CONTEXT: usize = 3;
 /// The largest table the longest common subsequence may use (old lines × new lines of the changed
-/// middle): 4 Mi cells of 4 bytes.
-const MAX_CELLS: usize = 1 << 22;
+/// middle): 1 Mi cells of 4 bytes.
+const MAX_CELLS: usize = 1 << 20;
 
 /// What happened to one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +70,8 @@ pub(super) fn script<'t>(old: &[&'t str], new: &[&'t str]) -> Vec<(Op, &'t str)>
 }
 
 /// The classic dynamic programme: `table[i][j]` is the length of the longest common subsequence
-/// of `old[i..]` and `new[j..]`; walking it from the start gives the script.
+/// of `old[i..]` and `new[j..]`; walking it from the start gives the script. Every index stays
+/// below `old.len()`, `new.len()` or the table's size by the loops' bounds.
 fn common_subsequence<'t>(old: &[&'t str], new: &[&'t str]) -> Vec<(Op, &'t str)> {
     let width = new.len() + 1;
     let mut table = vec![0u32; (old.len() + 1) * width];

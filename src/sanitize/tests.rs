@@ -308,3 +308,15 @@ fn a_definition_diff_shows_the_changed_lines_with_context() {
     assert!(lines.iter().any(|l| l.starts_with("  ... (")), "{lines:#?}");
     assert!(super::diff::definitions(&old, &old).is_empty());
 }
+
+#[test]
+fn a_diff_past_its_table_bound_shows_the_old_middle_removed_then_the_new_added() {
+    let old: String = (0..1100).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..1100).map(|i| format!("new {i}\n")).collect();
+    let lines = super::diff::lines(&format!("head\n{old}tail\n"), &format!("head\n{new}tail\n"));
+    assert_eq!(lines.first().map(String::as_str), Some("  head"));
+    assert_eq!(lines.get(1).map(String::as_str), Some("- old 0"));
+    assert_eq!(lines.get(1101).map(String::as_str), Some("+ new 0"));
+    assert_eq!(lines.last().map(String::as_str), Some("  tail"));
+    assert_eq!(lines.len(), 2 + 2200);
+}
