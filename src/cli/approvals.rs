@@ -6,7 +6,7 @@
 //! Never: prints the token; follows redirects; touches `api` beyond the name of the token's
 //! variable (`api::serve::ADMIN_TOKEN_ENV`).
 
-use super::CliError;
+use super::{args, CliError};
 use crate::http_client::{self as client, Url};
 use crate::{api, logging};
 use lexopt::prelude::*;
@@ -28,21 +28,13 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         }
     }
     logging::init(log_level);
-    let (action, id) = match words.as_slice() {
-        [action] => (action.as_str(), None),
-        [action, id] => (action.as_str(), Some(id.as_str())),
-        _ => {
-            return Err(CliError::Usage(
-                "approvals takes an action (see --help)".into(),
-            ))
-        }
-    };
-    let out = ask(action, id, &url).map_err(CliError::Runtime)?;
+    let (method, path) = route(&words)?;
+    let out = ask(method, &path, &url).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate approvals: the calls a running serve holds for a person's approval
 
 USAGE:
@@ -52,19 +44,36 @@ USAGE:
 
 Talks to the gate's REST API at --url (default http://127.0.0.1:8787) with the admin token
 from AEGIS_ADMIN_TOKEN, and prints its JSON answer.
+
+EXAMPLES:
+    AEGIS_ADMIN_TOKEN=... aegis-gate approvals list
+    aegis-gate approvals approve apr_0123456789abcdef --url http://127.0.0.1:8787
 ";
 
-/// Asks the gate at `base` to do `approvals ACTION [ID]`; returns what to print.
-fn ask(action: &str, id: Option<&str>, base: &str) -> Result<String, String> {
-    let (method, path) = match (action, id) {
-        ("list", None) => ("GET", "/api/v1/aegis/approvals".to_owned()),
-        ("approve" | "deny", Some(id))
-            if id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+/// The method and path of `approvals ACTION [ID]`; a usage error for anything else.
+fn route(words: &[String]) -> Result<(&'static str, String), CliError> {
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["list"] => Ok(("GET", "/api/v1/aegis/approvals".to_owned())),
+        [action @ ("approve" | "deny"), id]
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
         {
-            ("POST", format!("/api/v1/aegis/approvals/{id}/{action}"))
+            Ok(("POST", format!("/api/v1/aegis/approvals/{id}/{action}")))
         }
-        _ => return Err("approvals takes list, approve ID or deny ID".into()),
-    };
+        _ => Err(args::takes(
+            "approvals",
+            "list, approve ID or deny ID",
+            words,
+        )),
+    }
+}
+
+/// Asks the gate at `base` for `method path`; returns what to print.
+fn ask(method: &str, path: &str, base: &str) -> Result<String, String> {
     let token = std::env::var(api::serve::ADMIN_TOKEN_ENV)
         .map_err(|_| "set AEGIS_ADMIN_TOKEN to the gate's admin token".to_owned())?;
     let url = Url::parse(&format!("{}{path}", base.trim_end_matches('/')))

@@ -1,8 +1,9 @@
 //! Flag parsing shared by the subcommands: numbers and their bounds, the data dir, bare words.
 //!
 //! Owns: the usage errors every subcommand words alike (`--FLAG takes a number, not "x"`, `a value
-//! must be greater than 0`, a timeout of at most one day), resolving `--data-dir`, and the argument
-//! loop of the offline subcommands that take bare words and `--data-dir` (keys, audit, partners).
+//! must be greater than 0`, a timeout of at most one day, `COMMAND takes FORMS, not "x"`),
+//! resolving `--data-dir`, and the argument loop of the offline subcommands that take bare words
+//! and `--data-dir` (keys, audit, partners).
 //! Never: knows what a subcommand means; prints anything but the help text it is handed.
 
 use super::CliError;
@@ -18,6 +19,19 @@ pub(super) fn parse_number<T: std::str::FromStr>(
     let text = parser.value()?.string()?;
     text.parse()
         .map_err(|_| CliError::Usage(format!("{flag} takes a number, not {text:?}")))
+}
+
+/// The one wording of a subcommand given words it does not take: `tools takes list, show NAME or
+/// approve NAME, not "frob"` (or without the `not` part when nothing was given).
+pub(super) fn takes(command: &str, forms: &str, words: &[String]) -> CliError {
+    if words.is_empty() {
+        CliError::Usage(format!("{command} takes {forms}"))
+    } else {
+        CliError::Usage(format!(
+            "{command} takes {forms}, not {:?}",
+            words.join(" ")
+        ))
+    }
 }
 
 /// `n`, unless it is zero.

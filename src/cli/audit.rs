@@ -17,7 +17,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         return Ok(());
     };
     let Some(("verify", files)) = words.split_first().map(|(a, r)| (a.as_str(), r)) else {
-        return Err(CliError::Usage("audit takes verify (see --help)".into()));
+        return Err(args::takes("audit", "verify [FILE...]", &words));
     };
     let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     let out = verify(&data_dir, &files).map_err(CliError::Runtime)?;
@@ -25,7 +25,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate audit verify: check the audit trail's signatures and chain
 
 USAGE:
@@ -34,6 +34,10 @@ USAGE:
 Without FILE, every audit*.log of the data dir is checked in order, from the first record:
 an edited, removed or reordered record fails. With FILEs, each chain is checked from its
 first record on. Exit 0 when intact, 1 naming the first broken record (file, line, seq).
+
+EXAMPLES:
+    aegis-gate audit verify
+    aegis-gate audit verify --data-dir /var/lib/aegis-gate audit-00000000000000000001.log
 ";
 
 /// Verifies; `Ok` with the line to print, `Err` naming the first broken record.

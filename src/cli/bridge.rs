@@ -50,7 +50,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         }
     }
     logging::init(log_level);
-    let url = url.ok_or_else(|| CliError::Usage("bridge needs --url".into()))?;
+    let url = url.ok_or_else(|| args::takes("bridge", "--url URL", &[]))?;
     let url = Url::parse(&url).map_err(|e| CliError::Config(e.to_string()))?;
     let headers = bridge_headers()?;
     let signer = match partner {
@@ -98,7 +98,7 @@ fn bridge_headers() -> Result<Vec<(String, String)>, CliError> {
     Ok(map.into_iter().collect())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate bridge: one remote MCP server over Streamable HTTP, spoken to over stdin/stdout
 
 USAGE:
@@ -120,4 +120,9 @@ OPTIONS:
     --scope JSON         {\"allow\": [globs], \"deny\": [globs]} for the tokens (default
                          {\"allow\": [\"*.*\"]})
     --sub NAME           The tokens' sub (default: gate)
+    -h, --help           Print help
+
+EXAMPLES:
+    aegis-gate bridge --url http://127.0.0.1:8000/mcp
+    AEGIS_BRIDGE_HEADERS='{\"Authorization\": \"Bearer ...\"}' aegis-gate bridge --url https://mcp.example.com/mcp
 ";

@@ -522,7 +522,7 @@ fn check_listen(listen: &str, report: &mut Report) {
     }
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate doctor: check a config file and a data dir before starting anything. One line per
 check: ok, warn or fail, and what to do. Nothing is started, created or written.
 

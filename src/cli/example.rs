@@ -38,15 +38,15 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     example_server::run(options).map_err(|e| CliError::Runtime(format!("example server: {e}")))
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate example-server: a small MCP server over stdin/stdout, for demos and tests
 
 USAGE:
     aegis-gate example-server [OPTIONS]
 
 OPTIONS:
-    --faults           Also offer pid and misbehaving tools: crash, hang, big_line, garbage,
-                       stderr_flood, spawn_grandchild
+    --faults           Also offer pid, stats, list_flood and misbehaving tools: crash, hang,
+                       big_line, garbage, stderr_flood, spawn_grandchild
     --no-ping          Answer ping with -32601 (method not found)
     --ignore-eof       Keep running after stdin closes; only a signal stops it
     --extra-tools N    Add N echo tools named tool_0 ... tool_{N-1}
@@ -55,4 +55,10 @@ OPTIONS:
     --poison           Also offer tools that attack the agent: weather (clean until
                        rug_pull swaps its description), poisoned_add, rug_pull
     -h, --help         Print help
+
+Tools always offered: echo, add, sleep, fail, progress, toggle, get_env.
+
+EXAMPLES:
+    aegis-gate example-server
+    aegis-gate example-server --faults --poison --extra-tools 3
 ";

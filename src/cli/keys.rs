@@ -17,8 +17,10 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let Some((words, data_dir)) = args::words_and_data_dir(parser, HELP, log_level)? else {
         return Ok(());
     };
-    let [action] = words.as_slice() else {
-        return Err(CliError::Usage("keys needs show or rotate".into()));
+    let action = match words.as_slice() {
+        [word] if word == "show" => Action::Show,
+        [word] if word == "rotate" => Action::Rotate,
+        _ => return Err(args::takes("keys", "show or rotate", &words)),
     };
     store::ensure_data_dir(&data_dir).map_err(|e| CliError::Config(e.to_string()))?;
     let out = act(action, &data_dir).map_err(CliError::Runtime)?;
@@ -26,7 +28,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate keys: this gate's identity towards partner organizations
 
 USAGE:
@@ -37,19 +39,28 @@ USAGE:
 what a partner registers (POST /api/v1/aegis/partners takes these key objects); the signing
 key is created on first use. `rotate` (with serve stopped) makes a new signing key and keeps
 the old ones listed, so partners verify both until they remove the old kid.
+
+EXAMPLES:
+    aegis-gate keys show > identity.json
+    aegis-gate keys rotate --data-dir /var/lib/aegis-gate
 ";
 
+/// What `keys` does.
+enum Action {
+    Show,
+    Rotate,
+}
+
 /// Does `keys ACTION`; returns what to print.
-fn act(action: &str, data_dir: &Path) -> Result<String, String> {
+fn act(action: Action, data_dir: &Path) -> Result<String, String> {
     let keys = match action {
-        "show" => SigningKeys::load_or_create(data_dir).map_err(|e| e.to_string())?,
-        "rotate" => {
+        Action::Show => SigningKeys::load_or_create(data_dir).map_err(|e| e.to_string())?,
+        Action::Rotate => {
             let _serving = store::FileLock::try_acquire(data_dir, "state.json")
                 .map_err(|e| e.to_string())?
                 .ok_or("a serve is running from this data dir: stop it first")?;
             SigningKeys::rotate(data_dir).map_err(|e| e.to_string())?
         }
-        other => return Err(format!("keys takes show or rotate, not {other:?}")),
     };
     let org_id = StateStore::open(data_dir)
         .map_err(|e| e.to_string())?

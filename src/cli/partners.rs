@@ -17,21 +17,30 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let Some((words, data_dir)) = args::words_and_data_dir(parser, HELP, log_level)? else {
         return Ok(());
     };
-    let (action, arg) = match words.as_slice() {
-        [action] => (action.as_str(), None),
-        [action, arg] => (action.as_str(), Some(arg.as_str())),
+    let action = match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["list"] => Action::List,
+        ["show", org] => Action::Show(org),
+        ["add", file] => Action::Add(file),
+        ["remove", org] => Action::Remove(org),
         _ => {
-            return Err(CliError::Usage(
-                "partners takes an action (see --help)".into(),
+            return Err(args::takes(
+                "partners",
+                "list, show ORG, add FILE or remove ORG",
+                &words,
             ))
         }
     };
-    let out = act(action, arg, &data_dir).map_err(CliError::Runtime)?;
+    let out = act(action, &data_dir).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate partners: the partner organizations whose gates may call this gate's tools
 
 USAGE:
@@ -42,17 +51,30 @@ USAGE:
 
 FILE holds the body of POST /api/v1/aegis/partners. add and remove need serve stopped (a
 running serve owns the state: use its REST API).
+
+EXAMPLES:
+    aegis-gate partners list
+    aegis-gate partners add partner-b.json
+    aegis-gate partners remove org-b --data-dir /var/lib/aegis-gate
 ";
 
+/// What `partners` does, with its argument.
+enum Action<'a> {
+    List,
+    Show(&'a str),
+    Add(&'a str),
+    Remove(&'a str),
+}
+
 /// Does `partners ACTION [ARG]`; returns what to print.
-fn act(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<String, String> {
-    match (action, arg) {
-        ("list", None) => {
+fn act(action: Action<'_>, data_dir: &Path) -> Result<String, String> {
+    match action {
+        Action::List => {
             let store = StateStore::open(data_dir).map_err(|e| e.to_string())?;
             let partners: Vec<&Partner> = store.state().partners.values().collect();
             Ok(pretty(&serde_json::json!({ "partners": partners })))
         }
-        ("show", Some(org)) => {
+        Action::Show(org) => {
             let store = StateStore::open(data_dir).map_err(|e| e.to_string())?;
             let partner = store
                 .state()
@@ -61,7 +83,7 @@ fn act(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<String, Strin
                 .ok_or_else(|| format!("no partner {org}"))?;
             Ok(pretty(&serde_json::json!(partner)))
         }
-        ("add", Some(file)) => {
+        Action::Add(file) => {
             let text = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
             let partner: Partner =
                 serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?;
@@ -76,14 +98,13 @@ fn act(action: &str, arg: Option<&str>, data_dir: &Path) -> Result<String, Strin
                 Ok(format!("partner {} added\n", partner.org_id))
             })
         }
-        ("remove", Some(org)) => change(data_dir, |state| {
+        Action::Remove(org) => change(data_dir, |state| {
             state
                 .partners
                 .remove(org)
                 .map(|_| format!("partner {org} removed\n"))
                 .ok_or_else(|| format!("no partner {org}"))
         }),
-        _ => Err("partners takes list, show ORG, add FILE or remove ORG".into()),
     }
 }
 

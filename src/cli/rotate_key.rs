@@ -40,7 +40,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate rotate-key: re-encrypt every stored secret under a new Fernet key
 
 USAGE:
@@ -50,4 +50,8 @@ Stop `serve` first. With the key file (fernet.key in the data dir) a new key is 
 secret is re-encrypted under it and checked to decrypt with it alone, then the old key is dropped.
 With AEGIS_FERNET_KEYS, the secrets are re-encrypted under the first key of the list; drop the
 other keys from the variable afterwards.
+
+EXAMPLES:
+    aegis-gate rotate-key
+    AEGIS_FERNET_KEYS=NEW_KEY,OLD_KEY aegis-gate rotate-key --data-dir /var/lib/aegis-gate
 ";

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 /// Runs `aegis-gate serve` until SIGTERM or SIGINT.
 pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Result<(), CliError> {
+    let mut own_level: Option<String> = None;
     let mut front = Front {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
         workers: 16,
@@ -37,6 +38,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = settings_file(&PathBuf::from(parser.value()?))?,
+            Long("log-level") => own_level = Some(parser.value()?.string()?),
             Long("org-id") => org_id = Some(parser.value()?.string()?),
             Long("audit-rotate-bytes") => {
                 audit_rotate_bytes =
@@ -98,7 +100,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             other => return Err(other.unexpected().into()),
         }
     }
-    logging::init(log_level);
+    logging::init(own_level.as_deref().or(log_level));
     let data_dir = args::data_dir(data_dir.as_deref())?;
     allowlist.extend(std::mem::take(&mut settings.allow_commands));
     let options = api::ApiOptions {
@@ -165,7 +167,7 @@ pub(super) fn settings_file(path: &Path) -> Result<Settings, CliError> {
     Ok(config.settings)
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate serve: the gate as an HTTP service: REST admin API under /api/v1/aegis/,
 MCP over Streamable HTTP at /mcp/{workspace}, GET /healthz, GET /readyz.
 AEGIS_ADMIN_TOKEN sets the admin token (else one is generated on first start and printed
@@ -217,5 +219,12 @@ OPTIONS:
     --config FILE        The gate's settings: {\"mcpServers\": {}, \"aegis\": {...}} (the
                          `aegis` keys of stdio's config; connections come over REST, so
                          mcpServers must be empty)
+    --log-level LEVEL    Log filter, e.g. info or aegis_gate::api=debug (default:
+                         $AEGIS_LOG, else info). Logs go to stderr
     -h, --help           Print help
+
+EXAMPLES:
+    aegis-gate serve --demo
+    aegis-gate serve --listen 0.0.0.0:8787 --allow-command 'python3 -m mcp_server_*'
+    AEGIS_ADMIN_TOKEN=... aegis-gate serve --data-dir /var/lib/aegis-gate --log-level debug
 ";

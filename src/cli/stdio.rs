@@ -93,8 +93,10 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             ))
         }
         (None, false) => {
-            return Err(CliError::Usage(
-                "stdio needs --config FILE, --demo or --workspace ID".into(),
+            return Err(args::takes(
+                "stdio",
+                "--config FILE, --demo or --workspace ID",
+                &[],
             ))
         }
     };
@@ -126,7 +128,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     gate::stdio::run(config, &data_dir, &workspace).map_err(|e| CliError::Runtime(e.to_string()))
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate stdio: serve the merged tools of the configured servers over stdin/stdout
 
 USAGE:
@@ -150,5 +152,12 @@ OPTIONS:
                               (default 10000)
     --data-dir DIR            Where pins and findings are kept (default
                               $XDG_STATE_HOME/aegis-gate, else ~/.local/state/aegis-gate)
+    --log-level LEVEL         Log filter, e.g. info or aegis_gate::downstream=debug (default:
+                              $AEGIS_LOG, else info). Logs go to stderr; stdout is the protocol
     -h, --help                Print help
+
+EXAMPLES:
+    aegis-gate stdio --config mcp.json
+    aegis-gate stdio --demo --log-level debug
+    aegis-gate stdio --workspace ws-1 --data-dir /var/lib/aegis-gate
 ";

@@ -41,8 +41,10 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         ["show", name] => Action::Show((*name).to_owned()),
         ["approve", name] => Action::Approve((*name).to_owned()),
         _ => {
-            return Err(CliError::Usage(
-                "tools takes: list | show NAME | approve NAME".into(),
+            return Err(args::takes(
+                "tools",
+                "list, show NAME or approve NAME",
+                &words,
             ))
         }
     };
@@ -52,18 +54,19 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     Ok(())
 }
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 aegis-gate tools: the operator's view of the tools a gate has seen
 
 USAGE:
-    aegis-gate tools list [--data-dir DIR]
-    aegis-gate tools show NAME [--data-dir DIR]
-    aegis-gate tools approve NAME [--data-dir DIR]
+    aegis-gate tools list [--data-dir DIR] [--workspace ID]
+    aegis-gate tools show NAME [--data-dir DIR] [--workspace ID]
+    aegis-gate tools approve NAME [--data-dir DIR] [--workspace ID]
 
     list      Every tool with its verdict (pass, sanitized, held, rejected), its pin
               (approved, changed, unapproved) and the kinds of its findings
     show      One tool's findings, its text as the server sent it with invisible
-              characters made visible, and what agents see
+              characters made visible, what agents see, and for a changed tool what
+              changed since its approval (- approved, + current, sanitized)
     approve   Approve the tool's current version; a running gate serves it within a second
 
 OPTIONS:
@@ -71,6 +74,11 @@ OPTIONS:
                        else ~/.local/state/aegis-gate)
     --workspace ID     Workspace (default: default, the stdio gate's)
     -h, --help         Print help
+
+EXAMPLES:
+    aegis-gate tools list
+    aegis-gate tools show wx.weather
+    aegis-gate tools approve wx.weather --workspace ws-1
 ";
 
 /// What to do.
@@ -197,7 +205,25 @@ fn show(store: &PinStore, workspace: &str, name: &str) -> Result<String, String>
         Some(v) => out.push_str(&format!("{v}\n")),
         None => out.push_str("(hidden)\n"),
     }
+    if let Standing::Changed { approved } = entry.standing() {
+        out.push_str(&changes(&approved, &entry.current.clean));
+    }
     Ok(out)
+}
+
+/// What changed from the approved definition to the current one, both sanitized.
+fn changes(approved: &serde_json::Value, current: &serde_json::Value) -> String {
+    let lines = sanitize::diff::definitions(approved, current);
+    if lines.is_empty() {
+        return "changed since approval: nothing in the definition agents see; the change is in \
+                what the server sent (its raw definition, serverInfo or instructions)\n"
+            .to_owned();
+    }
+    let mut out = "changed since approval (- approved, + current, both sanitized):\n".to_owned();
+    for line in lines {
+        out.push_str(&format!("  {}\n", visible(&line)));
+    }
+    out
 }
 
 fn short(hash: &str) -> &str {

@@ -4,8 +4,10 @@
 //! Owns: the per-server state (judged tools, last listing, settled or not), the startup gate (the
 //! deadline, the requests held until every child listed or failed), the subscribers told about
 //! `notifications/tools/list_changed`, listings of connections that reported before they joined,
-//! the pin re-check every [`PIN_CHECK`], and publishing the route table once per turn in which
-//! the view changed (a burst of listings is drained in one turn and merged once).
+//! the pin re-check every [`PIN_CHECK`], publishing the route table once per turn in which the
+//! view changed (a burst of listings is drained in one turn and merged once), and the progress of
+//! startup at INFO: one line per server as it first lists or fails, one line when startup
+//! settles (servers ready, tools, seconds).
 //! Never: blocks on a connection (it only sends them non-blocking commands) or on a session (sinks
 //! are bounded and non-blocking); never forwards a call; never spawns a thread or creates a channel
 //! (`Merger::spawn` in `mod.rs` does, and hands this state the receiving ends).
@@ -44,6 +46,8 @@ struct Server {
     listing: Listing,
     /// Listed, or failed, at least once since the gate started.
     settled: bool,
+    /// Listed at least once since the gate started.
+    listed: bool,
 }
 
 /// The merger thread's state; [`State::run`] is the thread's body.
@@ -53,6 +57,8 @@ pub(super) struct State {
     servers: Vec<Server>,
     cache: ViewCache,
     routes: SharedRoutes,
+    /// When the merger started, for the time to ready.
+    started: Instant,
     startup_deadline: Instant,
     startup_done: bool,
     ready: Arc<AtomicBool>,
@@ -91,6 +97,7 @@ impl State {
                 },
                 listing: Listing::default(),
                 settled: false,
+                listed: false,
             })
             .collect();
         let judge = Judge {
@@ -103,6 +110,7 @@ impl State {
         };
         State {
             judge,
+            started: Instant::now(),
             startup_deadline: Instant::now() + settings.startup_timeout,
             cache: ViewCache::new(settings.cache_ttl, stats),
             settings,
@@ -171,10 +179,6 @@ impl State {
         }
     }
 
-    fn server_mut(&mut self, conn: ConnId) -> Option<&mut Server> {
-        self.servers.iter_mut().find(|s| s.tools.conn.id() == conn)
-    }
-
     fn on_event(&mut self, event: Event) {
         let conn = match &event {
             Event::Tools { conn, .. } | Event::Status { conn, .. } => *conn,
@@ -203,17 +207,24 @@ impl State {
                     return;
                 };
                 let server = &mut self.servers[idx];
+                let first = !server.settled;
                 server.settled = true;
+                server.listed = true;
                 if server.listing != listing || server.tools.tools.is_empty() {
                     server.listing = listing;
                     self.judge_server(idx);
                     self.invalidate();
                 }
+                if first {
+                    self.note_settled(idx, None);
+                }
             }
             Event::Status { conn, status } => {
-                let Some(server) = self.server_mut(conn) else {
+                let Some(idx) = self.servers.iter().position(|s| s.tools.conn.id() == conn) else {
                     return;
                 };
+                let server = &mut self.servers[idx];
+                let first = !server.settled;
                 match status {
                     // Stopped comes only at shutdown: the view stays as it is, unannounced.
                     Status::Unhealthy | Status::Restarting | Status::Stopped => {
@@ -229,8 +240,32 @@ impl State {
                     }
                     Status::Starting | Status::Healthy => {}
                 }
+                if first && self.servers.get(idx).is_some_and(|s| s.settled) {
+                    self.note_settled(idx, Some(status));
+                }
             }
         }
+    }
+
+    /// One line per server when it first lists (`None`) or first fails (its status), with the
+    /// time since the merger started; servers added to a running gate are logged by their
+    /// connection only.
+    fn note_settled(&self, idx: usize, failed: Option<Status>) {
+        let Some(server) = self.servers.get(idx) else {
+            return;
+        };
+        let (name, after) = (&server.tools.name, self.started.elapsed().as_secs_f64());
+        if let Some(status) = failed {
+            log::info!("server {name}: not ready after {after:.2} s ({status})");
+            return;
+        }
+        let tools = &server.tools.tools;
+        let served = tools.iter().filter(|t| t.blocked.is_none()).count();
+        let held = match tools.len() - served {
+            0 => String::new(),
+            n => format!(" ({n} not served)"),
+        };
+        log::info!("server {name}: ready after {after:.2} s with {served} tools{held}");
     }
 
     fn on_request(&mut self, req: Request) {
@@ -275,6 +310,7 @@ impl State {
                         },
                         listing: Listing::default(),
                         settled: true,
+                        listed: false,
                     });
                     self.invalidate();
                 }
@@ -329,6 +365,14 @@ impl State {
         }
         self.startup_done = true;
         self.ready.store(true, Ordering::SeqCst);
+        log::info!(
+            "workspace {}: {} of {} servers ready, {} tools, after {:.2} s",
+            self.judge.workspace,
+            self.servers.iter().filter(|s| s.listed).count(),
+            self.servers.len(),
+            crate::thread::read(&self.routes).callable(),
+            self.started.elapsed().as_secs_f64()
+        );
         for req in std::mem::take(&mut self.held) {
             self.on_request(req);
         }

@@ -2,7 +2,8 @@
 //!
 //! Owns: the description sanitizer ([`description`], text in → cleaned text + findings), the
 //! schema and tool sanitizers ([`sanitize_tool`]), server instructions ([`instructions`]), tool
-//! results ([`clean_result`]), the verdict of each tool, and the canonical hash that pins a tool.
+//! results ([`clean_result`]), the verdict of each tool, the canonical hash that pins a tool, and
+//! the line diff that shows a reviewer what changed in a definition (`diff.rs`).
 //! Never: does I/O, keeps state or panics on input: every function is a pure map from what a
 //! server sent to what the gate passes on plus why.
 //!
@@ -13,6 +14,7 @@
 //! on the cleaned text, on its confusable fold and on every piece of hidden text that was removed.
 
 mod detect;
+pub(crate) mod diff;
 mod finding;
 mod pin;
 mod result;

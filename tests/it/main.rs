@@ -27,15 +27,20 @@
 //! - `remote`: remote MCP servers over HTTP as downstreams.
 //! - `audit`: the audit trail and `audit verify`.
 //! - `formats`: `state.json` and the audit records, byte for byte, against golden files.
-//! - `real_peers`: servers and clients someone else wrote (server-everything, the Python SDK),
-//!   whichever transport they use.
+//! - `cli_polish`: the command line as a person reads it: help pages, usage errors, completions,
+//!   the man page, startup progress, what changed in a quarantined tool.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
+//!
+//! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
+//! Inspector) are not here: they are the `peers` target (`tests/peers/`), whose harness says which
+//! tests it skipped when the peers are missing. A test that needs a real peer goes there.
 //!
 //! Shared helpers live in `support`: `support::stdio` (the stdio gate), `support::serve` (the one
 //! `Serve` harness), `support::http` (the one raw HTTP/1.1 client and receiver). A test module
 //! never imports from another test module.
 
 mod audit;
+mod cli_polish;
 mod config_compat;
 #[cfg(target_os = "linux")]
 mod containment;
@@ -51,7 +56,6 @@ mod layers;
 mod mcp_http;
 mod partners;
 mod policy;
-mod real_peers;
 mod remote;
 mod rest_api;
 mod sanitize;

@@ -1,10 +1,10 @@
 //! `/workspaces`: the workspaces, their policy and identity settings, and their tools' pins.
 //!
 //! Owns: listing and getting workspaces (with their connections), activating (starts it) and
-//! deactivating (stops it), the merged tools with their verdicts and pin standing, approving a
-//! tool's current version, the policy (`GET`/`PUT`, applied by a running workspace from its next
-//! call), the identity settings (`GET`/`PUT`; the introspection credential kept encrypted, bound
-//! to the workspace), and `serve --demo`.
+//! deactivating (stops it), the merged tools with their verdicts, pin standing and what changed
+//! since their approval, approving a tool's current version, the policy (`GET`/`PUT`, applied by
+//! a running workspace from its next call), the identity settings (`GET`/`PUT`; the
+//! introspection credential kept encrypted, bound to the workspace), and `serve --demo`.
 //! Never: answers the introspection credential (only that it is set); never changes state on
 //! malformed input (a policy's webhook URLs and the identity URLs are checked first).
 
@@ -14,6 +14,7 @@ use super::connections::{self, NewConnection};
 use crate::api::http::{self, validate_id, ApiError};
 use crate::api::Api;
 use crate::policy::Policy;
+use crate::sanitize;
 use crate::store::pins::{PinStore, Standing};
 use crate::store::state::{Connection, IdentityConfig, Kind, Workspace};
 use crate::thread::lock;
@@ -211,7 +212,8 @@ pub(super) fn deactivate(api: &Api, id: &str) -> Answer {
     get(api, id)
 }
 
-/// `GET /workspaces/{id}/tools`: each pinned tool with its verdict, pin standing and findings.
+/// `GET /workspaces/{id}/tools`: each pinned tool with its verdict, pin standing and findings,
+/// and for a changed tool the `diff` lines from its approved to its current sanitized definition.
 pub(super) fn tools(api: &Api, id: &str) -> Answer {
     find_workspace(api, id)?;
     let pins = PinStore::open(&api.options.data_dir)?;
@@ -219,12 +221,15 @@ pub(super) fn tools(api: &Api, id: &str) -> Answer {
         .entries(id)
         .into_iter()
         .map(|(server, tool, e)| {
-            let standing = match e.standing() {
-                Standing::Approved => "approved",
-                Standing::Changed { .. } => "changed",
-                Standing::Unapproved => "unapproved",
+            let (standing, diff) = match e.standing() {
+                Standing::Approved => ("approved", None),
+                Standing::Changed { approved } => (
+                    "changed",
+                    Some(sanitize::diff::definitions(&approved, &e.current.clean)),
+                ),
+                Standing::Unapproved => ("unapproved", None),
             };
-            json!({
+            let mut tool = json!({
                 "name": e.merged_name,
                 "server": server,
                 "tool": tool,
@@ -233,7 +238,12 @@ pub(super) fn tools(api: &Api, id: &str) -> Answer {
                 "findings": e.current.findings.iter().map(|f| json!({
                     "location": f.location, "kind": f.kind, "detail": f.detail,
                 })).collect::<Vec<_>>(),
-            })
+            });
+            if let Some(diff) = diff {
+                // What changed since the approval, as `tools show` prints it (- approved, + current).
+                tool["diff"] = json!(diff);
+            }
+            tool
         })
         .collect();
     Ok((200, json!({ "workspace_id": id, "tools": tools })))

@@ -244,13 +244,6 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Where `.ci/run` installs the real peers: `$AEGIS_PEERS_DIR`, else `target/peers`.
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("AEGIS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers"))
-}
-
 /// A file under the crate root (`tests/data/…`, `tests/peers/…`).
 pub fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

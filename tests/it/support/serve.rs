@@ -50,6 +50,8 @@ impl Serve {
     }
 
     /// The same, run from working directory `cwd` (where `npx` finds a local package).
+    // Only the `peers` target (tests/peers/) uses it.
+    #[allow(dead_code)]
     pub fn in_temp_at(cwd: &Path, extra: &[&str]) -> Serve {
         let dir = TempDir::new();
         let mut cmd = Command::new(gate_bin());

