@@ -38,17 +38,51 @@ impl Judge {
         others: &[&str],
         listing: &Listing,
     ) -> Vec<ToolEntry> {
+        self.judge_many(&[(server, others, listing)])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Entries for several servers' listings at once, in order: every tool is sanitized, then
+    /// the pin store is read and written once for all of them (a burst of 50 servers starting
+    /// costs one pin update, not 50 rewrites of a growing file).
+    pub(crate) fn judge_many(
+        &mut self,
+        batch: &[(&str, &[&str], &Listing)],
+    ) -> Vec<Vec<ToolEntry>> {
+        let observed: Vec<(&str, Vec<Observation>)> = batch
+            .iter()
+            .map(|(server, others, listing)| {
+                (*server, self.observe_listing(server, others, listing))
+            })
+            .collect();
+        let standings = self.standings(&observed);
+        observed
+            .into_iter()
+            .zip(standings)
+            .map(|((_, observations), standings)| self.entries(observations, standings))
+            .collect()
+    }
+
+    fn observe_listing(
+        &self,
+        server: &str,
+        others: &[&str],
+        listing: &Listing,
+    ) -> Vec<Observation> {
         let ctx = Context::new(others.iter().copied(), self.namer.separator.as_str());
         let instruction_findings = match &listing.instructions {
             Some(text) => sanitize::instructions(text, &self.limits, &ctx).1,
             None => Vec::new(),
         };
-        let observations: Vec<Observation> = listing
+        listing
             .tools
             .iter()
             .map(|raw| self.observe(server, raw, listing, &ctx, &instruction_findings))
-            .collect();
-        let standings = self.standings(server, &observations);
+            .collect()
+    }
+
+    fn entries(&self, observations: Vec<Observation>, standings: Vec<Standing>) -> Vec<ToolEntry> {
         observations
             .into_iter()
             .zip(standings)
@@ -106,25 +140,39 @@ impl Judge {
         }
     }
 
-    fn standings(&mut self, server: &str, observations: &[Observation]) -> Vec<Standing> {
+    /// Each server's tools' standings, in order, from one pin update.
+    fn standings(&mut self, observed: &[(&str, Vec<Observation>)]) -> Vec<Vec<Standing>> {
         if let Some(pins) = self.pins.as_mut() {
-            match pins.observe_server(&self.workspace, server, observations, self.pinning) {
+            let servers: Vec<(&str, &[Observation])> =
+                observed.iter().map(|(s, o)| (*s, o.as_slice())).collect();
+            match pins.observe_servers(&self.workspace, &servers, self.pinning) {
                 Ok(standings) => return standings,
                 // Fail closed: without the pins, nothing counts as approved.
                 Err(e) => {
-                    log::error!("pins of server {server}: {e}; treating its tools as unapproved")
+                    let names: Vec<&str> = observed.iter().map(|(s, _)| *s).collect();
+                    log::error!(
+                        "pins of servers {names:?}: {e}; treating their tools as unapproved"
+                    )
                 }
             }
-            return observations.iter().map(|_| Standing::Unapproved).collect();
+            return observed
+                .iter()
+                .map(|(_, o)| o.iter().map(|_| Standing::Unapproved).collect())
+                .collect();
         }
-        observations
+        observed
             .iter()
-            .map(|o| {
-                if o.verdict.is_usable() && self.pinning == Pinning::TrustOnFirstUse {
-                    Standing::Approved
-                } else {
-                    Standing::Unapproved
-                }
+            .map(|(_, observations)| {
+                observations
+                    .iter()
+                    .map(|o| {
+                        if o.verdict.is_usable() && self.pinning == Pinning::TrustOnFirstUse {
+                            Standing::Approved
+                        } else {
+                            Standing::Unapproved
+                        }
+                    })
+                    .collect()
             })
             .collect()
     }

@@ -48,6 +48,11 @@ struct Server {
     settled: bool,
     /// Listed at least once since the gate started.
     listed: bool,
+    /// Its listing (or the pins) changed this turn: judged again at the turn's end, with every
+    /// other server judged this turn, in one pin update.
+    stale: bool,
+    /// Listed for the first time this turn: its "ready" line waits for its judged tools.
+    announce: bool,
 }
 
 /// The merger thread's state; [`State::run`] is the thread's body.
@@ -98,6 +103,8 @@ impl State {
                 listing: Listing::default(),
                 settled: false,
                 listed: false,
+                stale: false,
+                announce: false,
             })
             .collect();
         let judge = Judge {
@@ -147,6 +154,7 @@ impl State {
             if self.dirty {
                 self.publish();
             }
+            self.announce_listed();
             let mut wake = next_pin_check;
             if !self.startup_done {
                 wake = wake.min(self.startup_deadline);
@@ -175,6 +183,7 @@ impl State {
             if self.dirty {
                 self.publish();
             }
+            self.announce_listed();
             self.check_startup(Instant::now());
         }
     }
@@ -207,16 +216,14 @@ impl State {
                     return;
                 };
                 let server = &mut self.servers[idx];
-                let first = !server.settled;
+                // Its "ready" line waits for the turn's end, when its tools are judged.
+                server.announce = !server.settled;
                 server.settled = true;
                 server.listed = true;
                 if server.listing != listing || server.tools.tools.is_empty() {
                     server.listing = listing;
                     self.judge_server(idx);
                     self.invalidate();
-                }
-                if first {
-                    self.note_settled(idx, None);
                 }
             }
             Event::Status { conn, status } => {
@@ -243,6 +250,19 @@ impl State {
                 if first && self.servers.get(idx).is_some_and(|s| s.settled) {
                     self.note_settled(idx, Some(status));
                 }
+            }
+        }
+    }
+
+    /// The "ready" lines of servers that listed for the first time this turn, now that their
+    /// tools are judged.
+    fn announce_listed(&mut self) {
+        for idx in 0..self.servers.len() {
+            if self.servers.get(idx).is_some_and(|s| s.announce) {
+                if let Some(server) = self.servers.get_mut(idx) {
+                    server.announce = false;
+                }
+                self.note_settled(idx, None);
             }
         }
     }
@@ -311,6 +331,8 @@ impl State {
                         listing: Listing::default(),
                         settled: true,
                         listed: false,
+                        stale: false,
+                        announce: false,
                     });
                     self.invalidate();
                 }
@@ -406,24 +428,51 @@ impl State {
         MergedView::build(&merged, self.settings.page_size)
     }
 
-    /// Judges one server's listing again (sanitize, pin, decide).
+    /// Marks one server's listing to be judged again (sanitize, pin, decide) at the turn's end.
     fn judge_server(&mut self, idx: usize) {
-        let others: Vec<String> = self
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != idx)
-            .map(|(_, s)| s.tools.name.clone())
-            .collect();
-        let others: Vec<&str> = others.iter().map(String::as_str).collect();
-        let Some(server) = self.servers.get(idx) else {
-            return;
-        };
-        let entries = self
-            .judge
-            .judge(&server.tools.name, &others, &server.listing);
         if let Some(server) = self.servers.get_mut(idx) {
-            server.tools.tools = entries;
+            server.stale = true;
+        }
+    }
+
+    /// Judges every server marked this turn, with one pin update for all of them.
+    fn judge_stale(&mut self) {
+        let names: Vec<String> = self.servers.iter().map(|s| s.tools.name.clone()).collect();
+        let stale: Vec<usize> = (0..self.servers.len())
+            .filter(|i| self.servers.get(*i).is_some_and(|s| s.stale))
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let others: Vec<Vec<&str>> = stale
+            .iter()
+            .map(|i| {
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| j != i)
+                    .map(|(_, n)| n.as_str())
+                    .collect()
+            })
+            .collect();
+        let batch: Vec<(&str, &[&str], &Listing)> = stale
+            .iter()
+            .zip(&others)
+            .filter_map(|(i, others)| {
+                let server = self.servers.get(*i)?;
+                Some((
+                    server.tools.name.as_str(),
+                    others.as_slice(),
+                    &server.listing,
+                ))
+            })
+            .collect();
+        let judged = self.judge.judge_many(&batch);
+        for (i, entries) in stale.into_iter().zip(judged) {
+            if let Some(server) = self.servers.get_mut(i) {
+                server.tools.tools = entries;
+                server.stale = false;
+            }
         }
     }
 
@@ -446,6 +495,7 @@ impl State {
     /// Merges the view once, publishes the new routes and tells subscribers.
     fn publish(&mut self) {
         self.dirty = false;
+        self.judge_stale();
         let lists = self.servers.iter().map(|s| &s.tools);
         let merged = view::merge(lists, Namer::from_settings(&self.settings), true);
         let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();

@@ -117,15 +117,29 @@ impl PinStore {
         observations: &[Observation],
         pinning: Pinning,
     ) -> Result<Vec<Standing>, Error> {
+        let mut all = self.observe_servers(workspace, &[(server, observations)], pinning)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Records what several servers list now, in one read and at most one write of the file;
+    /// each server's tools' standings, in order.
+    pub fn observe_servers(
+        &mut self,
+        workspace: &str,
+        servers: &[(&str, &[Observation])],
+        pinning: Pinning,
+    ) -> Result<Vec<Vec<Standing>>, Error> {
         self.update(|pins| {
-            let tools = pins
-                .entry(workspace.to_owned())
-                .or_default()
-                .entry(server.to_owned())
-                .or_default();
-            observations
+            let workspace = pins.entry(workspace.to_owned()).or_default();
+            servers
                 .iter()
-                .map(|obs| observe(tools, obs, pinning))
+                .map(|(server, observations)| {
+                    let tools = workspace.entry((*server).to_owned()).or_default();
+                    observations
+                        .iter()
+                        .map(|obs| observe(tools, obs, pinning))
+                        .collect()
+                })
                 .collect()
         })
     }
