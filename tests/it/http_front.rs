@@ -249,7 +249,7 @@ fn a_kept_alive_connection_is_served_after_idle_gaps_with_no_new_connection_mean
             n * 5,
             serve.log()
         );
-        assert_eq!(body, br#"{"status":"ok"}"#);
+        assert_eq!(body, b"{\"status\":\"ok\"}\n");
         assert!(
             !answer.to_ascii_lowercase().contains("connection: close"),
             "{answer}"
