@@ -13,6 +13,7 @@ use crate::config::{Config, Settings};
 use crate::{api, logging};
 use lexopt::prelude::*;
 use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let mut org_id: Option<String> = None;
     let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
     let mut max_held_calls: usize = 256;
+    let mut listen: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = settings_file(&PathBuf::from(parser.value()?))?,
@@ -45,12 +47,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             Long("max-held-calls") => {
                 max_held_calls = args::positive(args::parse_number(parser, "--max-held-calls")?)?;
             }
-            Long("listen") => {
-                let text = parser.value()?.string()?;
-                front.listen = text.parse().map_err(|_| {
-                    CliError::Usage(format!("--listen takes HOST:PORT, not {text:?}"))
-                })?;
-            }
+            Long("listen") => listen = Some(parser.value()?.string()?),
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => {
                 front.workers = args::positive(args::parse_number(parser, "--workers")?)?
@@ -99,6 +96,9 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         }
     }
     logging::init(log_level);
+    if let Some(text) = &listen {
+        front.listen = listen_address(text)?;
+    }
     let data_dir = args::data_dir(data_dir.as_deref())?;
     allowlist.extend(std::mem::take(&mut settings.allow_commands));
     let options = api::ApiOptions {
@@ -113,6 +113,35 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let config = front.config(&settings.http);
     api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
+}
+
+/// `--listen`'s address: an IP address and port, or a host name and port, looked up once (the
+/// system's resolver: `/etc/hosts`, then DNS) and logged: its first IPv4 address, else its first.
+fn listen_address(text: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let usage = |why: String| {
+        CliError::Usage(format!(
+            "--listen takes HOST:PORT (an IP address or a host name), not {text:?}: {why}"
+        ))
+    };
+    let all: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| usage(e.to_string()))?
+        .collect();
+    let chosen = all
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| usage("the name has no address".into()))?;
+    let listed: Vec<String> = all.iter().map(SocketAddr::to_string).collect();
+    log::info!(
+        "--listen {text}: resolves to {}; using {chosen}",
+        listed.join(", ")
+    );
+    Ok(chosen)
 }
 
 /// The front's command-line options.
