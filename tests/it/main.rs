@@ -25,6 +25,8 @@
 //! - `formats`: `state.json` and the audit records, byte for byte, against golden files.
 //! - `real_peers`: servers and clients someone else wrote (server-everything, the Python SDK),
 //!   whichever transport they use.
+//! - `user_errors`: what a person reads when something fails: errors that name their cause and
+//!   say what to do, no secret in them (issue 17).
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Shared helpers live in `support`: `support::stdio` (the stdio gate), `support::serve` (the one
@@ -54,3 +56,4 @@ mod spawn_policy;
 mod stdio_gate;
 mod support;
 mod tidy;
+mod user_errors;
