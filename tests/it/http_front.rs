@@ -14,7 +14,7 @@ fn health_routes_answer_json_and_unknown_routes_404() {
     let serve = Serve::in_temp(&[]);
     assert_eq!(
         serve.get("/healthz").unwrap(),
-        (200, r#"{"status":"ok"}"#.to_owned())
+        (200, "{\"status\":\"ok\"}\n".to_owned())
     );
     assert_eq!(serve.get("/readyz").unwrap().0, 200);
     let (status, body) = serve.get("/nope").unwrap();
