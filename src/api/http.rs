@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the routes: JSON bodies, JSON answers, errors as JSON, the bearer.
 //!
-//! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`), the
+//! Owns: [`ApiError`] (status + code + message, rendered `{"error":{"code","message"}}`), JSON
+//! answers (each body ends with a newline), the
 //! checks of a body the server has read (its content type, 415; its size, 413), the bearer
 //! token of a request, the check of an id taken from a path or a body, and a
 //! store error as a 500.
@@ -128,5 +129,24 @@ pub(crate) fn respond_error(request: Request, error: &ApiError) {
 
 /// Answers with a JSON body.
 pub(crate) fn respond_json(request: Request, status: u16, body: &[u8]) {
-    request.respond(status, &[("Content-Type", "application/json")], body);
+    respond_json_with(request, status, &[], body);
+}
+
+/// Answers with a JSON body and `headers` besides its `Content-Type`. The body ends with a
+/// newline, as every JSON answer of the gate does (one message a line, as over stdio; `curl`
+/// leaves the shell's prompt on a line of its own).
+pub(crate) fn respond_json_with(
+    request: Request,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let mut line = Vec::with_capacity(body.len() + 1);
+    line.extend_from_slice(body);
+    if !line.ends_with(b"\n") {
+        line.push(b'\n');
+    }
+    request.respond(status, &all, &line);
 }

@@ -73,11 +73,11 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
             retry_after,
         }) => {
             let secs = retry_after.map(|s| s.to_string());
-            let mut headers = vec![("Content-Type", "application/json")];
+            let mut headers = Vec::new();
             if let Some(secs) = &secs {
                 headers.push(("Retry-After", secs.as_str()));
             }
-            request.respond(status, &headers, body.as_bytes());
+            http::respond_json_with(request, status, &headers, body.as_bytes());
             status
         }
         Ok(Reply::EventStream {
@@ -103,11 +103,11 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
         }
         Err(e) => {
             let status = e.status;
-            let mut headers = vec![("Content-Type", "application/json")];
+            let mut headers = Vec::new();
             if status == 405 {
                 headers.push(("Allow", "GET, POST, DELETE"));
             }
-            request.respond(status, &headers, e.body().as_bytes());
+            http::respond_json_with(request, status, &headers, e.body().as_bytes());
             status
         }
     }

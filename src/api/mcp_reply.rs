@@ -106,11 +106,9 @@ fn finish(call: Option<CallInFlight>, records: &Records, outcome: String) {
 /// A JSON answer, with the session id when one was just issued.
 pub(super) fn respond_json(request: Request, status: u16, body: &[u8], session: Option<&str>) {
     match session {
-        Some(id) => request.respond(
-            status,
-            &[("Content-Type", "application/json"), ("Mcp-Session-Id", id)],
-            body,
-        ),
+        Some(id) => {
+            super::http::respond_json_with(request, status, &[("Mcp-Session-Id", id)], body)
+        }
         None => super::http::respond_json(request, status, body),
     }
 }

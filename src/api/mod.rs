@@ -156,8 +156,9 @@ impl Api {
         })
     }
 
-    /// Sets up the demo workspace (see `serve --demo`); returns a fresh agent key for it.
-    pub(crate) fn demo(&self, exe: &str) -> Result<String, String> {
+    /// Sets up the demo workspace (see `serve --demo`); returns a fresh agent key for it (the
+    /// demo agents of earlier starts revoked).
+    pub(in crate::api) fn demo(&self, exe: &str) -> Result<rest::DemoAgent, String> {
         let _change = lock(&self.changes);
         rest::demo(self, exe).map_err(|e| e.message)
     }

@@ -2,24 +2,30 @@
 //!
 //! Owns: first start (the data dir 0700, the Fernet key, the Ed25519 signing key and the admin
 //! token created when they are not given by `AEGIS_FERNET_KEYS` / `AEGIS_ADMIN_TOKEN`; a
-//! generated token is printed once and only its hash is stored), storing `--org-id`, resuming the workspaces the state says are active, starting the HTTP
-//! server, announcing the bound address on stdout, and the shutdown on SIGTERM/SIGINT: calls
-//! held for approval expire and MCP requests still waiting for an answer are answered (an error,
-//! or their answer when it is already there), the GET streams end, the server stops taking
-//! requests and lets the workers finish what they took, every child is torn down, exit 0.
+//! generated token is printed once and only its hash is stored, after it was printed, so a start
+//! that fails first, one that cannot listen included, leaves no token no one saw), binding
+//! `--listen` before the keys and the state are touched, storing `--org-id`, resuming the
+//! workspaces the state says are active, the demo (its agent replacing the earlier starts' demo
+//! agents), starting the HTTP server, announcing the bound address on stdout, and the shutdown on
+//! SIGTERM/SIGINT (logged by the signal's name): calls held for approval expire and MCP requests
+//! still waiting for an answer are answered (an error, or their answer when it is already there),
+//! the GET streams end, the server stops taking requests and lets the workers finish what they
+//! took, every child is torn down, exit 0.
 //! Never: stores or logs the admin token itself.
 //!
 //! Threads: the HTTP server's (`crate::http`); the calling thread waits for the first signal and
 //! stops them.
 
-use super::{Api, ApiOptions};
+use super::{rest, Api, ApiOptions};
 use crate::config::Settings;
 use crate::crypto::secret::{hash_secret, random_hex};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::store::state::StateStore;
+use crate::thread::lock;
 use crate::{store, sys};
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The environment variable that sets the admin token (nothing is stored then).
@@ -56,9 +62,11 @@ pub(crate) fn run(
     let _state_lock = store::FileLock::try_acquire(&options.data_dir, "state.json")
         .map_err(other)?
         .ok_or_else(|| other("another gate is serving from this data dir"))?;
+    // The address first: a start that cannot listen leaves nothing behind about a token.
+    let bound = crate::http::Server::bind(config.listen)?;
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
     let mut state = StateStore::open(&options.data_dir).map_err(other)?;
-    let (admin_hash, new_token) = admin_token(&mut state)?;
+    let admin = admin_token(&state)?;
     if let Some(org) = options.org_id.clone().or_else(|| settings.org_id.clone()) {
         set_org_id(&mut state, org)?;
     }
@@ -79,14 +87,14 @@ pub(crate) fn run(
         Arc::new(settings),
         keyring,
         state,
-        admin_hash,
+        admin.hash.clone(),
         signing,
         Some(Arc::clone(&audit)),
     )?);
-    let front =
-        crate::http::Server::start(config, Arc::clone(&api) as Arc<dyn crate::http::Handler>)?;
+    let handler = Arc::clone(&api) as Arc<dyn crate::http::Handler>;
+    let front = crate::http::Server::start(bound, config, handler)?;
     api.resume(front.addr());
-    let demo_key = if demo {
+    let demo_agent = if demo {
         Some(api.demo(&exe).map_err(other)?)
     } else {
         None
@@ -96,26 +104,13 @@ pub(crate) fn run(
         front.addr(),
         data_dir.display()
     );
-    // Stdout carries only the address (first line, so that scripts and tests can read the port
-    // chosen for `--listen …:0`), on first start the admin token, once, and the demo's commands.
-    let mut text = format!("listening on http://{}\n", front.addr());
-    if let Some(token) = &new_token {
-        text.push_str(&format!(
-            "admin token (shown once, only its hash is kept): {token}\n"
-        ));
-    }
-    if let Some(key) = demo_key {
-        let admin = new_token.unwrap_or_else(|| format!("${ADMIN_TOKEN_ENV}"));
-        text.push_str(&demo_commands(front.addr(), &admin, &key));
-    }
-    // Best effort: a reader that went away (a closed pipe) must not take the service down.
-    let mut out = io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        log::warn!("stdout: {e}; serving on");
-    }
-    drop(out);
+    let shown = announce(front.addr(), &admin, demo_agent.as_ref());
+    keep_admin_token(&api, &admin, shown);
     let signal = signals.forever().next();
-    log::info!("signal {signal:?}: stopping");
+    match signal {
+        Some(n) => log::info!("{}: stopping", crate::gate::stdio::signal_name(n)),
+        None => log::info!("the signal handler ended: stopping"),
+    }
     // Answered first, while the front still writes: held calls (they expire), requests
     // waiting for their answers, the GET streams.
     api.release_held();
@@ -127,6 +122,57 @@ pub(crate) fn run(
     audit.stop();
     log::info!("stopped");
     Ok(())
+}
+
+/// Prints what serve says on stdout: the address (first line, so that scripts and tests can
+/// read the port chosen for `--listen …:0`), a token generated now, and the demo's commands.
+/// Whether it was all written (a reader that went away must not take the service down).
+fn announce(addr: SocketAddr, admin: &AdminToken, demo: Option<&rest::DemoAgent>) -> bool {
+    let mut text = format!("listening on http://{addr}\n");
+    if let Some(token) = &admin.new {
+        text.push_str(&format!(
+            "admin token (shown once, only its hash is kept): {token}\n"
+        ));
+    }
+    if let Some(demo) = demo {
+        let shown = admin.new.clone();
+        let admin = shown.unwrap_or_else(|| format!("${ADMIN_TOKEN_ENV}"));
+        text.push_str(&demo_commands(addr, &admin, &demo.key, demo.revoked));
+    }
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("stdout: {e}; serving on");
+            false
+        }
+    }
+}
+
+/// Stores a generated admin token's hash, once the token was shown: one that no one saw is
+/// generated again at the next start.
+fn keep_admin_token(api: &Api, admin: &AdminToken, shown: bool) {
+    if admin.new.is_none() {
+        return;
+    }
+    if !shown {
+        log::warn!(
+            "the admin token could not be shown; it works until this serve stops, and the next \
+             start generates another"
+        );
+        return;
+    }
+    let hash = admin.hash.clone();
+    let stored = lock(&api.store).update(|s| {
+        s.admin_token_hash = Some(hash);
+        Ok::<_, store::Error>(())
+    });
+    if let Err(e) = stored {
+        log::error!(
+            "cannot keep the admin token's hash ({e}); the token works until this serve stops, \
+             and the next start generates another"
+        );
+    }
 }
 
 /// Stores `--org-id` (an id like a workspace's), so later starts and `keys show` know it.
@@ -146,7 +192,8 @@ fn set_org_id(state: &mut StateStore, org: String) -> io::Result<()> {
         .map_err(other)
 }
 
-fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {
+/// The demo's commands with its agent's `key`, and a note when `revoked` earlier demo keys were.
+fn demo_commands(addr: SocketAddr, admin: &str, key: &str, revoked: usize) -> String {
     let mcp = format!("http://{addr}/mcp/demo");
     let headers = format!(
         "-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n  -H 'Accept: application/json, text/event-stream'"
@@ -154,8 +201,13 @@ fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hello.echo","arguments":{"message":"hi"}}}"#;
+    let replaced = match revoked {
+        0 => String::new(),
+        1 => " The demo key of an earlier start was revoked: only this one works.".to_owned(),
+        n => format!(" The demo keys of {n} earlier starts were revoked: only this one works."),
+    };
     format!(
-        "\nworkspace `demo` is active. Paste these in another terminal:\n\n\
+        "\nworkspace `demo` is active.{replaced} Paste these in another terminal:\n\n\
          curl -s -H \"Authorization: Bearer {admin}\" http://{addr}/api/v1/aegis/workspaces/demo\n\n\
          SESSION=$(curl -s -D - -o /dev/null {headers} \\\n  -d '{init}' {mcp} \\\n  \
          | sed -n 's/^Mcp-Session-Id: //ip' | tr -d '\\r')\n\n\
@@ -164,24 +216,31 @@ fn demo_commands(addr: std::net::SocketAddr, admin: &str, key: &str) -> String {
     )
 }
 
-/// The admin token's hash, and the token itself when it was generated now.
-fn admin_token(state: &mut StateStore) -> io::Result<(String, Option<String>)> {
+/// The admin token serve checks.
+struct AdminToken {
+    /// Its hash.
+    hash: String,
+    /// The token itself when it was generated now (not stored until it is shown).
+    new: Option<String>,
+}
+
+/// The admin token: `AEGIS_ADMIN_TOKEN`, else the stored hash, else a new one (stored by
+/// [`keep_admin_token`] once it is shown).
+fn admin_token(state: &StateStore) -> io::Result<AdminToken> {
     if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())
     {
-        return Ok((hash_secret(&token), None));
+        let hash = hash_secret(&token);
+        return Ok(AdminToken { hash, new: None });
     }
     if let Some(hash) = state.state().admin_token_hash.clone() {
-        return Ok((hash, None));
+        return Ok(AdminToken { hash, new: None });
     }
     let token = format!("adm_{}", random_hex(32).map_err(other)?);
     let hash = hash_secret(&token);
-    state
-        .update(|s| {
-            s.admin_token_hash = Some(hash.clone());
-            Ok::<_, store::Error>(())
-        })
-        .map_err(other)?;
-    Ok((hash, Some(token)))
+    Ok(AdminToken {
+        hash,
+        new: Some(token),
+    })
 }

@@ -13,6 +13,7 @@ use crate::config::{Config, Settings};
 use crate::{api, logging};
 use lexopt::prelude::*;
 use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let mut org_id: Option<String> = None;
     let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
     let mut max_held_calls: usize = 256;
+    let mut listen: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => settings = settings_file(&PathBuf::from(parser.value()?))?,
@@ -47,12 +49,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             Long("max-held-calls") => {
                 max_held_calls = args::positive(args::parse_number(parser, "--max-held-calls")?)?;
             }
-            Long("listen") => {
-                let text = parser.value()?.string()?;
-                front.listen = text.parse().map_err(|_| {
-                    CliError::Usage(format!("--listen takes HOST:PORT, not {text:?}"))
-                })?;
-            }
+            Long("listen") => listen = Some(parser.value()?.string()?),
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
             Long("workers") => {
                 front.workers = args::positive(args::parse_number(parser, "--workers")?)?
@@ -101,6 +98,9 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         }
     }
     logging::init(own_level.as_deref().or(log_level));
+    if let Some(text) = &listen {
+        front.listen = listen_address(text)?;
+    }
     let data_dir = args::data_dir(data_dir.as_deref())?;
     allowlist.extend(std::mem::take(&mut settings.allow_commands));
     let options = api::ApiOptions {
@@ -115,6 +115,35 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let config = front.config(&settings.http);
     api::serve::run(&config, options, settings, demo)
         .map_err(|e| CliError::Runtime(format!("serve: {e}")))
+}
+
+/// `--listen`'s address: an IP address and port, or a host name and port, looked up once (the
+/// system's resolver: `/etc/hosts`, then DNS) and logged: its first IPv4 address, else its first.
+fn listen_address(text: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let usage = |why: String| {
+        CliError::Usage(format!(
+            "--listen takes HOST:PORT (an IP address or a host name), not {text:?}: {why}"
+        ))
+    };
+    let all: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| usage(e.to_string()))?
+        .collect();
+    let chosen = all
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| usage("the name has no address".into()))?;
+    let listed: Vec<String> = all.iter().map(SocketAddr::to_string).collect();
+    log::info!(
+        "--listen {text}: resolves to {}; using {chosen}",
+        listed.join(", ")
+    );
+    Ok(chosen)
 }
 
 /// The front's command-line options.
@@ -177,7 +206,8 @@ USAGE:
     aegis-gate serve [OPTIONS]
 
 OPTIONS:
-    --listen ADDR        Address to listen on (default 127.0.0.1:8787; port 0 picks one).
+    --listen ADDR        HOST:PORT to listen on, HOST an IP address or a host name looked
+                         up once (default 127.0.0.1:8787; port 0 picks one).
                          The first line on stdout is `listening on http://ADDR`.
     --data-dir DIR       The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
                          else ~/.local/state/aegis-gate)

@@ -147,7 +147,8 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
             seen += 1;
             if seen > 1 {
                 // The operator insists: no more grace. Stop every child's group and leave.
-                log::warn!("second signal {signal}: killing every child and exiting now");
+                let name = signal_name(signal);
+                log::warn!("second signal ({name}): killing every child and exiting now");
                 for conn in &signal_conns {
                     if let Some(pid) = conn.snapshot().pid {
                         let _ = sys::kill_group(pid, LAST_SIGNAL);
@@ -176,7 +177,7 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
     let stop = stop_rx.recv().unwrap_or(Stop::StdinClosed);
     match &stop {
         Stop::StdinClosed => log::info!("stdin closed; shutting down"),
-        Stop::Signal(n) => log::info!("signal {n}; shutting down"),
+        Stop::Signal(n) => log::info!("{}; shutting down", signal_name(*n)),
     }
     if matches!(stop, Stop::StdinClosed) && !session_sink.wait_idle(settings.drain_timeout) {
         log::warn!("requests still unanswered after the drain timeout are dropped");
@@ -331,4 +332,10 @@ fn write_batch(
 fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
     out.write_all(line)?;
     out.write_all(b"\n")
+}
+
+/// `SIGINT`, `SIGTERM`, or `signal N` for another (serve's shutdown line says it the same way).
+pub(crate) fn signal_name(signal: i32) -> String {
+    signal_hook::low_level::signal_name(signal)
+        .map_or_else(|| format!("signal {signal}"), str::to_owned)
 }

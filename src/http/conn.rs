@@ -348,7 +348,9 @@ impl Conn {
         message: &str,
         retry: bool,
     ) -> Next {
-        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        // A JSON answer ends with a newline, as the handlers' do.
+        let body =
+            serde_json::json!({ "error": { "code": code, "message": message } }).to_string() + "\n";
         let mut headers = vec![("Content-Type", "application/json")];
         if retry {
             headers.push(("Retry-After", "1"));

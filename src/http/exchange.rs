@@ -206,7 +206,8 @@ impl Drop for Request {
             self.head.method.as_str(),
             self.head.path().chars().take(100).collect::<String>()
         );
-        let body = br#"{"error":{"code":"internal","message":"the request was not answered"}}"#;
+        let body =
+            b"{\"error\":{\"code\":\"internal\",\"message\":\"the request was not answered\"}}\n";
         let mut bytes = wire::response_head(
             500,
             &[("Content-Type", "application/json")],

@@ -414,7 +414,7 @@ impl Front {
             return; // Closed unanswered: the bound matters more than the courtesy.
         }
         let body = format!(
-            "{{\"error\":{{\"code\":\"too_many_connections\",\"message\":\"{why}; try again later\"}}}}"
+            "{{\"error\":{{\"code\":\"too_many_connections\",\"message\":\"{why}; try again later\"}}}}\n"
         );
         let answer = format!(
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\

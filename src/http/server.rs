@@ -1,12 +1,13 @@
 //! The server: the `http-front` thread and the `http-worker-N` pool, started and stopped
 //! together.
 //!
-//! Owns: binding the one listening socket, the two bounded queues (complete requests to the
-//! workers, [`JOB_QUEUE`]; answers back to the front, [`ANSWER_QUEUE`]), the workers (each takes
-//! a request, runs the [`Handler`] on it, isolated from its panics, and goes back for the next:
-//! a handler that must wait for something hands the request on instead of blocking), and the
-//! stop: draining (no new connections or requests; the workers finish what they took), then
-//! stopping (answers still on their way get a moment to go out).
+//! Owns: binding the one listening socket (its error names the address), the two bounded
+//! queues (complete requests to the workers, [`JOB_QUEUE`]; answers back to the front,
+//! [`ANSWER_QUEUE`]), the workers (each takes a request, runs the [`Handler`] on it, isolated
+//! from its panics, and goes back for the next: a handler that must wait for something hands
+//! the request on instead of blocking), and the stop: draining (no new connections or
+//! requests; the workers finish what they took), then stopping (answers still on their way get
+//! a moment to go out).
 //! Never: detaches a thread; leaves a request unanswered (a dropped request answers 500).
 //!
 //! Threads: `http-front` and `http-worker-0..n`, joined by [`Server::stop`] (or drop).
@@ -51,6 +52,13 @@ pub(crate) struct Config {
     pub(crate) timeouts: Timeouts,
 }
 
+/// A listening socket bound by [`Server::bind`], not served yet: a caller can bind first and
+/// decide what to keep only once the address is its own.
+pub(crate) struct Bound {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
 /// A running server.
 pub(crate) struct Server {
     addr: SocketAddr,
@@ -61,10 +69,26 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Binds `config.listen` and starts serving `handler`.
-    pub(crate) fn start(config: &Config, handler: Arc<dyn Handler>) -> io::Result<Server> {
-        let std_listener = std::net::TcpListener::bind(config.listen)?;
-        let addr = std_listener.local_addr()?;
+    /// Binds `listen`; the error names the address (`cannot listen on 127.0.0.1:8787: Address
+    /// already in use (os error 98)`).
+    pub(crate) fn bind(listen: SocketAddr) -> io::Result<Bound> {
+        let named =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"));
+        let listener = std::net::TcpListener::bind(listen).map_err(named)?;
+        let addr = listener.local_addr().map_err(named)?;
+        Ok(Bound { listener, addr })
+    }
+
+    /// Starts serving `handler` on `bound` (from [`Server::bind`]).
+    pub(crate) fn start(
+        bound: Bound,
+        config: &Config,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<Server> {
+        let Bound {
+            listener: std_listener,
+            addr,
+        } = bound;
         std_listener.set_nonblocking(true)?;
         let mut listener = mio::net::TcpListener::from_std(std_listener);
         let poll = Poll::new()?;

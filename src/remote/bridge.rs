@@ -12,17 +12,23 @@
 //! connection restarts it (a fresh `initialize`). At stdin EOF it ends the session (`DELETE`).
 //!
 //! Owns: the HTTP side of one remote connection, with [`POSTERS`] requests in flight at most.
-//! Never: logs a header value or a token; writes half a line (stdout is written a line at a time
-//! under a lock); keeps a request longer than its timeout (a deadline over the whole exchange).
+//! An error status (401, 403, 404, 5xx…) without a JSON-RPC answer to the request becomes a
+//! JSON-RPC error to that request that names the status and says what to do
+//! ([`super::status`]), so a refused `initialize` fails the connection at once with its reason.
+//!
+//! Never: logs a header value or a token; writes anything but JSON-RPC messages on stdout (what
+//! the server sends is checked with [`jsonrpc::parse`] first; anything else is dropped with a
+//! note on stderr); writes half a line (stdout is written a line at a time under a lock); keeps a
+//! request longer than its timeout (a deadline over the whole exchange).
 //!
 //! Threads: the main thread reads stdin; `bridge-post-N` send requests; `bridge-events` holds the
 //! GET stream. The process ends at stdin EOF (or is signalled by the connection's teardown).
 
-use super::sse;
+use super::{sse, status};
 use crate::delegation::token::{self, Grant};
 use crate::glob::Scope;
 use crate::http_client::{self as client, Response, Url};
-use crate::jsonrpc::code;
+use crate::jsonrpc::{self, code, Message, Outcome};
 use crate::mcp;
 use crate::thread::lock;
 use ed25519_dalek::SigningKey;
@@ -267,32 +273,42 @@ impl Shared {
     /// The response's messages as lines; a failed request becomes an error answer.
     fn relay(&self, outgoing: &Outgoing, response: &mut Response) -> io::Result<()> {
         let status = response.status;
+        let success = (200..300).contains(&status);
         let is_stream = response
             .header("Content-Type")
             .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
-        if status == 202 || (outgoing.id.is_none() && (200..300).contains(&status)) {
+        if status == 202 || (outgoing.id.is_none() && success) {
             return Ok(());
         }
         if is_stream && status == 200 {
             while let Some(data) = sse::next_data(response.body(), self.options.max_line)? {
                 self.note_version(outgoing, data.as_bytes());
-                self.emit(data.as_bytes());
+                let _ = self.emit(data.as_bytes()); // Dropped unless JSON-RPC.
             }
             return Ok(());
         }
         let body = response.read_all(self.options.max_line)?;
-        // A JSON-RPC answer (an error with 401/403/429 from a partner's gate included) is relayed
-        // as it is; anything else becomes an error naming the status.
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => {
-                self.note_version(outgoing, &body);
-                self.emit(&body);
+        let body = body.trim_ascii_end();
+        if success {
+            self.note_version(outgoing, body);
+            if !self.emit(body) {
+                self.error(
+                    outgoing,
+                    code::SERVER_UNAVAILABLE,
+                    &status::not_json_rpc(status),
+                );
             }
-            _ => self.error(
-                outgoing,
-                code::SERVER_UNAVAILABLE,
-                &format!("remote answered HTTP {status}"),
-            ),
+            return Ok(());
+        }
+        // A JSON-RPC error answering this very request (a partner's gate says 401, 403 or 429
+        // so) is relayed as it is; any other body (a REST error, a proxy's page) becomes an
+        // error that names the status and what to do, never echoing what the server sent.
+        if !(answers(outgoing, body) && self.emit(body)) {
+            let message = status::failure_message(status);
+            if outgoing.id.is_none() {
+                eprintln!("bridge: a notification was refused: {message}");
+            }
+            self.error(outgoing, code::SERVER_UNAVAILABLE, &message);
         }
         Ok(())
     }
@@ -330,7 +346,7 @@ impl Shared {
                 Ok(mut r) if r.status == 200 => {
                     failures = 0;
                     while let Ok(Some(data)) = sse::next_data(r.body(), self.options.max_line) {
-                        self.emit(data.as_bytes());
+                        let _ = self.emit(data.as_bytes()); // Dropped unless JSON-RPC.
                     }
                 }
                 Ok(r) if r.status == 405 => return, // The server offers no stream.
@@ -359,8 +375,13 @@ impl Shared {
         );
     }
 
-    /// One message on stdout, as one line.
-    fn emit(&self, message: &[u8]) {
+    /// One message on stdout, as one line; false (and nothing written) when it is not a
+    /// JSON-RPC message, which the gate could not read: stdout carries JSON-RPC only.
+    fn emit(&self, message: &[u8]) -> bool {
+        if let Err(e) = jsonrpc::parse(message) {
+            eprintln!("bridge: the server sent something that is not JSON-RPC ({e}); dropped");
+            return false;
+        }
         let compact;
         let line = if message.contains(&b'\n') {
             match serde_json::from_slice::<Value>(message) {
@@ -368,7 +389,7 @@ impl Shared {
                     compact = v.to_string();
                     compact.as_bytes()
                 }
-                Err(_) => return,
+                Err(_) => return false,
             }
         } else {
             message
@@ -382,6 +403,7 @@ impl Shared {
             // The gate is gone; nothing more to do.
             std::process::exit(0);
         }
+        true
     }
 
     fn error(&self, outgoing: &Outgoing, code: i64, message: &str) {
@@ -389,7 +411,21 @@ impl Shared {
         let line = serde_json::json!({
             "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message }
         });
-        self.emit(line.to_string().as_bytes());
+        let _ = self.emit(line.to_string().as_bytes()); // JSON-RPC by construction.
+    }
+}
+
+/// Whether `body` is a JSON-RPC error answering `outgoing` (same id).
+fn answers(outgoing: &Outgoing, body: &[u8]) -> bool {
+    let Some(want) = &outgoing.id else {
+        return false;
+    };
+    match jsonrpc::parse(body) {
+        Ok(Message::Response {
+            id,
+            outcome: Outcome::Error(_),
+        }) => serde_json::from_str::<Value>(id.as_json()).is_ok_and(|got| got == *want),
+        Ok(_) | Err(_) => false,
     }
 }
 

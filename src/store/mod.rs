@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// No `--data-dir`, no `$XDG_STATE_HOME` and no `$HOME`.
     NoDataDir,
+    /// The data dir, or a directory above it, is a file (or anything but a directory).
+    NotADirectory {
+        /// The data dir.
+        dir: PathBuf,
+        /// What is in the way: `dir` itself or a parent.
+        file: PathBuf,
+    },
     /// A file or directory operation failed.
     Io {
         /// The path.
@@ -52,6 +59,18 @@ impl fmt::Display for Error {
             Error::NoDataDir => f.write_str(
                 "store error: no data dir: pass --data-dir, or set XDG_STATE_HOME or HOME",
             ),
+            Error::NotADirectory { dir, file } if dir == file => write!(
+                f,
+                "store error: the data dir {} is a file, not a directory: pass another \
+                 --data-dir, or move the file",
+                dir.display()
+            ),
+            Error::NotADirectory { dir, file } => write!(
+                f,
+                "store error: the data dir {} cannot be created: {} is a file, not a directory",
+                dir.display(),
+                file.display()
+            ),
             Error::Io { path, source } => write!(f, "store error: {}: {source}", path.display()),
             Error::UnknownTool(name) => {
                 write!(f, "store error: no tool named {name:?} has been seen")
@@ -73,6 +92,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::NoDataDir
+            | Error::NotADirectory { .. }
             | Error::UnknownTool(_)
             | Error::NotApprovable { .. }
             | Error::Corrupt { .. } => None,
@@ -100,13 +120,23 @@ pub(crate) fn resolve_data_dir(flag: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(home).join(".local/state/aegis-gate"))
 }
 
-/// Creates the data dir (and its parents) with mode 0700 if it does not exist.
+/// Creates the data dir (and its parents) with mode 0700 if it does not exist; a file in the
+/// way is named as such.
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io_error(dir))
+        .map_err(|source| {
+            let in_the_way = dir.ancestors().find(|p| p.exists() && !p.is_dir());
+            match in_the_way {
+                Some(file) => Error::NotADirectory {
+                    dir: dir.to_owned(),
+                    file: file.to_owned(),
+                },
+                None => io_error(dir)(source),
+            }
+        })
 }
 
 /// Replaces `path` with `bytes` atomically and durably (mode 0600).

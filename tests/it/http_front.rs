@@ -14,7 +14,7 @@ fn health_routes_answer_json_and_unknown_routes_404() {
     let serve = Serve::in_temp(&[]);
     assert_eq!(
         serve.get("/healthz").unwrap(),
-        (200, r#"{"status":"ok"}"#.to_owned())
+        (200, "{\"status\":\"ok\"}\n".to_owned())
     );
     assert_eq!(serve.get("/readyz").unwrap().0, 200);
     let (status, body) = serve.get("/nope").unwrap();
@@ -249,7 +249,7 @@ fn a_kept_alive_connection_is_served_after_idle_gaps_with_no_new_connection_mean
             n * 5,
             serve.log()
         );
-        assert_eq!(body, br#"{"status":"ok"}"#);
+        assert_eq!(body, b"{\"status\":\"ok\"}\n");
         assert!(
             !answer.to_ascii_lowercase().contains("connection: close"),
             "{answer}"

@@ -29,6 +29,8 @@
 //! - `formats`: `state.json` and the audit records, byte for byte, against golden files.
 //! - `cli_polish`: the command line as a person reads it: help pages, usage errors, completions,
 //!   the man page, startup progress, what changed in a quarantined tool.
+//! - `user_errors`: what a person reads when something fails: errors that name their cause and
+//!   say what to do, no secret in them (issue 17).
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -65,3 +67,4 @@ mod spawn_policy;
 mod stdio_gate;
 mod support;
 mod tidy;
+mod user_errors;

@@ -1,7 +1,8 @@
 //! `/agents`: the agent keys that call a workspace's tools.
 //!
 //! Owns: creating an agent (its key answered this once, stored only as a hash), listing agents
-//! (of one workspace with `?workspace_id=`), and revoking one (its MCP sessions end at once).
+//! (of one workspace with `?workspace_id=`), and revoking one (its MCP sessions end at once), or
+//! every live one of a name (the demo's agent, replaced at each `serve --demo`).
 //! Never: stores or answers a key after its creation answer; never deletes an agent (a revoked
 //! one stays listed, `revoked: true`).
 
@@ -66,6 +67,28 @@ pub(super) fn add(api: &Api, workspace_id: &str, name: &str) -> Result<(String, 
     })?;
     log::info!("agent {id} ({}) created for {}", new.name, new.workspace_id);
     Ok((id, key))
+}
+
+/// Revokes every live agent of `workspace_id` called `name` and ends their MCP sessions; how
+/// many there were.
+pub(super) fn revoke_named(api: &Api, workspace_id: &str, name: &str) -> Result<usize, ApiError> {
+    let is_it = |a: &Agent| !a.revoked && a.workspace_id == workspace_id && a.name == name;
+    let ids = lock(&api.store).update(|state| {
+        let mut ids = Vec::new();
+        for agent in state.agents.values_mut().filter(|a| is_it(a)) {
+            agent.revoked = true;
+            ids.push(agent.id.clone());
+        }
+        Ok::<_, ApiError>(ids)
+    })?;
+    if !ids.is_empty() {
+        crate::api::sessions::end_sessions(api, |s| ids.contains(&s.agent_id));
+        log::info!(
+            "revoked {} earlier agent(s) {name:?} of {workspace_id}",
+            ids.len()
+        );
+    }
+    Ok(ids.len())
 }
 
 /// `GET /agents`, of one workspace with `?workspace_id=`.

@@ -27,7 +27,7 @@ use crate::http::{Method, Request};
 use crate::thread::lock;
 use common::Answer;
 
-pub(super) use workspaces::demo;
+pub(super) use workspaces::{demo, DemoAgent};
 
 /// Where the REST API lives.
 pub(super) const PREFIX: &str = "/api/v1/aegis/";

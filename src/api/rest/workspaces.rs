@@ -160,9 +160,20 @@ fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
     })
 }
 
+/// The name of the agent `serve --demo` creates.
+const DEMO_AGENT: &str = "demo agent";
+
+/// The demo's agent: its key, and how many earlier demo agents its creation revoked.
+pub(in crate::api) struct DemoAgent {
+    /// The new agent's key (shown once).
+    pub(in crate::api) key: String,
+    /// Earlier demo agents revoked, so that one demo key is live.
+    pub(in crate::api) revoked: usize,
+}
+
 /// `serve --demo`: workspace `demo` with two example servers (the gate's own executable) and an
-/// agent; returns the agent's key.
-pub(in crate::api) fn demo(api: &Api, exe: &str) -> Result<String, ApiError> {
+/// agent, which replaces (revokes) the demo agents of earlier starts.
+pub(in crate::api) fn demo(api: &Api, exe: &str) -> Result<DemoAgent, ApiError> {
     let exists = lock(&api.store)
         .state()
         .connections
@@ -193,8 +204,9 @@ pub(in crate::api) fn demo(api: &Api, exe: &str) -> Result<String, ApiError> {
     }
     set_active(api, "demo", true)?;
     api.start_workspace("demo")?;
-    let (_, key) = agents::add(api, "demo", "demo agent")?;
-    Ok(key)
+    let revoked = agents::revoke_named(api, "demo", DEMO_AGENT)?;
+    let (_, key) = agents::add(api, "demo", DEMO_AGENT)?;
+    Ok(DemoAgent { key, revoked })
 }
 
 /// `POST /workspaces/{id}/activate`: creates the workspace when missing and starts it.

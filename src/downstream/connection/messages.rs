@@ -1,7 +1,7 @@
 //! What the child sends on stdout: lines, parsed and dispatched.
 //!
-//! Owns: turning stdout frames into messages (an overlong line, too many invalid lines in a row
-//! or the end of stdout fail the child), answering the child's own requests (`ping` is answered,
+//! Owns: turning stdout frames into messages (an overlong line, too many invalid lines in a row,
+//! the gate's own `initialize` sent back, or the end of stdout fail the child), answering the child's own requests (`ping` is answered,
 //! everything else refused at once: the gate offers no client capabilities, so the child never
 //! waits on us), the notifications the gate acts on (progress goes to the agent whose call it
 //! belongs to, `tools/list_changed` lists again), and taking each response to what it answers:
@@ -93,8 +93,17 @@ impl Worker {
     }
 
     /// The gate declares no client capabilities: `ping` is answered, everything else refused at
-    /// once so the child never waits on us.
+    /// once so the child never waits on us. An `initialize` from the child is the gate's own
+    /// request sent back (no server sends one): the child is not an MCP server, and fails.
     fn answer_child_request(&mut self, id: &Id, method: &str) {
+        if method == "initialize" {
+            self.fail(
+                "is not an MCP server: it sent the gate's own initialize request back (does the \
+                 command echo its input?)"
+                    .into(),
+            );
+            return;
+        }
         let line = if method == "ping" {
             jsonrpc::result_line(id, "{}")
         } else {

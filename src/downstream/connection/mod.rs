@@ -3,7 +3,8 @@
 //! Owns: the connection's loop and what wakes it, the child's lifecycle (spawn, restarts with
 //! backoff, the breaker, teardown) and the status it reports, the gate's commands (agent calls,
 //! their cancellation, refreshes, restarts), and the timers (deadlines, heartbeats, a deferred
-//! listing, the next start). Its parts: `pipes` (the child and its pipes), `inflight` (the
+//! listing, the next start). Its parts: `pipes` (the child and its pipes), `tail` (the child's
+//! last stderr lines, redacted, which end the reason of a failure; no I/O), `inflight` (the
 //! requests in flight, their ids, deadlines and progress tokens; no I/O), `handshake`
 //! (`initialize` and `tools/list` paging), `calls` (agent calls forwarded to the child, and
 //! their cancellation), `messages` (what the child sends).
@@ -13,8 +14,8 @@
 //! its bytes, only the id changes);
 //! sends `server/discover` (Python SDK servers refuse the handshake after it); logs payloads.
 //!
-//! Dependencies point one way: `pipes` and `inflight` know nothing of [`Worker`] or of each
-//! other; `handshake`, `calls` and `messages` add methods to [`Worker`] and use its lifecycle
+//! Dependencies point one way: `pipes` (which holds a `tail`) and `inflight` know nothing of
+//! [`Worker`] or of each other; `handshake`, `calls` and `messages` add methods to [`Worker`] and use its lifecycle
 //! (`fail`, `emit`, the sends) and the two plain parts; `messages` calls into `handshake`, never
 //! the reverse, and neither of them into `calls`.
 //!
@@ -26,6 +27,7 @@ mod handshake;
 mod inflight;
 mod messages;
 mod pipes;
+mod tail;
 
 use super::child::{STDERR, STDIN, STDOUT};
 use super::health::{NextTry, RestartPolicy};
@@ -113,7 +115,7 @@ impl Worker {
                 settings.breaker_failures,
                 settings.breaker_cooldown,
             ),
-            pipes: Pipes::new(settings.max_line_bytes, now),
+            pipes: Pipes::new(settings.max_line_bytes, &cfg.env, now),
             cfg,
             settings,
             poll,
@@ -229,8 +231,14 @@ impl Worker {
     }
 
     /// Something is wrong with the child: answer every pending request, tear the child down,
-    /// schedule the next start.
+    /// schedule the next start. The reason ends with the child's last stderr lines, if it wrote
+    /// any (read now: a child that exits leaves them in the pipe).
     fn fail(&mut self, reason: String) {
+        self.pipes.read_stderr(&self.poll, &self.cfg.name);
+        let reason = match self.pipes.stderr_summary() {
+            Some(tail) => format!("{reason}; {tail}"),
+            None => reason,
+        };
         log::warn!("connection {}: {reason}", self.cfg.name);
         self.set_status(Status::Unhealthy, Some(reason.clone()));
         self.fail_pending(&reason);

@@ -2,18 +2,21 @@
 //!
 //! Owns: the [`ChildProc`] (the bytes waiting for its stdin live there), the line readers of
 //! stdout and stderr, whether a pipe still had bytes when its read budget ran out, the read
-//! buffer, and the stderr rate limit (kept across restarts, so a child that floods stderr and
-//! crashes does not get a fresh budget with every start).
+//! buffer, the stderr rate limit (kept across restarts, so a child that floods stderr and
+//! crashes does not get a fresh budget with every start), and the current child's last stderr
+//! lines ([`Tail`]: redacted, bounded; every stderr line is logged redacted too).
 //! Never: parses JSON-RPC or decides what a failure means: it hands back lines and I/O outcomes,
 //! and the connection fails the child. Never blocks on a pipe (all three are non-blocking); the
 //! one wait is bounded, for an exit status in [`Pipes::exit_description`].
 
+use super::tail::Tail;
 use super::LOG_TARGET;
 use crate::config::ServerConfig;
 use crate::downstream::child::{ChildProc, ReadOutcome, STDERR, STDOUT};
 use crate::downstream::health::LineBudget;
 use crate::jsonrpc::{Frame, LineReader};
 use mio::Poll;
+use std::collections::BTreeMap;
 use std::io;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -55,11 +58,17 @@ pub(super) struct Pipes {
     stdout_more: bool,
     stderr_more: bool,
     stderr_budget: LineBudget,
+    stderr_tail: Tail,
     buf: Vec<u8>,
 }
 
 impl Pipes {
-    pub(super) fn new(max_line_bytes: usize, now: Instant) -> Pipes {
+    /// No child yet; stderr lines will be redacted of the values of `env` (the connection's).
+    pub(super) fn new(
+        max_line_bytes: usize,
+        env: &BTreeMap<String, String>,
+        now: Instant,
+    ) -> Pipes {
         Pipes {
             child: None,
             max_line_bytes,
@@ -68,6 +77,7 @@ impl Pipes {
             stdout_more: false,
             stderr_more: false,
             stderr_budget: LineBudget::new(20, 200, now),
+            stderr_tail: Tail::new(env),
             buf: vec![0; READ_BUF],
         }
     }
@@ -78,6 +88,7 @@ impl Pipes {
         self.stderr_reader = LineReader::new(STDERR_MAX_LINE);
         self.stdout_more = false;
         self.stderr_more = false;
+        self.stderr_tail.clear();
     }
 
     /// Spawns the child of `cfg` with its pipes registered with `poll` (its teardown will take
@@ -149,6 +160,8 @@ impl Pipes {
         self.stderr_more = matches!(res, Ok(ReadOutcome::More));
         let now = Instant::now();
         for line in lines {
+            let line = self.stderr_tail.redact(&line);
+            self.stderr_tail.push(&line);
             if self.stderr_budget.take(now) {
                 let dropped = self.stderr_budget.take_suppressed();
                 if dropped > 0 {
@@ -166,6 +179,12 @@ impl Pipes {
                 child.close_output(poll, STDERR);
             }
         }
+    }
+
+    /// The current child's last stderr lines (`stderr: … | …`), redacted; `None` when it wrote
+    /// none.
+    pub(super) fn stderr_summary(&self) -> Option<String> {
+        self.stderr_tail.summary()
     }
 
     /// Writes what the child's stdin takes now of the queued bytes; `Ok` when no child is there.

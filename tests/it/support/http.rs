@@ -188,7 +188,8 @@ pub fn receive_one(path: &str) -> (String, std::thread::JoinHandle<(String, Stri
 pub type Answer = Box<dyn Fn(&str, &str) -> String + Send>;
 
 /// An HTTP endpoint on 127.0.0.1 (plain or TLS) that answers every request with the JSON
-/// that `answer(head, body)` returns; counts requests; stopped and joined on drop.
+/// that `answer(head, body)` returns (as a 200, or the status of [`Endpoint::refusing`]); counts
+/// requests; stopped and joined on drop.
 pub struct Endpoint {
     pub url: String,
     pub hits: Arc<AtomicUsize>,
@@ -199,6 +200,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn start(path: &str, tls: Option<Arc<rustls::ServerConfig>>, answer: Answer) -> Endpoint {
+        Endpoint::launch(path, tls, 200, answer)
+    }
+
+    /// A plain endpoint that answers every request with `status` and `body` (a server that
+    /// refuses the gate: 401, 404, 503…).
+    pub fn refusing(path: &str, status: u16, body: &'static str) -> Endpoint {
+        Endpoint::launch(path, None, status, Box::new(move |_, _| body.to_owned()))
+    }
+
+    fn launch(
+        path: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        status: u16,
+        answer: Answer,
+    ) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (hits, stop) = (
@@ -216,11 +232,12 @@ impl Endpoint {
                 h.fetch_add(1, Ordering::SeqCst);
                 match &tls {
                     None => {
-                        exchange(tcp, &answer);
+                        exchange(tcp, status, &answer);
                     }
                     Some(config) => {
                         let conn = rustls::ServerConnection::new(Arc::clone(config)).unwrap();
-                        let mut tls = exchange(rustls::StreamOwned::new(conn, tcp), &answer);
+                        let stream = rustls::StreamOwned::new(conn, tcp);
+                        let mut tls = exchange(stream, status, &answer);
                         tls.conn.send_close_notify();
                         let _ = tls.flush();
                     }
@@ -253,13 +270,13 @@ impl Drop for Endpoint {
     }
 }
 
-/// Reads one request and writes `answer`'s JSON as a 200.
-fn exchange<S: Read + Write>(mut stream: S, answer: &Answer) -> S {
+/// Reads one request and writes `answer`'s JSON with `status`.
+fn exchange<S: Read + Write>(mut stream: S, status: u16, answer: &Answer) -> S {
     let (head, body) = read_message(&mut BufReader::new(&mut stream));
     let reply = answer(&head, &String::from_utf8_lossy(&body));
     let _ = write!(
         stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
         reply.len()
     );
     stream
