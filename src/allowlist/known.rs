@@ -98,11 +98,12 @@ pub(crate) enum Runtime {
     Gate,
 }
 
-const PYTHON: Syntax = Syntax {
-    short_flags: "bBdEhIOPqRsSuvVx",
-    short_with_value: "cmWX",
-    short_selector: Some('m'),
-    long_flags: &["--version", "--help"],
+/// What a runtime accepts unless its table says otherwise: no flag, a script path.
+const NOTHING: Syntax = Syntax {
+    short_flags: "",
+    short_with_value: "",
+    short_selector: None,
+    long_flags: &[],
     long_with_value: &[],
     file_selector: &[],
     clusters: true,
@@ -111,13 +112,20 @@ const PYTHON: Syntax = Syntax {
     not_scripts: &[],
     script: ScriptRule::Path,
     short_file: None,
+    harmless_value: no_value_is_harmless,
+};
+
+const PYTHON: Syntax = Syntax {
+    short_flags: "bBdEhIOPqRsSuvVx",
+    short_with_value: "cmWX",
+    short_selector: Some('m'),
+    long_flags: &["--version", "--help"],
     harmless_value: python_value,
+    ..NOTHING
 };
 
 const NODE: Syntax = Syntax {
-    short_flags: "",
     short_with_value: "erp",
-    short_selector: None,
     long_flags: &[
         "--no-warnings",
         "--no-deprecation",
@@ -144,20 +152,12 @@ const NODE: Syntax = Syntax {
         "--title",
         "--dns-result-order",
     ],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
     not_scripts: &["inspect"],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const DENO: Syntax = Syntax {
     short_flags: "Aq",
-    short_with_value: "",
-    short_selector: None,
     long_flags: &[
         "--allow-all",
         "--allow-read",
@@ -170,40 +170,26 @@ const DENO: Syntax = Syntax {
         "--no-check",
         "--cached-only",
     ],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
     subcommands: &["run"],
     subcommand_required: true,
-    not_scripts: &[],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const BUN: Syntax = Syntax {
-    short_flags: "",
     short_with_value: "epr",
-    short_selector: None,
     long_flags: &["--smol", "--silent", "--bun", "--no-install"],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
     subcommands: &["run"],
-    subcommand_required: false,
     not_scripts: &[
         "x", "repl", "exec", "install", "add", "create", "upgrade", "pm", "build", "test", "init",
         "link",
     ],
     script: ScriptRule::ExistingFile,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const SHELL: Syntax = Syntax {
     short_flags: "aefhnuvx",
     short_with_value: "cCo",
-    short_selector: None,
     long_flags: &[
         "--norc",
         "--noprofile",
@@ -211,96 +197,44 @@ const SHELL: Syntax = Syntax {
         "--no-config",
         "--no-execute",
     ],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const PERL: Syntax = Syntax {
     short_flags: "wWXTtU",
     short_with_value: "eEIMmx",
-    short_selector: None,
     long_flags: &["--version", "--help"],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const RUBY: Syntax = Syntax {
     short_flags: "wWv",
     short_with_value: "eIrCx",
-    short_selector: None,
     long_flags: &["--disable-gems", "--version", "--help"],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const PHP: Syntax = Syntax {
     short_flags: "nqH",
     short_with_value: "rdcBREFSftz",
-    short_selector: None,
     long_flags: &["--version", "--help"],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
-    script: ScriptRule::Path,
     short_file: Some('f'),
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 const JAVA: Syntax = Syntax {
-    short_flags: "",
-    short_with_value: "",
-    short_selector: None,
     long_flags: &["-server", "-client", "-version", "--version"],
-    long_with_value: &[],
     file_selector: &["-jar"],
     clusters: false,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
     script: ScriptRule::Suffix(".java"),
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 /// Script-only interpreters: any flag is refused, a script path is accepted.
 const SCRIPT_ONLY: Syntax = Syntax {
-    short_flags: "",
     short_with_value: "eElL",
-    short_selector: None,
     long_flags: &["--version", "--help"],
-    long_with_value: &[],
-    file_selector: &[],
-    clusters: true,
-    subcommands: &[],
-    subcommand_required: false,
-    not_scripts: &[],
-    script: ScriptRule::Path,
-    short_file: None,
-    harmless_value: no_value_is_harmless,
+    ..NOTHING
 };
 
 /// Programs that run what their arguments name: another program, a package, an image, a

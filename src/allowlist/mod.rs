@@ -279,7 +279,7 @@ impl Allowlist {
                 }
                 continue;
             }
-            if let Err(r) = self.runtime_check(entry, argv, resolve) {
+            if let Err(r) = runtime_check(entry, argv, resolve) {
                 command.get_or_insert(r);
                 continue;
             }
@@ -294,30 +294,21 @@ impl Allowlist {
             program: shorten(program),
         }))
     }
+}
 
-    fn runtime_check(
-        &self,
-        entry: &Entry,
-        argv: &[String],
-        resolve: &dyn Resolve,
-    ) -> Result<(), Refusal> {
-        let program = argv.first().map(String::as_str).unwrap_or_default();
-        let written = Path::new(program);
-        let located = if program.contains('/') {
-            Some(resolve.absolute(written))
-        } else {
-            resolve.which(program)
-        };
-        let resolved = located.as_deref().and_then(|p| resolve.canonical(p));
-        let gate = resolve.gate();
-        let Some(kind) = Runtime::of(written, resolved.as_deref(), gate.as_deref()) else {
-            return Ok(());
-        };
-        let covered = entry.template.len();
-        let names_target = entry.template.names_target();
-        runtime::check(kind, argv, covered, names_target, resolve)
-            .map_err(|r| refusal_at(argv, r.at, r.why))
-    }
+/// What a runtime's rules say of the words past `entry`'s template (nothing for a program that
+/// is not a runtime).
+fn runtime_check(entry: &Entry, argv: &[String], resolve: &dyn Resolve) -> Result<(), Refusal> {
+    let program = argv.first().map(String::as_str).unwrap_or_default();
+    let resolved = template::locate(program, resolve).and_then(|p| resolve.canonical(&p));
+    let gate = resolve.gate();
+    let Some(kind) = Runtime::of(Path::new(program), resolved.as_deref(), gate.as_deref()) else {
+        return Ok(());
+    };
+    let covered = entry.template.len();
+    let names_target = entry.template.names_target();
+    runtime::check(kind, argv, covered, names_target, resolve)
+        .map_err(|r| refusal_at(argv, r.at, r.why))
 }
 
 /// The first variable of `env` the rules refuse and `entry` does not allow.

@@ -239,7 +239,7 @@ fn same_program(
 }
 
 /// Where `program` would be found: a path as written (made absolute), else on `PATH`.
-fn locate(program: &str, resolve: &dyn Resolve) -> Option<PathBuf> {
+pub(super) fn locate(program: &str, resolve: &dyn Resolve) -> Option<PathBuf> {
     if program.contains('/') {
         Some(resolve.absolute(Path::new(program)))
     } else {

@@ -106,13 +106,14 @@ impl Audit {
     /// Queues `event` (a JSON object with a `type`). Waits only when the queue is full (the
     /// writer behind), at most [`MAX_WAIT`].
     pub fn record(&self, event: Value) {
-        // A clone of the sender: a caller that waits must not hold the lock `stop` takes.
-        let Some(tx) = lock(&self.tx).clone() else {
-            return;
-        };
-        let event = match tx.try_send(event) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-            Err(TrySendError::Full(event)) => event,
+        let (tx, event) = {
+            let guard = lock(&self.tx);
+            let Some(tx) = guard.as_ref() else { return };
+            match tx.try_send(event) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                // A clone to wait with: a caller that waits must not hold the lock `stop` takes.
+                Err(TrySendError::Full(event)) => (tx.clone(), event),
+            }
         };
         let started = Instant::now();
         let res = tx.send_timeout(event, MAX_WAIT);

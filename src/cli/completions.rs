@@ -63,6 +63,19 @@ struct Words {
     flags: Vec<String>,
 }
 
+impl Words {
+    /// The actions then the flags, space-separated, as the scripts list them.
+    fn joined(&self) -> String {
+        let all: Vec<&str> = self
+            .actions
+            .iter()
+            .chain(&self.flags)
+            .map(String::as_str)
+            .collect();
+        all.join(" ")
+    }
+}
+
 /// The words of every subcommand, in the order of [`COMMANDS`].
 fn all_words() -> Vec<Words> {
     COMMANDS.iter().map(words).collect()
@@ -165,16 +178,10 @@ fn bash() -> String {
         top_words().join(" ")
     ));
     for w in all_words() {
-        let all: Vec<&str> = w
-            .actions
-            .iter()
-            .chain(&w.flags)
-            .map(String::as_str)
-            .collect();
         out.push_str(&format!(
             "        {}) words=\"{}\" ;;\n",
             w.command,
-            all.join(" ")
+            w.joined()
         ));
     }
     out.push_str(
@@ -203,16 +210,10 @@ fn zsh() -> String {
         top_words().join(" ")
     ));
     for w in all_words() {
-        let all: Vec<&str> = w
-            .actions
-            .iter()
-            .chain(&w.flags)
-            .map(String::as_str)
-            .collect();
         out.push_str(&format!(
             "        {}) compadd -- {}; _files ;;\n",
             w.command,
-            all.join(" ")
+            w.joined()
         ));
     }
     out.push_str(

@@ -213,8 +213,9 @@ fn check_command<'a>(
     api.options.allowlist.check(command, env).map_err(refusal)
 }
 
-/// A refusal as answered: 403 for what the allowlist forbids, 400 for a malformed request.
-pub(in crate::api) fn refusal(refusal: crate::allowlist::Refusal) -> ApiError {
+/// A refusal as answered: 403 for a command the allowlist forbids, 400 for a refused variable,
+/// 422 for a malformed command or environment.
+fn refusal(refusal: crate::allowlist::Refusal) -> ApiError {
     use crate::allowlist::Refusal;
     match &refusal {
         Refusal::NotAllowed { .. } | Refusal::Runtime { .. } => {
