@@ -29,10 +29,13 @@ const HINTS: [&str; 4] = [
     "openWorldHint",
 ];
 
+/// The longest name the name rules allow (a tool name; property names are shorter).
+const MAX_NAME_BYTES: usize = 128;
+
 /// The MCP tool-name rule (2025-11-25): 1 to 128 of `A-Z a-z 0-9 _ - .`.
 pub fn is_valid_tool_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_NAME_BYTES
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
@@ -275,13 +278,19 @@ fn dropped_field(key: &str, value: &Value, ctx: &Context, findings: &mut Vec<Fin
 }
 
 /// False only when every string and key of the tool is printable ASCII and one detector pass over
-/// all of it (keys also with `_`, `-`, `.` read as spaces) finds nothing.
+/// all of it (keys, and strings short enough to be names, also with `_`, `-`, `.` read as spaces,
+/// as the name checks read them) finds nothing.
 fn could_fire(raw: &Value, ctx: &Context) -> bool {
     let mut joined = String::new();
     let mut stack = vec![raw];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) => push_text(&mut joined, s),
+            Value::String(s) => {
+                push_text(&mut joined, s);
+                if s.len() <= MAX_NAME_BYTES && s.contains(['_', '-', '.']) {
+                    push_text(&mut joined, &s.replace(['_', '-', '.'], " "));
+                }
+            }
             Value::Array(a) => stack.extend(a.iter()),
             Value::Object(m) => {
                 for (k, child) in m {
