@@ -27,7 +27,7 @@ mod tool;
 pub use detect::Context;
 pub use finding::{Finding, Kind, Severity, Verdict};
 pub use pin::{canonical_json, pin_hash};
-pub use result::clean_result;
+pub use result::{clean_result, clean_text};
 pub use tool::{is_valid_tool_name, sanitize_tool, SanitizedTool};
 
 /// Every bound the sanitizers apply, with the documented defaults.
@@ -51,6 +51,9 @@ pub struct Limits {
     pub max_properties: usize,
     /// Serialized bytes of a whole tool definition. Default 524 288.
     pub max_tool_bytes: usize,
+    /// Characters of a bare message cleaned by [`clean_text`] (a progress notification's
+    /// `message`) kept. Default 4096.
+    pub message_chars: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_schema_bytes: 262_144,
             max_properties: 512,
             max_tool_bytes: 524_288,
+            message_chars: 4096,
         }
     }
 }

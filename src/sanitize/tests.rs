@@ -337,3 +337,5 @@ fn a_name_that_reads_as_an_instruction_is_held_in_an_otherwise_plain_tool() {
         .iter()
         .any(|f| f.location == "name" && f.kind == Kind::Override));
 }
+
+mod results;

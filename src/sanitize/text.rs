@@ -539,11 +539,32 @@ pub(crate) fn is_forbidden(c: char) -> bool {
 /// Removes hidden code points only (no whitespace or markup changes): for tool results, where the
 /// text is data the agent asked for. Returns `None` when nothing was removed.
 pub(crate) fn strip_hidden(input: &str) -> Option<String> {
-    let mut findings = Vec::new();
+    strip_hidden_at(input, "result", &mut Vec::new())
+}
+
+/// [`strip_hidden`], appending what was removed to `findings` under `location`.
+pub(crate) fn strip_hidden_at(
+    input: &str,
+    location: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<String> {
+    // Printable ASCII, tabs and line breaks hide nothing (a `\r` is only a line break, and line
+    // breaks are kept as they were): no copy for the common case, a base64 payload included.
+    if input
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\t' | b'\r'))
+    {
+        return None;
+    }
+    let mut found = Vec::new();
     let mut hidden = Vec::new();
-    let text = strip_ansi(input, "result", &mut findings);
-    let text = strip_code_points(&text, "result", &mut findings, &mut hidden);
-    let removed_hidden = findings.iter().any(|f| f.kind != Kind::LineSeparator);
+    let text = strip_ansi(input, location, &mut found);
+    let text = strip_code_points(&text, location, &mut found, &mut hidden);
+    found.retain(|f| f.kind != Kind::LineSeparator);
     // Line breaks in results are data: keep the original's when nothing else was removed.
-    removed_hidden.then_some(text)
+    if found.is_empty() {
+        return None;
+    }
+    findings.extend(found);
+    Some(text)
 }
