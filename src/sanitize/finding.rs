@@ -10,9 +10,9 @@ use std::fmt;
 pub enum Severity {
     /// A cosmetic change (whitespace, a markdown link unwrapped, a truncation).
     Cosmetic,
-    /// Hidden content was removed or a detector fired: the tool is held for review.
+    /// Hidden content was removed or a detector fired: the definition is held for review.
     Hold,
-    /// A structural violation: the tool is rejected.
+    /// A structural violation: the definition is rejected.
     Reject,
 }
 
@@ -82,12 +82,16 @@ pub enum Kind {
     MixedScript,
     /// A JSON Schema keyword outside the allowlist was dropped.
     DroppedKeyword,
-    /// A tool field the gate does not pass on was dropped.
+    /// A field the gate does not pass on (unknown, or not in the shape MCP defines) was dropped.
     DroppedField,
     /// An icon with a URI other than `https:` or `data:` was dropped.
     IconRemoved,
-    /// A name (tool or property) outside the allowed pattern.
+    /// A name (tool, prompt, property or prompt argument) outside the allowed pattern, given
+    /// twice, or reading as an instruction where it goes back to the server as a key.
     InvalidName,
+    /// A resource's `uri` or a template's `uriTemplate` that is empty, over its length limit, or
+    /// holds a hidden or control character (an address is passed on as sent or not at all).
+    InvalidUri,
     /// A `$ref` that is not local (`#/…`).
     RemoteRef,
     /// A `$schema` that is not a known dialect.
@@ -110,7 +114,9 @@ impl Kind {
             | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
             | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
             | MixedScript => Severity::Hold,
-            InvalidName | RemoteRef | UnknownDialect | Bounds | WrongType => Severity::Reject,
+            InvalidName | InvalidUri | RemoteRef | UnknownDialect | Bounds | WrongType => {
+                Severity::Reject
+            }
         }
     }
 
@@ -152,6 +158,7 @@ impl Kind {
             DroppedField => "dropped_field",
             IconRemoved => "icon_removed",
             InvalidName => "invalid_name",
+            InvalidUri => "invalid_uri",
             RemoteRef => "remote_ref",
             UnknownDialect => "unknown_dialect",
             Bounds => "bounds",
@@ -203,16 +210,17 @@ impl Finding {
 
 const MAX_DETAIL_CHARS: usize = 240;
 
-/// What the gate does with a tool.
+/// What the gate does with a definition (a tool, a prompt, a resource or a resource template).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Clean: passed on untouched.
     Pass,
     /// Cosmetic changes only: passed on cleaned.
     Sanitized,
-    /// A detector fired or hidden content was removed: not listed, not callable, until approved.
+    /// A detector fired or hidden content was removed: not listed, not callable (a prompt not
+    /// fetched, a resource not read), until approved.
     Held,
-    /// A structural violation: not listed, not callable.
+    /// A structural violation: not listed, not callable (nor fetched, nor read).
     Rejected,
 }
 
@@ -228,7 +236,7 @@ impl Verdict {
         }
     }
 
-    /// Whether agents may see and call a tool with this verdict.
+    /// Whether agents may see and use (call, fetch, read) a definition with this verdict.
     pub fn is_usable(self) -> bool {
         matches!(self, Verdict::Pass | Verdict::Sanitized)
     }

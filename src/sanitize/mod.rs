@@ -1,9 +1,15 @@
 //! Sanitizers: pure functions that clean what downstream servers say before an agent reads it.
 //!
-//! Owns: the description sanitizer ([`description`], text in → cleaned text + findings), the
-//! schema and tool sanitizers ([`sanitize_tool`]), server instructions ([`instructions`]), tool
-//! results ([`clean_result`]), the verdict of each tool, the canonical hash that pins a tool, and
-//! the line diff that shows a reviewer what changed in a definition (`diff.rs`).
+//! Owns: the description sanitizer ([`description`], text in → cleaned text + findings); the
+//! definition sanitizers, each a raw definition in → a [`Sanitized`] (clean definition, findings,
+//! [`Verdict`]) out: tools ([`sanitize_tool`], with the schema sanitizer), prompts
+//! ([`sanitize_prompt`]), resources and resource templates ([`sanitize_resource`],
+//! [`sanitize_resource_template`]); server instructions ([`instructions`]); what servers send as
+//! data at call time ([`clean_result`] for any JSON payload: `tools/call`, `prompts/get` and
+//! `resources/read` results, `notifications/message` params; [`clean_text`] for a bare progress
+//! message); the canonical hash that pins a definition ([`pin_hash`]: any definition's JSON, a
+//! prompt's or a resource's as well as a tool's); and the line diff that shows a reviewer what
+//! changed in a definition (`diff.rs`).
 //! Never: does I/O, keeps state or panics on input: every function is a pure map from what a
 //! server sent to what the gate passes on plus why.
 //!
@@ -12,11 +18,22 @@
 //! private-use and noncharacters; line separators and whitespace (padding flagged); NFKC; HTML
 //! comments, markdown images, markdown links to their text; the length cap. The detectors then run
 //! on the cleaned text, on its confusable fold and on every piece of hidden text that was removed.
+//!
+//! What goes back to the server is validated, never rewritten: tool and prompt names, schema
+//! property and prompt argument names, schema values, resource URIs and URI templates. Such a
+//! value that breaks its rule rejects the definition.
+//!
+//! File order (each imports only files before it): `finding.rs`, `detect.rs`, `text.rs`,
+//! `schema.rs`, `definition.rs` (what the definition sanitizers share), `tool.rs`, `prompt.rs`,
+//! `resource.rs`; `result.rs` uses `finding.rs` and `text.rs`, `pin.rs` and `diff.rs` nothing.
 
+mod definition;
 mod detect;
 pub(crate) mod diff;
 mod finding;
 mod pin;
+mod prompt;
+mod resource;
 mod result;
 mod schema;
 #[cfg(test)]
@@ -24,20 +41,23 @@ mod tests;
 mod text;
 mod tool;
 
+pub use definition::Sanitized;
 pub use detect::Context;
 pub use finding::{Finding, Kind, Severity, Verdict};
 pub use pin::{canonical_json, pin_hash};
+pub use prompt::sanitize_prompt;
+pub use resource::{sanitize_resource, sanitize_resource_template};
 pub use result::{clean_result, clean_text};
 pub use tool::{is_valid_tool_name, sanitize_tool, SanitizedTool};
 
 /// Every bound the sanitizers apply, with the documented defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Characters of a tool description kept. Default 4096.
+    /// Characters of a description (a tool's, a prompt's, a resource's) kept. Default 4096.
     pub description_chars: usize,
-    /// Characters of a title kept. Default 256.
+    /// Characters of a title (and of a resource's `name`, display text) kept. Default 256.
     pub title_chars: usize,
-    /// Characters of a schema `description` kept. Default 2048.
+    /// Characters of a schema `description` (and of a prompt argument's) kept. Default 2048.
     pub schema_text_chars: usize,
     /// Characters of server instructions kept. Default 4096.
     pub instructions_chars: usize,
@@ -47,10 +67,14 @@ pub struct Limits {
     pub max_schema_nodes: usize,
     /// Serialized bytes of a schema. Default 262 144.
     pub max_schema_bytes: usize,
-    /// Entries of one `properties` (or `$defs`) object. Default 512.
+    /// Entries of one `properties` (or `$defs`) object, and arguments of one prompt. Default 512.
     pub max_properties: usize,
-    /// Serialized bytes of a whole tool definition. Default 524 288.
+    /// Serialized bytes of a whole definition (a tool, a prompt, a resource or a resource
+    /// template). Default 524 288.
     pub max_tool_bytes: usize,
+    /// Bytes of a resource's `uri` or a template's `uriTemplate`; a longer one rejects the entry.
+    /// Default 2048.
+    pub uri_bytes: usize,
     /// Characters of a bare message cleaned by [`clean_text`] (a progress notification's
     /// `message`) kept. Default 4096.
     pub message_chars: usize,
@@ -68,6 +92,7 @@ impl Default for Limits {
             max_schema_bytes: 262_144,
             max_properties: 512,
             max_tool_bytes: 524_288,
+            uri_bytes: 2048,
             message_chars: 4096,
         }
     }

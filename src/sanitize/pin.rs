@@ -2,7 +2,8 @@
 //!
 //! Owns: the canonical form (object keys sorted by their UTF-8 bytes at every level, no
 //! insignificant whitespace, strings and numbers as serde_json writes them) and the SHA-256 pin of
-//! a tool: its whole raw definition plus the server's `serverInfo` and `instructions`.
+//! a definition (a tool, a prompt, a resource): its whole raw JSON plus the server's `serverInfo`
+//! and `instructions`.
 //! Never: depends on serde_json's own key order (which changes with its features).
 
 use serde_json::Value;
@@ -66,6 +67,9 @@ impl std::io::Write for HashWriter {
 }
 
 /// Hex SHA-256 over the canonical JSON of `{"instructions", "serverInfo", "tool"}`.
+///
+/// `tool` is any definition's raw JSON: a prompt, a resource or a resource template pins the same
+/// way (the key stays `"tool"`), so a pin tells kinds apart only by where it is stored.
 pub fn pin_hash(tool: &Value, server_info: &Value, instructions: Option<&str>) -> String {
     let mut hasher = HashWriter(Sha256::new());
     // The same bytes as canonical_json of {"instructions":…,"serverInfo":…,"tool":…}.

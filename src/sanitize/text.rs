@@ -536,6 +536,13 @@ pub(crate) fn is_forbidden(c: char) -> bool {
     )
 }
 
+/// True for a code point that has no place in an address a client quotes back (a resource URI
+/// or URI template): every one [`clean`] removes or rewrites (tag characters, variation
+/// selectors and joiners included, wherever they stand), and every whitespace but the space.
+pub(crate) fn is_hidden_in_address(c: char) -> bool {
+    c != ' ' && (classify(c) != Class::Keep || c.is_whitespace() || c == '\u{2800}')
+}
+
 /// Removes hidden code points only (no whitespace or markup changes): for tool results, where the
 /// text is data the agent asked for. Returns `None` when nothing was removed.
 pub(crate) fn strip_hidden(input: &str) -> Option<String> {
