@@ -34,3 +34,103 @@ pub(crate) const IMPLEMENTATION_NAME: &str = "aegis-gate";
 
 /// The gate's version.
 pub(crate) const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The client capabilities the gate declares to its children: requests it can route back to the
+/// agent whose call a child serves.
+pub(crate) const CLIENT_CAPABILITIES: &str =
+    r#"{"sampling":{},"elicitation":{"form":{},"url":{}},"roots":{"listChanged":true}}"#;
+
+/// What an agent's session declared it can answer (its `initialize` capabilities): which
+/// requests of a child may be routed to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCaps {
+    /// `sampling/createMessage`.
+    pub(crate) sampling: bool,
+    /// `elicitation/create`.
+    pub(crate) elicitation: bool,
+    /// `roots/list`.
+    pub(crate) roots: bool,
+}
+
+impl ClientCaps {
+    /// What an `initialize` request's `capabilities` declare.
+    pub(crate) fn from_capabilities(caps: Option<&serde_json::Value>) -> ClientCaps {
+        let has = |k: &str| caps.and_then(|c| c.get(k)).is_some_and(|v| v.is_object());
+        ClientCaps {
+            sampling: has("sampling"),
+            elicitation: has("elicitation"),
+            roots: has("roots"),
+        }
+    }
+
+    /// Whether a child's request `method` may go to this session, and the capability it needs.
+    pub(crate) fn allows(self, method: &str) -> Result<(), &'static str> {
+        let (declared, name) = match method {
+            "sampling/createMessage" => (self.sampling, "sampling"),
+            "elicitation/create" => (self.elicitation, "elicitation"),
+            "roots/list" => (self.roots, "roots"),
+            _ => (false, "none"),
+        };
+        if declared {
+            Ok(())
+        } else {
+            Err(name)
+        }
+    }
+
+    /// These capabilities without the ones in `denied`.
+    pub(crate) fn without(self, denied: ClientCaps) -> ClientCaps {
+        ClientCaps {
+            sampling: self.sampling && !denied.sampling,
+            elicitation: self.elicitation && !denied.elicitation,
+            roots: self.roots && !denied.roots,
+        }
+    }
+}
+
+/// The requests a child may send the gate's agents (besides `ping`).
+pub(crate) const SERVER_REQUESTS: [&str; 3] =
+    ["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// An RFC 5424 log level, as `logging/setLevel` and `notifications/message` name them; ordered
+/// from the most verbose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl LogLevel {
+    const ALL: [(LogLevel, &'static str); 8] = [
+        (LogLevel::Debug, "debug"),
+        (LogLevel::Info, "info"),
+        (LogLevel::Notice, "notice"),
+        (LogLevel::Warning, "warning"),
+        (LogLevel::Error, "error"),
+        (LogLevel::Critical, "critical"),
+        (LogLevel::Alert, "alert"),
+        (LogLevel::Emergency, "emergency"),
+    ];
+
+    /// The level named `name`.
+    pub(crate) fn parse(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(l, _)| *l)
+    }
+
+    /// Its name.
+    pub(crate) fn as_str(self) -> &'static str {
+        LogLevel::ALL
+            .iter()
+            .find(|(l, _)| *l == self)
+            .map_or("info", |(_, n)| n)
+    }
+}

@@ -142,11 +142,14 @@ pub(super) fn workspace_of_key(api: &Api, request: &Request) -> Result<String, A
 }
 
 /// What the caller asks of the workspace in one request: the body, the request's id, and the
-/// tool it calls (for a `tools/call`).
+/// tool, prompt or resource it calls (for a `tools/call`, `prompts/get` or `resources/read`).
 pub(super) struct Asked<'a> {
     pub(super) body: &'a [u8],
     pub(super) id: Option<&'a Id>,
+    /// The name (a resource's URI) as the request says it, which a delegation token binds.
     pub(super) tool: Option<&'a str>,
+    /// The name scopes and grants match: the tool or prompt name, a resource's `server.name`.
+    pub(super) subject: Option<&'a str>,
 }
 
 /// The caller's identity for the session table, and for a partner or a scoped token what it may
@@ -165,7 +168,7 @@ pub(super) fn identify(
                 return Ok((agent.clone(), None));
             };
             let admitted = Admitted::scoped(scope.clone());
-            if let Some(tool) = asked.tool.filter(|t| !admitted.permits(t)) {
+            if let Some(tool) = asked.subject.filter(|t| !admitted.permits(t)) {
                 log::info!(
                     "{agent} may not call {:?}: outside its token's scopes",
                     tool.chars().take(200).collect::<String>()
@@ -182,6 +185,7 @@ pub(super) fn identify(
         workspace,
         body: asked.body,
         tool: asked.tool.unwrap_or_default(),
+        subject: asked.subject.unwrap_or_default(),
         is_call: asked.tool.is_some(),
     };
     match api.delegation.check(api, &request) {

@@ -122,8 +122,11 @@ pub(super) struct Request<'a> {
     pub(super) token: &'a str,
     pub(super) workspace: &'a str,
     pub(super) body: &'a [u8],
-    /// `params.name` of a `tools/call` as the gate routes it (`""` if it has none), else `""`.
+    /// `params.name` of a `tools/call` or `prompts/get`, `params.uri` of a `resources/read`,
+    /// as the gate routes it (`""` if it has none), else `""`: what the token binds.
     pub(super) tool: &'a str,
+    /// The name scopes and grants match (a resource's `server.name`; else `tool`).
+    pub(super) subject: &'a str,
     /// Whether the message is a `tools/call` (a call without a name is refused, never let by).
     pub(super) is_call: bool,
 }
@@ -205,7 +208,7 @@ impl Delegation {
                 deny: partner.deny.clone(),
             }),
         };
-        if request.is_call && (request.tool.is_empty() || !admitted.permits(request.tool)) {
+        if request.is_call && (request.subject.is_empty() || !admitted.permits(request.subject)) {
             return Err(Rejection::OutOfScope);
         }
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);

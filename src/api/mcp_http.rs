@@ -24,7 +24,7 @@ use super::Api;
 use crate::gate::{Session, ToolCall};
 use crate::http::{Method, Request};
 use crate::jsonrpc::{self, Message, Sink};
-use crate::mcp;
+use crate::mcp::{self, ClientCaps};
 use crate::policy::Verdict;
 use crate::thread::lock;
 use crossbeam_channel::Receiver;
@@ -167,6 +167,7 @@ fn serve(api: &Api, request: &Request, path: &str) -> Result<Reply, ApiError> {
         body: &[],
         id: None,
         tool: None,
+        subject: None,
     };
     match request.method() {
         Method::Post => post(api, request, &workspace, &caller),
@@ -224,10 +225,12 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         Message::Request { id, method, .. } => (Some(id.clone()), method.clone()),
         _ => (None, String::new()),
     };
+    let subject = call.as_ref().map(|c| gate.subject_of(c.method(), c.tool()));
     let asked = Asked {
         body,
         id: id.as_ref(),
         tool: call.as_ref().map(ToolCall::tool),
+        subject: subject.as_deref(),
     };
     let (agent_id, admitted) = match callers::identify(api, caller, workspace, &asked) {
         Ok(who) => who,
@@ -237,8 +240,10 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         numeric,
         new_id: new_session,
         notes,
+        client,
     } = if method == "initialize" {
-        api.sessions.open(api, workspace, &agent_id, &gate)?
+        api.sessions
+            .open(api, workspace, &agent_id, &gate, declared_client(&message))?
     } else {
         let header = request
             .header("Mcp-Session-Id")
@@ -250,7 +255,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
     let session = if new_session.is_some() {
         Session::new(sink)
     } else {
-        Session::initialized(sink)
+        Session::initialized(sink).with_client(client)
     }
     .with_agent(agent_id.as_str());
     let Some(id) = id else {
@@ -277,12 +282,23 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         };
         api.settings.call_timeout + approval
     } + MARGIN;
-    // List changes since the session's last request go first, when the client takes a stream.
-    let mut first: Vec<Vec<u8>> = notes.try_iter().take(1).collect();
-    while notes.try_recv().is_ok() {}
+    // Notices since the session's last request (list changes, resource updates, log messages)
+    // go first, when the client takes a stream; a repeated one is said once.
+    let mut first: Vec<Vec<u8>> = Vec::new();
+    for note in notes.try_iter() {
+        if !first.contains(&note) {
+            first.push(note);
+        }
+    }
     // A partner's listing is filtered, so it comes as one JSON answer (no event stream).
     let only = match (&admitted, method.as_str()) {
-        (Some(admitted), "tools/list") => Some(admitted.clone()),
+        (
+            Some(admitted),
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list",
+        ) => Some(mcp_reply::Only {
+            admitted: admitted.clone(),
+            routes: gate.routes(),
+        }),
         _ => None,
     };
     let accepts_sse = accepts_sse && only.is_none();
@@ -299,6 +315,19 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         only,
         call: in_flight,
     })))
+}
+
+/// What an `initialize` request's agent declared it can answer.
+fn declared_client(message: &Message) -> ClientCaps {
+    let Message::Request {
+        params: Some(params),
+        ..
+    } = message
+    else {
+        return ClientCaps::default();
+    };
+    let parsed = serde_json::from_str::<serde_json::Value>(params.get()).ok();
+    ClientCaps::from_capabilities(parsed.as_ref().and_then(|p| p.get("capabilities")))
 }
 
 fn check_host(api: &Api, request: &Request) -> Result<(), ApiError> {

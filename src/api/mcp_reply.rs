@@ -25,8 +25,10 @@ use super::sse;
 use crate::audit::Audit;
 use crate::http::{After, Request, Stream};
 use crate::jsonrpc::{self, Id, Message};
+use crate::merger::Routes;
 use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TrySendError};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,8 +58,9 @@ pub(super) struct Awaiting {
     pub(super) first: Vec<Vec<u8>>,
     /// The session id issued with this answer (`initialize`).
     pub(super) session: Option<String>,
-    /// A partner's `tools/list`: only what it may call, always as JSON.
-    pub(super) only: Option<Admitted>,
+    /// A partner's or scoped token's list of tools, prompts, resources or templates: only what
+    /// it may use, always as JSON.
+    pub(super) only: Option<Only>,
     /// The call to record once answered.
     pub(super) call: Option<CallInFlight>,
 }
@@ -121,19 +124,49 @@ fn is_answer_to(line: &[u8], id: &Id) -> bool {
     }
 }
 
-/// A partner's `tools/list` answer with only the tools it may call.
-fn only_permitted(line: &[u8], admitted: &Admitted) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(line) {
+/// What a limited caller may see of a list: its scopes, and the routes that name each
+/// resource (scopes match a resource's `server.name`, not its URI).
+pub(super) struct Only {
+    pub(super) admitted: Admitted,
+    pub(super) routes: Arc<Routes>,
+}
+
+/// Whether a limited caller may see one item of a list.
+type Keep<'a> = dyn Fn(&Value) -> bool + 'a;
+
+/// A limited caller's list answer with only what it may use: tools and prompts by name,
+/// resources and templates by the name of the route their URI takes.
+fn only_permitted(line: &[u8], only: &Only) -> Vec<u8> {
+    let resources = only.routes.resources();
+    let by_name = |item: &Value| {
+        item.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|name| only.admitted.permits(name))
+    };
+    let by_uri = |item: &Value| {
+        item.get("uri")
+            .and_then(Value::as_str)
+            .and_then(|uri| resources.route(uri))
+            .is_some_and(|route| only.admitted.permits(&route.subject))
+    };
+    let by_template = |item: &Value| {
+        item.get("uriTemplate")
+            .and_then(Value::as_str)
+            .and_then(|uri| resources.template(uri))
+            .is_some_and(|route| only.admitted.permits(&route.subject))
+    };
+    match serde_json::from_slice::<Value>(line) {
         Ok(mut answer) => {
-            if let Some(tools) = answer
-                .pointer_mut("/result/tools")
-                .and_then(serde_json::Value::as_array_mut)
-            {
-                tools.retain(|t| {
-                    t.get("name")
-                        .and_then(serde_json::Value::as_str)
-                        .is_some_and(|name| admitted.permits(name))
-                });
+            let lists: [(&str, &Keep<'_>); 4] = [
+                ("/result/tools", &by_name),
+                ("/result/prompts", &by_name),
+                ("/result/resources", &by_uri),
+                ("/result/resourceTemplates", &by_template),
+            ];
+            for (pointer, keep) in lists {
+                if let Some(items) = answer.pointer_mut(pointer).and_then(Value::as_array_mut) {
+                    items.retain(|item| keep(item));
+                }
             }
             answer.to_string().into_bytes()
         }
@@ -250,7 +283,7 @@ impl Entry {
             return;
         };
         let body = match &self.a.only {
-            Some(admitted) => only_permitted(line, admitted),
+            Some(only) => only_permitted(line, only),
             None => line.to_vec(),
         };
         self.record(records, jsonrpc::outcome_label(&body));

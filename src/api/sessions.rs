@@ -15,6 +15,7 @@ use super::Api;
 use crate::crypto::secret::random_hex;
 use crate::gate::Gate;
 use crate::jsonrpc::Sink;
+use crate::mcp::ClientCaps;
 use crate::thread::lock;
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
@@ -25,8 +26,9 @@ use std::time::{Duration, Instant};
 /// A session unused this long is forgotten (clients that vanish without `DELETE` would otherwise
 /// fill the table and lock every new agent out).
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-/// List changes kept for a session's next request: one says it all.
-const NOTES_QUEUE: usize = 1;
+/// Notices kept for a session's GET stream or its next request (list changes, resource
+/// updates, log messages); more are dropped.
+const NOTES_QUEUE: usize = 64;
 
 /// One MCP session over HTTP.
 pub(super) struct HttpSession {
@@ -38,6 +40,8 @@ pub(super) struct HttpSession {
     notes: Receiver<Vec<u8>>,
     /// When the session last carried a request.
     last_used: Instant,
+    /// What the agent declared at `initialize` it can answer.
+    client: ClientCaps,
     /// Whether a GET stream of the session is open (such a session is in use, never idle).
     streaming: Arc<AtomicBool>,
 }
@@ -54,6 +58,8 @@ pub(super) struct SessionRef {
     pub(super) numeric: u64,
     pub(super) new_id: Option<String>,
     pub(super) notes: Receiver<Vec<u8>>,
+    /// What the agent declared at `initialize` it can answer.
+    pub(super) client: ClientCaps,
 }
 
 /// A session's GET stream, as the table hands it out.
@@ -102,6 +108,7 @@ impl Sessions {
         workspace: &str,
         agent_id: &str,
         gate: &Gate,
+        client: ClientCaps,
     ) -> Result<SessionRef, ApiError> {
         let forgotten = forget_idle(&mut lock(&self.table), Instant::now(), SESSION_IDLE);
         if !forgotten.is_empty() {
@@ -127,12 +134,14 @@ impl Sessions {
                 notes: notes.clone(),
                 last_used: Instant::now(),
                 streaming: Arc::default(),
+                client,
             },
         );
         Ok(SessionRef {
             numeric,
             new_id: Some(id),
             notes,
+            client,
         })
     }
 
@@ -151,6 +160,7 @@ impl Sessions {
                     numeric: s.numeric,
                     new_id: None,
                     notes: s.notes.clone(),
+                    client: s.client,
                 })
             }
             _ => Err(unknown()),
@@ -300,6 +310,7 @@ mod tests {
             notes: crossbeam_channel::bounded(1).1,
             last_used,
             streaming: Arc::default(),
+            client: ClientCaps::default(),
         }
     }
 

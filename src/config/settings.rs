@@ -72,6 +72,9 @@ pub enum OnChange {
 pub struct Settings {
     /// Longest JSON-RPC line accepted from an agent or a child. Default 4 MiB.
     pub max_line_bytes: usize,
+    /// Longest `resources/read` result passed to an agent; a longer one is refused with an
+    /// error that says so. Default 2 MiB.
+    pub max_read_bytes: usize,
     /// Deadline of the `initialize` handshake with a child. Default 30 s.
     pub init_timeout: Duration,
     /// Deadline of an agent's `tools/call` (and of any other forwarded request). Default 60 s.
@@ -140,6 +143,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             max_line_bytes: 4 * 1024 * 1024,
+            max_read_bytes: 2 * 1024 * 1024,
             init_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(60),
             list_timeout: Duration::from_secs(30),
@@ -180,6 +184,7 @@ impl Default for Settings {
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsFile {
     max_line_bytes: Option<usize>,
+    max_read_bytes: Option<usize>,
     init_timeout_ms: Option<u64>,
     call_timeout_ms: Option<u64>,
     list_timeout_ms: Option<u64>,
@@ -246,6 +251,7 @@ pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
     };
     let settings = Settings {
         max_line_bytes: positive(file.max_line_bytes, d.max_line_bytes, "max_line_bytes")?,
+        max_read_bytes: positive(file.max_read_bytes, d.max_read_bytes, "max_read_bytes")?,
         init_timeout: ms(file.init_timeout_ms, d.init_timeout, "init_timeout_ms")?,
         call_timeout: ms(file.call_timeout_ms, d.call_timeout, "call_timeout_ms")?,
         list_timeout: ms(file.list_timeout_ms, d.list_timeout, "list_timeout_ms")?,

@@ -16,6 +16,8 @@ mod child;
 mod connection;
 mod health;
 
+pub(crate) use connection::lists::ListKind;
+
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{code, Id, Responder, SessionId};
 use crate::thread::{self, lock, JoinOnDrop};
@@ -93,15 +95,86 @@ pub struct Snapshot {
     pub last_error: Option<String>,
 }
 
+/// What a server offers as it declared at `initialize`: which lists exist, and whether its
+/// resources take subscriptions, completions and log levels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// `tools`.
+    pub tools: bool,
+    /// `prompts`.
+    pub prompts: bool,
+    /// `resources` (lists, templates and reads).
+    pub resources: bool,
+    /// `resources.subscribe`.
+    pub subscribe: bool,
+    /// `completions`.
+    pub completions: bool,
+    /// `logging`.
+    pub logging: bool,
+}
+
+impl Offered {
+    /// What an `initialize` result's `capabilities` object declares.
+    pub fn from_capabilities(caps: &serde_json::Map<String, Value>) -> Offered {
+        let flag = |kind: &str, field: &str| {
+            caps.get(kind)
+                .and_then(|c| c.get(field))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        Offered {
+            tools: caps.contains_key("tools"),
+            prompts: caps.contains_key("prompts"),
+            resources: caps.contains_key("resources"),
+            subscribe: flag("resources", "subscribe"),
+            completions: caps.contains_key("completions"),
+            logging: caps.contains_key("logging"),
+        }
+    }
+}
+
+/// Everything a child listed: its tools, prompts, resources and resource templates (each in the
+/// child's order, as raw objects), with what it declared.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Catalog {
+    /// `tools/list`, every page.
+    pub tools: Vec<Value>,
+    /// `prompts/list`, every page.
+    pub prompts: Vec<Value>,
+    /// `resources/list`, every page.
+    pub resources: Vec<Value>,
+    /// `resources/templates/list`, every page.
+    pub templates: Vec<Value>,
+    /// What the child declared at `initialize`.
+    pub offered: Offered,
+}
+
+/// Something a child said that concerns sessions, not one request.
+#[derive(Debug)]
+pub enum Notice {
+    /// `notifications/resources/updated` for `uri`.
+    Updated {
+        /// The resource's URI as the child wrote it.
+        uri: String,
+    },
+    /// `notifications/message`: a log message, its hidden characters already stripped.
+    Log {
+        /// Its RFC 5424 level.
+        level: crate::mcp::LogLevel,
+        /// The params to forward (`logger` names the server).
+        params: String,
+    },
+}
+
 /// What a connection tells the merger.
 #[derive(Debug)]
 pub enum Event {
-    /// A complete `tools/list` (all pages) from the child.
-    Tools {
+    /// A complete listing (all pages of every list the child offers).
+    Listed {
         /// The connection.
         conn: ConnId,
-        /// The raw tool objects, in the child's order.
-        tools: Vec<Value>,
+        /// What the child offers.
+        catalog: Catalog,
         /// The child's `serverInfo` from its `initialize` answer (pinned with each tool).
         server_info: Value,
         /// The child's `instructions`, if any (model-read: sanitized and pinned, never forwarded).
@@ -113,6 +186,13 @@ pub enum Event {
         conn: ConnId,
         /// The new status.
         status: Status,
+    },
+    /// A resource changed or the child logged something.
+    Notice {
+        /// The connection.
+        conn: ConnId,
+        /// What it said.
+        notice: Notice,
     },
 }
 
@@ -135,15 +215,53 @@ pub struct CallRequest {
     /// The authenticated agent, when the transport knows it (sent on only to `partner`
     /// connections, see [`crate::mcp::AGENT_META`]).
     pub agent: Option<String>,
+    /// The requests of the child this session may be sent while the call is in flight (what it
+    /// declared, less what the workspace's policy denies this connection).
+    pub client: crate::mcp::ClientCaps,
+    /// A result longer than this is refused with an error (`resources/read`'s size cap).
+    pub max_result_bytes: Option<usize>,
 }
 
 /// Commands a connection thread accepts.
 #[derive(Debug)]
 pub(crate) enum Command {
     Call(CallRequest),
-    Cancel { session: SessionId, id: Id },
+    Cancel {
+        session: SessionId,
+        id: Id,
+    },
+    /// An agent's answer to the child's request `n` (see [`server_request_id`]).
+    ClientAnswer {
+        session: SessionId,
+        n: u64,
+        outcome: crate::jsonrpc::Outcome,
+    },
+    /// A notification of the gate's own to the child.
+    Notify {
+        method: &'static str,
+        params: Option<String>,
+    },
+    /// A request of the gate's own whose answer nobody waits for (`logging/setLevel`,
+    /// `resources/unsubscribe` of the last session).
+    Tell {
+        method: &'static str,
+        params: String,
+    },
     RefreshTools,
     Restart,
+}
+
+/// The id under which an agent sees request `n` of connection `conn` (`sampling/createMessage`
+/// and the like): a string no agent's own ids are compared with.
+pub(crate) fn server_request_id(conn: ConnId, n: u64) -> String {
+    format!("aegis-{}-{n}", conn.0)
+}
+
+/// The connection and number an id of [`server_request_id`]'s names.
+pub(crate) fn parse_server_request_id(id: &str) -> Option<(ConnId, u64)> {
+    let rest = id.strip_prefix("\"aegis-")?.strip_suffix('"')?;
+    let (conn, n) = rest.split_once('-')?;
+    Some((ConnId(conn.parse().ok()?), n.parse().ok()?))
 }
 
 struct HandleInner {
@@ -211,6 +329,30 @@ impl ConnHandle {
     /// Tells the connection the agent cancelled request `id` of `session` (if it holds it).
     pub fn cancel(&self, session: SessionId, id: Id) {
         self.send(Command::Cancel { session, id });
+    }
+
+    /// Hands the child an agent's answer to its request `n`.
+    pub(crate) fn client_answer(
+        &self,
+        session: SessionId,
+        n: u64,
+        outcome: crate::jsonrpc::Outcome,
+    ) {
+        self.send(Command::ClientAnswer {
+            session,
+            n,
+            outcome,
+        });
+    }
+
+    /// Sends the child a notification of the gate's own.
+    pub(crate) fn notify(&self, method: &'static str, params: Option<String>) {
+        self.send(Command::Notify { method, params });
+    }
+
+    /// Sends the child a request of the gate's own, whose answer is not awaited.
+    pub(crate) fn tell(&self, method: &'static str, params: String) {
+        self.send(Command::Tell { method, params });
     }
 
     /// Asks the connection to fetch its child's tool list again.

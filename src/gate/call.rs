@@ -1,8 +1,9 @@
-//! The one parser of a `tools/call`: its params read once per request, and the policy's verdict
-//! on it decided once, where the gate routes it.
+//! The one parser of a call: a `tools/call`, `prompts/get` or `resources/read`, its params read
+//! once per request, and the policy's verdict on it decided once, where the gate routes it.
 //!
 //! Owns: [`ToolCall`]: the params as a map of raw values (the last of duplicate keys wins, as in
-//! every JSON parser the gate uses), the name exactly as the gate routes it, the raw `arguments`,
+//! every JSON parser the gate uses), the name (a tool's or a prompt's) or the URI (a resource's)
+//! exactly as the gate routes it, the raw `arguments`,
 //! and a [`VerdictSlot`] the gate fills when it decides, which the transports read for their
 //! audit records (so a record names the verdict that was applied, not one computed again).
 //! Never: re-serializes an argument value (they stay raw); decides a verdict (the gate does).
@@ -16,9 +17,14 @@ use std::sync::{Arc, OnceLock};
 /// Where the gate puts the verdict it applied to a call; shared with the transport.
 pub(crate) type VerdictSlot = Arc<OnceLock<Verdict>>;
 
-/// A `tools/call`'s params, parsed once.
+/// The methods the gate parses, routes, audits and decides a verdict on as calls.
+pub(crate) const CALL_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// A call's params, parsed once.
 #[derive(Debug)]
 pub(crate) struct ToolCall {
+    /// `tools/call`, `prompts/get` or `resources/read`.
+    method: &'static str,
     /// `None` when params is present but not an object.
     params: Option<BTreeMap<String, Box<RawValue>>>,
     /// `params.name` when it is a string.
@@ -28,36 +34,59 @@ pub(crate) struct ToolCall {
 
 impl ToolCall {
     /// Parses a `tools/call`'s params (absent params are an empty object).
+    #[cfg(test)]
     pub(crate) fn parse(params: Option<&RawValue>) -> ToolCall {
+        ToolCall::parse_as("tools/call", params)
+    }
+
+    /// Parses the params of `method`, one of [`CALL_METHODS`] (another is parsed as a
+    /// `tools/call`).
+    pub(crate) fn parse_as(method: &str, params: Option<&RawValue>) -> ToolCall {
+        let method = CALL_METHODS
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("tools/call");
         let params = match params {
             None => Some(BTreeMap::new()),
             Some(raw) => serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()).ok(),
         };
+        let key = if method == "resources/read" {
+            "uri"
+        } else {
+            "name"
+        };
         let name = params
             .as_ref()
-            .and_then(|map| map.get("name"))
+            .and_then(|map| map.get(key))
             .and_then(|n| serde_json::from_str::<String>(n.get()).ok());
         ToolCall {
+            method,
             params,
             name,
             verdict: VerdictSlot::default(),
         }
     }
 
-    /// The call a message makes: for a `tools/call` request or notification, its params
-    /// parsed; `None` for anything else.
+    /// The call a message makes: for a request or notification of one of [`CALL_METHODS`],
+    /// its params parsed; `None` for anything else.
     pub(crate) fn of(message: &Message) -> Option<ToolCall> {
         match message {
             Message::Request { method, params, .. } | Message::Notification { method, params }
-                if method == "tools/call" =>
+                if CALL_METHODS.contains(&method.as_str()) =>
             {
-                Some(ToolCall::parse(params.as_deref()))
+                Some(ToolCall::parse_as(method, params.as_deref()))
             }
             _ => None,
         }
     }
 
-    /// The name the gate routes (`""` when params has no string `name`).
+    /// `tools/call`, `prompts/get` or `resources/read`.
+    pub(crate) fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The name the gate routes: a tool's or a prompt's name, a resource's URI (`""` when
+    /// params has no such string).
     pub(crate) fn tool(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
     }
@@ -82,12 +111,18 @@ impl ToolCall {
 
     /// The params and the name, for routing; the message an agent gets when they are unusable.
     pub(crate) fn into_parts(self) -> Result<(String, BTreeMap<String, Box<RawValue>>), String> {
+        let method = self.method;
         let params = self
             .params
-            .ok_or_else(|| "tools/call: params must be an object".to_owned())?;
+            .ok_or_else(|| format!("{method}: params must be an object"))?;
+        let key = if method == "resources/read" {
+            "uri"
+        } else {
+            "name"
+        };
         let name = self
             .name
-            .ok_or_else(|| "tools/call: params.name must be a string".to_owned())?;
+            .ok_or_else(|| format!("{method}: params.{key} must be a string"))?;
         Ok((name, params))
     }
 }

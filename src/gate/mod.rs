@@ -1,9 +1,15 @@
 //! Gate: the upstream MCP endpoint that agents talk to.
 //!
-//! Owns: the upstream protocol: `initialize` (version negotiation, capabilities), `ping`,
-//! `tools/list` (answered by the merger), `tools/call` (routed by prefix to its connection with
-//! the name rewritten), `notifications/cancelled`, and -32601 at once for every other method
-//! (`server/discover` included) so dual-era clients fall back without waiting.
+//! Owns: the upstream protocol: `initialize` (version negotiation; the capabilities, which the
+//! merger fills in from what the servers offer; what the agent declared it can answer),
+//! `ping`, the lists (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`: answered by the merger), the calls (`tools/call`, `prompts/get`,
+//! `resources/read`: routed to their connection, in `route.rs`), `completion/complete`,
+//! `resources/subscribe` and `unsubscribe` and `logging/setLevel` (the merger keeps them per
+//! session), the agent's answers to a server's requests (back to the connection that asked),
+//! `notifications/cancelled` and `notifications/roots/list_changed`, and -32601 at once for
+//! every other method (`server/discover` included) so dual-era clients fall back without
+//! waiting.
 //! Never: blocks. Every request is handed on (to the merger or a connection) with a `Responder`,
 //! so a slow `tools/call` never delays a `ping` or another call. Never logs arguments or results.
 //!
@@ -12,23 +18,23 @@
 //! decided once, here, where it is routed.
 
 pub(crate) mod call;
+mod route;
 pub(crate) mod runtime;
 pub(crate) mod stdio;
 pub(crate) mod tap;
 
 pub(crate) use call::{ToolCall, VerdictSlot};
 
-use crate::approvals::{self, Approvals, Release, ReleaseFn};
+use crate::approvals::Approvals;
 use crate::config::Settings;
-use crate::downstream::{CallRequest, ConnHandle};
-use crate::jsonrpc::{self, code, Id, Message, Responder, SessionId, Sink};
-use crate::mcp;
+use crate::downstream::{parse_server_request_id, ListKind};
+use crate::jsonrpc::{self, code, Id, Message, Outcome, Responder, SessionId, Sink};
+use crate::mcp::{self, ClientCaps, LogLevel};
 use crate::merger::{MergerHandle, Request, ViewKey};
 use crate::policy::{Facts, Policy, Verdict};
 use crate::thread::{lock, read, write};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,6 +46,9 @@ pub(crate) struct Session {
     initialized: AtomicBool,
     /// The authenticated caller (an HTTP agent's id), passed to `partner` connections.
     agent: Option<String>,
+    /// What the agent declared at `initialize` it can answer (set by the gate for a session
+    /// that lives across messages, by the transport for an HTTP session's later requests).
+    client: Mutex<ClientCaps>,
 }
 
 impl Session {
@@ -49,6 +58,7 @@ impl Session {
             sink,
             initialized: AtomicBool::new(false),
             agent: None,
+            client: Mutex::new(ClientCaps::default()),
         }
     }
 
@@ -58,7 +68,19 @@ impl Session {
             sink,
             initialized: AtomicBool::new(true),
             agent: None,
+            client: Mutex::new(ClientCaps::default()),
         }
+    }
+
+    /// The same session, whose agent declared `client` at its `initialize`.
+    pub(crate) fn with_client(self, client: ClientCaps) -> Session {
+        *lock(&self.client) = client;
+        self
+    }
+
+    /// What the agent declared it can answer.
+    pub(crate) fn client(&self) -> ClientCaps {
+        *lock(&self.client)
     }
 
     /// The same session, known to be `agent` (authenticated by the transport, never by a
@@ -98,6 +120,17 @@ pub(crate) struct Gate {
 struct InitializeParams {
     #[serde(rename = "protocolVersion")]
     protocol_version: Option<String>,
+    capabilities: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct UriParams {
+    uri: String,
+}
+
+#[derive(Deserialize)]
+struct LevelParams {
+    level: String,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +177,7 @@ impl Gate {
     /// never decided (refused before routing, or still held at its deadline).
     pub(crate) fn verdict(&self, tool: &str, agent: Option<&str>) -> Verdict {
         let routes = self.merger.routes();
-        let route = routes.get(tool);
+        let route = routes.get(tool).or_else(|| routes.prompt(tool));
         let facts = Facts {
             trusted: route.is_some_and(|r| r.conn.trusted()),
             annotations: route.and_then(|r| r.annotations.as_deref()),
@@ -154,6 +187,25 @@ impl Gate {
             .verdict
     }
 
+    /// The name policies, scopes and grants match for a call of `method` naming `name`: a
+    /// resource's `server.name` (found by its URI; the URI itself when no server lists it),
+    /// else the name.
+    pub(crate) fn subject_of(&self, method: &str, name: &str) -> String {
+        if method != "resources/read" {
+            return name.to_owned();
+        }
+        let routes = self.merger.routes();
+        routes
+            .resources()
+            .route(name)
+            .map_or_else(|| name.to_owned(), |r| r.subject.clone())
+    }
+
+    /// The merger's current route table.
+    pub(crate) fn routes(&self) -> Arc<crate::merger::Routes> {
+        self.merger.routes()
+    }
+
     fn current_policy(&self) -> Arc<Policy> {
         Arc::clone(&read(&self.policy))
     }
@@ -161,73 +213,6 @@ impl Gate {
     /// Applies `policy` to every call from now on.
     pub(crate) fn set_policy(&self, policy: Policy) {
         *write(&self.policy) = Arc::new(policy);
-    }
-
-    /// Holds an escalated call for a person in `approvals`.
-    fn hold(
-        &self,
-        approvals: &Approvals,
-        conn: ConnHandle,
-        req: CallRequest,
-        tool: &str,
-        policy: &Policy,
-    ) {
-        let arguments = req
-            .params
-            .get("arguments")
-            .map_or("", |a| a.get())
-            .to_owned();
-        let agent = req.agent.clone();
-        let caller = (req.responder.session(), req.responder.id().to_string());
-        // An agent that asked for progress hears, every few seconds, that its call still waits
-        // (which also keeps its HTTP answer stream alive).
-        let keepalive: Option<approvals::KeepaliveFn> = req.progress_token.clone().map(|token| {
-            let sink = req.responder.sink().clone();
-            Box::new(move |beat: u64| {
-                let line = format!(
-                    "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":{},\"progress\":{beat},\"message\":\"waiting for a person's approval\"}}}}",
-                    token.get()
-                );
-                sink.send(line.into_bytes());
-            }) as approvals::KeepaliveFn
-        });
-        let shown: String = tool.chars().take(200).collect();
-        let release: ReleaseFn = Box::new(move |release| match release {
-            Release::Approve => conn.call(req),
-            Release::Deny => req.responder.error(
-                code::POLICY_DENIED,
-                &format!("{shown:?} was denied by a person"),
-            ),
-            Release::Expire => req.responder.error(
-                code::POLICY_DENIED,
-                &format!("{shown:?} was not approved in time"),
-            ),
-            Release::Full => req.responder.error(
-                code::OVERLOADED,
-                "too many calls are waiting for approval, or the gate is stopping; try again later",
-            ),
-            // A call the agent cancelled is owed nothing.
-            Release::Cancel => drop(req),
-            Release::Stopped => req.responder.error(
-                code::SERVER_UNAVAILABLE,
-                &format!("{shown:?} was waiting for approval and its workspace stopped"),
-            ),
-        });
-        let request = approvals::Request {
-            workspace: &self.workspace,
-            agent: agent.as_deref(),
-            tool,
-            arguments: &arguments,
-            timeout: policy.approval_timeout(),
-            webhooks: policy.webhooks.clone(),
-            caller,
-        };
-        if let Err(e) = approvals.hold(request, release, keepalive) {
-            log::warn!(
-                "workspace {}: cannot hold a call for approval: {e:?}",
-                self.workspace
-            );
-        }
     }
 
     /// Handles one message a transport has parsed, with its `tools/call` params when the
@@ -245,15 +230,36 @@ impl Gate {
             }
             Ok(Message::Request { id, method, params }) => {
                 let responder = Responder::new(id, session.sink.clone());
-                let call = (method == "tools/call")
-                    .then(|| call.unwrap_or_else(|| ToolCall::parse(params.as_deref())));
+                let call = call::CALL_METHODS.contains(&method.as_str()).then(|| {
+                    call.unwrap_or_else(|| ToolCall::parse_as(&method, params.as_deref()))
+                });
                 self.on_request(session, responder, &method, params.as_deref(), call);
             }
             Ok(Message::Notification { method, params }) => {
                 self.on_notification(session, &method, params.as_deref())
             }
-            // The gate sends agents no requests, so there is nothing to match an answer to.
-            Ok(Message::Response { .. }) => {}
+            Ok(Message::Response { id, outcome }) => self.on_answer(session, &id, outcome),
+        }
+    }
+
+    /// An agent answered a server's request: back to the connection that asked (which takes
+    /// it only from the session it asked).
+    fn on_answer(&self, session: &Session, id: &Id, outcome: Outcome) {
+        let Some((conn, n)) = parse_server_request_id(id.as_json()) else {
+            log::debug!(
+                "session {}: an answer to no request of the gate's",
+                session.id()
+            );
+            return;
+        };
+        let routes = self.merger.routes();
+        let found = routes.connections().find(|c| c.id() == conn).cloned();
+        match found {
+            Some(conn) => conn.client_answer(session.id(), n, outcome),
+            None => log::debug!(
+                "session {}: an answer for a server that is gone",
+                session.id()
+            ),
         }
     }
 
@@ -289,29 +295,31 @@ impl Gate {
         match (method, call) {
             ("initialize", _) => self.initialize(session, responder, params),
             ("ping", _) => responder.result("{}"),
-            ("tools/list" | "tools/call", _) if !initialized => responder.error(
+            (m, _) if !initialized && SESSION_METHODS.contains(&m) => responder.error(
                 code::NOT_INITIALIZED,
                 "the session is not initialized: send initialize first",
             ),
-            ("tools/list", _) => self.list(responder, params),
-            ("tools/call", Some(call)) if !self.merger.is_ready() => {
-                // Routes are incomplete until every child has listed: run the call after that.
-                let gate = Arc::clone(self);
-                let agent = session.agent.clone();
-                let run = move |responder: Responder| {
-                    let key = (responder.session(), responder.id().clone());
-                    let cancelled = lock(&gate.cancelled_early).remove(&key);
-                    // A call the agent cancelled while it waited is owed nothing.
-                    if !cancelled {
-                        gate.call(responder, call, agent);
-                    }
-                };
-                self.merger.send(Request::WhenReady {
-                    responder,
-                    run: Box::new(run),
+            ("tools/list", _) => self.list(responder, params, ListKind::Tools),
+            ("prompts/list", _) => self.list(responder, params, ListKind::Prompts),
+            ("resources/list", _) => self.list(responder, params, ListKind::Resources),
+            ("resources/templates/list", _) => self.list(responder, params, ListKind::Templates),
+            ("resources/subscribe" | "resources/unsubscribe", _) => {
+                self.watch(session, responder, method == "resources/subscribe", params)
+            }
+            ("logging/setLevel", _) => self.set_level(responder, params),
+            ("completion/complete", _) => {
+                let (agent, client) = (session.agent.clone(), session.client());
+                let params = params_owned(params);
+                self.when_ready(responder, move |gate, responder| {
+                    gate.complete(responder, params.as_deref(), agent, client)
                 });
             }
-            ("tools/call", Some(call)) => self.call(responder, call, session.agent.clone()),
+            (_, Some(call)) => {
+                let (agent, client) = (session.agent.clone(), session.client());
+                self.when_ready(responder, move |gate, responder| {
+                    gate.call(responder, call, agent, client)
+                });
+            }
             _ => {
                 let shown: String = method.chars().take(100).collect();
                 responder.error(
@@ -322,7 +330,67 @@ impl Gate {
         }
     }
 
+    /// Runs `work` now when startup has settled, else once it has (routes are incomplete until
+    /// every child has listed); a request the agent cancelled while it waited is owed nothing.
+    fn when_ready(
+        self: &Arc<Self>,
+        responder: Responder,
+        work: impl FnOnce(&Gate, Responder) + Send + 'static,
+    ) {
+        if self.merger.is_ready() {
+            return work(self, responder);
+        }
+        let gate = Arc::clone(self);
+        let run = move |responder: Responder| {
+            let key = (responder.session(), responder.id().clone());
+            let cancelled = lock(&gate.cancelled_early).remove(&key);
+            if !cancelled {
+                work(&gate, responder);
+            }
+        };
+        self.merger.send(Request::WhenReady {
+            responder,
+            run: Box::new(run),
+        });
+    }
+
+    /// `resources/subscribe` or `unsubscribe`, kept per session by the merger.
+    fn watch(&self, session: &Session, responder: Responder, on: bool, params: Option<&RawValue>) {
+        let Some(uri) = params.and_then(|p| serde_json::from_str::<UriParams>(p.get()).ok()) else {
+            return responder.error(code::INVALID_PARAMS, "params.uri must be a string");
+        };
+        self.merger.send(Request::Watch {
+            responder,
+            uri: uri.uri,
+            on,
+            agent: session.agent.clone(),
+        });
+    }
+
+    /// `logging/setLevel`, kept per session by the merger.
+    fn set_level(&self, responder: Responder, params: Option<&RawValue>) {
+        let level = params
+            .and_then(|p| serde_json::from_str::<LevelParams>(p.get()).ok())
+            .and_then(|p| LogLevel::parse(&p.level));
+        match level {
+            Some(level) => self.merger.send(Request::SetLevel { responder, level }),
+            None => responder.error(
+                code::INVALID_PARAMS,
+                "params.level must be one of debug, info, notice, warning, error, critical, \
+                 alert, emergency",
+            ),
+        }
+    }
+
     fn on_notification(&self, session: &Session, method: &str, params: Option<&RawValue>) {
+        if method == "notifications/roots/list_changed" {
+            // The servers ask for the roots again; their request goes to an agent with a call in
+            // flight, as every server request does.
+            for conn in self.merger.routes().connections() {
+                conn.notify("notifications/roots/list_changed", None);
+            }
+            return;
+        }
         if method != "notifications/cancelled" {
             return;
         }
@@ -354,41 +422,37 @@ impl Gate {
     }
 
     fn initialize(&self, session: &Session, responder: Responder, params: Option<&RawValue>) {
-        let requested = match params.map(|p| serde_json::from_str::<InitializeParams>(p.get())) {
-            Some(Ok(p)) => p.protocol_version,
-            None => None,
-            Some(Err(_)) => {
-                responder.error(code::INVALID_PARAMS, "initialize: params must be an object");
-                return;
-            }
-        };
-        let result = serde_json::json!({
-            "protocolVersion": mcp::negotiate(requested.as_deref()),
-            "capabilities": { "tools": { "listChanged": true } },
-            "serverInfo": {
-                "name": mcp::IMPLEMENTATION_NAME,
-                "version": mcp::IMPLEMENTATION_VERSION,
-            },
-        });
+        let (requested, declared) =
+            match params.map(|p| serde_json::from_str::<InitializeParams>(p.get())) {
+                Some(Ok(p)) => (p.protocol_version, p.capabilities),
+                None => (None, None),
+                Some(Err(_)) => {
+                    responder.error(code::INVALID_PARAMS, "initialize: params must be an object");
+                    return;
+                }
+            };
+        *lock(&session.client) = ClientCaps::from_capabilities(declared.as_ref());
         session.initialized.store(true, Ordering::SeqCst);
         self.merger.send(Request::ReleaseWhenReady {
             responder,
-            result: result.to_string(),
+            version: mcp::negotiate(requested.as_deref()),
         });
     }
 
-    fn list(&self, responder: Responder, params: Option<&RawValue>) {
+    fn list(&self, responder: Responder, params: Option<&RawValue>, kind: ListKind) {
         let cursor = match params.map(|p| serde_json::from_str::<ListParams>(p.get())) {
             Some(Ok(p)) => p.cursor,
             None => None,
             Some(Err(_)) => {
-                responder.error(code::INVALID_PARAMS, "tools/list: params must be an object");
+                let message = format!("{}: params must be an object", kind.method());
+                responder.error(code::INVALID_PARAMS, &message);
                 return;
             }
         };
         let key = ViewKey {
             workspace: self.workspace.clone(),
             scope: None,
+            kind,
         };
         self.merger.send(Request::List {
             key,
@@ -396,135 +460,25 @@ impl Gate {
             responder,
         });
     }
-
-    /// Decides the policy's verdict on `call` once (recorded in its slot for the transport's
-    /// audit record), then routes, holds or refuses it.
-    fn call(&self, responder: Responder, call: ToolCall, agent: Option<String>) {
-        let routes = self.merger.routes();
-        let route = routes.get(call.tool());
-        let facts = Facts {
-            trusted: route.is_some_and(|r| r.conn.trusted()),
-            annotations: route.and_then(|r| r.annotations.as_deref()),
-        };
-        let policy = self.current_policy();
-        let verdict = policy
-            .decide_with(call.tool(), agent.as_deref(), facts)
-            .verdict;
-        call.decide(verdict);
-        let (conn, prepared) = match prepare_call(call, route) {
-            Ok(ready) => ready,
-            Err(e) => {
-                let (code, message) = e.code_and_message();
-                return responder.error(code, &message);
-            }
-        };
-        let req = CallRequest {
-            responder,
-            method: "tools/call".into(),
-            params: prepared.params,
-            meta: prepared.meta,
-            progress_token: prepared.progress_token,
-            timeout: self.settings.call_timeout,
-            agent: agent.clone(),
-        };
-        let approvals = read(&self.approvals).clone();
-        match (verdict, approvals) {
-            (Verdict::Allow, _) => return conn.call(req),
-            (Verdict::Escalate, Some(approvals)) => {
-                return self.hold(&approvals, conn, req, &prepared.merged, &policy)
-            }
-            // Denied, or escalated where no approvals are kept (fail closed).
-            (Verdict::Deny | Verdict::Escalate, _) => {}
-        }
-        let message = policy
-            .refusal(&prepared.merged, agent.as_deref(), facts)
-            .unwrap_or_default();
-        log::info!(
-            "workspace {}: policy refused {:?} for {:?}",
-            self.workspace,
-            prepared.merged.chars().take(200).collect::<String>(),
-            agent
-        );
-        req.responder.error(code::POLICY_DENIED, &message);
-    }
 }
 
-/// Rewrites a call for its connection: the downstream name, `_meta` without what only the gate
-/// may say, the progress token taken out (the connection maps its own).
-fn prepare_call(
-    call: ToolCall,
-    route: Option<&crate::merger::Route>,
-) -> Result<(ConnHandle, PreparedCall), CallError> {
-    let (name, mut params) = call.into_parts()?;
-    let shown: String = name.chars().take(200).collect();
-    let Some(route) = route else {
-        return Err(CallError::Params(format!("unknown tool: {shown:?}")));
-    };
-    if let Some(reason) = &route.blocked {
-        return Err(CallError::Blocked(format!("tool {shown:?} is {reason}")));
-    }
-    let downstream_name =
-        serde_json::value::to_raw_value(&route.tool).map_err(|e| e.to_string())?;
-    params.insert("name".into(), downstream_name);
-    // Kept raw: values the agent sends on are never re-serialized by the gate.
-    let mut meta = match params.remove("_meta") {
-        None => None,
-        Some(raw) => Some(
-            serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
-                .map_err(|_| "tools/call: params._meta must be an object".to_owned())?,
-        ),
-    };
-    // Only the gate says which agent calls.
-    if let Some(m) = meta.as_mut() {
-        m.remove(crate::mcp::AGENT_META);
-    }
-    let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
-        Some(token) if is_string_or_integer(&token) => Some(token),
-        Some(_) => {
-            return Err(CallError::Params(
-                "tools/call: progressToken must be a string or number".into(),
-            ))
-        }
-        None => None,
-    };
-    let call = PreparedCall {
-        merged: name,
-        params,
-        meta,
-        progress_token,
-    };
-    Ok((route.conn.clone(), call))
-}
+/// The methods that need an initialized session.
+const SESSION_METHODS: [&str; 12] = [
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/roots/list_changed",
+];
 
-enum CallError {
-    Params(String),
-    Blocked(String),
-}
-
-impl CallError {
-    fn code_and_message(self) -> (i64, String) {
-        match self {
-            CallError::Params(message) => (code::INVALID_PARAMS, message),
-            CallError::Blocked(message) => (code::TOOL_BLOCKED, message),
-        }
-    }
-}
-
-impl From<String> for CallError {
-    fn from(message: String) -> CallError {
-        CallError::Params(message)
-    }
-}
-
-/// A progress token is a string or an integer (MCP `ProgressToken`).
-fn is_string_or_integer(raw: &RawValue) -> bool {
-    Id::from_raw(raw).is_ok()
-}
-
-struct PreparedCall {
-    /// The name the agent called (before routing), which policies match.
-    merged: String,
-    params: BTreeMap<String, Box<RawValue>>,
-    meta: Option<BTreeMap<String, Box<RawValue>>>,
-    progress_token: Option<Box<RawValue>>,
+/// Params kept past the message they came in (a completion run once startup settles).
+fn params_owned(params: Option<&RawValue>) -> Option<Box<RawValue>> {
+    params.map(ToOwned::to_owned)
 }

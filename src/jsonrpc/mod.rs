@@ -80,6 +80,13 @@ impl Id {
         Id(n.to_string().into())
     }
 
+    /// A string id with the text `text` (the gate's own ids towards agents).
+    pub fn from_string(text: &str) -> Id {
+        Id(serde_json::Value::String(text.to_owned())
+            .to_string()
+            .into())
+    }
+
     /// The id's JSON text, ready to splice into a message.
     pub fn as_json(&self) -> &str {
         &self.0

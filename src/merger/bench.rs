@@ -32,7 +32,10 @@ pub fn rebuild_for_bench(
         .iter()
         .map(|(name, tools)| {
             let listing = Listing {
-                tools: tools.clone(),
+                catalog: crate::downstream::Catalog {
+                    tools: tools.clone(),
+                    ..Default::default()
+                },
                 server_info: serde_json::json!({ "name": name }),
                 instructions: None,
             };
@@ -46,17 +49,16 @@ pub fn rebuild_for_bench(
     let mut servers: Vec<ServerTools<()>> = listings
         .iter()
         .map(|(name, listing)| ServerTools {
-            name: name.clone(),
-            conn: (),
-            tools: judge_one(name, listing),
+            tools: judge_one(name, listing).tools,
+            ..ServerTools::empty(name.clone(), ())
         })
         .collect();
     let start = Instant::now();
     for (server, (name, listing)) in servers.iter_mut().zip(&listings).take(rejudge) {
-        server.tools = judge_one(name, listing);
+        server.tools = judge_one(name, listing).tools;
     }
     let merged = view::merge(&servers, Namer::from_settings(settings), false);
-    let routes = view::routes(&merged, Vec::new());
+    let routes = view::routes(&merged, &[], Default::default(), Vec::new());
     let view = MergedView::build(&merged, settings.page_size);
     let elapsed = start.elapsed();
     let mut n_pages = 0;

@@ -4,8 +4,11 @@
 //! capacities) and the thread's lifecycle. The parts, lowest first (each file imports only files
 //! below it; none imports this one):
 //! - `request.rs`: [`Request`], [`ViewKey`], [`Deferred`], [`MAX_HELD`], the gate's vocabulary.
+//! - `resources.rs`: resources and templates across servers, sans-IO: the merge by URI and the
+//!   routes of URIs ([`ResourceRoutes`]).
 //! - `view.rs`: the merge itself, sans-IO (naming, collisions, pages, [`Routes`]).
-//! - `judge.rs`: sanitize, pin and decide one server's listing.
+//! - `judge.rs`: sanitize, pin and decide one server's listing (tools, prompts, resources).
+//! - `sessions.rs`: the sessions told about list changes, resource updates and log messages.
 //! - `cache.rs`: the LRU of merged views with timestamps, and [`CacheStats`].
 //! - `state.rs`: the thread's loop and state: servers, startup gate, subscribers, route publishing.
 //! - `bench.rs`: [`rebuild_for_bench`], the rebuild work without a thread, for `benches/gate.rs`.
@@ -32,13 +35,17 @@ mod bench;
 mod cache;
 mod judge;
 mod request;
+mod resources;
+mod sessions;
 mod state;
 mod view;
 
 #[doc(hidden)]
 pub use bench::rebuild_for_bench;
 pub use cache::CacheStats;
+pub(crate) use judge::PROMPT_PIN;
 pub use request::{Deferred, Request, ViewKey, MAX_HELD};
+pub use resources::{Collision, ResourceRoute, ResourceRoutes};
 pub use state::SharedRoutes;
 pub use view::{Route, Routes};
 
@@ -83,7 +90,9 @@ impl MergerHandle {
         let responder = match e.into_inner() {
             Request::List { responder, .. }
             | Request::ReleaseWhenReady { responder, .. }
-            | Request::WhenReady { responder, .. } => responder,
+            | Request::WhenReady { responder, .. }
+            | Request::Watch { responder, .. }
+            | Request::SetLevel { responder, .. } => responder,
             other @ (Request::Unsubscribe { .. }
             | Request::Subscribe(_)
             | Request::AddServer(_)

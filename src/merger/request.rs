@@ -6,19 +6,22 @@
 //! Never: imports another file of the merger; every other file may use it, so it stays the lowest
 //! (no import circle through it). It holds no state and does no I/O.
 
-use crate::downstream::{ConnHandle, ConnId};
+use crate::downstream::{ConnHandle, ConnId, ListKind};
 use crate::jsonrpc::{Responder, SessionId, Sink};
+use crate::mcp::LogLevel;
 
 /// Requests held until startup settles; more are refused at once.
 pub const MAX_HELD: usize = 1024;
 
-/// Which merged view: a workspace, and room for the caller's scope.
+/// Which merged view: a workspace, a list, and room for the caller's scope.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ViewKey {
     /// The workspace (`default` in stdio mode).
     pub workspace: String,
     /// The caller's tool scope, once scopes exist; `None` sees every tool.
     pub scope: Option<String>,
+    /// Tools, prompts, resources or resource templates.
+    pub kind: ListKind,
 }
 
 /// Work the gate wants done once startup is settled (a `tools/call` that arrived early); it gets
@@ -27,7 +30,7 @@ pub type Deferred = Box<dyn FnOnce(Responder) + Send>;
 
 /// What the gate asks of the merger.
 pub enum Request {
-    /// Answer `tools/list` for `key` at `cursor`.
+    /// Answer `tools/list` (or the list `key` names) for `key` at `cursor`.
     List {
         /// The view.
         key: ViewKey,
@@ -36,13 +39,32 @@ pub enum Request {
         /// Where the answer goes.
         responder: Responder,
     },
-    /// Answer `initialize` with `result` once startup is settled, then subscribe the session to
-    /// `notifications/tools/list_changed`.
+    /// Answer `initialize` once startup is settled, with the capabilities the servers offer
+    /// then, and tell the session about list changes from then on.
     ReleaseWhenReady {
         /// Where the answer goes.
         responder: Responder,
-        /// The result to send.
-        result: String,
+        /// The protocol version negotiated.
+        version: &'static str,
+    },
+    /// `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri` for the responder's
+    /// session.
+    Watch {
+        /// Where the answer goes.
+        responder: Responder,
+        /// The resource's URI.
+        uri: String,
+        /// Subscribe, or unsubscribe.
+        on: bool,
+        /// The calling agent (passed on to `partner` connections).
+        agent: Option<String>,
+    },
+    /// `logging/setLevel` for the responder's session.
+    SetLevel {
+        /// Where the answer goes.
+        responder: Responder,
+        /// The level asked for.
+        level: LogLevel,
     },
     /// Forget a session's subscription.
     Unsubscribe {
@@ -74,6 +96,12 @@ impl std::fmt::Debug for Request {
                 write!(f, "ReleaseWhenReady({})", responder.session())
             }
             Request::Unsubscribe { session } => write!(f, "Unsubscribe({session})"),
+            Request::Watch { responder, on, .. } => {
+                write!(f, "Watch({}, {on})", responder.session())
+            }
+            Request::SetLevel { responder, level } => {
+                write!(f, "SetLevel({}, {level:?})", responder.session())
+            }
             Request::AddServer(conn) => write!(f, "AddServer({})", conn.name()),
             Request::Subscribe(sink) => write!(f, "Subscribe({})", sink.session()),
             Request::RemoveServer(id) => write!(f, "RemoveServer({id:?})"),

@@ -1,9 +1,13 @@
 //! The merger thread's loop and everything it holds: one [`State`] value, owned by the `merger`
 //! thread alone (no lock around it).
 //!
-//! Owns: the per-server state (judged tools, last listing, settled or not), the startup gate (the
-//! deadline, the requests held until every child listed or failed), the subscribers told about
-//! `notifications/tools/list_changed`, listings of connections that reported before they joined,
+//! Owns: the per-server state (judged tools, prompts and resources, last listing, settled or
+//! not), the startup gate (the deadline, the requests held until every child listed or failed),
+//! the sessions told about list changes, resource updates and log messages (`sessions.rs`), the
+//! answers to `initialize` (the capabilities the servers offer), `resources/subscribe` and
+//! `unsubscribe` (the first subscriber and the last to leave reach the server) and
+//! `logging/setLevel` (the most verbose level any session asked for reaches every server that
+//! logs), listings of connections that reported before they joined,
 //! the pin re-check every [`PIN_CHECK`], publishing the route table once per turn in which the
 //! view changed (a burst of listings is drained in one turn and merged once), and the progress of
 //! startup at INFO: one line per server as it first lists or fails, one line when startup
@@ -20,12 +24,15 @@
 use super::cache::{CacheStats, Lookup, ViewCache};
 use super::judge::{Judge, Listing};
 use super::request::{Request, ViewKey, MAX_HELD};
+use super::resources::{self, ResourceRoutes};
+use super::sessions::{Sessions, Watch};
 use super::view::{self, MergedView, Namer, Routes, ServerTools};
 use crate::config::Settings;
-use crate::downstream::{ConnHandle, ConnId, Event, Status};
-use crate::jsonrpc::{self, code, Responder, Sink};
+use crate::downstream::{CallRequest, ConnHandle, ConnId, Event, ListKind, Notice, Status};
+use crate::jsonrpc::{self, code, Responder};
+use crate::mcp::{self, LogLevel};
 use crate::store::pins::PinStore;
-use crate::thread::write;
+use crate::thread::{read, write};
 use crossbeam_channel::{select, Receiver};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -69,11 +76,47 @@ pub(super) struct State {
     ready: Arc<AtomicBool>,
     /// Requests that arrived before startup settled, in arrival order.
     held: Vec<Request>,
-    subscribers: Vec<Sink>,
+    sessions: Sessions,
+    /// The log level last sent to the servers (the most verbose any session asked for).
+    log_level: Option<LogLevel>,
+    /// The lists that changed this turn, each announced once at the turn's end.
+    changed: Changed,
     /// Listings of connections not joined yet (see `on_event`).
     early: std::collections::HashMap<ConnId, Event>,
     /// The view changed this turn: merge, publish and announce once, at the turn's end.
     dirty: bool,
+}
+
+/// Which lists changed in a turn: each gets one `list_changed` to every session.
+#[derive(Clone, Copy, Debug, Default)]
+struct Changed {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+}
+
+impl Changed {
+    const ALL: Changed = Changed {
+        tools: true,
+        prompts: true,
+        resources: true,
+    };
+
+    fn between(old: &Listing, new: &Listing) -> Changed {
+        let (a, b) = (&old.catalog, &new.catalog);
+        let pinned_by = old.server_info != new.server_info || old.instructions != new.instructions;
+        Changed {
+            tools: a.tools != b.tools || pinned_by,
+            prompts: a.prompts != b.prompts || pinned_by,
+            resources: a.resources != b.resources || a.templates != b.templates,
+        }
+    }
+
+    fn add(&mut self, other: Changed) {
+        self.tools |= other.tools;
+        self.prompts |= other.prompts;
+        self.resources |= other.resources;
+    }
 }
 
 /// Events handled in one turn before the view is merged: a burst of listings (50 servers
@@ -95,11 +138,7 @@ impl State {
         let servers = conns
             .into_iter()
             .map(|conn| Server {
-                tools: ServerTools {
-                    name: conn.name().to_owned(),
-                    conn,
-                    tools: Vec::new(),
-                },
+                tools: ServerTools::empty(conn.name().to_owned(), conn),
                 listing: Listing::default(),
                 settled: false,
                 listed: false,
@@ -126,7 +165,9 @@ impl State {
             startup_done: false,
             ready,
             held: Vec::new(),
-            subscribers: Vec::new(),
+            sessions: Sessions::default(),
+            log_level: None,
+            changed: Changed::default(),
             early: std::collections::HashMap::new(),
             dirty: false,
         }
@@ -190,25 +231,27 @@ impl State {
 
     fn on_event(&mut self, event: Event) {
         let conn = match &event {
-            Event::Tools { conn, .. } | Event::Status { conn, .. } => *conn,
+            Event::Listed { conn, .. }
+            | Event::Status { conn, .. }
+            | Event::Notice { conn, .. } => *conn,
         };
         if self.servers.iter().all(|s| s.tools.conn.id() != conn) {
             // A connection added live can report before its AddServer is read (two channels):
             // keep its latest listing for when it joins.
-            if matches!(event, Event::Tools { .. }) && self.early.len() < MAX_EARLY {
+            if matches!(event, Event::Listed { .. }) && self.early.len() < MAX_EARLY {
                 self.early.insert(conn, event);
             }
             return;
         }
         match event {
-            Event::Tools {
+            Event::Listed {
                 conn,
-                tools,
+                catalog,
                 server_info,
                 instructions,
             } => {
                 let listing = Listing {
-                    tools,
+                    catalog,
                     server_info,
                     instructions,
                 };
@@ -216,16 +259,24 @@ impl State {
                     return;
                 };
                 let server = &mut self.servers[idx];
+                let first = !server.listed;
                 // Its "ready" line waits for the turn's end, when its tools are judged.
                 server.announce = !server.settled;
                 server.settled = true;
                 server.listed = true;
-                if server.listing != listing || server.tools.tools.is_empty() {
+                server.tools.offered = listing.catalog.offered;
+                if server.listing != listing || server.tools.is_empty() {
+                    let changed = Changed::between(&server.listing, &listing);
                     server.listing = listing;
+                    self.changed.add(changed);
                     self.judge_server(idx);
                     self.invalidate();
                 }
+                if first {
+                    self.send_level(idx);
+                }
             }
+            Event::Notice { conn, notice } => self.on_notice(conn, notice),
             Event::Status { conn, status } => {
                 let Some(idx) = self.servers.iter().position(|s| s.tools.conn.id() == conn) else {
                     return;
@@ -239,9 +290,10 @@ impl State {
                     }
                     Status::Failed => {
                         server.settled = true;
-                        if !server.tools.tools.is_empty() {
-                            server.tools.tools.clear();
+                        if !server.tools.is_empty() {
+                            server.tools.clear();
                             server.listing = Listing::default();
+                            self.changed.add(Changed::ALL);
                             self.invalidate();
                         }
                     }
@@ -291,14 +343,20 @@ impl State {
     fn on_request(&mut self, req: Request) {
         let holds = matches!(
             req,
-            Request::List { .. } | Request::ReleaseWhenReady { .. } | Request::WhenReady { .. }
+            Request::List { .. }
+                | Request::ReleaseWhenReady { .. }
+                | Request::WhenReady { .. }
+                | Request::Watch { .. }
+                | Request::SetLevel { .. }
         );
         if holds && !self.startup_done {
             if self.held.len() < MAX_HELD {
                 self.held.push(req);
             } else if let Request::List { responder, .. }
             | Request::ReleaseWhenReady { responder, .. }
-            | Request::WhenReady { responder, .. } = req
+            | Request::WhenReady { responder, .. }
+            | Request::Watch { responder, .. }
+            | Request::SetLevel { responder, .. } = req
             {
                 responder.error(
                     code::OVERLOADED,
@@ -313,27 +371,38 @@ impl State {
                 cursor,
                 responder,
             } => self.list(key, cursor.as_deref(), responder),
-            Request::ReleaseWhenReady { responder, result } => self.release(responder, &result),
+            Request::ReleaseWhenReady { responder, version } => self.release(responder, version),
             Request::WhenReady { responder, run } => run(responder),
-            Request::Subscribe(sink) => {
-                self.subscribers.retain(|s| s.session() != sink.session());
-                self.subscribers.push(sink);
+            Request::Subscribe(sink) => self.sessions.subscribe(sink),
+            Request::Watch {
+                responder,
+                uri,
+                on,
+                agent,
+            } => self.watch(responder, uri, on, agent),
+            Request::SetLevel { responder, level } => {
+                self.sessions.add(responder.sink().clone());
+                let wanted = self.sessions.set_level(responder.session(), level);
+                responder.result("{}");
+                if wanted != self.log_level {
+                    self.log_level = wanted;
+                    for idx in 0..self.servers.len() {
+                        self.send_level(idx);
+                    }
+                }
             }
             Request::AddServer(conn) => {
                 let early = self.early.remove(&conn.id());
                 if self.servers.iter().all(|s| s.tools.conn.id() != conn.id()) {
                     self.servers.push(Server {
-                        tools: ServerTools {
-                            name: conn.name().to_owned(),
-                            conn,
-                            tools: Vec::new(),
-                        },
+                        tools: ServerTools::empty(conn.name().to_owned(), conn),
                         listing: Listing::default(),
                         settled: true,
                         listed: false,
                         stale: false,
                         announce: false,
                     });
+                    self.changed.add(Changed::ALL);
                     self.invalidate();
                 }
                 if let Some(event) = early {
@@ -345,24 +414,151 @@ impl State {
                 let before = self.servers.len();
                 self.servers.retain(|s| s.tools.conn.id() != id);
                 if self.servers.len() != before {
+                    self.changed.add(Changed::ALL);
                     self.invalidate();
                 }
             }
             Request::Unsubscribe { session } => {
-                self.subscribers.retain(|s| s.session() != session);
+                for uri in self.sessions.remove(session) {
+                    let routes = read(&self.routes).clone();
+                    if let Some(route) = routes.resources().route(&uri) {
+                        let params = serde_json::json!({ "uri": uri }).to_string();
+                        route.conn.tell("resources/unsubscribe", params);
+                    }
+                }
             }
         }
     }
 
-    fn release(&mut self, responder: Responder, result: &str) {
+    /// Answers `initialize` with what the servers offer now, and tells the session about
+    /// changes from then on.
+    fn release(&mut self, responder: Responder, version: &'static str) {
+        let offered = read(&self.routes).offered();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("tools".into(), serde_json::json!({ "listChanged": true }));
+        if offered.prompts {
+            capabilities.insert("prompts".into(), serde_json::json!({ "listChanged": true }));
+        }
+        if offered.resources {
+            capabilities.insert(
+                "resources".into(),
+                serde_json::json!({ "subscribe": offered.subscribe, "listChanged": true }),
+            );
+        }
+        if offered.completions {
+            capabilities.insert("completions".into(), serde_json::json!({}));
+        }
+        if offered.logging {
+            capabilities.insert("logging".into(), serde_json::json!({}));
+        }
+        let result = serde_json::json!({
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": {
+                "name": mcp::IMPLEMENTATION_NAME,
+                "version": mcp::IMPLEMENTATION_VERSION,
+            },
+        });
         let sink = responder.sink().clone();
-        responder.result(result);
-        if !self
-            .subscribers
+        responder.result(&result.to_string());
+        self.sessions.add(sink);
+    }
+
+    /// `resources/subscribe` or `unsubscribe`: routed by URI; the first subscriber and the last
+    /// to leave reach the server (whose answer the agent gets), the others are answered here.
+    fn watch(&mut self, responder: Responder, uri: String, on: bool, agent: Option<String>) {
+        let method = if on {
+            "resources/subscribe"
+        } else {
+            "resources/unsubscribe"
+        };
+        let routes = read(&self.routes).clone();
+        let shown: String = uri.chars().take(200).collect();
+        let Some(route) = routes.resources().route(&uri) else {
+            return responder.error(
+                code::INVALID_PARAMS,
+                &format!("unknown resource: {shown:?}"),
+            );
+        };
+        if let Some(reason) = &route.blocked {
+            return responder.error(
+                code::TOOL_BLOCKED,
+                &format!("resource {shown:?} is {reason}"),
+            );
+        }
+        let subscribes = routes
+            .offers()
             .iter()
-            .any(|s| s.session() == sink.session())
-        {
-            self.subscribers.push(sink);
+            .any(|(c, o)| c.id() == route.conn.id() && o.subscribe);
+        if !subscribes {
+            let message = format!(
+                "server '{}' does not take resource subscriptions",
+                route.conn.name()
+            );
+            return responder.error(code::METHOD_NOT_FOUND, &message);
+        }
+        self.sessions.add(responder.sink().clone());
+        match self.sessions.watch(responder.session(), &uri, on) {
+            Watch::Answered => responder.result("{}"),
+            Watch::Full => responder.error(
+                code::OVERLOADED,
+                &format!(
+                    "this session holds {} subscriptions already",
+                    super::sessions::MAX_URIS_PER_SESSION
+                ),
+            ),
+            Watch::Forward => {
+                let Ok(raw) = serde_json::value::to_raw_value(&uri) else {
+                    return responder.error(code::INVALID_PARAMS, "the URI cannot be encoded");
+                };
+                route.conn.call(CallRequest {
+                    responder,
+                    method: method.into(),
+                    params: [("uri".to_owned(), raw)].into_iter().collect(),
+                    meta: None,
+                    progress_token: None,
+                    timeout: self.settings.call_timeout,
+                    agent,
+                    client: mcp::ClientCaps::default(),
+                    max_result_bytes: None,
+                });
+            }
+        }
+    }
+
+    /// Sends server `idx` the log level sessions want, when it logs and one is set.
+    fn send_level(&self, idx: usize) {
+        let (Some(level), Some(server)) = (self.log_level, self.servers.get(idx)) else {
+            return;
+        };
+        if server.tools.offered.logging {
+            let params = serde_json::json!({ "level": level.as_str() }).to_string();
+            server.tools.conn.tell("logging/setLevel", params);
+        }
+    }
+
+    /// A resource changed (its subscribers are told) or a server logged (sessions are told by
+    /// their level).
+    fn on_notice(&mut self, conn: ConnId, notice: Notice) {
+        match notice {
+            Notice::Updated { uri } => {
+                let routes = read(&self.routes).clone();
+                let ours = routes
+                    .resources()
+                    .route(&uri)
+                    .is_some_and(|r| r.conn.id() == conn);
+                if !ours {
+                    return;
+                }
+                let params = serde_json::json!({ "uri": uri }).to_string();
+                let line =
+                    jsonrpc::notification_line("notifications/resources/updated", Some(&params));
+                self.sessions.tell_watchers(&uri, &line);
+            }
+            Notice::Log { level, params } => {
+                let line = jsonrpc::notification_line("notifications/message", Some(&params));
+                self.sessions.tell_level(level, &line);
+            }
         }
     }
 
@@ -401,6 +597,7 @@ impl State {
     }
 
     fn list(&mut self, key: ViewKey, cursor: Option<&str>, responder: Responder) {
+        let kind = key.kind;
         let now = Instant::now();
         let view = match self.cache.lookup(&key, now) {
             Lookup::Fresh(view) => view,
@@ -411,7 +608,7 @@ impl State {
                         server.tools.conn.refresh_tools();
                     }
                 }
-                let view = Arc::new(self.build_view());
+                let view = Arc::new(self.build_view(kind));
                 self.cache.insert(key, Arc::clone(&view), now);
                 view
             }
@@ -422,10 +619,26 @@ impl State {
         }
     }
 
-    fn build_view(&self) -> MergedView {
+    fn build_view(&self, kind: ListKind) -> MergedView {
         let lists = self.servers.iter().map(|s| &s.tools);
-        let merged = view::merge(lists, Namer::from_settings(&self.settings), false);
-        MergedView::build(&merged, self.settings.page_size)
+        let namer = Namer::from_settings(&self.settings);
+        let page_size = self.settings.page_size;
+        match kind {
+            ListKind::Tools => MergedView::build(&view::merge(lists, namer, false), page_size),
+            ListKind::Prompts => MergedView::named(
+                "prompts",
+                &view::merge_prompts(lists, namer, false),
+                page_size,
+            ),
+            ListKind::Resources => {
+                let merged = resources::merge(lists.map(|s| s.resources.as_slice()));
+                MergedView::whole("resources", &merged, page_size)
+            }
+            ListKind::Templates => {
+                let merged = resources::merge(lists.map(|s| s.templates.as_slice()));
+                MergedView::whole("resourceTemplates", &merged, page_size)
+            }
+        }
     }
 
     /// Marks one server's listing to be judged again (sanitize, pin, decide) at the turn's end.
@@ -468,9 +681,12 @@ impl State {
             })
             .collect();
         let judged = self.judge.judge_many(&batch);
-        for (i, entries) in stale.into_iter().zip(judged) {
+        for (i, judged) in stale.into_iter().zip(judged) {
             if let Some(server) = self.servers.get_mut(i) {
-                server.tools.tools = entries;
+                server.tools.tools = judged.tools;
+                server.tools.prompts = judged.prompts;
+                server.tools.resources = judged.resources;
+                server.tools.templates = judged.templates;
                 server.stale = false;
             }
         }
@@ -482,6 +698,11 @@ impl State {
         for idx in 0..self.servers.len() {
             self.judge_server(idx);
         }
+        self.changed.add(Changed {
+            tools: true,
+            prompts: true,
+            resources: false,
+        });
         self.invalidate();
     }
 
@@ -492,19 +713,51 @@ impl State {
         self.dirty = true;
     }
 
-    /// Merges the view once, publishes the new routes and tells subscribers.
+    /// Merges the view once, publishes the new routes and tells every session which lists
+    /// changed.
     fn publish(&mut self) {
         self.dirty = false;
         self.judge_stale();
-        let lists = self.servers.iter().map(|s| &s.tools);
-        let merged = view::merge(lists, Namer::from_settings(&self.settings), true);
-        let connections = self.servers.iter().map(|s| s.tools.conn.clone()).collect();
-        let routes = Arc::new(view::routes(&merged, connections));
+        let namer = Namer::from_settings(&self.settings);
+        let tools = view::merge(self.servers.iter().map(|s| &s.tools), namer, true);
+        let prompts = view::merge_prompts(self.servers.iter().map(|s| &s.tools), namer, true);
+        let resources = ResourceRoutes::build(self.servers.iter().map(|s| {
+            let t = &s.tools;
+            (
+                t.name.as_str(),
+                &t.conn,
+                t.resources.as_slice(),
+                t.templates.as_slice(),
+            )
+        }));
+        for c in resources.collisions() {
+            log::warn!(
+                "resource {:?} is listed by servers {} and {}; {} serves it",
+                c.uri,
+                c.kept,
+                c.skipped,
+                c.kept
+            );
+        }
+        let connections = self
+            .servers
+            .iter()
+            .map(|s| (s.tools.conn.clone(), s.tools.offered))
+            .collect();
+        let routes = Arc::new(view::routes(&tools, &prompts, resources, connections));
         log::info!("merged view: {} callable tools", routes.callable());
         *write(&self.routes) = routes;
-        let line = jsonrpc::notification_line("notifications/tools/list_changed", None);
-        // A full queue loses this notification, not the subscription.
-        self.subscribers
-            .retain(|sink| sink.send(line.clone()) != crate::jsonrpc::Sent::Closed);
+        let changed = std::mem::take(&mut self.changed);
+        // A full queue loses a notification, not the subscription.
+        for (is, method) in [
+            (changed.tools, "notifications/tools/list_changed"),
+            (changed.prompts, "notifications/prompts/list_changed"),
+            (changed.resources, "notifications/resources/list_changed"),
+        ] {
+            if is {
+                self.sessions
+                    .tell_all(&jsonrpc::notification_line(method, None));
+            }
+        }
     }
 }

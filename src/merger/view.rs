@@ -1,14 +1,17 @@
-//! The merge itself, sans-IO: per-server evaluated tools in, one namespaced view and its routes out.
+//! The merge itself, sans-IO: per-server judged entries in, one namespaced view and its routes out.
 //!
 //! Owns: naming (`server` + separator + `tool`, the server being the config key; or provider-safe
-//! names), skipping names that collide, paging the merged list, and the route table that maps a
-//! merged name back to its connection and original tool name, with the reason when a tool may
-//! not be called (held, rejected, changed and hidden).
+//! names) of tools and prompts alike, skipping names that collide, paging a merged list (tools,
+//! prompts, resources or templates), the union of what the servers offer, and the route table
+//! that maps a merged tool or prompt name back to its connection and original name, with the
+//! reason when it may not be used (held, rejected, changed and hidden); resources route by URI
+//! (`resources.rs`).
 //! Never: talks to a connection or a clock; never decides a verdict (the merger hands in entries
 //! already judged).
 
+use super::resources::{ResourceEntry, ResourceRoutes};
 use crate::config::{Naming, Separator, Settings};
-use crate::downstream::ConnHandle;
+use crate::downstream::{ConnHandle, Offered};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -65,12 +68,50 @@ impl ToolEntry {
     }
 }
 
-/// One server's latest tools, as the merger holds them; `C` is how to reach it (a `ConnHandle`).
+/// One server's latest judged entries, as the merger holds them; `C` is how to reach it (a
+/// `ConnHandle`).
 #[derive(Debug)]
 pub(crate) struct ServerTools<C> {
     pub(crate) name: String,
     pub(crate) conn: C,
     pub(crate) tools: Vec<ToolEntry>,
+    /// Prompts, judged like tools (an entry's `name` is the prompt's).
+    pub(crate) prompts: Vec<ToolEntry>,
+    pub(crate) resources: Vec<ResourceEntry>,
+    pub(crate) templates: Vec<ResourceEntry>,
+    /// What the server declared.
+    pub(crate) offered: Offered,
+}
+
+impl<C> ServerTools<C> {
+    /// A server with nothing listed yet.
+    pub(crate) fn empty(name: String, conn: C) -> ServerTools<C> {
+        ServerTools {
+            name,
+            conn,
+            tools: Vec::new(),
+            prompts: Vec::new(),
+            resources: Vec::new(),
+            templates: Vec::new(),
+            offered: Offered::default(),
+        }
+    }
+
+    /// Forgets everything it listed (its child failed for good).
+    pub(crate) fn clear(&mut self) {
+        self.tools.clear();
+        self.prompts.clear();
+        self.resources.clear();
+        self.templates.clear();
+    }
+
+    /// Whether it lists anything at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+            && self.prompts.is_empty()
+            && self.resources.is_empty()
+            && self.templates.is_empty()
+    }
 }
 
 /// Where a merged tool name leads.
@@ -86,19 +127,25 @@ pub struct Route<C = ConnHandle> {
     pub annotations: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
-/// Merged name → route, for every tool of the current view (blocked ones included, so that a call
-/// to one gets its reason rather than "unknown tool").
+/// Merged name → route, for every tool and prompt of the current view (blocked ones included,
+/// so that a call to one gets its reason rather than "unknown tool"), URI → route for resources,
+/// and what the servers offer.
 #[derive(Debug)]
 pub struct Routes<C = ConnHandle> {
     map: HashMap<String, Route<C>>,
-    /// Every connection of the view, tools or not (for broadcasting a cancellation).
-    connections: Vec<C>,
+    prompts: HashMap<String, Route<C>>,
+    resources: ResourceRoutes<C>,
+    /// Every connection of the view, with what it offers (for broadcasting a cancellation, and
+    /// for what only some servers take: log levels).
+    connections: Vec<(C, Offered)>,
 }
 
 impl<C> Default for Routes<C> {
     fn default() -> Self {
         Routes {
             map: HashMap::new(),
+            prompts: HashMap::new(),
+            resources: ResourceRoutes::default(),
             connections: Vec::new(),
         }
     }
@@ -110,9 +157,38 @@ impl<C> Routes<C> {
         self.map.get(merged_name)
     }
 
+    /// The route of a merged prompt name.
+    pub fn prompt(&self, merged_name: &str) -> Option<&Route<C>> {
+        self.prompts.get(merged_name)
+    }
+
+    /// The routes of resource URIs.
+    pub fn resources(&self) -> &ResourceRoutes<C> {
+        &self.resources
+    }
+
     /// Every connection of the view.
-    pub fn connections(&self) -> &[C] {
+    pub fn connections(&self) -> impl Iterator<Item = &C> {
+        self.connections.iter().map(|(c, _)| c)
+    }
+
+    /// Every connection of the view with what it offers.
+    pub fn offers(&self) -> &[(C, Offered)] {
         &self.connections
+    }
+
+    /// What at least one server offers: the capabilities the gate can truthfully advertise.
+    pub fn offered(&self) -> Offered {
+        self.connections
+            .iter()
+            .fold(Offered::default(), |acc, (_, o)| Offered {
+                tools: acc.tools || o.tools,
+                prompts: acc.prompts || o.prompts,
+                resources: acc.resources || o.resources,
+                subscribe: acc.subscribe || o.subscribe,
+                completions: acc.completions || o.completions,
+                logging: acc.logging || o.logging,
+            })
     }
 
     /// Number of callable tools.
@@ -181,20 +257,39 @@ fn provider_safe(server: &str, tool: &str, separator: Separator) -> String {
     format!("{}_{hash}", &safe[..55])
 }
 
-/// Merges servers in order; colliding names are skipped (and logged when `warn`).
+/// Merges servers' tools in order; colliding names are skipped (and logged when `warn`).
 pub(crate) fn merge<'a, C: 'a>(
     servers: impl IntoIterator<Item = &'a ServerTools<C>>,
     namer: Namer,
     warn: bool,
 ) -> Vec<MergedTool<'a, C>> {
+    merge_by(servers, namer, warn, |s| &s.tools, "tool")
+}
+
+/// Merges servers' prompts in order, named as tools are.
+pub(crate) fn merge_prompts<'a, C: 'a>(
+    servers: impl IntoIterator<Item = &'a ServerTools<C>>,
+    namer: Namer,
+    warn: bool,
+) -> Vec<MergedTool<'a, C>> {
+    merge_by(servers, namer, warn, |s| &s.prompts, "prompt")
+}
+
+fn merge_by<'a, C: 'a>(
+    servers: impl IntoIterator<Item = &'a ServerTools<C>>,
+    namer: Namer,
+    warn: bool,
+    entries: fn(&'a ServerTools<C>) -> &'a [ToolEntry],
+    what: &str,
+) -> Vec<MergedTool<'a, C>> {
     let mut seen = HashSet::new();
     let mut merged = Vec::new();
     for server in servers {
-        for entry in &server.tools {
+        for entry in entries(server) {
             let name = namer.merged_name(&server.name, &entry.name);
             if !seen.insert(name.clone()) {
                 if warn {
-                    log::warn!("tool name {name:?} is taken already; the duplicate was skipped");
+                    log::warn!("{what} name {name:?} is taken already; the duplicate was skipped");
                 }
                 continue;
             }
@@ -208,52 +303,60 @@ pub(crate) fn merge<'a, C: 'a>(
     merged
 }
 
-/// The route table of a merged view.
-pub(crate) fn routes<C: Clone>(merged: &[MergedTool<'_, C>], connections: Vec<C>) -> Routes<C> {
-    let map = merged
-        .iter()
-        .map(|t| {
-            let route = Route {
-                conn: t.server.conn.clone(),
-                tool: t.entry.name.clone(),
-                blocked: t.entry.blocked.clone(),
-                annotations: t.entry.annotations.clone(),
-            };
-            (t.name.clone(), route)
-        })
-        .collect();
-    Routes { map, connections }
+/// The route table of a merged view: its tools, prompts and resources.
+pub(crate) fn routes<C: Clone>(
+    tools: &[MergedTool<'_, C>],
+    prompts: &[MergedTool<'_, C>],
+    resources: ResourceRoutes<C>,
+    connections: Vec<(C, Offered)>,
+) -> Routes<C> {
+    let table = |merged: &[MergedTool<'_, C>]| {
+        merged
+            .iter()
+            .map(|t| {
+                let route = Route {
+                    conn: t.server.conn.clone(),
+                    tool: t.entry.name.clone(),
+                    blocked: t.entry.blocked.clone(),
+                    annotations: t.entry.annotations.clone(),
+                };
+                (t.name.clone(), route)
+            })
+            .collect()
+    };
+    Routes {
+        map: table(tools),
+        prompts: table(prompts),
+        resources,
+        connections,
+    }
 }
 
-/// A merged view, pre-serialized page by page (`{"tools":[…],"nextCursor":…}` each).
+/// A merged view, pre-serialized page by page (`{"tools":[…],"nextCursor":…}` each, or
+/// `prompts`, `resources`, `resourceTemplates`).
 #[derive(Debug)]
 pub(crate) struct MergedView {
     pages: Vec<Box<RawValue>>,
 }
 
-impl MergedView {
-    /// Splices the shown tools of `merged` into pages of `page_size`.
-    pub(crate) fn build<C>(merged: &[MergedTool<'_, C>], page_size: usize) -> MergedView {
-        let shown: Vec<(&str, &str)> = merged
-            .iter()
-            .filter_map(|t| t.entry.shown.as_deref().map(|rest| (t.name.as_str(), rest)))
-            .collect();
-        let chunks: Vec<&[(&str, &str)]> = shown.chunks(page_size.max(1)).collect();
-        let n_pages = chunks.len().max(1);
-        let mut pages = Vec::with_capacity(n_pages);
-        for idx in 0..n_pages {
-            let tools = chunks.get(idx).copied().unwrap_or_default();
-            let mut page = String::with_capacity(
-                16 + tools
-                    .iter()
-                    .map(|(n, r)| n.len() + r.len() + 16)
-                    .sum::<usize>(),
-            );
-            page.push_str("{\"tools\":[");
-            for (i, (name, rest)) in tools.iter().enumerate() {
-                if i > 0 {
-                    page.push(',');
-                }
+/// One item of a page: a merged name spliced in front of the rest of a definition, or a whole
+/// definition (resources keep their own names).
+enum Item<'a> {
+    Named(&'a str, &'a str),
+    Whole(&'a str),
+}
+
+impl Item<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Item::Named(n, r) => n.len() + r.len() + 16,
+            Item::Whole(w) => w.len(),
+        }
+    }
+
+    fn write(&self, page: &mut String) {
+        match self {
+            Item::Named(name, rest) => {
                 page.push_str("{\"name\":");
                 page.push_str(&Value::String((*name).to_owned()).to_string());
                 if !rest.is_empty() {
@@ -261,6 +364,60 @@ impl MergedView {
                     page.push_str(rest);
                 }
                 page.push('}');
+            }
+            Item::Whole(whole) => page.push_str(whole),
+        }
+    }
+}
+
+impl MergedView {
+    /// Splices the shown tools (or prompts: `field`) of `merged` into pages of `page_size`.
+    pub(crate) fn build<C>(merged: &[MergedTool<'_, C>], page_size: usize) -> MergedView {
+        MergedView::named("tools", merged, page_size)
+    }
+
+    /// Like [`MergedView::build`], the list called `field`.
+    pub(crate) fn named<C>(
+        field: &str,
+        merged: &[MergedTool<'_, C>],
+        page_size: usize,
+    ) -> MergedView {
+        let items: Vec<Item<'_>> = merged
+            .iter()
+            .filter_map(|t| {
+                t.entry
+                    .shown
+                    .as_deref()
+                    .map(|rest| Item::Named(t.name.as_str(), rest))
+            })
+            .collect();
+        MergedView::paged(field, &items, page_size)
+    }
+
+    /// The shown resources (or templates) of `entries`, as the list called `field`.
+    pub(crate) fn whole(field: &str, entries: &[&ResourceEntry], page_size: usize) -> MergedView {
+        let items: Vec<Item<'_>> = entries
+            .iter()
+            .filter_map(|e| e.shown.as_deref().map(Item::Whole))
+            .collect();
+        MergedView::paged(field, &items, page_size)
+    }
+
+    fn paged(field: &str, items: &[Item<'_>], page_size: usize) -> MergedView {
+        let chunks: Vec<&[Item<'_>]> = items.chunks(page_size.max(1)).collect();
+        let n_pages = chunks.len().max(1);
+        let mut pages = Vec::with_capacity(n_pages);
+        for idx in 0..n_pages {
+            let chunk = chunks.get(idx).copied().unwrap_or_default();
+            let mut page = String::with_capacity(32 + chunk.iter().map(Item::len).sum::<usize>());
+            page.push_str("{\"");
+            page.push_str(field);
+            page.push_str("\":[");
+            for (i, item) in chunk.iter().enumerate() {
+                if i > 0 {
+                    page.push(',');
+                }
+                item.write(&mut page);
             }
             page.push(']');
             if idx + 1 < n_pages {
@@ -270,7 +427,7 @@ impl MergedView {
             page.push('}');
             match RawValue::from_string(page) {
                 Ok(raw) => pages.push(raw),
-                Err(e) => log::error!("cannot build a tools page: {e}"),
+                Err(e) => log::error!("cannot build a {field} page: {e}"),
             }
         }
         MergedView { pages }
@@ -310,9 +467,8 @@ mod tests {
 
     fn server(name: &str, tools: Vec<ToolEntry>) -> ServerTools<&'static str> {
         ServerTools {
-            name: name.into(),
-            conn: "conn",
             tools,
+            ..ServerTools::empty(name.into(), "conn")
         }
     }
 
@@ -324,7 +480,7 @@ mod tests {
             server("b", vec![entry("echo")]),
         ];
         let merged = merge(&servers, DOT, false);
-        let routes = routes(&merged, Vec::new());
+        let routes = routes(&merged, &[], ResourceRoutes::default(), Vec::new());
         assert_eq!(routes.get("b.echo").map(|r| r.tool.as_str()), Some("echo"));
         assert_eq!(
             routes.get("a.held").and_then(|r| r.blocked.as_deref()),

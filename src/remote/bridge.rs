@@ -175,14 +175,17 @@ impl Outgoing {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let id = value.get("id").filter(|_| method.is_some()).cloned();
-        let tool = match method.as_deref() {
-            Some("tools/call") => value
-                .pointer("/params/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            _ => String::new(),
+        // What the token binds: the name a call routes by (a resource's URI).
+        let pointer = match method.as_deref() {
+            Some("tools/call" | "prompts/get") => Some("/params/name"),
+            Some("resources/read") => Some("/params/uri"),
+            _ => None,
         };
+        let tool = pointer
+            .and_then(|p| value.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         Some(Outgoing {
             body,
             id,

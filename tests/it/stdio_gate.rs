@@ -185,6 +185,10 @@ fn requests_before_initialize_and_unknown_methods() {
     );
     assert_eq!(
         error_code(&gate.request("resources/list", json!({}))),
+        -32004
+    );
+    assert_eq!(
+        error_code(&gate.request("sampling/createMessage", json!({}))),
         -32601
     );
     gate.initialize();

@@ -71,6 +71,8 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
         (Post, ["workspaces", id, "activate"]) => workspaces::activate(api, id),
         (Post, ["workspaces", id, "deactivate"]) => workspaces::deactivate(api, id),
         (Get, ["workspaces", id, "tools"]) => workspaces::tools(api, id),
+        (Get, ["workspaces", id, "prompts"]) => workspaces::prompts(api, id),
+        (Get, ["workspaces", id, "resources"]) => workspaces::resources(api, id),
         (Get, ["workspaces", id, "policy"]) => workspaces::get_policy(api, id),
         (Get, ["workspaces", id, "identity"]) => workspaces::get_identity(api, id),
         (Put, ["workspaces", id, "identity"]) => workspaces::put_identity(api, id, body),
@@ -78,6 +80,9 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
         (Post, ["approvals", id, "approve"]) => approvals::decide(api, id, true),
         (Post, ["approvals", id, "deny"]) => approvals::decide(api, id, false),
         (Put, ["workspaces", id, "policy"]) => workspaces::put_policy(api, id, body),
+        (Post, ["workspaces", id, "prompts", name, "approve"]) => {
+            workspaces::approve_prompt(api, id, name)
+        }
         (Post, ["workspaces", id, "tools", name, "approve"]) => {
             workspaces::approve_tool(api, id, name)
         }
@@ -92,7 +97,8 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
             | ["workspaces"]
             | ["workspaces", _]
             | ["workspaces", _, "activate" | "deactivate" | "tools" | "policy" | "identity"]
-            | ["workspaces", _, "tools", _, "approve"]
+            | ["workspaces", _, "prompts" | "resources"]
+            | ["workspaces", _, "tools" | "prompts", _, "approve"]
             | ["agents"]
             | ["agents", _]
             | ["approvals"]

@@ -13,6 +13,7 @@ use super::common::{seal_secret, Answer};
 use super::connections::{self, NewConnection};
 use crate::api::http::{self, validate_id, ApiError};
 use crate::api::Api;
+use crate::merger::PROMPT_PIN;
 use crate::policy::Policy;
 use crate::sanitize;
 use crate::store::pins::{PinStore, Standing};
@@ -228,10 +229,61 @@ pub(super) fn deactivate(api: &Api, id: &str) -> Answer {
 /// and for a changed tool the `diff` lines from its approved to its current sanitized definition.
 pub(super) fn tools(api: &Api, id: &str) -> Answer {
     find_workspace(api, id)?;
+    let tools = pinned(api, id, false)?;
+    Ok((200, json!({ "workspace_id": id, "tools": tools })))
+}
+
+/// `GET /workspaces/{id}/prompts`: each pinned prompt, as `tools` shows a tool.
+pub(super) fn prompts(api: &Api, id: &str) -> Answer {
+    find_workspace(api, id)?;
+    let prompts = pinned(api, id, true)?;
+    Ok((200, json!({ "workspace_id": id, "prompts": prompts })))
+}
+
+/// `GET /workspaces/{id}/resources`: the resources and templates of the running workspace,
+/// each with the server that serves it, the name policies match and why it is hidden (if it
+/// is), and the URIs two servers listed (the first in configuration order serves them).
+pub(super) fn resources(api: &Api, id: &str) -> Answer {
+    find_workspace(api, id)?;
+    let routes = lock(&api.runtimes).get(id).map(|r| r.gate().routes());
+    let Some(routes) = routes else {
+        return Err(ApiError::new(
+            409,
+            "not_active",
+            format!("workspace {id} is not active: its servers' resources are not known"),
+        ));
+    };
+    let resources = routes.resources();
+    let mut entries: Vec<Value> = resources
+        .entries()
+        .map(|(uri, template, route)| {
+            json!({
+                (if template { "uriTemplate" } else { "uri" }): uri,
+                "server": route.conn.name(),
+                "name": route.subject,
+                "blocked": route.blocked.as_deref(),
+            })
+        })
+        .collect();
+    entries.sort_by_key(Value::to_string);
+    let collisions: Vec<Value> = resources
+        .collisions()
+        .iter()
+        .map(|c| json!({ "uri": c.uri, "served_by": c.kept, "skipped": c.skipped }))
+        .collect();
+    Ok((
+        200,
+        json!({ "workspace_id": id, "resources": entries, "collisions": collisions }),
+    ))
+}
+
+/// The pinned tools (or prompts) of a workspace, for the REST views.
+fn pinned(api: &Api, id: &str, prompts: bool) -> Result<Vec<Value>, ApiError> {
     let pins = PinStore::open(&api.options.data_dir)?;
-    let tools: Vec<Value> = pins
+    let entries = pins
         .entries(id)
         .into_iter()
+        .filter(|(_, tool, _)| tool.starts_with(PROMPT_PIN) == prompts)
         .map(|(server, tool, e)| {
             let (standing, diff) = match e.standing() {
                 Standing::Approved => ("approved", None),
@@ -255,10 +307,34 @@ pub(super) fn tools(api: &Api, id: &str) -> Answer {
                 // What changed since the approval, as `tools show` prints it (- approved, + current).
                 tool["diff"] = json!(diff);
             }
+            if prompts {
+                // Shown by its merged name; approved under its pin name.
+                tool["pin_name"] = json!(e.merged_name);
+                tool["name"] = json!(e.merged_name.trim_start_matches(PROMPT_PIN));
+                tool["prompt"] = json!(tool_name_of(tool.get("tool")));
+                if let Some(map) = tool.as_object_mut() {
+                    map.remove("tool");
+                }
+            }
             tool
         })
         .collect();
-    Ok((200, json!({ "workspace_id": id, "tools": tools })))
+    Ok(entries)
+}
+
+fn tool_name_of(value: Option<&Value>) -> String {
+    value
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_start_matches(PROMPT_PIN)
+        .to_owned()
+}
+
+/// `POST /workspaces/{id}/prompts/{name}/approve`: pins the prompt's current version.
+pub(super) fn approve_prompt(api: &Api, id: &str, name: &str) -> Answer {
+    let (status, mut body) = approve_tool(api, id, &format!("{PROMPT_PIN}{name}"))?;
+    body["approved"] = json!(name);
+    Ok((status, body))
 }
 
 /// `POST /workspaces/{id}/tools/{name}/approve`: pins the tool's current version.

@@ -41,6 +41,8 @@ impl Worker {
             progress_token,
             timeout,
             agent,
+            client,
+            max_result_bytes,
         } = req;
         let mut meta = meta.unwrap_or_default();
         if let Some(agent) = agent.filter(|_| self.cfg.pass_agent) {
@@ -71,7 +73,8 @@ impl Worker {
                 let kind = PendingKind::Agent {
                     responder,
                     progress_token,
-                    tool_call: method == "tools/call",
+                    client,
+                    max_result_bytes,
                 };
                 let deadline = Instant::now() + timeout;
                 self.inflight.insert(id, kind, deadline);

@@ -10,7 +10,9 @@
 //! call itself; it drops one unanswered only in [`InFlight::cancel`], where the agent asked for
 //! no answer.
 
+use super::lists::ListKind;
 use crate::jsonrpc::{Id, Responder, SessionId};
+use crate::mcp::ClientCaps;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -24,13 +26,17 @@ pub(super) enum PendingKind {
         responder: Responder,
         /// The agent's own progress token, restored on each of the child's progress notices.
         progress_token: Option<Box<RawValue>>,
-        /// A `tools/call`, whose result text is stripped of hidden characters.
-        tool_call: bool,
+        /// What the child may ask this agent while the call is in flight.
+        client: ClientCaps,
+        /// A longer result is refused (`resources/read`'s cap).
+        max_result_bytes: Option<usize>,
     },
     /// The gate's `initialize`.
     Initialize,
-    /// One page of the gate's own `tools/list`.
-    ListPage,
+    /// One page of one of the gate's own listings.
+    ListPage(ListKind),
+    /// A request of the gate's own whose answer is not awaited.
+    Quiet,
     /// A heartbeat `ping`.
     Ping,
     /// A heartbeat `tools/list`, for a child that does not implement `ping`.
@@ -50,6 +56,17 @@ pub(super) struct ProgressRelay<'a> {
     pub(super) responder: &'a Responder,
     /// The notification's params, with the agent's own `progressToken` in place of ours.
     pub(super) params: String,
+}
+
+/// Whose call a request of the child belongs to.
+#[derive(Debug)]
+pub(super) enum Caller<'a> {
+    /// This call's session, with what it may be asked.
+    One(&'a Responder, ClientCaps),
+    /// No agent call is in flight.
+    None,
+    /// Calls of several sessions are in flight, and nothing tells which one asks.
+    Many,
 }
 
 /// The requests sent to one child and not yet answered, keyed by the id the child saw.
@@ -140,7 +157,8 @@ impl InFlight {
             .filter_map(|(_, pending)| match pending.kind {
                 PendingKind::Agent { responder, .. } => Some(responder),
                 PendingKind::Initialize
-                | PendingKind::ListPage
+                | PendingKind::ListPage(_)
+                | PendingKind::Quiet
                 | PendingKind::Ping
                 | PendingKind::Probe => None,
             })
@@ -162,6 +180,39 @@ impl InFlight {
     /// Whether `max` agent calls are in flight already, so the next one must be refused.
     pub(super) fn is_full(&self, max: usize) -> bool {
         self.n_agent >= max
+    }
+
+    /// The one agent call in flight that a request of the child can belong to: the child's
+    /// `progressToken` when it names one of our calls, else the only session with calls in
+    /// flight. Two sessions with calls in flight and no token: nobody (the request is refused,
+    /// never guessed).
+    pub(super) fn caller_of(&self, progress_token: Option<u64>) -> Caller<'_> {
+        if let Some(Pending {
+            kind: PendingKind::Agent {
+                responder, client, ..
+            },
+            ..
+        }) = progress_token.and_then(|t| self.pending.get(&t))
+        {
+            return Caller::One(responder, *client);
+        }
+        let mut found: Option<(&Responder, ClientCaps)> = None;
+        for pending in self.pending.values() {
+            if let PendingKind::Agent {
+                responder, client, ..
+            } = &pending.kind
+            {
+                match found {
+                    Some((r, _)) if r.session() != responder.session() => return Caller::Many,
+                    Some(_) => {}
+                    None => found = Some((responder, *client)),
+                }
+            }
+        }
+        match found {
+            Some((responder, client)) => Caller::One(responder, client),
+            None => Caller::None,
+        }
     }
 
     /// Rewrites a child's `notifications/progress` params for the agent: the child's token is

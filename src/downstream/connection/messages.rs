@@ -1,23 +1,34 @@
 //! What the child sends on stdout: lines, parsed and dispatched.
 //!
 //! Owns: turning stdout frames into messages (an overlong line, too many invalid lines in a row,
-//! the gate's own `initialize` sent back, or the end of stdout fail the child), answering the child's own requests (`ping` is answered,
-//! everything else refused at once: the gate offers no client capabilities, so the child never
-//! waits on us), the notifications the gate acts on (progress goes to the agent whose call it
-//! belongs to, `tools/list_changed` lists again), and taking each response to what it answers:
-//! an agent's call, the handshake, or a heartbeat.
+//! the gate's own `initialize` sent back, or the end of stdout fail the child); the child's own
+//! requests: `ping` answered, `sampling/createMessage`, `elicitation/create` and `roots/list`
+//! sent to the agent whose call the child is serving (the call its `progressToken` names, else
+//! the only session with calls in flight; refused at once when there is none, when several
+//! sessions could be meant, or when that session did not declare the capability or the policy
+//! denies it), everything else refused at once; the notifications the gate acts on (progress
+//! goes to the agent whose call it belongs to, a `list_changed` lists that kind again, a
+//! resource update and log messages go to the merger, log messages within a rate, the child's
+//! cancellation of its own request goes to the agent it was sent to); and taking each response
+//! to what it answers: an agent's call, the handshake, a listing, or a heartbeat.
 //! Never: re-serializes a child's `result` (its bytes go to the agent, only the id changes; a
-//! `tools/call` result is re-encoded only when `sanitize::clean_result` strips hidden text);
+//! result is re-encoded only when `sanitize::clean_result` strips hidden text); sends a child's
+//! request to a session other than the one whose call it serves, or guesses between sessions;
 //! forwards anything else the child sends to an agent; logs payloads.
 
-use super::inflight::PendingKind;
+use super::asks::Ask;
+use super::inflight::{Caller, PendingKind};
+use super::lists::ListKind;
 use super::pipes::StdoutFrame;
 use super::{Heartbeat, Phase, Worker, LOG_TARGET};
 use crate::downstream::child::ReadOutcome;
-use crate::jsonrpc::{self, code, Id, Message, Outcome};
+use crate::downstream::{server_request_id, Event, Notice};
+use crate::jsonrpc::{self, code, Id, Message, Outcome, Sent};
+use crate::mcp::{LogLevel, SERVER_REQUESTS};
 use crate::sanitize;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use std::time::Instant;
 
 #[derive(Deserialize)]
@@ -83,7 +94,9 @@ impl Worker {
                 self.invalid_lines = 0;
                 match message {
                     Message::Response { id, outcome } => self.on_response(&id, outcome),
-                    Message::Request { id, method, .. } => self.answer_child_request(&id, &method),
+                    Message::Request { id, method, params } => {
+                        self.answer_child_request(&id, &method, params.as_deref())
+                    }
                     Message::Notification { method, params } => {
                         self.on_notification(&method, params.as_deref())
                     }
@@ -92,10 +105,11 @@ impl Worker {
         }
     }
 
-    /// The gate declares no client capabilities: `ping` is answered, everything else refused at
-    /// once so the child never waits on us. An `initialize` from the child is the gate's own
-    /// request sent back (no server sends one): the child is not an MCP server, and fails.
-    fn answer_child_request(&mut self, id: &Id, method: &str) {
+    /// `ping` is answered; a request the gate routes to agents goes to the one whose call the
+    /// child serves; everything else is refused at once, so the child never waits on us. An
+    /// `initialize` from the child is the gate's own request sent back (no server sends one):
+    /// the child is not an MCP server, and fails.
+    fn answer_child_request(&mut self, id: &Id, method: &str, params: Option<&RawValue>) {
         if method == "initialize" {
             self.fail(
                 "is not an MCP server: it sent the gate's own initialize request back (does the \
@@ -104,35 +118,213 @@ impl Worker {
             );
             return;
         }
+        if SERVER_REQUESTS.contains(&method) {
+            if let Err((code, message)) = self.ask_agent(id, method, params) {
+                log::info!(
+                    target: LOG_TARGET,
+                    "connection {}: refused the server's {method}: {message}",
+                    self.cfg.name
+                );
+                self.write_or_fail(&jsonrpc::error_line(Some(id), code, &message));
+            }
+            return;
+        }
         let line = if method == "ping" {
             jsonrpc::result_line(id, "{}")
         } else {
-            let message = format!("the gate does not offer {method:?} to servers");
+            let shown: String = method.chars().take(100).collect();
+            let message = format!("the gate does not offer {shown:?} to servers");
             jsonrpc::error_line(Some(id), code::METHOD_NOT_FOUND, &message)
         };
         self.write_or_fail(&line);
     }
 
+    /// Sends the child's request to the agent whose call it serves, under an id of the gate's.
+    fn ask_agent(
+        &mut self,
+        child_id: &Id,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), (i64, String)> {
+        let token = params.and_then(meta_progress_token);
+        let (sink, session) = match self.inflight.caller_of(token) {
+            Caller::None => {
+                return Err((
+                    code::INTERNAL_ERROR,
+                    format!(
+                        "no agent request is in flight at this server, so no agent can answer \
+                         {method}; the gate sends a server's requests only to the agent whose \
+                         request the server is serving"
+                    ),
+                ))
+            }
+            Caller::Many => {
+                return Err((
+                    code::INTERNAL_ERROR,
+                    format!(
+                        "requests of several agents are in flight at this server and nothing \
+                         says which one {method} is for; the gate does not guess (send the \
+                         request's progressToken in _meta)"
+                    ),
+                ))
+            }
+            Caller::One(responder, client) => {
+                if let Err(capability) = client.allows(method) {
+                    return Err((
+                        code::METHOD_NOT_FOUND,
+                        format!(
+                            "the agent did not declare the {capability} capability, or the \
+                             workspace's policy denies it to this server"
+                        ),
+                    ));
+                }
+                (responder.sink().clone(), responder.session())
+            }
+        };
+        let ask = Ask {
+            child_id: child_id.clone(),
+            session,
+            sink: sink.clone(),
+            method: method.to_owned(),
+            deadline: Instant::now() + self.settings.call_timeout,
+        };
+        let Some(n) = self.asks.insert(ask) else {
+            return Err((
+                code::OVERLOADED,
+                "too many of this server's requests wait for agents".into(),
+            ));
+        };
+        let id = server_request_id(self.handle.id(), n);
+        let cleaned = params.and_then(|p| sanitize::clean_result(p.get()));
+        let params = cleaned.as_deref().or(params.map(RawValue::get));
+        let line = jsonrpc::request_line(&Id::from_string(&id), method, params);
+        if sink.send(line) != Sent::Queued {
+            self.asks.answer(n, session);
+            return Err((
+                code::OVERLOADED,
+                "the agent's session cannot take the request now".into(),
+            ));
+        }
+        log::info!(
+            target: LOG_TARGET,
+            "connection {}: the server's {method} went to session {session} as {id}",
+            self.cfg.name
+        );
+        Ok(())
+    }
+
+    /// An agent answered the child's request `n`: the child gets it under its own id.
+    pub(super) fn on_client_answer(&mut self, session: u64, n: u64, outcome: Outcome) {
+        let Some(ask) = self.asks.answer(n, session) else {
+            log::debug!(
+                target: LOG_TARGET,
+                "connection {}: an answer to no request of this server's (late, or another \
+                 session's)",
+                self.cfg.name
+            );
+            return;
+        };
+        let line = match outcome {
+            Outcome::Result(result) => jsonrpc::result_line(&ask.child_id, result.get()),
+            Outcome::Error(error) if is_error_object(&error) => {
+                jsonrpc::raw_error_line(Some(&ask.child_id), error.get())
+            }
+            Outcome::Error(_) => jsonrpc::error_line(
+                Some(&ask.child_id),
+                code::INTERNAL_ERROR,
+                "the agent sent a malformed error",
+            ),
+        };
+        self.write_or_fail(&line);
+    }
+
+    /// Tells the agent that the child's request `n` ended without its answer.
+    pub(super) fn tell_agent_cancelled(&self, n: u64, ask: &Ask, reason: &str) {
+        let params = serde_json::json!({
+            "requestId": server_request_id(self.handle.id(), n),
+            "reason": reason,
+        });
+        ask.sink.send(jsonrpc::notification_line(
+            "notifications/cancelled",
+            Some(&params.to_string()),
+        ));
+    }
+
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>) {
         match method {
             "notifications/progress" => self.relay_progress(params),
-            "notifications/tools/list_changed" if self.phase == Phase::Ready => {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed"
+                if self.phase == Phase::Ready =>
+            {
                 log::debug!(
                     target: LOG_TARGET,
-                    "connection {}: tool list changed",
+                    "connection {}: {method}",
                     self.cfg.name
                 );
-                self.start_listing();
+                for kind in ListKind::changed_by(method) {
+                    self.start_listing(*kind);
+                }
             }
-            "notifications/message" => {
-                log::debug!(
-                    target: LOG_TARGET,
-                    "connection {}: log message from child",
-                    self.cfg.name
-                )
+            "notifications/resources/updated" => {
+                if let Some(uri) = params.and_then(updated_uri) {
+                    self.emit(Event::Notice {
+                        conn: self.handle.id(),
+                        notice: Notice::Updated { uri },
+                    });
+                }
+            }
+            "notifications/message" => self.on_log_message(params),
+            "notifications/cancelled" => {
+                let Some(id) = params.and_then(cancelled_id) else {
+                    return;
+                };
+                if let Some((n, ask)) = self.asks.cancelled(&id) {
+                    self.tell_agent_cancelled(n, &ask, "cancelled by the server");
+                }
             }
             _ => {}
         }
+    }
+
+    /// A log message: within the child's rate, stripped of hidden text, its `logger` naming
+    /// the server, to the merger (which filters it per session).
+    fn on_log_message(&mut self, params: Option<&RawValue>) {
+        if !self.log_budget.take(Instant::now()) {
+            return;
+        }
+        let Some(params) = params else {
+            return;
+        };
+        let cleaned = sanitize::clean_result(params.get());
+        let text = cleaned.as_deref().unwrap_or(params.get());
+        let Ok(mut map) = serde_json::from_str::<Map<String, Value>>(text) else {
+            return;
+        };
+        let Some(level) = map
+            .get("level")
+            .and_then(Value::as_str)
+            .and_then(LogLevel::parse)
+        else {
+            return;
+        };
+        let logger = match map.get("logger").and_then(Value::as_str) {
+            Some(own) => format!(
+                "{}/{}",
+                self.cfg.name,
+                own.chars().take(100).collect::<String>()
+            ),
+            None => self.cfg.name.clone(),
+        };
+        map.insert("logger".into(), Value::String(logger));
+        self.emit(Event::Notice {
+            conn: self.handle.id(),
+            notice: Notice::Log {
+                level,
+                params: Value::Object(map).to_string(),
+            },
+        });
     }
 
     fn relay_progress(&mut self, params: Option<&RawValue>) {
@@ -157,16 +349,25 @@ impl Worker {
         match kind {
             PendingKind::Agent {
                 responder,
-                tool_call,
+                max_result_bytes,
                 ..
             } => match outcome {
-                Outcome::Result(result) if tool_call => {
-                    match sanitize::clean_result(result.get()) {
-                        Some(cleaned) => responder.result(&cleaned),
-                        None => responder.result(result.get()),
-                    }
+                Outcome::Result(result)
+                    if max_result_bytes.is_some_and(|max| result.get().len() > max) =>
+                {
+                    let message = format!(
+                        "the result of server '{}' is {} bytes, over the gate's limit of {} \
+                         (setting max_read_bytes)",
+                        self.cfg.name,
+                        result.get().len(),
+                        max_result_bytes.unwrap_or_default()
+                    );
+                    responder.error(code::INVALID_REQUEST, &message)
                 }
-                Outcome::Result(result) => responder.result(result.get()),
+                Outcome::Result(result) => match sanitize::clean_result(result.get()) {
+                    Some(cleaned) => responder.result(&cleaned),
+                    None => responder.result(result.get()),
+                },
                 Outcome::Error(error) if is_error_object(&error) => {
                     responder.raw_error(error.get())
                 }
@@ -176,7 +377,8 @@ impl Worker {
                 }
             },
             PendingKind::Initialize => self.on_initialize_answer(outcome),
-            PendingKind::ListPage => self.on_list_page(outcome),
+            PendingKind::ListPage(kind) => self.on_list_page(kind, outcome),
+            PendingKind::Quiet => {}
             PendingKind::Ping => {
                 if let Outcome::Error(error) = &outcome {
                     let not_found = serde_json::from_str::<ErrorObject>(error.get())
@@ -209,4 +411,45 @@ fn is_error_object(error: &RawValue) -> bool {
         message: String,
     }
     serde_json::from_str::<Shape>(error.get()).is_ok()
+}
+
+/// The `progressToken` in a request's `_meta`, when it is one of the gate's (a number).
+fn meta_progress_token(params: &RawValue) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        progress_token: Option<Value>,
+    }
+    serde_json::from_str::<Params>(params.get())
+        .ok()?
+        .meta?
+        .progress_token?
+        .as_u64()
+}
+
+/// The `uri` of `notifications/resources/updated`.
+fn updated_uri(params: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Updated {
+        uri: String,
+    }
+    serde_json::from_str::<Updated>(params.get())
+        .ok()
+        .map(|u| u.uri)
+}
+
+/// The `requestId` of `notifications/cancelled`.
+fn cancelled_id(params: &RawValue) -> Option<Id> {
+    #[derive(Deserialize)]
+    struct Cancelled {
+        #[serde(rename = "requestId")]
+        request_id: Box<RawValue>,
+    }
+    let cancelled = serde_json::from_str::<Cancelled>(params.get()).ok()?;
+    Id::from_raw(&cancelled.request_id).ok()
 }

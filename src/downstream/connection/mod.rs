@@ -22,21 +22,25 @@
 //! Threads: runs on `conn-<name>`. Channels: reads its bounded `Command` queue after every wake;
 //! writes `Event`s to the merger with a bounded wait.
 
+mod asks;
 mod calls;
 mod handshake;
 mod inflight;
+pub(crate) mod lists;
 mod messages;
 mod pipes;
 mod tail;
 
 use super::child::{STDERR, STDIN, STDOUT};
-use super::health::{NextTry, RestartPolicy};
+use super::health::{LineBudget, NextTry, RestartPolicy};
 use super::{Command, ConnHandle, Event, Status};
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{self, code, Id};
+use asks::Asks;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use handshake::Handshake;
 use inflight::{InFlight, PendingKind};
+use lists::Lists;
 use mio::{Events, Poll, Token};
 use pipes::{Pipes, WriteResult};
 use serde_json::Value;
@@ -51,6 +55,10 @@ pub(crate) const WAKER: Token = Token(3);
 const LOG_TARGET: &str = module_path!();
 
 const COMMANDS_PER_TURN: usize = 256;
+/// A child's log messages passed on: this many a second, after a burst of
+/// [`LOG_MESSAGES_BURST`]; the rest are dropped, so a flood cannot starve calls.
+const LOG_MESSAGES_PER_SEC: u32 = 50;
+const LOG_MESSAGES_BURST: u32 = 200;
 const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +95,14 @@ pub(crate) struct Worker {
     status: Status,
     /// Requests sent to the child and not answered yet.
     inflight: InFlight,
-    /// What the child said at `initialize`, and the listing of its tools.
+    /// What the child said at `initialize`.
     handshake: Handshake,
+    /// The child's lists (tools, prompts, resources, templates) and their listings.
+    lists: Lists,
+    /// The child's requests waiting for an agent's answer.
+    asks: Asks,
+    /// The child's log messages passed on per second (a flood is dropped, not queued).
+    log_budget: LineBudget,
     heartbeat: Heartbeat,
     next_heartbeat: Instant,
     misses: u32,
@@ -126,6 +140,9 @@ impl Worker {
             status: Status::Starting,
             inflight: InFlight::new(),
             handshake: Handshake::new(),
+            lists: Lists::default(),
+            asks: Asks::default(),
+            log_budget: LineBudget::new(LOG_MESSAGES_PER_SEC, LOG_MESSAGES_BURST, now),
             heartbeat: Heartbeat::Ping,
             next_heartbeat: now,
             misses: 0,
@@ -180,11 +197,14 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         let mut next = self.inflight.next_deadline();
+        if let Some(at) = self.asks.next_deadline() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         match self.phase {
             Phase::Ready => {
                 consider(self.next_heartbeat);
-                if let Some(at) = self.handshake.relist_at() {
+                if let Some(at) = self.lists.relist_at() {
                     consider(at);
                 }
             }
@@ -198,7 +218,7 @@ impl Worker {
 
     fn start_child(&mut self) {
         self.inflight.clear();
-        self.handshake.restart();
+        self.lists.restart();
         self.heartbeat = Heartbeat::Ping;
         self.misses = 0;
         self.invalid_lines = 0;
@@ -277,7 +297,10 @@ impl Worker {
             let message = format!("server '{}' failed: {reason}", self.cfg.name);
             responder.error(code::SERVER_UNAVAILABLE, &message);
         }
-        self.handshake.abort_listing();
+        for (n, ask) in self.asks.drain() {
+            self.tell_agent_cancelled(n, &ask, "the server failed or stopped");
+        }
+        self.lists.abort();
     }
 
     fn stop(&mut self) {
@@ -370,9 +393,27 @@ impl Worker {
             match self.rx.try_recv() {
                 Ok(Command::Call(req)) => self.on_call(req),
                 Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
+                Ok(Command::ClientAnswer {
+                    session,
+                    n,
+                    outcome,
+                }) => self.on_client_answer(session, n, outcome),
+                Ok(Command::Notify { method, params }) => {
+                    if self.phase == Phase::Ready {
+                        let line = jsonrpc::notification_line(method, params.as_deref());
+                        self.write_or_fail(&line);
+                    }
+                }
+                Ok(Command::Tell { method, params }) => {
+                    if self.phase == Phase::Ready {
+                        let timeout = self.settings.call_timeout;
+                        self.send_internal(method, Some(&params), PendingKind::Quiet, timeout);
+                    }
+                }
                 Ok(Command::RefreshTools) => {
                     if self.phase == Phase::Ready {
-                        self.start_listing();
+                        let offered = self.lists.offered();
+                        self.list_all(offered);
                     }
                 }
                 Ok(Command::Restart) => self.restart_now(),
@@ -389,8 +430,11 @@ impl Worker {
 
     fn on_timers(&mut self, now: Instant) {
         self.expire_pending(now);
-        if self.phase == Phase::Ready && self.handshake.relist_at().is_some_and(|at| at <= now) {
-            self.start_listing();
+        self.expire_asks(now);
+        if self.phase == Phase::Ready {
+            for kind in self.lists.due(now) {
+                self.start_listing(kind);
+            }
         }
         match self.phase {
             Phase::Ready if now >= self.next_heartbeat => self.beat(now),
@@ -418,10 +462,11 @@ impl Worker {
                     self.fail("did not answer initialize in time".into());
                     return;
                 }
-                PendingKind::ListPage => {
-                    self.fail("did not answer tools/list in time".into());
+                PendingKind::ListPage(kind) => {
+                    self.fail(format!("did not answer {} in time", kind.method()));
                     return;
                 }
+                PendingKind::Quiet => {}
                 PendingKind::Ping | PendingKind::Probe => {
                     self.misses += 1;
                     if self.misses >= self.settings.heartbeat_misses {
@@ -431,6 +476,21 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// The child's requests no agent answered in time: the child gets an error, the agent a
+    /// cancellation.
+    fn expire_asks(&mut self, now: Instant) {
+        for (n, ask) in self.asks.expired(now) {
+            let message = format!(
+                "the agent did not answer {} within {} ms",
+                ask.method,
+                self.settings.call_timeout.as_millis()
+            );
+            self.tell_agent_cancelled(n, &ask, "timed out in the gate");
+            let line = jsonrpc::error_line(Some(&ask.child_id), code::REQUEST_TIMEOUT, &message);
+            self.write_or_fail(&line);
         }
     }
 
@@ -459,4 +519,17 @@ impl Worker {
         self.handle
             .update(|s| s.last_heartbeat = Some(SystemTime::now()));
     }
+}
+
+/// The `message` of a child's error object, for logs (bounded, never the `data`).
+fn error_message(error: &serde_json::value::RawValue) -> String {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: Option<String>,
+    }
+    let message = serde_json::from_str::<Message>(error.get())
+        .ok()
+        .and_then(|m| m.message)
+        .unwrap_or_else(|| "no message".into());
+    message.chars().take(200).collect()
 }

@@ -1,4 +1,5 @@
 use super::{progress_token_for_child, InFlight, PendingKind};
+use crate::downstream::connection::lists::ListKind;
 use crate::jsonrpc::{code, Id, Responder, SessionId, Sink};
 use crossbeam_channel::Receiver;
 use serde_json::value::RawValue;
@@ -16,7 +17,8 @@ fn agent_call(
     let kind = PendingKind::Agent {
         responder: Responder::new(Id::from_u64(agent_id), sink.clone()),
         progress_token: progress_token.map(|t| RawValue::from_string(t.to_owned()).unwrap()),
-        tool_call: true,
+        client: crate::mcp::ClientCaps::default(),
+        max_result_bytes: None,
     };
     (kind, rx, sink)
 }
@@ -76,7 +78,7 @@ fn the_gate_own_requests_do_not_count_toward_the_limit() {
     let mut table = InFlight::new();
     for kind in [
         PendingKind::Initialize,
-        PendingKind::ListPage,
+        PendingKind::ListPage(ListKind::Tools),
         PendingKind::Ping,
         PendingKind::Probe,
     ] {
@@ -162,7 +164,11 @@ fn expiry_returns_exactly_the_entries_due() {
     let (call, _rx, _sink) = agent_call(1, 1, None);
     table.insert(1, call, t0 + Duration::from_secs(1));
     table.insert(2, PendingKind::Ping, t0 + Duration::from_secs(2));
-    table.insert(3, PendingKind::ListPage, t0 + Duration::from_secs(3));
+    table.insert(
+        3,
+        PendingKind::ListPage(ListKind::Tools),
+        t0 + Duration::from_secs(3),
+    );
     assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(1)));
 
     assert!(table.expired(t0).is_empty());
@@ -206,7 +212,7 @@ fn a_failed_child_hands_back_every_agent_call_still_owed() {
     let (call_a, rx_a, _sink_a) = agent_call(1, 1, None);
     let (call_b, rx_b, _sink_b) = agent_call(2, 2, None);
     table.insert(1, call_a, t0);
-    table.insert(2, PendingKind::ListPage, t0);
+    table.insert(2, PendingKind::ListPage(ListKind::Tools), t0);
     table.insert(3, call_b, t0);
 
     let owed = table.take_agent_calls();
@@ -222,4 +228,22 @@ fn a_failed_child_hands_back_every_agent_call_still_owed() {
     }
     assert!(rx_a.try_recv().is_ok());
     assert!(rx_b.try_recv().is_ok());
+}
+
+#[test]
+fn a_request_of_the_child_belongs_to_the_only_session_in_flight_or_to_the_token_it_names() {
+    use super::Caller;
+    let t0 = Instant::now();
+    let mut table = InFlight::new();
+    assert!(matches!(table.caller_of(None), Caller::None));
+    let (a1, _rx1, _s1) = agent_call(1, 10, None);
+    let (a2, _rx2, _s2) = agent_call(1, 11, None);
+    table.insert(1, a1, t0 + Duration::from_secs(5));
+    table.insert(2, a2, t0 + Duration::from_secs(5));
+    assert!(matches!(table.caller_of(None), Caller::One(r, _) if r.session() == 1));
+    let (b, _rx3, _s3) = agent_call(2, 10, None);
+    table.insert(3, b, t0 + Duration::from_secs(5));
+    assert!(matches!(table.caller_of(None), Caller::Many));
+    assert!(matches!(table.caller_of(Some(3)), Caller::One(r, _) if r.session() == 2));
+    assert!(matches!(table.caller_of(Some(99)), Caller::Many));
 }
