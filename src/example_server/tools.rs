@@ -1,11 +1,16 @@
 //! The example server's tools and its request dispatch.
 //!
-//! Owns: the tool list (with the `toggle`d extra tool and `--extra-tools`), paging it, and each
-//! tool's behaviour.
+//! Owns: the tool list (with the `toggle`d extra tool and `--extra-tools`; the surface's tools
+//! come from `surface.rs`), each tool's behaviour, and the dispatch of every message read: the
+//! client's requests (the surface's methods to `surface.rs`), its notifications, and its
+//! responses to this server's requests (to `requests.rs`).
 //! Never: blocks the reader for a timed tool: `sleep` and `progress` go through the timer thread.
 
+use super::requests::{self, SharedLedger};
+use super::surface::{self, Surface};
 use super::{
-    after, initialize_result, parse, send_schedule, text_result, Options, Out, Scheduled, TimerMsg,
+    after, error_result, failure, initialize_result, page, parse, reply_line, send_schedule,
+    text_result, tool, Action, Options, Out, Reply, Scheduled, TimerMsg,
 };
 use crate::jsonrpc::{self, code, Id, Message};
 use crossbeam_channel::Sender;
@@ -23,6 +28,9 @@ pub(super) struct Server {
     pulled: bool,
     /// `tools/list` requests served, for the `stats` tool.
     n_lists: u64,
+    ledger: SharedLedger,
+    /// Prompts, resources, completion, logging; `None` with `--tools-only`.
+    surface: Option<Surface>,
 }
 
 /// `weather`'s description after `rug_pull`: a hidden instruction, zero-width characters included.
@@ -35,16 +43,15 @@ fn with_annotations(mut tool: Value, annotations: Value) -> Value {
     tool
 }
 
-fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "description": description,
-        "inputSchema": { "type": "object", "properties": properties, "required": required },
-    })
-}
-
 impl Server {
-    pub(super) fn new(options: Options, out: Out, timer: Sender<TimerMsg>) -> Server {
+    pub(super) fn new(
+        options: Options,
+        out: Out,
+        timer: Sender<TimerMsg>,
+        ledger: SharedLedger,
+    ) -> Server {
+        let surface = (!options.tools_only)
+            .then(|| Surface::new(&options, out.clone(), timer.clone(), ledger.clone()));
         Server {
             options,
             out,
@@ -52,6 +59,8 @@ impl Server {
             surprise: false,
             pulled: false,
             n_lists: 0,
+            ledger,
+            surface,
         }
     }
 
@@ -178,6 +187,9 @@ impl Server {
                 tool("rug_pull", "Changes the description of weather and announces it.", json!({}), &[]),
             ]);
         }
+        if self.surface.is_some() {
+            tools.extend(surface::tools());
+        }
         for i in 0..self.options.extra_tools {
             tools.push(tool(
                 &format!("tool_{i}"),
@@ -194,29 +206,44 @@ impl Server {
             Some(Message::Request { id, method, params }) => {
                 self.request(&id, &method, params.as_deref())
             }
-            Some(Message::Notification { method, params }) => {
-                if method == "notifications/cancelled" {
-                    let id = params
-                        .and_then(|p| serde_json::from_str::<Map<String, Value>>(p.get()).ok())
-                        .and_then(|m| m.get("requestId").map(Value::to_string))
-                        .and_then(|text| RawValue::from_string(text).ok())
-                        .and_then(|raw| Id::from_raw(&raw).ok());
-                    if let Some(id) = id {
-                        // Said on stderr so that a gate's log shows the cancellation arrived.
-                        eprintln!("example-server: cancelled request {id}");
-                        let _ = self.timer.send(TimerMsg::Cancel(id));
-                    }
+            Some(Message::Notification { method, params })
+                if method == "notifications/cancelled" =>
+            {
+                let id = params
+                    .and_then(|p| serde_json::from_str::<Map<String, Value>>(p.get()).ok())
+                    .and_then(|m| m.get("requestId").map(Value::to_string))
+                    .and_then(|text| RawValue::from_string(text).ok())
+                    .and_then(|raw| Id::from_raw(&raw).ok());
+                if let Some(id) = id {
+                    self.cancelled(&id);
                 }
             }
-            Some(Message::Response { .. }) | None => {}
+            Some(Message::Response { id, outcome }) => {
+                requests::on_response(&self.ledger, &self.out, &id, &outcome)
+            }
+            Some(Message::Notification { .. }) | None => {}
         }
     }
 
+    /// The client cancelled `id`: one of this server's requests, or one of its own calls.
+    fn cancelled(&self, id: &Id) {
+        let ours = requests::server_id(id)
+            .is_some_and(|srv| requests::on_cancelled(&self.ledger, &self.out, &srv));
+        if ours {
+            return;
+        }
+        // Said on stderr so that a gate's log shows the cancellation arrived.
+        eprintln!("example-server: cancelled request {id}");
+        let _ = self.timer.send(TimerMsg::Cancel(id.clone()));
+        requests::cancel_call(&self.ledger, &self.out, id);
+    }
+
     fn request(&mut self, id: &Id, method: &str, params: Option<&RawValue>) {
+        requests::begin(&self.ledger, id);
         let reply = match method {
-            "initialize" => Ok(initialize_result(params)),
+            "initialize" => Ok(initialize_result(params, self.options.tools_only)),
             "ping" if self.options.no_ping => {
-                Err((code::METHOD_NOT_FOUND, "ping is not implemented".to_owned()))
+                Err(failure(code::METHOD_NOT_FOUND, "ping is not implemented"))
             }
             "ping" => Ok(json!({})),
             "tools/list" => {
@@ -227,47 +254,35 @@ impl Server {
                 Some(reply) => reply,
                 None => return,
             },
-            _ => Err((
-                code::METHOD_NOT_FOUND,
-                format!("method not found: {method}"),
-            )),
+            other => {
+                let pulled = self.pulled;
+                match self
+                    .surface
+                    .as_mut()
+                    .and_then(|s| s.request(other, params, pulled))
+                {
+                    Some(reply) => reply,
+                    None => Err(failure(
+                        code::METHOD_NOT_FOUND,
+                        format!("method not found: {method}"),
+                    )),
+                }
+            }
         };
         self.answer(id, reply);
+        requests::end(&self.ledger, id);
     }
 
-    fn answer(&self, id: &Id, reply: Result<Value, (i64, String)>) {
-        let line = match reply {
-            Ok(result) => jsonrpc::result_line(id, &result.to_string()),
-            Err((code, message)) => jsonrpc::error_line(Some(id), code, &message),
-        };
-        self.out.line(&line);
+    fn answer(&self, id: &Id, reply: Reply) {
+        self.out.line(&reply_line(id, reply));
     }
 
-    fn list(&self, params: Option<&RawValue>) -> Result<Value, (i64, String)> {
-        let tools = self.tools();
-        let Some(page_size) = self.options.page_size.filter(|n| *n > 0) else {
-            return Ok(json!({ "tools": tools }));
-        };
-        let cursor = params
-            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
-            .and_then(|v| v.get("cursor").and_then(Value::as_str).map(str::to_owned));
-        let start: usize = match cursor {
-            None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| (code::INVALID_PARAMS, "bad cursor".to_owned()))?,
-        };
-        let page: Vec<Value> = tools.iter().skip(start).take(page_size).cloned().collect();
-        let end = start + page.len();
-        let mut result = json!({ "tools": page });
-        if end < tools.len() {
-            result["nextCursor"] = Value::String(end.to_string());
-        }
-        Ok(result)
+    fn list(&self, params: Option<&RawValue>) -> Reply {
+        page(self.tools(), "tools", self.options.page_size, params)
     }
 
     /// Runs a tool; `None` when the answer comes later (timer) or never (faults).
-    fn call(&mut self, id: &Id, params: Option<&RawValue>) -> Option<Result<Value, (i64, String)>> {
+    fn call(&mut self, id: &Id, params: Option<&RawValue>) -> Option<Reply> {
         let params: Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);
@@ -286,7 +301,10 @@ impl Server {
             .iter()
             .any(|t| t.get("name").and_then(Value::as_str) == Some(&name));
         if !known {
-            return Some(Err((code::INVALID_PARAMS, format!("unknown tool: {name}"))));
+            return Some(Err(failure(
+                code::INVALID_PARAMS,
+                format!("unknown tool: {name}"),
+            )));
         }
         let int =
             |key: &str, default: u64| args.get(key).and_then(Value::as_u64).unwrap_or(default);
@@ -304,9 +322,9 @@ impl Server {
                 match (num("a"), num("b")) {
                     (Some(a), Some(b)) => text_result(&(a + b).to_string()),
                     _ => {
-                        return Some(Err((
+                        return Some(Err(failure(
                             code::INVALID_PARAMS,
-                            "a and b must be numbers".into(),
+                            "a and b must be numbers",
                         )))
                     }
                 }
@@ -319,15 +337,13 @@ impl Server {
                     &self.timer,
                     vec![Scheduled {
                         at: after(ms),
-                        request: id.clone(),
-                        line,
+                        request: Some(id.clone()),
+                        action: Action::Answer(line),
                     }],
                 );
                 return None;
             }
-            "fail" => {
-                json!({ "content": [{ "type": "text", "text": "failed on purpose" }], "isError": true })
-            }
+            "fail" => error_result("failed on purpose"),
             "progress" => {
                 self.progress(
                     id,
@@ -359,10 +375,22 @@ impl Server {
                     "notifications/tools/list_changed",
                     None,
                 ));
+                if let Some(surface) = &self.surface {
+                    surface.announce_pulled();
+                }
                 text_result("weather changed")
             }
             "get_env" => {
                 text_result(&std::env::var(text("name")).unwrap_or_else(|_| "(unset)".into()))
+            }
+            n if surface::is_tool(n) => {
+                return match self.surface.as_mut() {
+                    Some(surface) => surface.call(id, n, &args),
+                    None => Some(Err(failure(
+                        code::INVALID_PARAMS,
+                        format!("unknown tool: {n}"),
+                    ))),
+                }
             }
             fault => return self.fault(fault, &args),
         };
@@ -378,8 +406,8 @@ impl Server {
                     jsonrpc::notification_line("notifications/progress", Some(&params.to_string()));
                 items.push(Scheduled {
                     at: after(step * interval_ms),
-                    request: id.clone(),
-                    line,
+                    request: Some(id.clone()),
+                    action: Action::Line(line),
                 });
             }
         }
@@ -387,13 +415,13 @@ impl Server {
         let line = jsonrpc::result_line(id, &result.to_string());
         items.push(Scheduled {
             at: after(steps * interval_ms + 1),
-            request: id.clone(),
-            line,
+            request: Some(id.clone()),
+            action: Action::Answer(line),
         });
         send_schedule(&self.timer, items);
     }
 
-    fn fault(&self, name: &str, args: &Value) -> Option<Result<Value, (i64, String)>> {
+    fn fault(&self, name: &str, args: &Value) -> Option<Reply> {
         let int = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
         match name {
             "pid" => Some(Ok(text_result(&std::process::id().to_string()))),
@@ -445,10 +473,13 @@ impl Server {
                 match spawned {
                     // The grandchild is left running on purpose: the gate must clean it up.
                     Ok(child) => Some(Ok(text_result(&child.id().to_string()))),
-                    Err(e) => Some(Err((code::INTERNAL_ERROR, format!("spawn failed: {e}")))),
+                    Err(e) => Some(Err(failure(
+                        code::INTERNAL_ERROR,
+                        format!("spawn failed: {e}"),
+                    ))),
                 }
             }
-            other => Some(Err((
+            other => Some(Err(failure(
                 code::INVALID_PARAMS,
                 format!("unknown tool: {other}"),
             ))),
