@@ -332,7 +332,7 @@ fn cache_hits_50_by_100(dir: &std::path::Path) {
         .map(|i| {
             (
                 format!("s{i}"),
-                json!({"command": BIN, "args": ["example-server", "--extra-tools", "93"]}),
+                json!({"command": BIN, "args": ["example-server", "--tools-only", "--extra-tools", "93"]}),
             )
         })
         .collect();

@@ -8,7 +8,7 @@ Without DATA_DIR each run starts with fresh pins; with one, runs after the first
 """
 import json, subprocess, sys, time, os
 exe = sys.argv[1]; n = int(sys.argv[2]); tools = int(sys.argv[3])
-servers = {f"s{i}": {"command": exe, "args": ["example-server", "--extra-tools", str(tools)]} for i in range(n)}
+servers = {f"s{i}": {"command": exe, "args": ["example-server", "--tools-only", "--extra-tools", str(tools)]} for i in range(n)}
 cfg = {"mcpServers": servers, "aegis": {"startup_timeout_ms": 30000}}
 import tempfile
 scratch = tempfile.mkdtemp(prefix="aegis-merge-")

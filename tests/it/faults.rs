@@ -129,7 +129,7 @@ fn a_broken_command_fails_fast_and_opens_the_breaker() {
             .iter()
             .filter(|n| n.starts_with("healthy."))
             .count(),
-        7
+        15
     );
     gate.wait_for_log("connection missing: unhealthy -> failed");
     assert!(gate.log().contains("cannot start"));

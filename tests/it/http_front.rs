@@ -64,7 +64,7 @@ fn metrics_count_connections_and_requests() {
         assert!(
             metrics
                 .body
-                .contains("aegis_connection_tools{workspace=\"ws-1\",connection=\"ex\"} 10"),
+                .contains("aegis_connection_tools{workspace=\"ws-1\",connection=\"ex\"} 18"),
             "{}",
             metrics.body
         );
