@@ -134,3 +134,41 @@ impl LogLevel {
             .map_or("info", |(_, n)| n)
     }
 }
+
+/// One of the lists a server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    pub(crate) const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
+
+    /// The method that lists it.
+    pub(crate) fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The kind a `notifications/…/list_changed` method names (`resources` covers templates).
+    pub(crate) fn changed_by(method: &str) -> &'static [ListKind] {
+        match method {
+            "notifications/tools/list_changed" => &[ListKind::Tools],
+            "notifications/prompts/list_changed" => &[ListKind::Prompts],
+            "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::Templates],
+            _ => &[],
+        }
+    }
+}

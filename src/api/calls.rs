@@ -20,6 +20,7 @@ pub(super) struct CallInFlight {
     workspace: String,
     agent: String,
     delegation: Option<(String, String)>,
+    method: &'static str,
     tool: String,
     arguments_sha256: String,
     verdict: VerdictSlot,
@@ -41,6 +42,7 @@ impl CallInFlight {
             workspace: workspace.to_owned(),
             agent: agent.to_owned(),
             delegation,
+            method: call.method(),
             tool: clip(call.tool()),
             arguments_sha256: argument_hash(call.arguments().as_bytes()),
             verdict: call.verdict_slot(),
@@ -63,13 +65,15 @@ impl CallInFlight {
     pub(super) fn finish(self, audit: Option<&Audit>, metrics: &Metrics, outcome: String) {
         let took: Duration = self.started.elapsed();
         if let Some(audit) = audit {
-            let verdict = self
-                .decided()
-                .unwrap_or_else(|| self.gate.verdict(&self.tool, Some(&self.agent)));
+            let verdict = self.decided().unwrap_or_else(|| {
+                let subject = self.gate.subject_of(self.method, &self.tool);
+                self.gate.verdict(&subject, Some(&self.agent))
+            });
             let record = CallRecord {
                 via: Via::Http {
                     delegation: self.delegation,
                 },
+                method: self.method,
                 workspace: self.workspace,
                 agent: Some(self.agent),
                 tool: self.tool,

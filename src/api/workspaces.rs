@@ -109,7 +109,8 @@ impl Api {
             .collect::<Result<Vec<_>, _>>()?;
         let pins = PinStore::open(&self.options.data_dir)
             .map_err(|e| ApiError::new(500, "store", e.to_string()))?;
-        let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins))
+        let audit = self.audit.clone();
+        let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins), audit)
             .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
         let policy = lock(&self.store)
             .state()

@@ -38,11 +38,15 @@ pub enum Via {
     Stdio,
 }
 
-/// What the trail keeps of a `tools/call` besides its outcome and latency.
+/// What the trail keeps of a call (`tools/call`, `prompts/get`, `resources/read`) besides its
+/// outcome and latency.
 #[derive(Clone, Debug)]
 pub struct CallRecord {
     /// The transport.
     pub via: Via,
+    /// The method; a record says it only when it is not `tools/call` (records of tool calls
+    /// keep the shape they always had).
+    pub method: &'static str,
     /// The workspace called.
     pub workspace: String,
     /// The authenticated caller (always named over HTTP; from the config over stdio).
@@ -59,6 +63,7 @@ impl CallRecord {
     /// A record of a call to `tool` with `arguments` (their bytes exactly as the agent sent them).
     pub fn new(
         via: Via,
+        method: &'static str,
         workspace: &str,
         agent: Option<&str>,
         tool: &str,
@@ -67,6 +72,7 @@ impl CallRecord {
     ) -> CallRecord {
         CallRecord {
             via,
+            method,
             workspace: workspace.to_owned(),
             agent: agent.map(str::to_owned),
             tool: clip(tool),
@@ -77,6 +83,14 @@ impl CallRecord {
 
     /// The event, once the call was answered with `outcome` after `ms` milliseconds.
     pub fn event(&self, outcome: &str, ms: u128) -> Value {
+        let mut event = self.shape(outcome, ms);
+        if self.method != "tools/call" {
+            event["method"] = json!(self.method);
+        }
+        event
+    }
+
+    fn shape(&self, outcome: &str, ms: u128) -> Value {
         match &self.via {
             Via::Http { delegation } => {
                 let delegation = delegation
@@ -107,6 +121,19 @@ impl CallRecord {
             }),
         }
     }
+}
+
+/// A request a server sent an agent through the gate (`sampling/createMessage`,
+/// `elicitation/create`, `roots/list`): which server, to which session's agent, and how it
+/// ended (`sent`, or refused with the reason, never the params).
+pub fn server_request(server: &str, method: &str, agent: Option<&str>, outcome: &str) -> Value {
+    json!({
+        "type": "server_request",
+        "server": server,
+        "method": method,
+        "agent": agent,
+        "outcome": outcome,
+    })
 }
 
 /// A delegated `tools/call` refused before it ran: `agent` and `delegation` (`iss`, `jti`) when

@@ -16,7 +16,7 @@ mod child;
 mod connection;
 mod health;
 
-pub(crate) use connection::lists::ListKind;
+pub(crate) use crate::mcp::ListKind;
 
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{code, Id, Responder, SessionId};
@@ -460,16 +460,24 @@ impl Retiring {
 pub(crate) struct ConnectionManager {
     settings: Arc<Settings>,
     events: Sender<Event>,
+    /// Where the children's requests to agents are recorded.
+    audit: Option<Arc<crate::audit::Audit>>,
     conns: Vec<Conn>,
     next_id: u64,
 }
 
 impl ConnectionManager {
-    /// An empty manager whose connections report to `events`.
-    pub(crate) fn new(settings: Arc<Settings>, events: Sender<Event>) -> ConnectionManager {
+    /// An empty manager whose connections report to `events` and record the children's
+    /// requests to agents in `audit`.
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        events: Sender<Event>,
+        audit: Option<Arc<crate::audit::Audit>>,
+    ) -> ConnectionManager {
         ConnectionManager {
             settings,
             events,
+            audit,
             conns: Vec::new(),
             next_id: 1,
         }
@@ -518,6 +526,7 @@ impl ConnectionManager {
             rx,
             self.events.clone(),
             handle.clone(),
+            self.audit.clone(),
         );
         let thread =
             thread::spawn(format!("conn-{}", cfg.name), move || worker.run()).map_err(io_err)?;

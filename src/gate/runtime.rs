@@ -29,9 +29,10 @@ impl Runtime {
         workspace: &str,
         servers: Vec<ServerConfig>,
         pins: Option<PinStore>,
+        audit: Option<Arc<crate::audit::Audit>>,
     ) -> Result<Runtime, downstream::Error> {
         let (events_tx, events_rx) = crossbeam_channel::bounded(merger::EVENT_QUEUE);
-        let mut manager = ConnectionManager::new(Arc::clone(&settings), events_tx);
+        let mut manager = ConnectionManager::new(Arc::clone(&settings), events_tx, audit);
         for server in servers {
             manager.add(server)?;
         }

@@ -104,17 +104,23 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
     let pins = PinStore::open(data_dir).map_err(Error::Store)?;
     log::info!("data dir {}", data_dir.display());
     let settings = Arc::new(config.settings);
-    let runtime = Runtime::start(Arc::clone(&settings), workspace, config.servers, Some(pins))
-        .map_err(Error::Downstream)?;
-    let gate = Arc::clone(runtime.gate());
-    if let Some(policy) = settings.policy.clone() {
-        gate.set_policy(policy);
-    }
     let audit = if settings.audit {
         open_audit(data_dir)
     } else {
         None
     };
+    let started = Runtime::start(
+        Arc::clone(&settings),
+        workspace,
+        config.servers,
+        Some(pins),
+        audit.clone(),
+    );
+    let runtime = started.map_err(Error::Downstream)?;
+    let gate = Arc::clone(runtime.gate());
+    if let Some(policy) = settings.policy.clone() {
+        gate.set_policy(policy);
+    }
     let tap = audit.as_ref().map(|a| {
         Arc::new(Tap::new(
             Arc::clone(a),

@@ -25,6 +25,7 @@ const MAX_WAITING: usize = 4096;
 /// A call waiting for its answer: the hash and the record are made when the answer has been
 /// written, so the reader only copies.
 struct Waiting {
+    method: &'static str,
     tool: String,
     arguments: String,
     verdict: VerdictSlot,
@@ -60,6 +61,7 @@ impl Tap {
     /// An incoming `tools/call` request: it starts waiting for its answer.
     pub(crate) fn request(&self, id: &Id, call: &ToolCall) {
         let waiting = Waiting {
+            method: call.method(),
             tool: call.tool().to_owned(),
             arguments: call.arguments().to_owned(),
             verdict: call.verdict_slot(),
@@ -92,13 +94,13 @@ impl Tap {
         let ms = call.started.elapsed().as_millis();
         // The verdict the gate applied; one it never decided (the call was refused before
         // routing, or is recorded before the gate saw it) is the policy's as it stands now.
-        let verdict = call
-            .verdict
-            .get()
-            .copied()
-            .unwrap_or_else(|| self.gate.verdict(&call.tool, self.agent.as_deref()));
+        let verdict = call.verdict.get().copied().unwrap_or_else(|| {
+            let subject = self.gate.subject_of(call.method, &call.tool);
+            self.gate.verdict(&subject, self.agent.as_deref())
+        });
         let record = CallRecord::new(
             Via::Stdio,
+            call.method,
             &self.workspace,
             self.agent.as_deref(),
             &call.tool,

@@ -12,7 +12,7 @@
 use super::inflight::{self, PendingKind};
 use super::pipes::WriteResult;
 use super::{Phase, Worker};
-use crate::downstream::CallRequest;
+use crate::downstream::{parse_server_request_id, CallRequest};
 use crate::jsonrpc::{self, code, Id, SessionId};
 use std::time::Instant;
 
@@ -45,6 +45,7 @@ impl Worker {
             max_result_bytes,
         } = req;
         let mut meta = meta.unwrap_or_default();
+        let agent_name = agent.clone();
         if let Some(agent) = agent.filter(|_| self.cfg.pass_agent) {
             if let Ok(raw) = serde_json::value::to_raw_value(&agent) {
                 meta.insert(crate::mcp::AGENT_META.into(), raw);
@@ -75,6 +76,7 @@ impl Worker {
                     progress_token,
                     client,
                     max_result_bytes,
+                    agent: agent_name,
                 };
                 let deadline = Instant::now() + timeout;
                 self.inflight.insert(id, kind, deadline);
@@ -91,9 +93,21 @@ impl Worker {
         }
     }
 
+    /// The agent cancelled its call `id`, or (an id of the gate's) a request of the child's it
+    /// was sent: the child is told either way.
     pub(super) fn on_cancel(&mut self, session: SessionId, id: &Id) {
         if let Some(n) = self.inflight.cancel(session, id) {
             self.cancel_downstream(n, "cancelled by the client");
+            return;
+        }
+        let ours = parse_server_request_id(id.as_json()).filter(|(c, _)| *c == self.handle.id());
+        if let Some(ask) = ours.and_then(|(_, n)| self.asks.answer(n, session)) {
+            let params = serde_json::json!({
+                "requestId": serde_json::from_str::<serde_json::Value>(ask.child_id.as_json())
+                    .unwrap_or_default(),
+                "reason": "cancelled by the client",
+            });
+            self.send_notification("notifications/cancelled", &params);
         }
     }
 

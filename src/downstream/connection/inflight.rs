@@ -10,9 +10,9 @@
 //! call itself; it drops one unanswered only in [`InFlight::cancel`], where the agent asked for
 //! no answer.
 
-use super::lists::ListKind;
 use crate::jsonrpc::{Id, Responder, SessionId};
 use crate::mcp::ClientCaps;
+use crate::mcp::ListKind;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -30,6 +30,8 @@ pub(super) enum PendingKind {
         client: ClientCaps,
         /// A longer result is refused (`resources/read`'s cap).
         max_result_bytes: Option<usize>,
+        /// The agent, when the transport named it (for the audit trail).
+        agent: Option<String>,
     },
     /// The gate's `initialize`.
     Initialize,
@@ -61,8 +63,8 @@ pub(super) struct ProgressRelay<'a> {
 /// Whose call a request of the child belongs to.
 #[derive(Debug)]
 pub(super) enum Caller<'a> {
-    /// This call's session, with what it may be asked.
-    One(&'a Responder, ClientCaps),
+    /// This call's session, with what it may be asked and the agent's name.
+    One(&'a Responder, ClientCaps, Option<&'a str>),
     /// No agent call is in flight.
     None,
     /// Calls of several sessions are in flight, and nothing tells which one asks.
@@ -187,30 +189,38 @@ impl InFlight {
     /// flight. Two sessions with calls in flight and no token: nobody (the request is refused,
     /// never guessed).
     pub(super) fn caller_of(&self, progress_token: Option<u64>) -> Caller<'_> {
+        let named = progress_token.and_then(|t| self.pending.get(&t));
         if let Some(Pending {
-            kind: PendingKind::Agent {
-                responder, client, ..
-            },
+            kind:
+                PendingKind::Agent {
+                    responder,
+                    client,
+                    agent,
+                    ..
+                },
             ..
-        }) = progress_token.and_then(|t| self.pending.get(&t))
+        }) = named
         {
-            return Caller::One(responder, *client);
+            return Caller::One(responder, *client, agent.as_deref());
         }
-        let mut found: Option<(&Responder, ClientCaps)> = None;
+        let mut found: Option<(&Responder, ClientCaps, Option<&str>)> = None;
         for pending in self.pending.values() {
             if let PendingKind::Agent {
-                responder, client, ..
+                responder,
+                client,
+                agent,
+                ..
             } = &pending.kind
             {
                 match found {
-                    Some((r, _)) if r.session() != responder.session() => return Caller::Many,
+                    Some((r, _, _)) if r.session() != responder.session() => return Caller::Many,
                     Some(_) => {}
-                    None => found = Some((responder, *client)),
+                    None => found = Some((responder, *client, agent.as_deref())),
                 }
             }
         }
         match found {
-            Some((responder, client)) => Caller::One(responder, client),
+            Some((responder, client, agent)) => Caller::One(responder, client, agent),
             None => Caller::None,
         }
     }

@@ -1,6 +1,6 @@
 //! The listings of a child: its tools, prompts, resources and resource templates, every page.
 //!
-//! Owns: [`ListKind`] (the four lists, their methods and result fields), each list's paging
+//! Owns: each list's paging
 //! within the limits on items and pages, at most one listing of a kind at a time (a change
 //! mid-listing marks it to run again when it ends), at most one listing of a kind per
 //! [`MIN_RELIST`], and the one [`Event::Listed`] sent when the lists the child offers are all
@@ -13,77 +13,13 @@ use super::inflight::PendingKind;
 use super::{Worker, LOG_TARGET};
 use crate::downstream::{Catalog, Event, Offered, Status};
 use crate::jsonrpc::Outcome;
+use crate::mcp::ListKind;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 /// Shortest time between two listings of one kind of one child.
 const MIN_RELIST: Duration = Duration::from_secs(1);
-
-/// One of the lists a server offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    Templates,
-}
-
-impl ListKind {
-    const ALL: [ListKind; 4] = [
-        ListKind::Tools,
-        ListKind::Prompts,
-        ListKind::Resources,
-        ListKind::Templates,
-    ];
-
-    /// The method that lists it.
-    pub(crate) fn method(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools/list",
-            ListKind::Prompts => "prompts/list",
-            ListKind::Resources => "resources/list",
-            ListKind::Templates => "resources/templates/list",
-        }
-    }
-
-    /// The field of the result that holds the items.
-    fn field(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools",
-            ListKind::Prompts => "prompts",
-            ListKind::Resources => "resources",
-            ListKind::Templates => "resourceTemplates",
-        }
-    }
-
-    /// The kind a `notifications/…/list_changed` method names (`resources` covers templates).
-    pub(crate) fn changed_by(method: &str) -> &'static [ListKind] {
-        match method {
-            "notifications/tools/list_changed" => &[ListKind::Tools],
-            "notifications/prompts/list_changed" => &[ListKind::Prompts],
-            "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::Templates],
-            _ => &[],
-        }
-    }
-
-    fn offered(self, offered: &Offered) -> bool {
-        match self {
-            ListKind::Tools => offered.tools,
-            ListKind::Prompts => offered.prompts,
-            ListKind::Resources | ListKind::Templates => offered.resources,
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            ListKind::Tools => 0,
-            ListKind::Prompts => 1,
-            ListKind::Resources => 2,
-            ListKind::Templates => 3,
-        }
-    }
-}
 
 /// A listing under way: the pages so far.
 #[derive(Debug, Default)]
@@ -147,11 +83,11 @@ impl Lists {
     }
 
     fn list(&self, kind: ListKind) -> &List {
-        &self.lists[kind.index()]
+        &self.lists[index(kind)]
     }
 
     fn list_mut(&mut self, kind: ListKind) -> &mut List {
-        &mut self.lists[kind.index()]
+        &mut self.lists[index(kind)]
     }
 
     fn catalog(&self) -> Catalog {
@@ -169,7 +105,7 @@ impl Lists {
     fn complete(&self) -> bool {
         ListKind::ALL
             .into_iter()
-            .all(|k| !k.offered(&self.offered) || self.list(k).listed_once)
+            .all(|k| !offers(k, &self.offered) || self.list(k).listed_once)
     }
 }
 
@@ -188,7 +124,7 @@ impl Worker {
         self.lists.offered = offered;
         let kinds: Vec<ListKind> = ListKind::ALL
             .into_iter()
-            .filter(|k| k.offered(&offered))
+            .filter(|k| offers(*k, &offered))
             .collect();
         if kinds.is_empty() {
             self.announce();
@@ -203,7 +139,7 @@ impl Worker {
     /// changes coalesced into one listing a second. A kind the child does not offer is not
     /// listed.
     pub(super) fn start_listing(&mut self, kind: ListKind) {
-        if !kind.offered(&self.lists.offered) {
+        if !offers(kind, &self.lists.offered) {
             return;
         }
         let list = self.lists.list_mut(kind);
@@ -329,8 +265,37 @@ impl Worker {
 /// A page's items and its next cursor; `None` when the result has no array where the items go.
 fn parse_page(kind: ListKind, result: &RawValue) -> Option<(Vec<Value>, Option<String>)> {
     let mut page = serde_json::from_str::<Page>(result.get()).ok()?;
-    match page.fields.remove(kind.field()) {
+    match page.fields.remove(field(kind)) {
         Some(Value::Array(items)) => Some((items, page.next_cursor)),
         _ => None,
+    }
+}
+
+/// Whether a server that declared `offered` has the list `kind`.
+fn offers(kind: ListKind, offered: &Offered) -> bool {
+    match kind {
+        ListKind::Tools => offered.tools,
+        ListKind::Prompts => offered.prompts,
+        ListKind::Resources | ListKind::Templates => offered.resources,
+    }
+}
+
+/// Where `kind`'s list is kept.
+fn index(kind: ListKind) -> usize {
+    match kind {
+        ListKind::Tools => 0,
+        ListKind::Prompts => 1,
+        ListKind::Resources => 2,
+        ListKind::Templates => 3,
+    }
+}
+
+/// The field of a listing's result that holds its items.
+fn field(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Tools => "tools",
+        ListKind::Prompts => "prompts",
+        ListKind::Resources => "resources",
+        ListKind::Templates => "resourceTemplates",
     }
 }

@@ -18,12 +18,12 @@
 
 use super::asks::Ask;
 use super::inflight::{Caller, PendingKind};
-use super::lists::ListKind;
 use super::pipes::StdoutFrame;
 use super::{Heartbeat, Phase, Worker, LOG_TARGET};
 use crate::downstream::child::ReadOutcome;
 use crate::downstream::{server_request_id, Event, Notice};
 use crate::jsonrpc::{self, code, Id, Message, Outcome, Sent};
+use crate::mcp::ListKind;
 use crate::mcp::{LogLevel, SERVER_REQUESTS};
 use crate::sanitize;
 use serde::Deserialize;
@@ -119,13 +119,17 @@ impl Worker {
             return;
         }
         if SERVER_REQUESTS.contains(&method) {
-            if let Err((code, message)) = self.ask_agent(id, method, params) {
-                log::info!(
-                    target: LOG_TARGET,
-                    "connection {}: refused the server's {method}: {message}",
-                    self.cfg.name
-                );
-                self.write_or_fail(&jsonrpc::error_line(Some(id), code, &message));
+            match self.ask_agent(id, method, params) {
+                Ok(agent) => self.record_ask(method, agent.as_deref(), "sent"),
+                Err((code, message, agent)) => {
+                    log::info!(
+                        target: LOG_TARGET,
+                        "connection {}: refused the server's {method}: {message}",
+                        self.cfg.name
+                    );
+                    self.record_ask(method, agent.as_deref(), &format!("refused: {message}"));
+                    self.write_or_fail(&jsonrpc::error_line(Some(id), code, &message));
+                }
             }
             return;
         }
@@ -139,15 +143,25 @@ impl Worker {
         self.write_or_fail(&line);
     }
 
-    /// Sends the child's request to the agent whose call it serves, under an id of the gate's.
+    /// One record in the audit trail of a request of the child's to an agent.
+    fn record_ask(&self, method: &str, agent: Option<&str>, outcome: &str) {
+        if let Some(audit) = &self.audit {
+            let event =
+                crate::audit::records::server_request(&self.cfg.name, method, agent, outcome);
+            audit.record(event);
+        }
+    }
+
+    /// Sends the child's request to the agent whose call it serves, under an id of the gate's;
+    /// the agent it went to (or would have), when the transport named it.
     fn ask_agent(
         &mut self,
         child_id: &Id,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<(), (i64, String)> {
+    ) -> Result<Option<String>, Refused> {
         let token = params.and_then(meta_progress_token);
-        let (sink, session) = match self.inflight.caller_of(token) {
+        let (sink, session, agent) = match self.inflight.caller_of(token) {
             Caller::None => {
                 return Err((
                     code::INTERNAL_ERROR,
@@ -156,6 +170,7 @@ impl Worker {
                          {method}; the gate sends a server's requests only to the agent whose \
                          request the server is serving"
                     ),
+                    None,
                 ))
             }
             Caller::Many => {
@@ -166,9 +181,11 @@ impl Worker {
                          says which one {method} is for; the gate does not guess (send the \
                          request's progressToken in _meta)"
                     ),
+                    None,
                 ))
             }
-            Caller::One(responder, client) => {
+            Caller::One(responder, client, agent) => {
+                let agent = agent.map(str::to_owned);
                 if let Err(capability) = client.allows(method) {
                     return Err((
                         code::METHOD_NOT_FOUND,
@@ -176,9 +193,10 @@ impl Worker {
                             "the agent did not declare the {capability} capability, or the \
                              workspace's policy denies it to this server"
                         ),
+                        agent,
                     ));
                 }
-                (responder.sink().clone(), responder.session())
+                (responder.sink().clone(), responder.session(), agent)
             }
         };
         let ask = Ask {
@@ -192,6 +210,7 @@ impl Worker {
             return Err((
                 code::OVERLOADED,
                 "too many of this server's requests wait for agents".into(),
+                agent,
             ));
         };
         let id = server_request_id(self.handle.id(), n);
@@ -203,6 +222,7 @@ impl Worker {
             return Err((
                 code::OVERLOADED,
                 "the agent's session cannot take the request now".into(),
+                agent,
             ));
         }
         log::info!(
@@ -210,7 +230,7 @@ impl Worker {
             "connection {}: the server's {method} went to session {session} as {id}",
             self.cfg.name
         );
-        Ok(())
+        Ok(agent)
     }
 
     /// An agent answered the child's request `n`: the child gets it under its own id.
@@ -400,6 +420,10 @@ impl Worker {
         }
     }
 }
+
+/// Why a request of the child's was not sent to an agent: the code and message the child gets,
+/// and the agent it was for, when one was found.
+type Refused = (i64, String, Option<String>);
 
 /// A JSON-RPC error object: an integer `code` and a string `message` (and any `data`).
 fn is_error_object(error: &RawValue) -> bool {

@@ -26,7 +26,7 @@ mod asks;
 mod calls;
 mod handshake;
 mod inflight;
-pub(crate) mod lists;
+mod lists;
 mod messages;
 mod pipes;
 mod tail;
@@ -103,6 +103,8 @@ pub(crate) struct Worker {
     asks: Asks,
     /// The child's log messages passed on per second (a flood is dropped, not queued).
     log_budget: LineBudget,
+    /// Where the child's requests to agents are recorded.
+    audit: Option<Arc<crate::audit::Audit>>,
     heartbeat: Heartbeat,
     next_heartbeat: Instant,
     misses: u32,
@@ -119,6 +121,7 @@ impl Worker {
         rx: Receiver<Command>,
         events: Sender<Event>,
         handle: ConnHandle,
+        audit: Option<Arc<crate::audit::Audit>>,
     ) -> Worker {
         let now = Instant::now();
         Worker {
@@ -143,6 +146,7 @@ impl Worker {
             lists: Lists::default(),
             asks: Asks::default(),
             log_budget: LineBudget::new(LOG_MESSAGES_PER_SEC, LOG_MESSAGES_BURST, now),
+            audit,
             heartbeat: Heartbeat::Ping,
             next_heartbeat: now,
             misses: 0,

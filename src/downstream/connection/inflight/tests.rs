@@ -1,6 +1,6 @@
 use super::{progress_token_for_child, InFlight, PendingKind};
-use crate::downstream::connection::lists::ListKind;
 use crate::jsonrpc::{code, Id, Responder, SessionId, Sink};
+use crate::mcp::ListKind;
 use crossbeam_channel::Receiver;
 use serde_json::value::RawValue;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ fn agent_call(
         progress_token: progress_token.map(|t| RawValue::from_string(t.to_owned()).unwrap()),
         client: crate::mcp::ClientCaps::default(),
         max_result_bytes: None,
+        agent: None,
     };
     (kind, rx, sink)
 }
@@ -240,10 +241,10 @@ fn a_request_of_the_child_belongs_to_the_only_session_in_flight_or_to_the_token_
     let (a2, _rx2, _s2) = agent_call(1, 11, None);
     table.insert(1, a1, t0 + Duration::from_secs(5));
     table.insert(2, a2, t0 + Duration::from_secs(5));
-    assert!(matches!(table.caller_of(None), Caller::One(r, _) if r.session() == 1));
+    assert!(matches!(table.caller_of(None), Caller::One(r, _, _) if r.session() == 1));
     let (b, _rx3, _s3) = agent_call(2, 10, None);
     table.insert(3, b, t0 + Duration::from_secs(5));
     assert!(matches!(table.caller_of(None), Caller::Many));
-    assert!(matches!(table.caller_of(Some(3)), Caller::One(r, _) if r.session() == 2));
+    assert!(matches!(table.caller_of(Some(3)), Caller::One(r, _, _) if r.session() == 2));
     assert!(matches!(table.caller_of(Some(99)), Caller::Many));
 }
