@@ -55,7 +55,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
 }
 
 pub(super) const HELP: &str = "\
-aegis-gate tools: the operator's view of the tools a gate has seen
+aegis-gate tools: the operator's view of the tools (and prompts) a gate has seen
 
 USAGE:
     aegis-gate tools list [--data-dir DIR] [--workspace ID]
@@ -69,6 +69,9 @@ USAGE:
               changed since its approval (- approved, + current, sanitized)
     approve   Approve the tool's current version; a running gate serves it within a second
 
+    Prompts are pinned like tools and listed as prompt:NAME (prompt:everything.simple-prompt);
+    show and approve take that name.
+
 OPTIONS:
     --data-dir DIR     The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
                        else ~/.local/state/aegis-gate)
@@ -79,6 +82,7 @@ EXAMPLES:
     aegis-gate tools list
     aegis-gate tools show wx.weather
     aegis-gate tools approve wx.weather --workspace ws-1
+    aegis-gate tools approve prompt:wx.forecast
 ";
 
 /// What to do.
