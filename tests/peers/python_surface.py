@@ -23,7 +23,10 @@ Command lines (run from the repository root, with the SDK venv's python):
         --url http://127.0.0.1:8787/mcp/ws-1 --header 'Authorization:Bearer agk_...'
 
   Two at once (each must get ITS tag back from sampling, elicitation and roots): run two of the
-  above concurrently with `--tag a` and `--tag b`.
+  above concurrently with `--tag a` and `--tag b`. The gate sends a server's request to the only
+  session with a call in flight at that server and refuses it while calls of several sessions are
+  (it never guesses): stagger the two with `--wait-before sampling` (see below), and pass
+  `--skip roots` (server-everything caches the first roots answer it gets per connection).
 
 (Server arguments that start with `-` must be written `--arg=VALUE`, an argparse rule.)
 
@@ -33,7 +36,13 @@ prefixed), `--tag` ([A-Za-z0-9_-]+, default "t"), `--settle SECONDS` (wait after
 0.5, server-everything's own roots/list, 350 ms after `initialized`, comes before get-roots-list
 instead of inside it), `--skip CHECK` (repeatable; a check left out, e.g. while the gate cannot do
 it yet), `--mode`/`--timeout` (peer_common.py; `--call` too: extra tool calls made before the
-checks, reported under "calls").
+checks, reported under "calls"), `--read URI` (repeatable; a resources/read made after the calls
+and before the checks, its text reported under "reads": another server's resource through the gate).
+
+`--wait-before STEP` (repeatable; STEP is a check or `end`, the point after the last check, before
+the client closes): there, skipped or not, the script prints the line {"waiting": "STEP"} on
+stdout (flushed) and reads one line from stdin before it goes on (stdin closed: it fails). Whoever
+runs two clients at once uses it to make their server requests take turns, without sleeping.
 
 CHECKS, in order: capabilities (tools, prompts, resources with subscribe, completions, logging
 declared), tools, resources, templates, template_read, prompts, completion, logging, sampling,
@@ -42,9 +51,12 @@ elicitation, roots.
 Prints ONE JSON object on stdout: peer_common's report (protocol_version, handshake, server_info,
 tools, calls, results) plus "tag", "prefix", "checks" ({check: {"ms": duration, ...what it saw}}),
 "skipped", "notifications" (methods received, in order), "logs" (the `notifications/message`
-params received: level, logger, data), "roots_requests" (when this client answered each
-roots/list), "connect_ms" (when the handshake was done) and "total_ms"; times in ms since the
-client began to connect. Exits 1 with "python_surface: CheckFailed: CHECK: what went wrong" on
+params received: level, logger, data), "reads" ({uri: text} of `--read`), "sampling_requests" (the
+text of every sampling/createMessage this client's callback answered, over the whole run),
+"elicitation_requests" (the message of every elicitation/create it answered), "roots_requests"
+(when this client answered each roots/list), "connect_ms" (when the handshake was done) and
+"total_ms"; times in ms since the client began to connect. The lines of `--wait-before` come
+before it, each a JSON object of its own. Exits 1 with "python_surface: CheckFailed: CHECK: what went wrong" on
 stderr at the first failed check (or "python_surface: timed out after Ns"), 2 on bad arguments.
 The server's stderr passes through.
 
@@ -71,6 +83,7 @@ Quirks of server-everything (2026.8.31) these checks live with:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -104,6 +117,7 @@ CHECKS = [
     "elicitation",
     "roots",
 ]
+STEPS = [*CHECKS, "end"]  # where --wait-before may stop
 MAX_PAGES = 1000
 TEXT_TEMPLATE = "demo://resource/dynamic/text/{resourceId}"
 BLOB_TEMPLATE = "demo://resource/dynamic/blob/{resourceId}"
@@ -126,6 +140,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tag", default="t", help="this instance's tag, [A-Za-z0-9_-]+")
     p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS", help="wait this long after connecting, before the checks")
     p.add_argument("--skip", action="append", default=[], choices=CHECKS, help="leave a check out (repeatable)")
+    p.add_argument("--read", action="append", default=[], metavar="URI", help="resources/read before the checks (repeatable)")
+    p.add_argument(
+        "--wait-before",
+        action="append",
+        default=[],
+        choices=STEPS,
+        metavar="STEP",
+        help='print {"waiting": STEP} and read a line from stdin before STEP (a check, or end; repeatable)',
+    )
     return p.parse_args()
 
 
@@ -179,7 +202,9 @@ class Surface:
 
     # --- the checks --------------------------------------------------------------------------
 
-    async def run(self, client: Client, skip: list[str], tools: list[str]) -> None:
+    async def run(
+        self, client: Client, skip: list[str], tools: list[str], pause: Callable[[str], Awaitable[None]]
+    ) -> None:
         table: dict[str, Callable[[Client, list[str]], Awaitable[dict[str, Any]]]] = {
             "capabilities": self.check_capabilities,
             "tools": self.check_tools,
@@ -194,6 +219,7 @@ class Surface:
             "roots": self.check_roots,
         }
         for name in CHECKS:
+            await pause(name)
             if name in skip:
                 continue
             start = time.monotonic()
@@ -415,11 +441,35 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
         return await drive(client, surface, args, calls)
 
 
+async def wait_before(steps: list[str], step: str) -> None:
+    """At a `--wait-before` STEP: says so on stdout, then waits for a line on stdin."""
+    if step not in steps:
+        return
+    print(json.dumps({"waiting": step}), flush=True)
+    line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    if not line:
+        raise CheckFailed(step, "stdin closed while waiting before it")
+
+
+async def read_texts(client: Client, uris: list[str]) -> dict[str, str]:
+    """The `--read` URIs' texts (of every text content), each read once."""
+    reads: dict[str, str] = {}
+    for uri in uris:
+        try:
+            read = await client.read_resource(uri)
+        except Exception as e:  # an MCP error answer, ...
+            raise CheckFailed("read", f"resources/read {uri}: {type(e).__name__}: {e}") from e
+        reads[uri] = "".join(getattr(c, "text", None) or "" for c in read.contents)
+    return reads
+
+
 async def drive(client: Client, surface: Surface, args: argparse.Namespace, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     connect_ms = surface.ms()
     await anyio.sleep(args.settle)
     out = await report(client, calls)
-    await surface.run(client, args.skip, out["tools"])
+    reads = await read_texts(client, args.read)
+    await surface.run(client, args.skip, out["tools"], lambda step: wait_before(args.wait_before, step))
+    await wait_before(args.wait_before, "end")
     out.update(
         tag=surface.tag,
         prefix=surface.prefix,
@@ -427,6 +477,9 @@ async def drive(client: Client, surface: Surface, args: argparse.Namespace, call
         skipped=[c for c in CHECKS if c in args.skip],
         notifications=surface.notifications,
         logs=surface.logs,
+        reads=reads,
+        sampling_requests=surface.sampling_requests,
+        elicitation_requests=surface.elicitation_requests,
         roots_requests=surface.roots_requests,
         connect_ms=connect_ms,
         total_ms=surface.ms(),

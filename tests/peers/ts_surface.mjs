@@ -26,17 +26,27 @@
 //     node tests/peers/ts_surface.mjs --tag a --prefix everything. \
 //         --url http://127.0.0.1:8787/mcp/ws-1 --header 'Authorization:Bearer agk_...'
 //
-//   Two at once: two of the above concurrently, `--tag a` and `--tag b`.
+//   Two at once: two of the above concurrently, `--tag a` and `--tag b` (staggered with
+//   `--wait-before sampling`, with `--skip roots`: see python_surface.py).
 //
 // (An argument that starts with `-` must be written `--arg=VALUE`.) Other arguments: `--skip
 // CHECK` (repeatable), `--settle SECONDS` (wait after connecting, before the checks; see
-// python_surface.py), `--timeout SECONDS` (overall, default 60). Prints ONE JSON object on stdout:
-// {"protocol_version", "handshake": "initialize", "server_info", "tools", "tag", "prefix",
-//  "checks": {check: {"ms": duration, ...}}, "skipped", "notifications", "logs", "roots_requests",
+// python_surface.py), `--timeout SECONDS` (overall, default 60), `--call NAME JSON_ARGS`
+// (repeatable; a tool call made before the checks), `--read URI` (repeatable; a resources/read
+// made after the calls, before the checks), `--wait-before STEP` (repeatable; STEP is a check or
+// `end`: there, skipped or not, it prints the line {"waiting": "STEP"} on stdout and reads one
+// line from stdin before it goes on; stdin closed: it fails). Prints ONE JSON object on stdout
+// (after the lines of --wait-before):
+// {"protocol_version", "handshake": "initialize", "server_info", "tools", "calls": {name:
+//  {"is_error", "text"}}, "results": [{"name", "is_error", "text"}...], "tag", "prefix",
+//  "checks": {check: {"ms": duration, ...}}, "skipped", "notifications", "logs", "reads": {uri:
+//  text}, "sampling_requests" (the text of every sampling request answered, over the whole run),
+//  "elicitation_requests" (the message of each elicitation answered), "roots_requests",
 //  "connect_ms", "total_ms"}. Exits 1 with "ts_surface: CHECK: what went wrong" on stderr at the
 // first failed check (or "ts_surface: timed out after Ns"), 2 on bad arguments. The server's stderr passes through.
 
 import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -54,6 +64,7 @@ const CHECKS = [
   "elicitation",
   "roots",
 ];
+const STEPS = [...CHECKS, "end"]; // where --wait-before may stop
 const MAX_PAGES = 1000;
 const TEXT_TEMPLATE = "demo://resource/dynamic/text/{resourceId}";
 const BLOB_TEMPLATE = "demo://resource/dynamic/blob/{resourceId}";
@@ -70,10 +81,34 @@ function usage(message) {
   process.exit(2);
 }
 
+// `--call NAME JSON_ARGS` takes two values, which parseArgs cannot say: taken out first.
+function takeCalls(argv) {
+  const rest = [];
+  const calls = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] !== "--call") {
+      rest.push(argv[i]);
+      continue;
+    }
+    if (i + 2 >= argv.length) usage("--call needs NAME and JSON_ARGS");
+    let parsedArgs;
+    try {
+      parsedArgs = JSON.parse(argv[i + 2]);
+    } catch (e) {
+      usage(`--call ${argv[i + 1]}: ${e.message}`);
+    }
+    calls.push([argv[i + 1], parsedArgs]);
+    i += 2;
+  }
+  return { rest, calls };
+}
+
 function parse() {
+  const { rest, calls } = takeCalls(process.argv.slice(2));
   let parsed;
   try {
     parsed = parseArgs({
+      args: rest,
       options: {
         command: { type: "string" },
         arg: { type: "string", multiple: true, default: [] },
@@ -83,6 +118,8 @@ function parse() {
         tag: { type: "string", default: "t" },
         skip: { type: "string", multiple: true, default: [] },
         settle: { type: "string", default: "0" },
+        read: { type: "string", multiple: true, default: [] },
+        "wait-before": { type: "string", multiple: true, default: [] },
         timeout: { type: "string", default: "60" },
         sdk: { type: "string" },
       },
@@ -96,6 +133,7 @@ function parse() {
   if (parsed.header.length && !parsed.url) usage("--header needs --url");
   if (!/^[A-Za-z0-9_-]+$/.test(parsed.tag)) usage(`bad --tag ${JSON.stringify(parsed.tag)}: want [A-Za-z0-9_-]+`);
   for (const s of parsed.skip) if (!CHECKS.includes(s)) usage(`bad --skip ${s}: one of ${CHECKS.join(", ")}`);
+  for (const s of parsed["wait-before"]) if (!STEPS.includes(s)) usage(`bad --wait-before ${s}: one of ${STEPS.join(", ")}`);
   const timeout = Number(parsed.timeout);
   if (!(timeout > 0)) usage(`bad --timeout ${parsed.timeout}`);
   const settle = Number(parsed.settle);
@@ -109,7 +147,7 @@ function parse() {
   const here = dirname(fileURLToPath(import.meta.url));
   const peers = process.env.AEGIS_PEERS_DIR || join(here, "..", "..", "target", "peers");
   const sdk = resolve(parsed.sdk ?? join(peers, "npm", "node_modules", "@modelcontextprotocol", "sdk"));
-  return { ...parsed, timeout, settle, headers, sdk };
+  return { ...parsed, waitBefore: parsed["wait-before"], calls, timeout, settle, headers, sdk };
 }
 
 const args = parse();
@@ -370,6 +408,16 @@ function transport() {
   return new StdioClientTransport({ command: args.command, args: args.arg, env: { ...process.env }, stderr: "inherit" });
 }
 
+let stdinLines;
+// At a --wait-before STEP: says so on stdout, then waits for a line on stdin.
+async function waitBefore(step) {
+  if (!args.waitBefore.includes(step)) return;
+  process.stdout.write(JSON.stringify({ waiting: step }) + "\n");
+  stdinLines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const next = await stdinLines.next();
+  if (next.done) throw new CheckFailed(step, "stdin closed while waiting before it");
+}
+
 async function run() {
   await client.connect(tap(transport()));
   const connectMs = ms();
@@ -380,11 +428,30 @@ async function run() {
     handshake: "initialize",
     server_info: client.getServerVersion() ?? null,
     tools,
+    calls: {},
+    results: [],
     tag: args.tag,
     prefix: P,
     checks: {},
   };
+  for (const [name, callArgs] of args.calls) {
+    const result = await client.callTool({ name, arguments: callArgs });
+    const entry = { is_error: Boolean(result.isError), text: toolText(result) };
+    out.calls[name] = entry;
+    out.results.push({ name, ...entry });
+  }
+  const reads = {};
+  for (const uri of args.read) {
+    let read;
+    try {
+      read = await client.readResource({ uri });
+    } catch (e) {
+      throw new CheckFailed("read", `resources/read ${uri}: ${e?.constructor?.name ?? "Error"}: ${e?.message ?? e}`);
+    }
+    reads[uri] = (read.contents ?? []).map((c) => c.text ?? "").join("");
+  }
   for (const name of CHECKS) {
+    await waitBefore(name);
     if (args.skip.includes(name)) continue;
     const start = performance.now();
     let saw;
@@ -396,10 +463,14 @@ async function run() {
     }
     out.checks[name] = { ms: Math.round(performance.now() - start), ...saw };
   }
+  await waitBefore("end");
   Object.assign(out, {
     skipped: CHECKS.filter((c) => args.skip.includes(c)),
     notifications: seen.notifications,
     logs: seen.logs,
+    reads,
+    sampling_requests: seen.sampling,
+    elicitation_requests: seen.elicitation,
     roots_requests: seen.roots,
     connect_ms: connectMs,
     total_ms: ms(),
