@@ -31,6 +31,13 @@
 //!   the man page, startup progress, what changed in a quarantined tool.
 //! - `user_errors`: what a person reads when something fails: errors that name their cause and
 //!   say what to do, no secret in them (issue 17).
+//! - `surface`: the MCP surface beyond tools over stdio (issue #12): capabilities, prompts,
+//!   resources and templates, the read cap, subscriptions, completion, logging, policies on them.
+//! - `surface_requests`: a server's requests to the client (sampling, elicitation, roots), over
+//!   stdio and HTTP.
+//! - `surface_http`: the surface through serve: the REST resource view and collisions, updates and
+//!   log messages per HTTP session, the audit trail, partners.
+//! - `surface_hostile`: poisoned prompts and resources, hidden text, a rug-pulled prompt.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -66,5 +73,9 @@ mod serve_lifecycle;
 mod spawn_policy;
 mod stdio_gate;
 mod support;
+mod surface;
+mod surface_hostile;
+mod surface_http;
+mod surface_requests;
 mod tidy;
 mod user_errors;

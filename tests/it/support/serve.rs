@@ -300,6 +300,20 @@ impl Serve {
         }
     }
 
+    /// The same, the agent declaring `capabilities` at `initialize` (`{"sampling": {}}`…).
+    pub fn client_declaring(&self, ws: &str, key: &str, capabilities: Value) -> Client<'_> {
+        let mut init = initialize_request();
+        init["params"]["capabilities"] = capabilities;
+        let opened = self.mcp(ws, key, None, &init);
+        assert_eq!(opened.status, 200, "{}", opened.body);
+        Client {
+            serve: self,
+            ws: ws.to_owned(),
+            key: key.to_owned(),
+            session: opened.header("Mcp-Session-Id").expect("session id"),
+        }
+    }
+
     /// Waits until the gate holds a call for approval; returns the pending approval.
     pub fn pending_approval(&self) -> Value {
         retry(Duration::from_millis(20), || {
@@ -374,6 +388,33 @@ impl Client<'_> {
         ];
         let path = format!("/mcp/{}", self.ws);
         self.serve.request("DELETE", &path, &headers, None)
+    }
+
+    /// Sends request `method` with `params` in the session; the answer (which must come as a
+    /// 200; from an event stream, the answer among its events).
+    pub fn request(&self, method: &str, params: Value) -> Value {
+        let r = self.send(&json!({"jsonrpc": "2.0", "id": 8, "method": method, "params": params}));
+        assert_eq!(r.status, 200, "{method}: {}", r.body);
+        r.json()
+    }
+
+    /// Opens the session's GET event stream; the stream (its reads giving up after [`WAIT`])
+    /// and what it read so far (the head).
+    pub fn listen(&self) -> (TcpStream, String) {
+        let auth = format!("Bearer {}", self.key);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", self.session.as_str()),
+        ];
+        let path = format!("/mcp/{}", self.ws);
+        let mut stream = http::connect(&self.serve.addr, WAIT).unwrap();
+        let request = http::head(&self.serve.addr, "GET", &path, &headers);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut seen = String::new();
+        http::read_until(&mut stream, &mut seen, "\r\n\r\n");
+        assert!(seen.starts_with("HTTP/1.1 200 "), "{seen}");
+        (stream, seen)
     }
 
     /// `tools/list`.

@@ -150,13 +150,41 @@ impl Gate {
     }
 
     pub fn initialize(&mut self) -> Value {
+        self.initialize_declaring(json!({}))
+    }
+
+    /// The `initialize` handshake, the client declaring `capabilities` (`{"sampling": {}}`…).
+    pub fn initialize_declaring(&mut self, capabilities: Value) -> Value {
         let res = self.request(
             "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+            json!({"protocolVersion": "2025-11-25", "capabilities": capabilities,
                    "clientInfo": {"name": "it", "version": "1"}}),
         );
         self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         res
+    }
+
+    /// Every item of a paged list (`prompts/list` and `prompts`, `resources/list` and
+    /// `resources`…), following cursors; fails on an error answer.
+    pub fn list_all(&mut self, method: &str, key: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let res = self.request(method, params);
+            let page = res["result"][key]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {key} in the answer to {method}: {res}"));
+            items.extend(page.iter().cloned());
+            match res["result"].get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("{method}: a thousand pages and no end");
     }
 
     /// Every merged tool name, following cursors.
