@@ -96,13 +96,16 @@ impl Api {
         if runtimes.contains_key(ws) {
             return Ok(());
         }
-        let conns: Vec<Connection> = lock(&self.store)
+        let mut conns: Vec<Connection> = lock(&self.store)
             .state()
             .connections
             .values()
             .filter(|c| c.workspace_id == ws && c.enabled)
             .cloned()
             .collect();
+        // The workspace's "configuration order" (the first of two servers listing one resource
+        // URI serves it): the connections' names, so it never depends on their random ids.
+        conns.sort_by(|a, b| a.name.cmp(&b.name));
         let servers = conns
             .iter()
             .map(|c| self.server_config(c))

@@ -14,7 +14,6 @@ use super::settings::{settings_from, SettingsFile};
 use super::Settings;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Which of the two shapes a config file has.
@@ -40,9 +39,40 @@ impl Format {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FileShape {
-    mcp_servers: Option<BTreeMap<String, Value>>,
-    servers: Option<BTreeMap<String, Value>>,
+    mcp_servers: Option<Entries>,
+    servers: Option<Entries>,
     aegis: Option<SettingsFile>,
+}
+
+/// The server entries in the order the file writes them (the first of two servers listing one
+/// resource URI serves it); a name written twice keeps its last entry, in its first place.
+#[derive(Debug, Default)]
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of server entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries: Vec<(String, Value)> = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    match entries.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => slot.1 = value,
+                        None => entries.push((name, value)),
+                    }
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// A config file, parsed, its settings checked; its server entries not yet checked.
@@ -50,7 +80,7 @@ struct FileShape {
 pub(crate) struct Document {
     path: PathBuf,
     format: Format,
-    entries: BTreeMap<String, Value>,
+    entries: Entries,
     settings: Settings,
 }
 
@@ -95,7 +125,7 @@ impl Document {
 
     /// How many server entries the file has, disabled ones included.
     pub(crate) fn n_entries(&self) -> usize {
-        self.entries.len()
+        self.entries.0.len()
     }
 
     /// The settings, the document consumed.
@@ -103,7 +133,8 @@ impl Document {
         self.settings
     }
 
-    /// Every server entry checked, in name order, `${…}` expanded from the gate's environment.
+    /// Every server entry checked, in the file's order, `${…}` expanded from the gate's
+    /// environment.
     pub(crate) fn check_servers(&self) -> Vec<Checked> {
         let lookup = |name: &str| std::env::var_os(name);
         let ctx = Context {
@@ -113,6 +144,7 @@ impl Document {
             lookup: &lookup,
         };
         self.entries
+            .0
             .iter()
             .map(|(name, value)| entry::check(name.clone(), value.clone(), &ctx))
             .collect()

@@ -13,7 +13,7 @@ mod reply;
 mod tests;
 
 pub use framing::{Frame, LineReader};
-pub use reply::{Responder, Sent, SessionId, Sink, REPLY_WAIT};
+pub use reply::{shape_result, Responder, Sent, SessionId, Shape, Sink, REPLY_WAIT};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -49,6 +49,12 @@ pub mod code {
     pub const RATE_LIMITED: i64 = -32012;
     /// The workspace's policy refuses the call; the message names the rule.
     pub const POLICY_DENIED: i64 = -32013;
+    /// 2026-07-28: an HTTP header disagrees with the request's body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the request needs a client capability it did not declare.
+    pub const MISSING_CAPABILITY: i64 = -32021;
+    /// 2026-07-28: a protocol version the gate does not speak (`data.supported` says which).
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
 }
 
 /// A JSON-RPC id: the raw JSON text of a string or an integer, echoed back byte for byte.

@@ -138,19 +138,80 @@ impl Sink {
     }
 }
 
+/// The era of the request an answer goes to, and what its result must carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A legacy (2024-11-05 … 2025-11-25) request: the result as the server wrote it.
+    Legacy,
+    /// A 2026-07-28 request: `resultType` on every result.
+    Modern,
+    /// A 2026-07-28 list or read: `resultType`, `ttlMs` and `cacheScope`.
+    ModernCacheable,
+}
+
+/// The fields a 2026-07-28 result needs that a legacy server does not write, spliced in front
+/// of its own: the gate's lists vary per agent and policy, so nothing is cached publicly.
+const MODERN_FIELDS: &str = "\"resultType\":\"complete\"";
+const CACHE_FIELDS: &str = "\"ttlMs\":0,\"cacheScope\":\"private\"";
+
+/// `result` with what a `shape`'s era needs that it lacks (a modern server's own fields stay).
+pub fn shape_result(result: &str, shape: Shape) -> std::borrow::Cow<'_, str> {
+    let cacheable = shape == Shape::ModernCacheable;
+    if shape == Shape::Legacy {
+        return result.into();
+    }
+    let mut fields = Vec::new();
+    if !result.contains("\"resultType\"") {
+        fields.push(MODERN_FIELDS);
+    }
+    if cacheable && !result.contains("\"ttlMs\"") {
+        fields.push(CACHE_FIELDS);
+    }
+    let trimmed = result.trim_start();
+    let Some(rest) = trimmed.strip_prefix('{') else {
+        return result.into();
+    };
+    if fields.is_empty() {
+        return result.into();
+    }
+    let rest_trimmed = rest.trim_start();
+    let sep = if rest_trimmed.starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!("{{{}{sep}{rest}", fields.join(",")).into()
+}
+
 /// The one answer owed to one agent request. Dropping it unanswered is allowed (a cancelled
 /// request is owed nothing) and still counts it as settled for [`Sink::wait_idle`].
 #[derive(Debug)]
 pub struct Responder {
     id: Id,
     sink: Sink,
+    shape: Shape,
 }
 
 impl Responder {
     /// The route back for request `id` arriving on `sink`.
     pub fn new(id: Id, sink: Sink) -> Responder {
         sink.unanswered.add();
-        Responder { id, sink }
+        Responder {
+            id,
+            sink,
+            shape: Shape::Legacy,
+        }
+    }
+
+    /// The same route, for a request of `shape`'s era.
+    pub fn shaped(mut self, shape: Shape) -> Responder {
+        self.shape = shape;
+        self
+    }
+
+    /// The era of the request.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// The agent's id.
@@ -173,19 +234,45 @@ impl Responder {
         self.sink.send(line)
     }
 
-    /// Answers with a raw result, spliced in untouched.
+    /// Answers with a raw result, spliced in untouched (a modern request's gets the fields its
+    /// era needs in front, see [`shape_result`]).
     pub fn result(self, result: &str) {
+        let shaped = shape_result(result, self.shape);
+        self.sink.send_reply(result_line(&self.id, &shaped));
+    }
+
+    /// Answers with a result exactly as given (a modern request's `input_required`).
+    pub fn raw_result(self, result: &str) {
         self.sink.send_reply(result_line(&self.id, result));
     }
 
-    /// Answers with an error of the gate's own.
+    /// Answers with an error of the gate's own. A modern request never gets -32002 (its era
+    /// gave that code away): "server unavailable" becomes -32603 for it.
     pub fn error(self, code: i64, message: &str) {
+        let code = match (self.shape, code) {
+            (Shape::Modern | Shape::ModernCacheable, super::code::SERVER_UNAVAILABLE) => {
+                super::code::INTERNAL_ERROR
+            }
+            _ => code,
+        };
         self.sink
             .send_reply(error_line(Some(&self.id), code, message));
     }
 
-    /// Answers with a child's error object, verbatim.
+    /// Answers with a child's error object, verbatim; for a modern request a legacy server's
+    /// "resource not found" (-32002) becomes -32602, as the modern era says.
     pub fn raw_error(self, error: &str) {
+        let modern = self.shape != Shape::Legacy;
+        if modern && error.contains("-32002") {
+            if let Ok(mut object) = serde_json::from_str::<serde_json::Value>(error) {
+                if object.get("code").and_then(serde_json::Value::as_i64) == Some(-32002) {
+                    object["code"] = serde_json::json!(super::code::INVALID_PARAMS);
+                    let line = raw_error_line(Some(&self.id), &object.to_string());
+                    self.sink.send_reply(line);
+                    return;
+                }
+            }
+        }
         self.sink.send_reply(raw_error_line(Some(&self.id), error));
     }
 }
@@ -193,5 +280,25 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         self.sink.unanswered.done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shape_result, Shape};
+
+    #[test]
+    fn a_modern_result_gets_its_fields_in_front_and_a_legacy_one_stays_as_written() {
+        assert_eq!(shape_result(r#"{"a":1}"#, Shape::Legacy), r#"{"a":1}"#);
+        assert_eq!(
+            shape_result(r#"{"a":1}"#, Shape::Modern),
+            r#"{"resultType":"complete","a":1}"#
+        );
+        assert_eq!(
+            shape_result("{}", Shape::ModernCacheable),
+            r#"{"resultType":"complete","ttlMs":0,"cacheScope":"private"}"#
+        );
+        let modern = r#"{"resultType":"complete","ttlMs":5,"cacheScope":"public","tools":[]}"#;
+        assert_eq!(shape_result(modern, Shape::ModernCacheable), modern);
     }
 }

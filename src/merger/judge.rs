@@ -181,7 +181,17 @@ impl Judge {
                          approve {merged_name}`"
                     );
                 }
-                let entry = entry_for(obs, standing, self.on_change);
+                let prompt = merged_name.starts_with(PROMPT_PIN);
+                let changed = matches!(standing, Standing::Changed { .. });
+                let mut entry = entry_for(obs, standing, self.on_change);
+                if prompt && changed && entry.blocked.is_none() {
+                    // A prompt's template is what `prompts/get` returns: listed as approved, its
+                    // changed version is never handed out.
+                    entry.blocked = Some(std::sync::Arc::from(
+                        "changed since it was approved: prompts/get is refused until an operator \
+                         approves it",
+                    ));
+                }
                 if let Some(reason) = &entry.blocked {
                     log::warn!("{what}: {reason}");
                 }

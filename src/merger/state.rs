@@ -383,13 +383,15 @@ impl State {
             Request::SetLevel { responder, level } => {
                 self.sessions.add(responder.sink().clone());
                 let wanted = self.sessions.set_level(responder.session(), level);
-                responder.result("{}");
+                // The servers are told before the agent hears back, so a message logged after
+                // the answer is already at the new level.
                 if wanted != self.log_level {
                     self.log_level = wanted;
                     for idx in 0..self.servers.len() {
                         self.send_level(idx);
                     }
                 }
+                responder.result("{}");
             }
             Request::AddServer(conn) => {
                 let early = self.early.remove(&conn.id());
