@@ -18,17 +18,19 @@
 //! decided once, here, where it is routed.
 
 pub(crate) mod call;
+pub(crate) mod modern;
 mod route;
 pub(crate) mod runtime;
 pub(crate) mod stdio;
 pub(crate) mod tap;
 
 pub(crate) use call::{ToolCall, VerdictSlot};
+pub(crate) use modern::SUBSCRIPTION_KEY;
 
 use crate::approvals::Approvals;
 use crate::config::Settings;
 use crate::downstream::{parse_server_request_id, ListKind};
-use crate::jsonrpc::{self, code, Id, Message, Outcome, Responder, SessionId, Sink};
+use crate::jsonrpc::{self, code, Id, Message, Outcome, Responder, SessionId, Shape, Sink};
 use crate::mcp::{self, ClientCaps, LogLevel};
 use crate::merger::{MergerHandle, Request, ViewKey};
 use crate::policy::{Facts, Policy, Verdict};
@@ -49,6 +51,9 @@ pub(crate) struct Session {
     /// What the agent declared at `initialize` it can answer (set by the gate for a session
     /// that lives across messages, by the transport for an HTTP session's later requests).
     client: Mutex<ClientCaps>,
+    /// A 2026-07-28 request's session: it lives for one request, its envelope said what the
+    /// client can answer, and its results carry what that era needs.
+    modern: bool,
 }
 
 impl Session {
@@ -59,6 +64,7 @@ impl Session {
             initialized: AtomicBool::new(false),
             agent: None,
             client: Mutex::new(ClientCaps::default()),
+            modern: false,
         }
     }
 
@@ -69,6 +75,7 @@ impl Session {
             initialized: AtomicBool::new(true),
             agent: None,
             client: Mutex::new(ClientCaps::default()),
+            modern: false,
         }
     }
 
@@ -81,6 +88,32 @@ impl Session {
     /// What the agent declared it can answer.
     pub(crate) fn client(&self) -> ClientCaps {
         *lock(&self.client)
+    }
+
+    /// The session of one 2026-07-28 request, whose envelope declared `client`.
+    pub(crate) fn modern(sink: Sink, client: ClientCaps) -> Session {
+        Session {
+            modern: true,
+            ..Session::initialized(sink).with_client(client)
+        }
+    }
+
+    /// The session of one 2026-07-28 request that arrived on this session's transport (the
+    /// same sink and agent; stdio multiplexes both eras on one stream).
+    pub(crate) fn for_modern_request(&self, client: ClientCaps) -> Session {
+        Session {
+            agent: self.agent.clone(),
+            ..Session::modern(self.sink.clone(), client)
+        }
+    }
+
+    /// What a result to `method` must carry in this session's era.
+    fn shape_for(&self, method: &str) -> Shape {
+        match (self.modern, modern::CACHEABLE.contains(&method)) {
+            (false, _) => Shape::Legacy,
+            (true, false) => Shape::Modern,
+            (true, true) => Shape::ModernCacheable,
+        }
     }
 
     /// The same session, known to be `agent` (authenticated by the transport, never by a
@@ -229,7 +262,8 @@ impl Gate {
                 session.sink.send_reply(e.to_error_line());
             }
             Ok(Message::Request { id, method, params }) => {
-                let responder = Responder::new(id, session.sink.clone());
+                let responder =
+                    Responder::new(id, session.sink.clone()).shaped(session.shape_for(&method));
                 let call = call::CALL_METHODS.contains(&method.as_str()).then(|| {
                     call.unwrap_or_else(|| ToolCall::parse_as(&method, params.as_deref()))
                 });
@@ -291,6 +325,21 @@ impl Gate {
         params: Option<&RawValue>,
         call: Option<ToolCall>,
     ) {
+        if session.modern {
+            match method {
+                "server/discover" => {
+                    return self.when_ready(responder, |gate, responder| {
+                        responder.raw_result(&modern::discover_result(gate.routes().offered()))
+                    })
+                }
+                "subscriptions/listen" => return self.listen(session, responder, params),
+                m if modern::REMOVED.contains(&m) => {
+                    let message = format!("{m} is not part of MCP {}", modern::MODERN_VERSION);
+                    return responder.error(code::METHOD_NOT_FOUND, &message);
+                }
+                _ => {}
+            }
+        }
         let initialized = session.initialized.load(Ordering::SeqCst);
         match (method, call) {
             ("initialize", _) => self.initialize(session, responder, params),
@@ -354,6 +403,25 @@ impl Gate {
         });
     }
 
+    /// A 2026-07-28 `subscriptions/listen` on a transport that multiplexes (stdio): the merger
+    /// acknowledges it and sends its notices through the session's sink until the client
+    /// cancels it. The request itself is owed nothing more.
+    fn listen(&self, session: &Session, responder: Responder, params: Option<&RawValue>) {
+        match modern::listen_filter(params) {
+            Ok(filter) => {
+                let id = responder.id().clone();
+                drop(responder);
+                self.open_listen(session.sink.clone(), id, filter);
+            }
+            Err(message) => responder.error(code::INVALID_PARAMS, &message),
+        }
+    }
+
+    /// Opens a listen whose notices go to `sink` (the HTTP transport's event stream, or stdout).
+    pub(crate) fn open_listen(&self, sink: Sink, id: Id, filter: crate::merger::Filter) {
+        self.merger.send(Request::Listen { sink, id, filter });
+    }
+
     /// `resources/subscribe` or `unsubscribe`, kept per session by the merger.
     fn watch(&self, session: &Session, responder: Responder, on: bool, params: Option<&RawValue>) {
         let Some(uri) = params.and_then(|p| serde_json::from_str::<UriParams>(p.get()).ok()) else {
@@ -401,6 +469,11 @@ impl Gate {
         let Ok(id) = Id::from_raw(&cancel.request_id) else {
             return;
         };
+        // A listen ends this way on stdio.
+        self.merger.send(Request::EndListen {
+            session: session.id(),
+            id: id.clone(),
+        });
         if !self.merger.is_ready() {
             let mut early = lock(&self.cancelled_early);
             if early.len() < crate::merger::MAX_HELD {

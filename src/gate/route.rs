@@ -272,9 +272,15 @@ impl Gate {
                 }
             },
         };
-        // Only the gate says which agent calls.
+        // Only the gate says which agent calls; a modern request's envelope is the gate's to
+        // read, never a legacy child's (a Python SDK child locked to the legacy era refuses a
+        // request that carries it).
         if let Some(m) = meta.as_mut() {
             m.remove(crate::mcp::AGENT_META);
+            m.retain(|key, _| !key.starts_with(super::modern::RESERVED_META_PREFIX));
+            if m.is_empty() {
+                meta = None;
+            }
         }
         let progress_token = match meta.as_mut().and_then(|m| m.remove("progressToken")) {
             Some(token) if Id::from_raw(&token).is_ok() => Some(token),

@@ -16,7 +16,7 @@
 //! channels (dropped to signal).
 
 use super::runtime::Runtime;
-use super::{Gate, Session};
+use super::{modern, Gate, Session};
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::downstream;
@@ -270,7 +270,21 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize, tap: Option<&
                 {
                     tap.request(id, call);
                 }
-                gate.handle_parsed(session, parsed, call);
+                // A 2026-07-28 request is a session of its own, on the same stdout.
+                match parsed.as_ref().ok().and_then(modern::envelope_of) {
+                    None => gate.handle_parsed(session, parsed, call),
+                    Some(Ok(envelope)) => {
+                        let request = session.for_modern_request(envelope.client);
+                        gate.handle_parsed(&request, parsed, call);
+                    }
+                    Some(Err(refused)) => {
+                        let id = match &parsed {
+                            Ok(Message::Request { id, .. }) => Some(id.clone()),
+                            _ => None,
+                        };
+                        session.sink().send_reply(refused.line(id.as_ref()));
+                    }
+                }
             }
             Frame::Overlong => {
                 let message = format!("message over the {max_line} byte limit was dropped");

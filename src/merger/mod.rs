@@ -46,6 +46,7 @@ pub use cache::CacheStats;
 pub(crate) use judge::PROMPT_PIN;
 pub use request::{Deferred, Request, ViewKey, MAX_HELD};
 pub use resources::{Collision, ResourceRoute, ResourceRoutes};
+pub(crate) use sessions::Filter;
 pub use state::SharedRoutes;
 pub use view::{Route, Routes};
 
@@ -94,6 +95,8 @@ impl MergerHandle {
             | Request::Watch { responder, .. }
             | Request::SetLevel { responder, .. } => responder,
             other @ (Request::Unsubscribe { .. }
+            | Request::Listen { .. }
+            | Request::EndListen { .. }
             | Request::Subscribe(_)
             | Request::AddServer(_)
             | Request::RemoveServer(_)) => {

@@ -7,7 +7,7 @@
 //! (no import circle through it). It holds no state and does no I/O.
 
 use crate::downstream::{ConnHandle, ConnId, ListKind};
-use crate::jsonrpc::{Responder, SessionId, Sink};
+use crate::jsonrpc::{Id, Responder, SessionId, Sink};
 use crate::mcp::LogLevel;
 
 /// Requests held until startup settles; more are refused at once.
@@ -59,6 +59,23 @@ pub enum Request {
         /// The calling agent (passed on to `partner` connections).
         agent: Option<String>,
     },
+    /// A 2026-07-28 `subscriptions/listen` with request id `id`: acknowledged and told through
+    /// `sink` from now on.
+    Listen {
+        /// Where its notices go.
+        sink: Sink,
+        /// The listen request's id (its `subscriptionId`).
+        id: Id,
+        /// What it asked for.
+        filter: super::sessions::Filter,
+    },
+    /// A listen ended (its client cancelled it or went away).
+    EndListen {
+        /// Its session.
+        session: SessionId,
+        /// The listen request's id.
+        id: Id,
+    },
     /// `logging/setLevel` for the responder's session.
     SetLevel {
         /// Where the answer goes.
@@ -99,6 +116,8 @@ impl std::fmt::Debug for Request {
             Request::Watch { responder, on, .. } => {
                 write!(f, "Watch({}, {on})", responder.session())
             }
+            Request::Listen { sink, .. } => write!(f, "Listen({})", sink.session()),
+            Request::EndListen { session, .. } => write!(f, "EndListen({session})"),
             Request::SetLevel { responder, level } => {
                 write!(f, "SetLevel({}, {level:?})", responder.session())
             }

@@ -25,11 +25,11 @@ use super::cache::{CacheStats, Lookup, ViewCache};
 use super::judge::{Judge, Listing};
 use super::request::{Request, ViewKey, MAX_HELD};
 use super::resources::{self, ResourceRoutes};
-use super::sessions::{Sessions, Watch};
+use super::sessions::{Filter, Sessions, Watch};
 use super::view::{self, MergedView, Namer, Routes, ServerTools};
 use crate::config::Settings;
 use crate::downstream::{CallRequest, ConnHandle, ConnId, Event, ListKind, Notice, Status};
-use crate::jsonrpc::{self, code, Responder};
+use crate::jsonrpc::{self, code, Id, Responder, Sink};
 use crate::mcp::{self, LogLevel};
 use crate::store::pins::PinStore;
 use crate::thread::{read, write};
@@ -348,6 +348,7 @@ impl State {
                 | Request::WhenReady { .. }
                 | Request::Watch { .. }
                 | Request::SetLevel { .. }
+                | Request::Listen { .. }
         );
         if holds && !self.startup_done {
             if self.held.len() < MAX_HELD {
@@ -421,13 +422,13 @@ impl State {
                 }
             }
             Request::Unsubscribe { session } => {
-                for uri in self.sessions.remove(session) {
-                    let routes = read(&self.routes).clone();
-                    if let Some(route) = routes.resources().route(&uri) {
-                        let params = serde_json::json!({ "uri": uri }).to_string();
-                        route.conn.tell("resources/unsubscribe", params);
-                    }
-                }
+                let gone = self.sessions.remove(session);
+                self.tell_servers("resources/unsubscribe", gone);
+            }
+            Request::Listen { sink, id, filter } => self.listen(sink, id, filter),
+            Request::EndListen { session, id } => {
+                let gone = self.sessions.end_listen(session, &id);
+                self.tell_servers("resources/unsubscribe", gone);
             }
         }
     }
@@ -528,6 +529,74 @@ impl State {
         }
     }
 
+    /// A 2026-07-28 `subscriptions/listen`: acknowledged at once with what the gate can tell it
+    /// (the lists its servers offer, the URIs a server that takes subscriptions routes), then
+    /// told of those; the servers of URIs no one watched before are subscribed.
+    fn listen(&mut self, sink: Sink, id: Id, mut filter: Filter) {
+        let routes = read(&self.routes).clone();
+        let offered = routes.offered();
+        filter.prompts &= offered.prompts;
+        filter.resources &= offered.resources;
+        filter.uris.retain(|uri| {
+            routes.resources().route(uri).is_some_and(|r| {
+                r.blocked.is_none()
+                    && routes
+                        .offers()
+                        .iter()
+                        .any(|(c, o)| c.id() == r.conn.id() && o.subscribe)
+            })
+        });
+        let mut honoured = serde_json::Map::new();
+        for (on, key) in [
+            (filter.tools, "toolsListChanged"),
+            (filter.prompts, "promptsListChanged"),
+            (filter.resources, "resourcesListChanged"),
+        ] {
+            if on {
+                honoured.insert(key.into(), serde_json::Value::Bool(true));
+            }
+        }
+        if !filter.uris.is_empty() {
+            honoured.insert(
+                "resourceSubscriptions".into(),
+                serde_json::json!(filter.uris),
+            );
+        }
+        let ack = format!(
+            "{{\"_meta\":{{\"{}\":{}}},\"notifications\":{}}}",
+            crate::gate::SUBSCRIPTION_KEY,
+            id.as_json(),
+            serde_json::Value::Object(honoured)
+        );
+        let line =
+            jsonrpc::notification_line("notifications/subscriptions/acknowledged", Some(&ack));
+        if sink.send(line) == crate::jsonrpc::Sent::Closed {
+            return;
+        }
+        match self.sessions.listen(sink.clone(), id, filter) {
+            Some(fresh) => self.tell_servers("resources/subscribe", fresh),
+            None => log::warn!(
+                "{} subscriptions/listen streams are open; a new one gets nothing",
+                super::sessions::MAX_LISTENS
+            ),
+        }
+    }
+
+    /// Sends `method` (`resources/subscribe` or `unsubscribe`) for each URI to the server that
+    /// routes it; their answers are not awaited.
+    fn tell_servers(&self, method: &'static str, uris: Vec<String>) {
+        if uris.is_empty() {
+            return;
+        }
+        let routes = read(&self.routes).clone();
+        for uri in uris {
+            if let Some(route) = routes.resources().route(&uri) {
+                let params = serde_json::json!({ "uri": uri }).to_string();
+                route.conn.tell(method, params);
+            }
+        }
+    }
+
     /// Sends server `idx` the log level sessions want, when it logs and one is set.
     fn send_level(&self, idx: usize) {
         let (Some(level), Some(server)) = (self.log_level, self.servers.get(idx)) else {
@@ -552,10 +621,8 @@ impl State {
                 if !ours {
                     return;
                 }
-                let params = serde_json::json!({ "uri": uri }).to_string();
-                let line =
-                    jsonrpc::notification_line("notifications/resources/updated", Some(&params));
-                self.sessions.tell_watchers(&uri, &line);
+                let gone = self.sessions.tell_watchers(&uri);
+                self.tell_servers("resources/unsubscribe", gone);
             }
             Notice::Log { level, params } => {
                 let line = jsonrpc::notification_line("notifications/message", Some(&params));
@@ -751,14 +818,26 @@ impl State {
         *write(&self.routes) = routes;
         let changed = std::mem::take(&mut self.changed);
         // A full queue loses a notification, not the subscription.
-        for (is, method) in [
-            (changed.tools, "notifications/tools/list_changed"),
-            (changed.prompts, "notifications/prompts/list_changed"),
-            (changed.resources, "notifications/resources/list_changed"),
+        for (is, kind, method) in [
+            (
+                changed.tools,
+                ListKind::Tools,
+                "notifications/tools/list_changed",
+            ),
+            (
+                changed.prompts,
+                ListKind::Prompts,
+                "notifications/prompts/list_changed",
+            ),
+            (
+                changed.resources,
+                ListKind::Resources,
+                "notifications/resources/list_changed",
+            ),
         ] {
             if is {
-                self.sessions
-                    .tell_all(&jsonrpc::notification_line(method, None));
+                let gone = self.sessions.tell_changed(kind, method);
+                self.tell_servers("resources/unsubscribe", gone);
             }
         }
     }
