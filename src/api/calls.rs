@@ -21,6 +21,8 @@ pub(super) struct CallInFlight {
     agent: String,
     delegation: Option<(String, String)>,
     method: &'static str,
+    /// `Some("2026-07-28")` for a request of that era.
+    era: Option<&'static str>,
     tool: String,
     arguments_sha256: String,
     verdict: VerdictSlot,
@@ -43,12 +45,19 @@ impl CallInFlight {
             agent: agent.to_owned(),
             delegation,
             method: call.method(),
+            era: None,
             tool: clip(call.tool()),
             arguments_sha256: argument_hash(call.arguments().as_bytes()),
             verdict: call.verdict_slot(),
             gate: Arc::clone(gate),
             started: Instant::now(),
         }
+    }
+
+    /// The same call, of the 2026-07-28 era (its record says so).
+    pub(super) fn modern(mut self) -> CallInFlight {
+        self.era = Some(crate::gate::modern::MODERN_VERSION);
+        self
     }
 
     /// When the call was handed on.
@@ -74,6 +83,7 @@ impl CallInFlight {
                     delegation: self.delegation,
                 },
                 method: self.method,
+                era: self.era,
                 workspace: self.workspace,
                 agent: Some(self.agent),
                 tool: self.tool,

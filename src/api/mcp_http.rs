@@ -18,6 +18,7 @@
 use super::callers::{self, Asked, Caller, Refusal};
 use super::calls::CallInFlight;
 use super::http::{self, ApiError};
+use super::mcp_modern;
 use super::mcp_reply::{self, Awaited, Awaiting};
 use super::sessions::SessionRef;
 use super::Api;
@@ -101,10 +102,13 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
             }
             200
         }
+        Ok(Reply::Modern(modern)) => mcp_modern::answer(api, request, modern),
         Err(e) => {
             let status = e.status;
             let mut headers = Vec::new();
-            if status == 405 {
+            if status == 405 && mcp_modern::is_modern(&request) {
+                headers.push(("Allow", "POST"));
+            } else if status == 405 {
                 headers.push(("Allow", "GET, POST, DELETE"));
             }
             http::respond_json_with(request, status, &headers, e.body().as_bytes());
@@ -130,6 +134,8 @@ enum Reply {
         body: String,
         retry_after: Option<u64>,
     },
+    /// A 2026-07-28 request's answer.
+    Modern(mcp_modern::Modern),
     /// A session's GET stream: the head goes out, then the stream is handed over.
     EventStream {
         session: String,
@@ -162,6 +168,9 @@ fn serve(api: &Api, request: &Request, path: &str) -> Result<Reply, ApiError> {
     let caller = callers::authenticate(api, request, &workspace)?;
     if let Caller::Unbound = caller {
         return Ok(refused(Refusal::unbound()));
+    }
+    if mcp_modern::is_modern(request) {
+        return mcp_modern::serve(api, request, &workspace, &caller).map(Reply::Modern);
     }
     let nothing = Asked {
         body: &[],
@@ -314,6 +323,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         session: new_session,
         only,
         call: in_flight,
+        modern: false,
     })))
 }
 

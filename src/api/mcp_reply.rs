@@ -63,6 +63,8 @@ pub(super) struct Awaiting {
     pub(super) only: Option<Only>,
     /// The call to record once answered.
     pub(super) call: Option<CallInFlight>,
+    /// A 2026-07-28 request: a JSON answer's status follows its error code.
+    pub(super) modern: bool,
 }
 
 /// Where an answer's record goes.
@@ -114,6 +116,22 @@ pub(super) fn respond_json(request: Request, status: u16, body: &[u8], session: 
         }
         None => super::http::respond_json(request, status, body),
     }
+}
+
+/// The error code of an answer line, if it is an error.
+fn error_code(line: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: Option<Code>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_slice::<Answer>(line)
+        .ok()?
+        .error
+        .map(|e| e.code)
 }
 
 fn is_answer_to(line: &[u8], id: &Id) -> bool {
@@ -254,6 +272,7 @@ impl Entry {
         };
         let mut headers = vec![
             ("Content-Type", "text/event-stream"),
+            ("X-Accel-Buffering", "no"),
             ("Cache-Control", "no-cache"),
         ];
         if let Some(id) = &self.a.session {
@@ -287,7 +306,12 @@ impl Entry {
             None => line.to_vec(),
         };
         self.record(records, jsonrpc::outcome_label(&body));
-        respond_json(request, 200, &body, self.a.session.as_deref());
+        let status = if self.a.modern {
+            crate::gate::modern::http_status(error_code(&body))
+        } else {
+            200
+        };
+        respond_json(request, status, &body, self.a.session.as_deref());
     }
 
     /// Ends the exchange without an answer: a stream gets `line` (an error) as its last event,

@@ -22,6 +22,7 @@ mod calls;
 mod delegated;
 pub(crate) mod http;
 mod mcp_http;
+mod mcp_modern;
 mod mcp_reply;
 mod metrics;
 mod rest;

@@ -95,6 +95,12 @@ impl Sessions {
         }
     }
 
+    /// A number for one 2026-07-28 request: the gate's session for that request alone (never
+    /// in the table).
+    pub(super) fn ephemeral(&self) -> u64 {
+        self.next_numeric.fetch_add(1, Ordering::SeqCst)
+    }
+
     /// Open sessions (for the metrics).
     pub(super) fn len(&self) -> usize {
         lock(&self.table).len()

@@ -83,6 +83,7 @@ impl Streams {
         let headers = [
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),
         ];
         let writer = request.stream(200, &headers, After::Close);
         let stream = NewStream {

@@ -47,6 +47,8 @@ pub struct CallRecord {
     /// The method; a record says it only when it is not `tools/call` (records of tool calls
     /// keep the shape they always had).
     pub method: &'static str,
+    /// The protocol era when it is not the legacy one (`2026-07-28`); the record says it then.
+    pub era: Option<&'static str>,
     /// The workspace called.
     pub workspace: String,
     /// The authenticated caller (always named over HTTP; from the config over stdio).
@@ -73,6 +75,7 @@ impl CallRecord {
         CallRecord {
             via,
             method,
+            era: None,
             workspace: workspace.to_owned(),
             agent: agent.map(str::to_owned),
             tool: clip(tool),
@@ -86,6 +89,9 @@ impl CallRecord {
         let mut event = self.shape(outcome, ms);
         if self.method != "tools/call" {
             event["method"] = json!(self.method);
+        }
+        if let Some(era) = self.era {
+            event["era"] = json!(era);
         }
         event
     }
