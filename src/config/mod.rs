@@ -96,7 +96,7 @@ impl Config {
         Config {
             servers: vec![
                 example("hello", &[]),
-                example("world", &["--extra-tools", "2"]),
+                example("world", &["--tools-only", "--extra-tools", "2"]),
             ],
             settings: Settings::default(),
         }

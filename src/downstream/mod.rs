@@ -17,6 +17,7 @@ mod connection;
 mod health;
 
 pub(crate) use crate::mcp::ListKind;
+pub(crate) use connection::input;
 
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{code, Id, Responder, SessionId};
@@ -220,6 +221,18 @@ pub struct CallRequest {
     pub client: crate::mcp::ClientCaps,
     /// A result longer than this is refused with an error (`resources/read`'s size cap).
     pub max_result_bytes: Option<usize>,
+    /// A 2026-07-28 retry of a call that was answered `input_required`: the park it resumes
+    /// and the agent's answers to the child's requests.
+    pub resume: Option<Resume>,
+}
+
+/// A retried call's `requestState` (the gate's, `aegis:TOKEN`) and `inputResponses`.
+#[derive(Debug)]
+pub struct Resume {
+    /// The token after `aegis:`.
+    pub token: String,
+    /// The agent's answers, by the keys of the `inputRequests` it was sent.
+    pub responses: BTreeMap<String, Box<RawValue>>,
 }
 
 /// Commands a connection thread accepts.

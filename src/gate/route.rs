@@ -14,7 +14,7 @@
 
 use super::{Gate, ToolCall};
 use crate::approvals::{self, Approvals, Release, ReleaseFn};
-use crate::downstream::{CallRequest, ConnHandle};
+use crate::downstream::{input, CallRequest, ConnHandle};
 use crate::jsonrpc::{code, Id, Responder};
 use crate::mcp::ClientCaps;
 use crate::merger::Routes;
@@ -259,6 +259,21 @@ impl Gate {
         agent: Option<String>,
         client: ClientCaps,
     ) -> Result<CallRequest, (Responder, String)> {
+        // A 2026-07-28 retry of a call answered `input_required`: what it resumes is the
+        // connection's to find; neither field goes to a child.
+        let responses = params.remove("inputResponses");
+        let resume = match params.remove("requestState") {
+            None => None,
+            Some(state) => match input::resume_of(&state, responses.as_deref()) {
+                Some(resume) => Some(resume),
+                None => {
+                    return Err((
+                        responder,
+                        format!("{method}: requestState is not one this gate handed out"),
+                    ))
+                }
+            },
+        };
         // Kept raw: values the agent sends on are never re-serialized by the gate.
         let mut meta = match params.remove("_meta") {
             None => None,
@@ -303,6 +318,7 @@ impl Gate {
             agent,
             client: client.without(denied),
             max_result_bytes: (method == "resources/read").then_some(self.settings.max_read_bytes),
+            resume,
         })
     }
 

@@ -524,6 +524,7 @@ impl State {
                     agent,
                     client: mcp::ClientCaps::default(),
                     max_result_bytes: None,
+                    resume: None,
                 });
             }
         }

@@ -184,7 +184,8 @@ pub(in crate::api) fn demo(api: &Api, exe: &str) -> Result<DemoAgent, ApiError> 
         for (name, extra) in [("hello", None), ("world", Some("--extra-tools"))] {
             let mut command = vec![exe.to_owned(), "example-server".to_owned()];
             if let Some(flag) = extra {
-                command.extend([flag.to_owned(), "2".to_owned()]);
+                // Tools only: the two servers would otherwise list the same resources.
+                command.extend(["--tools-only".to_owned(), flag.to_owned(), "2".to_owned()]);
             }
             connections::add(
                 api,

@@ -57,6 +57,12 @@ impl Asks {
         self.pending.remove(&n)
     }
 
+    /// Takes out request `n`, whichever session it went to (a 2026-07-28 agent answers in a
+    /// request of its own; the park it resumes was checked already).
+    pub(super) fn take(&mut self, n: u64) -> Option<Ask> {
+        self.pending.remove(&n)
+    }
+
     /// Takes out the request the child cancelled (by its own id).
     pub(super) fn cancelled(&mut self, child_id: &Id) -> Option<(u64, Ask)> {
         let n = *self

@@ -17,7 +17,10 @@ use crate::jsonrpc::{self, code, Id, SessionId};
 use std::time::Instant;
 
 impl Worker {
-    pub(super) fn on_call(&mut self, req: CallRequest) {
+    pub(super) fn on_call(&mut self, mut req: CallRequest) {
+        if let Some(resume) = req.resume.take() {
+            return self.on_resume(req, resume);
+        }
         if self.phase != Phase::Ready {
             let message = format!("server '{}' is {}", self.cfg.name, self.status);
             req.responder.error(code::SERVER_UNAVAILABLE, &message);
@@ -43,6 +46,7 @@ impl Worker {
             agent,
             client,
             max_result_bytes,
+            resume: _,
         } = req;
         let mut meta = meta.unwrap_or_default();
         let agent_name = agent.clone();

@@ -63,8 +63,14 @@ pub(super) struct ProgressRelay<'a> {
 /// Whose call a request of the child belongs to.
 #[derive(Debug)]
 pub(super) enum Caller<'a> {
-    /// This call's session, with what it may be asked and the agent's name.
-    One(&'a Responder, ClientCaps, Option<&'a str>),
+    /// This call (the child's id for it) of this session, with what it may be asked and the
+    /// agent's name.
+    One {
+        call: u64,
+        responder: &'a Responder,
+        client: ClientCaps,
+        agent: Option<&'a str>,
+    },
     /// No agent call is in flight.
     None,
     /// Calls of several sessions are in flight, and nothing tells which one asks.
@@ -189,40 +195,38 @@ impl InFlight {
     /// flight. Two sessions with calls in flight and no token: nobody (the request is refused,
     /// never guessed).
     pub(super) fn caller_of(&self, progress_token: Option<u64>) -> Caller<'_> {
-        let named = progress_token.and_then(|t| self.pending.get(&t));
-        if let Some(Pending {
-            kind:
-                PendingKind::Agent {
-                    responder,
-                    client,
-                    agent,
-                    ..
-                },
-            ..
-        }) = named
+        if let Some(found) = progress_token
+            .and_then(|t| self.pending.get(&t).map(|p| (t, p)))
+            .and_then(|(t, p)| agent_call(t, p))
         {
-            return Caller::One(responder, *client, agent.as_deref());
+            return found;
         }
-        let mut found: Option<(&Responder, ClientCaps, Option<&str>)> = None;
-        for pending in self.pending.values() {
-            if let PendingKind::Agent {
-                responder,
-                client,
-                agent,
-                ..
-            } = &pending.kind
-            {
-                match found {
-                    Some((r, _, _)) if r.session() != responder.session() => return Caller::Many,
-                    Some(_) => {}
-                    None => found = Some((responder, *client, agent.as_deref())),
+        let mut found: Option<Caller<'_>> = None;
+        for (n, pending) in &self.pending {
+            let Some(candidate) = agent_call(*n, pending) else {
+                continue;
+            };
+            match (&found, &candidate) {
+                (Some(Caller::One { responder: a, .. }), Caller::One { responder: b, .. })
+                    if a.session() != b.session() =>
+                {
+                    return Caller::Many
                 }
+                (Some(_), _) => {}
+                (None, _) => found = Some(candidate),
             }
         }
-        match found {
-            Some((responder, client, agent)) => Caller::One(responder, client, agent),
-            None => Caller::None,
+        found.unwrap_or(Caller::None)
+    }
+
+    /// Takes out agent call `id` with its deadline, to be put back later (a call waiting for
+    /// its agent's input: the child still works on it).
+    pub(super) fn take(&mut self, id: u64) -> Option<(PendingKind, Instant)> {
+        let pending = self.pending.remove(&id)?;
+        if matches!(pending.kind, PendingKind::Agent { .. }) {
+            self.n_agent = self.n_agent.saturating_sub(1);
         }
+        Some((pending.kind, pending.deadline))
     }
 
     /// Rewrites a child's `notifications/progress` params for the agent: the child's token is
@@ -261,3 +265,21 @@ pub(super) fn progress_token_for_child(id: u64) -> Option<Box<RawValue>> {
 
 #[cfg(test)]
 mod tests;
+
+/// Call `n` as the caller of a child's request, when it is an agent's call.
+fn agent_call(n: u64, pending: &Pending) -> Option<Caller<'_>> {
+    match &pending.kind {
+        PendingKind::Agent {
+            responder,
+            client,
+            agent,
+            ..
+        } => Some(Caller::One {
+            call: n,
+            responder,
+            client: *client,
+            agent: agent.as_deref(),
+        }),
+        _ => None,
+    }
+}

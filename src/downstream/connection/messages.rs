@@ -22,7 +22,7 @@ use super::pipes::StdoutFrame;
 use super::{Heartbeat, Phase, Worker, LOG_TARGET};
 use crate::downstream::child::ReadOutcome;
 use crate::downstream::{server_request_id, Event, Notice};
-use crate::jsonrpc::{self, code, Id, Message, Outcome, Sent};
+use crate::jsonrpc::{self, code, Id, Message, Outcome, Sent, Shape};
 use crate::mcp::ListKind;
 use crate::mcp::{LogLevel, SERVER_REQUESTS};
 use crate::sanitize;
@@ -184,8 +184,14 @@ impl Worker {
                     None,
                 ))
             }
-            Caller::One(responder, client, agent) => {
+            Caller::One {
+                call,
+                responder,
+                client,
+                agent,
+            } => {
                 let agent = agent.map(str::to_owned);
+                let modern = responder.shape() != Shape::Legacy;
                 if let Err(capability) = client.allows(method) {
                     return Err((
                         code::METHOD_NOT_FOUND,
@@ -195,6 +201,16 @@ impl Worker {
                         ),
                         agent,
                     ));
+                }
+                if modern {
+                    // A 2026-07-28 agent is never sent a request: its call is answered
+                    // `input_required` and waits for its retry.
+                    let cleaned = params.and_then(|p| sanitize::clean_result(p.get()));
+                    let text = cleaned.as_deref().or(params.map(RawValue::get));
+                    return match self.park_for_input(call, child_id, method, text) {
+                        Ok(()) => Ok(agent),
+                        Err((code, message)) => Err((code, message, agent)),
+                    };
                 }
                 (responder.sink().clone(), responder.session(), agent)
             }
@@ -358,7 +374,14 @@ impl Worker {
     }
 
     fn on_response(&mut self, id: &Id, outcome: Outcome) {
-        let Some(kind) = id.as_u64().and_then(|n| self.inflight.remove(n)) else {
+        let n = id.as_u64();
+        let Some(kind) = n.and_then(|n| self.inflight.remove(n)) else {
+            // A parked call's answer waits for its agent's retry.
+            if let Some(n) = n {
+                if self.parked.answered(n, outcome) {
+                    return;
+                }
+            }
             log::debug!(
                 target: LOG_TARGET,
                 "connection {}: answer to an unknown or late request",

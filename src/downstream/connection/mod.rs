@@ -26,8 +26,10 @@ mod asks;
 mod calls;
 mod handshake;
 mod inflight;
+pub(crate) mod input;
 mod lists;
 mod messages;
+mod parked;
 mod pipes;
 mod tail;
 
@@ -42,6 +44,7 @@ use handshake::Handshake;
 use inflight::{InFlight, PendingKind};
 use lists::Lists;
 use mio::{Events, Poll, Token};
+use parked::ParkedCalls;
 use pipes::{Pipes, WriteResult};
 use serde_json::Value;
 use std::sync::Arc;
@@ -101,6 +104,8 @@ pub(crate) struct Worker {
     lists: Lists,
     /// The child's requests waiting for an agent's answer.
     asks: Asks,
+    /// Calls of 2026-07-28 agents that wait for their agent's input.
+    parked: ParkedCalls,
     /// The child's log messages passed on per second (a flood is dropped, not queued).
     log_budget: LineBudget,
     /// Where the child's requests to agents are recorded.
@@ -145,6 +150,7 @@ impl Worker {
             handshake: Handshake::new(),
             lists: Lists::default(),
             asks: Asks::default(),
+            parked: ParkedCalls::default(),
             log_budget: LineBudget::new(LOG_MESSAGES_PER_SEC, LOG_MESSAGES_BURST, now),
             audit,
             heartbeat: Heartbeat::Ping,
@@ -201,7 +207,10 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         let mut next = self.inflight.next_deadline();
-        if let Some(at) = self.asks.next_deadline() {
+        for at in [self.asks.next_deadline(), self.parked.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
@@ -304,6 +313,8 @@ impl Worker {
         for (n, ask) in self.asks.drain() {
             self.tell_agent_cancelled(n, &ask, "the server failed or stopped");
         }
+        // Their agents' retries find no park and are told so.
+        self.parked.clear();
         self.lists.abort();
     }
 
@@ -435,6 +446,7 @@ impl Worker {
     fn on_timers(&mut self, now: Instant) {
         self.expire_pending(now);
         self.expire_asks(now);
+        self.expire_parked(now);
         if self.phase == Phase::Ready {
             for kind in self.lists.due(now) {
                 self.start_listing(kind);
@@ -495,6 +507,13 @@ impl Worker {
             self.tell_agent_cancelled(n, &ask, "timed out in the gate");
             let line = jsonrpc::error_line(Some(&ask.child_id), code::REQUEST_TIMEOUT, &message);
             self.write_or_fail(&line);
+        }
+    }
+
+    /// Parked calls whose agent did not come back in time: the child's call is cancelled.
+    fn expire_parked(&mut self, now: Instant) {
+        for parked in self.parked.expired(now) {
+            self.cancel_downstream(parked.call, "the agent did not answer the server's request");
         }
     }
 

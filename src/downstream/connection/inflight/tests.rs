@@ -241,10 +241,12 @@ fn a_request_of_the_child_belongs_to_the_only_session_in_flight_or_to_the_token_
     let (a2, _rx2, _s2) = agent_call(1, 11, None);
     table.insert(1, a1, t0 + Duration::from_secs(5));
     table.insert(2, a2, t0 + Duration::from_secs(5));
-    assert!(matches!(table.caller_of(None), Caller::One(r, _, _) if r.session() == 1));
+    assert!(matches!(table.caller_of(None), Caller::One { responder: r, .. } if r.session() == 1));
     let (b, _rx3, _s3) = agent_call(2, 10, None);
     table.insert(3, b, t0 + Duration::from_secs(5));
     assert!(matches!(table.caller_of(None), Caller::Many));
-    assert!(matches!(table.caller_of(Some(3)), Caller::One(r, _, _) if r.session() == 2));
+    assert!(
+        matches!(table.caller_of(Some(3)), Caller::One { responder: r, call: 3, .. } if r.session() == 2)
+    );
     assert!(matches!(table.caller_of(Some(99)), Caller::Many));
 }

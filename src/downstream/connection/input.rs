@@ -1,0 +1,186 @@
+//! A child's request to a 2026-07-28 agent, which cannot be sent one: the agent's call is
+//! answered `input_required` and parked; the agent's retry resumes it.
+//!
+//! Owns: parking (the call taken out of the calls in flight, the child's request recorded as an
+//! ask, the agent answered `{"resultType":"input_required","inputRequests":{KEY:{method,params}},
+//! "requestState":"aegis:TOKEN"}` with a random token), resuming (the retry's `inputResponses`
+//! written to the child as the answers of its requests, the call put back in flight under the
+//! retry's route back, or answered at once when the child answered while it was parked; a
+//! request left unanswered is asked again in a new `input_required`), and refusing a retry whose
+//! park is unknown, expired or another agent's.
+//! Never: sends a request to a 2026-07-28 agent (its era has none); resumes a park for another
+//! agent than the one whose call it is.
+
+use super::asks::Ask;
+use super::inflight::PendingKind;
+use super::parked::Parked;
+use super::Worker;
+use crate::downstream::{parse_server_request_id, server_request_id, CallRequest, Resume};
+use crate::jsonrpc::{self, code, Id, Outcome, Responder};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+/// The prefix of the `requestState` the gate hands out.
+pub(crate) const STATE_PREFIX: &str = "aegis:";
+
+impl Worker {
+    /// Parks agent call `call` for the child's request `child_id` (`method` with `params`,
+    /// cleaned): its agent is answered `input_required`. `Err` with the child's error when the
+    /// call cannot be parked.
+    pub(super) fn park_for_input(
+        &mut self,
+        call: u64,
+        child_id: &Id,
+        method: &str,
+        params: Option<&str>,
+    ) -> Result<(), (i64, String)> {
+        let Some((kind, _)) = self.inflight.take(call) else {
+            return Err((code::INTERNAL_ERROR, "the agent's call is gone".into()));
+        };
+        let PendingKind::Agent {
+            responder,
+            progress_token,
+            max_result_bytes,
+            agent,
+            ..
+        } = kind
+        else {
+            return Err((code::INTERNAL_ERROR, "the agent's call is gone".into()));
+        };
+        let deadline = Instant::now() + self.settings.call_timeout;
+        let ask = Ask {
+            child_id: child_id.clone(),
+            session: responder.session(),
+            sink: responder.sink().clone(),
+            method: method.to_owned(),
+            deadline,
+        };
+        let Some(n) = self.asks.insert(ask) else {
+            responder.error(code::OVERLOADED, "too many requests of this server wait");
+            return Err((code::OVERLOADED, "too many requests wait for agents".into()));
+        };
+        let parked = Parked {
+            call,
+            progress_token,
+            max_result_bytes,
+            agent,
+            requests: vec![(n, method.to_owned(), params.map(str::to_owned))],
+            deadline,
+            early: None,
+        };
+        self.park(parked, responder)
+    }
+
+    /// Parks `parked` under a new token and answers `responder` with its requests.
+    fn park(&mut self, parked: Parked, responder: Responder) -> Result<(), (i64, String)> {
+        let Ok(token) = crate::crypto::secret::random_hex(16) else {
+            responder.error(code::INTERNAL_ERROR, "no randomness for a request state");
+            return Err((code::INTERNAL_ERROR, "no randomness".into()));
+        };
+        let result = self.input_required(&parked, &token);
+        if let Err(parked) = self.parked.park(token, parked) {
+            self.cancel_downstream(parked.call, "too many calls wait for their agents");
+            responder.error(
+                code::OVERLOADED,
+                "too many calls wait for their agents' input",
+            );
+            return Err((code::OVERLOADED, "too many calls wait for agents".into()));
+        }
+        responder.raw_result(&result);
+        Ok(())
+    }
+
+    fn input_required(&self, parked: &Parked, token: &str) -> String {
+        let mut requests = Map::new();
+        for (n, method, params) in &parked.requests {
+            let params: Value = params
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_else(|| json!({}));
+            requests.insert(
+                server_request_id(self.handle.id(), *n),
+                json!({ "method": method, "params": params }),
+            );
+        }
+        json!({
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": format!("{STATE_PREFIX}{token}"),
+        })
+        .to_string()
+    }
+
+    /// A retried call with `resume`: the child gets the agent's answers and the call goes on
+    /// under the retry's route back.
+    pub(super) fn on_resume(&mut self, req: CallRequest, resume: Resume) {
+        let Some(mut parked) = self.parked.take(&resume.token) else {
+            return req.responder.error(
+                code::INVALID_PARAMS,
+                "requestState is unknown or expired: send the request again without it",
+            );
+        };
+        if parked.agent != req.agent {
+            let token = resume.token.clone();
+            let responder = req.responder;
+            // Not this agent's: the park stays for its own agent.
+            if let Err(parked) = self.parked.park(token, parked) {
+                self.cancel_downstream(parked.call, "its park was lost");
+            }
+            return responder.error(code::INVALID_PARAMS, "requestState is not this agent's");
+        }
+        let me = self.handle.id();
+        for (key, value) in &resume.responses {
+            let Some((conn, n)) = parse_server_request_id(&format!("\"{key}\"")) else {
+                continue;
+            };
+            let ours = conn == me && parked.requests.iter().any(|(m, _, _)| *m == n);
+            if !ours {
+                continue;
+            }
+            parked.requests.retain(|(m, _, _)| *m != n);
+            if let Some(ask) = self.asks.take(n) {
+                self.write_or_fail(&jsonrpc::result_line(&ask.child_id, value.get()));
+            }
+        }
+        if !parked.requests.is_empty() {
+            let _ = self.park(parked, req.responder);
+            return;
+        }
+        match parked.early.take() {
+            Some(outcome) => answer(req.responder, outcome),
+            None => {
+                let kind = PendingKind::Agent {
+                    responder: req.responder,
+                    progress_token: req.progress_token.or(parked.progress_token),
+                    client: req.client,
+                    max_result_bytes: parked.max_result_bytes,
+                    agent: parked.agent,
+                };
+                self.inflight
+                    .insert(parked.call, kind, Instant::now() + req.timeout);
+            }
+        }
+    }
+}
+
+/// Answers a resumed call with what the child answered while it was parked.
+fn answer(responder: Responder, outcome: Outcome) {
+    match outcome {
+        Outcome::Result(result) => {
+            let cleaned = crate::sanitize::clean_result(result.get());
+            responder.result(cleaned.as_deref().unwrap_or(result.get()));
+        }
+        Outcome::Error(error) => responder.raw_error(error.get()),
+    }
+}
+
+/// The resume a retried call's params carry, if its `requestState` is the gate's.
+pub(crate) fn resume_of(state: &RawValue, responses: Option<&RawValue>) -> Option<Resume> {
+    let state: String = serde_json::from_str(state.get()).ok()?;
+    let token = state.strip_prefix(STATE_PREFIX)?.to_owned();
+    let responses = responses
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or_default();
+    Some(Resume { token, responses })
+}
