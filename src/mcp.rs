@@ -35,6 +35,9 @@ pub(crate) const IMPLEMENTATION_NAME: &str = "aegis-gate";
 /// The gate's version.
 pub(crate) const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// 2026-07-28: the `_meta` key that names the `subscriptions/listen` a notice belongs to.
+pub(crate) const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
 /// The client capabilities the gate declares to its children: requests it can route back to the
 /// agent whose call a child serves.
 pub(crate) const CLIENT_CAPABILITIES: &str =

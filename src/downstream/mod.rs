@@ -237,6 +237,7 @@ pub struct Resume {
 
 /// Commands a connection thread accepts.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Reason: calls are the common command; a box would cost an allocation per call.
 pub(crate) enum Command {
     Call(CallRequest),
     Cancel {

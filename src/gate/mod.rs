@@ -25,7 +25,6 @@ pub(crate) mod stdio;
 pub(crate) mod tap;
 
 pub(crate) use call::{ToolCall, VerdictSlot};
-pub(crate) use modern::SUBSCRIPTION_KEY;
 
 use crate::approvals::Approvals;
 use crate::config::Settings;

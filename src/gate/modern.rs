@@ -23,8 +23,6 @@ pub(crate) const MODERN_VERSION: &str = "2026-07-28";
 pub(crate) const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
-/// The key of a listen's events and of every result's server stamp.
-pub(crate) const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 
 /// Methods of the legacy era that a modern request may not use (-32601).

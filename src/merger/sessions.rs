@@ -66,7 +66,7 @@ impl Subscriber {
         let sep = if extra.is_empty() { "" } else { "," };
         let params = format!(
             "{{\"_meta\":{{\"{}\":{}}}{sep}{extra}}}",
-            crate::gate::SUBSCRIPTION_KEY,
+            crate::mcp::SUBSCRIPTION_KEY,
             id.as_json()
         );
         Some(crate::jsonrpc::notification_line(method, Some(&params)))

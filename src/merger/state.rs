@@ -565,7 +565,7 @@ impl State {
         }
         let ack = format!(
             "{{\"_meta\":{{\"{}\":{}}},\"notifications\":{}}}",
-            crate::gate::SUBSCRIPTION_KEY,
+            crate::mcp::SUBSCRIPTION_KEY,
             id.as_json(),
             serde_json::Value::Object(honoured)
         );

@@ -78,8 +78,7 @@ impl Worker {
             responder.error(code::INTERNAL_ERROR, "no randomness for a request state");
             return Err((code::INTERNAL_ERROR, "no randomness".into()));
         };
-        let result = self.input_required(&parked, &token);
-        if let Err(parked) = self.parked.park(token, parked) {
+        if self.parked.is_full() {
             self.cancel_downstream(parked.call, "too many calls wait for their agents");
             responder.error(
                 code::OVERLOADED,
@@ -87,6 +86,8 @@ impl Worker {
             );
             return Err((code::OVERLOADED, "too many calls wait for agents".into()));
         }
+        let result = self.input_required(&parked, &token);
+        self.parked.park(token, parked);
         responder.raw_result(&result);
         Ok(())
     }
@@ -123,10 +124,8 @@ impl Worker {
         if parked.agent != req.agent {
             let token = resume.token.clone();
             let responder = req.responder;
-            // Not this agent's: the park stays for its own agent.
-            if let Err(parked) = self.parked.park(token, parked) {
-                self.cancel_downstream(parked.call, "its park was lost");
-            }
+            // Not this agent's: the park stays for its own agent (its place was just freed).
+            self.parked.park(token, parked);
             return responder.error(code::INVALID_PARAMS, "requestState is not this agent's");
         }
         let me = self.handle.id();

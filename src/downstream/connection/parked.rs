@@ -44,13 +44,14 @@ pub(super) struct ParkedCalls {
 }
 
 impl ParkedCalls {
-    /// Parks `parked` under `token`; gives it back when [`MAX_PARKED`] wait already.
-    pub(super) fn park(&mut self, token: String, parked: Parked) -> Result<(), Parked> {
-        if self.map.len() >= MAX_PARKED {
-            return Err(parked);
-        }
+    /// Whether [`MAX_PARKED`] wait already (the caller refuses another).
+    pub(super) fn is_full(&self) -> bool {
+        self.map.len() >= MAX_PARKED
+    }
+
+    /// Parks `parked` under `token` (the caller checked [`ParkedCalls::is_full`]).
+    pub(super) fn park(&mut self, token: String, parked: Parked) {
         self.map.insert(token, parked);
-        Ok(())
     }
 
     /// Takes out the park named `token`.
@@ -112,10 +113,8 @@ mod tests {
     fn a_park_is_taken_once_keeps_an_early_answer_and_expires() {
         let now = Instant::now();
         let mut calls = ParkedCalls::default();
-        assert!(calls.park("t1".into(), parked(7, now)).is_ok());
-        assert!(calls
-            .park("t2".into(), parked(8, now + Duration::from_secs(5)))
-            .is_ok());
+        calls.park("t1".into(), parked(7, now));
+        calls.park("t2".into(), parked(8, now + Duration::from_secs(5)));
         let raw = RawValue::from_string("{}".into()).unwrap();
         assert!(calls.answered(8, Outcome::Result(raw)));
         assert_eq!(calls.next_deadline(), Some(now));
@@ -124,8 +123,9 @@ mod tests {
         assert!(t2.early.is_some());
         assert!(calls.take("t2").is_none());
         for i in 0..MAX_PARKED {
-            assert!(calls.park(format!("x{i}"), parked(i as u64, now)).is_ok());
+            assert!(!calls.is_full());
+            calls.park(format!("x{i}"), parked(i as u64, now));
         }
-        assert!(calls.park("over".into(), parked(99, now)).is_err());
+        assert!(calls.is_full());
     }
 }
