@@ -67,6 +67,7 @@ pub(crate) fn server_config(
         cwd: None,
         pass_agent: false,
         trusted: conn.trusted,
+        modern: false,
     })
 }
 
@@ -157,5 +158,6 @@ fn bridge_config(
         cwd: None,
         pass_agent: partner,
         trusted: conn.trusted,
+        modern: false,
     })
 }

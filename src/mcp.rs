@@ -29,6 +29,9 @@ pub(crate) fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(LATEST_VERSION)
 }
 
+/// The stateless era's version (2026-07-28).
+pub(crate) const MODERN_VERSION: &str = "2026-07-28";
+
 /// The gate's name in `serverInfo` and `clientInfo`.
 pub(crate) const IMPLEMENTATION_NAME: &str = "aegis-gate";
 

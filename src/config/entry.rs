@@ -97,6 +97,7 @@ struct EntryFile {
     disabled: bool,
     #[serde(default)]
     trusted: bool,
+    era: Option<String>,
 }
 
 /// How the gate reaches a server.
@@ -223,11 +224,26 @@ fn local(name: &str, fields: EntryFile, ctx: &Context<'_>) -> Result<Outcome, Er
         cwd,
         pass_agent: false,
         trusted: fields.trusted,
+        modern: era(name, fields.era.as_deref())?,
     };
     Ok(Outcome::Local {
         server,
         written_command,
     })
+}
+
+/// The era an entry's `"era"` names: `"modern"` (or `"2026-07-28"`) for a server spoken to
+/// statelessly, `"legacy"` (the default) for one started with `initialize`.
+fn era(name: &str, era: Option<&str>) -> Result<bool, Error> {
+    match era {
+        None | Some("legacy") => Ok(false),
+        Some("modern" | "2026-07-28") => Ok(true),
+        Some(_) => Err(Error::EntryShape {
+            name: name.to_owned(),
+            key: Some("era"),
+            expected: "\"legacy\" or \"modern\" (2026-07-28)",
+        }),
+    }
 }
 
 /// A `url` server: `url` and header values expanded, then the bridge that reaches it.
@@ -320,6 +336,7 @@ fn remote_server(
         cwd: None,
         pass_agent: false,
         trusted: false,
+        modern: false,
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// The keys the gate reads, and the kind of value each holds.
-const SHAPES: [(&str, Shape); 11] = [
+const SHAPES: [(&str, Shape); 12] = [
     ("command", Shape::Text),
     ("args", Shape::Texts),
     ("env", Shape::TextMap),
@@ -25,6 +25,7 @@ const SHAPES: [(&str, Shape); 11] = [
     ("transportType", Shape::Text),
     ("disabled", Shape::Flag),
     ("trusted", Shape::Flag),
+    ("era", Shape::Text),
 ];
 
 /// Keys other clients write that mean nothing to the gate (a timeout of the client's, its

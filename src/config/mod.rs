@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub pass_agent: bool,
     /// Policies may use its tools' annotations (`destructiveHint`, …); never for others.
     pub trusted: bool,
+    /// Speak MCP 2026-07-28 to it (`server/discover`, the `_meta` envelope on every request,
+    /// `subscriptions/listen`) instead of starting with `initialize`.
+    pub modern: bool,
 }
 
 /// A loaded, validated configuration.
@@ -91,6 +94,7 @@ impl Config {
                 cwd: None,
                 pass_agent: false,
                 trusted: false,
+                modern: false,
             }
         };
         Config {

@@ -16,8 +16,7 @@ use crate::mcp::{self, ClientCaps};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-/// The stateless era's version.
-pub(crate) const MODERN_VERSION: &str = "2026-07-28";
+pub(crate) use crate::mcp::MODERN_VERSION;
 
 /// The prefix of the `_meta` keys the protocol reserves (the envelope, the server stamp).
 pub(crate) const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";

@@ -259,21 +259,16 @@ impl Gate {
         agent: Option<String>,
         client: ClientCaps,
     ) -> Result<CallRequest, (Responder, String)> {
-        // A 2026-07-28 retry of a call answered `input_required`: what it resumes is the
-        // connection's to find; neither field goes to a child.
-        let responses = params.remove("inputResponses");
-        let resume = match params.remove("requestState") {
-            None => None,
-            Some(state) => match input::resume_of(&state, responses.as_deref()) {
-                Some(resume) => Some(resume),
-                None => {
-                    return Err((
-                        responder,
-                        format!("{method}: requestState is not one this gate handed out"),
-                    ))
-                }
-            },
-        };
+        // A 2026-07-28 retry of a call answered `input_required`: a requestState of the gate's
+        // names a park the connection resumes (neither field goes to the child); any other is a
+        // 2026-07-28 child's own, and both go on to it untouched.
+        let resume = params
+            .get("requestState")
+            .and_then(|state| input::resume_of(state, params.get("inputResponses").map(|r| &**r)));
+        if resume.is_some() {
+            params.remove("requestState");
+            params.remove("inputResponses");
+        }
         // Kept raw: values the agent sends on are never re-serialized by the gate.
         let mut meta = match params.remove("_meta") {
             None => None,

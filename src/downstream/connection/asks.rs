@@ -28,6 +28,9 @@ pub(super) struct Ask {
     pub(super) method: String,
     /// When the child gets an error instead of an answer.
     pub(super) deadline: Instant,
+    /// The round it belongs to, for a 2026-07-28 child's input request (its answer goes to the
+    /// round, not to the child as an answer).
+    pub(super) round: Option<u64>,
 }
 
 /// The child's requests that wait for an agent.
@@ -57,10 +60,24 @@ impl Asks {
         self.pending.remove(&n)
     }
 
+    /// Records `ask` for round `round`; `None` when [`MAX_ASKS`] wait already.
+    pub(super) fn insert_for_round(&mut self, mut ask: Ask, round: u64) -> Option<u64> {
+        ask.round = Some(round);
+        self.insert(ask)
+    }
+
     /// Takes out request `n`, whichever session it went to (a 2026-07-28 agent answers in a
     /// request of its own; the park it resumes was checked already).
     pub(super) fn take(&mut self, n: u64) -> Option<Ask> {
         self.pending.remove(&n)
+    }
+
+    /// The round of request `n` when `session` is the one it went to.
+    pub(super) fn round_of(&self, n: u64, session: SessionId) -> Option<u64> {
+        self.pending
+            .get(&n)
+            .filter(|a| a.session == session)
+            .and_then(|a| a.round)
     }
 
     /// Takes out the request the child cancelled (by its own id).
@@ -110,6 +127,7 @@ mod tests {
             sink: Sink::new(session, tx),
             method: "sampling/createMessage".into(),
             deadline,
+            round: None,
         }
     }
 

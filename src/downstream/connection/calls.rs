@@ -16,6 +16,9 @@ use crate::downstream::{parse_server_request_id, CallRequest};
 use crate::jsonrpc::{self, code, Id, SessionId};
 use std::time::Instant;
 
+/// The calls a 2026-07-28 child may answer `input_required` (and so may be sent again).
+const RESENT: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
 impl Worker {
     pub(super) fn on_call(&mut self, mut req: CallRequest) {
         if let Some(resume) = req.resume.take() {
@@ -60,6 +63,13 @@ impl Worker {
                 meta.insert("progressToken".into(), raw);
             }
         }
+        if self.modern {
+            for (key, value) in super::envelope() {
+                if let Ok(raw) = serde_json::value::to_raw_value(&value) {
+                    meta.insert(key, raw);
+                }
+            }
+        }
         if !meta.is_empty() {
             if let Ok(raw) = serde_json::value::to_raw_value(&meta) {
                 params.insert("_meta".into(), raw);
@@ -81,6 +91,13 @@ impl Worker {
                     client,
                     max_result_bytes,
                     agent: agent_name,
+                    resend: (self.modern && RESENT.contains(&method.as_str())).then(|| {
+                        super::rounds::Resend {
+                            method: method.clone(),
+                            params: params_text.clone(),
+                            rounds: 0,
+                        }
+                    }),
                 };
                 let deadline = Instant::now() + timeout;
                 self.inflight.insert(id, kind, deadline);

@@ -32,9 +32,15 @@ pub(super) enum PendingKind {
         max_result_bytes: Option<usize>,
         /// The agent, when the transport named it (for the audit trail).
         agent: Option<String>,
+        /// A call to a 2026-07-28 child, kept to be sent again after an `input_required`.
+        resend: Option<super::rounds::Resend>,
     },
     /// The gate's `initialize`.
     Initialize,
+    /// The gate's `server/discover` (a 2026-07-28 child).
+    Discover,
+    /// The gate's `subscriptions/listen` (a 2026-07-28 child): open until the child ends it.
+    Listen,
     /// One page of one of the gate's own listings.
     ListPage(ListKind),
     /// A request of the gate's own whose answer is not awaited.
@@ -165,6 +171,8 @@ impl InFlight {
             .filter_map(|(_, pending)| match pending.kind {
                 PendingKind::Agent { responder, .. } => Some(responder),
                 PendingKind::Initialize
+                | PendingKind::Discover
+                | PendingKind::Listen
                 | PendingKind::ListPage(_)
                 | PendingKind::Quiet
                 | PendingKind::Ping

@@ -55,6 +55,7 @@ impl Worker {
             sink: responder.sink().clone(),
             method: method.to_owned(),
             deadline,
+            round: None,
         };
         let Some(n) = self.asks.insert(ask) else {
             responder.error(code::OVERLOADED, "too many requests of this server wait");
@@ -155,6 +156,7 @@ impl Worker {
                     client: req.client,
                     max_result_bytes: parked.max_result_bytes,
                     agent: parked.agent,
+                    resend: None,
                 };
                 self.inflight
                     .insert(parked.call, kind, Instant::now() + req.timeout);

@@ -221,6 +221,7 @@ impl Worker {
             sink: sink.clone(),
             method: method.to_owned(),
             deadline: Instant::now() + self.settings.call_timeout,
+            round: None,
         };
         let Some(n) = self.asks.insert(ask) else {
             return Err((
@@ -251,6 +252,10 @@ impl Worker {
 
     /// An agent answered the child's request `n`: the child gets it under its own id.
     pub(super) fn on_client_answer(&mut self, session: u64, n: u64, outcome: Outcome) {
+        if let Some(round) = self.asks.round_of(n, session) {
+            self.asks.answer(n, session);
+            return self.on_round_answer(round, n, outcome);
+        }
         let Some(ask) = self.asks.answer(n, session) else {
             log::debug!(
                 target: LOG_TARGET,
@@ -392,6 +397,28 @@ impl Worker {
         match kind {
             PendingKind::Agent {
                 responder,
+                progress_token,
+                client,
+                max_result_bytes,
+                agent,
+                resend: Some(resend),
+            } if responder.shape() == crate::jsonrpc::Shape::Legacy
+                && matches!(&outcome, Outcome::Result(r) if is_input_required(r)) =>
+            {
+                if let Outcome::Result(result) = outcome {
+                    self.start_round(
+                        responder,
+                        progress_token,
+                        client,
+                        max_result_bytes,
+                        agent,
+                        resend,
+                        &result,
+                    );
+                }
+            }
+            PendingKind::Agent {
+                responder,
                 max_result_bytes,
                 ..
             } => match outcome {
@@ -420,6 +447,23 @@ impl Worker {
                 }
             },
             PendingKind::Initialize => self.on_initialize_answer(outcome),
+            PendingKind::Discover => self.on_discover_answer(outcome),
+            PendingKind::Listen => match outcome {
+                // The child ended the listen: open it again while the child serves.
+                Outcome::Result(_) if self.phase == Phase::Ready && self.listens => {
+                    self.open_listen()
+                }
+                Outcome::Result(_) => {}
+                Outcome::Error(_) => {
+                    log::info!(
+                        target: LOG_TARGET,
+                        "connection {}: refused subscriptions/listen; its lists are fetched \
+                         again when the view expires",
+                        self.cfg.name
+                    );
+                    self.listens = false;
+                }
+            },
             PendingKind::ListPage(kind) => self.on_list_page(kind, outcome),
             PendingKind::Quiet => {}
             PendingKind::Ping => {
@@ -458,6 +502,18 @@ fn is_error_object(error: &RawValue) -> bool {
         message: String,
     }
     serde_json::from_str::<Shape>(error.get()).is_ok()
+}
+
+/// Whether a result is a 2026-07-28 `input_required`.
+fn is_input_required(result: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(rename = "resultType")]
+        result_type: Option<String>,
+    }
+    result.get().contains("input_required")
+        && serde_json::from_str::<Shape>(result.get())
+            .is_ok_and(|s| s.result_type.as_deref() == Some("input_required"))
 }
 
 /// The `progressToken` in a request's `_meta`, when it is one of the gate's (a number).

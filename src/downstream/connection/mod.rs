@@ -30,6 +30,7 @@ pub(crate) mod input;
 mod lists;
 mod messages;
 mod parked;
+mod rounds;
 mod pipes;
 mod tail;
 
@@ -46,6 +47,7 @@ use lists::Lists;
 use mio::{Events, Poll, Token};
 use parked::ParkedCalls;
 use pipes::{Pipes, WriteResult};
+use rounds::Rounds;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -106,11 +108,18 @@ pub(crate) struct Worker {
     asks: Asks,
     /// Calls of 2026-07-28 agents that wait for their agent's input.
     parked: ParkedCalls,
+    /// Calls of legacy agents whose 2026-07-28 child asked for their input.
+    rounds: Rounds,
     /// The child's log messages passed on per second (a flood is dropped, not queued).
     log_budget: LineBudget,
     /// Where the child's requests to agents are recorded.
     audit: Option<Arc<crate::audit::Audit>>,
     heartbeat: Heartbeat,
+    /// Speak 2026-07-28 to the child: configured, or learned when it refused `initialize`
+    /// with -32022 (kept across its restarts).
+    modern: bool,
+    /// A 2026-07-28 child announces list changes: a listen is kept open towards it.
+    listens: bool,
     next_heartbeat: Instant,
     misses: u32,
     invalid_lines: u32,
@@ -129,6 +138,7 @@ impl Worker {
         audit: Option<Arc<crate::audit::Audit>>,
     ) -> Worker {
         let now = Instant::now();
+        let modern = cfg.modern;
         Worker {
             policy: RestartPolicy::new(
                 settings.backoff_min,
@@ -151,9 +161,12 @@ impl Worker {
             lists: Lists::default(),
             asks: Asks::default(),
             parked: ParkedCalls::default(),
+            rounds: Rounds::default(),
             log_budget: LineBudget::new(LOG_MESSAGES_PER_SEC, LOG_MESSAGES_BURST, now),
             audit,
             heartbeat: Heartbeat::Ping,
+            modern,
+            listens: false,
             next_heartbeat: now,
             misses: 0,
             invalid_lines: 0,
@@ -207,9 +220,13 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         let mut next = self.inflight.next_deadline();
-        for at in [self.asks.next_deadline(), self.parked.next_deadline()]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.asks.next_deadline(),
+            self.parked.next_deadline(),
+            self.rounds.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
         {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
@@ -315,6 +332,7 @@ impl Worker {
         }
         // Their agents' retries find no park and are told so.
         self.parked.clear();
+        self.fail_rounds(reason);
         self.lists.abort();
     }
 
@@ -385,6 +403,8 @@ impl Worker {
         timeout: Duration,
     ) {
         let id = self.inflight.next_id();
+        let enveloped = self.modern.then(|| modern_params(params));
+        let params = enveloped.as_deref().or(params);
         let line = jsonrpc::request_line(&Id::from_u64(id), method, params);
         match self.pipes.write_line(&line) {
             WriteResult::Written | WriteResult::Backlogged => {
@@ -447,6 +467,7 @@ impl Worker {
         self.expire_pending(now);
         self.expire_asks(now);
         self.expire_parked(now);
+        self.expire_rounds(now);
         if self.phase == Phase::Ready {
             for kind in self.lists.due(now) {
                 self.start_listing(kind);
@@ -477,6 +498,15 @@ impl Worker {
                 PendingKind::Initialize => {
                     self.fail("did not answer initialize in time".into());
                     return;
+                }
+                PendingKind::Discover => {
+                    self.fail("did not answer server/discover in time".into());
+                    return;
+                }
+                PendingKind::Listen => {
+                    if self.listens {
+                        self.open_listen();
+                    }
                 }
                 PendingKind::ListPage(kind) => {
                     self.fail(format!("did not answer {} in time", kind.method()));
@@ -517,6 +547,11 @@ impl Worker {
         }
     }
 
+    /// What the child declared it offers.
+    fn lists_offered(&self) -> crate::downstream::Offered {
+        self.lists.offered()
+    }
+
     fn beat(&mut self, now: Instant) {
         if let Some(status) = self.pipes.try_exit() {
             self.fail(format!("exited ({status})"));
@@ -542,6 +577,43 @@ impl Worker {
         self.handle
             .update(|s| s.last_heartbeat = Some(SystemTime::now()));
     }
+}
+
+/// The `_meta` envelope of every request to a 2026-07-28 child.
+fn envelope() -> serde_json::Map<String, Value> {
+    let capabilities: Value =
+        serde_json::from_str(crate::mcp::CLIENT_CAPABILITIES).unwrap_or_default();
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "io.modelcontextprotocol/protocolVersion".into(),
+        Value::String(crate::mcp::MODERN_VERSION.into()),
+    );
+    meta.insert(
+        "io.modelcontextprotocol/clientCapabilities".into(),
+        capabilities,
+    );
+    meta.insert(
+        "io.modelcontextprotocol/clientInfo".into(),
+        serde_json::json!({
+            "name": crate::mcp::IMPLEMENTATION_NAME,
+            "version": crate::mcp::IMPLEMENTATION_VERSION,
+        }),
+    );
+    meta
+}
+
+/// `params` (an object, or none) with the envelope in its `_meta`.
+fn modern_params(params: Option<&str>) -> String {
+    let mut object: serde_json::Map<String, Value> = params
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let mut meta = match object.remove("_meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => serde_json::Map::new(),
+    };
+    meta.extend(envelope());
+    object.insert("_meta".into(), Value::Object(meta));
+    Value::Object(object).to_string()
 }
 
 /// The `message` of a child's error object, for logs (bounded, never the `data`).

@@ -20,6 +20,7 @@ fn agent_call(
         client: crate::mcp::ClientCaps::default(),
         max_result_bytes: None,
         agent: None,
+        resend: None,
     };
     (kind, rx, sink)
 }
