@@ -265,13 +265,14 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize, tap: Option<&
                 // Parsed once: the tap reads the same parse the gate routes.
                 let parsed = jsonrpc::parse(line);
                 let call = parsed.as_ref().ok().and_then(ToolCall::of);
+                let envelope = parsed.as_ref().ok().and_then(modern::envelope_of);
                 if let (Some(tap), Ok(Message::Request { id, .. }), Some(call)) =
                     (tap, &parsed, &call)
                 {
-                    tap.request(id, call);
+                    tap.request(id, call, matches!(envelope, Some(Ok(_))));
                 }
                 // A 2026-07-28 request is a session of its own, on the same stdout.
-                match parsed.as_ref().ok().and_then(modern::envelope_of) {
+                match envelope {
                     None => gate.handle_parsed(session, parsed, call),
                     Some(Ok(envelope)) => {
                         let request = session.for_modern_request(envelope.client);

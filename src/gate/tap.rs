@@ -26,6 +26,8 @@ const MAX_WAITING: usize = 4096;
 /// written, so the reader only copies.
 struct Waiting {
     method: &'static str,
+    /// A 2026-07-28 request.
+    modern: bool,
     tool: String,
     arguments: String,
     verdict: VerdictSlot,
@@ -58,10 +60,11 @@ impl Tap {
         }
     }
 
-    /// An incoming `tools/call` request: it starts waiting for its answer.
-    pub(crate) fn request(&self, id: &Id, call: &ToolCall) {
+    /// An incoming call (`modern`: of the 2026-07-28 era): it starts waiting for its answer.
+    pub(crate) fn request(&self, id: &Id, call: &ToolCall, modern: bool) {
         let waiting = Waiting {
             method: call.method(),
+            modern,
             tool: call.tool().to_owned(),
             arguments: call.arguments().to_owned(),
             verdict: call.verdict_slot(),
@@ -98,7 +101,7 @@ impl Tap {
             let subject = self.gate.subject_of(call.method, &call.tool);
             self.gate.verdict(&subject, self.agent.as_deref())
         });
-        let record = CallRecord::new(
+        let mut record = CallRecord::new(
             Via::Stdio,
             call.method,
             &self.workspace,
@@ -107,6 +110,9 @@ impl Tap {
             call.arguments.as_bytes(),
             verdict,
         );
+        if call.modern {
+            record.era = Some(crate::mcp::MODERN_VERSION);
+        }
         self.audit.record(record.event(outcome, ms));
     }
 }

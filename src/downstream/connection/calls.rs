@@ -92,7 +92,7 @@ impl Worker {
                     max_result_bytes,
                     agent: agent_name,
                     resend: (self.modern && RESENT.contains(&method.as_str())).then(|| {
-                        super::rounds::Resend {
+                        inflight::Resend {
                             method: method.clone(),
                             params: params_text.clone(),
                             rounds: 0,

@@ -17,6 +17,16 @@ use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+/// What a call to a 2026-07-28 child keeps to be sent again.
+#[derive(Debug, Clone)]
+pub(super) struct Resend {
+    pub(super) method: String,
+    /// The params as they were sent (the envelope in their `_meta`).
+    pub(super) params: String,
+    /// Rounds this call has been through.
+    pub(super) rounds: u32,
+}
+
 /// What a request in flight to the child stands for.
 #[derive(Debug)]
 pub(super) enum PendingKind {
@@ -33,7 +43,7 @@ pub(super) enum PendingKind {
         /// The agent, when the transport named it (for the audit trail).
         agent: Option<String>,
         /// A call to a 2026-07-28 child, kept to be sent again after an `input_required`.
-        resend: Option<super::rounds::Resend>,
+        resend: Option<Resend>,
     },
     /// The gate's `initialize`.
     Initialize,

@@ -11,7 +11,7 @@
 //! only from the session asked).
 
 use super::asks::Ask;
-use super::inflight::PendingKind;
+use super::inflight::{PendingKind, Resend};
 use super::Worker;
 use crate::downstream::server_request_id;
 use crate::jsonrpc::{self, code, Id, Outcome, Responder};
@@ -25,16 +25,6 @@ use std::time::Instant;
 pub(super) const MAX_ROUNDS: usize = 64;
 /// Rounds of one call at most (as the SDK clients bound them).
 pub(super) const MAX_ROUNDS_PER_CALL: u32 = 10;
-
-/// What a call to a 2026-07-28 child keeps to be sent again.
-#[derive(Debug, Clone)]
-pub(super) struct Resend {
-    pub(super) method: String,
-    /// The params as they were sent (the envelope in their `_meta`).
-    pub(super) params: String,
-    /// Rounds this call has been through.
-    pub(super) rounds: u32,
-}
 
 /// A call waiting for its agent's answers.
 #[derive(Debug)]
