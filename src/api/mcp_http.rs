@@ -324,6 +324,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         only,
         call: in_flight,
         modern: false,
+        lost: None,
     })))
 }
 

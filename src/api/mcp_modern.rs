@@ -191,6 +191,7 @@ pub(super) fn serve(
     let started = in_flight
         .as_ref()
         .map_or_else(Instant::now, CallInFlight::started);
+    let (cancelled, cancel_id) = (Arc::clone(&gate), id.clone());
     gate.handle_parsed(&session, Ok(message), call);
     drop(session);
     let approval = gate.approval_timeout().unwrap_or_default();
@@ -215,6 +216,9 @@ pub(super) fn serve(
         only,
         call: in_flight,
         modern: true,
+        lost: Some(Box::new(move || {
+            cancelled.cancel_request(numeric, &cancel_id)
+        })),
     })))
 }
 

@@ -63,9 +63,21 @@ pub(super) struct Awaiting {
     pub(super) only: Option<Only>,
     /// The call to record once answered.
     pub(super) call: Option<CallInFlight>,
-    /// A 2026-07-28 request: a JSON answer's status follows its error code.
+    /// A 2026-07-28 request: a JSON answer's status follows its error code, and a client that
+    /// closes the request's event stream cancels the request (`lost` tells the gate).
     pub(super) modern: bool,
+    /// Tells the gate the client went away (a 2026-07-28 request's cancellation).
+    pub(super) lost: Option<Lost>,
 }
+
+/// What tells the gate that a request's client went away.
+pub(super) type Lost = Box<dyn FnOnce() + Send>;
+
+/// A 2026-07-28 request still unanswered after this is answered as an event stream, so that
+/// its keepalives find a client that went away (closing the stream cancels the request).
+const MODERN_STREAM_AFTER: Duration = Duration::from_secs(5);
+/// How often an open 2026-07-28 event stream gets a keepalive comment.
+const MODERN_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// Where an answer's record goes.
 #[derive(Clone)]
@@ -250,6 +262,8 @@ struct Entry {
     request: Option<Request>,
     stream: Option<Stream>,
     a: Awaiting,
+    /// When the entry last wrote to its client (or was handed over).
+    last_write: Instant,
 }
 
 impl Entry {
@@ -258,7 +272,35 @@ impl Entry {
             request: Some(awaited.request),
             stream: None,
             a: awaited.awaiting,
+            last_write: Instant::now(),
         }
+    }
+
+    /// The client went away: a 2026-07-28 request is cancelled at the gate.
+    fn lost(&mut self) {
+        if let Some(lost) = self.a.lost.take() {
+            lost();
+        }
+    }
+
+    /// A 2026-07-28 request waiting long: its event stream opened (or kept alive) so that a
+    /// client that went away is found. False when it is gone.
+    fn keep_alive(&mut self, now: Instant) -> bool {
+        let quiet = now.saturating_duration_since(self.last_write);
+        if self.stream.is_none() {
+            if quiet < MODERN_STREAM_AFTER || !self.a.accepts_sse || self.a.only.is_some() {
+                return true;
+            }
+            if !self.open_stream() {
+                return false;
+            }
+        } else if quiet < MODERN_KEEPALIVE {
+            return true;
+        }
+        self.last_write = now;
+        self.stream
+            .as_mut()
+            .is_some_and(|s| s.send(sse::KEEPALIVE_COMMENT).is_ok())
     }
 
     fn record(&mut self, records: &Records, outcome: String) {
@@ -406,9 +448,13 @@ fn wait(handover: &Receiver<Awaited>, entries: &[Entry]) -> Woke {
         select.recv(&entry.a.rx);
     }
     let next = entries.iter().map(|e| e.a.deadline).min();
-    let timeout = next.map_or(Duration::from_secs(1), |at| {
+    let mut timeout = next.map_or(Duration::from_secs(1), |at| {
         at.saturating_duration_since(Instant::now())
     });
+    if entries.iter().any(|e| e.a.modern) {
+        // 2026-07-28 streams are looked at every second (keepalives find clients gone).
+        timeout = timeout.min(Duration::from_secs(1));
+    }
     let Ok(op) = select.select_timeout(timeout) else {
         return Woke::Timeout;
     };
@@ -458,8 +504,10 @@ fn on_line(entry: &mut Entry, line: &[u8], records: &Records) -> bool {
         .as_mut()
         .is_some_and(|stream| stream.send(&sse::event(line)).is_ok());
     if !sent {
+        entry.lost();
         entry.record(records, "no_answer".to_owned());
     }
+    entry.last_write = Instant::now();
     !sent
 }
 
@@ -469,6 +517,16 @@ fn expire(entries: &mut Vec<Entry>, records: &Records) {
     let now = Instant::now();
     let mut i = 0;
     while i < entries.len() {
+        let gone = entries
+            .get_mut(i)
+            .is_some_and(|e| e.a.modern && !e.keep_alive(now));
+        if gone {
+            // Closing a 2026-07-28 request's stream cancels it: nothing more is sent.
+            let mut entry = entries.swap_remove(i);
+            entry.lost();
+            entry.record(records, "no_answer".to_owned());
+            continue;
+        }
         if entries.get(i).is_some_and(|e| e.a.deadline <= now) {
             let mut entry = entries.swap_remove(i);
             let line = jsonrpc::error_line(

@@ -449,6 +449,13 @@ impl Gate {
         }
     }
 
+    /// The client of request `id` of session `session` went away (a 2026-07-28 request's
+    /// event stream closed): the request is cancelled, as by `notifications/cancelled`.
+    pub(crate) fn cancel_request(&self, session: SessionId, id: &Id) {
+        log::debug!("session {session}: its client went away; request {id} is cancelled");
+        self.cancel(session, id);
+    }
+
     fn on_notification(&self, session: &Session, method: &str, params: Option<&RawValue>) {
         if method == "notifications/roots/list_changed" {
             // The servers ask for the roots again; their request goes to an agent with a call in
@@ -473,23 +480,29 @@ impl Gate {
             session: session.id(),
             id: id.clone(),
         });
+        self.cancel(session.id(), &id);
+    }
+
+    /// Request `id` of `session` is owed nothing any more: dropped where it waits (startup, a
+    /// person's approval) or cancelled at the connection that holds it.
+    fn cancel(&self, session: SessionId, id: &Id) {
         if !self.merger.is_ready() {
             let mut early = lock(&self.cancelled_early);
             if early.len() < crate::merger::MAX_HELD {
-                early.insert((session.id(), id.clone()));
+                early.insert((session, id.clone()));
             }
         }
         // A call still waiting for a person is dropped, never forwarded.
         let held = read(&self.approvals).clone();
         if let Some(approvals) = held {
-            if approvals.cancel(&(session.id(), id.to_string())) {
+            if approvals.cancel(&(session, id.to_string())) {
                 return;
             }
         }
         // The connection holding the request is not tracked here; each connection checks its own
         // table, which is cheaper than keeping a second table in step.
         for conn in self.merger.routes().connections() {
-            conn.cancel(session.id(), id.clone());
+            conn.cancel(session, id.clone());
         }
     }
 
