@@ -38,6 +38,13 @@
 //! - `surface_http`: the surface through serve: the REST resource view and collisions, updates and
 //!   log messages per HTTP session, the audit trail, partners.
 //! - `surface_hostile`: poisoned prompts and resources, hidden text, a rug-pulled prompt.
+//! - `modern_stdio`: MCP 2026-07-28 over stdio (issue #13): the envelope without `initialize`,
+//!   `server/discover`, the era's results and refusals, both eras on one stdio,
+//!   `subscriptions/listen`.
+//! - `modern_input`: a server's requests during a 2026-07-28 call: `input_required`, the retry
+//!   with `inputResponses` and `requestState`, over stdio and HTTP.
+//! - `modern_http`: MCP 2026-07-28 through serve: stateless POSTs, the transport's rules, listens
+//!   as event streams, both eras side by side, the era in the audit trail.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -63,6 +70,9 @@ mod identity;
 mod integrity;
 mod layers;
 mod mcp_http;
+mod modern_http;
+mod modern_input;
+mod modern_stdio;
 mod partners;
 mod policy;
 mod remote;
