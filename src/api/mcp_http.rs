@@ -88,7 +88,7 @@ pub(super) fn handle(api: &Api, request: Request, path: &str) -> u16 {
             streaming,
         }) => {
             api.streams
-                .open_request(request, session, agent, notes, streaming);
+                .open_request(request, session, agent, notes, streaming, None);
             200
         }
         Ok(Reply::Awaiting(awaiting)) => {

@@ -56,6 +56,8 @@ pub(super) enum Modern {
         key: String,
         agent: String,
         notes: crossbeam_channel::Receiver<Vec<u8>>,
+        /// Ends the listen at the gate when its stream ends.
+        on_end: super::streams::OnEnd,
     },
 }
 
@@ -174,11 +176,13 @@ pub(super) fn serve(
             Err(message) => return Ok(refuse(Some(&id), code::INVALID_PARAMS, &message)),
         };
         let (tx, notes) = crossbeam_channel::bounded(LISTEN_QUEUE);
-        gate.open_listen(Sink::notices(numeric, tx), id, filter);
+        gate.open_listen(Sink::notices(numeric, tx), id.clone(), filter);
+        let ended = Arc::clone(&gate);
         return Ok(Modern::Listen {
             key: format!("listen-{numeric}"),
             agent: agent_id,
             notes,
+            on_end: Box::new(move || ended.end_listen(numeric, id)),
         });
     }
     let (tx, rx) = crossbeam_channel::bounded(ANSWER_QUEUE);
@@ -253,13 +257,19 @@ pub(super) fn answer(api: &Api, request: Request, reply: Modern) -> u16 {
             }
             200
         }
-        Modern::Listen { key, agent, notes } => {
+        Modern::Listen {
+            key,
+            agent,
+            notes,
+            on_end,
+        } => {
             api.streams.open_request(
                 request,
                 key,
                 agent,
                 notes,
                 Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                Some(on_end),
             );
             200
         }

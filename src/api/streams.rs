@@ -52,7 +52,12 @@ pub(super) struct NewStream {
     pub(super) writer: Stream,
     /// Set while the stream is open (the session counts as in use).
     pub(super) streaming: Arc<AtomicBool>,
+    /// Run once the stream ends, whatever ends it (a 2026-07-28 listen is ended at the gate).
+    pub(super) on_end: Option<OnEnd>,
 }
+
+/// What a stream's end tells.
+pub(super) type OnEnd = Box<dyn FnOnce() + Send>;
 
 /// The running `http-streams` thread.
 pub(super) struct Streams {
@@ -79,6 +84,7 @@ impl Streams {
         agent: String,
         notes: Receiver<Vec<u8>>,
         streaming: Arc<AtomicBool>,
+        on_end: Option<OnEnd>,
     ) {
         let headers = [
             ("Content-Type", "text/event-stream"),
@@ -92,6 +98,7 @@ impl Streams {
             notes,
             writer,
             streaming,
+            on_end,
         };
         if self.open(stream).is_err() {
             log::warn!("the event stream thread is busy or stopped; a GET stream ends at once");
@@ -130,11 +137,15 @@ struct Open {
     writer: Stream,
     last_write: Instant,
     streaming: Arc<AtomicBool>,
+    on_end: Option<OnEnd>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.streaming.store(false, Ordering::SeqCst);
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
+        }
     }
 }
 
@@ -227,6 +238,7 @@ fn add(open: &mut Vec<Open>, new: NewStream) {
         writer: new.writer,
         last_write: Instant::now(),
         streaming: new.streaming,
+        on_end: new.on_end,
     };
     if open.len() >= MAX_STREAMS {
         log::warn!("{MAX_STREAMS} event streams are open; ending a new one at once");
@@ -259,6 +271,7 @@ mod tests {
             notes,
             writer,
             streaming: Arc::default(),
+            on_end: None,
         };
         assert!(streams.open(new).is_ok());
         (tx, out)
@@ -306,6 +319,7 @@ mod tests {
                 notes: crossbeam_channel::bounded(1).1,
                 writer: testing::stream().0,
                 streaming: Arc::default(),
+                on_end: None,
             }),
             Err(OpenError::Busy)
         ));

@@ -416,6 +416,11 @@ impl Gate {
         }
     }
 
+    /// Ends the listen `id` of `session` (its HTTP stream ended).
+    pub(crate) fn end_listen(&self, session: SessionId, id: Id) {
+        self.merger.send(Request::EndListen { session, id });
+    }
+
     /// Opens a listen whose notices go to `sink` (the HTTP transport's event stream, or stdout).
     pub(crate) fn open_listen(&self, sink: Sink, id: Id, filter: crate::merger::Filter) {
         self.merger.send(Request::Listen { sink, id, filter });

@@ -262,8 +262,10 @@ impl Gate {
         // A 2026-07-28 retry of a call answered `input_required`: a requestState of the gate's
         // names a park the connection resumes (neither field goes to the child); any other is a
         // 2026-07-28 child's own, and both go on to it untouched.
+        let modern = responder.shape() != crate::jsonrpc::Shape::Legacy;
         let resume = params
             .get("requestState")
+            .filter(|_| modern)
             .and_then(|state| input::resume_of(state, params.get("inputResponses").map(|r| &**r)));
         if resume.is_some() {
             params.remove("requestState");

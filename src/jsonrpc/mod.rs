@@ -287,7 +287,8 @@ pub fn result_line(id: &Id, result: &str) -> Vec<u8> {
 }
 
 /// How a `tools/call` answer ended, for metrics and the audit trail: `ok`, `tool_error`,
-/// `timeout`, `error_<code>`, or `invalid`.
+/// `input_required` (a 2026-07-28 call that waits for its agent's retry), `timeout`,
+/// `error_<code>`, or `invalid`.
 pub fn outcome_label(line: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -302,6 +303,9 @@ pub fn outcome_label(line: &[u8]) -> String {
         Ok(Answer {
             result: Some(r), ..
         }) if r["isError"] == true => "tool_error".to_owned(),
+        Ok(Answer {
+            result: Some(r), ..
+        }) if r["resultType"] == "input_required" => "input_required".to_owned(),
         Ok(Answer {
             result: Some(_), ..
         }) => "ok".to_owned(),

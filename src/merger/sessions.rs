@@ -109,8 +109,7 @@ impl Sessions {
     /// returns the URIs no one watched before (to subscribe at their servers), or `None` when
     /// [`MAX_LISTENS`] are open.
     pub(crate) fn listen(&mut self, sink: Sink, id: Id, filter: Filter) -> Option<Vec<String>> {
-        let open = self.list.iter().filter(|s| s.listen.is_some()).count();
-        if open >= MAX_LISTENS {
+        if self.listens_full() {
             return None;
         }
         let fresh: Vec<String> = filter
@@ -133,6 +132,11 @@ impl Sessions {
             listen: Some((id, filter)),
         });
         Some(fresh)
+    }
+
+    /// Whether [`MAX_LISTENS`] listens are open.
+    pub(crate) fn listens_full(&self) -> bool {
+        self.list.iter().filter(|s| s.listen.is_some()).count() >= MAX_LISTENS
     }
 
     /// Ends the listen `id` of `session`; returns the URIs no one watches any more.

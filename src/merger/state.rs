@@ -534,6 +534,15 @@ impl State {
     /// (the lists its servers offer, the URIs a server that takes subscriptions routes), then
     /// told of those; the servers of URIs no one watched before are subscribed.
     fn listen(&mut self, sink: Sink, id: Id, mut filter: Filter) {
+        if self.sessions.listens_full() {
+            log::warn!(
+                "{} subscriptions/listen streams are open; a new one is refused",
+                super::sessions::MAX_LISTENS
+            );
+            let message = "too many subscriptions/listen streams are open; try again later";
+            sink.send_reply(jsonrpc::error_line(Some(&id), code::OVERLOADED, message));
+            return;
+        }
         let routes = read(&self.routes).clone();
         let offered = routes.offered();
         filter.prompts &= offered.prompts;
@@ -574,12 +583,8 @@ impl State {
         if sink.send(line) == crate::jsonrpc::Sent::Closed {
             return;
         }
-        match self.sessions.listen(sink.clone(), id, filter) {
-            Some(fresh) => self.tell_servers("resources/subscribe", fresh),
-            None => log::warn!(
-                "{} subscriptions/listen streams are open; a new one gets nothing",
-                super::sessions::MAX_LISTENS
-            ),
+        if let Some(fresh) = self.sessions.listen(sink.clone(), id, filter) {
+            self.tell_servers("resources/subscribe", fresh);
         }
     }
 

@@ -31,6 +31,9 @@ pub(super) struct Ask {
     /// The round it belongs to, for a 2026-07-28 child's input request (its answer goes to the
     /// round, not to the child as an answer).
     pub(super) round: Option<u64>,
+    /// Sent to a 2026-07-28 agent inside an `input_required`: that era has no cancellation
+    /// from server to client, so the agent is never told it ended.
+    pub(super) silent: bool,
 }
 
 /// The child's requests that wait for an agent.
@@ -128,6 +131,7 @@ mod tests {
             method: "sampling/createMessage".into(),
             deadline,
             round: None,
+            silent: false,
         }
     }
 

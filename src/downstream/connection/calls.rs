@@ -24,6 +24,13 @@ impl Worker {
         if let Some(resume) = req.resume.take() {
             return self.on_resume(req, resume);
         }
+        if !self.modern && req.params.contains_key("requestState") {
+            // Only a 2026-07-28 child hands out states of its own; this one is no one's.
+            return req.responder.error(
+                code::INVALID_PARAMS,
+                "requestState is not one this gate or its server handed out",
+            );
+        }
         if self.phase != Phase::Ready {
             let message = format!("server '{}' is {}", self.cfg.name, self.status);
             req.responder.error(code::SERVER_UNAVAILABLE, &message);
@@ -53,6 +60,9 @@ impl Worker {
         } = req;
         let mut meta = meta.unwrap_or_default();
         let agent_name = agent.clone();
+        let binding = (responder.shape() != crate::jsonrpc::Shape::Legacy
+            && RESENT.contains(&method.as_str()))
+        .then(|| super::input::binding(&method, &params));
         if let Some(agent) = agent.filter(|_| self.cfg.pass_agent) {
             if let Ok(raw) = serde_json::value::to_raw_value(&agent) {
                 meta.insert(crate::mcp::AGENT_META.into(), raw);
@@ -91,6 +101,7 @@ impl Worker {
                     client,
                     max_result_bytes,
                     agent: agent_name,
+                    binding,
                     resend: (self.modern && RESENT.contains(&method.as_str())).then(|| {
                         inflight::Resend {
                             method: method.clone(),

@@ -29,6 +29,7 @@ pub(super) struct Resend {
 
 /// What a request in flight to the child stands for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Reason: agent calls are the common entry; a box would cost an allocation per call.
 pub(super) enum PendingKind {
     /// An agent's request, forwarded under our own id.
     Agent {
@@ -44,6 +45,9 @@ pub(super) enum PendingKind {
         agent: Option<String>,
         /// A call to a 2026-07-28 child, kept to be sent again after an `input_required`.
         resend: Option<Resend>,
+        /// A 2026-07-28 agent's call: what its method and params add up to, which a park's
+        /// `requestState` is bound to (see `input::binding`).
+        binding: Option<String>,
     },
     /// The gate's `initialize`.
     Initialize,

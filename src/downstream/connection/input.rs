@@ -43,6 +43,7 @@ impl Worker {
             progress_token,
             max_result_bytes,
             agent,
+            binding,
             ..
         } = kind
         else {
@@ -56,6 +57,7 @@ impl Worker {
             method: method.to_owned(),
             deadline,
             round: None,
+            silent: true,
         };
         let Some(n) = self.asks.insert(ask) else {
             responder.error(code::OVERLOADED, "too many requests of this server wait");
@@ -66,6 +68,7 @@ impl Worker {
             progress_token,
             max_result_bytes,
             agent,
+            binding,
             requests: vec![(n, method.to_owned(), params.map(str::to_owned))],
             deadline,
             early: None,
@@ -122,12 +125,17 @@ impl Worker {
                 "requestState is unknown or expired: send the request again without it",
             );
         };
-        if parked.agent != req.agent {
+        let same_request = parked.binding.as_deref() == Some(&binding(&req.method, &req.params));
+        if parked.agent != req.agent || !same_request {
             let token = resume.token.clone();
             let responder = req.responder;
-            // Not this agent's: the park stays for its own agent (its place was just freed).
+            // Not this agent's, or not this request's: the park stays for its own (its place
+            // was just freed).
             self.parked.park(token, parked);
-            return responder.error(code::INVALID_PARAMS, "requestState is not this agent's");
+            return responder.error(
+                code::INVALID_PARAMS,
+                "requestState was handed out for another request or another agent",
+            );
         }
         let me = self.handle.id();
         for (key, value) in &resume.responses {
@@ -157,6 +165,7 @@ impl Worker {
                     max_result_bytes: parked.max_result_bytes,
                     agent: parked.agent,
                     resend: None,
+                    binding: parked.binding,
                 };
                 self.inflight
                     .insert(parked.call, kind, Instant::now() + req.timeout);
@@ -184,4 +193,28 @@ pub(crate) fn resume_of(state: &RawValue, responses: Option<&RawValue>) -> Optio
         .and_then(|r| serde_json::from_str(r.get()).ok())
         .unwrap_or_default();
     Some(Resume { token, responses })
+}
+
+/// What a call's method and params add up to (its `_meta` aside): SHA-256 over the method and
+/// the params in canonical JSON, so a retry that formats them differently still matches.
+pub(super) fn binding(
+    method: &str,
+    params: &std::collections::BTreeMap<String, Box<RawValue>>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut object = serde_json::Map::new();
+    for (key, value) in params {
+        if key == "_meta" {
+            continue;
+        }
+        let value: Value = serde_json::from_str(value.get()).unwrap_or(Value::Null);
+        object.insert(key.clone(), value);
+    }
+    let canonical = crate::sanitize::canonical_json(&Value::Object(object));
+    let digest = Sha256::new()
+        .chain_update(method.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(canonical.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

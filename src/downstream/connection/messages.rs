@@ -222,6 +222,7 @@ impl Worker {
             method: method.to_owned(),
             deadline: Instant::now() + self.settings.call_timeout,
             round: None,
+            silent: false,
         };
         let Some(n) = self.asks.insert(ask) else {
             return Err((
@@ -281,6 +282,9 @@ impl Worker {
 
     /// Tells the agent that the child's request `n` ended without its answer.
     pub(super) fn tell_agent_cancelled(&self, n: u64, ask: &Ask, reason: &str) {
+        if ask.silent {
+            return;
+        }
         let params = serde_json::json!({
             "requestId": server_request_id(self.handle.id(), n),
             "reason": reason,
@@ -402,6 +406,7 @@ impl Worker {
                 max_result_bytes,
                 agent,
                 resend: Some(resend),
+                ..
             } if responder.shape() == crate::jsonrpc::Shape::Legacy
                 && matches!(&outcome, Outcome::Result(r) if is_input_required(r)) =>
             {

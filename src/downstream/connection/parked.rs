@@ -29,6 +29,9 @@ pub(super) struct Parked {
     pub(super) max_result_bytes: Option<usize>,
     /// The agent that made the call; only it may resume it.
     pub(super) agent: Option<String>,
+    /// What the call's method and params add up to: only a retry of the same request resumes
+    /// it.
+    pub(super) binding: Option<String>,
     /// The child's requests the agent was sent and has not answered: `(n, method, params)`.
     pub(super) requests: Vec<(u64, String, Option<String>)>,
     /// When the park is given up (the child's call is cancelled).
@@ -103,6 +106,7 @@ mod tests {
             progress_token: None,
             max_result_bytes: None,
             agent: Some("agent".into()),
+            binding: None,
             requests: vec![(1, "sampling/createMessage".into(), None)],
             deadline,
             early: None,

@@ -115,6 +115,7 @@ impl Worker {
                 method: method.to_owned(),
                 deadline,
                 round: None,
+                silent: false,
             };
             let Some(n) = self.asks.insert_for_round(ask, round_id) else {
                 return responder.error(code::OVERLOADED, "too many requests wait for agents");
@@ -202,6 +203,7 @@ impl Worker {
             max_result_bytes: round.max_result_bytes,
             agent: round.agent,
             resend: Some(resend),
+            binding: None,
         };
         self.inflight
             .insert(id, kind, Instant::now() + self.settings.call_timeout);

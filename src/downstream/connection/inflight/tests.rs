@@ -21,6 +21,7 @@ fn agent_call(
         max_result_bytes: None,
         agent: None,
         resend: None,
+        binding: None,
     };
     (kind, rx, sink)
 }
