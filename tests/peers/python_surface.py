@@ -5,7 +5,10 @@ Beyond tools: resources (list, read, templates, read of a template URI, subscrib
 prompts (list, get with arguments), completion (of a prompt argument, with context, and of a
 resource template variable), logging (setLevel per session; `notifications/message` delivered at
 the level set, not below), and the server->client requests a tool call makes (sampling,
-elicitation, roots) answered by this client's callbacks.
+elicitation, roots) answered by this client's callbacks. That is the surface of 2025-11-25: the
+mode defaults to legacy here (in auto mode the SDK adopts 2026-07-28 from the gate's
+`server/discover`, an era without logging/setLevel, resources/subscribe or server->client
+requests; python_modern.py checks that one).
 
 Command lines (run from the repository root, with the SDK venv's python):
 
@@ -35,7 +38,7 @@ the server's names carry: "" directly, "everything." through the gate; resource 
 prefixed), `--tag` ([A-Za-z0-9_-]+, default "t"), `--settle SECONDS` (wait after connecting: with
 0.5, server-everything's own roots/list, 350 ms after `initialized`, comes before get-roots-list
 instead of inside it), `--skip CHECK` (repeatable; a check left out, e.g. while the gate cannot do
-it yet), `--mode`/`--timeout` (peer_common.py; `--call` too: extra tool calls made before the
+it yet), `--mode` (default legacy)/`--timeout` (peer_common.py; `--call` too: extra tool calls made before the
 checks, reported under "calls"), `--read URI` (repeatable; a resources/read made after the calls
 and before the checks, its text reported under "reads": another server's resource through the gate).
 
@@ -132,6 +135,7 @@ class CheckFailed(Exception):
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(p)
+    p.set_defaults(mode="legacy")
     p.add_argument("--command", help="stdio server executable")
     p.add_argument("--arg", action="append", default=[], help="server argument (repeatable; use --arg=-x for dashes)")
     p.add_argument("--url", help="Streamable HTTP endpoint, e.g. http://127.0.0.1:PORT/mcp/ws-1")

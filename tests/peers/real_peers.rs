@@ -43,7 +43,19 @@ fn run_python_client(peers: &Peers, mode: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
 }
 
-fn check_client_report(report: &Value) {
+/// What the SDK says it negotiated in `mode`: the protocol version and how it settled the era
+/// (peer_common.py's "handshake"). Auto mode adopts 2026-07-28: the gate answers
+/// `server/discover` with it.
+fn negotiated(mode: &str) -> (&'static str, &'static str) {
+    match mode {
+        "auto" => ("2026-07-28", "discover"),
+        "legacy" => ("2025-11-25", "initialize"),
+        "2026-07-28" => ("2026-07-28", "pinned"),
+        other => panic!("no such mode: {other}"),
+    }
+}
+
+fn check_client_report(report: &Value, mode: &str) {
     let tools: Vec<&str> = report["tools"]
         .as_array()
         .unwrap()
@@ -57,10 +69,19 @@ fn check_client_report(report: &Value) {
     ] {
         assert!(
             tools.contains(&expected),
-            "{expected} missing from {tools:?}"
+            "{mode}: {expected} missing from {tools:?}"
         );
     }
-    assert_eq!(report["protocol_version"], "2025-11-25");
+    let (version, handshake) = negotiated(mode);
+    assert_eq!(report["protocol_version"], version, "{mode}: {report}");
+    assert_eq!(report["handshake"], handshake, "{mode}: {report}");
+    // Discover and initialize name the gate; a pinned client asked nobody.
+    if handshake != "pinned" {
+        assert_eq!(
+            report["server_info"]["name"], "aegis-gate",
+            "{mode}: {report}"
+        );
+    }
     assert_eq!(report["calls"]["everything.echo"]["text"], "Echo: hi");
     assert_eq!(report["calls"]["everything.echo"]["is_error"], false);
     let time = report["calls"]["time.get_current_time"]["text"]
@@ -69,14 +90,14 @@ fn check_client_report(report: &Value) {
     assert!(time.contains("\"timezone\": \"UTC\""), "{time}");
 }
 
-pub(crate) fn python_sdk_client_in_auto_mode_falls_back_and_calls_through_the_gate(peers: &Peers) {
-    let report = run_python_client(peers, "auto");
-    assert_eq!(report["handshake"], "initialize");
-    check_client_report(&report);
+pub(crate) fn python_sdk_client_in_auto_mode_adopts_2026_07_28_and_calls_through_the_gate(
+    peers: &Peers,
+) {
+    check_client_report(&run_python_client(peers, "auto"), "auto");
 }
 
 pub(crate) fn python_sdk_client_in_legacy_mode_calls_through_the_gate(peers: &Peers) {
-    check_client_report(&run_python_client(peers, "legacy"));
+    check_client_report(&run_python_client(peers, "legacy"), "legacy");
 }
 
 pub(crate) fn server_everything_is_merged_called_and_torn_down_with_sigterm(peers: &Peers) {
@@ -109,7 +130,9 @@ pub(crate) fn server_everything_is_merged_called_and_torn_down_with_sigterm(peer
     }
 }
 
-pub(crate) fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode(peers: &Peers) {
+pub(crate) fn python_sdk_client_over_streamable_http_in_auto_legacy_and_2026_07_28_mode(
+    peers: &Peers,
+) {
     let serve = Serve::in_temp(&[]);
     let key = serve.setup("ws-1");
     let url = format!("http://{}/mcp/ws-1", serve.addr);
@@ -121,7 +144,7 @@ pub(crate) fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode(pee
             .args(args);
         cmd
     };
-    for mode in ["auto", "legacy"] {
+    for mode in ["auto", "legacy", "2026-07-28"] {
         let out = client(&["--mode", mode, "--timeout", "60"])
             .args(["--call", "ex.echo", r#"{"message": "hi"}"#])
             .output()
@@ -130,15 +153,18 @@ pub(crate) fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode(pee
         assert!(out.status.success(), "{mode}: {stderr}\n{}", serve.log());
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["calls"]["ex.echo"]["text"], "hi", "{report}");
-        assert_eq!(report["protocol_version"], "2025-11-25");
+        let (version, handshake) = negotiated(mode);
+        assert_eq!(report["protocol_version"], version, "{mode}: {report}");
+        assert_eq!(report["handshake"], handshake, "{mode}: {report}");
         assert!(report["tools"]
             .as_array()
             .unwrap()
             .iter()
             .any(|t| t == "ex.weather"));
     }
-    // An idle SDK client hears of a list change made by another session: through its GET stream.
-    for mode in ["auto", "legacy"] {
+    // An idle SDK client hears of a list change made by another session: through its GET stream
+    // at 2025-11-25, through a subscriptions/listen stream at 2026-07-28 (what auto mode adopts).
+    for (mode, via) in [("auto", "listen"), ("legacy", "session")] {
         let mut cmd = client(&["--mode", mode, "--timeout", "60", "--await-list-change"]);
         let (waiting, mut stdout, line) = spawn_reading_stdout(cmd.stderr(Stdio::piped()));
         assert!(line.contains("awaiting_list_change"), "{mode}: {line:?}");
@@ -155,6 +181,7 @@ pub(crate) fn python_sdk_client_over_streamable_http_in_auto_and_legacy_mode(pee
         );
         let report: Value = serde_json::from_str(rest.trim()).unwrap();
         assert_eq!(report["list_changed"], true, "{report}");
+        assert_eq!(report["list_changed_via"], via, "{mode}: {report}");
     }
     let bad_origin = client(&["--header", "Origin:http://evil.example"])
         .args(["--expect-http-error", "403"])

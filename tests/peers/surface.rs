@@ -56,18 +56,28 @@ fn stdio_servers(peers: &Peers, dir: &Path) -> Value {
 /// an agent of it; server-memory keeps its graph in `dir`.
 fn serve_with_three_servers(peers: &Peers, dir: &Path) -> (Serve, String) {
     let python = peers.python.to_str().unwrap();
+    serve_with(
+        peers,
+        &[
+            json!({"name": "everything", "command": ["node", peers.everything_js, "stdio"]}),
+            json!({"name": "memory", "command": ["node", peers.memory_js],
+                   "env": {"MEMORY_FILE_PATH": dir.join("memory.jsonl")}}),
+            json!({"name": "time", "command": [python, "-m", "mcp_server_time"], "env": {"TZ": "UTC"}}),
+        ],
+    )
+}
+
+/// A serve whose workspace `ws` holds `connections` (started by `node`, by the venv's
+/// `python -m mcp_server_*` or by the gate binary), active, and the key of an agent of it.
+pub(crate) fn serve_with(peers: &Peers, connections: &[Value]) -> (Serve, String) {
+    let python = peers.python.to_str().unwrap();
     let serve = Serve::in_temp(&[
         "--allow-command",
         "node",
         "--allow-command",
         &format!("{python} -m mcp_server_*"),
     ]);
-    for connection in [
-        json!({"name": "everything", "command": ["node", peers.everything_js, "stdio"]}),
-        json!({"name": "memory", "command": ["node", peers.memory_js],
-               "env": {"MEMORY_FILE_PATH": dir.join("memory.jsonl")}}),
-        json!({"name": "time", "command": [python, "-m", "mcp_server_time"], "env": {"TZ": "UTC"}}),
-    ] {
+    for connection in connections {
         let r = serve.connect("ws", connection.clone());
         assert_eq!(r.status, 201, "{connection}: {}\n{}", r.body, serve.log());
     }
@@ -110,12 +120,33 @@ impl Sdk {
     }
 }
 
-/// Where a surface script reaches the gate.
-enum Via<'a> {
+/// Where a script reaches the gate.
+pub(crate) enum Via<'a> {
     /// It starts `aegis-gate stdio` with this config and data dir.
     Stdio { config: &'a Path, data: &'a Path },
     /// It posts to this serve's `/mcp/ws` with this agent key.
     Http { serve: &'a Serve, key: &'a str },
+}
+
+impl Via<'_> {
+    /// The script arguments that reach the gate this way: `--command` and `--arg`s (the stdio
+    /// gate at debug level), or `--url` and the `--header` of the key.
+    pub(crate) fn add_to(&self, cmd: &mut Command) {
+        match self {
+            Via::Stdio { config, data } => {
+                cmd.args(["--command", gate_bin()])
+                    .args(["--arg=--log-level", "--arg", "debug"])
+                    .args(["--arg", "stdio", "--arg=--config", "--arg"])
+                    .arg(config)
+                    .args(["--arg=--data-dir", "--arg"])
+                    .arg(data);
+            }
+            Via::Http { serve, key } => {
+                cmd.args(["--url", &format!("http://{}/mcp/ws", serve.addr)])
+                    .args(["--header", &format!("Authorization:Bearer {key}")]);
+            }
+        }
+    }
 }
 
 /// What one run of a surface script is asked to do besides its checks.
@@ -125,9 +156,10 @@ struct Run<'a> {
     wait_before: &'a [&'a str],
 }
 
-/// A surface script running: its stdout read line by line, its stdin held for `--wait-before`,
-/// its stderr (with the stdio gate's log, which passes through it) in a file.
-struct Script<'s> {
+/// A script of a peer running (a surface script, `python_modern.py`, `python_http_client.py`):
+/// its stdout read line by line, its stdin held (for `--wait-before`), its stderr (with the stdio
+/// gate's log, which passes through it) in a file.
+pub(crate) struct Script<'s> {
     what: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -141,7 +173,6 @@ impl<'s> Script<'s> {
     /// Starts `sdk`'s script against the gate (`via`), with server-everything as `everything`,
     /// the calls and the read that show the other two servers, and `run`'s tag, skips and waits.
     fn start(sdk: Sdk, peers: &Peers, via: &Via<'s>, run: &Run, dir: &Path) -> Script<'s> {
-        let what = format!("{} --tag {}", sdk.name(), run.tag);
         let mut cmd = sdk.command(peers);
         cmd.args(["--tag", run.tag, "--prefix", "everything."])
             .args(["--timeout", SCRIPT_TIMEOUT])
@@ -154,33 +185,33 @@ impl<'s> Script<'s> {
         for step in run.wait_before {
             cmd.args(["--wait-before", step]);
         }
+        via.add_to(&mut cmd);
+        let what = format!("{} --tag {}", sdk.name(), run.tag);
+        Script::spawn(what, cmd, via, &dir.join(format!("{}.stderr", run.tag)))
+    }
+
+    /// Starts `cmd` (a script that reaches the gate through `via`, its arguments for that
+    /// already given), named `what` in failure messages, its stderr written to `stderr`.
+    pub(crate) fn spawn(
+        what: String,
+        mut cmd: Command,
+        via: &Via<'s>,
+        stderr: &Path,
+    ) -> Script<'s> {
         let serve = match via {
-            Via::Stdio { config, data } => {
-                cmd.args(["--command", gate_bin()])
-                    .args(["--arg=--log-level", "--arg", "debug"])
-                    .args(["--arg", "stdio", "--arg=--config", "--arg"])
-                    .arg(config)
-                    .args(["--arg=--data-dir", "--arg"])
-                    .arg(data);
-                None
-            }
-            Via::Http { serve, key } => {
-                cmd.args(["--url", &format!("http://{}/mcp/ws", serve.addr)])
-                    .args(["--header", &format!("Authorization:Bearer {key}")]);
-                Some(*serve)
-            }
+            Via::Stdio { .. } => None,
+            Via::Http { serve, .. } => Some(*serve),
         };
-        let stderr = dir.join(format!("{}.stderr", run.tag));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stderr(std::fs::File::create(stderr).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::Builder::new()
-            .name(format!("surface-{}", run.tag))
+            .name(format!("stdout of {what}"))
             .spawn(move || {
                 for line in stdout.lines() {
                     let Ok(line) = line else { return };
@@ -195,7 +226,7 @@ impl<'s> Script<'s> {
             stdin: child.stdin.take(),
             child,
             lines,
-            stderr,
+            stderr: stderr.to_owned(),
             serve,
         }
     }
@@ -235,12 +266,17 @@ impl<'s> Script<'s> {
 
     /// Waits until it stops at `--wait-before STEP`, which it says on stdout.
     fn expect_waiting(&mut self, step: &str) {
-        let line = self.next_line(&format!("{{\"waiting\": \"{step}\"}}"));
+        self.expect_line(&json!({ "waiting": step }));
+    }
+
+    /// Waits for its next line on stdout, which must be the JSON object `want`.
+    pub(crate) fn expect_line(&mut self, want: &Value) {
+        let line = self.next_line(&want.to_string());
         let said: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("{}: {e}: {line}\n{}", self.what, self.diagnostics()));
         assert_eq!(
-            said,
-            json!({ "waiting": step }),
+            &said,
+            want,
             "{} said something else\n{}",
             self.what,
             self.diagnostics()
@@ -255,7 +291,7 @@ impl<'s> Script<'s> {
     }
 
     /// Its report (the last line it writes), once it exited successfully.
-    fn report(mut self) -> Report {
+    pub(crate) fn report(mut self) -> Report {
         let line = self.next_line("its report");
         drop(self.stdin.take());
         let what = self.what.clone();
@@ -283,10 +319,10 @@ impl Drop for Script<'_> {
     }
 }
 
-/// A surface script's report, with what to show when an assertion on it fails.
-struct Report {
+/// A script's report, with what to show when an assertion on it fails.
+pub(crate) struct Report {
     what: String,
-    json: Value,
+    pub(crate) json: Value,
     diagnostics: String,
 }
 
@@ -298,7 +334,7 @@ impl Report {
         )
     }
 
-    fn strings(&self, pointer: &str) -> Vec<String> {
+    pub(crate) fn strings(&self, pointer: &str) -> Vec<String> {
         match self.json.pointer(pointer).and_then(Value::as_array) {
             Some(items) => items
                 .iter()
@@ -312,14 +348,14 @@ impl Report {
         }
     }
 
-    fn text(&self, pointer: &str) -> String {
+    pub(crate) fn text(&self, pointer: &str) -> String {
         match self.json.pointer(pointer).and_then(Value::as_str) {
             Some(text) => text.to_owned(),
             None => self.fail(format!("no text at {pointer}")),
         }
     }
 
-    fn check(&self, ok: bool, why: impl FnOnce() -> String) {
+    pub(crate) fn check(&self, ok: bool, why: impl FnOnce() -> String) {
         if !ok {
             self.fail(why());
         }
