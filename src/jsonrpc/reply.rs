@@ -154,6 +154,17 @@ pub enum Shape {
 const MODERN_FIELDS: &str = "\"resultType\":\"complete\"";
 const CACHE_FIELDS: &str = "\"ttlMs\":0,\"cacheScope\":\"private\"";
 
+/// `"_meta":{"io.modelcontextprotocol/serverInfo":{…}}`, the gate's stamp on a modern result.
+fn server_stamp() -> String {
+    format!(
+        "\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{{\"name\":\"{}\",\"version\":\"{}\"}}}}",
+        // The package's name and version: what `mcp::IMPLEMENTATION_NAME` and `_VERSION` say
+        // (that module sits above this one).
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// `result` with what a `shape`'s era needs that it lacks (a modern server's own fields stay).
 pub fn shape_result(result: &str, shape: Shape) -> std::borrow::Cow<'_, str> {
     let cacheable = shape == Shape::ModernCacheable;
@@ -166,6 +177,11 @@ pub fn shape_result(result: &str, shape: Shape) -> std::borrow::Cow<'_, str> {
     }
     if cacheable && !result.contains("\"ttlMs\"") {
         fields.push(CACHE_FIELDS);
+    }
+    // Who answered (a SHOULD of the era on every result), unless the result has a `_meta`.
+    let stamp = server_stamp();
+    if !result.contains("\"_meta\"") {
+        fields.push(&stamp);
     }
     let trimmed = result.trim_start();
     let Some(rest) = trimmed.strip_prefix('{') else {
@@ -290,15 +306,23 @@ mod tests {
     #[test]
     fn a_modern_result_gets_its_fields_in_front_and_a_legacy_one_stays_as_written() {
         assert_eq!(shape_result(r#"{"a":1}"#, Shape::Legacy), r#"{"a":1}"#);
-        assert_eq!(
-            shape_result(r#"{"a":1}"#, Shape::Modern),
-            r#"{"resultType":"complete","a":1}"#
+        let modern = shape_result(r#"{"a":1}"#, Shape::Modern);
+        assert!(modern.starts_with(r#"{"resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"aegis-gate""#), "{modern}");
+        assert!(modern.ends_with(r#"}},"a":1}"#), "{modern}");
+        let empty = shape_result("{}", Shape::ModernCacheable);
+        assert!(
+            empty.starts_with(
+                r#"{"resultType":"complete","ttlMs":0,"cacheScope":"private","_meta""#
+            ),
+            "{empty}"
         );
+        let value: serde_json::Value = serde_json::from_str(&empty).unwrap();
         assert_eq!(
-            shape_result("{}", Shape::ModernCacheable),
-            r#"{"resultType":"complete","ttlMs":0,"cacheScope":"private"}"#
+            value["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "aegis-gate"
         );
-        let modern = r#"{"resultType":"complete","ttlMs":5,"cacheScope":"public","tools":[]}"#;
+        let modern =
+            r#"{"resultType":"complete","ttlMs":5,"cacheScope":"public","tools":[],"_meta":{}}"#;
         assert_eq!(shape_result(modern, Shape::ModernCacheable), modern);
     }
 }
