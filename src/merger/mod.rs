@@ -10,7 +10,8 @@
 //! - `judge.rs`: sanitize, pin and decide one server's listing (tools, prompts, resources).
 //! - `sessions.rs`: the sessions told about list changes, resource updates and log messages.
 //! - `cache.rs`: the LRU of merged views with timestamps, and [`CacheStats`].
-//! - `state.rs`: the thread's loop and state: servers, startup gate, subscribers, route publishing.
+//! - `state/`: the thread's loop and state (`mod.rs`: servers, startup gate, route publishing;
+//!   `surface.rs`: capabilities, subscriptions, listens, log levels, notices).
 //! - `bench.rs`: [`rebuild_for_bench`], the rebuild work without a thread, for `benches/gate.rs`.
 //!
 //! Never: blocks on a connection (it only sends them non-blocking commands) or on a session (sinks
