@@ -145,6 +145,18 @@ pub(super) fn serve(
     if let Err(message) = modern::check_headers(&headers, &version, &method, name) {
         return Ok(refuse(Some(&id), code::HEADER_MISMATCH, &message));
     }
+    if let Some(call) = call.as_ref().filter(|c| c.method() == "tools/call") {
+        let routes = gate.routes();
+        if let Some(params) = routes.get(call.tool()).and_then(|r| r.params.as_deref()) {
+            let arguments: serde_json::Value =
+                serde_json::from_str(call.arguments()).unwrap_or_default();
+            if let Err(message) =
+                modern::check_params(params, &arguments, |name| request.header(name))
+            {
+                return Ok(refuse(Some(&id), code::HEADER_MISMATCH, &message));
+            }
+        }
+    }
     let envelope = match envelope {
         Ok(envelope) => envelope,
         Err(unsupported) => return Ok(error_object(&id, &unsupported)),

@@ -104,7 +104,8 @@ impl Server {
             tool(
                 "get_env",
                 "Returns the value of an environment variable of this server.",
-                json!({"name": {"type": "string"}}),
+                // 2026-07-28 HTTP clients also send the name as `Mcp-Param-Env-Name`.
+                json!({"name": {"type": "string", "x-mcp-header": "Env-Name"}}),
                 &["name"],
             ),
         ];

@@ -242,6 +242,41 @@ pub(crate) fn check_headers(
     Ok(())
 }
 
+/// The `Mcp-Param-{name}` headers of a `tools/call` against its arguments, for the tool's
+/// `x-mcp-header` properties: a header goes with a present (non-null) argument and only then,
+/// and says the same value (a string exactly, an integer as a number, a boolean as `true` or
+/// `false`). `header` reads a request header by name.
+pub(crate) fn check_params<'a>(
+    params: &[crate::sanitize::ParamHeader],
+    arguments: &Value,
+    header: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), String> {
+    use crate::sanitize::ParamType;
+    for param in params {
+        let name = format!("Mcp-Param-{}", param.header);
+        let argument = arguments.get(&param.property).filter(|v| !v.is_null());
+        let sent = header(&name).map(decode_header_value);
+        let agrees = match (argument, sent) {
+            (None, None) => true,
+            (Some(value), Some(Some(text))) => match param.kind {
+                ParamType::String => value.as_str() == Some(text.as_str()),
+                ParamType::Integer => {
+                    value.as_i64().is_some() && value.as_i64() == text.parse::<i64>().ok()
+                }
+                ParamType::Boolean => value.as_bool().map(|b| b.to_string()) == Some(text),
+            },
+            _ => false,
+        };
+        if !agrees {
+            return Err(format!(
+                "the {name} header does not match the request body's {:?} argument",
+                param.property
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A header value as sent: verbatim, or `=?base64?…?=` around the base64 of UTF-8; `None` for
 /// a value in that form that does not decode.
 pub(crate) fn decode_header_value(value: &str) -> Option<String> {
@@ -355,5 +390,41 @@ mod tests {
         assert_eq!(http_status(Some(-32601)), 404);
         assert_eq!(http_status(Some(-32020)), 400);
         assert_eq!(http_status(None), 200);
+    }
+
+    #[test]
+    fn an_annotated_argument_and_its_header_must_agree() {
+        use crate::sanitize::{ParamHeader, ParamType};
+        let params = [
+            ParamHeader {
+                header: "Region".into(),
+                property: "region".into(),
+                kind: ParamType::String,
+            },
+            ParamHeader {
+                header: "Count".into(),
+                property: "count".into(),
+                kind: ParamType::Integer,
+            },
+            ParamHeader {
+                header: "Dry".into(),
+                property: "dry".into(),
+                kind: ParamType::Boolean,
+            },
+        ];
+        let args = serde_json::json!({"region": "eü-1", "count": 7, "dry": true});
+        let headers = |name: &str| match name {
+            "Mcp-Param-Region" => Some("=?base64?ZcO8LTE=?="),
+            "Mcp-Param-Count" => Some("7"),
+            "Mcp-Param-Dry" => Some("true"),
+            _ => None,
+        };
+        assert!(check_params(&params, &args, headers).is_ok());
+        let missing = |name: &str| (name != "Mcp-Param-Dry").then_some("7");
+        assert!(check_params(&params[1..2], &args, missing).is_ok());
+        assert!(check_params(&params[2..], &args, missing).is_err());
+        let absent = serde_json::json!({});
+        assert!(check_params(&params[1..2], &absent, |_| Some("7")).is_err());
+        assert!(check_params(&params, &absent, |_| None).is_ok());
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct ToolEntry {
     pub(crate) blocked: Option<Arc<str>>,
     /// The definition's `annotations` (hints such as `destructiveHint`), as the server claims.
     pub(crate) annotations: Option<Arc<serde_json::Map<String, Value>>>,
+    /// Its `x-mcp-header` properties (a 2026-07-28 HTTP call's `Mcp-Param-*` headers).
+    pub(crate) params: Option<Arc<[crate::sanitize::ParamHeader]>>,
 }
 
 impl ToolEntry {
@@ -41,6 +43,8 @@ impl ToolEntry {
             .get("annotations")
             .and_then(Value::as_object)
             .map(|a| Arc::new(a.clone()));
+        let params = crate::sanitize::param_headers(&definition);
+        let params = (!params.is_empty()).then(|| Arc::from(params));
         if let Some(obj) = definition.as_object_mut() {
             obj.remove("name");
         }
@@ -54,6 +58,7 @@ impl ToolEntry {
             shown: Some(Arc::from(rest)),
             blocked: None,
             annotations,
+            params,
         }
     }
 
@@ -64,6 +69,7 @@ impl ToolEntry {
             shown: None,
             blocked: Some(Arc::from(reason)),
             annotations: None,
+            params: None,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct Route<C = ConnHandle> {
     pub blocked: Option<Arc<str>>,
     /// The tool's annotations as its server claims them (trusted only for trusted servers).
     pub annotations: Option<Arc<serde_json::Map<String, Value>>>,
+    /// Its `x-mcp-header` properties.
+    pub params: Option<Arc<[crate::sanitize::ParamHeader]>>,
 }
 
 /// Merged name → route, for every tool and prompt of the current view (blocked ones included,
@@ -319,6 +327,7 @@ pub(crate) fn routes<C: Clone>(
                     tool: t.entry.name.clone(),
                     blocked: t.entry.blocked.clone(),
                     annotations: t.entry.annotations.clone(),
+                    params: t.entry.params.clone(),
                 };
                 (t.name.clone(), route)
             })

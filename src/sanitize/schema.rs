@@ -192,6 +192,8 @@ impl Walker<'_> {
                 self.boolean(value)
             }
             "dependentRequired" => self.dependent_required(value),
+            // Where it may stand is checked on the whole schema (`headers.rs`).
+            super::headers::KEYWORD => self.plain_string(value),
             _ => {
                 self.dropped(value);
                 None

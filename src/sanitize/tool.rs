@@ -60,7 +60,12 @@ fn clean_fields(
                 &mut out,
             ),
             "inputSchema" | "outputSchema" => {
-                let cleaned = schema::sanitize(value, key, limits, ctx, findings);
+                let mut cleaned = schema::sanitize(value, key, limits, ctx, findings);
+                if key == "inputSchema" {
+                    super::headers::check(&mut cleaned, findings);
+                } else {
+                    super::headers::strip(&mut cleaned, findings);
+                }
                 out.insert(key.clone(), cleaned);
             }
             "annotations" => {

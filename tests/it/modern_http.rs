@@ -505,3 +505,45 @@ fn listens_whose_clients_went_away_leave_room_for_new_ones() {
     });
     assert_eq!(subscription_of(&changed), "stays", "{changed}");
 }
+
+#[test]
+fn an_x_mcp_header_argument_must_come_with_its_mcp_param_header_saying_the_same() {
+    let serve = Serve::in_temp(&[]);
+    let key = workspace(&serve, "ws-p");
+    // The annotation survives the sanitizer: a client sees which header to send.
+    let listed = serve.modern("ws-p", &key, &modern::request(1, "tools/list", Value::Null));
+    let tools = listed.json();
+    let get_env = tools["result"]["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "a.get_env"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        get_env["inputSchema"]["properties"]["name"]["x-mcp-header"], "Env-Name",
+        "{tools}"
+    );
+    let message = call(2, "a.get_env", json!({"name": "HOME"}));
+    let computed = modern::headers_for(&message);
+    let mut headers: Vec<(&str, &str)> = computed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Without the header: refused.
+    let refused = serve.modern_with("ws-p", &key, &headers, &message);
+    assert_refused(&refused, 400, -32020, "Mcp-Param-Env-Name");
+    // Saying another value: refused.
+    headers.push(("Mcp-Param-Env-Name", "PATH"));
+    let refused = serve.modern_with("ws-p", &key, &headers, &message);
+    assert_refused(&refused, 400, -32020, "Mcp-Param-Env-Name");
+    // The same value, in the =?base64?...?= form too: served.
+    headers.pop();
+    headers.push(("Mcp-Param-Env-Name", "=?base64?SE9NRQ==?="));
+    let served = serve.modern_with("ws-p", &key, &headers, &message);
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(
+        served.json()["result"]["resultType"],
+        "complete",
+        "{}",
+        served.body
+    );
+    // A tool without annotations needs none.
+    let echo = serve.modern("ws-p", &key, &call(3, "a.echo", json!({"message": "x"})));
+    assert_eq!(echo.status, 200, "{}", echo.body);
+}
