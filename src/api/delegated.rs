@@ -208,7 +208,10 @@ impl Delegation {
                 deny: partner.deny.clone(),
             }),
         };
-        if request.is_call && (request.subject.is_empty() || !admitted.permits(request.subject)) {
+        // A call must name what it calls; a completion or subscription names a prompt or
+        // resource too: each only within the grant and the token's scope.
+        let named = !request.subject.is_empty();
+        if (request.is_call && !named) || (named && !admitted.permits(request.subject)) {
             return Err(Rejection::OutOfScope);
         }
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -234,7 +234,13 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         Message::Request { id, method, .. } => (Some(id.clone()), method.clone()),
         _ => (None, String::new()),
     };
-    let subject = call.as_ref().map(|c| gate.subject_of(c.method(), c.tool()));
+    let subject = match (&call, &message) {
+        (Some(c), _) => Some(gate.subject_of(c.method(), c.tool())),
+        (None, Message::Request { method, params, .. }) => {
+            gate.subject_of_request(method, params.as_deref())
+        }
+        _ => None,
+    };
     let asked = Asked {
         body,
         id: id.as_ref(),
@@ -251,8 +257,16 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         notes,
         client,
     } = if method == "initialize" {
-        api.sessions
-            .open(api, workspace, &agent_id, &gate, declared_client(&message))?
+        // A partner or a scoped token (limited to some servers) hears no server's log.
+        let limited = admitted.is_some();
+        api.sessions.open(
+            api,
+            workspace,
+            &agent_id,
+            &gate,
+            declared_client(&message),
+            limited,
+        )?
     } else {
         let header = request
             .header("Mcp-Session-Id")

@@ -161,7 +161,13 @@ pub(super) fn serve(
         Ok(envelope) => envelope,
         Err(unsupported) => return Ok(error_object(&id, &unsupported)),
     };
-    let subject = call.as_ref().map(|c| gate.subject_of(c.method(), c.tool()));
+    let subject = match (&call, &message) {
+        (Some(c), _) => Some(gate.subject_of(c.method(), c.tool())),
+        (None, Message::Request { method, params, .. }) => {
+            gate.subject_of_request(method, params.as_deref())
+        }
+        _ => None,
+    };
     let asked = Asked {
         body,
         id: Some(&id),
@@ -183,10 +189,16 @@ pub(super) fn serve(
             Message::Request { params, .. } => params.as_deref(),
             _ => None,
         };
-        let filter = match modern::listen_filter(params) {
+        let mut filter = match modern::listen_filter(params) {
             Ok(filter) => filter,
             Err(message) => return Ok(refuse(Some(&id), code::INVALID_PARAMS, &message)),
         };
+        // A limited caller listens only to the resources it may read.
+        if let Some(admitted) = &admitted {
+            filter
+                .uris
+                .retain(|uri| admitted.permits(&gate.subject_of("resources/read", uri)));
+        }
         let (tx, notes) = crossbeam_channel::bounded(LISTEN_QUEUE);
         gate.open_listen(Sink::notices(numeric, tx), id.clone(), filter);
         let ended = Arc::clone(&gate);

@@ -496,6 +496,7 @@ fn on_line(entry: &mut Entry, line: &[u8], records: &Records) -> bool {
         if entry.open_stream() {
             return false;
         }
+        entry.lost();
         entry.record(records, "no_answer".to_owned());
         return true;
     }

@@ -115,6 +115,7 @@ impl Sessions {
         agent_id: &str,
         gate: &Gate,
         client: ClientCaps,
+        limited: bool,
     ) -> Result<SessionRef, ApiError> {
         let forgotten = forget_idle(&mut lock(&self.table), Instant::now(), SESSION_IDLE);
         if !forgotten.is_empty() {
@@ -130,7 +131,7 @@ impl Sessions {
         let numeric = self.next_numeric.fetch_add(1, Ordering::SeqCst);
         // List changes wait here for the session's GET stream or its next request.
         let (tx, notes) = crossbeam_channel::bounded(NOTES_QUEUE);
-        gate.subscribe(Sink::notices(numeric, tx));
+        gate.subscribe(Sink::notices(numeric, tx), !limited);
         table.insert(
             id.clone(),
             HttpSession {

@@ -100,12 +100,31 @@ impl Streams {
             streaming,
             on_end,
         };
-        if self.open(stream).is_err() {
+        if let Err((OpenError::Busy, on_end)) = self.open_or_give_back(stream) {
             log::warn!("the event stream thread is busy or stopped; a GET stream ends at once");
+            if let Some(on_end) = on_end {
+                on_end();
+            }
         }
     }
 
+    /// Hands a stream over; on error its end is given back, to be told.
+    fn open_or_give_back(&self, mut stream: NewStream) -> Result<(), (OpenError, Option<OnEnd>)> {
+        let on_end = stream.on_end.take();
+        let handover = lock(&self.handover);
+        let Some(tx) = handover.as_ref() else {
+            return Err((OpenError::Busy, on_end));
+        };
+        stream.on_end = on_end;
+        tx.try_send(stream).map_err(|e| match e {
+            TrySendError::Full(mut s) | TrySendError::Disconnected(mut s) => {
+                (OpenError::Busy, s.on_end.take())
+            }
+        })
+    }
+
     /// Hands a stream over; on error the caller still owns nothing (the writer is dropped).
+    #[cfg(test)]
     pub(super) fn open(&self, stream: NewStream) -> Result<(), OpenError> {
         let handover = lock(&self.handover);
         let tx = handover.as_ref().ok_or(OpenError::Busy)?;

@@ -233,6 +233,41 @@ impl Gate {
             .map_or_else(|| name.to_owned(), |r| r.subject.clone())
     }
 
+    /// The name scopes and grants match for a request that names no call but reaches a prompt
+    /// or resource: a `completion/complete`'s `ref` (a prompt's name, a template's route), a
+    /// `resources/subscribe`'s URI. `None` for any other method.
+    pub(crate) fn subject_of_request(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Option<String> {
+        let params: serde_json::Value = serde_json::from_str(params?.get()).ok()?;
+        match method {
+            "completion/complete" => {
+                let reference = params.get("ref")?;
+                match reference.get("type")?.as_str()? {
+                    "ref/prompt" => Some(reference.get("name")?.as_str()?.to_owned()),
+                    "ref/resource" => {
+                        let uri = reference.get("uri")?.as_str()?;
+                        let routes = self.merger.routes();
+                        Some(
+                            routes
+                                .resources()
+                                .template(uri)
+                                .map_or_else(|| uri.to_owned(), |r| r.subject.clone()),
+                        )
+                    }
+                    _ => None,
+                }
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params.get("uri")?.as_str()?;
+                Some(self.subject_of("resources/read", uri))
+            }
+            _ => None,
+        }
+    }
+
     /// The merger's current route table.
     pub(crate) fn routes(&self) -> Arc<crate::merger::Routes> {
         self.merger.routes()
@@ -302,8 +337,8 @@ impl Gate {
     }
 
     /// From now on, tell `sink`'s session about list changes through `sink`.
-    pub(crate) fn subscribe(&self, sink: Sink) {
-        self.merger.send(Request::Subscribe(sink));
+    pub(crate) fn subscribe(&self, sink: Sink, logs: bool) {
+        self.merger.send(Request::Subscribe { sink, logs });
     }
 
     /// A session ended: stop telling it about list changes.

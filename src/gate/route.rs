@@ -222,7 +222,8 @@ impl Gate {
         }
         let policy = self.current_policy();
         let decision = policy.decide_with(&target.subject, agent.as_deref(), target.facts());
-        if decision.verdict == Verdict::Deny {
+        // A completion is never held for a person: what a person must approve is not completed.
+        if decision.verdict != Verdict::Allow {
             let message = policy
                 .refusal(&target.subject, agent.as_deref(), target.facts())
                 .unwrap_or_default();

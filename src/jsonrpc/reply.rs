@@ -171,16 +171,19 @@ pub fn shape_result(result: &str, shape: Shape) -> std::borrow::Cow<'_, str> {
     if shape == Shape::Legacy {
         return result.into();
     }
+    // Only the result's own keys count (a tool's content may hold any key).
+    let keys: std::collections::HashMap<String, serde::de::IgnoredAny> =
+        serde_json::from_str(result).unwrap_or_default();
     let mut fields = Vec::new();
-    if !result.contains("\"resultType\"") {
+    if !keys.contains_key("resultType") {
         fields.push(MODERN_FIELDS);
     }
-    if cacheable && !result.contains("\"ttlMs\"") {
+    if cacheable && !keys.contains_key("ttlMs") {
         fields.push(CACHE_FIELDS);
     }
     // Who answered (a SHOULD of the era on every result), unless the result has a `_meta`.
     let stamp = server_stamp();
-    if !result.contains("\"_meta\"") {
+    if !keys.contains_key("_meta") {
         fields.push(&stamp);
     }
     let trimmed = result.trim_start();

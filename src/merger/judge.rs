@@ -150,12 +150,13 @@ impl Judge {
                 }
                 Verdict::Held => {
                     let reason = format!("held by the gate's sanitizer ({kinds})");
-                    log::warn!("resource {uri:?} of server {server}: {reason}");
+                    // Named, not addressed: a URI can carry a credential.
+                    log::warn!("resource {subject:?} of server {server}: {reason}");
                     ResourceEntry::hidden(uri.to_owned(), subject, reason)
                 }
                 Verdict::Rejected => {
                     let reason = format!("rejected by the gate's sanitizer ({kinds})");
-                    log::warn!("resource {uri:?} of server {server}: {reason}");
+                    log::warn!("resource {subject:?} of server {server}: {reason}");
                     ResourceEntry::hidden(uri.to_owned(), subject, reason)
                 }
             }

@@ -98,7 +98,7 @@ impl MergerHandle {
             other @ (Request::Unsubscribe { .. }
             | Request::Listen { .. }
             | Request::EndListen { .. }
-            | Request::Subscribe(_)
+            | Request::Subscribe { .. }
             | Request::AddServer(_)
             | Request::RemoveServer(_)) => {
                 log::error!("merger queue full or closed; {other:?} was dropped");

@@ -89,8 +89,15 @@ pub enum Request {
         session: SessionId,
     },
     /// Tell this sink's session about list changes from now on, replacing an earlier sink of the
-    /// same session (an HTTP session's queue of notifications for its next answer).
-    Subscribe(Sink),
+    /// same session (an HTTP session's queue of notifications for its next answer); servers'
+    /// log messages too unless `logs` is false (a partner or a scoped token, limited to some
+    /// servers, hears no server's log).
+    Subscribe {
+        /// Where its notices go.
+        sink: Sink,
+        /// Whether log messages go there.
+        logs: bool,
+    },
     /// A connection was added to the workspace (its tools arrive as events).
     AddServer(ConnHandle),
     /// A connection was removed: its tools leave the view.
@@ -122,7 +129,7 @@ impl std::fmt::Debug for Request {
                 write!(f, "SetLevel({}, {level:?})", responder.session())
             }
             Request::AddServer(conn) => write!(f, "AddServer({})", conn.name()),
-            Request::Subscribe(sink) => write!(f, "Subscribe({})", sink.session()),
+            Request::Subscribe { sink, .. } => write!(f, "Subscribe({})", sink.session()),
             Request::RemoveServer(id) => write!(f, "RemoveServer({id:?})"),
             Request::WhenReady { responder, .. } => write!(f, "WhenReady({})", responder.session()),
         }

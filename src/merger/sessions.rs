@@ -38,6 +38,8 @@ struct Subscriber {
     sink: Sink,
     uris: HashSet<String>,
     level: Option<LogLevel>,
+    /// Servers' log messages go to it (not to a caller limited to some servers).
+    logs: bool,
     /// A listen: its request id (the `subscriptionId`) and the lists it asked for.
     listen: Option<(Id, Filter)>,
 }
@@ -93,13 +95,17 @@ pub(crate) enum Watch {
 impl Sessions {
     /// Tells `sink`'s session from now on, keeping what an earlier sink of the same session
     /// subscribed to (an HTTP session's notice queue replaces its first sink).
-    pub(crate) fn subscribe(&mut self, sink: Sink) {
+    pub(crate) fn subscribe(&mut self, sink: Sink, logs: bool) {
         match self.find(sink.session()) {
-            Some(s) => s.sink = sink,
+            Some(s) => {
+                s.sink = sink;
+                s.logs = logs;
+            }
             None => self.list.push(Subscriber {
                 sink,
                 uris: HashSet::new(),
                 level: None,
+                logs,
                 listen: None,
             }),
         }
@@ -129,6 +135,7 @@ impl Sessions {
                 .cloned()
                 .collect(),
             level: None,
+            logs: false,
             listen: Some((id, filter)),
         });
         Some(fresh)
@@ -154,7 +161,7 @@ impl Sessions {
     /// Tells `sink`'s session from now on, unless it is told already.
     pub(crate) fn add(&mut self, sink: Sink) {
         if self.find(sink.session()).is_none() {
-            self.subscribe(sink);
+            self.subscribe(sink, true);
         }
     }
 
@@ -232,6 +239,7 @@ impl Sessions {
     pub(crate) fn tell_level(&mut self, level: LogLevel, line: &[u8]) {
         self.list.retain(|s| {
             s.listen.is_some()
+                || !s.logs
                 || s.level.is_some_and(|wanted| level < wanted)
                 || s.sink.send(line.to_vec()) != Sent::Closed
         });
@@ -254,6 +262,18 @@ impl Sessions {
         dropped
     }
 
+    /// Every URI some session or listen watches, once.
+    pub(crate) fn watched_uris(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .list
+            .iter()
+            .flat_map(|s| s.uris.iter().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     fn watched(&self, uri: &str) -> bool {
         self.list.iter().any(|s| s.uris.contains(uri))
     }
@@ -270,7 +290,7 @@ mod tests {
 
     fn session(sessions: &mut Sessions, id: SessionId) -> Receiver<Vec<u8>> {
         let (tx, rx) = crossbeam_channel::bounded(8);
-        sessions.subscribe(Sink::new(id, tx));
+        sessions.subscribe(Sink::new(id, tx), true);
         rx
     }
 

@@ -88,7 +88,7 @@ impl Asks {
         let n = *self
             .pending
             .iter()
-            .find(|(_, a)| a.child_id == *child_id)?
+            .find(|(_, a)| a.round.is_none() && a.child_id == *child_id)?
             .0;
         self.pending.remove(&n).map(|a| (n, a))
     }

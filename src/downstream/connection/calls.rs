@@ -133,7 +133,8 @@ impl Worker {
             return;
         }
         let ours = parse_server_request_id(id.as_json()).filter(|(c, _)| *c == self.handle.id());
-        if let Some(ask) = ours.and_then(|(_, n)| self.asks.answer(n, session)) {
+        let ask = ours.and_then(|(_, n)| self.asks.answer(n, session));
+        if let Some(ask) = ask.filter(|a| a.round.is_none()) {
             let params = serde_json::json!({
                 "requestId": serde_json::from_str::<serde_json::Value>(ask.child_id.as_json())
                     .unwrap_or_default(),

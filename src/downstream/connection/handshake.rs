@@ -193,7 +193,11 @@ impl Worker {
         self.heartbeat = super::Heartbeat::Probe;
         self.next_heartbeat = Instant::now() + self.settings.probe_interval;
         self.listens = announces_changes(&discovered.capabilities);
-        self.list_all(Offered::from_capabilities(&discovered.capabilities));
+        let mut offered = Offered::from_capabilities(&discovered.capabilities);
+        // Its era has no resources/subscribe, and the gate does not yet listen for a modern
+        // child's resource updates: its resources are not offered as subscribable.
+        offered.subscribe = false;
+        self.list_all(offered);
         if self.listens {
             self.open_listen();
         }

@@ -241,6 +241,11 @@ impl InFlight {
         found.unwrap_or(Caller::None)
     }
 
+    /// What request `id` stands for, left in the table.
+    pub(super) fn get(&self, id: u64) -> Option<&PendingKind> {
+        self.pending.get(&id).map(|p| &p.kind)
+    }
+
     /// Takes out agent call `id` with its deadline, to be put back later (a call waiting for
     /// its agent's input: the child still works on it).
     pub(super) fn take(&mut self, id: u64) -> Option<(PendingKind, Instant)> {

@@ -16,10 +16,13 @@ use super::inflight::PendingKind;
 use super::parked::Parked;
 use super::Worker;
 use crate::downstream::{parse_server_request_id, server_request_id, CallRequest, Resume};
-use crate::jsonrpc::{self, code, Id, Outcome, Responder};
+use crate::jsonrpc::{self, code, Id, Responder};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
+
+/// Calls of one agent parked at one child at most (one agent cannot take every park).
+const MAX_PARKED_PER_AGENT: usize = 16;
 
 /// The prefix of the `requestState` the gate hands out.
 pub(crate) const STATE_PREFIX: &str = "aegis:";
@@ -35,6 +38,19 @@ impl Worker {
         method: &str,
         params: Option<&str>,
     ) -> Result<(), (i64, String)> {
+        // What cannot be parked is refused before anything changes: the call stays in flight.
+        let refusal = if self.parked.is_full() {
+            Some("too many calls of this server wait for their agents' input")
+        } else if self.parked.of_agent(self.inflight_agent(call)) >= MAX_PARKED_PER_AGENT {
+            Some("too many calls of this agent wait for its input")
+        } else if !self.inflight_binds(call) {
+            Some("the agent's request cannot take input (only a tool call, a prompt or a read can)")
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err((code::OVERLOADED, refusal.into()));
+        }
         let Some((kind, _)) = self.inflight.take(call) else {
             return Err((code::INTERNAL_ERROR, "the agent's call is gone".into()));
         };
@@ -65,6 +81,7 @@ impl Worker {
         };
         let parked = Parked {
             call,
+            session: responder.session(),
             progress_token,
             max_result_bytes,
             agent,
@@ -74,6 +91,25 @@ impl Worker {
             early: None,
         };
         self.park(parked, responder)
+    }
+
+    /// The agent of call `call` in flight.
+    fn inflight_agent(&self, call: u64) -> Option<&str> {
+        match self.inflight.get(call) {
+            Some(PendingKind::Agent { agent, .. }) => agent.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether call `call` in flight has a binding (a modern tool call, prompt or read).
+    fn inflight_binds(&self, call: u64) -> bool {
+        matches!(
+            self.inflight.get(call),
+            Some(PendingKind::Agent {
+                binding: Some(_),
+                ..
+            })
+        )
     }
 
     /// Parks `parked` under a new token and answers `responder` with its requests.
@@ -156,7 +192,7 @@ impl Worker {
             return;
         }
         match parked.early.take() {
-            Some(outcome) => answer(req.responder, outcome),
+            Some(outcome) => self.answer_agent(req.responder, parked.max_result_bytes, outcome),
             None => {
                 let kind = PendingKind::Agent {
                     responder: req.responder,
@@ -171,17 +207,6 @@ impl Worker {
                     .insert(parked.call, kind, Instant::now() + req.timeout);
             }
         }
-    }
-}
-
-/// Answers a resumed call with what the child answered while it was parked.
-fn answer(responder: Responder, outcome: Outcome) {
-    match outcome {
-        Outcome::Result(result) => {
-            let cleaned = crate::sanitize::clean_result(result.get());
-            responder.result(cleaned.as_deref().unwrap_or(result.get()));
-        }
-        Outcome::Error(error) => responder.raw_error(error.get()),
     }
 }
 

@@ -161,7 +161,30 @@ impl Worker {
         params: Option<&RawValue>,
     ) -> Result<Option<String>, Refused> {
         let token = params.and_then(meta_progress_token);
-        let (sink, session, agent) = match self.inflight.caller_of(token) {
+        if token.is_some_and(|t| self.parked.has_call(t)) {
+            return Err((
+                code::INTERNAL_ERROR,
+                "the call this request names waits for its agent's retry; ask again then".into(),
+                None,
+            ));
+        }
+        // Calls parked or in a round are in flight too, though not in the table: a request that
+        // could be theirs is never given to another session.
+        let busy: Vec<u64> = self
+            .parked
+            .sessions()
+            .chain(self.rounds.sessions())
+            .collect();
+        let caller = match self.inflight.caller_of(token) {
+            Caller::One { responder, .. }
+                if token.is_none() && busy.iter().any(|s| *s != responder.session()) =>
+            {
+                Caller::Many
+            }
+            Caller::None if !busy.is_empty() => Caller::Many,
+            other => other,
+        };
+        let (sink, session, agent) = match caller {
             Caller::None => {
                 return Err((
                     code::INTERNAL_ERROR,
@@ -426,31 +449,7 @@ impl Worker {
                 responder,
                 max_result_bytes,
                 ..
-            } => match outcome {
-                Outcome::Result(result)
-                    if max_result_bytes.is_some_and(|max| result.get().len() > max) =>
-                {
-                    let message = format!(
-                        "the result of server '{}' is {} bytes, over the gate's limit of {} \
-                         (setting max_read_bytes)",
-                        self.cfg.name,
-                        result.get().len(),
-                        max_result_bytes.unwrap_or_default()
-                    );
-                    responder.error(code::INVALID_REQUEST, &message)
-                }
-                Outcome::Result(result) => match sanitize::clean_result(result.get()) {
-                    Some(cleaned) => responder.result(&cleaned),
-                    None => responder.result(result.get()),
-                },
-                Outcome::Error(error) if is_error_object(&error) => {
-                    responder.raw_error(error.get())
-                }
-                Outcome::Error(_) => {
-                    let message = format!("server '{}' sent a malformed error", self.cfg.name);
-                    responder.error(code::INTERNAL_ERROR, &message)
-                }
-            },
+            } => self.answer_agent(responder, max_result_bytes, outcome),
             PendingKind::Initialize => self.on_initialize_answer(outcome),
             PendingKind::Discover => self.on_discover_answer(outcome),
             PendingKind::Listen => match outcome {
@@ -496,6 +495,41 @@ impl Worker {
 /// Why a request of the child's was not sent to an agent: the code and message the child gets,
 /// and the agent it was for, when one was found.
 type Refused = (i64, String, Option<String>);
+
+impl Worker {
+    /// Answers an agent's request with the child's outcome: a result over its cap refused, a
+    /// result stripped of hidden text, an error object verbatim, a malformed error replaced.
+    pub(super) fn answer_agent(
+        &self,
+        responder: crate::jsonrpc::Responder,
+        max_result_bytes: Option<usize>,
+        outcome: Outcome,
+    ) {
+        match outcome {
+            Outcome::Result(result)
+                if max_result_bytes.is_some_and(|max| result.get().len() > max) =>
+            {
+                let message = format!(
+                    "the result of server '{}' is {} bytes, over the gate's limit of {} \
+                     (setting max_read_bytes)",
+                    self.cfg.name,
+                    result.get().len(),
+                    max_result_bytes.unwrap_or_default()
+                );
+                responder.error(code::INVALID_REQUEST, &message)
+            }
+            Outcome::Result(result) => match sanitize::clean_result(result.get()) {
+                Some(cleaned) => responder.result(&cleaned),
+                None => responder.result(result.get()),
+            },
+            Outcome::Error(error) if is_error_object(&error) => responder.raw_error(error.get()),
+            Outcome::Error(_) => {
+                let message = format!("server '{}' sent a malformed error", self.cfg.name);
+                responder.error(code::INTERNAL_ERROR, &message)
+            }
+        }
+    }
+}
 
 /// A JSON-RPC error object: an integer `code` and a string `message` (and any `data`).
 fn is_error_object(error: &RawValue) -> bool {

@@ -535,8 +535,12 @@ impl Worker {
                 self.settings.call_timeout.as_millis()
             );
             self.tell_agent_cancelled(n, &ask, "timed out in the gate");
-            let line = jsonrpc::error_line(Some(&ask.child_id), code::REQUEST_TIMEOUT, &message);
-            self.write_or_fail(&line);
+            // A round's ask is the gate's own question: the child asked nothing to answer.
+            if ask.round.is_none() {
+                let line =
+                    jsonrpc::error_line(Some(&ask.child_id), code::REQUEST_TIMEOUT, &message);
+                self.write_or_fail(&line);
+            }
         }
     }
 

@@ -23,6 +23,8 @@ pub(super) const MAX_PARKED: usize = 64;
 pub(super) struct Parked {
     /// The child's id for the call.
     pub(super) call: u64,
+    /// The session of the request that made it.
+    pub(super) session: crate::jsonrpc::SessionId,
     /// The agent's own progress token of the call.
     pub(super) progress_token: Option<Box<RawValue>>,
     /// The call's result cap.
@@ -47,6 +49,24 @@ pub(super) struct ParkedCalls {
 }
 
 impl ParkedCalls {
+    /// Parked calls of `agent`.
+    pub(super) fn of_agent(&self, agent: Option<&str>) -> usize {
+        self.map
+            .values()
+            .filter(|p| p.agent.as_deref() == agent)
+            .count()
+    }
+
+    /// The sessions whose calls are parked (a request of the child may be theirs).
+    pub(super) fn sessions(&self) -> impl Iterator<Item = crate::jsonrpc::SessionId> + '_ {
+        self.map.values().map(|p| p.session)
+    }
+
+    /// Whether call `call` is parked.
+    pub(super) fn has_call(&self, call: u64) -> bool {
+        self.map.values().any(|p| p.call == call)
+    }
+
     /// Whether [`MAX_PARKED`] wait already (the caller refuses another).
     pub(super) fn is_full(&self) -> bool {
         self.map.len() >= MAX_PARKED
@@ -103,6 +123,7 @@ mod tests {
     fn parked(call: u64, deadline: Instant) -> Parked {
         Parked {
             call,
+            session: 1,
             progress_token: None,
             max_result_bytes: None,
             agent: Some("agent".into()),

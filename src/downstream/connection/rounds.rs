@@ -54,6 +54,11 @@ impl Rounds {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.by_id.values().map(|r| r.deadline).min()
     }
+
+    /// The sessions whose calls wait in a round (a request of the child may be theirs).
+    pub(super) fn sessions(&self) -> impl Iterator<Item = crate::jsonrpc::SessionId> + '_ {
+        self.by_id.values().map(|r| r.responder.session())
+    }
 }
 
 impl Worker {

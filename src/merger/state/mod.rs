@@ -56,6 +56,9 @@ struct Server {
     settled: bool,
     /// Listed at least once since the gate started.
     listed: bool,
+    /// Its child was restarted since it last listed: the new child is told the log level and
+    /// the subscriptions again when it lists.
+    restarted: bool,
     /// Its listing (or the pins) changed this turn: judged again at the turn's end, with every
     /// other server judged this turn, in one pin update.
     stale: bool,
@@ -143,6 +146,7 @@ impl State {
                 listing: Listing::default(),
                 settled: false,
                 listed: false,
+                restarted: false,
                 stale: false,
                 announce: false,
             })
@@ -260,7 +264,8 @@ impl State {
                     return;
                 };
                 let server = &mut self.servers[idx];
-                let first = !server.listed;
+                let first = !server.listed || server.restarted;
+                server.restarted = false;
                 // Its "ready" line waits for the turn's end, when its tools are judged.
                 server.announce = !server.settled;
                 server.settled = true;
@@ -275,6 +280,7 @@ impl State {
                 }
                 if first {
                     self.send_level(idx);
+                    self.resubscribe(idx);
                 }
             }
             Event::Notice { conn, notice } => self.on_notice(conn, notice),
@@ -286,9 +292,11 @@ impl State {
                 let first = !server.settled;
                 match status {
                     // Stopped comes only at shutdown: the view stays as it is, unannounced.
-                    Status::Unhealthy | Status::Restarting | Status::Stopped => {
-                        server.settled = true
+                    Status::Unhealthy | Status::Restarting => {
+                        server.settled = true;
+                        server.restarted = true;
                     }
+                    Status::Stopped => server.settled = true,
                     Status::Failed => {
                         server.settled = true;
                         if !server.tools.is_empty() {
@@ -350,6 +358,7 @@ impl State {
                 | Request::Watch { .. }
                 | Request::SetLevel { .. }
                 | Request::Listen { .. }
+                | Request::EndListen { .. }
         );
         if holds && !self.startup_done {
             if self.held.len() < MAX_HELD {
@@ -375,7 +384,7 @@ impl State {
             } => self.list(key, cursor.as_deref(), responder),
             Request::ReleaseWhenReady { responder, version } => self.release(responder, version),
             Request::WhenReady { responder, run } => run(responder),
-            Request::Subscribe(sink) => self.sessions.subscribe(sink),
+            Request::Subscribe { sink, logs } => self.sessions.subscribe(sink, logs),
             Request::Watch {
                 responder,
                 uri,
@@ -403,6 +412,7 @@ impl State {
                         listing: Listing::default(),
                         settled: true,
                         listed: false,
+                        restarted: false,
                         stale: false,
                         announce: false,
                     });
@@ -425,6 +435,15 @@ impl State {
             Request::Unsubscribe { session } => {
                 let gone = self.sessions.remove(session);
                 self.tell_servers("resources/unsubscribe", gone);
+                // The level follows the sessions that are left (a debug session that left no
+                // longer keeps every server at debug).
+                let wanted = self.sessions.most_verbose();
+                if wanted.is_some() && wanted != self.log_level {
+                    self.log_level = wanted;
+                    for idx in 0..self.servers.len() {
+                        self.send_level(idx);
+                    }
+                }
             }
             Request::Listen { sink, id, filter } => self.listen(sink, id, filter),
             Request::EndListen { session, id } => {

@@ -135,6 +135,11 @@ impl State {
         }
         let routes = read(&self.routes).clone();
         let offered = routes.offered();
+        filter.uris.sort();
+        filter.uris.dedup();
+        filter
+            .uris
+            .truncate(crate::merger::sessions::MAX_URIS_PER_SESSION);
         filter.prompts &= offered.prompts;
         filter.resources &= offered.resources;
         filter.uris.retain(|uri| {
@@ -189,6 +194,29 @@ impl State {
             if let Some(route) = routes.resources().route(&uri) {
                 let params = serde_json::json!({ "uri": uri }).to_string();
                 route.conn.tell(method, params);
+            }
+        }
+    }
+
+    /// Subscribes server `idx` again to every URI a session or listen watches that it routes
+    /// (its child was restarted and knows none of them).
+    pub(super) fn resubscribe(&self, idx: usize) {
+        let Some(server) = self.servers.get(idx) else {
+            return;
+        };
+        if !server.tools.offered.subscribe {
+            return;
+        }
+        let routes = read(&self.routes).clone();
+        let id = server.tools.conn.id();
+        for uri in self.sessions.watched_uris() {
+            if routes
+                .resources()
+                .route(&uri)
+                .is_some_and(|r| r.conn.id() == id)
+            {
+                let params = serde_json::json!({ "uri": uri }).to_string();
+                server.tools.conn.tell("resources/subscribe", params);
             }
         }
     }
