@@ -106,3 +106,37 @@ fn a_progress_message_is_stripped_reported_and_capped() {
         [Kind::Truncated]
     );
 }
+
+#[test]
+fn hidden_text_at_any_depth_and_in_keys_is_stripped_and_the_rest_keeps_its_bytes() {
+    // Deeper than serde_json's tree parser goes (128): a tree-based cleaner gave up here.
+    let depth = 300;
+    let deep = format!(
+        "{}\"a{}b\"{}",
+        "[".repeat(depth),
+        tags("HIDE"),
+        "]".repeat(depth)
+    );
+    let raw = format!(r#"{{"content": [{{"type":"text","text":"ok"}}], "deep": {deep}}}"#);
+    let cleaned = clean_result(&raw).expect("cleaned");
+    assert!(!cleaned.contains('\u{e0048}'), "tags left");
+    assert!(cleaned.contains(r#""ab""#), "{}", &cleaned[..120]);
+    assert!(
+        cleaned.starts_with(r#"{"content": [{"type":"text","text":"ok"}], "deep": [[["#),
+        "formatting kept"
+    );
+    // A key hides nothing either.
+    let key = format!(r#"{{"n{}ame": 1}}"#, tags("X"));
+    assert_eq!(clean_result(&key).as_deref(), Some(r#"{"name": 1}"#));
+    // Escaped hidden characters too.
+    assert_eq!(
+        clean_result(r#"{"t":"a\u200bb"}"#).as_deref(),
+        Some(r#"{"t":"ab"}"#)
+    );
+    let numbers = r#"{"n": 1.50, "t":"é"}"#;
+    assert_eq!(
+        clean_result(numbers),
+        None,
+        "non-ASCII that hides nothing: untouched"
+    );
+}
