@@ -14,6 +14,8 @@ use std::time::Instant;
 
 /// Requests of one child waiting for agents at most; more are refused at once.
 pub(super) const MAX_ASKS: usize = 64;
+/// Requests of one child waiting for one session at most (one agent cannot take them all).
+pub(super) const MAX_ASKS_PER_SESSION: usize = 16;
 
 /// One request of the child, sent to an agent.
 #[derive(Debug)]
@@ -44,9 +46,15 @@ pub(super) struct Asks {
 }
 
 impl Asks {
-    /// Records `ask`; `None` when [`MAX_ASKS`] wait already.
+    /// Records `ask`; `None` when [`MAX_ASKS`] wait already, or [`MAX_ASKS_PER_SESSION`] for
+    /// its session.
     pub(super) fn insert(&mut self, ask: Ask) -> Option<u64> {
-        if self.pending.len() >= MAX_ASKS {
+        let of_session = self
+            .pending
+            .values()
+            .filter(|a| a.session == ask.session)
+            .count();
+        if self.pending.len() >= MAX_ASKS || of_session >= MAX_ASKS_PER_SESSION {
             return None;
         }
         self.next += 1;
@@ -150,11 +158,34 @@ mod tests {
         let now = Instant::now();
         let mut asks = Asks::default();
         for i in 0..MAX_ASKS as u64 {
+            let session = i / MAX_ASKS_PER_SESSION as u64;
+            assert!(asks
+                .insert(ask(session, i, now + Duration::from_secs(i)))
+                .is_some());
+        }
+        assert!(
+            asks.insert(ask(99, 999, now)).is_none(),
+            "the table is full"
+        );
+        asks.drain();
+        for i in 0..MAX_ASKS_PER_SESSION as u64 {
             assert!(asks
                 .insert(ask(1, i, now + Duration::from_secs(i)))
                 .is_some());
         }
-        assert!(asks.insert(ask(1, 999, now)).is_none());
+        assert!(
+            asks.insert(ask(1, 998, now)).is_none(),
+            "its session is full"
+        );
+        assert!(
+            asks.insert(ask(2, 998, now)).is_some(),
+            "another session is not"
+        );
+        asks.drain();
+        for i in 0..MAX_ASKS as u64 {
+            let session = i / MAX_ASKS_PER_SESSION as u64;
+            asks.insert(ask(session, i, now + Duration::from_secs(i)));
+        }
         assert_eq!(asks.next_deadline(), Some(now));
         assert_eq!(asks.expired(now + Duration::from_secs(1)).len(), 2);
         let (_, cancelled) = asks.cancelled(&Id::from_u64(5)).unwrap();

@@ -132,6 +132,13 @@ impl Worker {
             self.cancel_downstream(n, "cancelled by the client");
             return;
         }
+        // A call between rounds: the child finished its part; the agent's questions go.
+        if let Some(asks) = self.rounds.cancel(session, id) {
+            for n in asks {
+                self.asks.take(n);
+            }
+            return;
+        }
         let ours = parse_server_request_id(id.as_json()).filter(|(c, _)| *c == self.handle.id());
         let ask = ours.and_then(|(_, n)| self.asks.answer(n, session));
         if let Some(ask) = ask.filter(|a| a.round.is_none()) {

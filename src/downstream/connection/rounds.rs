@@ -55,6 +55,22 @@ impl Rounds {
         self.by_id.values().map(|r| r.deadline).min()
     }
 
+    /// Ends the round of the agent's request `id` of `session` (the agent cancelled it): its
+    /// asks are forgotten (returned); `None` when there was none.
+    pub(super) fn cancel(
+        &mut self,
+        session: crate::jsonrpc::SessionId,
+        id: &Id,
+    ) -> Option<Vec<u64>> {
+        let found = self
+            .by_id
+            .iter()
+            .find(|(_, r)| r.responder.session() == session && r.responder.id() == id)
+            .map(|(k, _)| *k)?;
+        let round = self.by_id.remove(&found)?;
+        Some(round.waiting.into_keys().collect())
+    }
+
     /// The sessions whose calls wait in a round (a request of the child may be theirs).
     pub(super) fn sessions(&self) -> impl Iterator<Item = crate::jsonrpc::SessionId> + '_ {
         self.by_id.values().map(|r| r.responder.session())
