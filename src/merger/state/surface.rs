@@ -92,7 +92,16 @@ impl State {
         }
         self.sessions.add(responder.sink().clone());
         match self.sessions.watch(responder.session(), &uri, on) {
-            Watch::Answered => responder.result("{}"),
+            Watch::Answered => {
+                if on {
+                    // Other sessions watch it already; the server is asked again all the same
+                    // (a subscription is idempotent), so one it refused the first time is not
+                    // lost for every later subscriber.
+                    let params = serde_json::json!({ "uri": uri }).to_string();
+                    route.conn.tell("resources/subscribe", params);
+                }
+                responder.result("{}")
+            }
             Watch::Full => responder.error(
                 code::OVERLOADED,
                 &format!(
