@@ -29,6 +29,44 @@ pub(crate) fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(LATEST_VERSION)
 }
 
+/// The `_meta` key of a 2026-07-28 request's protocol version (its envelope).
+pub(crate) const ENVELOPE_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// A value for a 2026-07-28 HTTP header (`Mcp-Name`, `Mcp-Param-*`): verbatim when it is
+/// printable ASCII without leading or trailing spaces and not itself in the encoded form, else
+/// `=?base64?…?=` around the base64 of its UTF-8.
+pub(crate) fn encode_header_value(value: &str) -> String {
+    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let spaced = value.starts_with(' ') || value.ends_with(' ');
+    let looks_encoded = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain = printable && !spaced && !looks_encoded;
+    if plain {
+        return value.to_owned();
+    }
+    format!("=?base64?{}?=", base64(value.as_bytes()))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let index = ((n >> (18 - 6 * i)) & 63) as usize;
+                out.push(char::from(ALPHABET[index]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The stateless era's version (2026-07-28).
 pub(crate) const MODERN_VERSION: &str = "2026-07-28";
 
@@ -176,5 +214,25 @@ impl ListKind {
             "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::Templates],
             _ => &[],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_values_are_verbatim_or_base64_as_the_era_says() {
+        assert_eq!(super::encode_header_value("echo"), "echo");
+        assert_eq!(
+            super::encode_header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+        assert_eq!(
+            super::encode_header_value(" padded "),
+            "=?base64?IHBhZGRlZCA=?="
+        );
+        assert_eq!(
+            super::encode_header_value("=?base64?literal?="),
+            "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+        );
     }
 }

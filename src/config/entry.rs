@@ -256,6 +256,7 @@ fn remote(name: &str, fields: EntryFile, ctx: &Context<'_>) -> Result<Outcome, E
     }
     let mut server = remote_server(name.to_owned(), &url, &headers)?;
     server.trusted = fields.trusted;
+    server.modern = era(name, fields.era.as_deref())?;
     Ok(Outcome::Remote(server))
 }
 

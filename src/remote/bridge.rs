@@ -159,6 +159,9 @@ struct Outgoing {
     tool: String,
     /// The calling agent, as the gate said (`_meta` [`mcp::AGENT_META`], taken out of the body).
     agent: Option<String>,
+    /// A 2026-07-28 request's version (its envelope's): it goes with that era's headers and
+    /// without the legacy session.
+    modern: Option<String>,
 }
 
 impl Outgoing {
@@ -186,12 +189,18 @@ impl Outgoing {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let modern = value
+            .pointer("/params/_meta")
+            .and_then(|m| m.get(mcp::ENVELOPE_VERSION_KEY))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         Some(Outgoing {
             body,
             id,
             method,
             tool,
             agent,
+            modern,
         })
     }
 }
@@ -233,14 +242,50 @@ impl Shared {
         headers
     }
 
+    /// The headers of a 2026-07-28 request: that era's (the version, `Mcp-Method`, `Mcp-Name`
+    /// for a call, non-ASCII in `=?base64?…?=`), never the legacy session's.
+    fn modern_headers(&self, outgoing: &Outgoing, version: &str) -> Vec<(String, String)> {
+        let mut headers = self.options.headers.clone();
+        headers.push((
+            "Accept".into(),
+            "application/json, text/event-stream".into(),
+        ));
+        headers.push(("Content-Type".into(), "application/json".into()));
+        headers.push(("MCP-Protocol-Version".into(), version.to_owned()));
+        let method = outgoing.method.clone().unwrap_or_default();
+        let named = matches!(
+            method.as_str(),
+            "tools/call" | "prompts/get" | "resources/read"
+        );
+        headers.push(("Mcp-Method".into(), method));
+        if named {
+            headers.push(("Mcp-Name".into(), mcp::encode_header_value(&outgoing.tool)));
+        }
+        if let Some(signer) = &self.options.signer {
+            match sign(
+                signer,
+                &outgoing.tool,
+                &outgoing.body,
+                outgoing.agent.as_deref(),
+            ) {
+                Ok(token) => headers.push((token::HEADER.into(), token)),
+                Err(e) => eprintln!("bridge: cannot sign: {e}"),
+            }
+        }
+        headers
+    }
+
     /// Sends one message and relays what comes back.
     fn exchange(&self, outgoing: &Outgoing) {
-        let headers = self.headers(
-            &outgoing.tool,
-            &outgoing.body,
-            "application/json, text/event-stream",
-            outgoing.agent.as_deref(),
-        );
+        let headers = match &outgoing.modern {
+            Some(version) => self.modern_headers(outgoing, version),
+            None => self.headers(
+                &outgoing.tool,
+                &outgoing.body,
+                "application/json, text/event-stream",
+                outgoing.agent.as_deref(),
+            ),
+        };
         let url = &self.options.url;
         let timeout = self.options.timeout;
         let deadline = std::time::Instant::now() + timeout;

@@ -45,6 +45,10 @@ const TESTS: &[Test] = &[
         run: real_peers::python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session,
     },
     Test {
+        name: "modern::a_remote_2026_07_28_server_is_used_by_a_legacy_and_a_modern_client",
+        run: modern::a_remote_2026_07_28_server_is_used_by_a_legacy_and_a_modern_client,
+    },
+    Test {
         name: "surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp",
         run: surface::mcp_inspector_cli_lists_and_reads_resources_templates_and_prompts_over_mcp,
     },

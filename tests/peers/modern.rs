@@ -378,3 +378,69 @@ pub(crate) fn a_legacy_and_a_modern_python_sdk_client_on_one_workspace_at_once_l
         });
     }
 }
+
+/// A remote 2026-07-28 server (`modern_server.py http PORT`, the official Python SDK's
+/// `MCPServer` over Streamable HTTP) as a `url` entry with `"era": "modern"`: the gate's bridge
+/// speaks that era to it (no session, its headers), and a legacy and a modern client each call
+/// its tools, one of which asks the client for input (an `input_required` round through the
+/// bridge, answered by each client's own callback).
+pub(crate) fn a_remote_2026_07_28_server_is_used_by_a_legacy_and_a_modern_client(peers: &Peers) {
+    let dir = TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let server = Command::new(&peers.python)
+        .arg(repo_file("tests/peers/modern_server.py"))
+        .args(["http", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("modern_server.py starts");
+    let _stop = KillOnDrop(server);
+    retry(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| format!("modern_server.py does not listen on {port}: {e}"))
+    });
+    let config = dir.path().join("gate.json");
+    let entry = json!({ "mcpServers": { "asker": {
+        "url": format!("http://127.0.0.1:{port}/mcp"), "era": "modern" } } });
+    std::fs::write(&config, entry.to_string()).expect("config written");
+    for mode in ["legacy", "2026-07-28"] {
+        let tag = mode.replace('-', "");
+        let out = Command::new(&peers.python)
+            .arg(repo_file("tests/peers/python_asker.py"))
+            .args(["--mode", mode, "--tag", &tag, "--gate", gate_bin()])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("data-{tag}")))
+            .output()
+            .expect("python_asker.py runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "python_asker.py --mode {mode}: {stderr}"
+        );
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("report of --mode {mode}: {e}; {stderr}"));
+        assert_eq!(
+            report["tools"],
+            json!(["asker.add", "asker.ask_name"]),
+            "{report}"
+        );
+        assert_eq!(report["add"], "5", "{report}");
+        assert_eq!(report["ask"], format!("hello octo-{tag}"), "{report}");
+    }
+}
+
+/// Stops a child process when dropped (SIGKILL, then reaped).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -21,4 +21,10 @@ def add(a: int, b: int) -> int:
     return a + b
 
 if __name__ == "__main__":
-    server.run()
+    import sys
+
+    # `modern_server.py` speaks stdio; `modern_server.py http PORT` Streamable HTTP at /mcp.
+    if len(sys.argv) > 2 and sys.argv[1] == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
