@@ -68,6 +68,7 @@ pub(crate) fn server_config(
         pass_agent: false,
         trusted: conn.trusted,
         modern: false,
+        remote: false,
     })
 }
 
@@ -159,5 +160,6 @@ fn bridge_config(
         pass_agent: partner,
         trusted: conn.trusted,
         modern: false,
+        remote: true,
     })
 }

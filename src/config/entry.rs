@@ -225,6 +225,7 @@ fn local(name: &str, fields: EntryFile, ctx: &Context<'_>) -> Result<Outcome, Er
         pass_agent: false,
         trusted: fields.trusted,
         modern: era(name, fields.era.as_deref())?,
+        remote: false,
     };
     Ok(Outcome::Local {
         server,
@@ -338,6 +339,7 @@ fn remote_server(
         pass_agent: false,
         trusted: false,
         modern: false,
+        remote: true,
     })
 }
 

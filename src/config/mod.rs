@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// Speak MCP 2026-07-28 to it (`server/discover`, the `_meta` envelope on every request,
     /// `subscriptions/listen`) instead of starting with `initialize`.
     pub modern: bool,
+    /// A remote server reached through a bridge: its era is probed as the spec tells clients
+    /// (a 2026-07-28 request first, `initialize` when it is refused).
+    pub remote: bool,
 }
 
 /// A loaded, validated configuration.
@@ -95,6 +98,7 @@ impl Config {
                 pass_agent: false,
                 trusted: false,
                 modern: false,
+                remote: false,
             }
         };
         Config {

@@ -124,7 +124,18 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
         let Some(outgoing) = Outgoing::parse(&line) else {
             continue; // Not a JSON-RPC message from our own gate: nothing to send.
         };
-        if outgoing.method.as_deref() == Some("initialize") {
+        if outgoing.method.as_deref() == Some("subscriptions/listen") {
+            // A listen's stream lasts as long as the server keeps it: a thread of its own,
+            // detached like the GET stream's (it blocks reading; the process ends at stdin EOF).
+            let shared = Arc::clone(&shared);
+            let started = crate::thread::spawn("bridge-listen", move || {
+                shared.exchange_open(&outgoing);
+            });
+            match started {
+                Ok(thread) => thread.detach(),
+                Err(e) => eprintln!("bridge: cannot start a listen's thread: {e}"),
+            }
+        } else if outgoing.method.as_deref() == Some("initialize") {
             // In order: the session id must exist before the next message goes out.
             shared.exchange(&outgoing);
         } else if outgoing.id.is_none() {
@@ -273,6 +284,33 @@ impl Shared {
             }
         }
         headers
+    }
+
+    /// A 2026-07-28 `subscriptions/listen`: its stream is relayed for as long as the server
+    /// keeps it (no overall deadline; each read times out, and servers send keepalives); when it
+    /// ends without an answer, the gate is told with an error, and opens another.
+    fn exchange_open(&self, outgoing: &Outgoing) {
+        let Some(version) = &outgoing.modern else {
+            return self.exchange(outgoing);
+        };
+        let headers = self.modern_headers(outgoing, version);
+        let response = client::send(
+            &self.options.url,
+            "POST",
+            &headers,
+            &outgoing.body,
+            self.options.timeout,
+            None,
+        );
+        let result = match response {
+            Ok(mut response) => self.relay(outgoing, &mut response),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        };
+        let why = match result {
+            Ok(()) => "the server ended the listen".to_owned(),
+            Err(e) => format!("remote: {e}"),
+        };
+        self.error(outgoing, code::SERVER_UNAVAILABLE, &why);
     }
 
     /// Sends one message and relays what comes back.

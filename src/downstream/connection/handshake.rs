@@ -62,6 +62,13 @@ impl Worker {
         if self.modern {
             return self.send_discover();
         }
+        if self.cfg.remote && !self.probed_legacy {
+            // A remote server is asked in 2026-07-28 first, as the spec tells clients; a refusal
+            // of any kind means the legacy era (and `initialize` next).
+            self.probing = true;
+            self.modern = true;
+            return self.send_discover();
+        }
         let capabilities: Value =
             serde_json::from_str(mcp::CLIENT_CAPABILITIES).unwrap_or_default();
         let params = serde_json::json!({
@@ -144,6 +151,25 @@ impl Worker {
     /// A 2026-07-28 child's answer to `server/discover`: what it offers, then its lists, and a
     /// `subscriptions/listen` for its list changes when it announces any.
     pub(super) fn on_discover_answer(&mut self, outcome: Outcome) {
+        if self.probing {
+            self.probing = false;
+            let modern = match &outcome {
+                Outcome::Result(result) => serde_json::from_str::<DiscoverResult>(result.get())
+                    .is_ok_and(|d| d.supported.iter().any(|v| v == mcp::MODERN_VERSION)),
+                Outcome::Error(_) => false,
+            };
+            if !modern {
+                log::info!(
+                    target: LOG_TARGET,
+                    "connection {}: the server does not speak {}; starting with initialize",
+                    self.cfg.name,
+                    mcp::MODERN_VERSION
+                );
+                self.modern = false;
+                self.probed_legacy = true;
+                return self.send_initialize();
+            }
+        }
         let result = match outcome {
             Outcome::Error(error) => {
                 self.fail(format!(

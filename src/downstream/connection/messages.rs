@@ -458,7 +458,7 @@ impl Worker {
                     self.open_listen()
                 }
                 Outcome::Result(_) => {}
-                Outcome::Error(_) => {
+                Outcome::Error(error) if is_not_found_error(&error) => {
                     log::info!(
                         target: LOG_TARGET,
                         "connection {}: refused subscriptions/listen; its lists are fetched \
@@ -466,6 +466,10 @@ impl Worker {
                         self.cfg.name
                     );
                     self.listens = false;
+                }
+                // Lost (a remote stream that ended, a timeout): opened again a little later.
+                Outcome::Error(_) => {
+                    self.relisten_at = Some(Instant::now() + RELISTEN_AFTER);
                 }
             },
             PendingKind::ListPage(kind) => self.on_list_page(kind, outcome),
@@ -541,6 +545,14 @@ fn is_error_object(error: &RawValue) -> bool {
         message: String,
     }
     serde_json::from_str::<Shape>(error.get()).is_ok()
+}
+
+/// How long a listen that ended with an error waits before it is opened again.
+const RELISTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a child's error is -32601 (method not found).
+fn is_not_found_error(error: &RawValue) -> bool {
+    serde_json::from_str::<ErrorObject>(error.get()).is_ok_and(|e| e.code == code::METHOD_NOT_FOUND)
 }
 
 /// Whether a result is a 2026-07-28 `input_required`.

@@ -120,6 +120,12 @@ pub(crate) struct Worker {
     modern: bool,
     /// A 2026-07-28 child announces list changes: a listen is kept open towards it.
     listens: bool,
+    /// A remote server's era is being probed (a `server/discover` of 2026-07-28 is out).
+    probing: bool,
+    /// A remote server refused the probe: it is legacy (kept across its restarts).
+    probed_legacy: bool,
+    /// When a listen that ended with an error is opened again.
+    relisten_at: Option<Instant>,
     next_heartbeat: Instant,
     misses: u32,
     invalid_lines: u32,
@@ -167,6 +173,9 @@ impl Worker {
             heartbeat: Heartbeat::Ping,
             modern,
             listens: false,
+            probing: false,
+            probed_legacy: false,
+            relisten_at: None,
             next_heartbeat: now,
             misses: 0,
             invalid_lines: 0,
@@ -221,6 +230,7 @@ impl Worker {
         }
         let mut next = self.inflight.next_deadline();
         for at in [
+            self.relisten_at,
             self.asks.next_deadline(),
             self.parked.next_deadline(),
             self.rounds.next_deadline(),
@@ -467,6 +477,12 @@ impl Worker {
         self.expire_pending(now);
         self.expire_asks(now);
         self.expire_parked(now);
+        if self.relisten_at.is_some_and(|at| at <= now) {
+            self.relisten_at = None;
+            if self.phase == Phase::Ready && self.listens {
+                self.open_listen();
+            }
+        }
         self.expire_rounds(now);
         if self.phase == Phase::Ready {
             for kind in self.lists.due(now) {
