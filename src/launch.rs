@@ -67,7 +67,7 @@ pub(crate) fn server_config(
         cwd: None,
         pass_agent: false,
         trusted: conn.trusted,
-        modern: false,
+        modern: conn.modern,
         remote: false,
     })
 }

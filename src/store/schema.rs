@@ -67,6 +67,10 @@ pub(crate) struct Connection {
     /// Policies may use its tools' annotations (`destructiveHint`, …).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trusted: bool,
+    /// A local server spoken to in MCP 2026-07-28 (`server/discover`, the envelope) instead of
+    /// being started with `initialize`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub modern: bool,
 }
 
 /// What a connection reaches.

@@ -547,3 +547,33 @@ fn an_x_mcp_header_argument_must_come_with_its_mcp_param_header_saying_the_same(
     let echo = serve.modern("ws-p", &key, &call(3, "a.echo", json!({"message": "x"})));
     assert_eq!(echo.status, 200, "{}", echo.body);
 }
+
+#[test]
+fn a_rest_connection_says_its_era_and_takes_a_modern_one() {
+    let serve = Serve::in_temp(&[]);
+    let created = serve.admin(
+        "POST",
+        "/connections",
+        Some(
+            json!({"workspace_id": "ws-e", "name": "a", "command": [gate_bin(), "example-server"]}),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
+    let shown = serve.admin("GET", &format!("/connections/{id}"), None);
+    assert_eq!(shown.json()["era"], "legacy", "{}", shown.body);
+    let refused = serve.admin(
+        "PATCH",
+        &format!("/connections/{id}"),
+        Some(json!({"era": "2030-01-01"})),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let changed = serve.admin(
+        "PATCH",
+        &format!("/connections/{id}"),
+        Some(json!({"era": "modern"})),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let shown = serve.admin("GET", &format!("/connections/{id}"), None);
+    assert_eq!(shown.json()["era"], "modern", "{}", shown.body);
+}

@@ -51,6 +51,9 @@ pub(super) struct NewConnection {
     /// Policies may use its tools' annotations.
     #[serde(default)]
     pub(super) trusted: bool,
+    /// `"legacy"` (the default) or `"modern"`: a local server spoken to in MCP 2026-07-28.
+    #[serde(default)]
+    pub(super) era: Option<String>,
 }
 
 /// `POST /connections`.
@@ -87,6 +90,7 @@ pub(super) fn add(api: &Api, new: NewConnection) -> Result<Connection, ApiError>
         kind: new.kind,
         remote,
         trusted: new.trusted,
+        modern: era(new.era.as_deref())?,
     };
     let active = lock(&api.store).update(|state| {
         if state
@@ -280,6 +284,7 @@ pub(super) fn connection_json(api: &Api, conn: &Connection) -> Value {
         "env": conn.env.keys().collect::<Vec<_>>(),
         "enabled": conn.enabled,
         "trusted": conn.trusted,
+        "era": if conn.modern { "modern" } else { "legacy" },
         "health": health,
     });
     if let Some(remote) = &conn.remote {
@@ -339,6 +344,17 @@ pub(super) fn delete(api: &Api, id: &str) -> Answer {
     Ok((200, json!({ "deleted": id })))
 }
 
+/// A connection's `era`: `"modern"` (or `"2026-07-28"`) or `"legacy"` (the default).
+fn era(era: Option<&str>) -> Result<bool, ApiError> {
+    match era {
+        None | Some("legacy") => Ok(false),
+        Some("modern" | "2026-07-28") => Ok(true),
+        Some(_) => Err(ApiError::invalid(
+            "era must be \"legacy\" or \"modern\" (2026-07-28)",
+        )),
+    }
+}
+
 /// The body of `PATCH` (any field) or `PUT` (`command` required) on a connection.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,6 +363,7 @@ struct ConnectionUpdate {
     env: Option<BTreeMap<String, String>>,
     enabled: Option<bool>,
     trusted: Option<bool>,
+    era: Option<String>,
 }
 
 /// `PATCH` (`replace` false) or `PUT` (`replace` true) on `/connections/{id}`: changes a
@@ -389,6 +406,9 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
     }
     if let Some(trusted) = update.trusted.or(replace.then_some(false)) {
         conn.trusted = trusted;
+    }
+    if update.era.is_some() || replace {
+        conn.modern = era(update.era.as_deref())?;
     }
     lock(&api.store).update(|state| {
         state.connections.insert(conn.id.clone(), conn.clone());

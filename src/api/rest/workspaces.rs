@@ -200,6 +200,7 @@ pub(in crate::api) fn demo(api: &Api, exe: &str) -> Result<DemoAgent, ApiError> 
                     org_id: None,
                     scope: None,
                     trusted: false,
+                    era: None,
                 },
             )?;
         }
