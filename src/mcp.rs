@@ -29,6 +29,11 @@ pub(crate) fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(LATEST_VERSION)
 }
 
+/// The `_meta` key through which the gate hands a remote server's bridge the `Mcp-Param-*`
+/// headers of a `tools/call` (`{"Region": "eu-1"}`); the bridge takes it out and sends the
+/// headers. The gate removes it from what agents send, and from what a local server gets.
+pub(crate) const PARAM_META: &str = "io.aegis-gate/mcp-param";
+
 /// The `_meta` key of a 2026-07-28 request's protocol version (its envelope).
 pub(crate) const ENVELOPE_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 

@@ -36,6 +36,8 @@ struct Target {
     downstream: Option<String>,
     blocked: Option<Arc<str>>,
     annotations: Option<Arc<Map<String, Value>>>,
+    /// A tool's `x-mcp-header` properties.
+    params: Option<Arc<[crate::sanitize::ParamHeader]>>,
 }
 
 impl Target {
@@ -58,6 +60,7 @@ fn target(routes: &Routes, method: &str, name: &str) -> Option<Target> {
                 downstream: None,
                 blocked: route.blocked.clone(),
                 annotations: None,
+                params: None,
             })
         }
         _ => {
@@ -72,9 +75,32 @@ fn target(routes: &Routes, method: &str, name: &str) -> Option<Target> {
                 downstream: Some(route.tool.clone()),
                 blocked: route.blocked.clone(),
                 annotations: route.annotations.clone(),
+                params: route.params.clone(),
             })
         }
     }
+}
+
+/// The `Mcp-Param-*` headers of a call with `arguments`, for a tool's `x-mcp-header`
+/// properties: `{"Region": "eu-1"}`, a present (non-null) argument each.
+fn param_headers(
+    params: &[crate::sanitize::ParamHeader],
+    arguments: Option<&str>,
+) -> Option<Box<RawValue>> {
+    let arguments: Value = serde_json::from_str(arguments?).ok()?;
+    let mut headers = Map::new();
+    for param in params {
+        let text = match arguments.get(&param.property)? {
+            Value::String(s) => s.clone(),
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        headers.insert(param.header.clone(), Value::String(text));
+    }
+    if headers.is_empty() {
+        return None;
+    }
+    serde_json::value::to_raw_value(&headers).ok()
 }
 
 /// What a method calls what it routes, in messages.
@@ -128,10 +154,21 @@ impl Gate {
                 Err(e) => return responder.error(code::INTERNAL_ERROR, &e.to_string()),
             };
         }
-        let req = match self.request(responder, method, params, &target.conn, agent, client) {
+        let arguments = params.get("arguments").map(|a| a.get().to_owned());
+        let mut req = match self.request(responder, method, params, &target.conn, agent, client) {
             Ok(req) => req,
             Err((responder, message)) => return responder.error(code::INVALID_PARAMS, &message),
         };
+        if let Some(headers) = target
+            .params
+            .as_deref()
+            .and_then(|p| param_headers(p, arguments.as_deref()))
+        {
+            // For a remote 2026-07-28 server's bridge (a local server never gets it).
+            req.meta
+                .get_or_insert_with(BTreeMap::new)
+                .insert(crate::mcp::PARAM_META.into(), headers);
+        }
         let approvals = read(&self.approvals).clone();
         match (verdict, approvals) {
             (Verdict::Allow, _) => return target.conn.call(req),
@@ -200,6 +237,7 @@ impl Gate {
                     downstream: None,
                     blocked: route.blocked.clone(),
                     annotations: None,
+                    params: None,
                 });
                 (found, uri)
             }
@@ -285,6 +323,9 @@ impl Gate {
                 }
             },
         };
+        if let Some(m) = meta.as_mut() {
+            m.remove(crate::mcp::PARAM_META);
+        }
         // Only the gate says which agent calls; a modern request's envelope is the gate's to
         // read, never a legacy child's (a Python SDK child locked to the legacy era refuses a
         // request that carries it).

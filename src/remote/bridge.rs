@@ -173,6 +173,9 @@ struct Outgoing {
     /// A 2026-07-28 request's version (its envelope's): it goes with that era's headers and
     /// without the legacy session.
     modern: Option<String>,
+    /// The `Mcp-Param-*` headers the gate computed for a `tools/call` (`_meta`
+    /// [`mcp::PARAM_META`], taken out of the body).
+    params: Vec<(String, String)>,
 }
 
 impl Outgoing {
@@ -180,7 +183,8 @@ impl Outgoing {
         let mut body = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
         let mut value: Value = serde_json::from_slice(&body).ok()?;
         let agent = take_agent(&mut value);
-        if agent.is_some() {
+        let params = take_params(&mut value);
+        if agent.is_some() || !params.is_empty() {
             // The remote server never sees the gate's own note.
             body = serde_json::to_vec(&value).ok()?;
         }
@@ -212,8 +216,34 @@ impl Outgoing {
             tool,
             agent,
             modern,
+            params,
         })
     }
+}
+
+/// Removes `params._meta[PARAM_META]` (and an emptied `_meta`); returns the headers it held.
+fn take_params(message: &mut Value) -> Vec<(String, String)> {
+    let Some(meta) = message
+        .get_mut("params")
+        .and_then(Value::as_object_mut)
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(Value::as_object_mut)
+    else {
+        return Vec::new();
+    };
+    let Some(Value::Object(headers)) = meta.remove(mcp::PARAM_META) else {
+        return Vec::new();
+    };
+    let emptied = meta.is_empty();
+    if emptied {
+        if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+            params.remove("_meta");
+        }
+    }
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_owned())))
+        .collect()
 }
 
 /// Removes `params._meta[AGENT_META]` (and an emptied `_meta`); returns the agent.
@@ -271,6 +301,9 @@ impl Shared {
         headers.push(("Mcp-Method".into(), method));
         if named {
             headers.push(("Mcp-Name".into(), mcp::encode_header_value(&outgoing.tool)));
+        }
+        for (name, value) in &outgoing.params {
+            headers.push((format!("Mcp-Param-{name}"), mcp::encode_header_value(value)));
         }
         if let Some(signer) = &self.options.signer {
             match sign(

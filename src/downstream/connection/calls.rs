@@ -59,6 +59,9 @@ impl Worker {
             resume: _,
         } = req;
         let mut meta = meta.unwrap_or_default();
+        if !self.cfg.remote {
+            meta.remove(crate::mcp::PARAM_META);
+        }
         let agent_name = agent.clone();
         let binding = (responder.shape() != crate::jsonrpc::Shape::Legacy
             && RESENT.contains(&method.as_str()))
