@@ -36,6 +36,10 @@ pub(crate) const PARAM_META: &str = "io.aegis-gate/mcp-param";
 
 /// The `_meta` key of a 2026-07-28 request's protocol version (its envelope).
 pub(crate) const ENVELOPE_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key of a 2026-07-28 request's client capabilities (its envelope).
+pub(crate) const ENVELOPE_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `_meta` key of a 2026-07-28 request's client name and version (its envelope).
+pub(crate) const ENVELOPE_CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
 
 /// A value for a 2026-07-28 HTTP header (`Mcp-Name`, `Mcp-Param-*`): verbatim when it is
 /// printable ASCII without leading or trailing spaces and not itself in the encoded form, else
@@ -51,9 +55,46 @@ pub(crate) fn encode_header_value(value: &str) -> String {
     format!("=?base64?{}?=", base64(value.as_bytes()))
 }
 
+/// A header value as sent: verbatim, or `=?base64?…?=` around the base64 of UTF-8; `None` for
+/// a value in that form that does not decode.
+pub(crate) fn decode_header_value(value: &str) -> Option<String> {
+    let Some(inner) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.to_owned());
+    };
+    String::from_utf8(base64_decode(inner)?).ok()
+}
+
+/// The standard base64 alphabet (padding with `=`).
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, canonical only.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let value = |c: u8| ALPHABET.iter().position(|a| *a == c).map(|p| p as u32);
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for chunk in text.as_bytes().chunks(4) {
+        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut n: u32 = 0;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = if i >= 4 - pad { 0 } else { value(*c)? };
+            n = (n << 6) | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
 /// Standard base64 with padding.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -156,7 +197,8 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    const ALL: [(LogLevel, &'static str); 8] = [
+    /// Every level with its name, least severe first.
+    pub(crate) const ALL: [(LogLevel, &'static str); 8] = [
         (LogLevel::Debug, "debug"),
         (LogLevel::Info, "info"),
         (LogLevel::Notice, "notice"),

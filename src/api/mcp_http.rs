@@ -234,13 +234,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         Message::Request { id, method, .. } => (Some(id.clone()), method.clone()),
         _ => (None, String::new()),
     };
-    let subject = match (&call, &message) {
-        (Some(c), _) => Some(gate.subject_of(c.method(), c.tool())),
-        (None, Message::Request { method, params, .. }) => {
-            gate.subject_of_request(method, params.as_deref())
-        }
-        _ => None,
-    };
+    let subject = gate.subject_of_message(&message, call.as_ref());
     let asked = Asked {
         body,
         id: id.as_ref(),
@@ -314,16 +308,7 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         }
     }
     // A partner's listing is filtered, so it comes as one JSON answer (no event stream).
-    let only = match (&admitted, method.as_str()) {
-        (
-            Some(admitted),
-            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list",
-        ) => Some(mcp_reply::Only {
-            admitted: admitted.clone(),
-            routes: gate.routes(),
-        }),
-        _ => None,
-    };
+    let only = mcp_reply::Only::of_list(admitted.as_ref(), &method, &gate);
     let accepts_sse = accepts_sse && only.is_none();
     if !accepts_sse || method == "initialize" {
         first.clear();

@@ -161,13 +161,7 @@ pub(super) fn serve(
         Ok(envelope) => envelope,
         Err(unsupported) => return Ok(error_object(&id, &unsupported)),
     };
-    let subject = match (&call, &message) {
-        (Some(c), _) => Some(gate.subject_of(c.method(), c.tool())),
-        (None, Message::Request { method, params, .. }) => {
-            gate.subject_of_request(method, params.as_deref())
-        }
-        _ => None,
-    };
+    let subject = gate.subject_of_message(&message, call.as_ref());
     let asked = Asked {
         body,
         id: Some(&id),
@@ -224,16 +218,7 @@ pub(super) fn serve(
     drop(session);
     let approval = gate.approval_timeout().unwrap_or_default();
     let wait = api.settings.call_timeout + approval + MARGIN;
-    let only = match (&admitted, method.as_str()) {
-        (
-            Some(admitted),
-            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list",
-        ) => Some(mcp_reply::Only {
-            admitted: admitted.clone(),
-            routes: gate.routes(),
-        }),
-        _ => None,
-    };
+    let only = mcp_reply::Only::of_list(admitted.as_ref(), &method, &gate);
     Ok(Modern::Awaiting(Box::new(Awaiting {
         rx,
         id,

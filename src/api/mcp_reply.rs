@@ -161,6 +161,25 @@ pub(super) struct Only {
     pub(super) routes: Arc<Routes>,
 }
 
+impl Only {
+    /// What a limited caller (`admitted`) may see of the list `method` asks for; `None` for an
+    /// unlimited caller or a method that is not a list.
+    pub(super) fn of_list(
+        admitted: Option<&Admitted>,
+        method: &str,
+        gate: &crate::gate::Gate,
+    ) -> Option<Only> {
+        let list = matches!(
+            method,
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
+        );
+        admitted.filter(|_| list).map(|admitted| Only {
+            admitted: admitted.clone(),
+            routes: gate.routes(),
+        })
+    }
+}
+
 /// Whether a limited caller may see one item of a list.
 type Keep<'a> = dyn Fn(&Value) -> bool + 'a;
 

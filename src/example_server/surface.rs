@@ -273,7 +273,7 @@ impl Surface {
         if !logs::passes(level, self.min_level) {
             return Ok(text_result("filtered"));
         }
-        let params = json!({ "level": level.name(), "logger": "example", "data": message });
+        let params = json!({ "level": level.as_str(), "logger": "example", "data": message });
         self.out.line(&jsonrpc::notification_line(
             "notifications/message",
             Some(&params.to_string()),

@@ -118,7 +118,7 @@ fn example_log_levels_filter_by_severity() {
     let levels: Vec<Level> = names.iter().filter_map(|n| Level::parse(n)).collect();
     assert_eq!(levels.len(), names.len());
     assert!(levels.windows(2).all(|w| w[0] < w[1]), "{levels:?}");
-    assert!(levels.iter().zip(names).all(|(l, n)| l.name() == n));
+    assert!(levels.iter().zip(names).all(|(l, n)| l.as_str() == n));
     assert_eq!(Level::parse("WARNING"), None);
     assert_eq!(Level::parse("warn"), None);
 }

@@ -233,14 +233,26 @@ impl Gate {
             .map_or_else(|| name.to_owned(), |r| r.subject.clone())
     }
 
+    /// The name scopes and grants match for `message`: its call's (see [`Gate::subject_of`]),
+    /// else what a completion or subscription reaches; `None` when it reaches no name.
+    pub(crate) fn subject_of_message(
+        &self,
+        message: &Message,
+        call: Option<&ToolCall>,
+    ) -> Option<String> {
+        match (call, message) {
+            (Some(c), _) => Some(self.subject_of(c.method(), c.tool())),
+            (None, Message::Request { method, params, .. }) => {
+                self.subject_of_request(method, params.as_deref())
+            }
+            _ => None,
+        }
+    }
+
     /// The name scopes and grants match for a request that names no call but reaches a prompt
     /// or resource: a `completion/complete`'s `ref` (a prompt's name, a template's route), a
     /// `resources/subscribe`'s URI. `None` for any other method.
-    pub(crate) fn subject_of_request(
-        &self,
-        method: &str,
-        params: Option<&RawValue>,
-    ) -> Option<String> {
+    fn subject_of_request(&self, method: &str, params: Option<&RawValue>) -> Option<String> {
         let params: serde_json::Value = serde_json::from_str(params?.get()).ok()?;
         match method {
             "completion/complete" => {

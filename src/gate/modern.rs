@@ -20,8 +20,10 @@ pub(crate) use crate::mcp::MODERN_VERSION;
 
 /// The prefix of the `_meta` keys the protocol reserves (the envelope, the server stamp).
 pub(crate) const RESERVED_META_PREFIX: &str = "io.modelcontextprotocol/";
-const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
-const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+pub(crate) use crate::mcp::decode_header_value;
+use crate::mcp::{
+    ENVELOPE_CAPABILITIES_KEY as CAPABILITIES_KEY, ENVELOPE_VERSION_KEY as VERSION_KEY,
+};
 const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 
 /// Methods of the legacy era that a modern request may not use (-32601).
@@ -275,43 +277,6 @@ pub(crate) fn check_params<'a>(
         }
     }
     Ok(())
-}
-
-/// A header value as sent: verbatim, or `=?base64?…?=` around the base64 of UTF-8; `None` for
-/// a value in that form that does not decode.
-pub(crate) fn decode_header_value(value: &str) -> Option<String> {
-    let Some(inner) = value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    else {
-        return Some(value.to_owned());
-    };
-    let bytes = base64_decode(inner)?;
-    String::from_utf8(bytes).ok()
-}
-
-/// Standard base64 with padding, canonical only.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if text.len() % 4 != 0 {
-        return None;
-    }
-    let value = |c: u8| ALPHABET.iter().position(|a| *a == c).map(|p| p as u32);
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    for chunk in text.as_bytes().chunks(4) {
-        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 {
-            return None;
-        }
-        let mut n: u32 = 0;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = if i >= 4 - pad { 0 } else { value(*c)? };
-            n = (n << 6) | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
 }
 
 /// The HTTP status of a modern answer: 400 for a malformed request, a header mismatch, a

@@ -154,16 +154,16 @@ impl Gate {
                 Err(e) => return responder.error(code::INTERNAL_ERROR, &e.to_string()),
             };
         }
-        let arguments = params.get("arguments").map(|a| a.get().to_owned());
+        // Only a tool with `x-mcp-header` properties needs its arguments read again.
+        let headers = target
+            .params
+            .as_deref()
+            .and_then(|p| param_headers(p, params.get("arguments").map(|a| a.get())));
         let mut req = match self.request(responder, method, params, &target.conn, agent, client) {
             Ok(req) => req,
             Err((responder, message)) => return responder.error(code::INVALID_PARAMS, &message),
         };
-        if let Some(headers) = target
-            .params
-            .as_deref()
-            .and_then(|p| param_headers(p, arguments.as_deref()))
-        {
+        if let Some(headers) = headers {
             // For a remote 2026-07-28 server's bridge (a local server never gets it).
             req.meta
                 .get_or_insert_with(BTreeMap::new)

@@ -60,25 +60,7 @@ fn an_http_connection_reaches_a_remote_server_with_an_encrypted_header() {
 
 #[test]
 fn a_stdio_config_reaches_a_url_server_with_headers() {
-    let (dir, dir_b) = (TempDir::new(), TempDir::new());
-    let b = Serve::start(dir_b.path());
-    let b_key = b.setup("ws-1");
-    let config = dir.path().join("gate.json");
-    let servers = json!({"mcpServers": {"far": {
-        "url": format!("http://{}/mcp/ws-1", b.addr),
-        "headers": {"Authorization": format!("Bearer {b_key}")}}}});
-    std::fs::write(&config, servers.to_string()).unwrap();
-    let mut cmd = gate(&["stdio", "--config"]);
-    cmd.arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"));
-    let out = pipe_through(
-        cmd,
-        &[
-            initialize_request(),
-            call_request(2, "far.ex.echo", json!({"message": "over http"})),
-        ],
-    );
+    let (out, b_key) = through_a_far_gate("far.ex.echo", json!({"message": "over http"}));
     let last = last_answer(&out);
     assert_eq!(
         last["result"]["content"][0]["text"],
@@ -89,6 +71,8 @@ fn a_stdio_config_reaches_a_url_server_with_headers() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&b_key));
     // Another scheme is refused when the config loads, with the reason.
+    let dir = TempDir::new();
+    let config = dir.path().join("gate.json");
     std::fs::write(
         &config,
         r#"{"mcpServers": {"far": {"url": "ftp://x/mcp"}}}"#,
@@ -104,6 +88,24 @@ fn a_gate_behind_a_gate_is_spoken_to_in_2026_07_28_with_its_mcp_param_headers() 
     // The far gate speaks 2026-07-28: the near gate's probe finds it, and a call of a tool with
     // an `x-mcp-header` property (the example server's get_env) carries its Mcp-Param header,
     // which the far gate checks (a call without it would be refused with -32020).
+    let (out, _) = through_a_far_gate("far.ex.get_env", json!({"name": "Hé llo"}));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = last_answer(&out);
+    assert_eq!(
+        last["result"]["content"][0]["text"],
+        "(unset)",
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("connection far: discovered (protocol 2026-07-28)"),
+        "{stderr}"
+    );
+}
+
+/// A stdio gate whose one server `far` is a serve's workspace `ws-1` (a `url` entry with the
+/// agent key's header), sent `initialize` and a call of `tool`: its output, and the key.
+fn through_a_far_gate(tool: &str, arguments: Value) -> (std::process::Output, String) {
     let (dir, dir_b) = (TempDir::new(), TempDir::new());
     let b = Serve::start(dir_b.path());
     let b_key = b.setup("ws-1");
@@ -118,21 +120,7 @@ fn a_gate_behind_a_gate_is_spoken_to_in_2026_07_28_with_its_mcp_param_headers() 
         .arg(dir.path().join("data"));
     let out = pipe_through(
         cmd,
-        &[
-            initialize_request(),
-            call_request(2, "far.ex.get_env", json!({"name": "Hé llo"})),
-        ],
+        &[initialize_request(), call_request(2, tool, arguments)],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = last_answer(&out);
-    assert_eq!(
-        last["result"]["content"][0]["text"],
-        "(unset)",
-        "{}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        stderr.contains("connection far: discovered (protocol 2026-07-28)"),
-        "{stderr}"
-    );
+    (out, b_key)
 }

@@ -175,7 +175,7 @@ impl Worker {
         let page = match outcome {
             // A server that declares resources without templates (or answers a list it
             // declared with -32601) lists nothing of that kind; its tools still count.
-            Outcome::Error(error) if kind != ListKind::Tools && is_not_found(&error) => {
+            Outcome::Error(error) if kind != ListKind::Tools && super::is_not_found(&error) => {
                 log::info!(
                     target: LOG_TARGET,
                     "connection {}: {} is not implemented; nothing of it is listed",
@@ -271,16 +271,6 @@ impl Worker {
             self.set_status(Status::Healthy, None);
         }
     }
-}
-
-/// Whether a child's error is -32601 (method not found).
-fn is_not_found(error: &RawValue) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Code {
-        code: i64,
-    }
-    serde_json::from_str::<Code>(error.get())
-        .is_ok_and(|c| c.code == crate::jsonrpc::code::METHOD_NOT_FOUND)
 }
 
 /// A page's items and its next cursor; `None` when the result has no array where the items go.

@@ -31,11 +31,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::time::Instant;
 
-#[derive(Deserialize)]
-struct ErrorObject {
-    code: i64,
-}
-
 impl Worker {
     /// Reads what the child wrote on stdout and handles each complete line in order, until the
     /// child fails.
@@ -458,7 +453,7 @@ impl Worker {
                     self.open_listen()
                 }
                 Outcome::Result(_) => {}
-                Outcome::Error(error) if is_not_found_error(&error) => {
+                Outcome::Error(error) if super::is_not_found(&error) => {
                     log::info!(
                         target: LOG_TARGET,
                         "connection {}: refused subscriptions/listen; its lists are fetched \
@@ -476,9 +471,7 @@ impl Worker {
             PendingKind::Quiet => {}
             PendingKind::Ping => {
                 if let Outcome::Error(error) = &outcome {
-                    let not_found = serde_json::from_str::<ErrorObject>(error.get())
-                        .is_ok_and(|e| e.code == code::METHOD_NOT_FOUND);
-                    if not_found && self.heartbeat == Heartbeat::Ping {
+                    if super::is_not_found(error) && self.heartbeat == Heartbeat::Ping {
                         log::info!(
                             target: LOG_TARGET,
                             "connection {}: child does not implement ping; watching process \
@@ -549,11 +542,6 @@ fn is_error_object(error: &RawValue) -> bool {
 
 /// How long a listen that ended with an error waits before it is opened again.
 const RELISTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Whether a child's error is -32601 (method not found).
-fn is_not_found_error(error: &RawValue) -> bool {
-    serde_json::from_str::<ErrorObject>(error.get()).is_ok_and(|e| e.code == code::METHOD_NOT_FOUND)
-}
 
 /// Whether a result is a 2026-07-28 `input_required`.
 fn is_input_required(result: &RawValue) -> bool {

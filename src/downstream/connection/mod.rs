@@ -605,15 +605,12 @@ fn envelope() -> serde_json::Map<String, Value> {
         serde_json::from_str(crate::mcp::CLIENT_CAPABILITIES).unwrap_or_default();
     let mut meta = serde_json::Map::new();
     meta.insert(
-        "io.modelcontextprotocol/protocolVersion".into(),
+        crate::mcp::ENVELOPE_VERSION_KEY.into(),
         Value::String(crate::mcp::MODERN_VERSION.into()),
     );
+    meta.insert(crate::mcp::ENVELOPE_CAPABILITIES_KEY.into(), capabilities);
     meta.insert(
-        "io.modelcontextprotocol/clientCapabilities".into(),
-        capabilities,
-    );
-    meta.insert(
-        "io.modelcontextprotocol/clientInfo".into(),
+        crate::mcp::ENVELOPE_CLIENT_INFO_KEY.into(),
         serde_json::json!({
             "name": crate::mcp::IMPLEMENTATION_NAME,
             "version": crate::mcp::IMPLEMENTATION_VERSION,
@@ -634,6 +631,15 @@ fn modern_params(params: Option<&str>) -> String {
     meta.extend(envelope());
     object.insert("_meta".into(), Value::Object(meta));
     Value::Object(object).to_string()
+}
+
+/// Whether a child's error is -32601 (method not found).
+fn is_not_found(error: &serde_json::value::RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error.get()).is_ok_and(|c| c.code == code::METHOD_NOT_FOUND)
 }
 
 /// The `message` of a child's error object, for logs (bounded, never the `data`).
