@@ -10,6 +10,7 @@
 
 use super::detect::{self, Context};
 use super::finding::{Finding, Kind, Severity, Verdict};
+use super::model;
 use super::schema::clean_and_detect;
 use super::{text, Limits};
 use serde_json::{Map, Value};
@@ -64,6 +65,11 @@ pub(super) fn sanitize(
         }
     };
     ctx.set_quiet(false);
+    // The learned stage reads what agents would see, once the cleaner and the detectors are done
+    // (a rejected definition is not shown, so it is not scored).
+    if !clean.is_null() && findings.iter().all(|f| f.severity() < Severity::Reject) {
+        model::judge(&model::model_texts(&clean), limits, ctx, &mut findings);
+    }
     let verdict = Verdict::from_findings(&findings, &clean != raw);
     Sanitized {
         clean,

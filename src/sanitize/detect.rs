@@ -149,6 +149,8 @@ pub struct Context {
     /// found nothing a detector could fire on (printable ASCII only); the per-string passes are
     /// then skipped. Reset before `sanitize_tool` returns.
     quiet: Cell<bool>,
+    /// The learned stage's model when not the embedded one (the trainer's candidate).
+    model: Option<std::sync::Arc<super::model::Model>>,
 }
 
 impl Context {
@@ -165,6 +167,21 @@ impl Context {
                 .collect(),
             separator: separator.to_owned(),
             quiet: Cell::new(false),
+            model: None,
+        }
+    }
+
+    /// The same context scoring with `model` instead of the embedded one.
+    pub fn with_model(mut self, model: std::sync::Arc<super::model::Model>) -> Context {
+        self.model = Some(model);
+        self
+    }
+
+    /// The learned stage's model; `None` only if the embedded one does not load.
+    pub(crate) fn model(&self) -> Option<&super::model::Model> {
+        match &self.model {
+            Some(model) => Some(model),
+            None => super::model::embedded(),
         }
     }
 

@@ -10,6 +10,9 @@ use std::fmt;
 pub enum Severity {
     /// A cosmetic change (whitespace, a markdown link unwrapped, a truncation).
     Cosmetic,
+    /// Shown to a reviewer, but the definition stays usable: the learned stage scored it between
+    /// its flag and hold thresholds, or a weak detector fired where the model reads benign text.
+    Flag,
     /// Hidden content was removed or a detector fired: the definition is held for review.
     Hold,
     /// A structural violation: the definition is rejected.
@@ -100,6 +103,9 @@ pub enum Kind {
     Bounds,
     /// A value has the wrong JSON type for its place.
     WrongType,
+    /// The learned stage scored a text as written to steer the model; the detail gives the
+    /// score, the window and the features that weighed most.
+    Model,
 }
 
 impl Kind {
@@ -113,7 +119,7 @@ impl Kind {
             | PrivateUse | Noncharacter | Padding | HtmlComment | MarkdownImage | PseudoTag
             | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
             | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
-            | MixedScript => Severity::Hold,
+            | MixedScript | Model => Severity::Hold,
             InvalidName | InvalidUri | RemoteRef | UnknownDialect | Bounds | WrongType => {
                 Severity::Reject
             }
@@ -163,6 +169,7 @@ impl Kind {
             UnknownDialect => "unknown_dialect",
             Bounds => "bounds",
             WrongType => "wrong_type",
+            Model => "model",
         }
     }
 }
@@ -182,6 +189,8 @@ pub struct Finding {
     pub kind: Kind,
     /// Evidence for a reviewer: the matched phrase, decoded hidden text (bounded).
     pub detail: String,
+    /// Kept as a flag: shown, but it does not hold the definition (see [`Severity::Flag`]).
+    pub flagged: bool,
 }
 
 impl Finding {
@@ -199,12 +208,47 @@ impl Finding {
             location: location.to_owned(),
             kind,
             detail,
+            flagged: false,
         }
     }
 
-    /// The finding's severity.
+    /// The same finding kept as a flag: shown to a reviewer, not holding the definition.
+    pub fn flagged(mut self) -> Finding {
+        self.flagged = true;
+        self
+    }
+
+    /// The finding's severity: its kind's, or [`Severity::Flag`] for a flagged one.
     pub fn severity(&self) -> Severity {
-        self.kind.severity()
+        match self.kind.severity() {
+            Severity::Hold if self.flagged => Severity::Flag,
+            s => s,
+        }
+    }
+
+    /// Which stage found it: `cleaner` (hidden or cosmetic text), `detector` (a phrase pattern),
+    /// `model` (the learned stage) or `structure` (names, schema, bounds).
+    pub fn stage(&self) -> &'static str {
+        use Kind::*;
+        match self.kind {
+            Model => "model",
+            PseudoTag | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
+            | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
+            | MixedScript => "detector",
+            InvalidName | InvalidUri | RemoteRef | UnknownDialect | Bounds | WrongType
+            | DroppedKeyword | DroppedField | IconRemoved => "structure",
+            _ => "cleaner",
+        }
+    }
+
+    /// `hold`, `flag`, `reject` or `cosmetic`, for logs and APIs.
+    pub fn severity_str(&self) -> &'static str {
+        match self.severity() {
+            Severity::Cosmetic => "cosmetic",
+            Severity::Flag => "flag",
+            Severity::Hold => "hold",
+            Severity::Reject => "reject",
+        }
     }
 }
 
@@ -230,7 +274,9 @@ impl Verdict {
         match findings.iter().map(Finding::severity).max() {
             Some(Severity::Reject) => Verdict::Rejected,
             Some(Severity::Hold) => Verdict::Held,
+            Some(Severity::Cosmetic | Severity::Flag) if changed => Verdict::Sanitized,
             Some(Severity::Cosmetic) => Verdict::Sanitized,
+            Some(Severity::Flag) => Verdict::Pass,
             None if changed => Verdict::Sanitized,
             None => Verdict::Pass,
         }

@@ -32,6 +32,7 @@ mod detect;
 pub(crate) mod diff;
 mod finding;
 mod headers;
+pub mod model;
 mod pin;
 mod prompt;
 mod resource;
@@ -52,8 +53,9 @@ pub use resource::{sanitize_resource, sanitize_resource_template};
 pub use result::{clean_result, clean_text};
 pub use tool::{is_valid_tool_name, sanitize_tool, SanitizedTool};
 
-/// Every bound the sanitizers apply, with the documented defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Every bound the sanitizers apply, with the documented defaults, and the learned stage's
+/// thresholds.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Characters of a description (a tool's, a prompt's, a resource's) kept. Default 4096.
     pub description_chars: usize,
@@ -80,6 +82,22 @@ pub struct Limits {
     /// Characters of a bare message cleaned by [`clean_text`] (a progress notification's
     /// `message`) kept. Default 4096.
     pub message_chars: usize,
+    /// The learned stage's score (0–1) at or above which a definition is held; `None` for the
+    /// threshold the trainer chose on its held-out split (setting `guard_hold`).
+    pub guard_hold: Option<f32>,
+    /// The score at or above which the learned stage flags a definition without holding it, and
+    /// below which a weak detector phrase alone does not hold it; `None` for the trainer's
+    /// (setting `guard_flag`).
+    pub guard_flag: Option<f32>,
+}
+
+impl Limits {
+    /// The (hold, flag) thresholds: the settings', else the model's (1, 1 without a model).
+    pub(crate) fn guard_thresholds(&self, model: Option<&model::Model>) -> (f32, f32) {
+        let (hold, flag) = model.map_or((1.0, 1.0), model::Model::thresholds);
+        let hold = self.guard_hold.unwrap_or(hold);
+        (hold, self.guard_flag.unwrap_or(flag).min(hold))
+    }
 }
 
 impl Default for Limits {
@@ -96,6 +114,8 @@ impl Default for Limits {
             max_tool_bytes: 524_288,
             uri_bytes: 2048,
             message_chars: 4096,
+            guard_hold: None,
+            guard_flag: None,
         }
     }
 }
@@ -110,6 +130,7 @@ pub fn description(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec<
         ctx,
         &mut findings,
     );
+    judge_text("description", &cleaned, limits, ctx, &mut findings);
     (cleaned, findings)
 }
 
@@ -123,7 +144,14 @@ pub fn instructions(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec
         ctx,
         &mut findings,
     );
+    judge_text("instructions", &cleaned, limits, ctx, &mut findings);
     (cleaned, findings)
+}
+
+/// The learned stage over one cleaned text.
+fn judge_text(location: &str, cleaned: &str, limits: &Limits, ctx: &Context, findings: &mut Vec<Finding>) {
+    let texts = [(location.to_owned(), cleaned.to_owned())];
+    model::judge(&texts, limits, ctx, findings);
 }
 
 /// True for a code point the text sanitizer never lets through (controls other than `\t` and

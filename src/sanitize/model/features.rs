@@ -1,0 +1,276 @@
+//! The learned stage's features: what one piece of text turns into before it is scored.
+//!
+//! Owns: the normalisation (lowercase, confusable fold), the sentence split and the windows that
+//! are scored, and the hashed features of a window: words, word pairs, character 3- to 5-grams
+//! of each whitespace token (1- and 2-grams too for scripts written without spaces), and the
+//! detector kinds that fired on the window.
+//! Never: reads weights or decides anything. The trainer (`examples/guard_train.rs`) calls the
+//! same functions, so what is trained is exactly what is scored: a change here needs the model
+//! trained again.
+
+use super::super::detect::fold_confusables;
+use super::super::finding::Kind;
+
+/// Number of hashed feature buckets (a power of two).
+pub const BUCKETS: usize = 1 << 18;
+
+/// The bit of a feature id that says its weight counts negatively: signed hashing, so that two
+/// features sharing a bucket cancel out on average instead of adding up.
+pub const NEGATIVE: usize = 1 << 30;
+
+/// A feature id's bucket and sign.
+#[inline]
+pub fn split(feature: usize) -> (usize, f32) {
+    let sign = if feature & NEGATIVE == 0 { 1.0 } else { -1.0 };
+    (feature & (BUCKETS - 1), sign)
+}
+
+/// Longest sentence, in characters, before it is cut into pieces at whitespace.
+const MAX_SENTENCE_CHARS: usize = 400;
+
+/// Sentences of one text the stage reads; the rest are not scored (a text is already capped by
+/// the sanitizer's limits, so this only bounds the work on a pathological one).
+const MAX_SENTENCES: usize = 64;
+
+/// Characters of one token whose character n-grams are taken.
+const MAX_TOKEN_CHARS: usize = 64;
+
+/// What a feature is, for a reviewer reading why a text scored high.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name<'a> {
+    /// One word.
+    Word(&'a str),
+    /// Two words in a row.
+    Pair(&'a str, &'a str),
+    /// A run of characters (a token's edges shown as spaces).
+    Chars(&'a str),
+    /// A detector fired on the window.
+    Detector(Kind),
+}
+
+impl std::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Name::Word(w) => write!(f, "word {w:?}"),
+            Name::Pair(a, b) => write!(f, "words \"{a} {b}\""),
+            Name::Chars(c) => write!(f, "chars {c:?}"),
+            Name::Detector(k) => write!(f, "detector {k}"),
+        }
+    }
+}
+
+/// The text the features read: lowercased, look-alike letters folded to ASCII, whitespace runs
+/// made single spaces, with one space at each end so every token has two edges.
+pub fn normalize(text: &str) -> String {
+    let lower = text.to_lowercase();
+    let lower = if lower.is_ascii() {
+        lower
+    } else {
+        fold_confusables(&lower)
+    };
+    let mut out = String::with_capacity(lower.len() + 2);
+    out.push(' ');
+    for token in lower.split_whitespace() {
+        out.push_str(token);
+        out.push(' ');
+    }
+    out
+}
+
+/// The sentences of a text, in order: split after `.`, `!`, `?`, `;` followed by whitespace,
+/// after the ideographic full stop and its kin, and at line breaks; a long one is cut at
+/// whitespace. Empty pieces are dropped.
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next_is_space = chars.peek().is_none_or(|(_, n)| n.is_whitespace());
+        let ends = match c {
+            '\n' => true,
+            '.' | '!' | '?' | ';' => next_is_space,
+            '。' | '！' | '？' | '；' | '।' | '؟' => true,
+            _ => false,
+        };
+        if ends {
+            let end = i + c.len_utf8();
+            push_sentence(&text[start..end], &mut out);
+            start = end;
+        }
+        if out.len() >= MAX_SENTENCES {
+            return out;
+        }
+    }
+    push_sentence(&text[start..], &mut out);
+    out.truncate(MAX_SENTENCES);
+    out
+}
+
+fn push_sentence<'a>(piece: &'a str, out: &mut Vec<&'a str>) {
+    let mut piece = piece.trim();
+    while piece.chars().count() > MAX_SENTENCE_CHARS {
+        let cut = piece
+            .char_indices()
+            .nth(MAX_SENTENCE_CHARS)
+            .map_or(piece.len(), |(i, _)| i);
+        let at = piece[..cut].rfind(char::is_whitespace).unwrap_or(cut);
+        let at = if at == 0 { cut } else { at };
+        out.push(piece[..at].trim());
+        piece = piece[at..].trim_start();
+    }
+    if !piece.is_empty() {
+        out.push(piece);
+    }
+}
+
+/// Calls `f` with the feature id (see [`split`]) and the name of every feature occurrence of one normalized text
+/// (see [`normalize`]); returns how many there were. Detector features are not included: the
+/// caller adds them, since they are not scaled by the text's length.
+pub fn each_text_feature(normalized: &str, f: &mut impl FnMut(usize, Name<'_>)) -> usize {
+    let mut count = 0;
+    let mut previous: Option<&str> = None;
+    for (start, token) in tokens(normalized) {
+        // The token with the spaces around it, so that its edges are part of its n-grams.
+        let padded = &normalized[start - 1..start + token.len() + 1];
+        count += char_grams(padded, f);
+        for word in token.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            f(bucket(b'w', word, ""), Name::Word(word));
+            count += 1;
+            if let Some(prev) = previous {
+                f(bucket(b'p', prev, word), Name::Pair(prev, word));
+                count += 1;
+            }
+            previous = Some(word);
+        }
+    }
+    count
+}
+
+/// The feature id of a detector kind.
+pub fn detector_bucket(kind: Kind) -> usize {
+    bucket(b'd', kind.as_str(), "")
+}
+
+/// The tokens of a normalized text with their byte offsets (each is preceded and followed by a
+/// space).
+fn tokens(normalized: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    normalized.split(' ').filter_map(move |token| {
+        let start = offset;
+        offset += token.len() + 1;
+        (!token.is_empty()).then_some((start, token))
+    })
+}
+
+/// Character 3- to 5-grams of a padded token (1- and 2-grams too when it holds a letter of a
+/// script written without spaces); at most [`MAX_TOKEN_CHARS`] characters are read.
+fn char_grams(padded: &str, f: &mut impl FnMut(usize, Name<'_>)) -> usize {
+    // Char boundaries on the stack: this runs for every token of every text.
+    let mut ends = [0usize; MAX_TOKEN_CHARS + 3];
+    let mut len = 0;
+    let mut unspaced = false;
+    for (i, c) in padded.char_indices().take(MAX_TOKEN_CHARS + 2) {
+        ends[len] = i;
+        len += 1;
+        unspaced |= is_unspaced_script(c);
+    }
+    ends[len] = if len == MAX_TOKEN_CHARS + 2 {
+        // Cut: the last char read ends where the next one starts.
+        padded[ends[len - 1]..]
+            .chars()
+            .next()
+            .map_or(padded.len(), |c| ends[len - 1] + c.len_utf8())
+    } else {
+        padded.len()
+    };
+    let ends = &ends[..=len];
+    let smallest = if unspaced { 1 } else { 3 };
+    let mut count = 0;
+    for n in smallest..=5 {
+        for w in ends.windows(n + 1) {
+            let gram = &padded[w[0]..w[n]];
+            f(bucket(b'c', gram, ""), Name::Chars(gram));
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Han, kana, Hangul and Thai: scripts whose words are not separated by spaces.
+fn is_unspaced_script(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0E7F | 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+            | 0xF900..=0xFAFF)
+}
+
+/// FNV-1a over a tag byte and the text, then a 64-bit finalizer, folded to a bucket.
+fn bucket(tag: u8, a: &str, b: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |byte: u8| {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(tag);
+    a.bytes().for_each(&mut eat);
+    if !b.is_empty() {
+        eat(b' ');
+        b.bytes().for_each(&mut eat);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    let sign = if h >> 63 == 1 { NEGATIVE } else { 0 };
+    ((h as usize) & (BUCKETS - 1)) | sign
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_at_stops_and_lines() {
+        let s = sentences("Adds two numbers. Ignore v1.2 rules!\nThen 说明。更多");
+        assert_eq!(s, vec!["Adds two numbers.", "Ignore v1.2 rules!", "Then 说明。", "更多"]);
+    }
+
+    #[test]
+    fn a_long_sentence_is_cut_at_whitespace() {
+        let long = "word ".repeat(200);
+        let s = sentences(&long);
+        assert!(s.len() >= 2);
+        assert!(s.iter().all(|p| p.chars().count() <= MAX_SENTENCE_CHARS));
+    }
+
+    #[test]
+    fn features_name_words_pairs_and_grams() {
+        let n = normalize("Ignore  PREVIOUS");
+        assert_eq!(n, " ignore previous ");
+        let mut names = Vec::new();
+        let count = each_text_feature(&n, &mut |_, name| names.push(name.to_string()));
+        assert_eq!(count, names.len());
+        assert!(names.contains(&"word \"ignore\"".to_owned()));
+        assert!(names.contains(&"words \"ignore previous\"".to_owned()));
+        assert!(names.contains(&"chars \" ign\"".to_owned()));
+    }
+
+    #[test]
+    fn scripts_without_spaces_get_short_grams() {
+        let mut names = Vec::new();
+        each_text_feature(&normalize("忽略之前"), &mut |_, name| {
+            names.push(name.to_string())
+        });
+        assert!(names.contains(&"chars \"忽略\"".to_owned()));
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        for text in ["", " ", "\u{0}", "a", "..", "。", &"x".repeat(10_000)] {
+            for s in sentences(text) {
+                each_text_feature(&normalize(s), &mut |b, _| assert!(split(b).0 < BUCKETS));
+            }
+        }
+    }
+}
