@@ -210,17 +210,33 @@ fn progress_and_log_messages_lose_their_hidden_text() {
         tags("exfiltrate"),
         deep(&format!(r#""in{}""#, tags("x")))
     );
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":@TOKEN@,"progress":2,"message":"{}"}}}}"#,
+        "x".repeat(5000)
+    );
     let raw = say(
         &mut gate,
         1,
-        json!({ "lines": [progress, log, result_line(DONE)] }),
+        json!({ "lines": [progress, long, log, result_line(DONE)] }),
     );
     assert_clean("the call's answer", &raw);
-    let progress = gate.expect_raw("progress", |v| v["method"] == "notifications/progress");
+    let progress = gate.expect_raw("progress", |v| {
+        v["method"] == "notifications/progress" && v["params"]["progress"] == 1
+    });
     assert_clean("a progress notification", &progress);
     let progress = answer_of(&progress);
     assert_eq!(progress["params"]["message"], "50%", "{progress}");
     assert_eq!(progress["params"]["progressToken"], "tok", "{progress}");
+    let long = gate.expect("a long progress message", |v| {
+        v["method"] == "notifications/progress" && v["params"]["progress"] == 2
+    });
+    let message = long["params"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        message.chars().count(),
+        4096,
+        "cut at Limits::message_chars"
+    );
+    assert!(message.ends_with('…'), "{message}");
     let log = gate.expect_raw("log message", |v| v["method"] == "notifications/message");
     assert_clean("a log message", &log);
     assert!(log.contains(r#""msg":"down""#), "{log}");
@@ -463,4 +479,68 @@ fn over_http_results_errors_progress_prompts_and_reads_lose_their_hidden_text() 
     );
     assert!(body.contains("could not be read"), "{body}");
     assert_clean("an unreadable answer over HTTP", &body);
+}
+
+/// What a remote server answers each request with: JSON-RPC spread over many lines, as pretty
+/// printers write it, with a `result` a tree parser refuses for a tool call.
+fn remote_answer(_head: &str, body: &str) -> String {
+    let Ok(request) = serde_json::from_str::<Value>(body) else {
+        // The session's GET stream: nothing to say.
+        return String::new();
+    };
+    let id = request["id"].to_string();
+    let result = match request["method"].as_str().unwrap_or_default() {
+        "server/discover" => {
+            return format!(
+                "{{\"jsonrpc\": \"2.0\",\n \"id\": {id},\n \"error\": {{\"code\": -32601, \"message\": \"no\"}}}}"
+            )
+        }
+        "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "far", "version": "1"}})
+        .to_string(),
+        "tools/list" => json!({"tools": [{"name": "say", "description": "Says.",
+            "inputSchema": {"type": "object"}}]})
+        .to_string(),
+        "tools/call" => format!(
+            "{{\n  \"content\": [{{\"type\": \"text\", \"text\": \"far{}\"}}],\n  \"n\": 1e400,\n  \"deep\": {}\n}}",
+            tags("HIDE"),
+            deep(&format!("\"{ZW}\""))
+        ),
+        _ => "{}".to_owned(),
+    };
+    format!("{{\n  \"jsonrpc\": \"2.0\",\n  \"id\": {id},\n  \"result\": {result}\n}}")
+}
+
+#[test]
+fn a_remote_servers_answer_over_many_lines_reaches_the_agent_cleaned_through_the_bridge() {
+    let endpoint = crate::support::http::Endpoint::start("/mcp", None, Box::new(remote_answer));
+    let dir = crate::support::TempDir::new();
+    let config = dir.path().join("gate.json");
+    let servers = json!({ "mcpServers": { "far": { "url": endpoint.url } } });
+    std::fs::write(&config, servers.to_string()).unwrap();
+    let mut cmd = crate::support::gate(&["stdio", "--config"]);
+    cmd.arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let out = crate::support::pipe_through(
+        cmd,
+        &[
+            crate::support::initialize_request(),
+            crate::support::call_request(2, "far.say", json!({})),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer = stdout
+        .lines()
+        .find(|l| l.starts_with(r#"{"jsonrpc":"2.0","id":2,"#))
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_clean("a remote answer", answer);
+    assert!(answer.contains(r#""text": "far""#), "{answer}");
+    assert!(answer.contains(r#""n": 1e400"#), "{answer}");
+    assert!(answer.contains(&deep(r#""""#)), "{answer}");
 }
