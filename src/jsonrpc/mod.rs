@@ -1,7 +1,9 @@
 //! JSON-RPC 2.0 as MCP uses it: message classification, ids, and the bytes of replies.
 //!
 //! Owns: parsing one framed message into a [`Message`], validating ids (strings or integers only),
-//! building response, error, request and notification lines without re-serializing payloads.
+//! building response, error, request and notification lines without re-serializing payloads, and
+//! reading the id of an answer that is not JSON-RPC ([`answered_id`], `salvage.rs`), so that its
+//! request is answered with an error at once.
 //! Never: touches pipes or sockets (only [`Sink::wait_idle`], used at shutdown, and a reply's
 //! bounded wait for room read the clock); never interprets `params` or `result` beyond what
 //! routing needs (cleaning a result is the sanitizer's, see `sanitize::clean_result`).
@@ -9,11 +11,13 @@
 
 mod framing;
 mod reply;
+mod salvage;
 #[cfg(test)]
 mod tests;
 
 pub use framing::{Frame, LineReader};
 pub use reply::{shape_result, Responder, Sent, SessionId, Shape, Sink, REPLY_WAIT};
+pub use salvage::answered_id;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -503,13 +503,8 @@ impl Shared {
         }
         let compact;
         let line = if message.contains(&b'\n') {
-            match serde_json::from_slice::<Value>(message) {
-                Ok(v) => {
-                    compact = v.to_string();
-                    compact.as_bytes()
-                }
-                Err(_) => return false,
-            }
+            compact = one_line(message);
+            compact.as_slice()
         } else {
             message
         };
@@ -532,6 +527,16 @@ impl Shared {
         });
         let _ = self.emit(line.to_string().as_bytes()); // JSON-RPC by construction.
     }
+}
+
+/// A JSON message (it parsed) on one line. A raw line break can stand in JSON only between
+/// tokens, where it is whitespace: a space in its place changes nothing, and no tree is built
+/// (a message a tree parser refuses, a `1e400` or deep nesting, was lost when one was).
+fn one_line(message: &[u8]) -> Vec<u8> {
+    message
+        .iter()
+        .map(|&b| if matches!(b, b'\n' | b'\r') { b' ' } else { b })
+        .collect()
 }
 
 /// Whether `body` is a JSON-RPC error answering `outgoing` (same id).

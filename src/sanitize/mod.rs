@@ -5,11 +5,11 @@
 //! [`Verdict`]) out: tools ([`sanitize_tool`], with the schema sanitizer), prompts
 //! ([`sanitize_prompt`]), resources and resource templates ([`sanitize_resource`],
 //! [`sanitize_resource_template`]); server instructions ([`instructions`]); what servers send as
-//! data at call time ([`clean_result`] for any JSON payload: `tools/call`, `prompts/get` and
-//! `resources/read` results, `notifications/message` params; [`clean_text`] for a bare progress
-//! message); the canonical hash that pins a definition ([`pin_hash`]: any definition's JSON, a
-//! prompt's or a resource's as well as a tool's); and the line diff that shows a reviewer what
-//! changed in a definition (`diff.rs`).
+//! data at call time ([`clean_result`], byte-level, no tree, for any JSON payload: results, error
+//! objects, progress and log params, a server's requests to agents; [`clean_text`] for a bare
+//! message: a progress `message`, a failure's words); the canonical hash that pins a definition
+//! ([`pin_hash`]: any definition's JSON, a prompt's or a resource's as well as a tool's); and the
+//! line diff that shows a reviewer what changed in a definition (`diff.rs`).
 //! Never: does I/O, keeps state or panics on input: every function is a pure map from what a
 //! server sent to what the gate passes on plus why.
 //!

@@ -38,6 +38,10 @@
 //! - `surface_http`: the surface through serve: the REST resource view and collisions, updates and
 //!   log messages per HTTP session, the audit trail, partners.
 //! - `surface_hostile`: poisoned prompts and resources, hidden text, a rug-pulled prompt.
+//! - `hostile_server`: every channel a hostile server writes through (results a tree parser
+//!   refuses, errors, progress, logs, prompts, reads, its requests, `instructions`, failures,
+//!   lines that are not JSON), over stdio and HTTP: no hidden character reaches the agent
+//!   (issue 14, item 5).
 //! - `modern_stdio`: MCP 2026-07-28 over stdio (issue #13): the envelope without `initialize`,
 //!   `server/discover`, the era's results and refusals, both eras on one stdio,
 //!   `subscriptions/listen`.
@@ -65,6 +69,7 @@ mod faults;
 mod formats;
 mod http_connections;
 mod http_front;
+mod hostile_server;
 mod http_limits;
 mod identity;
 mod integrity;

@@ -260,9 +260,8 @@ impl InFlight {
     /// our request id (see [`progress_token_for_child`]), which finds the call, and the agent's
     /// own token goes back in. `None` when the params are not an object, the token is not one
     /// of our ids, or that call is not an agent's with a progress token.
-    pub(super) fn relay_progress(&self, params: &RawValue) -> Option<ProgressRelay<'_>> {
-        let mut params =
-            serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(params.get()).ok()?;
+    pub(super) fn relay_progress(&self, params: &str) -> Option<ProgressRelay<'_>> {
+        let mut params = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(params).ok()?;
         let id = params
             .get("progressToken")
             .and_then(|t| serde_json::from_str::<u64>(t.get()).ok())?;

@@ -1,7 +1,9 @@
 //! What the child sends on stdout: lines, parsed and dispatched.
 //!
 //! Owns: turning stdout frames into messages (an overlong line, too many invalid lines in a row,
-//! the gate's own `initialize` sent back, or the end of stdout fail the child); the child's own
+//! the gate's own `initialize` sent back, or the end of stdout fail the child; a line that is not
+//! JSON-RPC but reads as the answer to one of our requests answers that request with -32603 at
+//! once, and is logged); the child's own
 //! requests: `ping` answered, `sampling/createMessage`, `elicitation/create` and `roots/list`
 //! sent to the agent whose call the child is serving (the call its `progressToken` names, else
 //! the only session with calls in flight; refused at once when there is none, when several
@@ -11,10 +13,14 @@
 //! resource update and log messages go to the merger, log messages within a rate, the child's
 //! cancellation of its own request goes to the agent it was sent to); and taking each response
 //! to what it answers: an agent's call, the handshake, a listing, or a heartbeat.
-//! Never: re-serializes a child's `result` (its bytes go to the agent, only the id changes; a
-//! result is re-encoded only when `sanitize::clean_result` strips hidden text); sends a child's
-//! request to a session other than the one whose call it serves, or guesses between sessions;
-//! forwards anything else the child sends to an agent; logs payloads.
+//! Every text of the child's an agent reads passes `sanitize::clean_result` first: a result, an
+//! error object (`message` and `data`), a progress notification's params, a log message's
+//! params, the params of a request sent to an agent.
+//! Never: re-serializes a child's `result` or error (its bytes go to the agent, only the id
+//! changes; they are re-encoded only when `sanitize::clean_result` strips hidden text); forwards
+//! a line it cannot read; sends a child's request to a session other than the one whose call it
+//! serves, or guesses between sessions; forwards anything else the child sends to an agent;
+//! logs payloads.
 
 use super::asks::Ask;
 use super::inflight::{Caller, PendingKind};
@@ -28,7 +34,8 @@ use crate::mcp::{LogLevel, SERVER_REQUESTS};
 use crate::sanitize;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 impl Worker {
@@ -77,6 +84,12 @@ impl Worker {
                     "connection {}: invalid line from child: {e}",
                     self.cfg.name
                 );
+                if let Some(n) = jsonrpc::answered_id(line) {
+                    self.on_unreadable_answer(n);
+                }
+                if !self.pipes.has_child() {
+                    return;
+                }
                 if self.invalid_lines >= self.settings.invalid_line_limit {
                     let reason = format!(
                         "wrote {} invalid JSON-RPC lines in a row",
@@ -97,6 +110,30 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// A line that is not JSON-RPC but reads as the answer to our request `n`: that request
+    /// gets an error of the gate's now, instead of waiting for its deadline. What the line says
+    /// is never passed on: the cleaner cleans JSON, and what it cannot read, nobody may.
+    fn on_unreadable_answer(&mut self, n: u64) {
+        log::warn!(
+            target: LOG_TARGET,
+            "connection {}: the answer to request {n} could not be read (it is not JSON-RPC); \
+             it is answered with an error",
+            self.cfg.name
+        );
+        let error = serde_json::json!({
+            "code": code::INTERNAL_ERROR,
+            "message": format!(
+                "the answer of server '{}' could not be read (it is not JSON); the gate forwards \
+                 nothing it cannot clean",
+                self.cfg.name
+            ),
+        });
+        // JSON we just built always reads back as a raw value.
+        if let Ok(error) = RawValue::from_string(error.to_string()) {
+            self.on_response(&Id::from_u64(n), Outcome::Error(error));
         }
     }
 
@@ -286,7 +323,7 @@ impl Worker {
         };
         let line = match outcome {
             Outcome::Result(result) => jsonrpc::result_line(&ask.child_id, result.get()),
-            Outcome::Error(error) if is_error_object(&error) => {
+            Outcome::Error(error) if is_error_object(error.get()) => {
                 jsonrpc::raw_error_line(Some(&ask.child_id), error.get())
             }
             Outcome::Error(_) => jsonrpc::error_line(
@@ -362,17 +399,19 @@ impl Worker {
         };
         let cleaned = sanitize::clean_result(params.get());
         let text = cleaned.as_deref().unwrap_or(params.get());
-        let Ok(mut map) = serde_json::from_str::<Map<String, Value>>(text) else {
+        // Only the top level is read; `data` stays raw (cleaned), so a payload a tree parser
+        // refuses (`1e400`, deep nesting) is passed on like any other.
+        let Ok(mut map) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text) else {
             return;
         };
-        let Some(level) = map
-            .get("level")
-            .and_then(Value::as_str)
-            .and_then(LogLevel::parse)
-        else {
+        let member = |name: &str| {
+            map.get(name)
+                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        };
+        let Some(level) = member("level").as_deref().and_then(LogLevel::parse) else {
             return;
         };
-        let logger = match map.get("logger").and_then(Value::as_str) {
+        let logger = match member("logger") {
             Some(own) => format!(
                 "{}/{}",
                 self.cfg.name,
@@ -380,18 +419,27 @@ impl Worker {
             ),
             None => self.cfg.name.clone(),
         };
-        map.insert("logger".into(), Value::String(logger));
+        let Ok(logger) = serde_json::value::to_raw_value(&logger) else {
+            return;
+        };
+        map.insert("logger".into(), logger);
+        let Ok(params) = serde_json::to_string(&map) else {
+            return;
+        };
         self.emit(Event::Notice {
             conn: self.handle.id(),
-            notice: Notice::Log {
-                level,
-                params: Value::Object(map).to_string(),
-            },
+            notice: Notice::Log { level, params },
         });
     }
 
+    /// A progress notification goes to the agent whose call it belongs to, cleaned (its
+    /// `message`, and any other string a server adds, is text the agent reads).
     fn relay_progress(&mut self, params: Option<&RawValue>) {
-        let Some(relay) = params.and_then(|p| self.inflight.relay_progress(p)) else {
+        let Some(params) = params else {
+            return;
+        };
+        let text = clean_progress(params);
+        let Some(relay) = self.inflight.relay_progress(&text) else {
             return;
         };
         relay.responder.notify(jsonrpc::notification_line(
@@ -495,7 +543,8 @@ type Refused = (i64, String, Option<String>);
 
 impl Worker {
     /// Answers an agent's request with the child's outcome: a result over its cap refused, a
-    /// result stripped of hidden text, an error object verbatim, a malformed error replaced.
+    /// result or an error object stripped of hidden text (else its bytes as the child wrote
+    /// them), a malformed error replaced.
     pub(super) fn answer_agent(
         &self,
         responder: crate::jsonrpc::Responder,
@@ -519,17 +568,50 @@ impl Worker {
                 Some(cleaned) => responder.result(&cleaned),
                 None => responder.result(result.get()),
             },
-            Outcome::Error(error) if is_error_object(&error) => responder.raw_error(error.get()),
-            Outcome::Error(_) => {
-                let message = format!("server '{}' sent a malformed error", self.cfg.name);
-                responder.error(code::INTERNAL_ERROR, &message)
-            }
+            Outcome::Error(error) => self.answer_error(responder, &error),
         }
+    }
+
+    /// An error object of the child's, to an agent. Its `message` and `data` are text the agent
+    /// (and its model) reads as much as a result, so they pass the same cleaner; an error with
+    /// nothing to clean keeps its bytes.
+    fn answer_error(&self, responder: crate::jsonrpc::Responder, error: &RawValue) {
+        let cleaned = sanitize::clean_result(error.get());
+        let error = cleaned.as_deref().unwrap_or(error.get());
+        if is_error_object(error) {
+            return responder.raw_error(error);
+        }
+        let message = format!("server '{}' sent a malformed error", self.cfg.name);
+        responder.error(code::INTERNAL_ERROR, &message)
     }
 }
 
+/// A progress notification's params as an agent may read them: every string cleaned like a
+/// result's, and `message` also cut at `Limits::message_chars` (`sanitize::clean_text`).
+fn clean_progress(params: &RawValue) -> String {
+    let cleaned = sanitize::clean_result(params.get()).unwrap_or_else(|| params.get().to_owned());
+    let Ok(mut map) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(&cleaned) else {
+        return cleaned;
+    };
+    let Some(message) = map
+        .get("message")
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+    else {
+        return cleaned;
+    };
+    let (capped, _) = sanitize::clean_text(&message, &sanitize::Limits::default());
+    if capped == message {
+        return cleaned;
+    }
+    let Ok(capped) = serde_json::value::to_raw_value(&capped) else {
+        return cleaned;
+    };
+    map.insert("message".into(), capped);
+    serde_json::to_string(&map).unwrap_or(cleaned)
+}
+
 /// A JSON-RPC error object: an integer `code` and a string `message` (and any `data`).
-fn is_error_object(error: &RawValue) -> bool {
+fn is_error_object(error: &str) -> bool {
     #[derive(Deserialize)]
     struct Shape {
         #[allow(dead_code)] // Reason: read only to check its type.
@@ -537,7 +619,7 @@ fn is_error_object(error: &RawValue) -> bool {
         #[allow(dead_code)] // Reason: read only to check its type.
         message: String,
     }
-    serde_json::from_str::<Shape>(error.get()).is_ok()
+    serde_json::from_str::<Shape>(error).is_ok()
 }
 
 /// How long a listen that ended with an error waits before it is opened again.

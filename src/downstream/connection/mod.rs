@@ -11,7 +11,8 @@
 //! Never: blocks on a pipe or a channel (one `mio::Poll` over the three pipes and a `Waker`);
 //! re-serializes a child's `result`, except where the result cleaner must (`messages.rs`: a
 //! result with hidden characters is re-encoded after they are stripped; any other result keeps
-//! its bytes, only the id changes);
+//! its bytes, only the id changes); lets the child's words reach an agent unclean (the reason
+//! of a failure, which quotes its stderr and its errors, passes `sanitize::clean_text`);
 //! sends `server/discover` (Python SDK servers refuse the handshake after it); logs payloads.
 //!
 //! Dependencies point one way: `pipes` (which holds a `tail`) and `inflight` know nothing of
@@ -299,6 +300,10 @@ impl Worker {
             Some(tail) => format!("{reason}; {tail}"),
             None => reason,
         };
+        // Every call in flight is answered with these words, and they quote the child (its
+        // stderr, its error messages, what it claimed to speak): they pass the text cleaner like
+        // anything else a server says to an agent.
+        let (reason, _) = crate::sanitize::clean_text(&reason, &crate::sanitize::Limits::default());
         log::warn!("connection {}: {reason}", self.cfg.name);
         self.set_status(Status::Unhealthy, Some(reason.clone()));
         self.fail_pending(&reason);

@@ -1,11 +1,13 @@
 //! The stdio gate harness: `Gate`, a running `aegis-gate stdio` with a config of the test's making
-//! and a reader thread that buffers its answers, and `pipe_through` for a one-shot run (requests
-//! written, stdin closed, every answer read).
+//! and a reader thread that buffers its answers (each as JSON and as the bytes the gate wrote),
+//! and `pipe_through` for a one-shot run (requests written, stdin closed, every answer read).
 //! Never: leaves a gate running after its test (killed and reaped on drop).
 
 use super::{call_request, gate, initialize_request, listed_names, retry, TempDir, WAIT};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -15,8 +17,8 @@ use std::time::{Duration, Instant};
 pub struct Gate {
     child: Child,
     stdin: Option<ChildStdin>,
-    rx: Receiver<Value>,
-    buffered: Vec<Value>,
+    rx: Receiver<Line>,
+    buffered: Vec<Line>,
     next_id: i64,
     pub dir: TempDir,
 }
@@ -61,10 +63,12 @@ impl Gate {
             .name("it-gate-stdout".into())
             .spawn(move || {
                 for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { return };
-                    let value: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("gate wrote a non-JSON line ({e}): {line}"));
-                    if tx.send(value).is_err() {
+                    let Ok(raw) = line else { return };
+                    let line = Line {
+                        value: read_line(&raw),
+                        raw,
+                    };
+                    if tx.send(line).is_err() {
                         return;
                     }
                 }
@@ -119,15 +123,27 @@ impl Gate {
         wait: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Option<Value> {
-        if let Some(pos) = self.buffered.iter().position(&pred) {
+        self.line_within(wait, pred).map(|l| l.value)
+    }
+
+    /// Waits for the first message matching `pred`; the line exactly as the gate wrote it.
+    pub fn expect_raw(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> String {
+        match self.line_within(WAIT, pred) {
+            Some(line) => line.raw,
+            None => panic!("no {what} within {WAIT:?}; log:\n{}", self.log()),
+        }
+    }
+
+    fn line_within(&mut self, wait: Duration, pred: impl Fn(&Value) -> bool) -> Option<Line> {
+        if let Some(pos) = self.buffered.iter().position(|l| pred(&l.value)) {
             return Some(self.buffered.remove(pos));
         }
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(v) if pred(&v) => return Some(v),
-                Ok(v) => self.buffered.push(v),
+                Ok(l) if pred(&l.value) => return Some(l),
+                Ok(l) => self.buffered.push(l),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
             }
         }
@@ -137,6 +153,14 @@ impl Gate {
     pub fn response(&mut self, id: &Value) -> Value {
         let id = id.clone();
         self.expect(&format!("response to {id}"), move |v| {
+            v.get("id") == Some(&id) && v.get("method").is_none()
+        })
+    }
+
+    /// The response to `id`, exactly as the gate wrote it.
+    pub fn response_raw(&mut self, id: &Value) -> String {
+        let id = id.clone();
+        self.expect_raw(&format!("response to {id}"), move |v| {
             v.get("id") == Some(&id) && v.get("method").is_none()
         })
     }
@@ -250,10 +274,10 @@ impl Gate {
 
     /// True when no answer to `id` has arrived so far.
     pub fn buffered_has_no_answer_to(&mut self, id: &str) -> bool {
-        while let Ok(v) = self.rx.try_recv() {
-            self.buffered.push(v);
+        while let Ok(l) = self.rx.try_recv() {
+            self.buffered.push(l);
         }
-        !self.buffered.iter().any(|v| v["id"] == id)
+        !self.buffered.iter().any(|l| l.value["id"] == id)
     }
 
     /// Waits until the gate's log contains `needle`.
@@ -268,6 +292,31 @@ impl Gate {
         });
     }
 }
+
+/// One line the gate wrote: as JSON, and as its bytes.
+struct Line {
+    value: Value,
+    raw: String,
+}
+
+/// What a test reads of a line as JSON. A line a tree parser refuses but which is JSON (a number
+/// like `1e400`, nesting deeper than 128) is read member by member, each unreadable member as
+/// [`UNREADABLE`]; a line that is not JSON at all fails the test (the gate writes JSON only).
+fn read_line(line: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(line) {
+        return value;
+    }
+    let members: BTreeMap<String, Box<RawValue>> = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("gate wrote a non-JSON line ({e}): {line}"));
+    let readable = members.into_iter().map(|(key, raw)| {
+        let value = serde_json::from_str(raw.get()).unwrap_or_else(|_| json!(UNREADABLE));
+        (key, value)
+    });
+    Value::Object(readable.collect())
+}
+
+/// What stands for a member of a line that only a tree parser could not read.
+const UNREADABLE: &str = "(JSON that a tree parser refuses)";
 
 impl Drop for Gate {
     fn drop(&mut self) {

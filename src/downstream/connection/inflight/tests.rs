@@ -26,10 +26,6 @@ fn agent_call(
     (kind, rx, sink)
 }
 
-fn raw(json: &str) -> Box<RawValue> {
-    RawValue::from_string(json.to_owned()).unwrap()
-}
-
 fn sorted(mut ids: Vec<u64>) -> Vec<u64> {
     ids.sort_unstable();
     ids
@@ -123,7 +119,7 @@ fn progress_tokens_map_to_the_child_and_back() {
         r#"{{"progressToken":{},"progress":1,"total":4}}"#,
         child_token.get()
     );
-    let relay = table.relay_progress(&raw(&params)).unwrap();
+    let relay = table.relay_progress(&params).unwrap();
     assert_eq!(relay.responder.session(), 3);
     assert_eq!(relay.responder.id(), &Id::from_u64(9));
     assert_eq!(
@@ -153,11 +149,9 @@ fn progress_that_belongs_to_no_agent_token_is_not_relayed() {
         r#"{"progress":1}"#,
         r#"[3]"#,
     ] {
-        assert!(table.relay_progress(&raw(params)).is_none(), "{params}");
+        assert!(table.relay_progress(params).is_none(), "{params}");
     }
-    assert!(table
-        .relay_progress(&raw(r#"{"progressToken":3}"#))
-        .is_some());
+    assert!(table.relay_progress(r#"{"progressToken":3}"#).is_some());
 }
 
 #[test]
