@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{pct, HttpClient, Serve, BIN};
+use common::{pct, realistic_tool, HttpClient, Serve, BIN};
 
 struct Peer {
     child: Child,
@@ -252,28 +252,6 @@ fn main() {
     rebuild_50_by_100();
     cache_hits_50_by_100(&dir);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Realistic tool definitions: the shapes real servers send (descriptions of a few sentences,
-/// schemas with a handful of described properties).
-fn realistic_tool(i: usize) -> Value {
-    json!({
-        "name": format!("tool_{i}"),
-        "description": format!("Reads records of kind {i} from the store. Returns at most `limit` records, \
-            newest first. Use `cursor` from a previous answer to continue. Only works within the \
-            configured project; see https://example.com/docs/records for the query syntax."),
-        "inputSchema": {
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "description": "Filter expression, e.g. `status = open`."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                "cursor": {"type": "string", "description": "Opaque cursor from a previous answer."},
-                "fields": {"type": "array", "items": {"type": "string", "enum": ["id", "name", "status", "owner"]}}
-            },
-            "required": ["query"]
-        },
-        "annotations": {"readOnlyHint": true}
-    })
 }
 
 fn sanitizer_throughput() {

@@ -154,7 +154,11 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
         push(Shape::Resource, "resources", &server["resources"]);
         push(Shape::Template, "templates", &server["resourceTemplates"]);
         if let Some(text) = server["instructions"].as_str() {
-            push(Shape::Text, "instructions", &Value::Array(vec![Value::from(text)]));
+            push(
+                Shape::Text,
+                "instructions",
+                &Value::Array(vec![Value::from(text)]),
+            );
         }
     }
     Ok(())
@@ -163,7 +167,8 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
 fn written(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
     for path in sorted_files(dir, "jsonl")? {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -203,7 +208,11 @@ fn cases(path: &Path, source: &str, held_out: bool, corpus: &mut Corpus) -> Resu
     for case in v["cases"].as_array().into_iter().flatten() {
         let id = case["id"].as_str().unwrap_or("?").to_owned();
         corpus.definitions.push(Definition {
-            split: if held_out { Split::Test } else { Split::of(&id) },
+            split: if held_out {
+                Split::Test
+            } else {
+                Split::of(&id)
+            },
             id,
             source: source.into(),
             malicious: case["label"] == "malicious",

@@ -3,13 +3,16 @@
 
 use crate::corpus::Shape;
 use aegis_gate::sanitize::model::{model_texts, Model};
-use aegis_gate::sanitize::{
-    self, Context, Finding, Limits, Severity, Verdict,
-};
+use aegis_gate::sanitize::{self, Context, Finding, Limits, Severity, Verdict};
 use serde_json::Value;
 
 /// What the sanitizers say of a definition, with `limits`' thresholds.
-pub fn judge(shape: Shape, value: &Value, limits: &Limits, ctx: &Context) -> (Verdict, Vec<Finding>, Value) {
+pub fn judge(
+    shape: Shape,
+    value: &Value,
+    limits: &Limits,
+    ctx: &Context,
+) -> (Verdict, Vec<Finding>, Value) {
     match shape {
         Shape::Tool => done(sanitize::sanitize_tool(value, limits, ctx)),
         Shape::Prompt => done(sanitize::sanitize_prompt(value, limits, ctx)),
@@ -65,5 +68,10 @@ pub fn parts(shape: Shape, value: &Value, model: &Model, ctx: &Context) -> Parts
         v => model_texts(v),
     };
     let p = sanitize::model::best_text(model, &texts, &findings).map_or(0.0, |b| b.1);
-    Parts { rejected, strong, weak, p }
+    Parts {
+        rejected,
+        strong,
+        weak,
+        p,
+    }
 }

@@ -10,8 +10,12 @@ pub fn inject(host: &Value, payload: &Payload) -> Value {
     let mut tool = host.clone();
     let h = fnv(&payload.id);
     let field = match payload.field.as_str() {
-        "any" | "" => ["description", "description", "description", "param_description"]
-            [(h % 4) as usize],
+        "any" | "" => [
+            "description",
+            "description",
+            "description",
+            "param_description",
+        ][(h % 4) as usize],
         f => f,
     };
     match field {
@@ -50,12 +54,20 @@ fn property(tool: &mut Value, h: u64) -> &mut Value {
         tool["inputSchema"] = json!({"type": "object"});
     }
     let schema = &mut tool["inputSchema"];
-    if !schema["properties"].is_object() || schema["properties"].as_object().is_some_and(Map::is_empty) {
+    if !schema["properties"].is_object()
+        || schema["properties"].as_object().is_some_and(Map::is_empty)
+    {
         schema["properties"] = json!({"note": {"type": "string"}});
     }
-    let props = schema["properties"].as_object_mut().expect("made an object above");
+    let props = schema["properties"]
+        .as_object_mut()
+        .expect("made an object above");
     let n = props.len();
-    let key = props.keys().nth((h >> 16) as usize % n).cloned().unwrap_or_default();
+    let key = props
+        .keys()
+        .nth((h >> 16) as usize % n)
+        .cloned()
+        .unwrap_or_default();
     let prop = props.entry(key).or_insert_with(|| json!({}));
     if !prop.is_object() {
         *prop = json!({});

@@ -44,32 +44,67 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
     let positives = examples.iter().filter(|e| e.malicious).count();
     eprintln!("{} windows ({positives} malicious)", examples.len());
     let trained = train::train(&examples);
-    let draft = Model::from_bytes(Cow::Owned(Weights::encode(&trained.weights, trained.bias, 0.5, 0.5)))
-        .map_err(|e| e.to_string())?;
+    let draft = Model::from_bytes(Cow::Owned(Weights::encode(
+        &trained.weights,
+        trained.bias,
+        0.5,
+        0.5,
+    )))
+    .map_err(|e| e.to_string())?;
     if let Ok(file) = std::env::var("GUARD_SCORE") {
         let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
         for line in text.lines() {
             let s = draft.score_text(line, &model::text_hits(line, &ctx));
             println!("{:.3} {line}", s.p);
         }
-        let train_acc = examples.iter().filter(|e| (draft.probability(&e.vector) >= 0.5) == e.malicious).count();
-        println!("train window accuracy {:.3}", train_acc as f64 / examples.len() as f64);
+        let train_acc = examples
+            .iter()
+            .filter(|e| (draft.probability(&e.vector) >= 0.5) == e.malicious)
+            .count();
+        println!(
+            "train window accuracy {:.3}",
+            train_acc as f64 / examples.len() as f64
+        );
         return Ok(());
     }
     if std::env::var_os("GUARD_DEBUG").is_some() {
-        let pay: Vec<f32> = corpus.payloads.iter().filter(|p| p.split == Split::Validate).map(|p| draft.score_text(&p.text, &model::text_hits(&p.text, &ctx)).p).collect();
+        let pay: Vec<f32> = corpus
+            .payloads
+            .iter()
+            .filter(|p| p.split == Split::Validate)
+            .map(|p| {
+                draft
+                    .score_text(&p.text, &model::text_hits(&p.text, &ctx))
+                    .p
+            })
+            .collect();
         let mut win: Vec<f32> = Vec::new();
         let mut defs: Vec<f32> = Vec::new();
-        for d in corpus.definitions.iter().filter(|d| d.split == Split::Validate && d.source == "real-servers") {
+        for d in corpus
+            .definitions
+            .iter()
+            .filter(|d| d.split == Split::Validate && d.source == "real-servers")
+        {
             let mut m = 0f32;
             for (_, t) in texts(d) {
-                for w in model::windows(&t, &model::text_hits(&t, &ctx)) { let p = draft.probability(&w.vector); win.push(p); m = m.max(p); }
+                for w in model::windows(&t, &model::text_hits(&t, &ctx)) {
+                    let p = draft.probability(&w.vector);
+                    win.push(p);
+                    m = m.max(p);
+                }
             }
             defs.push(m);
         }
         for t in [0.5f32, 0.8, 0.9, 0.95, 0.99] {
-            let r = |v: &[f32]| v.iter().filter(|&&p| p >= t).count() as f64 / v.len().max(1) as f64;
-            eprintln!("t {t}: payload alone {:.3}, real windows {:.4} ({}), real defs {:.3}", r(&pay), r(&win), win.len(), r(&defs));
+            let r =
+                |v: &[f32]| v.iter().filter(|&&p| p >= t).count() as f64 / v.len().max(1) as f64;
+            eprintln!(
+                "t {t}: payload alone {:.3}, real windows {:.4} ({}), real defs {:.3}",
+                r(&pay),
+                r(&win),
+                win.len(),
+                r(&defs)
+            );
         }
     }
     let validate = evaluation_set(&corpus, Split::Validate);
@@ -92,7 +127,13 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
     let out = root.join("tools/guard/REPORT.md");
     std::fs::write(&out, &report).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("{report}");
-    eprintln!("wrote {} ({} bytes) and {} in {:.1} s", path.display(), bytes.len(), out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({} bytes) and {} in {:.1} s",
+        path.display(),
+        bytes.len(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -100,7 +141,11 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
 fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
     let mut out = Vec::new();
     let hosts = hosts(corpus, Split::Train);
-    for d in corpus.definitions.iter().filter(|d| d.split == Split::Train) {
+    for d in corpus
+        .definitions
+        .iter()
+        .filter(|d| d.split == Split::Train)
+    {
         if d.malicious {
             if let Some(text) = redteam_payload(d) {
                 out.push(positive(&text, ctx));
@@ -109,7 +154,10 @@ fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
         }
         for (_, text) in texts(d) {
             for w in model::windows(&text, &model::text_hits(&text, ctx)) {
-                out.push(Example { vector: w.vector, malicious: false });
+                out.push(Example {
+                    vector: w.vector,
+                    malicious: false,
+                });
             }
         }
     }
@@ -119,7 +167,10 @@ fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
         let sentences = aegis_gate::sanitize::model::features::sentences(&p.text);
         if sentences.len() >= 3 {
             let pairs = windows.into_iter().skip(sentences.len());
-            out.extend(pairs.map(|w| Example { vector: w.vector, malicious: true }));
+            out.extend(pairs.map(|w| Example {
+                vector: w.vector,
+                malicious: true,
+            }));
         }
         // The window that joins a host's last sentence to the payload's first.
         let host = &hosts[(corpus::fnv(&p.id) as usize) % hosts.len()];
@@ -135,12 +186,18 @@ fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
 }
 
 fn positive(text: &str, ctx: &Context) -> Example {
-    Example { vector: model::vector(text, &model::text_hits(text, ctx)), malicious: true }
+    Example {
+        vector: model::vector(text, &model::text_hits(text, ctx)),
+        malicious: true,
+    }
 }
 
 /// Keeps only windows the model scores (see `model::MIN_WORDS`).
 fn scored(examples: Vec<Example>) -> Vec<Example> {
-    examples.into_iter().filter(|e| e.vector.words >= model::MIN_WORDS).collect()
+    examples
+        .into_iter()
+        .filter(|e| e.vector.words >= model::MIN_WORDS)
+        .collect()
 }
 
 /// A red-team case's description without the host sentence every case starts with.
@@ -168,8 +225,10 @@ fn hosts(corpus: &Corpus, split: Split) -> Vec<Value> {
         .map(|d| d.value.clone())
         .collect();
     if hosts.is_empty() {
-        return vec![json!({"name": "get_weather", "description": "Fetches the weather for a city.",
-            "inputSchema": {"type": "object", "properties": {"city": {"type": "string", "description": "City name."}}}})];
+        return vec![
+            json!({"name": "get_weather", "description": "Fetches the weather for a city.",
+            "inputSchema": {"type": "object", "properties": {"city": {"type": "string", "description": "City name."}}}}),
+        ];
     }
     hosts
 }
@@ -188,15 +247,26 @@ fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
         .definitions
         .iter()
         .filter(|d| d.split == split)
-        .map(|d| Case { source: d.source.clone(), malicious: d.malicious, shape: d.shape, value: d.value.clone() })
+        .map(|d| Case {
+            source: d.source.clone(),
+            malicious: d.malicious,
+            shape: d.shape,
+            value: d.value.clone(),
+        })
         .collect();
     let hosts = hosts(corpus, split);
-    out.extend(corpus.payloads.iter().filter(|p| p.split == split).map(|p: &Payload| Case {
-        source: p.source.clone(),
-        malicious: true,
-        shape: Shape::Tool,
-        value: inject::inject(&hosts[(corpus::fnv(&p.id) as usize) % hosts.len()], p),
-    }));
+    out.extend(
+        corpus
+            .payloads
+            .iter()
+            .filter(|p| p.split == split)
+            .map(|p: &Payload| Case {
+                source: p.source.clone(),
+                malicious: true,
+                shape: Shape::Tool,
+                value: inject::inject(&hosts[(corpus::fnv(&p.id) as usize) % hosts.len()], p),
+            }),
+    );
     out
 }
 
@@ -204,12 +274,21 @@ fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
 fn choose(cases: &[Case], model: &Model, ctx: &Context) -> (f32, f32) {
     let ctx_model = Context::default().with_model(Arc::new(model.clone()));
     let _ = ctx;
-    let parts: Vec<(&Case, Parts)> = cases.iter().map(|c| (c, eval::parts(c.shape, &c.value, model, &ctx_model))).collect();
+    let parts: Vec<(&Case, Parts)> = cases
+        .iter()
+        .map(|c| (c, eval::parts(c.shape, &c.value, model, &ctx_model)))
+        .collect();
     // What the cleaner and the detectors hold without the model (every weak phrase holding): the
     // model may not add false positives beyond that, nor beyond the 2 % aim when that is higher.
     let real_fp = |hold: f32, flag: f32| {
-        let set: Vec<_> = parts.iter().filter(|(c, _)| !c.malicious && c.source == "real-servers").collect();
-        let held = set.iter().filter(|(_, p)| !p.rejected && p.held(hold, flag)).count();
+        let set: Vec<_> = parts
+            .iter()
+            .filter(|(c, _)| !c.malicious && c.source == "real-servers")
+            .collect();
+        let held = set
+            .iter()
+            .filter(|(_, p)| !p.rejected && p.held(hold, flag))
+            .count();
         held as f64 / set.len().max(1) as f64
     };
     let ceiling_real = MAX_FP_REAL.max(real_fp(2.0, 0.0));
@@ -228,7 +307,10 @@ fn choose(cases: &[Case], model: &Model, ctx: &Context) -> (f32, f32) {
             let fp_real = real_fp(hold, flag);
             let fp_written = rate(&|c| !c.malicious && c.source.starts_with("written"));
             let recall = rate(&|c| c.malicious);
-            if std::env::var_os("GUARD_DEBUG").is_some() && (f == 2 || f == 30) && (h % 5 == 0 || h == 99) {
+            if std::env::var_os("GUARD_DEBUG").is_some()
+                && (f == 2 || f == 30)
+                && (h % 5 == 0 || h == 99)
+            {
                 eprintln!("hold {hold:.2} flag {flag:.2}: recall {recall:.3} fp real {fp_real:.3} written {fp_written:.3} (ceiling {ceiling_real:.3})");
             }
             if fp_real > ceiling_real {
@@ -257,10 +339,16 @@ impl Row {
         self.n += 1;
         self.held += usize::from(verdict == Verdict::Held);
         self.rejected += usize::from(verdict == Verdict::Rejected);
-        let model_holds = findings.iter().any(|f| f.kind == Kind::Model && f.severity() == Severity::Hold);
-        let others_hold = findings.iter().any(|f| f.kind != Kind::Model && f.severity() >= Severity::Hold);
+        let model_holds = findings
+            .iter()
+            .any(|f| f.kind == Kind::Model && f.severity() == Severity::Hold);
+        let others_hold = findings
+            .iter()
+            .any(|f| f.kind != Kind::Model && f.severity() >= Severity::Hold);
         self.by_model += usize::from(model_holds && !others_hold);
-        self.flagged += usize::from(verdict.is_usable() && findings.iter().any(|f| f.severity() == Severity::Flag));
+        self.flagged += usize::from(
+            verdict.is_usable() && findings.iter().any(|f| f.severity() == Severity::Flag),
+        );
     }
 
     fn not_listed(&self) -> usize {
@@ -276,11 +364,17 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
     let test = evaluation_set(corpus, Split::Test);
     for c in &test {
         let (verdict, findings, _) = eval::judge(c.shape, &c.value, &limits, &ctx);
-        rows.entry((c.source.clone(), c.malicious)).or_default().add(verdict, &findings);
+        rows.entry((c.source.clone(), c.malicious))
+            .or_default()
+            .add(verdict, &findings);
     }
     // Every real server, trained on or not, for the in-sample rate.
     let mut all_real = Row::default();
-    for d in corpus.definitions.iter().filter(|d| d.source == "real-servers") {
+    for d in corpus
+        .definitions
+        .iter()
+        .filter(|d| d.source == "real-servers")
+    {
         let (verdict, findings, _) = eval::judge(d.shape, &d.value, &limits, &ctx);
         all_real.add(verdict, &findings);
     }
@@ -291,14 +385,21 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
     out.push_str("`written:*` sources are the split's payloads placed in the split's real tools. Every stage is on:\n");
     out.push_str("cleaner, detectors and the learned stage. *Held* and *rejected* are not listed to agents;\n");
     out.push_str("*by model only* were held by the learned stage and nothing else; *flagged* stay listed.\n\n");
-    out.push_str(&format!("Thresholds: hold at {hold:.2}, flag at {flag:.2}.\n\n"));
+    out.push_str(&format!(
+        "Thresholds: hold at {hold:.2}, flag at {flag:.2}.\n\n"
+    ));
     out.push_str("| source (test split) | label | definitions | held | rejected | not listed | by model only | flagged |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
     let mut malicious = Row::default();
     for ((source, is_malicious), r) in &rows {
         let label = if *is_malicious { "malicious" } else { "benign" };
         out.push_str(&format!(
             "| {source} | {label} | {} | {} | {} | {:.1} % | {} | {} |\n",
-            r.n, r.held, r.rejected, pct(r.not_listed(), r.n), r.by_model, r.flagged
+            r.n,
+            r.held,
+            r.rejected,
+            pct(r.not_listed(), r.n),
+            r.by_model,
+            r.flagged
         ));
         if *is_malicious {
             malicious.n += r.n;
@@ -306,7 +407,10 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
             malicious.rejected += r.rejected;
         }
     }
-    let real = rows.get(&("real-servers".to_owned(), false)).copied().unwrap_or_default();
+    let real = rows
+        .get(&("real-servers".to_owned(), false))
+        .copied()
+        .unwrap_or_default();
     out.push_str(&format!(
         "\n**Recall on the malicious test split: {:.1} %** ({} of {}).  \n\
          **Real tools held on the held-out servers: {:.1} %** ({} of {}; {} more rejected for their structure); \
@@ -326,7 +430,11 @@ fn pct(a: usize, b: usize) -> f64 {
 pub fn timing(corpus: &Corpus, model: &Model) -> String {
     let ctx = Context::default();
     let limits = Limits::default();
-    let defs: Vec<&Definition> = corpus.definitions.iter().filter(|d| d.source == "real-servers").collect();
+    let defs: Vec<&Definition> = corpus
+        .definitions
+        .iter()
+        .filter(|d| d.source == "real-servers")
+        .collect();
     let started = Instant::now();
     let mut cleaned = Vec::new();
     for d in &defs {
@@ -336,10 +444,17 @@ pub fn timing(corpus: &Corpus, model: &Model) -> String {
     let whole = started.elapsed();
     let started = Instant::now();
     for (clean, findings) in &cleaned {
-        let texts = match clean { Value::String(s) => vec![("description".to_owned(), s.clone())], v => model::model_texts(v) };
+        let texts = match clean {
+            Value::String(s) => vec![("description".to_owned(), s.clone())],
+            v => model::model_texts(v),
+        };
         std::hint::black_box(model::best_text(model, &texts, findings));
     }
     let stage = started.elapsed();
-    format!("{} real definitions: whole sanitizer {:.1} µs each, learned stage alone {:.1} µs each",
-        defs.len(), whole.as_secs_f64() * 1e6 / defs.len() as f64, stage.as_secs_f64() * 1e6 / defs.len() as f64)
+    format!(
+        "{} real definitions: whole sanitizer {:.1} µs each, learned stage alone {:.1} µs each",
+        defs.len(),
+        whole.as_secs_f64() * 1e6 / defs.len() as f64,
+        stage.as_secs_f64() * 1e6 / defs.len() as f64
+    )
 }

@@ -30,16 +30,24 @@ pub fn train(examples: &[Example]) -> Trained {
     let negatives = examples.iter().filter(|e| !e.malicious).count().max(1) as f32;
     let total = positives + negatives;
     let knob = |name: &str, default: f32| {
-        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
-    let (w_pos, w_neg) = (total / (2.0 * positives), knob("GUARD_NEG", 1.0) * total / (2.0 * negatives));
+    let (w_pos, w_neg) = (
+        total / (2.0 * positives),
+        knob("GUARD_NEG", 1.0) * total / (2.0 * negatives),
+    );
     let epochs = knob("GUARD_EPOCHS", EPOCHS as f32) as usize;
     let rate = knob("GUARD_RATE", RATE);
     let l2 = knob("GUARD_L2", L2);
     let sgd = std::env::var_os("GUARD_SGD").is_some();
     let mut weights = vec![0f32; BUCKETS];
     let mut squares = vec![1e-6f32; BUCKETS];
-    let fixed_bias = std::env::var("GUARD_BIAS").ok().and_then(|v| v.parse::<f32>().ok());
+    let fixed_bias = std::env::var("GUARD_BIAS")
+        .ok()
+        .and_then(|v| v.parse::<f32>().ok());
     let (mut bias, mut bias_square) = (fixed_bias.unwrap_or(0.0), 1e-6f32);
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut rng = Rng(0x5eed_0f_a1e9_15);
@@ -48,7 +56,12 @@ pub fn train(examples: &[Example]) -> Trained {
         for &i in &order {
             let e = &examples[i];
             let scale = 1.0 / (e.vector.text.len().max(1) as f32).sqrt();
-            let hits: Vec<usize> = e.vector.hits.iter().map(|&k| features::detector_bucket(k)).collect();
+            let hits: Vec<usize> = e
+                .vector
+                .hits
+                .iter()
+                .map(|&k| features::detector_bucket(k))
+                .collect();
             let weight = |f: usize| {
                 let (b, sign) = split(f);
                 weights[b] * sign
@@ -57,7 +70,11 @@ pub fn train(examples: &[Example]) -> Trained {
                 + e.vector.text.iter().map(|&f| weight(f)).sum::<f32>() * scale
                 + hits.iter().map(|&f| weight(f)).sum::<f32>();
             let p = 1.0 / (1.0 + (-margin).exp());
-            let (y, w) = if e.malicious { (1.0, w_pos) } else { (0.0, w_neg) };
+            let (y, w) = if e.malicious {
+                (1.0, w_pos)
+            } else {
+                (0.0, w_neg)
+            };
             let g = (p - y) * w;
             let mut step = |f: usize, x: f32| {
                 let (b, sign) = split(f);

@@ -188,8 +188,18 @@ fn show(store: &PinStore, workspace: &str, name: &str) -> Result<String, String>
         out.push_str("  none\n");
     }
     for f in &entry.current.findings {
+        let stage = if f.stage.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", f.stage)
+        };
+        let flag = if f.severity == "flag" {
+            " [flag, not held]"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "  - {} at {}: {}\n",
+            "  - {}{stage}{flag} at {}: {}\n",
             f.kind,
             f.location,
             visible(&f.detail)

@@ -33,6 +33,7 @@ mod envfile;
 mod error;
 mod expand;
 mod file;
+mod guard;
 mod http;
 mod keys;
 mod settings;

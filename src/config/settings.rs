@@ -137,6 +137,8 @@ pub struct Settings {
     pub allow_commands: crate::allowlist::Allowlist,
     /// Refused variables this file's own servers may still set (upper case). Default none.
     pub allow_env: std::collections::BTreeSet<String>,
+    /// The learned detection stage's thresholds. Default: the trained model's.
+    pub guard: super::guard::GuardThresholds,
 }
 
 impl Default for Settings {
@@ -175,6 +177,7 @@ impl Default for Settings {
             http: super::http::HttpSettings::default(),
             allow_commands: crate::allowlist::Allowlist::default(),
             allow_env: std::collections::BTreeSet::new(),
+            guard: super::guard::GuardThresholds::default(),
         }
     }
 }
@@ -216,6 +219,8 @@ pub(super) struct SettingsFile {
     http: Option<super::http::HttpSettingsFile>,
     allow_commands: Option<Vec<super::spawn::AllowCommand>>,
     allow_env: Option<Vec<String>>,
+    guard_hold: Option<f64>,
+    guard_flag: Option<f64>,
 }
 
 /// The documented pattern of server names: `^[A-Za-z0-9_-]{1,64}$`, without the separator.
@@ -317,6 +322,7 @@ pub(super) fn settings_from(file: SettingsFile) -> Result<Settings, Error> {
         },
         allow_commands: super::spawn::allowlist(file.allow_commands.unwrap_or_default())?,
         allow_env: super::spawn::allowed_env(file.allow_env.unwrap_or_default()),
+        guard: super::guard::GuardThresholds::parse(file.guard_hold, file.guard_flag)?,
     };
     let mut settings = settings;
     settings.naming = match file.naming.as_deref() {

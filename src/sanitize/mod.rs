@@ -149,7 +149,13 @@ pub fn instructions(input: &str, limits: &Limits, ctx: &Context) -> (String, Vec
 }
 
 /// The learned stage over one cleaned text.
-fn judge_text(location: &str, cleaned: &str, limits: &Limits, ctx: &Context, findings: &mut Vec<Finding>) {
+fn judge_text(
+    location: &str,
+    cleaned: &str,
+    limits: &Limits,
+    ctx: &Context,
+    findings: &mut Vec<Finding>,
+) {
     let texts = [(location.to_owned(), cleaned.to_owned())];
     model::judge(&texts, limits, ctx, findings);
 }

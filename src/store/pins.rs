@@ -229,6 +229,12 @@ fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning) -> Standing {
                 location: f.location.clone(),
                 kind: f.kind.as_str().to_owned(),
                 detail: f.detail.clone(),
+                stage: f.stage().to_owned(),
+                severity: if f.flagged {
+                    "flag".into()
+                } else {
+                    String::new()
+                },
             })
             .collect(),
         raw: obs.raw.clone(),

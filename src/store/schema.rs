@@ -196,6 +196,13 @@ pub struct StoredFinding {
     pub kind: String,
     /// Evidence.
     pub detail: String,
+    /// The stage that found it: `cleaner`, `detector`, `model` or `structure` (empty in pins
+    /// written before guard v2).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stage: String,
+    /// `flag` for a finding that is shown but does not hold the tool; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub severity: String,
 }
 
 /// The approved version of a tool.

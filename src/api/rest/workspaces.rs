@@ -303,6 +303,7 @@ fn pinned(api: &Api, id: &str, prompts: bool) -> Result<Vec<Value>, ApiError> {
                 "pin": standing,
                 "findings": e.current.findings.iter().map(|f| json!({
                     "location": f.location, "kind": f.kind, "detail": f.detail,
+                    "stage": f.stage, "flag": f.severity == "flag",
                 })).collect::<Vec<_>>(),
             });
             if let Some(diff) = diff {

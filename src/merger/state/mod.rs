@@ -152,7 +152,7 @@ impl State {
             })
             .collect();
         let judge = Judge {
-            limits: crate::sanitize::Limits::default(),
+            limits: settings.guard.limits(),
             workspace,
             pinning: settings.pinning,
             on_change: settings.on_change,

@@ -187,9 +187,11 @@ fn char_grams(padded: &str, f: &mut impl FnMut(usize, Name<'_>)) -> usize {
         padded.len()
     };
     let ends = &ends[..=len];
-    let smallest = if unspaced { 1 } else { 3 };
+    // Scripts without spaces: 1- to 3-grams; others: 4-grams only (3- and 5-grams cost three
+    // times the time for a point of recall).
+    let sizes = if unspaced { 1..=3 } else { 4..=4 };
     let mut count = 0;
-    for n in smallest..=5 {
+    for n in sizes {
         for w in ends.windows(n + 1) {
             let gram = &padded[w[0]..w[n]];
             f(bucket(b'c', gram, ""), Name::Chars(gram));
@@ -206,24 +208,50 @@ fn is_unspaced_script(c: char) -> bool {
             | 0xF900..=0xFAFF)
 }
 
-/// FNV-1a over a tag byte and the text, then a 64-bit finalizer, folded to a bucket.
+/// A 64-bit hash of a tag byte and the text (8 bytes at a time, multiply and rotate, then a
+/// finalizer), folded to a bucket, its top bit giving the sign. Fast rather than strong: it runs
+/// for every feature of every text, and an attacker gains nothing from a collision but a weight
+/// that averages out.
 fn bucket(tag: u8, a: &str, b: &str) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |byte: u8| {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = u64::from(tag).wrapping_mul(K) ^ ((a.len() + b.len()) as u64);
+    let mut eat = |bytes: &[u8]| {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word))
+                .wrapping_mul(K)
+                .rotate_left(29);
+        }
     };
-    eat(tag);
-    a.bytes().for_each(&mut eat);
+    eat(a.as_bytes());
     if !b.is_empty() {
-        eat(b' ');
-        b.bytes().for_each(&mut eat);
+        eat(b" ");
+        eat(b.as_bytes());
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     let sign = if h >> 63 == 1 { NEGATIVE } else { 0 };
     ((h as usize) & (BUCKETS - 1)) | sign
+}
+
+/// Fewer than `n` words in `text` (runs of letters and digits)? Then no window of it can reach
+/// `n` words once normalized, and the text need not be read further.
+pub fn fewer_words_than(text: &str, n: usize) -> bool {
+    let mut words = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        let alnum = c.is_alphanumeric();
+        if alnum && !in_word {
+            words += 1;
+            if words >= n {
+                return false;
+            }
+        }
+        in_word = alnum;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -233,7 +261,15 @@ mod tests {
     #[test]
     fn sentences_split_at_stops_and_lines() {
         let s = sentences("Adds two numbers. Ignore v1.2 rules!\nThen 说明。更多");
-        assert_eq!(s, vec!["Adds two numbers.", "Ignore v1.2 rules!", "Then 说明。", "更多"]);
+        assert_eq!(
+            s,
+            vec![
+                "Adds two numbers.",
+                "Ignore v1.2 rules!",
+                "Then 说明。",
+                "更多"
+            ]
+        );
     }
 
     #[test]

@@ -117,6 +117,13 @@ impl Model {
     /// that fired on the text. Same scores as [`windows`] and [`Model::probability`], without
     /// building a vector per window.
     pub fn score_text(&self, text: &str, hits: &[Kind]) -> TextScore {
+        if features::fewer_words_than(text, MIN_WORDS) {
+            // Names and enum values, mostly: nothing to score.
+            return TextScore {
+                p: 0.0,
+                window: String::new(),
+            };
+        }
         let hit_sum = self.hit_sum(hits);
         let sentences = features::sentences(text);
         let sums: Vec<(f32, usize, usize)> =
@@ -248,15 +255,15 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Detector kinds that benign tools also trip (a path they work on, "before any other action",
-/// a `bcc` field): on their own they are evidence for the model, not a verdict. Concealment from
-/// the user and overrides are not among them: they hold whatever the model says.
+/// Detector kinds that benign tools also trip (a path they work on, a `bcc` field, a password
+/// they read, `rm -rf` they refuse): on their own they are evidence for the model, not a
+/// verdict. Overrides, concealment from the user and coercion ("after reading this, call…") are
+/// not among them: they hold whatever the model says.
 pub fn is_weak(kind: Kind) -> bool {
     use Kind::*;
     matches!(
         kind,
         SensitivePath
-            | Coercion
             | Shadowing
             | RemoteExecution
             | CredentialHarvest
@@ -295,7 +302,11 @@ pub(crate) fn judge(
         let shown: String = window.chars().take(60).collect();
         let detail = format!("score {p:.2} on {shown:?}; top: {}", top.join(", "));
         let finding = Finding::new(&location, Kind::Model, detail);
-        findings.push(if p >= hold { finding } else { finding.flagged() });
+        findings.push(if p >= hold {
+            finding
+        } else {
+            finding.flagged()
+        });
         return;
     }
     if p >= flag {

@@ -40,7 +40,9 @@ impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FormatError::Magic => f.write_str("not an AGM1 model"),
-            FormatError::Buckets(n) => write!(f, "model has {n} buckets, this build uses {BUCKETS}"),
+            FormatError::Buckets(n) => {
+                write!(f, "model has {n} buckets, this build uses {BUCKETS}")
+            }
             FormatError::Size(n) => write!(f, "model has {n} weight bytes, expected {BUCKETS}"),
         }
     }
@@ -81,7 +83,11 @@ impl Weights {
     /// The bytes of a model with these bucket weights (quantized to i8), for the trainer.
     pub fn encode(weights: &[f32], bias: f32, hold: f32, flag: f32) -> Vec<u8> {
         let max = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
-        let scale = if max > 0.0 { max / f32::from(i8::MAX) } else { 1.0 };
+        let scale = if max > 0.0 {
+            max / f32::from(i8::MAX)
+        } else {
+            1.0
+        };
         let mut out = Vec::with_capacity(HEADER + weights.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(weights.len() as u32).to_le_bytes());
@@ -89,7 +95,9 @@ impl Weights {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for w in weights {
-            let q = (w / scale).round().clamp(f32::from(i8::MIN), f32::from(i8::MAX)) as i8;
+            let q = (w / scale)
+                .round()
+                .clamp(f32::from(i8::MIN), f32::from(i8::MAX)) as i8;
             out.push(q as u8);
         }
         out
@@ -115,7 +123,10 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_refused() {
-        assert_eq!(Weights::parse(Cow::Borrowed(b"AGM")).err(), Some(FormatError::Magic));
+        assert_eq!(
+            Weights::parse(Cow::Borrowed(b"AGM")).err(),
+            Some(FormatError::Magic)
+        );
         let mut bytes = Weights::encode(&vec![0f32; BUCKETS], 0.0, 0.5, 0.5);
         bytes.pop();
         assert!(matches!(

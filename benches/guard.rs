@@ -1,0 +1,99 @@
+//! The learned detection stage's cost: per definition, against the whole sanitizer in the same
+//! run, on the real servers' tools of the guard corpus and on the realistic tools of the gate
+//! bench; and the judging of 5,000 tools at first sight (50 servers x 100 tools), the aim being
+//! 200 ms.
+//!
+//! `cargo bench --bench guard`
+
+use aegis_gate::sanitize::model::{self, embedded};
+use aegis_gate::sanitize::{sanitize_tool, Context, Limits};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{pct, realistic_tool};
+
+fn main() {
+    let Some(model) = embedded() else {
+        eprintln!("the embedded model does not load");
+        std::process::exit(1);
+    };
+    println!("aegis-gate guard bench (release build, this machine, one thread)");
+    let real = real_tools();
+    let synthetic: Vec<Value> = (0..2000).map(realistic_tool).collect();
+    for (label, tools) in [
+        ("real servers' tools", &real),
+        ("realistic bench tools", &synthetic),
+    ] {
+        let (whole, stage) = per_definition(tools, model);
+        println!(
+            "{label} ({} definitions): whole sanitizer {:.1} µs each, learned stage {:.1} µs each ({:.0} % of the whole)",
+            tools.len(),
+            whole,
+            stage,
+            100.0 * stage / whole.max(f64::MIN_POSITIVE)
+        );
+    }
+    first_sight_5000();
+}
+
+/// The tools of every real server in tools/guard/corpus/real.
+fn real_tools() -> Vec<Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/guard/corpus/real");
+    let mut tools = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return tools;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        tools.extend(v["tools"].as_array().into_iter().flatten().cloned());
+    }
+    tools
+}
+
+/// Mean µs per definition of the whole sanitizer, and of the learned stage alone on the cleaned
+/// definitions (the best of three rounds each).
+fn per_definition(tools: &[Value], model: &model::Model) -> (f64, f64) {
+    let limits = Limits::default();
+    let ctx = Context::new((0..49).map(|i| format!("s{i}")), ".");
+    let n = tools.len().max(1) as f64;
+    let mut whole = f64::MAX;
+    let mut stage = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let out: Vec<_> = tools
+            .iter()
+            .map(|t| sanitize_tool(t, &limits, &ctx))
+            .collect();
+        whole = whole.min(start.elapsed().as_secs_f64() * 1e6 / n);
+        let start = Instant::now();
+        for s in &out {
+            let texts = model::model_texts(&s.clean);
+            std::hint::black_box(model::best_text(model, &texts, &s.findings));
+        }
+        stage = stage.min(start.elapsed().as_secs_f64() * 1e6 / n);
+    }
+    (whole, stage)
+}
+
+fn first_sight_5000() {
+    let settings = aegis_gate::config::Settings::default();
+    let listings: Vec<(String, Vec<Value>)> = (0..50)
+        .map(|s| (format!("s{s}"), (0..100).map(realistic_tool).collect()))
+        .collect();
+    let mut times: Vec<Duration> = (0..10)
+        .map(|_| aegis_gate::merger::rebuild_for_bench(&settings, &listings, 50).0)
+        .collect();
+    times.sort();
+    println!(
+        "5,000 tools judged at first sight (50 servers x 100 tools, merged view built): p50 {:.1} ms, max {:.1} ms (aim 200 ms)",
+        pct(&times, 50).as_secs_f64() * 1e3,
+        times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+}
