@@ -1,8 +1,8 @@
 //! The learned stage's features: what one piece of text turns into before it is scored.
 //!
 //! Owns: the normalisation (lowercase, confusable fold), the sentence split and the windows that
-//! are scored, and the hashed features of a window: words, word pairs, character 3- to 5-grams
-//! of each whitespace token (1- and 2-grams too for scripts written without spaces), and the
+//! are scored, and the hashed features of a window: words, word pairs, character 4-grams of each
+//! whitespace token (1- to 3-grams for scripts written without spaces), and the
 //! detector kinds that fired on the window.
 //! Never: reads weights or decides anything. The trainer (`examples/guard_train.rs`) calls the
 //! same functions, so what is trained is exactly what is scored: a change here needs the model
@@ -165,8 +165,8 @@ fn tokens(normalized: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// Character 3- to 5-grams of a padded token (1- and 2-grams too when it holds a letter of a
-/// script written without spaces); at most [`MAX_TOKEN_CHARS`] characters are read.
+/// Character 4-grams of a padded token (1- to 3-grams when it holds a letter of a script
+/// written without spaces); at most [`MAX_TOKEN_CHARS`] characters are read.
 fn char_grams(padded: &str, f: &mut impl FnMut(usize, Name<'_>)) -> usize {
     // Char boundaries on the stack: this runs for every token of every text.
     let mut ends = [0usize; MAX_TOKEN_CHARS + 3];
