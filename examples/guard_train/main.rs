@@ -30,6 +30,10 @@ const MAX_FP_REAL: f64 = 0.02;
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let check = std::env::args().any(|a| a == "--check");
+    if std::env::args().any(|a| a == "--cases") {
+        cases(&root);
+        return;
+    }
     if let Err(e) = run(&root, check) {
         eprintln!("guard_train: {e}");
         std::process::exit(1);
@@ -457,4 +461,37 @@ pub fn timing(corpus: &Corpus, model: &Model) -> String {
         whole.as_secs_f64() * 1e6 / defs.len() as f64,
         stage.as_secs_f64() * 1e6 / defs.len() as f64
     )
+}
+
+/// `--cases`: the red-team cases whose verdict differs from their recorded baseline, with the
+/// embedded model (to update the file's baselines after a change).
+fn cases(root: &Path) {
+    let path = root.join("tests/data/poisoning/redteam_cases.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("cannot read {}", path.display());
+        return;
+    };
+    let Ok(data) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    let ctx = Context::new(["slack"], ".");
+    for case in data["cases"].as_array().into_iter().flatten() {
+        let out = aegis_gate::sanitize::sanitize_tool(&case["tool"], &Limits::default(), &ctx);
+        let baseline = case["baseline"].as_str().unwrap_or("");
+        if out.verdict.as_str() != baseline {
+            let kinds: Vec<String> = out
+                .findings
+                .iter()
+                .map(|f| format!("{}{}", f.kind, if f.flagged { "(flag)" } else { "" }))
+                .collect();
+            println!(
+                "{} {} {} -> {} {:?}",
+                case["label"].as_str().unwrap_or(""),
+                case["id"].as_str().unwrap_or(""),
+                baseline,
+                out.verdict,
+                kinds
+            );
+        }
+    }
 }
