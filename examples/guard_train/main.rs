@@ -112,7 +112,7 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
         }
     }
     let validate = evaluation_set(&corpus, Split::Validate);
-    let (hold, flag) = choose(&validate, &draft, &ctx);
+    let (hold, flag) = choose(&validate, &draft);
     eprintln!("thresholds from the validation split: hold {hold:.2}, flag {flag:.2}");
     let bytes = Weights::encode(&trained.weights, trained.bias, hold, flag);
     let path = root.join("src/sanitize/model/guard.model");
@@ -275,9 +275,8 @@ fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
 }
 
 /// The thresholds with the best recall whose false positives stay under the ceilings.
-fn choose(cases: &[Case], model: &Model, ctx: &Context) -> (f32, f32) {
+fn choose(cases: &[Case], model: &Model) -> (f32, f32) {
     let ctx_model = Context::default().with_model(Arc::new(model.clone()));
-    let _ = ctx;
     let parts: Vec<(&Case, Parts)> = cases
         .iter()
         .map(|c| (c, eval::parts(c.shape, &c.value, model, &ctx_model)))
@@ -296,7 +295,6 @@ fn choose(cases: &[Case], model: &Model, ctx: &Context) -> (f32, f32) {
         held as f64 / set.len().max(1) as f64
     };
     let ceiling_real = MAX_FP_REAL.max(real_fp(2.0, 0.0));
-    let _ = ctx;
     let mut best = (-1.0f64, 0.99f32, 0.99f32);
     for h in (50..=99).rev() {
         let hold = h as f32 / 100.0;

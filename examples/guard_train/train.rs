@@ -50,7 +50,7 @@ pub fn train(examples: &[Example]) -> Trained {
         .and_then(|v| v.parse::<f32>().ok());
     let (mut bias, mut bias_square) = (fixed_bias.unwrap_or(0.0), 1e-6f32);
     let mut order: Vec<usize> = (0..examples.len()).collect();
-    let mut rng = Rng(0x5eed_0f_a1e9_15);
+    let mut rng = Rng(0x5eed_0fa1_e915);
     for _ in 0..epochs {
         rng.shuffle(&mut order);
         for &i in &order {
