@@ -1,14 +1,20 @@
 //! Detectors: phrase patterns that mark text written to steer the model rather than describe a tool.
 //!
 //! Owns: the patterns (one list, each with its [`Kind`]), the confusable fold (UTS #39 skeleton of
-//! each non-ASCII letter that looks like an ASCII one), mixed-script words, base64 runs.
-//! Never: changes text; detection runs on cleaned text, on its confusable fold and on whatever hidden
-//! text the cleaner removed, and only adds findings.
+//! each non-ASCII letter that looks like an ASCII one), mixed-script words, long base64 runs, and
+//! the scoring of decoded views.
+//! Never: changes text; detection runs on cleaned text, on its confusable fold, on a reading view
+//! without emphasis, on whatever hidden text the cleaner removed and on each decoded view of the
+//! text (`decode.rs`: rot13, reversed, leetspeak, spaced letters, percent and HTML-entity
+//! encoding, base64 and hex runs of 16 characters or more, regional-indicator letters), and only
+//! adds findings. A finding from a decoded view names its decoding (`… (decoded: rot13)`); a kind
+//! already found in the text itself is not reported again from a view.
 //!
 //! The patterns paraphrase public research on tool poisoning (Invariant Labs, CyberArk, Trail of
 //! Bits) and Cisco's mcp-scanner YARA rules (Apache-2.0). They are deliberately narrow: ordinary prose
 //! such as "Important: backups are split" or "do not use during peak hours" must pass.
 
+use super::decode::{self, Decoding};
 use super::finding::{Finding, Kind};
 use regex::{Regex, RegexSet};
 use std::cell::Cell;
@@ -194,7 +200,8 @@ impl Context {
     }
 }
 
-/// Runs every detector over `text` (and its confusable fold), appending findings.
+/// Runs every detector over `text` (its confusable fold, its reading view and each decoded view),
+/// appending findings.
 pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut Vec<Finding>) {
     if ctx.quiet.get() {
         return;
@@ -202,17 +209,24 @@ pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut V
     let lower = text.to_lowercase();
     let mut seen = Vec::new();
     for variant in views(&lower) {
-        run_patterns(&variant, location, findings, &mut seen);
-        if !seen.contains(&Kind::Exfiltration) {
-            if let Some(line) = exfiltration_line(&variant) {
-                seen.push(Kind::Exfiltration);
-                findings.push(Finding::new(location, Kind::Exfiltration, line));
-            }
-        }
+        score(&variant, None, location, findings, &mut seen);
     }
     let folded = fold_confusables(&lower);
-    if let Some(phrase) = other_server_mention(&folded, ctx) {
-        findings.push(Finding::new(location, Kind::Shadowing, phrase));
+    let mut shadowing = other_server_mention(&folded, ctx).map(|phrase| (phrase, None));
+    for decoded in decode::decoded_views(text) {
+        let variant = fold_confusables(&decoded.text.to_lowercase());
+        score(&variant, Some(decoded.how), location, findings, &mut seen);
+        if shadowing.is_none() {
+            shadowing =
+                other_server_mention(&variant, ctx).map(|phrase| (phrase, Some(decoded.how)));
+        }
+    }
+    if let Some((phrase, how)) = shadowing {
+        findings.push(Finding::new(
+            location,
+            Kind::Shadowing,
+            tagged(&phrase, how),
+        ));
     }
     mixed_script(&lower, location, findings);
     base64_runs(text, location, findings);
@@ -224,11 +238,50 @@ pub(crate) fn suspicious(lower: &str, original: &str, ctx: &Context) -> bool {
     let Some(set) = &compiled().set else {
         return true;
     };
-    views(lower)
-        .iter()
-        .any(|v| set.is_match(v) || exfiltration_line(v).is_some())
+    let fires = |v: &str| set.is_match(v) || exfiltration_line(v).is_some();
+    views(lower).iter().any(|v| fires(v))
         || other_server_mention(lower, ctx).is_some()
         || has_base64_run(original)
+        // Beyond what decoding reads, the per-string passes decide (each string is shorter).
+        || original.len() > decode::MAX_INPUT_BYTES
+        || decode::decoded_views(original).iter().any(|d| {
+            let variant = fold_confusables(&d.text.to_lowercase());
+            fires(&variant) || other_server_mention(&variant, ctx).is_some()
+        })
+}
+
+/// Runs the patterns and the exfiltration check over one view; `how` names the decoding the view
+/// came from, if any, in the findings' detail.
+fn score(
+    variant: &str,
+    how: Option<Decoding>,
+    location: &str,
+    findings: &mut Vec<Finding>,
+    seen: &mut Vec<Kind>,
+) {
+    run_patterns(variant, how, location, findings, seen);
+    if !seen.contains(&Kind::Exfiltration) {
+        if let Some(line) = exfiltration_line(variant) {
+            seen.push(Kind::Exfiltration);
+            findings.push(Finding::new(
+                location,
+                Kind::Exfiltration,
+                tagged(&line, how),
+            ));
+        }
+    }
+}
+
+/// A finding's evidence, with the decoding that revealed it: `ignore all previous instructions
+/// (decoded: rot13)`. The evidence is cut first, so that the decoding is always shown.
+fn tagged(evidence: &str, how: Option<Decoding>) -> String {
+    match how {
+        None => evidence.to_owned(),
+        Some(how) => {
+            let cut: String = evidence.chars().take(200).collect();
+            format!("{cut} (decoded: {})", how.as_str())
+        }
+    }
 }
 
 /// The texts the patterns read: the lowercased text, its confusable fold, and a reading view with
@@ -347,7 +400,13 @@ fn is_tld(segment: &str) -> bool {
     )
 }
 
-fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &mut Vec<Kind>) {
+fn run_patterns(
+    text: &str,
+    how: Option<Decoding>,
+    location: &str,
+    findings: &mut Vec<Finding>,
+    seen: &mut Vec<Kind>,
+) {
     let compiled = compiled();
     let Some(set) = &compiled.set else {
         if !seen.contains(&Kind::Override) {
@@ -373,7 +432,11 @@ fn run_patterns(text: &str, location: &str, findings: &mut Vec<Finding>, seen: &
         }
         if let Some(m) = regex.find(text) {
             seen.push(*kind);
-            findings.push(Finding::new(location, *kind, m.as_str().trim()));
+            findings.push(Finding::new(
+                location,
+                *kind,
+                tagged(m.as_str().trim(), how),
+            ));
         }
     }
 }
@@ -477,7 +540,10 @@ fn base64_candidates(text: &str) -> impl Iterator<Item = &str> {
             }
             // Paths and keys with slashes are base64-shaped; only text that decodes to prose is
             // an encoded message.
-            !run.contains('/') || decode_base64(run).is_some_and(|d| mostly_printable(&d))
+            !run.contains('/')
+                || decode::decode_base64(run)
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .is_some_and(|d| decode::mostly_printable(&d))
         })
 }
 
@@ -485,7 +551,8 @@ fn has_base64_run(text: &str) -> bool {
     base64_candidates(text).next().is_some()
 }
 
-/// Flags long base64 runs; decodes them and runs the detectors on the result too.
+/// Flags a long base64 run, whatever it decodes to (what it decodes to is read as the base64
+/// view, with every run of 16 characters or more).
 fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
     if let Some(run) = base64_candidates(text).next() {
         let preview: String = run.chars().take(60).collect();
@@ -494,53 +561,7 @@ fn base64_runs(text: &str, location: &str, findings: &mut Vec<Finding>) {
             Kind::Base64,
             format!("{} chars: {preview}", run.len()),
         ));
-        if let Some(decoded) = decode_base64(run).filter(|d| !d.is_empty()) {
-            let mut inner = Vec::new();
-            run_patterns(
-                &decoded.to_lowercase(),
-                location,
-                &mut inner,
-                &mut Vec::new(),
-            );
-            for mut finding in inner {
-                finding.detail = format!("in decoded base64: {}", finding.detail);
-                findings.push(finding);
-            }
-        }
     }
-}
-
-fn mostly_printable(text: &str) -> bool {
-    let n = text.chars().count().max(1);
-    let printable = text
-        .chars()
-        .filter(|c| !c.is_control() || c.is_whitespace())
-        .count();
-    printable * 10 >= n * 9
-}
-
-/// Standard base64 to UTF-8 text, when it is that.
-fn decode_base64(run: &str) -> Option<String> {
-    let mut bits: u32 = 0;
-    let mut n_bits = 0;
-    let mut out = Vec::with_capacity(run.len() * 3 / 4);
-    for b in run.bytes().take_while(|&b| b != b'=') {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        n_bits += 6;
-        if n_bits >= 8 {
-            n_bits -= 8;
-            out.push(u8::try_from((bits >> n_bits) & 0xff).ok()?);
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -558,15 +579,6 @@ mod tests {
         );
         assert!(compiled().send_to_target.is_some() && compiled().held_data.is_some());
         assert!((0..PATTERNS.len()).all(|i| compiled().pattern(i).is_some()));
-    }
-
-    #[test]
-    fn base64_decodes() {
-        assert_eq!(
-            decode_base64("aGVsbG8gd29ybGQ=").as_deref(),
-            Some("hello world")
-        );
-        assert_eq!(decode_base64("a*b"), None);
     }
 
     #[test]

@@ -338,6 +338,7 @@ fn a_name_that_reads_as_an_instruction_is_held_in_an_otherwise_plain_tool() {
         .any(|f| f.location == "name" && f.kind == Kind::Override));
 }
 
+mod decode;
 mod prompts;
 mod resources;
 mod results;
