@@ -67,7 +67,7 @@ pub fn parts(shape: Shape, value: &Value, model: &Model, ctx: &Context) -> Parts
         Value::String(s) => vec![("description".to_owned(), s.clone())],
         v => model_texts(v),
     };
-    let p = sanitize::model::best_text(model, &texts, &findings).map_or(0.0, |b| b.1);
+    let p = sanitize::model::best_text(model, &texts, &findings).map_or(0.0, |b| b.p);
     Parts {
         rejected,
         strong,

@@ -15,6 +15,7 @@ pub mod features;
 mod texts;
 pub mod weights;
 
+use super::decode;
 use super::detect::{self, Context};
 use super::finding::{Finding, Kind, Severity};
 use super::Limits;
@@ -288,9 +289,22 @@ pub(crate) fn judge(
     let best = match model {
         Some(model) => best_text(model, texts, findings),
         // The embedded model did not load: fail closed.
-        None => Some((String::new(), 1.0, String::new(), Vec::new())),
+        None => Some(Best {
+            location: String::new(),
+            p: 1.0,
+            window: String::new(),
+            hits: Vec::new(),
+            decoded: None,
+        }),
     };
-    let Some((location, p, window, hits)) = best else {
+    let Some(Best {
+        location,
+        p,
+        window,
+        hits,
+        decoded,
+    }) = best
+    else {
         return;
     };
     let weak = findings.iter().any(|f| is_weak(f.kind));
@@ -300,7 +314,8 @@ pub(crate) fn judge(
     if p >= hold || (p >= flag && weak) {
         let top = model.map_or_else(Vec::new, |m| m.explain(&window, &hits, 4));
         let shown: String = window.chars().take(60).collect();
-        let detail = format!("score {p:.2} on {shown:?}; top: {}", top.join(", "));
+        let how = decoded.map_or(String::new(), |d| format!(" (decoded: {d})"));
+        let detail = format!("score {p:.2} on {shown:?}{how}; top: {}", top.join(", "));
         let finding = Finding::new(&location, Kind::Model, detail);
         findings.push(if p >= hold {
             finding
@@ -315,25 +330,54 @@ pub(crate) fn judge(
     // Below the flag threshold the model reads the definition as benign: weak phrases alone are
     // shown to a reviewer, not held.
     for f in findings.iter_mut() {
-        if is_weak(f.kind) && f.severity() == Severity::Hold {
+        if is_weak(f.kind) && f.severity() == Severity::Hold && !from_decoded_view(f) {
             f.flagged = true;
         }
     }
 }
 
-/// The text with the highest score: (location, score, window, the text's detector kinds);
-/// `findings` are the cleaner's and the detectors' on the same definition (flagged or not).
-pub fn best_text(
-    model: &Model,
-    texts: &[(String, String)],
-    findings: &[Finding],
-) -> Option<(String, f32, String, Vec<Kind>)> {
-    let mut best: Option<(String, f32, String, Vec<Kind>)> = None;
+/// A finding the detectors made in a decoded view (its detail ends `(decoded: how)`): a benign
+/// tool has no reason to encode a path or a credential word, so such a finding is never weak.
+fn from_decoded_view(f: &Finding) -> bool {
+    f.detail.ends_with(')') && f.detail.contains("(decoded: ")
+}
+
+/// The highest-scoring text of a definition.
+#[derive(Clone, Debug)]
+pub struct Best {
+    /// Where the text is.
+    pub location: String,
+    /// Its score.
+    pub p: f32,
+    /// The window that scored it.
+    pub window: String,
+    /// The text's detector kinds.
+    pub hits: Vec<Kind>,
+    /// The decoding whose view scored highest (`rot13`, `base64`…), if not the text as written.
+    pub decoded: Option<&'static str>,
+}
+
+/// The text with the highest score, each text read as written and in each of its decoded views
+/// (see `decode.rs`); `findings` are the cleaner's and the detectors' on the same definition
+/// (flagged or not).
+pub fn best_text(model: &Model, texts: &[(String, String)], findings: &[Finding]) -> Option<Best> {
+    let mut best: Option<Best> = None;
     for (location, text) in texts {
         let hits = hit_kinds(findings.iter().filter(|f| &f.location == location));
-        let s = model.score_text(text, &hits);
-        if best.as_ref().is_none_or(|b| s.p > b.1) {
-            best = Some((location.clone(), s.p, s.window, hits));
+        let mut consider = |s: TextScore, decoded: Option<&'static str>| {
+            if best.as_ref().is_none_or(|b| s.p > b.p) {
+                best = Some(Best {
+                    location: location.clone(),
+                    p: s.p,
+                    window: s.window,
+                    hits: hits.clone(),
+                    decoded,
+                });
+            }
+        };
+        consider(model.score_text(text, &hits), None);
+        for view in decode::decoded_views(text) {
+            consider(model.score_text(&view.text, &hits), Some(view.how.as_str()));
         }
     }
     best
