@@ -226,11 +226,9 @@ fn scan(text: &str) -> Signals {
     let mut token = TokenState {
         start: 0,
         mask: 0,
-        switches: 0,
         new_line: true,
     };
     let mut in_token = false;
-    let mut previous = SPACE;
     for (idx, &b) in text.as_bytes().iter().enumerate() {
         let c = class(b);
         if c == SPACE {
@@ -240,19 +238,14 @@ fn scan(text: &str) -> Signals {
                 token.new_line = false;
             }
             token.new_line |= b == b'\n';
-            previous = SPACE;
             continue;
         }
         if !in_token {
             in_token = true;
             token.start = idx;
             token.mask = 0;
-            token.switches = 0;
         }
-        // A small letter shifted onto a capital: a capital right after a small letter.
-        token.switches |= (previous << 1) & c;
         token.mask |= c;
-        previous = c;
     }
     if in_token {
         end_token(text, &token, text.len(), &mut runs, &mut s);
@@ -265,8 +258,6 @@ struct TokenState {
     start: usize,
     /// The class bits of its bytes.
     mask: u8,
-    /// `UPPER` when a capital follows a small letter in it.
-    switches: u8,
     /// A line break before it (or it starts the text).
     new_line: bool,
 }
@@ -276,7 +267,7 @@ fn end_token(text: &str, state: &TokenState, end: usize, runs: &mut Runs, s: &mu
         *runs = Runs::default();
     }
     let bytes = text.as_bytes().get(state.start..end).unwrap_or_default();
-    if state.mask & !(LOWER | UPPER) == 0 && bytes.len() > 2 && state.switches == 0 {
+    if is_plain_word(bytes, state.mask) {
         // A plain word (`records`, `Returns`, `README`): only a word lookup can signal.
         *runs = Runs::default();
         word_signals(bytes, s);
@@ -304,7 +295,7 @@ fn end_token(text: &str, state: &TokenState, end: usize, runs: &mut Runs, s: &mu
         let core = trim_punct(token);
         (core, class_mask(core))
     };
-    if mask & !(LOWER | UPPER) == 0 && core.len() > 2 && !case_switch(core.as_bytes()) {
+    if is_plain_word(core.as_bytes(), mask) {
         *runs = Runs::default();
         word_signals(core.as_bytes(), s);
         return;
@@ -325,7 +316,6 @@ struct Runs {
 
 /// ASCII whitespace, which separates tokens (no bit: no other byte has class 0).
 const SPACE: u8 = 0;
-/// A small letter; shifted left by one, a capital (`scan` relies on it).
 const LOWER: u8 = 1;
 const UPPER: u8 = 2;
 const DIGIT: u8 = 4;
@@ -378,12 +368,19 @@ fn class_mask(core: &str) -> u8 {
     core.bytes().fold(0, |mask, b| mask | class(b))
 }
 
-/// A capital right after a small letter (`GitHub`, `IGFsbCBw`): a word does not have one, base64
-/// mostly does.
-fn case_switch(bytes: &[u8]) -> bool {
-    bytes
-        .windows(2)
-        .any(|pair| matches!(pair, [a, b] if a.is_ascii_lowercase() && b.is_ascii_uppercase()))
+/// Three letters or more, with no capital right after a small letter (`records`, `Returns`,
+/// `README`; not `GitHub`, `IGFsbCBw`): a word, where base64 mostly has such a capital.
+fn is_plain_word(bytes: &[u8], mask: u8) -> bool {
+    if bytes.len() < 3 {
+        return false;
+    }
+    if mask == LOWER || mask == UPPER {
+        return true;
+    }
+    mask == LOWER | UPPER
+        && !bytes
+            .windows(2)
+            .any(|pair| matches!(pair, [a, b] if a.is_ascii_lowercase() && b.is_ascii_uppercase()))
 }
 
 /// What a token other than a plain word signals (`core` is its text without the punctuation
@@ -400,9 +397,11 @@ fn token_signals(
     if len == 1 && mask & !(LOWER | UPPER) == 0 {
         runs.single_letters += 1;
         s.spaced |= runs.single_letters >= MIN_SPACED;
-    } else {
-        runs.single_letters = 0;
+        runs.hex_pairs = 0;
+        runs.chunks = 0;
+        return;
     }
+    runs.single_letters = 0;
     match hex_pairs(core) {
         Some(n_pairs) => {
             runs.hex_pairs += n_pairs;
@@ -410,7 +409,7 @@ fn token_signals(
         }
         None => runs.hex_pairs = 0,
     }
-    if (2..=WORD_MAX).contains(&len) && mask & !(LOWER | UPPER | DIGIT | URL_SIGN) == 0 {
+    if (3..=WORD_MAX).contains(&len) && mask & !(LOWER | UPPER | DIGIT | URL_SIGN) == 0 {
         word_signals(core.as_bytes(), s);
     }
     if len < 4 {
