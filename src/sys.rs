@@ -242,18 +242,34 @@ pub(crate) fn reap_any() -> Option<(u32, WaitStatus)> {
     Some((pid, how))
 }
 
-/// Reaps `pid` if it is an exited child of ours; whether it was.
+/// What [`reap_process`] found.
 #[cfg(target_os = "linux")]
-pub(crate) fn reap_process(pid: u32) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reap {
+    /// It was an exited child of ours, and is reaped now.
+    Reaped,
+    /// It is a child of ours that has not exited yet.
+    Running,
+    /// It is not a child of ours (never was, or is already reaped).
+    NotOurs,
+}
+
+/// Reaps `pid` if it is an exited child of ours; says which of [`Reap`] it was.
+#[cfg(target_os = "linux")]
+pub(crate) fn reap_process(pid: u32) -> Reap {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
+        return Reap::NotOurs;
     };
     if pid <= 1 {
-        return false;
+        return Reap::NotOurs;
     }
     let mut status = 0;
     // SAFETY: waitpid writes one int into `status`, a local we own.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        0 => Reap::Running,
+        res if res == pid => Reap::Reaped,
+        _ => Reap::NotOurs,
+    }
 }
 
 /// A set of signals, as `sigprocmask` and `sigtimedwait` take it.

@@ -310,7 +310,7 @@ impl ChildProc {
     /// that did not finish its own teardown in time (stopped, or never asked: a panic), its
     /// descendants are killed first, by pid: those that left the group would outlive it.
     fn kill_now(&mut self) {
-        let strays = self.descendants();
+        let mut strays = self.descendants();
         for pid in &strays {
             let _ = sys::kill_process(*pid, Signal::Kill);
         }
@@ -320,10 +320,12 @@ impl ChildProc {
         let deadline = Instant::now() + KILL_WAIT;
         loop {
             if self.try_exit().is_some() {
-                // Orphans die from the same SIGKILL; they are ours to reap as the subreaper.
+                // Orphans die from the same SIGKILL; they are ours to reap as the subreaper. A
+                // stray may still be dying when its supervisor is reaped: it is waited for too,
+                // or it would stay a zombie of the gate.
                 sys::reap_group(self.pgid);
-                reap_strays(&strays);
-                if !sys::group_exists(self.pgid) {
+                reap_strays(&mut strays);
+                if strays.is_empty() && !sys::group_exists(self.pgid) {
                     return;
                 }
             }
@@ -403,14 +405,13 @@ impl ChildProc {
 }
 
 /// Reaps the killed descendants of a dead supervisor that came to the gate, the next subreaper
-/// (those outside the group; `reap_group` has the others).
-fn reap_strays(strays: &[u32]) {
+/// (the supervisor's orphans are reparented before its own exit can be read); keeps in `strays`
+/// only those that are the gate's children and have not exited yet.
+fn reap_strays(strays: &mut Vec<u32>) {
     #[cfg(target_os = "linux")]
-    for pid in strays {
-        sys::reap_process(*pid);
-    }
+    strays.retain(|pid| sys::reap_process(*pid) == sys::Reap::Running);
     #[cfg(not(target_os = "linux"))]
-    let _ = strays;
+    strays.clear();
 }
 
 impl Drop for ChildProc {
