@@ -27,14 +27,13 @@ pub mod records;
 mod verify;
 mod writer;
 
-pub use records::argument_hash;
+pub use records::{argument_hash, Event};
 pub use verify::{files, verify, Broken, Verified, PROGRESS_EVERY};
 
 use crate::store::FileLock;
 use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use ed25519_dalek::SigningKey;
-use serde_json::Value;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +62,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 
 /// The running audit trail; cheap to share behind an `Arc`.
 pub struct Audit {
-    tx: Mutex<Option<Sender<Value>>>,
+    tx: Mutex<Option<Sender<Event>>>,
     dropped: AtomicU64,
     /// Records that found the queue full and waited, and the microseconds they waited in all.
     waits: AtomicU64,
@@ -103,9 +102,10 @@ impl Audit {
         })
     }
 
-    /// Queues `event` (a JSON object with a `type`). Waits only when the queue is full (the
-    /// writer behind), at most [`MAX_WAIT`].
-    pub fn record(&self, event: Value) {
+    /// Queues `event` (a call record, or a JSON object with a `type`). Waits only when the
+    /// queue is full (the writer behind), at most [`MAX_WAIT`].
+    pub fn record(&self, event: impl Into<Event>) {
+        let event = event.into();
         let (tx, event) = {
             let guard = lock(&self.tx);
             let Some(tx) = guard.as_ref() else { return };
@@ -160,10 +160,6 @@ impl Drop for Audit {
 
 fn now() -> String {
     crate::time::format(crate::time::unix_now()).unwrap_or_default()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Shared handle type.
@@ -313,7 +309,7 @@ mod tests {
                 ed25519_dalek::Signer::sign(&key, body.as_bytes()).to_bytes(),
             );
             let line = format!("{{\"body\":{body},\"sig\":\"{sig}\"}}");
-            prev = hex(&<sha2::Sha256 as sha2::Digest>::digest(line.as_bytes()));
+            prev = crate::hex::sha256(line.as_bytes());
             text.push_str(&line);
             text.push('\n');
         }

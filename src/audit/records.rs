@@ -19,11 +19,7 @@ pub fn clip(text: &str) -> String {
 
 /// The SHA-256 (hex) of a call's argument bytes, as an audit record carries them.
 pub fn argument_hash(arguments: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(arguments)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::sha256(arguments)
 }
 
 /// Which transport carried a call, and what only that transport knows.
@@ -85,47 +81,90 @@ impl CallRecord {
     }
 
     /// The event, once the call was answered with `outcome` after `ms` milliseconds.
-    pub fn event(&self, outcome: &str, ms: u128) -> Value {
-        let mut event = self.shape(outcome, ms);
-        if self.method != "tools/call" {
-            event["method"] = json!(self.method);
-        }
-        if let Some(era) = self.era {
-            event["era"] = json!(era);
-        }
-        event
+    pub fn event(self, outcome: impl Into<String>, ms: u128) -> Event {
+        Event::Call(CallEvent {
+            record: self,
+            outcome: outcome.into(),
+            ms,
+        })
     }
+}
 
-    fn shape(&self, outcome: &str, ms: u128) -> Value {
-        match &self.via {
-            Via::Http { delegation } => {
-                let delegation = delegation
-                    .as_ref()
-                    .map(|(iss, jti)| json!({ "iss": iss, "jti": jti }));
-                json!({
-                    "type": "call",
-                    "workspace": self.workspace,
-                    "agent": self.agent,
-                    "delegation": delegation,
-                    "tool": self.tool,
-                    "verdict": self.verdict,
-                    "arguments_sha256": self.arguments_sha256,
-                    "outcome": outcome,
-                    "ms": ms,
-                })
-            }
-            Via::Stdio => json!({
-                "type": "call",
-                "transport": "stdio",
-                "workspace": self.workspace,
-                "agent": self.agent,
-                "verdict": self.verdict,
-                "tool": self.tool,
-                "arguments_sha256": self.arguments_sha256,
-                "outcome": outcome,
-                "ms": ms,
-            }),
+/// An event on its way to the trail. A call, the most frequent, keeps its fields and is written
+/// straight to the line by the writer, without a JSON tree in between.
+#[derive(Debug)]
+pub enum Event {
+    /// A call and how it ended.
+    Call(CallEvent),
+    /// Any other event, as a JSON object with a `type`.
+    Other(Value),
+}
+
+impl From<Value> for Event {
+    fn from(value: Value) -> Event {
+        Event::Other(value)
+    }
+}
+
+impl Event {
+    /// The event as the trail writes it: one JSON object, keys in sorted order.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Event::Call(call) => serde_json::to_value(call).unwrap_or(Value::Null),
+            Event::Other(value) => value.clone(),
         }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Event::Call(call) => call.serialize(serializer),
+            Event::Other(value) => value.serialize(serializer),
+        }
+    }
+}
+
+/// A call record with its outcome and latency.
+#[derive(Debug)]
+pub struct CallEvent {
+    record: CallRecord,
+    outcome: String,
+    ms: u128,
+}
+
+impl Serialize for CallEvent {
+    /// The keys in sorted order, as a `serde_json` object writes them, so that records keep the
+    /// bytes they had when they were built as JSON trees: `delegation` (even `null`) only over
+    /// HTTP, `transport` only over stdio, `era` and `method` only when they are not the default.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let record = &self.record;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("agent", &record.agent)?;
+        map.serialize_entry("arguments_sha256", &record.arguments_sha256)?;
+        if let Via::Http { delegation } = &record.via {
+            let delegation = delegation
+                .as_ref()
+                .map(|(iss, jti)| json!({ "iss": iss, "jti": jti }));
+            map.serialize_entry("delegation", &delegation)?;
+        }
+        if let Some(era) = record.era {
+            map.serialize_entry("era", era)?;
+        }
+        if record.method != "tools/call" {
+            map.serialize_entry("method", record.method)?;
+        }
+        map.serialize_entry("ms", &self.ms)?;
+        map.serialize_entry("outcome", &self.outcome)?;
+        map.serialize_entry("tool", &record.tool)?;
+        if let Via::Stdio = record.via {
+            map.serialize_entry("transport", "stdio")?;
+        }
+        map.serialize_entry("type", "call")?;
+        map.serialize_entry("verdict", &record.verdict)?;
+        map.serialize_entry("workspace", &record.workspace)?;
+        map.end()
     }
 }
 

@@ -10,13 +10,12 @@
 //! Never: accepts a trail that does not start at seq 1 when checking a whole data dir (a removed
 //! first line would go unnoticed otherwise), or lines no signature covers.
 
-use super::{hex, FILE, GENESIS};
+use super::{FILE, GENESIS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -202,7 +201,7 @@ impl Pass {
         keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     ) -> Result<(u64, bool), (Option<u64>, String)> {
         let (seq, signed) = check_line(raw, keys, self.expected.as_ref())?;
-        self.expected = Some((seq + 1, hex(&Sha256::digest(raw))));
+        self.expected = Some((seq + 1, crate::hex::sha256(raw)));
         self.records += 1;
         Ok((seq, signed))
     }

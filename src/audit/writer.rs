@@ -10,14 +10,12 @@
 //! Never: leaves a batch's last line unsigned; rewrites a line already written (a torn tail is
 //! moved aside, never repaired).
 
-use super::{hex, now, verify, FILE, GENESIS, LOCK};
+use super::{now, verify, Event, FILE, GENESIS, LOCK};
 use crate::store::FileLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ed25519_dalek::{Signer, SigningKey};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -64,7 +62,7 @@ impl Chain {
                 io::Error::other("the audit log's last line is not a record: run audit verify")
             })?;
             chain.seq = seq + 1;
-            chain.prev = hex(&Sha256::digest(line));
+            chain.prev = crate::hex::sha256(line);
         }
         Ok(chain)
     }
@@ -117,8 +115,8 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn run(mut self, rx: &Receiver<Value>) {
-        let mut batch: Vec<Value> = Vec::new();
+    pub(super) fn run(mut self, rx: &Receiver<Event>) {
+        let mut batch: Vec<Event> = Vec::new();
         let mut since: Option<Instant> = None;
         loop {
             let wait = since.map_or(Duration::from_secs(1), |t| {
@@ -142,7 +140,7 @@ impl Writer {
 
     /// Appends a batch under the trail's lock, so gates sharing a data dir (serve, stdio) keep
     /// one chain: when another process wrote since our last batch, the chain is read again.
-    fn write_batch(&mut self, batch: &mut Vec<Value>) {
+    fn write_batch(&mut self, batch: &mut Vec<Event>) {
         if batch.is_empty() {
             return;
         }
@@ -188,18 +186,11 @@ impl Writer {
 
     /// Appends one record; `sign` for the last of a batch. The last line before a rotation is
     /// signed too, so that each file ends on a signature.
-    fn append(&mut self, file: &mut BufWriter<File>, event: Value, sign: bool) -> io::Result<()> {
+    fn append(&mut self, file: &mut BufWriter<File>, event: Event, sign: bool) -> io::Result<()> {
         if self.chain.size >= self.rotate_bytes {
             self.rotate(file)?;
         }
-        let body = serde_json::json!({
-            "seq": self.chain.seq,
-            "at": now(),
-            "prev": self.chain.prev,
-            "kid": self.kid,
-            "event": event,
-        })
-        .to_string();
+        let body = self.body(&event)?;
         // `{"body":…}` plus the newline, or with the signature (86 base64url chars + framing).
         let unsigned_len = body.len() as u64 + 11;
         let ends_file = self.chain.size + unsigned_len >= self.rotate_bytes;
@@ -213,11 +204,30 @@ impl Writer {
         // whole line without its end.
         file.write_all(line.as_bytes())?;
         let line = line.trim_end_matches('\n');
-        self.chain.prev = hex(&Sha256::digest(line.as_bytes()));
+        self.chain.prev = crate::hex::sha256(line.as_bytes());
         self.chain.first_seq.get_or_insert(self.chain.seq);
         self.chain.seq += 1;
         self.chain.size += line.len() as u64 + 1;
         Ok(())
+    }
+
+    /// The `body` of the next line: `{"at","event","kid","prev","seq"}`, keys in the sorted order
+    /// a JSON object of them would have, written straight from the event (no tree built).
+    fn body(&self, event: &Event) -> io::Result<String> {
+        let mut body = Vec::with_capacity(384);
+        body.extend_from_slice(b"{\"at\":");
+        serde_json::to_writer(&mut body, &now())?;
+        body.extend_from_slice(b",\"event\":");
+        serde_json::to_writer(&mut body, event)?;
+        body.extend_from_slice(b",\"kid\":");
+        serde_json::to_writer(&mut body, &self.kid)?;
+        body.extend_from_slice(b",\"prev\":");
+        serde_json::to_writer(&mut body, &self.chain.prev)?;
+        body.extend_from_slice(b",\"seq\":");
+        serde_json::to_writer(&mut body, &self.chain.seq)?;
+        body.push(b'}');
+        // serde_json writes UTF-8 only.
+        String::from_utf8(body).map_err(io::Error::other)
     }
 
     /// Renames the live file after its first seq and starts a new one; the chain runs on.

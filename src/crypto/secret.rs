@@ -4,14 +4,9 @@
 //! Owns: [`random_hex`], [`hash_secret`] (hex SHA-256) and [`hashes_equal`] (constant time).
 //! Never: logs or returns a secret; compares hashes with an early exit.
 
-use sha2::{Digest, Sha256};
-
 /// Hex SHA-256 of a key or token, for storing and comparing.
 pub(crate) fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::sha256(secret.as_bytes())
 }
 
 /// Compares two equal-length hashes in constant time.
@@ -28,7 +23,7 @@ pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
     let mut bytes = vec![0u8; n];
     getrandom::getrandom(&mut bytes)
         .map_err(|e| std::io::Error::other(format!("the OS random source: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::encode(&bytes))
 }
 
 #[cfg(test)]

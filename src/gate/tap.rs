@@ -84,12 +84,18 @@ impl Tap {
         if lock(&self.waiting).is_empty() {
             return;
         }
-        let Ok(Message::Response { id, .. }) = jsonrpc::parse(line) else {
-            return;
+        // One shallow read for the id and the outcome; the full parse only for what it cannot
+        // tell (a response whose result is not an object, say).
+        let (id, outcome) = match jsonrpc::answer_of(line) {
+            Some(answer) => answer,
+            None => match jsonrpc::parse(line) {
+                Ok(Message::Response { id, .. }) => (id, jsonrpc::outcome_label(line)),
+                _ => return,
+            },
         };
         let done = lock(&self.waiting).remove(&id.to_string());
         if let Some(waiting) = done {
-            self.record(&waiting, &jsonrpc::outcome_label(line));
+            self.record(&waiting, &outcome);
         }
     }
 

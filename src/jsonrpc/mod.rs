@@ -294,26 +294,83 @@ pub fn result_line(id: &Id, result: &str) -> Vec<u8> {
 /// `input_required` (a 2026-07-28 call that waits for its agent's retry), `timeout`,
 /// `error_<code>`, or `invalid`.
 pub fn outcome_label(line: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
+    match answer_of(line) {
+        Some((_, label)) => label,
+        None => full_outcome_label(line),
+    }
+}
+
+/// The id of a response line and its [`outcome_label`], in one pass that reads only the
+/// envelope, `result.isError`, `result.resultType` and `error.code` (everything else is skipped
+/// unread); `None` for a line that is not plainly a response (a request, a notification, a
+/// result that is not an object), which the full parse then decides.
+pub fn answer_of(line: &[u8]) -> Option<(Id, String)> {
+    #[derive(Deserialize)]
+    struct Shallow<'a> {
+        jsonrpc: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        method: Option<serde::de::IgnoredAny>,
+        result: Option<ResultFields>,
+        error: Option<ErrorFields>,
+    }
+    #[derive(Deserialize)]
+    struct ResultFields {
+        #[serde(rename = "isError")]
+        is_error: Option<serde_json::Value>,
+        #[serde(rename = "resultType")]
+        result_type: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorFields {
+        code: Option<serde_json::Value>,
+    }
+    let shallow: Shallow = serde_json::from_slice(line).ok()?;
+    if shallow.jsonrpc.as_deref() != Some("2.0") || shallow.method.is_some() {
+        return None;
+    }
+    let id = Id::from_raw(shallow.id?).ok()?;
+    let label = match (shallow.result, shallow.error) {
+        (Some(result), None) => result_label(result.is_error.as_ref(), result.result_type.as_ref()),
+        (None, Some(error)) => error_label(error.code.as_ref().and_then(serde_json::Value::as_i64)),
+        _ => return None,
+    };
+    Some((id, label))
+}
+
+/// [`outcome_label`] with the whole answer read as JSON.
+fn full_outcome_label(line: &[u8]) -> String {
+    #[derive(Deserialize)]
     struct Answer {
         result: Option<serde_json::Value>,
         error: Option<serde_json::Value>,
     }
     match serde_json::from_slice::<Answer>(line) {
-        Ok(Answer { error: Some(e), .. }) => match e["code"].as_i64() {
-            Some(code::REQUEST_TIMEOUT) => "timeout".to_owned(),
-            code => format!("error_{}", code.unwrap_or(0)),
-        },
+        Ok(Answer { error: Some(e), .. }) => error_label(e["code"].as_i64()),
         Ok(Answer {
             result: Some(r), ..
-        }) if r["isError"] == true => "tool_error".to_owned(),
-        Ok(Answer {
-            result: Some(r), ..
-        }) if r["resultType"] == "input_required" => "input_required".to_owned(),
-        Ok(Answer {
-            result: Some(_), ..
-        }) => "ok".to_owned(),
+        }) => result_label(r.get("isError"), r.get("resultType")),
         _ => "invalid".to_owned(),
+    }
+}
+
+fn result_label(
+    is_error: Option<&serde_json::Value>,
+    result_type: Option<&serde_json::Value>,
+) -> String {
+    if is_error.is_some_and(|v| v == true) {
+        "tool_error".to_owned()
+    } else if result_type.is_some_and(|v| v == "input_required") {
+        "input_required".to_owned()
+    } else {
+        "ok".to_owned()
+    }
+}
+
+fn error_label(code: Option<i64>) -> String {
+    match code {
+        Some(code::REQUEST_TIMEOUT) => "timeout".to_owned(),
+        code => format!("error_{}", code.unwrap_or(0)),
     }
 }
 

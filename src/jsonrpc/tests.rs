@@ -97,3 +97,67 @@ fn a_null_result_is_a_result() {
         matches!(m, Message::Response { outcome: Outcome::Result(ref r), .. } if r.get() == "null")
     );
 }
+
+#[test]
+fn the_shallow_answer_reader_labels_as_the_full_parse_does() {
+    let cases: [(&[u8], &str); 9] = [
+        (br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, "ok"),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#,
+            "tool_error",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":"yes"}}"#,
+            "ok",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"a","result":{"resultType":"input_required"}}"#,
+            "input_required",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"late"}}"#,
+            "timeout",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad"}}"#,
+            "error_-32602",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
+            "error_0",
+        ),
+        // Not plainly a response: the full parse decides.
+        (br#"{"jsonrpc":"2.0","id":1,"result":[1,2]}"#, "ok"),
+        (br#"not json"#, "invalid"),
+    ];
+    for (line, label) in cases {
+        assert_eq!(
+            outcome_label(line),
+            label,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(
+            full_outcome_label(line),
+            label,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    let (id, label) = answer_of(br#"{"jsonrpc":"2.0","id":"x\"y","result":{}}"#).unwrap();
+    assert_eq!((id.as_json(), label.as_str()), (r#""x\"y""#, "ok"));
+    // Requests, notifications and results that are not objects are not read shallowly.
+    for line in [
+        &br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#[..],
+        br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":7}"#,
+        br#"{"jsonrpc":"1.0","id":1,"result":{}}"#,
+    ] {
+        assert!(
+            answer_of(line).is_none(),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}

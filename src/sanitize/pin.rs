@@ -83,8 +83,7 @@ pub fn pin_hash(tool: &Value, server_info: &Value, instructions: Option<&str>) -
         hasher.0.update(b"}");
         Ok(())
     })();
-    let digest = hasher.0.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&hasher.0.finalize())
 }
 
 #[cfg(test)]

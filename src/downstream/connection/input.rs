@@ -241,5 +241,5 @@ pub(super) fn binding(
         .chain_update(b"\n")
         .chain_update(canonical.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest)
 }
