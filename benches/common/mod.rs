@@ -408,11 +408,17 @@ impl Serve {
 
     /// Stops the gate with SIGTERM (as an operator would) and removes its directory.
     pub fn stop(mut self) {
+        self.terminate();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Stops the gate with SIGTERM and waits for it to exit (its audit trail flushed); the data
+    /// dir stays.
+    pub fn terminate(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
