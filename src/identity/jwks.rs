@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The shortest time between two fetches.
 pub const MIN_REFETCH: Duration = Duration::from_secs(10);
 /// How long one fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest JWKS accepted.
 const MAX_BYTES: usize = 1024 * 1024;
 /// Smallest RSA modulus accepted, in bits.
@@ -61,7 +61,9 @@ struct Jwk {
     e: Option<String>,
 }
 
-/// The cached key set of one identity provider.
+/// The cached key set of one identity provider. The cache decides under its lock and fetches
+/// outside it ([`Jwks::plan`], [`fetch`], [`Jwks::install`]): one fetch at a time, and a
+/// verification whose key is already known never waits for one.
 #[derive(Debug)]
 pub struct Jwks {
     source: Source,
@@ -70,8 +72,23 @@ pub struct Jwks {
     fetched: Option<Instant>,
     /// The last fetch an unknown `kid` caused: at most one per [`MIN_REFETCH`].
     forced: Option<Instant>,
+    /// A fetch is under way (by the caller that was told [`Plan::Fetch`]).
+    fetching: bool,
     /// Fetches made (for tests and logs).
     pub fetches: u64,
+}
+
+/// What a caller looking for a key does next.
+#[derive(Debug)]
+pub enum Plan {
+    /// The key.
+    Found(Key),
+    /// Fetch the set from this source (outside the lock), then [`Jwks::install`] it.
+    Fetch(Source),
+    /// Another caller is fetching and the key is not known yet: wait for it.
+    Wait,
+    /// No such key, and no fetch is due.
+    Missing(String),
 }
 
 impl Jwks {
@@ -83,71 +100,85 @@ impl Jwks {
             keys: HashMap::new(),
             fetched: None,
             forced: None,
+            fetching: false,
             fetches: 0,
         }
     }
 
-    /// The key `kid` names (or the only key when the token names none), fetching when the set
-    /// is stale, or once more (rate-limited) when `kid` is unknown.
-    pub fn key(&mut self, kid: Option<&str>) -> Result<Key, String> {
+    /// What to do for the key `kid` names (or the only key when the token names none): fetch
+    /// when the set is stale, or once more (rate-limited) when `kid` is unknown. While another
+    /// caller fetches, a known key is used as it is (even from a stale set).
+    pub fn plan(&mut self, kid: Option<&str>) -> Plan {
         let stale = self.fetched.is_none_or(|t| t.elapsed() >= self.ttl);
+        let known = self.find(kid);
+        if self.fetching {
+            return known.map_or(Plan::Wait, Plan::Found);
+        }
         if stale {
-            self.refresh()?;
+            return self.start_fetch();
         }
-        if let Some(key) = self.find(kid) {
-            return Ok(key);
+        if let Some(key) = known {
+            return Plan::Found(key);
         }
-        let may_refetch = self.forced.is_none_or(|t| t.elapsed() >= MIN_REFETCH);
-        if !stale && may_refetch {
+        if self.forced.is_none_or(|t| t.elapsed() >= MIN_REFETCH) {
             self.forced = Some(Instant::now());
-            self.refresh()?;
-            if let Some(key) = self.find(kid) {
-                return Ok(key);
-            }
+            return self.start_fetch();
         }
-        Err(format!("no key {kid:?} in the key set"))
+        Plan::Missing(format!("no key {kid:?} in the key set"))
     }
 
-    fn find(&self, kid: Option<&str>) -> Option<Key> {
+    fn start_fetch(&mut self) -> Plan {
+        self.fetching = true;
+        self.fetches += 1;
+        Plan::Fetch(self.source.clone())
+    }
+
+    /// Takes the outcome of the fetch [`Jwks::plan`] asked for. A failed fetch keeps the keys
+    /// there were (and leaves the set stale, so the next caller tries again).
+    pub fn install(&mut self, fetched: Result<HashMap<String, Key>, String>) -> Result<(), String> {
+        self.fetching = false;
+        let keys = fetched?;
+        self.keys = keys;
+        self.fetched = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The key `kid` names, from the set as it is.
+    pub fn find(&self, kid: Option<&str>) -> Option<Key> {
         match kid {
             Some(kid) => self.keys.get(kid).cloned(),
             None if self.keys.len() == 1 => self.keys.values().next().cloned(),
             None => None,
         }
     }
+}
 
-    fn refresh(&mut self) -> Result<(), String> {
-        self.fetches += 1;
-        let bytes = self.fetch()?;
-        let set: Set =
-            serde_json::from_slice(&bytes).map_err(|e| format!("the key set is not JSON: {e}"))?;
-        self.keys = set
-            .keys
-            .iter()
-            .filter_map(|jwk| Some((jwk.kid.clone().unwrap_or_default(), parse(jwk)?)))
-            .collect();
-        self.fetched = Some(Instant::now());
-        Ok(())
-    }
+/// Reads the key set at `source` and turns it into keys (the slow part, done without a lock).
+pub fn fetch(source: &Source) -> Result<HashMap<String, Key>, String> {
+    let bytes = fetch_bytes(source)?;
+    let set: Set =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the key set is not JSON: {e}"))?;
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(|jwk| Some((jwk.kid.clone().unwrap_or_default(), parse(jwk)?)))
+        .collect())
+}
 
-    fn fetch(&self) -> Result<Vec<u8>, String> {
-        match &self.source {
-            Source::File(path) => {
-                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+fn fetch_bytes(source: &Source) -> Result<Vec<u8>, String> {
+    match source {
+        Source::File(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+        Source::Url(url) => {
+            let url = Url::parse(url).map_err(|e| format!("the key set URL: {e}"))?;
+            let deadline = Instant::now() + FETCH_TIMEOUT;
+            let mut response = client::send(&url, "GET", &[], b"", FETCH_TIMEOUT, Some(deadline))
+                .map_err(|e| format!("cannot fetch the key set: {e}"))?;
+            if response.status != 200 {
+                return Err(format!("the key set URL answered HTTP {}", response.status));
             }
-            Source::Url(url) => {
-                let url = Url::parse(url).map_err(|e| format!("the key set URL: {e}"))?;
-                let deadline = Instant::now() + FETCH_TIMEOUT;
-                let mut response =
-                    client::send(&url, "GET", &[], b"", FETCH_TIMEOUT, Some(deadline))
-                        .map_err(|e| format!("cannot fetch the key set: {e}"))?;
-                if response.status != 200 {
-                    return Err(format!("the key set URL answered HTTP {}", response.status));
-                }
-                response
-                    .read_all(MAX_BYTES)
-                    .map_err(|e| format!("reading the key set: {e}"))
-            }
+            response
+                .read_all(MAX_BYTES)
+                .map_err(|e| format!("reading the key set: {e}"))
         }
     }
 }

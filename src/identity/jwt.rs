@@ -12,14 +12,14 @@
 //! verified; takes identity from anything but a verified token.
 
 use super::claims::{audience_holds, identity_from, ClaimMap, Identity, Refused};
-use super::jwks::{Jwks, Key, Source};
+use super::jwks::{self, Jwks, Key, Plan, Source, FETCH_TIMEOUT};
 use crate::thread::lock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Longest token looked at.
 const MAX_TOKEN: usize = 16 * 1024;
@@ -105,6 +105,8 @@ impl JwtConfig {
 pub struct Verifier {
     config: JwtConfig,
     jwks: Mutex<Jwks>,
+    /// Told when a fetch of the key set ends, for callers waiting on it.
+    fetched: Condvar,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +128,7 @@ impl Verifier {
         Ok(Verifier {
             config,
             jwks: Mutex::new(Jwks::new(source, ttl)),
+            fetched: Condvar::new(),
         })
     }
 
@@ -153,9 +156,7 @@ impl Verifier {
                 header.alg.chars().take(20).collect::<String>()
             )));
         }
-        let key = lock(&self.jwks)
-            .key(header.kid.as_deref())
-            .map_err(Refused)?;
+        let key = self.key(header.kid.as_deref()).map_err(Refused)?;
         let signed = format!("{head}.{body}");
         check_signature(
             &key,
@@ -166,6 +167,41 @@ impl Verifier {
         let claims: Value =
             serde_json::from_slice(&decode(body)?).map_err(|_| no("payload is not JSON"))?;
         self.check_claims(&claims, now)
+    }
+
+    /// The key `kid` names. The key-set lock is never held across a fetch: one caller fetches
+    /// while the others use the keys they know, or wait (at most a fetch's timeout) for the
+    /// fetch when theirs is not known yet.
+    fn key(&self, kid: Option<&str>) -> Result<Key, String> {
+        let deadline = Instant::now() + FETCH_TIMEOUT + Duration::from_secs(1);
+        let mut jwks = lock(&self.jwks);
+        loop {
+            match jwks.plan(kid) {
+                Plan::Found(key) => return Ok(key),
+                Plan::Missing(why) => return Err(why),
+                Plan::Fetch(source) => {
+                    drop(jwks);
+                    let fetched = catch_fetch(&source);
+                    let mut guard = lock(&self.jwks);
+                    let installed = guard.install(fetched);
+                    self.fetched.notify_all();
+                    installed?;
+                    return guard
+                        .find(kid)
+                        .ok_or_else(|| format!("no key {kid:?} in the key set"));
+                }
+                Plan::Wait => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err("the key set is being fetched; try again".into());
+                    }
+                    jwks = self
+                        .fetched
+                        .wait_timeout(jwks, left)
+                        .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+                }
+            }
+        }
     }
 
     fn check_claims(&self, claims: &Value, now: i64) -> Result<Identity, Refused> {
@@ -239,4 +275,11 @@ fn check_signature(
         }
         _ => Err(Refused("the key does not fit the pinned algorithm".into())),
     }
+}
+
+/// [`jwks::fetch`], with a panic in it turned into an error: the cache must hear that the fetch
+/// ended, or every later caller would wait for it.
+fn catch_fetch(source: &Source) -> Result<std::collections::HashMap<String, Key>, String> {
+    std::panic::catch_unwind(|| jwks::fetch(source))
+        .unwrap_or_else(|_| Err("fetching the key set failed".to_owned()))
 }

@@ -321,3 +321,57 @@ fn keys_come_over_https_from_a_private_ca_and_an_unknown_ca_is_refused() {
     assert_eq!(initialize_status(&other, &token), 401);
     other.assert_logged("cannot fetch the key set");
 }
+
+/// A key-set fetch never holds up tokens whose key is known: while an unknown `kid` has the gate
+/// fetch the set again from a provider that does not answer yet, a token of a known key is let
+/// in at once.
+#[test]
+fn a_slow_key_set_fetch_does_not_hold_up_tokens_of_known_keys() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    let serve = Serve::in_temp(&[]);
+    serve.setup("ws-1");
+    let keys = Keys::new();
+    let body = keys.jwks();
+    // The first fetch is answered at once; later ones say they arrived, then wait for a release.
+    let (arrived_tx, arrived) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let (arrived_tx, release_rx) = (Mutex::new(arrived_tx), Mutex::new(release_rx));
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let jwks = Endpoint::start(
+        "/jwks",
+        None,
+        Box::new(move |_, _| {
+            if !first.swap(false, Ordering::SeqCst) {
+                let _ = arrived_tx.lock().unwrap().send(());
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(crate::support::WAIT);
+            }
+            body.clone()
+        }),
+    );
+    set_algorithm(&serve, &jwks, "RS256");
+    let good = keys.token("RS256", "rsa", &claims(json!({})));
+    assert_eq!(initialize_status(&serve, &good), 200);
+    let stranger = keys.token("RS256", "rotated-away", &claims(json!({})));
+    std::thread::scope(|s| {
+        let refetch = s.spawn(|| initialize_status(&serve, &stranger));
+        arrived
+            .recv_timeout(crate::support::WAIT)
+            .expect("the unknown kid makes the gate fetch the key set again");
+        let (done_tx, done) = mpsc::channel();
+        let (serve, good) = (&serve, &good);
+        s.spawn(move || {
+            let _ = done_tx.send(initialize_status(serve, good));
+        });
+        // Bounded: the fetch is held until released below, so a verification that waited
+        // for it would not be done within this time.
+        let status = done.recv_timeout(Duration::from_secs(3));
+        release.send(()).unwrap();
+        assert_eq!(status, Ok(200), "a known key's token waited for the fetch");
+        assert_eq!(refetch.join().unwrap(), 401);
+    });
+}
