@@ -29,7 +29,8 @@
 //!
 //! File order (each imports only files before it): `finding.rs`, `detect.rs`, `text.rs`,
 //! `schema.rs`, `definition.rs` (what the definition sanitizers share), `tool.rs`, `prompt.rs`,
-//! `resource.rs`; `result.rs` uses `finding.rs` and `text.rs`, `pin.rs` and `diff.rs` nothing.
+//! `resource.rs`; `result.rs` uses `finding.rs`, `text.rs` and `jsonrpc::string_end` (where a
+//! literal ends), `pin.rs` and `diff.rs` nothing.
 
 mod decode;
 mod definition;
