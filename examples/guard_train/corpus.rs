@@ -30,14 +30,6 @@ impl Split {
             _ => Split::Train,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Validate => "validate",
-            Split::Test => "test",
-        }
-    }
 }
 
 pub fn fnv(s: &str) -> u64 {
@@ -60,7 +52,6 @@ pub enum Shape {
 /// A whole definition with its label.
 #[derive(Clone, Debug)]
 pub struct Definition {
-    pub id: String,
     pub source: String,
     pub split: Split,
     pub malicious: bool,
@@ -136,11 +127,9 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
             1 => Split::Validate,
             _ => Split::Train,
         };
-        let name = server["server"].as_str().unwrap_or("?").to_owned();
-        let mut push = |shape: Shape, what: &str, items: &Value| {
-            for (j, item) in items.as_array().into_iter().flatten().enumerate() {
+        let mut push = |shape: Shape, items: &Value| {
+            for item in items.as_array().into_iter().flatten() {
                 corpus.definitions.push(Definition {
-                    id: format!("{name}/{what}/{j}"),
                     source: "real-servers".into(),
                     split,
                     malicious: false,
@@ -149,16 +138,12 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
                 });
             }
         };
-        push(Shape::Tool, "tools", &server["tools"]);
-        push(Shape::Prompt, "prompts", &server["prompts"]);
-        push(Shape::Resource, "resources", &server["resources"]);
-        push(Shape::Template, "templates", &server["resourceTemplates"]);
+        push(Shape::Tool, &server["tools"]);
+        push(Shape::Prompt, &server["prompts"]);
+        push(Shape::Resource, &server["resources"]);
+        push(Shape::Template, &server["resourceTemplates"]);
         if let Some(text) = server["instructions"].as_str() {
-            push(
-                Shape::Text,
-                "instructions",
-                &Value::Array(vec![Value::from(text)]),
-            );
+            push(Shape::Text, &Value::Array(vec![Value::from(text)]));
         }
     }
     Ok(())
@@ -189,7 +174,6 @@ fn written(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
                 });
             } else {
                 corpus.definitions.push(Definition {
-                    id,
                     source,
                     split,
                     malicious: false,
@@ -213,7 +197,6 @@ fn cases(path: &Path, source: &str, held_out: bool, corpus: &mut Corpus) -> Resu
             } else {
                 Split::of(&id)
             },
-            id,
             source: source.into(),
             malicious: case["label"] == "malicious",
             shape: Shape::Tool,

@@ -55,62 +55,6 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
         0.5,
     )))
     .map_err(|e| e.to_string())?;
-    if let Ok(file) = std::env::var("GUARD_SCORE") {
-        let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-        for line in text.lines() {
-            let s = draft.score_text(line, &model::text_hits(line, &ctx));
-            println!("{:.3} {line}", s.p);
-        }
-        let train_acc = examples
-            .iter()
-            .filter(|e| (draft.probability(&e.vector) >= 0.5) == e.malicious)
-            .count();
-        println!(
-            "train window accuracy {:.3}",
-            train_acc as f64 / examples.len() as f64
-        );
-        return Ok(());
-    }
-    if std::env::var_os("GUARD_DEBUG").is_some() {
-        let pay: Vec<f32> = corpus
-            .payloads
-            .iter()
-            .filter(|p| p.split == Split::Validate)
-            .map(|p| {
-                draft
-                    .score_text(&p.text, &model::text_hits(&p.text, &ctx))
-                    .p
-            })
-            .collect();
-        let mut win: Vec<f32> = Vec::new();
-        let mut defs: Vec<f32> = Vec::new();
-        for d in corpus
-            .definitions
-            .iter()
-            .filter(|d| d.split == Split::Validate && d.source == "real-servers")
-        {
-            let mut m = 0f32;
-            for (_, t) in texts(d) {
-                for w in model::windows(&t, &model::text_hits(&t, &ctx)) {
-                    let p = draft.probability(&w.vector);
-                    win.push(p);
-                    m = m.max(p);
-                }
-            }
-            defs.push(m);
-        }
-        for t in [0.5f32, 0.8, 0.9, 0.95, 0.99] {
-            let r =
-                |v: &[f32]| v.iter().filter(|&&p| p >= t).count() as f64 / v.len().max(1) as f64;
-            eprintln!(
-                "t {t}: payload alone {:.3}, real windows {:.4} ({}), real defs {:.3}",
-                r(&pay),
-                r(&win),
-                win.len(),
-                r(&defs)
-            );
-        }
-    }
     let validate = evaluation_set(&corpus, Split::Validate);
     let (hold, flag) = choose(&validate, &draft);
     eprintln!("thresholds from the validation split: hold {hold:.2}, flag {flag:.2}");
@@ -307,14 +251,7 @@ fn choose(cases: &[Case], model: &Model) -> (f32, f32) {
                 held as f64 / set.len().max(1) as f64
             };
             let fp_real = real_fp(hold, flag);
-            let fp_written = rate(&|c| !c.malicious && c.source.starts_with("written"));
             let recall = rate(&|c| c.malicious);
-            if std::env::var_os("GUARD_DEBUG").is_some()
-                && (f == 2 || f == 30)
-                && (h % 5 == 0 || h == 99)
-            {
-                eprintln!("hold {hold:.2} flag {flag:.2}: recall {recall:.3} fp real {fp_real:.3} written {fp_written:.3} (ceiling {ceiling_real:.3})");
-            }
             if fp_real > ceiling_real {
                 continue;
             }

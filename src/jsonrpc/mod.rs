@@ -3,7 +3,8 @@
 //! Owns: parsing one framed message into a [`Message`], validating ids (strings or integers only),
 //! building response, error, request and notification lines without re-serializing payloads, and
 //! reading the id of an answer that is not JSON-RPC ([`answered_id`], `salvage.rs`), so that its
-//! request is answered with an error at once.
+//! request is answered with an error at once, and where a JSON string literal ends however it is
+//! written ([`string_end`], which `sanitize::clean_result` walks a payload's literals with).
 //! Never: touches pipes or sockets (only [`Sink::wait_idle`], used at shutdown, and a reply's
 //! bounded wait for room read the clock); never interprets `params` or `result` beyond what
 //! routing needs (cleaning a result is the sanitizer's, see `sanitize::clean_result`).
@@ -18,6 +19,7 @@ mod tests;
 pub use framing::{Frame, LineReader};
 pub use reply::{shape_result, Responder, Sent, SessionId, Shape, Sink, REPLY_WAIT};
 pub use salvage::answered_id;
+pub(crate) use salvage::string_end;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -5,7 +5,8 @@
 //! no validation of values (a string is skipped to its closing quote, an object or an array to
 //! its matching bracket, anything else to the next comma or closing brace), so it reads what a
 //! strict parser refuses (a raw control character, a `NaN`, bytes that are not UTF-8, a line cut
-//! short).
+//! short); and [`string_end`], the same lenient end of a string literal, which the result
+//! cleaner (`sanitize::clean_result`) walks a payload's literals with.
 //! Never: reads a value for anything but the id, or hands out any of the frame's text: the id is
 //! a number the gate issued, which only says which request to answer with an error.
 
@@ -67,8 +68,11 @@ fn skip_space(frame: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// One past the closing quote of the string that opens at `start`, or the frame's end.
-fn string_end(frame: &[u8], start: usize) -> usize {
+/// Where the string literal that opens at `start` (its quote) ends: one past its closing quote
+/// (an escaped quote does not close it), or the end of `frame` for one that never closes. Always
+/// a character boundary of UTF-8: a quote is one byte, and no byte of a multi-byte character is
+/// a quote.
+pub(crate) fn string_end(frame: &[u8], start: usize) -> usize {
     let mut at = start + 1;
     while let Some(&byte) = frame.get(at) {
         match byte {

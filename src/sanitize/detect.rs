@@ -5,7 +5,7 @@
 //! the scoring of decoded views.
 //! Never: changes text; detection runs on cleaned text, on its confusable fold, on a reading view
 //! without emphasis, on whatever hidden text the cleaner removed and on each decoded view of the
-//! text (`decode.rs`: rot13, reversed, leetspeak, spaced letters, percent and HTML-entity
+//! text (`decode/`: rot13, reversed, leetspeak, spaced letters, percent and HTML-entity
 //! encoding, base64 and hex runs of 16 characters or more, regional-indicator letters), and only
 //! adds findings. A finding from a decoded view names its decoding (`… (decoded: rot13)`); a kind
 //! already found in the text itself is not reported again from a view.
@@ -213,12 +213,10 @@ pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut V
     }
     let folded = fold_confusables(&lower);
     let mut shadowing = other_server_mention(&folded, ctx).map(|phrase| (phrase, None));
-    for decoded in decode::decoded_views(text) {
-        let variant = fold_confusables(&decoded.text.to_lowercase());
-        score(&variant, Some(decoded.how), location, findings, &mut seen);
+    for (how, variant) in folded_views(text) {
+        score(&variant, Some(how), location, findings, &mut seen);
         if shadowing.is_none() {
-            shadowing =
-                other_server_mention(&variant, ctx).map(|phrase| (phrase, Some(decoded.how)));
+            shadowing = other_server_mention(&variant, ctx).map(|phrase| (phrase, Some(how)));
         }
     }
     if let Some((phrase, how)) = shadowing {
@@ -244,10 +242,16 @@ pub(crate) fn suspicious(lower: &str, original: &str, ctx: &Context) -> bool {
         || has_base64_run(original)
         // Beyond what decoding reads, the per-string passes decide (each string is shorter).
         || original.len() > decode::MAX_INPUT_BYTES
-        || decode::decoded_views(original).iter().any(|d| {
-            let variant = fold_confusables(&d.text.to_lowercase());
-            fires(&variant) || other_server_mention(&variant, ctx).is_some()
-        })
+        || folded_views(original)
+            .any(|(_, variant)| fires(&variant) || other_server_mention(&variant, ctx).is_some())
+}
+
+/// Each decoded view of `text` as the detectors read it (lowercased, confusables folded), with
+/// the decoding it came from.
+fn folded_views(text: &str) -> impl Iterator<Item = (Decoding, String)> {
+    decode::decoded_views(text)
+        .into_iter()
+        .map(|d| (d.how, fold_confusables(&d.text.to_lowercase())))
 }
 
 /// Runs the patterns and the exfiltration check over one view; `how` names the decoding the view

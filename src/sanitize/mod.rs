@@ -18,11 +18,10 @@
 //! private-use and noncharacters; line separators and whitespace (padding flagged); NFKC; HTML
 //! comments, markdown images, markdown links to their text; the length cap. The detectors then run
 //! on the cleaned text, on its confusable fold and on every piece of hidden text that was removed,
-//! and on each decoded view of the cleaned and the hidden text (`decode.rs`, which imports
-//! nothing): rot13, reversed text,
-//! leetspeak, letters spaced apart, percent and HTML-entity encoding, base64 and hex runs of 16
-//! characters or more, regional-indicator letters; one level only, never a decoding of a decoded
-//! view. A finding from a view names its decoding (`… (decoded: rot13)`).
+//! and on each decoded view of the cleaned and the hidden text (`decode/`, which imports nothing
+//! outside itself): rot13, reversed text, leetspeak, letters spaced apart, percent and
+//! HTML-entity encoding, base64 and hex runs of 16 characters or more, regional-indicator
+//! letters; one level only, never a decoding of a decoded view. A finding from a view names its decoding (`… (decoded: rot13)`).
 //!
 //! What goes back to the server is validated, never rewritten: tool and prompt names, schema
 //! property and prompt argument names, schema values, resource URIs and URI templates. Such a
@@ -30,7 +29,8 @@
 //!
 //! File order (each imports only files before it): `finding.rs`, `detect.rs`, `text.rs`,
 //! `schema.rs`, `definition.rs` (what the definition sanitizers share), `tool.rs`, `prompt.rs`,
-//! `resource.rs`; `result.rs` uses `finding.rs` and `text.rs`, `pin.rs` and `diff.rs` nothing.
+//! `resource.rs`; `result.rs` uses `finding.rs`, `text.rs` and `jsonrpc::string_end` (where a
+//! literal ends), `pin.rs` and `diff.rs` nothing.
 
 mod decode;
 mod definition;

@@ -21,6 +21,7 @@
 
 use super::finding::{Finding, Kind};
 use super::{text, Limits};
+use crate::jsonrpc::string_end;
 
 /// The cleaned JSON, or `None` when the raw bytes can be forwarded untouched.
 ///
@@ -105,21 +106,6 @@ impl<'a> Walk<'a> {
             .push_str(self.raw.get(self.copied..).unwrap_or_default());
         Some(self.out)
     }
-}
-
-/// Where the string literal that starts at `start` (its opening quote) ends: one past its
-/// closing quote, or the end of the input for one that never closes. Always a character
-/// boundary: a quote is one byte, and no byte of a multi-byte character is a quote.
-fn string_end(bytes: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    bytes.len()
 }
 
 /// A string literal (its quotes included, the closing one possibly missing) without its hidden

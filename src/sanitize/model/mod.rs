@@ -358,7 +358,7 @@ pub struct Best {
 }
 
 /// The text with the highest score, each text read as written and in each of its decoded views
-/// (see `decode.rs`); `findings` are the cleaner's and the detectors' on the same definition
+/// (see `decode/`); `findings` are the cleaner's and the detectors' on the same definition
 /// (flagged or not).
 pub fn best_text(model: &Model, texts: &[(String, String)], findings: &[Finding]) -> Option<Best> {
     let mut best: Option<Best> = None;
