@@ -334,6 +334,12 @@ fn exfiltration_line(text: &str) -> Option<String> {
     let (Some(send), Some(data)) = (&compiled.send_to_target, &compiled.held_data) else {
         return None;
     };
+    // Both patterns over the whole text first: neither is anchored and each line is a part of the
+    // text cut at non-word bytes, so a line can match only where the text does. Most texts stop
+    // here, after two searches instead of two per line.
+    if !send.is_match(text) || !data.is_match(text) {
+        return None;
+    }
     text.split(['\n', ';'])
         .flat_map(|line| line.split(". "))
         .find(|line| send.is_match(line) && data.is_match(line))
