@@ -8,7 +8,7 @@
 //! The modules, from the bottom up, in the order they are declared below: a module imports only
 //! modules declared before it (the tests in `tests/it/layers.rs` check it; `rustfmt.toml` keeps
 //! the order).
-//! - foundations: `time`, `thread`, `sys`, `supervisor` (the per-connection process that
+//! - foundations: `time`, `json_text`, `thread`, `sys`, `supervisor` (the per-connection process that
 //!   contains a server's whole tree, Linux), `logging`, [`jsonrpc`], `mcp`, [`glob`],
 //!   `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
 //! - parts that know no state: [`sanitize`] (cleaning what servers say, pure), [`delegation`]
@@ -34,6 +34,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub(crate) mod time;
+pub(crate) mod json_text;
 mod thread;
 mod sys;
 #[cfg(target_os = "linux")]
