@@ -245,7 +245,9 @@ pub struct Resume {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Reason: calls are the common command; a box would cost an allocation per call.
 pub(crate) enum Command {
-    Call(CallRequest),
+    /// Boxed: the queue's slots are all allocated (and touched) up front, each the size of the
+    /// largest command; a call inline made 256 slots of a few hundred bytes per connection.
+    Call(Box<CallRequest>),
     Cancel {
         session: SessionId,
         id: Id,
@@ -330,7 +332,7 @@ impl ConnHandle {
     /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
     /// the agent is answered with an error at once, so every request gets exactly one answer.
     pub fn call(&self, req: CallRequest) {
-        match self.inner.tx.try_send(Command::Call(req)) {
+        match self.inner.tx.try_send(Command::Call(Box::new(req))) {
             Ok(()) => self.wake(),
             Err(e) => {
                 let (code, why) = if e.is_full() {
