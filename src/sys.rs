@@ -1,6 +1,7 @@
 //! The few POSIX calls std does not offer: process-group and process signals, reaping,
 //! subreaping, flock, the parent-death signal of a child (`PR_SET_PDEATHSIG`), and what the
-//! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name.
+//! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name;
+//! and glibc's malloc tuning (the arena cap, `malloc_trim`).
 //!
 //! Owns: every `unsafe` block of the crate, each a libc call (or two, read together) with plain
 //! integer arguments or pointers to locals of the calling function.
