@@ -8,9 +8,9 @@
 //! The modules, from the bottom up, in the order they are declared below: a module imports only
 //! modules declared before it (the tests in `tests/it/layers.rs` check it; `rustfmt.toml` keeps
 //! the order).
-//! - foundations: `time`, `hex`, `thread`, `sys`, `supervisor` (the per-connection process that
-//!   contains a server's whole tree, Linux), `logging`, [`jsonrpc`], `mcp`, [`glob`],
-//!   `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
+//! - foundations: `time`, `hex`, `json_text`, `thread`, `sys`, `supervisor` (the per-connection
+//!   process that contains a server's whole tree, Linux), `logging`, [`jsonrpc`], `mcp`,
+//!   [`glob`], `http_client`, [`http`] (the HTTP/1.1 server of serve mode);
 //! - parts that know no state: [`sanitize`] (cleaning what servers say, pure), [`delegation`]
 //!   (tokens, replay, rate; pure), `policy` (rules and verdicts, pure), [`allowlist`] (which
 //!   commands and variables a connection may use), [`identity`] (JWT and
@@ -35,6 +35,7 @@
 
 pub(crate) mod time;
 mod hex;
+pub(crate) mod json_text;
 mod thread;
 mod sys;
 #[cfg(target_os = "linux")]

@@ -1,6 +1,7 @@
 //! The few POSIX calls std does not offer: process-group and process signals, reaping,
 //! subreaping, flock, the parent-death signal of a child (`PR_SET_PDEATHSIG`), and what the
-//! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name.
+//! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name;
+//! and glibc's malloc tuning (the arena cap, `malloc_trim`).
 //!
 //! Owns: every `unsafe` block of the crate, each a libc call (or two, read together) with plain
 //! integer arguments or pointers to locals of the calling function.
@@ -381,5 +382,30 @@ pub(crate) fn set_process_name(name: &std::ffi::CStr) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Caps glibc's malloc arenas at two per core, unless `MALLOC_ARENA_MAX` says otherwise. glibc
+/// gives threads up to eight arenas per core, each keeping the memory its threads freed; a gate
+/// runs a thread per connection, so each arena held on to megabytes that no other thread could
+/// reuse. Called before the gate starts its threads. musl has one heap: nothing to do there.
+pub(crate) fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let arenas = libc::c_int::try_from(2 * cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers; M_ARENA_MAX only caps arenas created later.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
+}
+
+/// Hands the pages that glibc's malloc holds free back to the system (`malloc_trim`): after a
+/// burst (every server's tools judged at once) the freed memory would otherwise stay resident,
+/// between live allocations where the heap cannot shrink. musl returns memory by itself.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer and only walks malloc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -206,12 +206,12 @@ fn show(store: &PinStore, workspace: &str, name: &str) -> Result<String, String>
         ));
     }
     out.push_str("as the server sent it (invisible characters shown as <U+XXXX>):\n");
-    for (path, text) in strings(&entry.current.raw, String::new()) {
+    for (path, text) in strings(&entry.current.raw.value(), String::new()) {
         out.push_str(&format!("  {path}: {}\n", visible(&text)));
     }
     out.push_str("as agents see it:\n  ");
     let served = match entry.standing() {
-        Standing::Approved => Some(entry.current.clean.clone()),
+        Standing::Approved => Some(entry.current.clean.value()),
         Standing::Changed { approved } => Some(approved),
         Standing::Unapproved => None,
     };
@@ -220,7 +220,7 @@ fn show(store: &PinStore, workspace: &str, name: &str) -> Result<String, String>
         None => out.push_str("(hidden)\n"),
     }
     if let Standing::Changed { approved } = entry.standing() {
-        out.push_str(&changes(&approved, &entry.current.clean));
+        out.push_str(&changes(&approved, &entry.current.clean.value()));
     }
     Ok(out)
 }

@@ -38,6 +38,8 @@ const INHERITED_VARS: [&str; 2] = ["PATH", "HOME"];
 
 /// Bytes queued for a child's stdin beyond which new writes are refused.
 const MAX_STDIN_BACKLOG: usize = 64 * 1024 * 1024;
+/// The stdin queue's room kept once it is empty again.
+const KEEP_BACKLOG: usize = 16 * 1024;
 /// Bytes read from one pipe per tick while waiting for a child to exit.
 const TEARDOWN_READ_BUDGET: usize = 256 * 1024;
 /// How long to wait for the reaping after SIGKILL.
@@ -264,6 +266,8 @@ impl ChildProc {
         };
         if self.written == self.backlog.len() {
             self.backlog.clear();
+            // A burst (a big call, a slow child) grew it: let that go once it is written.
+            self.backlog.shrink_to(KEEP_BACKLOG);
             self.written = 0;
         } else if self.written > self.backlog.len() / 2 {
             self.backlog.drain(..self.written);

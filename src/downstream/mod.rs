@@ -20,6 +20,7 @@ pub(crate) use crate::mcp::ListKind;
 pub(crate) use connection::input;
 
 use crate::config::{ServerConfig, Settings};
+use crate::json_text::JsonText;
 use crate::jsonrpc::{code, Id, Responder, SessionId};
 use crate::thread::{self, lock, JoinOnDrop};
 use crossbeam_channel::Sender;
@@ -135,20 +136,25 @@ impl Offered {
 }
 
 /// Everything a child listed: its tools, prompts, resources and resource templates (each in the
-/// child's order, as raw objects), with what it declared.
+/// child's order, as raw objects), with what it declared. Each list is shared, not copied, between
+/// the connection and the merger, and each item is kept as its compact text ([`Items`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
     /// `tools/list`, every page.
-    pub tools: Vec<Value>,
+    pub tools: Items,
     /// `prompts/list`, every page.
-    pub prompts: Vec<Value>,
+    pub prompts: Items,
     /// `resources/list`, every page.
-    pub resources: Vec<Value>,
+    pub resources: Items,
     /// `resources/templates/list`, every page.
-    pub templates: Vec<Value>,
+    pub templates: Items,
     /// What the child declared at `initialize`.
     pub offered: Offered,
 }
+
+/// The items of one list as their compact texts: a tool kept as text costs about a seventh of the
+/// `Value` tree it parses into, and the merger parses each only when it judges it.
+pub(crate) type Items = Arc<[JsonText]>;
 
 /// Something a child said that concerns sessions, not one request.
 #[derive(Debug)]
@@ -239,7 +245,9 @@ pub struct Resume {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Reason: calls are the common command; a box would cost an allocation per call.
 pub(crate) enum Command {
-    Call(CallRequest),
+    /// Boxed: the queue's slots are all allocated (and touched) up front, each the size of the
+    /// largest command; a call inline made 256 slots of a few hundred bytes per connection.
+    Call(Box<CallRequest>),
     Cancel {
         session: SessionId,
         id: Id,
@@ -324,7 +332,7 @@ impl ConnHandle {
     /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
     /// the agent is answered with an error at once, so every request gets exactly one answer.
     pub fn call(&self, req: CallRequest) {
-        match self.inner.tx.try_send(Command::Call(req)) {
+        match self.inner.tx.try_send(Command::Call(Box::new(req))) {
             Ok(()) => self.wake(),
             Err(e) => {
                 let (code, why) = if e.is_full() {

@@ -13,6 +13,10 @@ pub enum Frame<'a> {
     Overlong,
 }
 
+/// The buffer kept between lines; a bigger one (grown for a long line) is freed once its line is
+/// out.
+const KEEP: usize = 16 * 1024;
+
 /// Splits pushed bytes into lines of at most `max` bytes.
 #[derive(Debug)]
 pub struct LineReader {
@@ -48,7 +52,7 @@ impl LineReader {
             }
             if self.buf.len() + chunk.len() > self.max {
                 self.buf.clear();
-                self.buf.shrink_to(64 * 1024);
+                self.buf.shrink_to(KEEP);
                 self.skipping = !ends_line;
                 on_frame(Frame::Overlong);
                 continue;
@@ -63,8 +67,12 @@ impl LineReader {
                 self.buf.extend_from_slice(chunk);
                 let line = std::mem::take(&mut self.buf);
                 emit(&line, &mut on_frame);
-                self.buf = line;
-                self.buf.clear();
+                // The buffer of a big line (a listing) is let go after it: a reader is kept per
+                // connection, and most lines are small.
+                if line.capacity() <= KEEP {
+                    self.buf = line;
+                    self.buf.clear();
+                }
             }
         }
     }

@@ -33,7 +33,7 @@ pub fn rebuild_for_bench(
         .map(|(name, tools)| {
             let listing = Listing {
                 catalog: crate::downstream::Catalog {
-                    tools: tools.clone(),
+                    tools: tools.iter().map(crate::json_text::JsonText::new).collect(),
                     ..Default::default()
                 },
                 server_info: serde_json::json!({ "name": name }),

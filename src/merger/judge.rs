@@ -14,6 +14,7 @@ use super::resources::ResourceEntry;
 use super::view::{Namer, ToolEntry};
 use crate::config::OnChange;
 use crate::downstream::Catalog;
+use crate::json_text::JsonText;
 use crate::sanitize::{self, Context, Finding, Limits, SanitizedTool, Severity, Verdict};
 use crate::store::pins::{Observation, PinStore, Pinning, Standing};
 use serde_json::Value;
@@ -105,15 +106,19 @@ impl Judge {
             None => Vec::new(),
         };
         let catalog = &listing.catalog;
-        let tools = catalog.tools.iter().map(|raw| {
-            let sanitized = sanitize::sanitize_tool(raw, &self.limits, &ctx);
+        // Each item is parsed from its text for as long as it is judged, one at a time.
+        let tools = catalog.tools.iter().map(|text| {
+            let raw = text.value();
+            let sanitized = sanitize::sanitize_tool(&raw, &self.limits, &ctx);
+            let raw = (text, &raw);
             self.observe(server, raw, "", sanitized, listing, &instruction_findings)
         });
-        let prompts = catalog.prompts.iter().map(|raw| {
-            let sanitized = sanitize::sanitize_prompt(raw, &self.limits, &ctx);
+        let prompts = catalog.prompts.iter().map(|text| {
+            let raw = text.value();
+            let sanitized = sanitize::sanitize_prompt(&raw, &self.limits, &ctx);
             self.observe(
                 server,
-                raw,
+                (text, &raw),
                 PROMPT_PIN,
                 sanitized,
                 listing,
@@ -133,7 +138,8 @@ impl Judge {
         catalog: &Catalog,
     ) -> (Vec<ResourceEntry>, Vec<ResourceEntry>) {
         let ctx = Context::new(others.iter().copied(), self.namer.separator.as_str());
-        let judge = |raw: &Value, template: bool| {
+        let judge = |text: &JsonText, template: bool| {
+            let raw = &text.value();
             let field = if template { "uriTemplate" } else { "uri" };
             let uri = raw.get(field).and_then(Value::as_str).unwrap_or_default();
             let name = raw.get("name").and_then(Value::as_str).unwrap_or(uri);
@@ -201,11 +207,12 @@ impl Judge {
             .collect()
     }
 
-    /// One tool's (or, with `pin_prefix` [`PROMPT_PIN`], one prompt's) observation.
+    /// One tool's (or, with `pin_prefix` [`PROMPT_PIN`], one prompt's) observation; `raw` is its
+    /// definition as listed, as text and as value.
     fn observe(
         &self,
         server: &str,
-        raw: &Value,
+        (raw_text, raw): (&JsonText, &Value),
         pin_prefix: &str,
         mut sanitized: SanitizedTool,
         listing: &Listing,
@@ -231,7 +238,7 @@ impl Judge {
             tool: format!("{pin_prefix}{tool}"),
             hash: sanitize::pin_hash(raw, &listing.server_info, listing.instructions.as_deref()),
             verdict: sanitized.verdict,
-            raw: raw.clone(),
+            raw: raw_text.clone(),
             clean: sanitized.clean,
             findings: sanitized.findings,
         }

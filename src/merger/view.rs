@@ -261,7 +261,7 @@ fn provider_safe(server: &str, tool: &str, separator: Separator) -> String {
         return safe;
     }
     let digest = Sha256::digest(full.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hash = crate::hex::encode(digest.get(..4).unwrap_or_default());
     format!("{}_{hash}", &safe[..55])
 }
 

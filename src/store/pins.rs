@@ -9,7 +9,7 @@
 //! (a gate, serve and an operator's `tools approve` may share the data dir); writes anything but
 //! the pins.
 
-pub(crate) use super::schema::{Approved, Current, PinEntry, Pins, StoredFinding};
+pub(crate) use super::schema::{Approved, Current, Definition, PinEntry, Pins, StoredFinding};
 use super::schema::{State, Tools};
 use super::state::StateFile;
 use super::{io_error, Error};
@@ -52,7 +52,7 @@ impl PinEntry {
             None => Standing::Unapproved,
             Some(a) if a.hash == self.current.hash => Standing::Approved,
             Some(a) => Standing::Changed {
-                approved: a.definition.clone(),
+                approved: a.definition.value(),
             },
         }
     }
@@ -76,7 +76,7 @@ pub struct Observation {
     /// Its verdict.
     pub verdict: Verdict,
     /// As sent.
-    pub raw: Value,
+    pub raw: Definition,
     /// As cleaned.
     pub clean: Value,
     /// Findings.
@@ -130,44 +130,29 @@ impl PinStore {
         pinning: Pinning,
     ) -> Result<Vec<Vec<Standing>>, Error> {
         self.update(|pins| {
+            let mut changed = !pins.contains_key(workspace);
             let workspace = pins.entry(workspace.to_owned()).or_default();
-            servers
+            let standings = servers
                 .iter()
                 .map(|(server, observations)| {
+                    changed |= !workspace.contains_key(*server);
                     let tools = workspace.entry((*server).to_owned()).or_default();
                     observations
                         .iter()
-                        .map(|obs| observe(tools, obs, pinning))
+                        .map(|obs| observe(tools, obs, pinning, &mut changed))
                         .collect()
                 })
-                .collect()
+                .collect();
+            (standings, changed)
         })
     }
 
     /// Approves the current version of the tool agents know as `merged_name`.
     pub fn approve(&mut self, workspace: &str, merged_name: &str) -> Result<PinEntry, Error> {
         self.update(|pins| {
-            let entry = pins
-                .get_mut(workspace)
-                .and_then(|servers| {
-                    servers
-                        .values_mut()
-                        .find_map(|tools| tools.values_mut().find(|e| e.merged_name == merged_name))
-                })
-                .ok_or_else(|| Error::UnknownTool(merged_name.to_owned()))?;
-            if entry.current.verdict == Verdict::Rejected.as_str() {
-                return Err(Error::NotApprovable {
-                    name: merged_name.to_owned(),
-                    reason: "its current version was rejected (a structural violation)".into(),
-                });
-            }
-            entry.approved = Some(Approved {
-                hash: entry.current.hash.clone(),
-                definition: entry.current.clean.clone(),
-                by: "operator".into(),
-                at: now(),
-            });
-            Ok(entry.clone())
+            let approved = approve(pins, workspace, merged_name);
+            let changed = approved.is_ok();
+            (approved, changed)
         })?
     }
 
@@ -203,13 +188,13 @@ impl PinStore {
         Ok(changed)
     }
 
-    /// Read-modify-write under the lock; writes only when something changed.
-    fn update<T>(&mut self, f: impl FnOnce(&mut Pins) -> T) -> Result<T, Error> {
+    /// Read-modify-write under the lock; `f` says whether it changed anything, and the file is
+    /// written only then (no copy of the pins to compare with: they can be megabytes).
+    fn update<T>(&mut self, f: impl FnOnce(&mut Pins) -> (T, bool)) -> Result<T, Error> {
         let _lock = self.file.lock()?;
         let mut state = self.file.read()?.unwrap_or_default();
-        let before = state.pins.clone();
-        let out = f(&mut state.pins);
-        if state.pins != before {
+        let (out, changed) = f(&mut state.pins);
+        if changed {
             self.file.write(&state)?;
         }
         self.modified = modified(&self.file);
@@ -218,7 +203,39 @@ impl PinStore {
     }
 }
 
-fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning) -> Standing {
+/// Approves the current version of the tool agents know as `merged_name` in `pins`.
+fn approve(pins: &mut Pins, workspace: &str, merged_name: &str) -> Result<PinEntry, Error> {
+    let entry = pins
+        .get_mut(workspace)
+        .and_then(|servers| {
+            servers
+                .values_mut()
+                .find_map(|tools| tools.values_mut().find(|e| e.merged_name == merged_name))
+        })
+        .ok_or_else(|| Error::UnknownTool(merged_name.to_owned()))?;
+    if entry.current.verdict == Verdict::Rejected.as_str() {
+        return Err(Error::NotApprovable {
+            name: merged_name.to_owned(),
+            reason: "its current version was rejected (a structural violation)".into(),
+        });
+    }
+    entry.approved = Some(Approved {
+        hash: entry.current.hash.clone(),
+        definition: entry.current.clean.clone(),
+        by: "operator".into(),
+        at: now(),
+    });
+    Ok(entry.clone())
+}
+
+/// Records `obs` in `tools` and returns its standing; sets `changed` when the record changed.
+fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning, changed: &mut bool) -> Standing {
+    // One text of the cleaned definition, shared by the current and the approved version (and
+    // by the raw one when cleaning changed nothing).
+    let clean = match Definition::new(&obs.clean) {
+        clean if clean == obs.raw => obs.raw.clone(),
+        clean => clean,
+    };
     let current = Current {
         hash: obs.hash.clone(),
         verdict: obs.verdict.as_str().to_owned(),
@@ -238,30 +255,33 @@ fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning) -> Standing {
             })
             .collect(),
         raw: obs.raw.clone(),
-        clean: obs.clean.clone(),
+        clean: clean.clone(),
     };
-    let entry = tools.entry(obs.tool.clone()).or_insert_with(|| PinEntry {
-        merged_name: obs.merged_name.clone(),
-        approved: None,
-        current: current.clone(),
-    });
-    entry.merged_name = obs.merged_name.clone();
-    entry.current = current;
+    let old = tools.remove(&obs.tool);
+    let mut approved = old.as_ref().and_then(|e| e.approved.clone());
     let first_use =
-        entry.approved.is_none() && pinning == Pinning::TrustOnFirstUse && obs.verdict.is_usable();
+        approved.is_none() && pinning == Pinning::TrustOnFirstUse && obs.verdict.is_usable();
     if first_use {
-        entry.approved = Some(Approved {
+        approved = Some(Approved {
             hash: obs.hash.clone(),
-            definition: obs.clean.clone(),
+            definition: clean.clone(),
             by: "first use".into(),
             at: now(),
         });
     }
-    if let Some(approved) = entry.approved.as_mut().filter(|a| a.hash == obs.hash) {
+    if let Some(approved) = approved.as_mut().filter(|a| a.hash == obs.hash) {
         // Same version; the sanitizer may have improved since: serve today's cleaning of it.
-        approved.definition = obs.clean.clone();
+        approved.definition = clean;
     }
-    entry.standing()
+    let entry = PinEntry {
+        merged_name: obs.merged_name.clone(),
+        approved,
+        current,
+    };
+    *changed |= old.as_ref() != Some(&entry);
+    let standing = entry.standing();
+    tools.insert(obs.tool.clone(), entry);
+    standing
 }
 
 fn load(file: &StateFile) -> Result<(Pins, Option<SystemTime>), Error> {
@@ -324,7 +344,7 @@ mod tests {
             merged_name: "s.t".into(),
             hash: hash.into(),
             verdict,
-            raw: json!({"name": "t", "v": hash}),
+            raw: Definition::new(&json!({"name": "t", "v": hash})),
             clean: json!({"name": "t", "v": hash}),
             findings: Vec::new(),
         }

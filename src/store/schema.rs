@@ -12,8 +12,8 @@
 
 use crate::delegation::rate::Rate;
 use crate::glob::{Glob, Scope};
+use crate::json_text::JsonText;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A workspace: a set of connections served together at `/mcp/{id}`.
@@ -205,13 +205,18 @@ pub struct StoredFinding {
     pub severity: String,
 }
 
+/// A tool's (or prompt's) definition as pinned: its compact text (see [`JsonText`]), so thousands
+/// of pinned tools cost their text's length, and the copies of one (raw, cleaned, approved)
+/// share one text. Written to the file as the value itself.
+pub(crate) type Definition = JsonText;
+
 /// The approved version of a tool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Approved {
     /// Its pin hash.
     pub hash: String,
     /// Its sanitized definition (what agents are served while a newer version waits).
-    pub definition: Value,
+    pub definition: Definition,
     /// `first use` or `operator`.
     pub by: String,
     /// Unix seconds.
@@ -228,9 +233,9 @@ pub struct Current {
     /// What the sanitizers found.
     pub findings: Vec<StoredFinding>,
     /// The definition as the server sent it.
-    pub raw: Value,
+    pub raw: Definition,
     /// The sanitized definition.
-    pub clean: Value,
+    pub clean: Definition,
 }
 
 /// One tool's pin record.

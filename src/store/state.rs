@@ -111,9 +111,18 @@ impl StateFile {
 
     /// Replaces the file with `state` (under [`StateFile::lock`]), keeping the old one as backup.
     pub(crate) fn write(&self, state: &State) -> Result<(), Error> {
-        let mut state = state.clone();
-        state.version = SCHEMA_VERSION;
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| Error::Corrupt {
+        // A copy only to stamp the version: every state read from a file has it already.
+        let stamped;
+        let state = if state.version == SCHEMA_VERSION {
+            state
+        } else {
+            stamped = State {
+                version: SCHEMA_VERSION,
+                ..state.clone()
+            };
+            &stamped
+        };
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;

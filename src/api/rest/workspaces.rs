@@ -291,7 +291,10 @@ fn pinned(api: &Api, id: &str, prompts: bool) -> Result<Vec<Value>, ApiError> {
                 Standing::Approved => ("approved", None),
                 Standing::Changed { approved } => (
                     "changed",
-                    Some(sanitize::diff::definitions(&approved, &e.current.clean)),
+                    Some(sanitize::diff::definitions(
+                        &approved,
+                        &e.current.clean.value(),
+                    )),
                 ),
                 Standing::Unapproved => ("unapproved", None),
             };

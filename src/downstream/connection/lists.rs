@@ -11,7 +11,8 @@
 
 use super::inflight::PendingKind;
 use super::{Worker, LOG_TARGET};
-use crate::downstream::{Catalog, Event, Offered, Status};
+use crate::downstream::{Catalog, Event, Items, Offered, Status};
+use crate::json_text::JsonText;
 use crate::jsonrpc::Outcome;
 use crate::mcp::ListKind;
 use serde_json::value::RawValue;
@@ -24,7 +25,7 @@ const MIN_RELIST: Duration = Duration::from_secs(1);
 /// A listing under way: the pages so far.
 #[derive(Debug, Default)]
 struct Progress {
-    items: Vec<Value>,
+    items: Vec<JsonText>,
     pages: usize,
     /// A `list_changed` arrived mid-listing: list again when this one ends.
     again: bool,
@@ -33,7 +34,8 @@ struct Progress {
 /// One list of the child: its last complete items and its listing under way.
 #[derive(Debug, Default)]
 struct List {
-    items: Vec<Value>,
+    /// Shared with the merger (each listing sent hands it the same lists, not copies).
+    items: Items,
     listing: Option<Progress>,
     listed_once: bool,
     /// When its last listing ended.
@@ -236,7 +238,7 @@ impl Worker {
     fn finish_listing(&mut self, kind: ListKind) {
         let list = self.lists.list_mut(kind);
         let listing = list.listing.take().unwrap_or_default();
-        list.items = listing.items;
+        list.items = listing.items.into();
         list.listed_once = true;
         list.last_listed = Some(Instant::now());
         if kind == ListKind::Tools {
@@ -273,11 +275,14 @@ impl Worker {
     }
 }
 
-/// A page's items and its next cursor; `None` when the result has no array where the items go.
-fn parse_page(kind: ListKind, result: &RawValue) -> Option<(Vec<Value>, Option<String>)> {
+/// A page's items (as their texts) and its next cursor; `None` when the result has no array
+/// where the items go.
+fn parse_page(kind: ListKind, result: &RawValue) -> Option<(Vec<JsonText>, Option<String>)> {
     let mut page = serde_json::from_str::<Page>(result.get()).ok()?;
     match page.fields.remove(field(kind)) {
-        Some(Value::Array(items)) => Some((items, page.next_cursor)),
+        Some(Value::Array(items)) => {
+            Some((items.iter().map(JsonText::new).collect(), page.next_cursor))
+        }
         _ => None,
     }
 }

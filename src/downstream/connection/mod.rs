@@ -441,7 +441,7 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
-                Ok(Command::Call(req)) => self.on_call(req),
+                Ok(Command::Call(req)) => self.on_call(*req),
                 Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
                 Ok(Command::ClientAnswer {
                     session,

@@ -21,7 +21,9 @@ use std::io;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-const READ_BUF: usize = 64 * 1024;
+/// One read's bytes: small, since every connection keeps one (a big listing is read in a few more
+/// reads, within [`READ_BUDGET`]).
+const READ_BUF: usize = 16 * 1024;
 /// Bytes read from one pipe before the loop looks at its other sources again.
 const READ_BUDGET: usize = 1024 * 1024;
 const STDERR_MAX_LINE: usize = 8 * 1024;

@@ -539,14 +539,15 @@ impl State {
         }
     }
 
-    /// Judges every server marked this turn, with one pin update for all of them.
-    fn judge_stale(&mut self) {
+    /// Judges every server marked this turn, with one pin update for all of them; false when
+    /// none was.
+    fn judge_stale(&mut self) -> bool {
         let names: Vec<String> = self.servers.iter().map(|s| s.tools.name.clone()).collect();
         let stale: Vec<usize> = (0..self.servers.len())
             .filter(|i| self.servers.get(*i).is_some_and(|s| s.stale))
             .collect();
         if stale.is_empty() {
-            return;
+            return false;
         }
         let others: Vec<Vec<&str>> = stale
             .iter()
@@ -581,6 +582,7 @@ impl State {
                 server.stale = false;
             }
         }
+        true
     }
 
     /// An operator changed the pins (`tools approve`): judge every server again.
@@ -608,7 +610,7 @@ impl State {
     /// changed.
     fn publish(&mut self) {
         self.dirty = false;
-        self.judge_stale();
+        let judged = self.judge_stale();
         let namer = Namer::from_settings(&self.settings);
         let tools = view::merge(self.servers.iter().map(|s| &s.tools), namer, true);
         let prompts = view::merge_prompts(self.servers.iter().map(|s| &s.tools), namer, true);
@@ -638,6 +640,11 @@ impl State {
         let routes = Arc::new(view::routes(&tools, &prompts, resources, connections));
         log::info!("merged view: {} callable tools", routes.callable());
         *write(&self.routes) = routes;
+        if judged {
+            // Judging a burst (the pin file read and written, every definition parsed and
+            // cleaned) freed far more than it kept.
+            crate::sys::release_free_memory();
+        }
         let changed = std::mem::take(&mut self.changed);
         // A full queue loses a notification, not the subscription.
         for (is, kind, method) in [
