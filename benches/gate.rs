@@ -417,12 +417,55 @@ fn http_calls(n: usize) {
             (per_client * clients) as f64 / wall.as_secs_f64()
         );
     }
+    lists_on_one_connection(&addr, &session, &key);
     delegated_calls(&addr, &session, &key, n.min(5_000));
     println!(
         "serve RSS with 10 active connections (children excluded): {} kB",
         serve.rss_kib()
     );
     serve.stop();
+}
+
+/// `tools/list` (the merged list of 10 servers, about 20 KB) again and again on one kept-alive
+/// connection, next to the same request as the first on a new connection each time: a reused
+/// connection must not wait for a delayed ACK (the 40 ms stall of Nagle's algorithm when an
+/// answer leaves in two writes and the socket lacks `TCP_NODELAY`).
+fn lists_on_one_connection(addr: &str, session: &str, key: &str) {
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+    let headers = [("Authorization", key), ("Mcp-Session-Id", session)];
+    let mut c = HttpClient::connect(addr);
+    let mut size = 0;
+    let mut reused = Vec::new();
+    for i in 0..220 {
+        let t = Instant::now();
+        let (status, _, answer) = c.post("/mcp/bench", &headers, body);
+        assert_eq!(status, 200);
+        size = answer.len();
+        if i >= 20 {
+            reused.push(t.elapsed());
+        }
+    }
+    let mut fresh = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let mut c = HttpClient::connect(addr);
+        let (status, _, _) = c.post("/mcp/bench", &headers, body);
+        assert_eq!(status, 200);
+        fresh.push(t.elapsed());
+    }
+    reused.sort();
+    fresh.sort();
+    for (label, lat) in [
+        ("reused connection", &reused),
+        ("new connection each", &fresh),
+    ] {
+        println!(
+            "HTTP tools/list ({:.1} KB), {label}: p50 {:.3} ms, p99 {:.3} ms",
+            size as f64 / 1000.0,
+            pct(lat, 50).as_secs_f64() * 1e3,
+            pct(lat, 99).as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// One client's `tools/call` with an agent key next to the same call delegated by a partner

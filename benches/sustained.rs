@@ -28,6 +28,8 @@ struct Figures {
     label: &'static str,
     calls: u64,
     errors: u64,
+    /// Calls answered, with a result or an error: each must have its record.
+    answered: u64,
     secs: f64,
     rss_start_kib: u64,
     rss_end_kib: u64,
@@ -53,7 +55,7 @@ fn main() {
         rows.push(http_phase(&dir.join("http"), Duration::from_secs(secs)));
     }
     println!(
-        "\n| path | calls | errors | calls/s | call records in the trail | records = calls | audit verify | RSS after warm-up → end |"
+        "\n| path | calls | errors | calls/s | call records in the trail | records = calls answered | audit verify | RSS after warm-up → end |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for f in rows {
@@ -64,7 +66,7 @@ fn main() {
             f.errors,
             f.calls as f64 / f.secs,
             f.records,
-            if f.records == f.calls {
+            if f.records == f.answered {
                 "yes"
             } else {
                 "**no**"
@@ -146,7 +148,7 @@ fn stdio_phase(dir: &Path, length: Duration) -> Figures {
     let mut writer = Some(writer);
     // The calls sent in all, known once the writer has stopped.
     let mut total = None;
-    let (mut calls, mut errors) = (0u64, 0u64);
+    let (mut calls, mut errors, mut garbled) = (0u64, 0u64, 0u64);
     loop {
         if rss_start.is_none() && started.elapsed() >= WARM_UP {
             rss_start = Some(rss_kib(pid));
@@ -168,9 +170,12 @@ fn stdio_phase(dir: &Path, length: Duration) -> Figures {
             break;
         }
         let Ok(answer) = serde_json::from_str::<Value>(&line) else {
-            errors += 1;
+            garbled += 1;
             continue;
         };
+        if answer.get("id").is_none() {
+            continue; // A notification (a list change, say), not an answer.
+        }
         match answer["result"]["content"][0]["text"].as_str() {
             Some("sustained") => calls += 1,
             _ => errors += 1,
@@ -185,7 +190,8 @@ fn stdio_phase(dir: &Path, length: Duration) -> Figures {
     Figures {
         label: "stdio",
         calls,
-        errors,
+        errors: errors + garbled,
+        answered: calls + errors,
         secs,
         rss_start_kib: rss_start.unwrap_or(rss_end),
         rss_end_kib: rss_end,
@@ -210,11 +216,12 @@ fn http_phase(dir: &Path, length: Duration) -> Figures {
         .collect();
     std::thread::sleep(WARM_UP.min(length));
     let rss_start = serve.rss_kib();
-    let (mut calls, mut errors) = (0, 0);
+    let (mut calls, mut errors, mut lost) = (0, 0, 0);
     for client in clients {
-        let (ok, bad) = client.join().unwrap_or((0, 1));
+        let (ok, bad, gone) = client.join().unwrap_or((0, 0, 1));
         calls += ok;
         errors += bad;
+        lost += gone;
     }
     let secs = started.elapsed().as_secs_f64();
     let rss_end = serve.rss_kib();
@@ -225,7 +232,8 @@ fn http_phase(dir: &Path, length: Duration) -> Figures {
     Figures {
         label: "HTTP (serve)",
         calls,
-        errors,
+        errors: errors + lost,
+        answered: calls + errors,
         secs,
         rss_start_kib: rss_start,
         rss_end_kib: rss_end,
@@ -234,8 +242,9 @@ fn http_phase(dir: &Path, length: Duration) -> Figures {
     }
 }
 
-/// One client's calls until `until`: answered calls and errors.
-fn http_client(addr: &str, key: &str, until: Instant) -> (u64, u64) {
+/// One client's calls until `until`: calls answered with the right result, calls answered
+/// otherwise (an error), and requests that got no answer (an I/O error ends the client).
+fn http_client(addr: &str, key: &str, until: Instant) -> (u64, u64, u64) {
     let mut c = HttpClient::connect(addr);
     let auth = [("Authorization", key)];
     let (_, head, _) = c.post(
@@ -257,14 +266,16 @@ fn http_client(addr: &str, key: &str, until: Instant) -> (u64, u64) {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"ex.echo","arguments":{{"message":"sustained"}}}}}}"#
         );
-        let (status, _, answer) = c.post("/mcp/sustained", &headers, &body);
-        if status == 200 && answer.contains(r#""text":"sustained""#) {
+        let Ok(answer) = c.request("POST", "/mcp/sustained", &headers, &body) else {
+            return (ok, bad, 1);
+        };
+        if answer.status == 200 && answer.text().contains(r#""text":"sustained""#) {
             ok += 1;
         } else {
             bad += 1;
         }
     }
-    (ok, bad)
+    (ok, bad, 0)
 }
 
 /// The call records in the trail of `data`, and whether `audit verify` passes on it.

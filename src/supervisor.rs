@@ -307,6 +307,11 @@ pub(crate) fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// The parent of process `pid`; `None` once it is gone (or reaped).
+pub(crate) fn parent(pid: u32) -> Option<u32> {
+    parent_of(Path::new(&format!("/proc/{pid}")))
+}
+
 /// The parent pid in `dir/stat` (`/proc/PID/stat`): the second field after the command name,
 /// which is in parentheses and may itself hold spaces and parentheses.
 fn parent_of(dir: &Path) -> Option<u32> {

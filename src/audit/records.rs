@@ -82,11 +82,11 @@ impl CallRecord {
 
     /// The event, once the call was answered with `outcome` after `ms` milliseconds.
     pub fn event(self, outcome: impl Into<String>, ms: u128) -> Event {
-        Event::Call(CallEvent {
+        Event::Call(Box::new(CallEvent {
             record: self,
             outcome: outcome.into(),
-            ms,
-        })
+            ms: u64::try_from(ms).unwrap_or(u64::MAX),
+        }))
     }
 }
 
@@ -94,8 +94,9 @@ impl CallRecord {
 /// straight to the line by the writer, without a JSON tree in between.
 #[derive(Debug)]
 pub enum Event {
-    /// A call and how it ended.
-    Call(CallEvent),
+    /// A call and how it ended. Boxed: the audit queue allocates (and touches) all of its slots
+    /// up front, each the size of the largest event.
+    Call(Box<CallEvent>),
     /// Any other event, as a JSON object with a `type`.
     Other(Value),
 }
@@ -130,7 +131,7 @@ impl Serialize for Event {
 pub struct CallEvent {
     record: CallRecord,
     outcome: String,
-    ms: u128,
+    ms: u64,
 }
 
 impl Serialize for CallEvent {

@@ -315,9 +315,8 @@ impl ChildProc {
     /// descendants are killed first, by pid: those that left the group would outlive it.
     fn kill_now(&mut self) {
         let mut strays = self.descendants();
-        for pid in &strays {
-            let _ = sys::kill_process(*pid, Signal::Kill);
-        }
+        // Only those the signal reached are waited for (one run as another user is not ours).
+        strays.retain(|pid| sys::kill_process(*pid, Signal::Kill).is_ok());
         let _ = sys::kill_group(self.pgid, Signal::Kill);
         // By pid as well: a leader that moved itself to another group is not hit by the above.
         let _ = self.child.kill();
@@ -334,10 +333,17 @@ impl ChildProc {
                 }
             }
             if Instant::now() >= deadline {
-                log::error!(
-                    "process group {} still has members after SIGKILL",
-                    self.pgid
-                );
+                match strays.is_empty() {
+                    true => log::error!(
+                        "process group {} still has members after SIGKILL",
+                        self.pgid
+                    ),
+                    false => log::error!(
+                        "processes {strays:?} of child {} not gone {} ms after SIGKILL",
+                        self.pgid,
+                        KILL_WAIT.as_millis()
+                    ),
+                }
                 return;
             }
             // SIGKILL has been sent; exit is not a pollable event here. Bounded by KILL_WAIT.
@@ -410,10 +416,18 @@ impl ChildProc {
 
 /// Reaps the killed descendants of a dead supervisor that came to the gate, the next subreaper
 /// (the supervisor's orphans are reparented before its own exit can be read); keeps in `strays`
-/// only those that are the gate's children and have not exited yet.
+/// those still to wait for: the gate's children that have not exited yet, and those whose parent
+/// is itself a stray still dying (they come to the gate when it exits).
 fn reap_strays(strays: &mut Vec<u32>) {
     #[cfg(target_os = "linux")]
-    strays.retain(|pid| sys::reap_process(*pid) == sys::Reap::Running);
+    {
+        let all = strays.clone();
+        strays.retain(|pid| match sys::reap_process(*pid) {
+            sys::Reap::Reaped => false,
+            sys::Reap::Running => true,
+            sys::Reap::NotOurs => supervisor::parent(*pid).is_some_and(|p| all.contains(&p)),
+        });
+    }
     #[cfg(not(target_os = "linux"))]
     strays.clear();
 }

@@ -243,7 +243,6 @@ pub struct Resume {
 
 /// Commands a connection thread accepts.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // Reason: calls are the common command; a box would cost an allocation per call.
 pub(crate) enum Command {
     /// Boxed: the queue's slots are all allocated (and touched) up front, each the size of the
     /// largest command; a call inline made 256 slots of a few hundred bytes per connection.

@@ -6,7 +6,8 @@
 //! an unknown `kid`, but an unknown `kid` causes at most one fetch per [`MIN_REFETCH`] (so
 //! made-up kids cannot turn the gate into a fetch loop).
 //! Never: follows a redirect (URLs are fetched with [`crate::http_client`], TLS included); keeps a weak
-//! Ed25519 key or a short RSA key; waits longer than [`FETCH_TIMEOUT`] for a fetch.
+//! Ed25519 key or a short RSA key; waits longer than [`FETCH_TIMEOUT`] for a fetch; uses a key
+//! more than twice the TTL after its set was fetched.
 
 use crate::http_client::{self as client, Url};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,8 +63,11 @@ struct Jwk {
 }
 
 /// The cached key set of one identity provider. The cache decides under its lock and fetches
-/// outside it ([`Jwks::plan`], [`fetch`], [`Jwks::install`]): one fetch at a time, and a
-/// verification whose key is already known never waits for one.
+/// outside it ([`Jwks::plan`], [`fetch`], [`Jwks::install`]): one fetch at a time. While a
+/// fetch runs, a key the set knows is used as it is (for at most twice the TTL after the set was
+/// fetched: a provider that stays down does not keep removed keys alive), a token naming an
+/// unknown key is refused at once (once any key is known), and only the caller that started the
+/// fetch, or callers that have no key at all yet, wait for it.
 #[derive(Debug)]
 pub struct Jwks {
     source: Source,
@@ -85,9 +89,9 @@ pub enum Plan {
     Found(Key),
     /// Fetch the set from this source (outside the lock), then [`Jwks::install`] it.
     Fetch(Source),
-    /// Another caller is fetching and the key is not known yet: wait for it.
+    /// Another caller is fetching the first set: wait for it.
     Wait,
-    /// No such key, and no fetch is due.
+    /// No such key, and no fetch is due (or this caller may not start one).
     Missing(String),
 }
 
@@ -106,13 +110,25 @@ impl Jwks {
     }
 
     /// What to do for the key `kid` names (or the only key when the token names none): fetch
-    /// when the set is stale, or once more (rate-limited) when `kid` is unknown. While another
-    /// caller fetches, a known key is used as it is (even from a stale set).
-    pub fn plan(&mut self, kid: Option<&str>) -> Plan {
-        let stale = self.fetched.is_none_or(|t| t.elapsed() >= self.ttl);
-        let known = self.find(kid);
+    /// when the set is stale, or once more (rate-limited) when `kid` is unknown; `may_fetch` is
+    /// false for a caller that already waited for a fetch (it never starts another).
+    pub fn plan(&mut self, kid: Option<&str>, may_fetch: bool) -> Plan {
+        let age = self.fetched.map(|t| t.elapsed());
+        let stale = age.is_none_or(|a| a >= self.ttl);
+        let usable = age.is_some_and(|a| a < self.ttl.saturating_mul(2));
+        let known = self.find(kid).filter(|_| usable);
         if self.fetching {
-            return known.map_or(Plan::Wait, Plan::Found);
+            return match known {
+                Some(key) => Plan::Found(key),
+                None if self.keys.is_empty() => Plan::Wait,
+                None => Plan::Missing(format!("no key {kid:?} in the key set")),
+            };
+        }
+        if !may_fetch {
+            return known.map_or_else(
+                || Plan::Missing("the key set could not be fetched; try again".into()),
+                Plan::Found,
+            );
         }
         if stale {
             return self.start_fetch();
@@ -131,6 +147,15 @@ impl Jwks {
         self.fetching = true;
         self.fetches += 1;
         Plan::Fetch(self.source.clone())
+    }
+
+    /// The key `kid` names from the set as it is, if the set is still within its grace (twice
+    /// the TTL): what the caller that fetched falls back on when its fetch failed.
+    pub fn usable(&self, kid: Option<&str>) -> Option<Key> {
+        let age = self.fetched.map(|t| t.elapsed())?;
+        (age < self.ttl.saturating_mul(2))
+            .then(|| self.find(kid))
+            .flatten()
     }
 
     /// Takes the outcome of the fetch [`Jwks::plan`] asked for. A failed fetch keeps the keys
@@ -211,5 +236,60 @@ fn parse(jwk: &Jwk) -> Option<Key> {
                 .map(Key::P256)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_key(kid: &str) -> HashMap<String, Key> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        HashMap::from([(kid.to_owned(), Key::Ed25519(key))])
+    }
+
+    fn cache(ttl: Duration) -> Jwks {
+        Jwks::new(Source::File("/nonexistent/jwks.json".into()), ttl)
+    }
+
+    #[test]
+    fn one_fetch_at_a_time_and_only_the_first_set_is_waited_for() {
+        let mut jwks = cache(Duration::from_secs(300));
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Fetch(_)));
+        // No key yet: others wait for that fetch, and never start one of their own.
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Wait));
+        assert!(matches!(jwks.plan(Some("a"), false), Plan::Wait));
+        jwks.install(Ok(one_key("a"))).unwrap();
+        assert!(matches!(jwks.plan(Some("a"), false), Plan::Found(_)));
+        assert_eq!(jwks.fetches, 1);
+    }
+
+    #[test]
+    fn an_unknown_kid_refetches_once_and_others_are_not_held_up_meanwhile() {
+        let mut jwks = cache(Duration::from_secs(300));
+        assert!(matches!(jwks.plan(None, true), Plan::Fetch(_)));
+        jwks.install(Ok(one_key("a"))).unwrap();
+        assert!(matches!(jwks.plan(Some("new"), true), Plan::Fetch(_)));
+        // During that fetch: the known key is used, another unknown one is refused at once.
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Found(_)));
+        assert!(matches!(jwks.plan(Some("other"), true), Plan::Missing(_)));
+        assert!(jwks.install(Err("down".into())).is_err());
+        // The known key survives the failed fetch; the unknown kid may not refetch for 10 s.
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Found(_)));
+        assert!(matches!(jwks.plan(Some("new"), true), Plan::Missing(_)));
+        assert_eq!(jwks.fetches, 2);
+    }
+
+    #[test]
+    fn keys_past_twice_the_ttl_are_not_used_while_the_provider_is_down() {
+        let mut jwks = cache(Duration::ZERO);
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Fetch(_)));
+        jwks.install(Ok(one_key("a"))).unwrap();
+        // Stale at once: the next caller fetches; while it does, the old key is past its grace.
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Fetch(_)));
+        assert!(matches!(jwks.plan(Some("a"), true), Plan::Missing(_)));
+        assert!(jwks.install(Err("down".into())).is_err());
+        assert!(jwks.usable(Some("a")).is_none());
+        assert!(matches!(jwks.plan(Some("a"), false), Plan::Missing(_)));
     }
 }

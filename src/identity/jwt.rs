@@ -170,27 +170,31 @@ impl Verifier {
     }
 
     /// The key `kid` names. The key-set lock is never held across a fetch: one caller fetches
-    /// while the others use the keys they know, or wait (at most a fetch's timeout) for the
-    /// fetch when theirs is not known yet.
+    /// while the others use the keys they know (see [`Jwks`]); only callers with no key at all
+    /// yet wait, once, for at most a fetch's timeout and a second, and never fetch after waiting.
     fn key(&self, kid: Option<&str>) -> Result<Key, String> {
         let deadline = Instant::now() + FETCH_TIMEOUT + Duration::from_secs(1);
         let mut jwks = lock(&self.jwks);
+        let mut may_fetch = true;
         loop {
-            match jwks.plan(kid) {
+            match jwks.plan(kid, may_fetch) {
                 Plan::Found(key) => return Ok(key),
                 Plan::Missing(why) => return Err(why),
                 Plan::Fetch(source) => {
                     drop(jwks);
                     let fetched = catch_fetch(&source);
-                    let mut guard = lock(&self.jwks);
-                    let installed = guard.install(fetched);
+                    let mut jwks = lock(&self.jwks);
+                    let installed = jwks.install(fetched);
                     self.fetched.notify_all();
-                    installed?;
-                    return guard
-                        .find(kid)
-                        .ok_or_else(|| format!("no key {kid:?} in the key set"));
+                    // A failed refresh: the key this caller knew is still good within the grace.
+                    return match (installed, jwks.usable(kid)) {
+                        (_, Some(key)) => Ok(key),
+                        (Err(why), None) => Err(why),
+                        (Ok(()), None) => Err(format!("no key {kid:?} in the key set")),
+                    };
                 }
                 Plan::Wait => {
+                    may_fetch = false;
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err("the key set is being fetched; try again".into());

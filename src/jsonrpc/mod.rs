@@ -313,8 +313,12 @@ pub fn answer_of(line: &[u8]) -> Option<(Id, String)> {
         #[serde(borrow)]
         id: Option<&'a RawValue>,
         method: Option<serde::de::IgnoredAny>,
-        result: Option<ResultFields>,
-        error: Option<ErrorFields>,
+        // Kept raw (a `null` as present, as `parse` keeps it) and read below only when they
+        // are objects: a derived struct would also take an array of its fields.
+        #[serde(default, borrow, deserialize_with = "present_raw")]
+        result: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "present_raw")]
+        error: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
     struct ResultFields {
@@ -327,17 +331,32 @@ pub fn answer_of(line: &[u8]) -> Option<(Id, String)> {
     struct ErrorFields {
         code: Option<serde_json::Value>,
     }
+    let object = |raw: &RawValue| raw.get().trim_start().starts_with('{');
+    if !line.trim_ascii_start().starts_with(b"{") {
+        return None;
+    }
     let shallow: Shallow = serde_json::from_slice(line).ok()?;
     if shallow.jsonrpc.as_deref() != Some("2.0") || shallow.method.is_some() {
         return None;
     }
     let id = Id::from_raw(shallow.id?).ok()?;
     let label = match (shallow.result, shallow.error) {
-        (Some(result), None) => result_label(result.is_error.as_ref(), result.result_type.as_ref()),
-        (None, Some(error)) => error_label(error.code.as_ref().and_then(serde_json::Value::as_i64)),
+        (Some(result), None) if object(result) => {
+            let result: ResultFields = serde_json::from_str(result.get()).ok()?;
+            result_label(result.is_error.as_ref(), result.result_type.as_ref())
+        }
+        (None, Some(error)) if object(error) => {
+            let error: ErrorFields = serde_json::from_str(error.get()).ok()?;
+            error_label(error.code.as_ref().and_then(serde_json::Value::as_i64))
+        }
         _ => return None,
     };
     Some((id, label))
+}
+
+/// A borrowed raw value that stays `Some` when it is `null`.
+fn present_raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// [`outcome_label`] with the whole answer read as JSON.

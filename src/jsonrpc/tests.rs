@@ -100,7 +100,7 @@ fn a_null_result_is_a_result() {
 
 #[test]
 fn the_shallow_answer_reader_labels_as_the_full_parse_does() {
-    let cases: [(&[u8], &str); 9] = [
+    let cases: [(&[u8], &str); 11] = [
         (br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, "ok"),
         (
             br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#,
@@ -128,6 +128,8 @@ fn the_shallow_answer_reader_labels_as_the_full_parse_does() {
         ),
         // Not plainly a response: the full parse decides.
         (br#"{"jsonrpc":"2.0","id":1,"result":[1,2]}"#, "ok"),
+        (br#"{"jsonrpc":"2.0","id":1,"result":[true,null]}"#, "ok"),
+        (br#"{"jsonrpc":"2.0","id":1,"error":[-32001]}"#, "error_0"),
         (br#"not json"#, "invalid"),
     ];
     for (line, label) in cases {
@@ -153,6 +155,10 @@ fn the_shallow_answer_reader_labels_as_the_full_parse_does() {
         br#"{"jsonrpc":"2.0","id":1,"result":null}"#,
         br#"{"jsonrpc":"2.0","id":1,"result":7}"#,
         br#"{"jsonrpc":"1.0","id":1,"result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":[true,null]}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":null,"error":{"code":1}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":{},"error":null}"#,
+        br#"["2.0",1,null,{},null]"#,
     ] {
         assert!(
             answer_of(line).is_none(),

@@ -89,7 +89,13 @@ pub(super) struct State {
     early: std::collections::HashMap<ConnId, Event>,
     /// The view changed this turn: merge, publish and announce once, at the turn's end.
     dirty: bool,
+    /// When freed memory was last handed back (at most once per [`TRIM_EVERY`]).
+    trimmed: Option<Instant>,
 }
+
+/// The least time between two `malloc_trim`s: a server that relists every second must not make
+/// the merger walk the heap (under malloc's locks) every second.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Which lists changed in a turn: each gets one `list_changed` to every session.
 #[derive(Clone, Copy, Debug, Default)]
@@ -175,6 +181,7 @@ impl State {
             changed: Changed::default(),
             early: std::collections::HashMap::new(),
             dirty: false,
+            trimmed: None,
         }
     }
 
@@ -640,10 +647,11 @@ impl State {
         let routes = Arc::new(view::routes(&tools, &prompts, resources, connections));
         log::info!("merged view: {} callable tools", routes.callable());
         *write(&self.routes) = routes;
-        if judged {
+        if judged && self.trimmed.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
             // Judging a burst (the pin file read and written, every definition parsed and
             // cleaned) freed far more than it kept.
             crate::sys::release_free_memory();
+            self.trimmed = Some(Instant::now());
         }
         let changed = std::mem::take(&mut self.changed);
         // A full queue loses a notification, not the subscription.
