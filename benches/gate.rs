@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -28,14 +28,7 @@ impl Peer {
     }
 
     fn spawn_bin(bin: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new(bin)
-            .args(args)
-            .env("AEGIS_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = common::spawn_piped(bin, args);
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {

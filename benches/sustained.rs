@@ -7,6 +7,7 @@
 //! Asserts nothing; the table is the result.
 
 use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -87,17 +88,16 @@ fn stdio_phase(dir: &Path, length: Duration) -> Figures {
     let servers = json!({"mcpServers": {"s0": {"command": BIN, "args": ["example-server"]}}});
     std::fs::write(&config, servers.to_string()).expect("config");
     let data = dir.join("data");
-    let mut gate = Command::new(BIN)
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .env("AEGIS_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gate");
+    let mut gate = common::spawn_piped(
+        BIN,
+        [
+            OsStr::new("stdio"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--data-dir"),
+            data.as_os_str(),
+        ],
+    );
     let mut stdin = BufWriter::new(gate.stdin.take().expect("stdin"));
     let mut stdout = BufReader::new(gate.stdout.take().expect("stdout"));
     let mut line = String::new();

@@ -288,6 +288,22 @@ fn connect_from(target: SocketAddrV4, source: Ipv4Addr) -> io::Result<TcpStream>
     }
 }
 
+/// `bin` with `args`, its stdin and stdout piped, stderr dropped, logging at `warn`: a gate or an
+/// example server spoken to in JSON lines.
+pub fn spawn_piped<S: AsRef<std::ffi::OsStr>>(
+    bin: &str,
+    args: impl IntoIterator<Item = S>,
+) -> Child {
+    Command::new(bin)
+        .args(args)
+        .env("AEGIS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
 /// A running `aegis-gate serve` on a free loopback port, admin token [`ADMIN`]; killed on drop.
 pub struct Serve {
     pub child: Child,
