@@ -62,7 +62,7 @@
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -86,14 +86,7 @@ struct Direct {
 
 impl Direct {
     fn spawn() -> Direct {
-        let mut child = Command::new(BIN)
-            .arg("example-server")
-            .env("AEGIS_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn example-server");
+        let mut child = common::spawn_piped(BIN, ["example-server"]);
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

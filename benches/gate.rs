@@ -370,12 +370,7 @@ fn http_calls(n: usize) {
     let key = serve.workspace("bench", &names, &[], 1).remove(0);
     let mut c = HttpClient::connect(&addr);
     let (_, head, _) = c.post("/mcp/bench", &[("Authorization", &key)], r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#);
-    let session = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let session = common::session_id(&head);
     for clients in [1usize, 8] {
         let per_client = n / clients;
         let start = Instant::now();
@@ -494,12 +489,7 @@ fn delegated_calls(addr: &str, agent_session: &str, agent_key: &str, n: usize) {
     };
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
     let (_, head, _) = c.post("/mcp/bench", &[("Aegis-Delegation", &sign("", init))], init);
-    let session = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let session = common::session_id(&head);
     let bodies: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"ex.echo","arguments":{{"message":"b"}}}}}}"#))
         .collect();

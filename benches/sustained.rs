@@ -252,12 +252,7 @@ fn http_client(addr: &str, key: &str, until: Instant) -> (u64, u64, u64) {
         &auth,
         &common::initialize_body(1, "sustained"),
     );
-    let session = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let session = common::session_id(&head);
     let headers = [("Authorization", key), ("Mcp-Session-Id", session.as_str())];
     let (mut ok, mut bad) = (0, 0);
     let mut id = 1;

@@ -288,6 +288,15 @@ fn connect_from(target: SocketAddrV4, source: Ipv4Addr) -> io::Result<TcpStream>
     }
 }
 
+/// The `Mcp-Session-Id` an answer's head carries (empty when none).
+pub fn session_id(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// `bin` with `args`, its stdin and stdout piped, stderr dropped, logging at `warn`: a gate or an
 /// example server spoken to in JSON lines.
 pub fn spawn_piped<S: AsRef<std::ffi::OsStr>>(

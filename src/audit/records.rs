@@ -107,16 +107,6 @@ impl From<Value> for Event {
     }
 }
 
-impl Event {
-    /// The event as the trail writes it: one JSON object, keys in sorted order.
-    pub fn to_value(&self) -> Value {
-        match self {
-            Event::Call(call) => serde_json::to_value(call).unwrap_or(Value::Null),
-            Event::Other(value) => value.clone(),
-        }
-    }
-}
-
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -113,10 +113,8 @@ impl Jwks {
     /// when the set is stale, or once more (rate-limited) when `kid` is unknown; `may_fetch` is
     /// false for a caller that already waited for a fetch (it never starts another).
     pub fn plan(&mut self, kid: Option<&str>, may_fetch: bool) -> Plan {
-        let age = self.fetched.map(|t| t.elapsed());
-        let stale = age.is_none_or(|a| a >= self.ttl);
-        let usable = age.is_some_and(|a| a < self.ttl.saturating_mul(2));
-        let known = self.find(kid).filter(|_| usable);
+        let stale = self.fetched.is_none_or(|t| t.elapsed() >= self.ttl);
+        let known = self.usable(kid);
         if self.fetching {
             return match known {
                 Some(key) => Plan::Found(key),
@@ -169,7 +167,7 @@ impl Jwks {
     }
 
     /// The key `kid` names, from the set as it is.
-    pub fn find(&self, kid: Option<&str>) -> Option<Key> {
+    fn find(&self, kid: Option<&str>) -> Option<Key> {
         match kid {
             Some(kid) => self.keys.get(kid).cloned(),
             None if self.keys.len() == 1 => self.keys.values().next().cloned(),
