@@ -64,7 +64,12 @@ impl ApiError {
 
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> ApiError {
-        ApiError::new(500, "store", e.to_string())
+        match e {
+            crate::store::Error::Shared(_) => {
+                ApiError::new(503, "store_unavailable", e.to_string())
+            }
+            _ => ApiError::new(500, "store", e.to_string()),
+        }
     }
 }
 

@@ -251,6 +251,8 @@ fn post(api: &Api, request: &Request, workspace: &str, caller: &Caller) -> Resul
         notes,
         client,
     } = if method == "initialize" {
+        // A replica whose store is away takes no new session: another replica may.
+        api.need_store()?;
         // A partner or a scoped token (limited to some servers) hears no server's log.
         let limited = admitted.is_some();
         api.sessions.open(

@@ -15,7 +15,8 @@
 //!
 //! Lock order (a lock is only taken while holding locks above it): `changes` (REST changes, one
 //! at a time), then `runtimes`, then `store`. The session table's, the identity caches', the
-//! metrics' and `listen_hosts` locks are innermost: no other lock is taken while one is held.
+//! metrics', `applied`'s and `listen_hosts` locks are innermost: no other lock is taken while
+//! one is held.
 
 mod callers;
 mod calls;
@@ -26,6 +27,7 @@ mod mcp_modern;
 mod mcp_reply;
 mod metrics;
 mod rest;
+mod replicas;
 pub(crate) mod serve;
 mod sessions;
 mod sse;
@@ -40,6 +42,7 @@ use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::gate::runtime::Runtime;
 use crate::http::{Method, Request};
+use crate::store::shared::SharedStore;
 use crate::store::state::StateStore;
 use crate::thread::lock;
 use http::ApiError;
@@ -65,6 +68,8 @@ pub(crate) struct ApiOptions {
     pub audit_rotate_bytes: u64,
     /// Calls held for approval at once; more are refused.
     pub max_held_calls: usize,
+    /// `--store`: the shared store's URL (replicas); `None` keeps the state in the data dir.
+    pub store: Option<String>,
 }
 
 /// Everything the HTTP workers share.
@@ -102,6 +107,11 @@ pub(crate) struct Api {
     answers: mcp_reply::Answers,
     /// 401s, logged at a bounded rate.
     unauthorized: callers::Unauthorized,
+    /// The shared store of `--store` (replicas); `None` on one node.
+    shared: Option<SharedStore>,
+    /// Each running connection's stored record as its child was started from it, by id: a
+    /// replica compares it with the shared state to see what changed (`replicas.rs`).
+    applied: Mutex<HashMap<String, crate::store::state::Connection>>,
 }
 
 impl Api {
@@ -114,6 +124,7 @@ impl Api {
         admin_token_hash: String,
         signing: SigningKeys,
         audit: Option<Arc<crate::audit::Audit>>,
+        shared: Option<SharedStore>,
     ) -> std::io::Result<Api> {
         let current = signing.current();
         let webhooks = Arc::new(Webhooks::start(
@@ -154,6 +165,8 @@ impl Api {
             metrics,
             audit,
             unauthorized: callers::Unauthorized::default(),
+            shared,
+            applied: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,6 +188,37 @@ impl Api {
     pub(crate) fn release_held(&self) {
         self.approvals.stop();
         self.webhooks.stop();
+    }
+
+    /// `GET /readyz`: ready once the stored workspaces run, and while the shared store (if
+    /// any) answers.
+    fn readiness(&self) -> Result<(u16, serde_json::Value), ApiError> {
+        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::new(
+                503,
+                "not_ready",
+                "workspaces are still starting",
+            ));
+        }
+        self.need_store()?;
+        Ok((200, serde_json::json!({"status": "ready"})))
+    }
+
+    /// Refuses (503) what needs the shared store while it does not answer: changes, new
+    /// sessions, delegated calls. On one node there is nothing to need.
+    pub(in crate::api) fn need_store(&self) -> Result<(), ApiError> {
+        match &self.shared {
+            Some(store) if !store.reachable() => Err(ApiError::new(
+                503,
+                "store_unavailable",
+                format!(
+                    "the shared store at {} does not answer; calls on running sessions go on, \
+                     changes, new sessions and delegated calls wait for it",
+                    store.url()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn is_admin(&self, request: &Request) -> bool {
@@ -247,17 +291,7 @@ impl crate::http::Handler for Api {
         let peer = request.peer();
         let result = match (&method, path.as_str()) {
             (Method::Get, "/healthz") => Ok((200, serde_json::json!({"status": "ok"}))),
-            (Method::Get, "/readyz") => {
-                if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
-                    Ok((200, serde_json::json!({"status": "ready"})))
-                } else {
-                    Err(ApiError::new(
-                        503,
-                        "not_ready",
-                        "workspaces are still starting",
-                    ))
-                }
-            }
+            (Method::Get, "/readyz") => self.readiness(),
             (Method::Get, "/metrics") => {
                 let body = self.metrics();
                 let status = metrics::respond_text(request, 200, &body);

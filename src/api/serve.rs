@@ -21,7 +21,9 @@ use crate::config::Settings;
 use crate::crypto::secret::{hash_secret, random_hex};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
-use crate::store::state::StateStore;
+use crate::store::shared::document::Document;
+use crate::store::shared::{SharedStore, PASSWORD_ENV};
+use crate::store::state::{StateFile, StateStore};
 use crate::thread::lock;
 use crate::{store, sys};
 use std::io::{self, Write};
@@ -30,6 +32,11 @@ use std::sync::Arc;
 
 /// The environment variable that sets the admin token (nothing is stored then).
 pub(crate) const ADMIN_TOKEN_ENV: &str = "AEGIS_ADMIN_TOKEN";
+/// The environment variable that names a file holding the admin token (its first line).
+pub(crate) const ADMIN_TOKEN_FILE_ENV: &str = "AEGIS_ADMIN_TOKEN_FILE";
+
+/// What the key check of a shared store encrypts (its binding is `aegis/key-check`).
+const KEY_CHECK: (&str, &str, &str) = ("aegis", "key-check", "replicas share their Fernet keys");
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -66,8 +73,16 @@ pub(crate) fn run(
     // The address first: a start that cannot listen leaves nothing behind about a token.
     let bound = crate::http::Server::bind(config.listen)?;
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
-    let mut state = StateStore::open(&options.data_dir).map_err(other)?;
-    let admin = admin_token(&state)?;
+    let shared = options.store.as_deref().map(open_shared).transpose()?;
+    let file = match &shared {
+        Some(store) => StateFile::shared(&options.data_dir, Document::new(store.clone())),
+        None => StateFile::new(&options.data_dir),
+    };
+    let mut state = StateStore::open_at(file.map_err(other)?).map_err(other)?;
+    let admin = admin_token(&state, shared.is_some())?;
+    if shared.is_some() {
+        check_keys(&mut state, &keyring)?;
+    }
     if let Some(org) = options.org_id.clone().or_else(|| settings.org_id.clone()) {
         set_org_id(&mut state, org)?;
     }
@@ -91,10 +106,12 @@ pub(crate) fn run(
         admin.hash.clone(),
         signing,
         Some(Arc::clone(&audit)),
+        shared,
     )?);
     let handler = Arc::clone(&api) as Arc<dyn crate::http::Handler>;
     let front = crate::http::Server::start(bound, config, handler)?;
     api.resume(front.addr());
+    let watch = api.watch_shared()?;
     let demo_agent = if demo {
         Some(api.demo(&exe).map_err(other)?)
     } else {
@@ -118,6 +135,8 @@ pub(crate) fn run(
     api.end_waiting();
     api.end_streams();
     front.stop();
+    // No change of another replica's starts anything while this one stops.
+    drop(watch);
     api.shutdown();
     // Everything recorded is on disk before the process ends.
     audit.stop();
@@ -225,15 +244,19 @@ struct AdminToken {
     new: Option<String>,
 }
 
-/// The admin token: `AEGIS_ADMIN_TOKEN`, else the stored hash, else a new one (stored by
-/// [`keep_admin_token`] once it is shown).
-fn admin_token(state: &StateStore) -> io::Result<AdminToken> {
-    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
+/// The admin token: `AEGIS_ADMIN_TOKEN`, else `AEGIS_ADMIN_TOKEN_FILE`'s, else (on one node)
+/// the stored hash, else a new one (stored by [`keep_admin_token`] once it is shown). Replicas
+/// sharing a store never generate one: each would have its own.
+fn admin_token(state: &StateStore, shared: bool) -> io::Result<AdminToken> {
+    if let Some(token) = given_admin_token()? {
         let hash = hash_secret(&token);
         return Ok(AdminToken { hash, new: None });
+    }
+    if shared {
+        return Err(other(format!(
+            "--store: set {ADMIN_TOKEN_ENV} or {ADMIN_TOKEN_FILE_ENV} to the same admin token \
+             on every replica (none is generated for replicas)"
+        )));
     }
     if let Some(hash) = state.state().admin_token_hash.clone() {
         return Ok(AdminToken { hash, new: None });
@@ -244,4 +267,58 @@ fn admin_token(state: &StateStore) -> io::Result<AdminToken> {
         hash,
         new: Some(token),
     })
+}
+
+/// The admin token given by the operator: `AEGIS_ADMIN_TOKEN`, else the first line of the file
+/// `AEGIS_ADMIN_TOKEN_FILE` names.
+fn given_admin_token() -> io::Result<Option<String>> {
+    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(token));
+    }
+    let Some(path) = std::env::var_os(ADMIN_TOKEN_FILE_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| other(format!("{ADMIN_TOKEN_FILE_ENV}={shown}: {e}")))?;
+    match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(token) => Ok(Some(token.to_owned())),
+        None => Err(other(format!("{ADMIN_TOKEN_FILE_ENV}={shown}: the file is empty"))),
+    }
+}
+
+/// The shared store of `--store`, its password from `AEGIS_STORE_PASSWORD`.
+fn open_shared(url: &str) -> io::Result<SharedStore> {
+    let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+    let store = SharedStore::connect(url, password.as_deref()).map_err(other)?;
+    log::info!("state shared through {}", store.url());
+    Ok(store)
+}
+
+/// Checks that this replica's Fernet keys open what the shared store holds: the store keeps a
+/// token of a known text (made by the first replica), and a replica that cannot decrypt it
+/// does not start.
+fn check_keys(state: &mut StateStore, keyring: &Keyring) -> io::Result<()> {
+    let (conn, name, text) = KEY_CHECK;
+    if state.state().key_check.is_none() {
+        let token = keyring.encrypt_secret(conn, name, text);
+        state
+            .update(|s| {
+                // Another replica may have made one meanwhile: that one stays.
+                s.key_check.get_or_insert(token);
+                Ok::<_, store::Error>(())
+            })
+            .map_err(other)?;
+    }
+    let token = state.state().key_check.clone().unwrap_or_default();
+    match keyring.decrypt_secret(conn, name, &token) {
+        Ok(plain) if plain == text => Ok(()),
+        _ => Err(other(
+            "--store: this replica's Fernet keys (AEGIS_FERNET_KEYS, else fernet.key in its data \
+             dir) do not open the shared store's secrets: give every replica the same keys",
+        )),
+    }
 }

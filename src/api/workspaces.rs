@@ -110,11 +110,11 @@ impl Api {
             .iter()
             .map(|c| self.server_config(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let pins = PinStore::open(&self.options.data_dir)
-            .map_err(|e| ApiError::new(500, "store", e.to_string()))?;
+        let pins = self.pin_store()?;
         let audit = self.audit.clone();
         let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins), audit)
             .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+        lock(&self.applied).extend(conns.iter().map(|c| (c.id.clone(), c.clone())));
         let policy = lock(&self.store)
             .state()
             .workspaces
@@ -133,6 +133,7 @@ impl Api {
     /// after releasing the runtimes lock: a teardown takes seconds and every agent request takes
     /// that lock.
     pub(super) fn tear_down(&self, conn: &Connection) {
+        lock(&self.applied).remove(&conn.id);
         let retiring = lock(&self.runtimes)
             .get_mut(&conn.workspace_id)
             .and_then(|r| r.detach(&conn.name));
@@ -141,11 +142,36 @@ impl Api {
         }
     }
 
+    /// Starts `conn`'s child in its running workspace (nothing when the workspace is not
+    /// running), and remembers what it was started from.
+    pub(super) fn start_connection(&self, conn: &Connection) -> Result<(), ApiError> {
+        let server = self.server_config(conn)?;
+        if let Some(runtime) = lock(&self.runtimes).get_mut(&conn.workspace_id) {
+            runtime
+                .add(server)
+                .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
+            lock(&self.applied).insert(conn.id.clone(), conn.clone());
+        }
+        Ok(())
+    }
+
+    /// The tool pins, where the state is kept.
+    pub(super) fn pin_store(&self) -> Result<PinStore, ApiError> {
+        let file = lock(&self.store).file().clone();
+        let pins = if file.is_shared() {
+            PinStore::open_at(file)
+        } else {
+            PinStore::open(&self.options.data_dir)
+        };
+        pins.map_err(ApiError::from)
+    }
+
     /// Stops a workspace: its held calls are answered, its children stopped, its sessions ended.
     pub(super) fn stop_workspace(&self, ws: &str) {
         // Held calls of the workspace cannot run any more: their agents are told.
         self.approvals.cancel_workspace(ws);
         let runtime = lock(&self.runtimes).remove(ws);
+        lock(&self.applied).retain(|_, c| c.workspace_id != ws);
         if let Some(runtime) = runtime {
             runtime.stop();
             log::info!("workspace {ws}: stopped");

@@ -34,6 +34,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let mut allowed_hosts = BTreeSet::new();
     let mut settings = Settings::default();
     let mut org_id: Option<String> = None;
+    let mut store: Option<String> = None;
     let mut audit_rotate_bytes = crate::audit::DEFAULT_ROTATE_BYTES;
     let mut max_held_calls: usize = 256;
     let mut listen: Option<String> = None;
@@ -42,6 +43,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
             Long("config") => settings = settings_file(&PathBuf::from(parser.value()?))?,
             Long("log-level") => own_level = Some(parser.value()?.string()?),
             Long("org-id") => org_id = Some(parser.value()?.string()?),
+            Long("store") => store = Some(parser.value()?.string()?),
             Long("audit-rotate-bytes") => {
                 audit_rotate_bytes =
                     args::positive(args::parse_number(parser, "--audit-rotate-bytes")?)?;
@@ -111,6 +113,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         org_id,
         audit_rotate_bytes,
         max_held_calls,
+        store,
     };
     let config = front.config(&settings.http);
     api::serve::run(&config, options, settings, demo)
@@ -241,6 +244,14 @@ OPTIONS:
     --org-id ORG         This gate's organization id for delegation (stored; later
                          starts keep it). GET /api/v1/aegis/identity shows it with the
                          gate's public keys
+    --store URL          Share the state with other replicas of this gate through Valkey
+                         or Redis: redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS;
+                         AEGIS_CA_FILE adds a CA). The password comes from
+                         AEGIS_STORE_PASSWORD, never the URL. Every replica needs the
+                         same AEGIS_FERNET_KEYS and AEGIS_ADMIN_TOKEN (or
+                         AEGIS_ADMIN_TOKEN_FILE) and a data dir of its own (its audit
+                         trail and signing key). Without it, the state is state.json in
+                         the data dir
     --max-held-calls N   Calls waiting for a person's approval at once (default 256);
                          more are refused at once
     --audit-rotate-bytes N

@@ -294,6 +294,11 @@ impl Gate {
         *write(&self.policy) = Arc::new(policy);
     }
 
+    /// The policy in force.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&crate::thread::read(&self.policy))
+    }
+
     /// Handles one message a transport has parsed, with its `tools/call` params when the
     /// transport parsed those too (a transport that audits or authorizes the call reads them
     /// first; the gate then routes the same parse and fills its verdict slot).

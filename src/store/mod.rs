@@ -8,6 +8,7 @@
 
 pub(crate) mod pins;
 pub(crate) mod schema;
+pub(crate) mod shared;
 pub(crate) mod state;
 
 use std::fmt;
@@ -44,6 +45,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The shared store (`serve --store`) is unreachable or refused; the text says which and why
+    /// (never with a password).
+    Shared(String),
     /// A file holds something that is not its expected JSON.
     Corrupt {
         /// The file.
@@ -78,6 +82,7 @@ impl fmt::Display for Error {
             Error::NotApprovable { name, reason } => {
                 write!(f, "store error: {name} cannot be approved: {reason}")
             }
+            Error::Shared(reason) => write!(f, "store error: {reason}"),
             Error::Corrupt { path, reason } => write!(
                 f,
                 "store error: {} is corrupt ({reason}); it was left as it is: repair or move it",
@@ -95,6 +100,7 @@ impl std::error::Error for Error {
             | Error::NotADirectory { .. }
             | Error::UnknownTool(_)
             | Error::NotApprovable { .. }
+            | Error::Shared(_)
             | Error::Corrupt { .. } => None,
         }
     }

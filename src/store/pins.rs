@@ -11,13 +11,12 @@
 
 pub(crate) use super::schema::{Approved, Current, Definition, PinEntry, Pins, StoredFinding};
 use super::schema::{State, Tools};
-use super::state::StateFile;
+use super::state::{StateFile, Stamp};
 use super::{io_error, Error};
 use crate::sanitize::{Finding, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
-use std::time::SystemTime;
 
 /// Where gates before schema version 2 kept the pins.
 const LEGACY_FILE: &str = "pins.json";
@@ -88,7 +87,7 @@ pub struct Observation {
 pub struct PinStore {
     file: StateFile,
     pins: Pins,
-    modified: Option<SystemTime>,
+    stamp: Stamp,
 }
 
 impl PinStore {
@@ -96,12 +95,13 @@ impl PinStore {
     pub fn open(dir: &Path) -> Result<PinStore, Error> {
         let file = StateFile::new(dir)?;
         migrate_legacy(dir, &file)?;
-        let (pins, modified) = load(&file)?;
-        Ok(PinStore {
-            file,
-            pins,
-            modified,
-        })
+        PinStore::open_at(file)
+    }
+
+    /// The pins kept in `file` (the data dir's, or a shared store's).
+    pub(crate) fn open_at(file: StateFile) -> Result<PinStore, Error> {
+        let (pins, stamp) = load(&file)?;
+        Ok(PinStore { file, pins, stamp })
     }
 
     /// The file's path.
@@ -178,26 +178,27 @@ impl PinStore {
 
     /// Re-reads the file when another process changed it; true when the pins changed.
     pub fn reload_if_changed(&mut self) -> Result<bool, Error> {
-        if modified(&self.file) == self.modified {
+        if self.file.stamp()? == self.stamp {
             return Ok(false);
         }
-        let (pins, modified) = load(&self.file)?;
+        let (pins, stamp) = load(&self.file)?;
         let changed = pins != self.pins;
         self.pins = pins;
-        self.modified = modified;
+        self.stamp = stamp;
         Ok(changed)
     }
 
     /// Read-modify-write under the lock; `f` says whether it changed anything, and the file is
     /// written only then (no copy of the pins to compare with: they can be megabytes).
     fn update<T>(&mut self, f: impl FnOnce(&mut Pins) -> (T, bool)) -> Result<T, Error> {
-        let _lock = self.file.lock()?;
+        let lock = self.file.lock()?;
         let mut state = self.file.read()?.unwrap_or_default();
         let (out, changed) = f(&mut state.pins);
         if changed {
-            self.file.write(&state)?;
+            self.file.write(&lock, &state)?;
         }
-        self.modified = modified(&self.file);
+        // Under the lock, so no other write is between.
+        self.stamp = self.file.stamp()?;
         self.pins = state.pins;
         Ok(out)
     }
@@ -284,16 +285,9 @@ fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning, changed: &mut
     standing
 }
 
-fn load(file: &StateFile) -> Result<(Pins, Option<SystemTime>), Error> {
-    let modified = modified(file);
-    let pins = file.read()?.map(|s| s.pins).unwrap_or_default();
-    Ok((pins, modified))
-}
-
-fn modified(file: &StateFile) -> Option<SystemTime> {
-    std::fs::metadata(file.path())
-        .and_then(|m| m.modified())
-        .ok()
+fn load(file: &StateFile) -> Result<(Pins, Stamp), Error> {
+    let (state, stamp) = file.read_stamped()?;
+    Ok((state.map(|s| s.pins).unwrap_or_default(), stamp))
 }
 
 /// Moves the pins of a `pins.json` into the state file (unless the state has pins already) and
@@ -303,7 +297,7 @@ fn migrate_legacy(dir: &Path, file: &StateFile) -> Result<(), Error> {
     if !legacy.exists() {
         return Ok(());
     }
-    let _lock = file.lock()?;
+    let lock = file.lock()?;
     let bytes = match std::fs::read(&legacy) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // Moved meanwhile.
@@ -316,7 +310,7 @@ fn migrate_legacy(dir: &Path, file: &StateFile) -> Result<(), Error> {
     let mut state: State = file.read()?.unwrap_or_default();
     if state.pins.is_empty() {
         state.pins = old.workspaces;
-        file.write(&state)?;
+        file.write(&lock, &state)?;
     }
     let moved = dir.join(format!("{LEGACY_FILE}.migrated"));
     std::fs::rename(&legacy, &moved).map_err(io_error(&legacy))?;

@@ -185,6 +185,10 @@ pub(crate) struct State {
     /// Tool pins by workspace, server and tool; written by [`super::pins::PinStore`] only.
     #[serde(default)]
     pub pins: Pins,
+    /// In a shared store: a Fernet token of a known text under the first replica's keys, so a
+    /// replica started with other keys refuses to start instead of failing every secret later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
 /// A stored finding.

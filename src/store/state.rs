@@ -14,8 +14,10 @@ use super::schema::Pins;
 pub(crate) use super::schema::{
     Agent, Connection, IdentityConfig, Kind, Partner, PartnerKey, Remote, State, Workspace,
 };
+use super::shared::document::{Document, DocumentLock};
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 const FILE: &str = "state.json";
 const BACKUP: &str = "state.json.bak";
@@ -30,18 +32,53 @@ const WRITE_LOCK: &str = "state.json.write";
 pub(crate) struct StateStore {
     file: StateFile,
     state: State,
+    /// The file's stamp when `state` was read or written.
+    stamp: Stamp,
 }
 
 impl StateStore {
     /// Opens the state (an empty one when there is no file yet).
     pub(crate) fn open(dir: &Path) -> Result<StateStore, Error> {
-        let file = StateFile::new(dir)?;
-        let mut state = file.read()?.unwrap_or_default();
-        state.pins = Pins::default();
-        Ok(StateStore { file, state })
+        StateStore::open_at(StateFile::new(dir)?)
     }
 
-    /// The state as it is on disk, without the pins: [`super::pins::PinStore`] reads those.
+    /// Opens the state kept in `file` (the data dir's, or a shared store's).
+    pub(crate) fn open_at(file: StateFile) -> Result<StateStore, Error> {
+        let (state, stamp) = file.read_stamped()?;
+        let mut state = state.unwrap_or_default();
+        state.pins = Pins::default();
+        Ok(StateStore { file, state, stamp })
+    }
+
+    /// Where the state is kept.
+    pub(crate) fn file(&self) -> &StateFile {
+        &self.file
+    }
+
+    /// The stamp of the state in memory.
+    pub(crate) fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// Takes `state`, read with `stamp` by a reader that did not hold this store (so that a slow
+    /// shared store never holds up those who read the state in memory); an older read than the
+    /// state in memory is ignored. True when the state in memory changed.
+    pub(crate) fn install(&mut self, mut state: State, stamp: Stamp) -> bool {
+        let newer = match (stamp, self.stamp) {
+            (Stamp::Version(read), Stamp::Version(held)) => read > held,
+            (read, held) => read != held,
+        };
+        if !newer {
+            return false;
+        }
+        state.pins = Pins::default();
+        let changed = state != self.state;
+        self.state = state;
+        self.stamp = stamp;
+        changed
+    }
+
+    /// The state in memory, without the pins: [`super::pins::PinStore`] reads those.
     pub(crate) fn state(&self) -> &State {
         &self.state
     }
@@ -53,29 +90,75 @@ impl StateStore {
         &mut self,
         change: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.file.is_shared() {
+            return self.update_shared(change);
+        }
         let mut next = self.state.clone();
         let out = change(&mut next)?;
         next.pins = Pins::default();
         if next == self.state {
             return Ok(out);
         }
-        let _lock = self.file.lock()?;
+        let lock = self.file.lock()?;
         let pins = self.file.read()?.map(|s| s.pins).unwrap_or_default();
-        self.file.write(&State {
-            pins,
-            ..next.clone()
-        })?;
+        self.file.write(
+            &lock,
+            &State {
+                pins,
+                ..next.clone()
+            },
+        )?;
+        self.stamp = self.file.stamp()?;
+        self.state = next;
+        Ok(out)
+    }
+
+    /// [`StateStore::update`] on a shared store, where other replicas write too: `change` is
+    /// applied to the state as the store holds it under the lock, not to the copy in memory.
+    fn update_shared<T, E: From<Error>>(
+        &mut self,
+        change: impl FnOnce(&mut State) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lock = self.file.lock()?;
+        let mut current = self.file.read()?.unwrap_or_default();
+        let pins = std::mem::take(&mut current.pins);
+        let mut next = current.clone();
+        let out = change(&mut next)?;
+        if next != current {
+            let written = State {
+                pins,
+                ..next.clone()
+            };
+            self.stamp = Stamp::Version(self.file.write(&lock, &written)?);
+        }
         self.state = next;
         Ok(out)
     }
 }
 
-/// The file itself: where it is, how it is read, locked and written.
-#[derive(Debug)]
+/// Where the state is kept, how it is read, locked and written: `state.json` in the data dir, or
+/// the document of a shared store (`serve --store`), which replaces the file.
+#[derive(Clone, Debug)]
 pub(crate) struct StateFile {
     dir: PathBuf,
     path: PathBuf,
     backup: PathBuf,
+    shared: Option<Document>,
+}
+
+/// How a reader notices that the state changed without reading it: the file's modification
+/// time, or the shared document's version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    Modified(Option<SystemTime>),
+    Version(u64),
+}
+
+/// A read-modify-write's lock on the state, released when dropped.
+pub(crate) enum StateLock {
+    /// Held for its drop.
+    File { _held: FileLock },
+    Shared(DocumentLock),
 }
 
 impl StateFile {
@@ -86,31 +169,85 @@ impl StateFile {
             dir: dir.to_owned(),
             path: dir.join(FILE),
             backup: dir.join(BACKUP),
+            shared: None,
         })
     }
 
+    /// The state of a shared store instead of `dir`'s file (`dir` stays the data dir).
+    pub(crate) fn shared(dir: &Path, document: Document) -> Result<StateFile, Error> {
+        Ok(StateFile {
+            shared: Some(document),
+            ..StateFile::new(dir)?
+        })
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The file's path, or the shared store's URL.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        match &self.shared {
+            Some(document) => Path::new(document.store().url()),
+            None => &self.path,
+        }
     }
 
     /// The write lock: hold it from the read to the write of a read-modify-write.
-    pub(crate) fn lock(&self) -> Result<FileLock, Error> {
-        FileLock::acquire(&self.dir, WRITE_LOCK)
+    pub(crate) fn lock(&self) -> Result<StateLock, Error> {
+        match &self.shared {
+            Some(document) => document.lock().map(StateLock::Shared),
+            None => FileLock::acquire(&self.dir, WRITE_LOCK).map(|held| StateLock::File { _held: held }),
+        }
+    }
+
+    /// What changes when the state does.
+    pub(crate) fn stamp(&self) -> Result<Stamp, Error> {
+        match &self.shared {
+            Some(document) => document.version().map(Stamp::Version),
+            None => Ok(Stamp::Modified(
+                std::fs::metadata(&self.path)
+                    .and_then(|m| m.modified())
+                    .ok(),
+            )),
+        }
     }
 
     /// The state on disk; `None` when there is no file yet.
     pub(crate) fn read(&self) -> Result<Option<State>, Error> {
-        match std::fs::read(&self.path) {
+        self.read_stamped().map(|(state, _)| state)
+    }
+
+    /// The state and a stamp no newer than it (so a reader that compares stamps reads again
+    /// rather than missing a change).
+    pub(crate) fn read_stamped(&self) -> Result<(Option<State>, Stamp), Error> {
+        if let Some(document) = &self.shared {
+            let (bytes, version) = document.read()?;
+            let state = bytes
+                .map(|bytes| parse(&bytes))
+                .transpose()
+                .map_err(|reason| {
+                    Error::Shared(format!(
+                        "the state in {} is corrupt ({reason}); it was left as it is",
+                        document.store().url()
+                    ))
+                })?;
+            return Ok((state, Stamp::Version(version)));
+        }
+        let stamp = self.stamp()?;
+        let state = match std::fs::read(&self.path) {
             Ok(bytes) => parse(&bytes)
                 .map(Some)
                 .map_err(|reason| corrupt(&self.path, &self.backup, &reason)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&self.path)(e)),
-        }
+        }?;
+        Ok((state, stamp))
     }
 
-    /// Replaces the file with `state` (under [`StateFile::lock`]), keeping the old one as backup.
-    pub(crate) fn write(&self, state: &State) -> Result<(), Error> {
+    /// Replaces the file with `state` under `lock`, keeping the old one as backup (a shared
+    /// store keeps no backup); returns the shared document's new version (0 for a file).
+    pub(crate) fn write(&self, lock: &StateLock, state: &State) -> Result<u64, Error> {
         // A copy only to stamp the version: every state read from a file has it already.
         let stamped;
         let state = if state.version == SCHEMA_VERSION {
@@ -122,16 +259,26 @@ impl StateFile {
             };
             &stamped
         };
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
+        let corrupt = |e: serde_json::Error| Error::Corrupt {
+            path: self.path().to_owned(),
             reason: e.to_string(),
-        })?;
+        };
+        match (&self.shared, lock) {
+            (Some(document), StateLock::Shared(lock)) => {
+                // Compact: every replica reads it again at every change.
+                let bytes = serde_json::to_vec(state).map_err(corrupt)?;
+                return document.write(lock, &bytes);
+            }
+            (None, StateLock::File { .. }) => {}
+            _ => return Err(Error::Shared("a lock of the other store".into())),
+        }
+        let bytes = serde_json::to_vec_pretty(state).map_err(corrupt)?;
         if let Ok(current) = std::fs::read(&self.path) {
             if parse(&current).is_ok() {
                 atomic_write(&self.backup, &current)?;
             }
         }
-        atomic_write(&self.path, &bytes)
+        atomic_write(&self.path, &bytes).map(|()| 0)
     }
 }
 

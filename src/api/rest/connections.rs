@@ -123,12 +123,7 @@ pub(super) fn add(api: &Api, new: NewConnection) -> Result<Connection, ApiError>
         conn.env.keys()
     );
     if active {
-        let server = api.server_config(&conn)?;
-        if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
-            runtime
-                .add(server)
-                .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
-        }
+        api.start_connection(&conn)?;
     }
     Ok(conn)
 }
@@ -417,12 +412,7 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
     // Before the new child starts, so the two never hold the same resources at once.
     api.tear_down(&conn);
     if conn.enabled {
-        let server = api.server_config(&conn)?;
-        if let Some(runtime) = lock(&api.runtimes).get_mut(&conn.workspace_id) {
-            runtime
-                .add(server)
-                .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;
-        }
+        api.start_connection(&conn)?;
     }
     log::info!("connection {} of {} changed", conn.name, conn.workspace_id);
     Ok((200, connection_json(api, &conn)))

@@ -52,6 +52,11 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
         }
         _ => &[][..],
     };
+    // A change needs the shared store (approving a held call does not: it may be this
+    // replica's).
+    if *method != Get && segments.first() != Some(&"approvals") {
+        api.need_store()?;
+    }
     let _change = (*method != Get).then(|| lock(&api.changes));
     if let Some(answer) = partners::route(api, method, &segments, body) {
         return answer;

@@ -16,7 +16,7 @@ use crate::api::Api;
 use crate::merger::PROMPT_PIN;
 use crate::policy::Policy;
 use crate::sanitize;
-use crate::store::pins::{PinStore, Standing};
+use crate::store::pins::Standing;
 use crate::store::state::{Connection, IdentityConfig, Kind, Workspace};
 use crate::thread::lock;
 use serde_json::{json, Value};
@@ -281,7 +281,7 @@ pub(super) fn resources(api: &Api, id: &str) -> Answer {
 
 /// The pinned tools (or prompts) of a workspace, for the REST views.
 fn pinned(api: &Api, id: &str, prompts: bool) -> Result<Vec<Value>, ApiError> {
-    let pins = PinStore::open(&api.options.data_dir)?;
+    let pins = api.pin_store()?;
     let entries = pins
         .entries(id)
         .into_iter()
@@ -346,7 +346,7 @@ pub(super) fn approve_prompt(api: &Api, id: &str, name: &str) -> Answer {
 /// `POST /workspaces/{id}/tools/{name}/approve`: pins the tool's current version.
 pub(super) fn approve_tool(api: &Api, id: &str, name: &str) -> Answer {
     find_workspace(api, id)?;
-    let mut pins = PinStore::open(&api.options.data_dir)?;
+    let mut pins = api.pin_store()?;
     let entry = pins.approve(id, name).map_err(|e| match e {
         crate::store::Error::UnknownTool(_) => ApiError::not_found(e.to_string()),
         crate::store::Error::NotApprovable { .. } => {

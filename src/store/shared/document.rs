@@ -1,0 +1,157 @@
+//! The state document in the shared store: what `state.json` holds on one node (serve's state
+//! and the tool pins), kept as one JSON value with a version counter.
+//!
+//! Owns: the keys `aegis:state` (the document), `aegis:state:version` (bumped by every write)
+//! and `aegis:state:lock` (a read-modify-write's lock: a random token with an expiry, so a
+//! replica that dies holding it blocks the others for at most [`LOCK_TTL`]); a write is fenced
+//! by the token (a script writes only while the token is still the lock's), so a writer whose
+//! lock expired cannot overwrite a newer change.
+//! Never: waits for the lock longer than [`LOCK_WAIT`]; writes without holding the lock.
+
+use super::SharedStore;
+use crate::store::Error;
+use std::time::{Duration, Instant};
+
+const DOCUMENT: &str = "aegis:state";
+const VERSION: &str = "aegis:state:version";
+const LOCK: &str = "aegis:state:lock";
+
+/// How long a lock lives when its holder never releases it.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long a writer waits for another's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// Between two tries for a held lock.
+const LOCK_RETRY: Duration = Duration::from_millis(5);
+
+/// Writes the document and bumps the version, only while `ARGV[1]` still holds the lock.
+const WRITE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2])
+return redis.call('INCR', KEYS[3])
+";
+
+/// Releases the lock only when `ARGV[1]` still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// The state document of a shared store.
+#[derive(Clone, Debug)]
+pub(crate) struct Document {
+    store: SharedStore,
+}
+
+/// A held lock on the document, released when dropped.
+pub(crate) struct DocumentLock {
+    store: SharedStore,
+    token: String,
+}
+
+impl Document {
+    pub(crate) fn new(store: SharedStore) -> Document {
+        Document { store }
+    }
+
+    pub(crate) fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The version counter (0 before the first write).
+    pub(crate) fn version(&self) -> Result<u64, Error> {
+        self.store.run(|con| {
+            redis::cmd("GET")
+                .arg(VERSION)
+                .query::<Option<u64>>(con)
+                .map(Option::unwrap_or_default)
+        })
+    }
+
+    /// The document's bytes and their version; `None` before the first write.
+    pub(crate) fn read(&self) -> Result<(Option<Vec<u8>>, u64), Error> {
+        self.store.run(|con| {
+            // In one transaction: a version read apart from the bytes could name a newer write.
+            let (bytes, version): (Option<Vec<u8>>, Option<u64>) = redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(DOCUMENT)
+                .cmd("GET")
+                .arg(VERSION)
+                .query(con)?;
+            Ok((bytes, version.unwrap_or_default()))
+        })
+    }
+
+    /// The lock, waiting up to [`LOCK_WAIT`] for another writer's.
+    pub(crate) fn lock(&self) -> Result<DocumentLock, Error> {
+        let token = token()?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            let took: Option<String> = self.store.run(|con| {
+                redis::cmd("SET")
+                    .arg(LOCK)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(u64::try_from(LOCK_TTL.as_millis()).unwrap_or(u64::MAX))
+                    .query(con)
+            })?;
+            if took.is_some() {
+                return Ok(DocumentLock {
+                    store: self.store.clone(),
+                    token,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Shared(format!(
+                    "the shared state's lock ({LOCK}) was held by another replica for over {}s",
+                    LOCK_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(LOCK_RETRY);
+        }
+    }
+
+    /// Replaces the document with `bytes` under `lock`; the new version.
+    pub(crate) fn write(&self, lock: &DocumentLock, bytes: &[u8]) -> Result<u64, Error> {
+        let written: i64 = self.store.run(|con| {
+            redis::Script::new(WRITE)
+                .key(LOCK)
+                .key(DOCUMENT)
+                .key(VERSION)
+                .arg(&lock.token)
+                .arg(bytes)
+                .invoke(con)
+        })?;
+        u64::try_from(written).map_err(|_| {
+            Error::Shared(format!(
+                "the shared state's lock expired before the write (held over {}s): nothing was \
+                 written",
+                LOCK_TTL.as_secs()
+            ))
+        })
+    }
+}
+
+/// A lock's token: random, so only its holder releases or writes under it.
+fn token() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| Error::Shared(format!("the OS random source: {e}")))?;
+    Ok(crate::hex::encode(&bytes))
+}
+
+impl Drop for DocumentLock {
+    fn drop(&mut self) {
+        let released = self.store.run(|con| {
+            redis::Script::new(RELEASE)
+                .key(LOCK)
+                .arg(&self.token)
+                .invoke::<i64>(con)
+        });
+        if let Err(e) = released {
+            // It expires by itself within LOCK_TTL.
+            log::warn!("cannot release the shared state's lock: {e}");
+        }
+    }
+}
