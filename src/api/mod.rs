@@ -124,8 +124,8 @@ impl Api {
         admin_token_hash: String,
         signing: SigningKeys,
         audit: Option<Arc<crate::audit::Audit>>,
-        shared: Option<SharedStore>,
     ) -> std::io::Result<Api> {
+        let shared = store.file().shared_store();
         let current = signing.current();
         let webhooks = Arc::new(Webhooks::start(
             current.signing_key().clone(),

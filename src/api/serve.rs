@@ -106,7 +106,6 @@ pub(crate) fn run(
         admin.hash.clone(),
         signing,
         Some(Arc::clone(&audit)),
-        shared,
     )?);
     let handler = Arc::clone(&api) as Arc<dyn crate::http::Handler>;
     let front = crate::http::Server::start(bound, config, handler)?;
@@ -286,7 +285,9 @@ fn given_admin_token() -> io::Result<Option<String>> {
         .map_err(|e| other(format!("{ADMIN_TOKEN_FILE_ENV}={shown}: {e}")))?;
     match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
         Some(token) => Ok(Some(token.to_owned())),
-        None => Err(other(format!("{ADMIN_TOKEN_FILE_ENV}={shown}: the file is empty"))),
+        None => Err(other(format!(
+            "{ADMIN_TOKEN_FILE_ENV}={shown}: the file is empty"
+        ))),
     }
 }
 

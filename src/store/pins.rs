@@ -11,7 +11,7 @@
 
 pub(crate) use super::schema::{Approved, Current, Definition, PinEntry, Pins, StoredFinding};
 use super::schema::{State, Tools};
-use super::state::{StateFile, Stamp};
+use super::state::{Stamp, StateFile};
 use super::{io_error, Error};
 use crate::sanitize::{Finding, Verdict};
 use serde::Deserialize;

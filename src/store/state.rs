@@ -157,7 +157,9 @@ pub(crate) enum Stamp {
 /// A read-modify-write's lock on the state, released when dropped.
 pub(crate) enum StateLock {
     /// Held for its drop.
-    File { _held: FileLock },
+    File {
+        _held: FileLock,
+    },
     Shared(DocumentLock),
 }
 
@@ -185,6 +187,11 @@ impl StateFile {
         self.shared.is_some()
     }
 
+    /// The shared store the state is kept in, if it is.
+    pub(crate) fn shared_store(&self) -> Option<super::shared::SharedStore> {
+        self.shared.as_ref().map(|d| d.store().clone())
+    }
+
     /// The file's path, or the shared store's URL.
     pub(crate) fn path(&self) -> &Path {
         match &self.shared {
@@ -197,7 +204,9 @@ impl StateFile {
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
         match &self.shared {
             Some(document) => document.lock().map(StateLock::Shared),
-            None => FileLock::acquire(&self.dir, WRITE_LOCK).map(|held| StateLock::File { _held: held }),
+            None => {
+                FileLock::acquire(&self.dir, WRITE_LOCK).map(|held| StateLock::File { _held: held })
+            }
         }
     }
 

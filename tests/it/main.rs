@@ -49,6 +49,8 @@
 //!   with `inputResponses` and `requestState`, over stdio and HTTP.
 //! - `modern_http`: MCP 2026-07-28 through serve: stateless POSTs, the transport's rules, listens
 //!   as event streams, both eras side by side, the era in the audit trail.
+//! - `replicas`: serve replicas sharing their state through Valkey/Redis (`--store`): changes
+//!   followed, the store going away and coming back, what each replica needs from its operator.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -81,6 +83,7 @@ mod modern_stdio;
 mod partners;
 mod policy;
 mod remote;
+mod replicas;
 mod rest_api;
 mod sanitize;
 mod secrets;

@@ -195,8 +195,7 @@ mod tests {
     #[test]
     fn a_url_with_a_password_is_refused_without_echoing_it() {
         let err = client("redis://user:s3cret@127.0.0.1:6379/0", None)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(err.contains(PASSWORD_ENV), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
@@ -205,8 +204,7 @@ mod tests {
     #[test]
     fn only_redis_urls_are_taken() {
         let err = client("http://127.0.0.1:6379", None)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(err.contains("redis://HOST:PORT/DB"), "{err}");
         assert!(client("redis://127.0.0.1:6379/2", Some("pw")).is_ok());

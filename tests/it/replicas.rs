@@ -1,0 +1,229 @@
+//! Replicas of serve sharing their state through Valkey/Redis (`serve --store`, issue #18): a
+//! change made through one replica is run by the others, the store going away and coming back,
+//! and what a replica needs from its operator (the same Fernet keys and admin token, the
+//! store's password from the environment).
+
+use crate::support::redis::Redis;
+use crate::support::replicas::{Replicas, FERNET_KEY};
+use crate::support::{
+    gate, initialize_request, retry, text, wait_exit, Serve, TempDir, ADMIN, WAIT,
+};
+use serde_json::json;
+use std::process::Stdio;
+use std::time::Duration;
+
+const EVERY: Duration = Duration::from_millis(20);
+
+/// The readiness status of `node`.
+fn ready(node: &Serve) -> u16 {
+    node.get("/readyz").map(|(status, _)| status).unwrap_or(0)
+}
+
+/// A session of agent `key` on `node`, once `node` knows the agent (it may be a replica that
+/// has not applied the agent's creation yet).
+fn session_on(node: &Serve, ws: &str, key: &str) -> String {
+    retry(EVERY, || {
+        let opened = node.mcp(ws, key, None, &initialize_request());
+        match opened.header("Mcp-Session-Id") {
+            Some(id) if opened.status == 200 => Ok(id),
+            _ => Err(format!("{}: {}", opened.status, opened.body)),
+        }
+    })
+}
+
+#[test]
+fn a_connection_registered_through_one_replica_is_served_by_the_other() {
+    let replicas = Replicas::start(2);
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    let key = a.setup("team");
+    // B starts the workspace and its connection from the shared state: the agent created on A
+    // opens a session on B and calls the tool there.
+    let session = session_on(b, "team", &key);
+    let answer = retry(EVERY, || {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "ex.echo", "arguments": {"message": "from b"}}});
+        let called = b.mcp("team", &key, Some(&session), &call);
+        let body = called.json();
+        if body.get("result").is_some() {
+            Ok(body)
+        } else {
+            Err(called.body)
+        }
+    });
+    assert_eq!(text(&answer), "from b");
+    // B's view of the connection is its own child, healthy.
+    let view = b.admin("GET", "/workspaces/team", None).json();
+    assert_eq!(
+        view["connections"][0]["health"]["status"], "healthy",
+        "{view}"
+    );
+
+    // Removed through B: A stops the child.
+    let id = view["connections"][0]["id"].as_str().unwrap().to_owned();
+    let removed = b.admin("DELETE", &format!("/connections/{id}"), None);
+    assert!(removed.status < 300, "{}", removed.body);
+    retry(EVERY, || {
+        let client = a.client("team", &key);
+        let list = client.list().json();
+        let names = crate::support::listed_names(&list);
+        if names.iter().any(|n| n.starts_with("ex.")) {
+            Err(format!("A still lists {names:?}"))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+#[test]
+fn a_policy_set_through_one_replica_holds_on_the_other() {
+    let replicas = Replicas::start(2);
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    let key = a.setup("team");
+    let policy = json!({"default": "allow", "rules": [{"match": "ex.echo", "verdict": "deny"}]});
+    let set = a.admin("PUT", "/workspaces/team/policy", Some(policy));
+    assert_eq!(set.status, 200, "{}", set.body);
+    let session = session_on(b, "team", &key);
+    retry(EVERY, || {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "ex.echo", "arguments": {"message": "x"}}});
+        let called = b.mcp("team", &key, Some(&session), &call);
+        let body = called.json();
+        match body.get("error") {
+            Some(e) if e["message"].as_str().unwrap_or("").contains("denied by") => Ok(()),
+            _ => Err(called.body),
+        }
+    });
+}
+
+#[test]
+fn without_the_store_changes_and_new_sessions_wait_while_running_sessions_go_on() {
+    let mut replicas = Replicas::start(2);
+    let key = replicas.nodes[0].setup("team");
+    let running = {
+        let a = &replicas.nodes[0];
+        retry(EVERY, || match ready(&replicas.nodes[1]) {
+            200 => Ok(()),
+            s => Err(format!("B not ready: {s}")),
+        });
+        a.client("team", &key).session
+    };
+    replicas.redis.stop();
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    for node in [a, b] {
+        retry(EVERY, || match node.get("/readyz") {
+            Ok((503, body)) if body.contains("store_unavailable") => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+    }
+    // A session opened before goes on: its calls need nothing from the store.
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "ex.echo", "arguments": {"message": "still here"}}});
+    let answer = a.mcp("team", &key, Some(&running), &call);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(text(&answer.json()), "still here");
+    // A new session, and a change, are refused with the reason.
+    let opened = a.mcp("team", &key, None, &initialize_request());
+    assert_eq!(opened.status, 503, "{}", opened.body);
+    assert!(opened.body.contains("shared store"), "{}", opened.body);
+    let change = b.admin(
+        "POST",
+        "/agents",
+        Some(json!({"workspace_id": "team", "name": "x"})),
+    );
+    assert_eq!(change.status, 503, "{}", change.body);
+    assert!(change.body.contains("store_unavailable"), "{}", change.body);
+
+    // The store comes back: both replicas are ready again without a restart, and a change made
+    // through B reaches A.
+    replicas.redis.start_again();
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    for node in [a, b] {
+        retry(EVERY, || match ready(node) {
+            200 => Ok(()),
+            s => Err(format!("not ready again: {s}")),
+        });
+    }
+    let agent = b.agent("team", "later");
+    let later = agent["key"].as_str().unwrap();
+    session_on(a, "team", later);
+}
+
+#[test]
+fn a_replica_with_other_fernet_keys_does_not_start() {
+    let replicas = Replicas::start(1);
+    replicas.nodes[0].setup("team");
+    let dir = TempDir::new();
+    let other = "z4X5Qk9cLyfM6Dm2mY0aR0lE3tJ4bTn8kG1oP7sV2uI=";
+    assert_ne!(other, FERNET_KEY);
+    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(replicas.redis.url())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AEGIS_ADMIN_TOKEN", ADMIN)
+        .env("AEGIS_FERNET_KEYS", other)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("Fernet keys"), "{err}");
+    assert!(err.contains("same keys"), "{err}");
+}
+
+#[test]
+fn a_replica_needs_the_operators_admin_token_and_takes_the_password_from_the_environment() {
+    let dir = TempDir::new();
+    let redis = Redis::start_with_password(dir.path(), Some("st0re-pass"));
+    let run = |env: &[(&str, &str)], url: &str| {
+        let data = TempDir::new();
+        let mut cmd = gate(&["serve", "--listen", "127.0.0.1:0", "--store", url]);
+        cmd.arg("--data-dir")
+            .arg(data.path())
+            .env_remove("AEGIS_ADMIN_TOKEN")
+            .env("AEGIS_FERNET_KEYS", FERNET_KEY)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    };
+    let url = redis.url();
+    let (status, err) = run(&[("AEGIS_STORE_PASSWORD", "st0re-pass")], &url);
+    assert!(!status.success());
+    assert!(err.contains("AEGIS_ADMIN_TOKEN_FILE"), "{err}");
+
+    let with_password = url.replace("redis://", "redis://default:st0re-pass@");
+    let (status, err) = run(&[("AEGIS_ADMIN_TOKEN", ADMIN)], &with_password);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("AEGIS_STORE_PASSWORD"), "{err}");
+    assert!(!err.contains("st0re-pass"), "{err}");
+
+    let (status, err) = run(&[("AEGIS_ADMIN_TOKEN", ADMIN)], &url);
+    assert!(!status.success());
+    assert!(
+        err.contains("unreachable") || err.contains("refused"),
+        "{err}"
+    );
+    assert!(!err.contains("st0re-pass"), "{err}");
+
+    // With the password from the environment and the token from a file, it serves.
+    let token_file = crate::support::write_file(dir.path(), "admin-token", &format!("{ADMIN}\n"));
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let node = Serve::start_with_env(
+        &node_dir,
+        &["--store", &url],
+        &[
+            ("AEGIS_STORE_PASSWORD", "st0re-pass"),
+            ("AEGIS_FERNET_KEYS", FERNET_KEY),
+            ("AEGIS_ADMIN_TOKEN_FILE", token_file.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(ready(&node), 200, "{}", node.log());
+}
