@@ -207,6 +207,9 @@ impl Api {
     /// Refuses (503) what needs the shared store while it does not answer: changes, new
     /// sessions, delegated calls. On one node there is nothing to need.
     pub(in crate::api) fn need_store(&self) -> Result<(), ApiError> {
+        if let Some((holds, seen)) = lock(&self.store).lost() {
+            return Err(crate::store::state::lost_error(holds, seen).into());
+        }
         match &self.shared {
             Some(store) if !store.reachable() => Err(ApiError::new(
                 503,

@@ -34,6 +34,8 @@ pub(crate) struct StateStore {
     state: State,
     /// The file's stamp when `state` was read or written.
     stamp: Stamp,
+    /// See [`StateStore::lost`].
+    lost: Option<(u64, u64)>,
 }
 
 impl StateStore {
@@ -47,7 +49,12 @@ impl StateStore {
         let (state, stamp) = file.read_stamped()?;
         let mut state = state.unwrap_or_default();
         state.pins = Pins::default();
-        Ok(StateStore { file, state, stamp })
+        Ok(StateStore {
+            file,
+            state,
+            stamp,
+            lost: None,
+        })
     }
 
     /// Where the state is kept.
@@ -65,7 +72,10 @@ impl StateStore {
     /// state in memory is ignored. True when the state in memory changed.
     pub(crate) fn install(&mut self, mut state: State, stamp: Stamp) -> bool {
         let newer = match (stamp, self.stamp) {
-            (Stamp::Version(read), Stamp::Version(held)) => read > held,
+            (Stamp::Version(read), Stamp::Version(held)) => {
+                self.lost = (read < held).then_some((read, held));
+                read > held
+            }
             (read, held) => read != held,
         };
         if !newer {
@@ -76,6 +86,14 @@ impl StateStore {
         self.state = state;
         self.stamp = stamp;
         changed
+    }
+
+    /// When the shared store holds an older version than this replica has seen (it lost data:
+    /// restarted without persistence, flushed, failed over to a stale copy): (what it holds, what
+    /// was seen). Writes are refused meanwhile: one would replace every replica's state with
+    /// what little the store has left.
+    pub(crate) fn lost(&self) -> Option<(u64, u64)> {
+        self.lost
     }
 
     /// The state in memory, without the pins: [`super::pins::PinStore`] reads those.
@@ -120,7 +138,15 @@ impl StateStore {
         change: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
         let lock = self.file.lock()?;
-        let mut current = self.file.read()?.unwrap_or_default();
+        let (current, stamp) = self.file.read_stamped()?;
+        if let (Stamp::Version(read), Stamp::Version(held)) = (stamp, self.stamp) {
+            if read < held {
+                self.lost = Some((read, held));
+                return Err(lost_error(read, held).into());
+            }
+        }
+        self.lost = None;
+        let mut current = current.unwrap_or_default();
         let pins = std::mem::take(&mut current.pins);
         let mut next = current.clone();
         let out = change(&mut next)?;
@@ -289,6 +315,15 @@ impl StateFile {
         }
         atomic_write(&self.path, &bytes).map(|()| 0)
     }
+}
+
+/// The refusal of a write to a shared store that went back to an older version.
+pub(crate) fn lost_error(holds: u64, seen: u64) -> Error {
+    Error::Shared(format!(
+        "the shared store holds state version {holds}, older than version {seen} this replica has \
+         seen: it lost data (restarted without persistence?). Nothing is written until it is \
+         restored; to start over from what it holds, restart the replicas"
+    ))
 }
 
 fn parse(bytes: &[u8]) -> Result<State, String> {

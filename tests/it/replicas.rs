@@ -227,3 +227,32 @@ fn a_replica_needs_the_operators_admin_token_and_takes_the_password_from_the_env
     );
     assert_eq!(ready(&node), 200, "{}", node.log());
 }
+
+#[test]
+fn a_store_that_lost_its_data_is_not_written_over() {
+    let mut replicas = Replicas::start(2);
+    let key = replicas.nodes[0].setup("team");
+    session_on(&replicas.nodes[1], "team", &key);
+    let running = session_on(&replicas.nodes[0], "team", &key);
+    replicas.redis.lose_everything();
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    for node in [a, b] {
+        retry(EVERY, || match node.get("/readyz") {
+            Ok((503, body)) if body.contains("lost data") => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+    }
+    // A change would replace everyone's state with the store's nothing: refused, and the
+    // replicas keep serving what they run.
+    let change = a.admin(
+        "POST",
+        "/agents",
+        Some(json!({"workspace_id": "team", "name": "x"})),
+    );
+    assert_eq!(change.status, 503, "{}", change.body);
+    assert!(change.body.contains("lost data"), "{}", change.body);
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "ex.echo", "arguments": {"message": "on"}}});
+    let answer = a.mcp("team", &key, Some(&running), &call);
+    assert_eq!(text(&answer.json()), "on", "{}", answer.body);
+}

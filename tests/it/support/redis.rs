@@ -52,6 +52,15 @@ impl Redis {
         }
     }
 
+    /// Stops it, throws its data away and starts it empty on the same port: a store that lost
+    /// what it held.
+    pub fn lose_everything(&mut self) {
+        self.stop();
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
+        self.start_again();
+    }
+
     /// Starts it again on the same port and data, and waits until it answers.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server runs already");
