@@ -22,7 +22,7 @@ use crate::crypto::secret::{hash_secret, random_hex};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
 use crate::store::shared::document::Document;
-use crate::store::shared::{SharedStore, PASSWORD_ENV};
+use crate::store::shared::SharedStore;
 use crate::store::state::{StateFile, StateStore};
 use crate::thread::lock;
 use crate::{store, sys};
@@ -34,9 +34,6 @@ use std::sync::Arc;
 pub(crate) const ADMIN_TOKEN_ENV: &str = "AEGIS_ADMIN_TOKEN";
 /// The environment variable that names a file holding the admin token (its first line).
 pub(crate) const ADMIN_TOKEN_FILE_ENV: &str = "AEGIS_ADMIN_TOKEN_FILE";
-
-/// What the key check of a shared store encrypts (its binding is `aegis/key-check`).
-const KEY_CHECK: (&str, &str, &str) = ("aegis", "key-check", "replicas share their Fernet keys");
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -73,7 +70,15 @@ pub(crate) fn run(
     // The address first: a start that cannot listen leaves nothing behind about a token.
     let bound = crate::http::Server::bind(config.listen)?;
     let keyring = Keyring::load_or_create(&options.data_dir).map_err(other)?;
-    let shared = options.store.as_deref().map(open_shared).transpose()?;
+    let shared = options
+        .store
+        .as_deref()
+        .map(SharedStore::open)
+        .transpose()
+        .map_err(other)?;
+    if let Some(store) = &shared {
+        log::info!("state shared through {}", store.url());
+    }
     let file = match &shared {
         Some(store) => StateFile::shared(&options.data_dir, Document::new(store.clone())),
         None => StateFile::new(&options.data_dir),
@@ -291,19 +296,12 @@ fn given_admin_token() -> io::Result<Option<String>> {
     }
 }
 
-/// The shared store of `--store`, its password from `AEGIS_STORE_PASSWORD`.
-fn open_shared(url: &str) -> io::Result<SharedStore> {
-    let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
-    let store = SharedStore::connect(url, password.as_deref()).map_err(other)?;
-    log::info!("state shared through {}", store.url());
-    Ok(store)
-}
-
 /// Checks that this replica's Fernet keys open what the shared store holds: the store keeps a
 /// token of a known text (made by the first replica), and a replica that cannot decrypt it
 /// does not start.
 fn check_keys(state: &mut StateStore, keyring: &Keyring) -> io::Result<()> {
-    let (conn, name, text) = KEY_CHECK;
+    let (conn, name) = crate::crypto::KEY_CHECK_BINDING;
+    let text = crate::crypto::KEY_CHECK_TEXT;
     if state.state().key_check.is_none() {
         let token = keyring.encrypt_secret(conn, name, text);
         state

@@ -15,6 +15,10 @@ use std::path::Path;
 
 /// The environment variable with the gate's Fernet keys, comma-separated, the first encrypting.
 pub(crate) const KEYS_ENV: &str = "AEGIS_FERNET_KEYS";
+/// A shared store's key check (`serve --store`): the binding (connection, variable) and the text
+/// it encrypts under the first replica's keys; a replica that cannot decrypt it has other keys.
+pub(crate) const KEY_CHECK_BINDING: (&str, &str) = ("aegis", "key-check");
+pub(crate) const KEY_CHECK_TEXT: &str = "replicas share their Fernet keys";
 const KEY_FILE: &str = "fernet.key";
 
 /// Why a crypto operation failed. Never carries a secret.
@@ -197,4 +201,4 @@ pub(crate) mod signing;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use rotate::rotate;
+pub(crate) use rotate::{rotate, rotate_shared};

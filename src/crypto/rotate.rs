@@ -8,8 +8,10 @@
 //! first one, and dropping the others from the variable is left to the operator.
 //! Never: runs while a `serve` uses the data dir (the state lock says so); never prints a key.
 
-use super::{Keyring, KEYS_ENV, KEY_FILE};
-use crate::store::state::StateStore;
+use super::{Keyring, KEYS_ENV, KEY_CHECK_BINDING, KEY_FILE};
+use crate::store::shared::document::Document;
+use crate::store::shared::SharedStore;
+use crate::store::state::{StateFile, StateStore};
 use crate::store::{self, atomic_write, FileLock};
 use std::path::Path;
 
@@ -65,6 +67,43 @@ pub(crate) fn rotate(dir: &Path) -> Result<Rotated, String> {
     };
     let only_new = Keyring::from_list(&new_only, "the new key").map_err(|e| e.to_string())?;
     let mut state = StateStore::open(dir).map_err(|e| e.to_string())?;
+    let secrets = reencrypt_all(&mut state, &ring, &only_new)?;
+    if from_env.is_none() {
+        atomic_write(&key_file, new_only.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(Rotated {
+        secrets,
+        old_keys_dropped: from_env.is_none(),
+    })
+}
+
+/// Rotates the secrets of a shared store (`rotate-key --store`) under the first key of
+/// `AEGIS_FERNET_KEYS` (replicas have no key file of theirs to rewrite): the replicas may keep
+/// running with the new key first and the old ones after it, then be given the new one alone.
+pub(crate) fn rotate_shared(dir: &Path, store: SharedStore) -> Result<Rotated, String> {
+    let list = std::env::var(KEYS_ENV).map_err(|_| {
+        format!("--store: set {KEYS_ENV} to the new key, then the old ones (comma-separated)")
+    })?;
+    let ring = Keyring::from_list(&list, KEYS_ENV).map_err(|e| e.to_string())?;
+    let first = list.split(',').map(str::trim).find(|k| !k.is_empty());
+    let only_new =
+        Keyring::from_list(first.unwrap_or_default(), "the new key").map_err(|e| e.to_string())?;
+    let file = StateFile::shared(dir, Document::new(store)).map_err(|e| e.to_string())?;
+    let mut state = StateStore::open_at(file).map_err(|e| e.to_string())?;
+    let secrets = reencrypt_all(&mut state, &ring, &only_new)?;
+    Ok(Rotated {
+        secrets,
+        old_keys_dropped: false,
+    })
+}
+
+/// Re-encrypts every secret of `state` (and a shared store's key check) under `only_new`'s key,
+/// each checked to decrypt with it alone, in one write; how many.
+fn reencrypt_all(
+    state: &mut StateStore,
+    ring: &Keyring,
+    only_new: &Keyring,
+) -> Result<usize, String> {
     let secrets = state.update(|s| {
         let mut n = 0;
         // One secret: re-encrypted under the new key, and checked to decrypt with it alone.
@@ -107,14 +146,15 @@ pub(crate) fn rotate(dir: &Path) -> Result<Rotated, String> {
                 *stored = format!("encrypted:{token}");
             }
         }
+        // Not a secret, but under the old key a replica given only the new one would not start.
+        if let Some(check) = s.key_check.as_mut() {
+            let (binding, var) = KEY_CHECK_BINDING;
+            let mut token = check.clone();
+            rotate_one(binding, var, &mut token)?;
+            n -= 1;
+            *check = token;
+        }
         Ok::<_, Failure>(n)
     });
-    let secrets = secrets.map_err(|Failure(e)| e)?;
-    if from_env.is_none() {
-        atomic_write(&key_file, new_only.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    Ok(Rotated {
-        secrets,
-        old_keys_dropped: from_env.is_none(),
-    })
+    secrets.map_err(|Failure(e)| e)
 }

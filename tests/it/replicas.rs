@@ -4,9 +4,9 @@
 //! store's password from the environment).
 
 use crate::support::redis::Redis;
-use crate::support::replicas::{Replicas, FERNET_KEY};
+use crate::support::replicas::{replica_with_keys, Replicas, FERNET_KEY};
 use crate::support::{
-    gate, initialize_request, retry, text, wait_exit, Serve, TempDir, ADMIN, WAIT,
+    assert_success, gate, initialize_request, retry, text, wait_exit, Serve, TempDir, ADMIN, WAIT,
 };
 use serde_json::json;
 use std::process::Stdio;
@@ -255,4 +255,32 @@ fn a_store_that_lost_its_data_is_not_written_over() {
         "params": {"name": "ex.echo", "arguments": {"message": "on"}}});
     let answer = a.mcp("team", &key, Some(&running), &call);
     assert_eq!(text(&answer.json()), "on", "{}", answer.body);
+}
+
+#[test]
+fn rotate_key_with_store_re_encrypts_the_shared_secrets_for_every_replica() {
+    let replicas = Replicas::start(1);
+    replicas.nodes[0].setup("team");
+    let new_key = "z4X5Qk9cLyfM6Dm2mY0aR0lE3tJ4bTn8kG1oP7sV2uI=";
+    let dir = TempDir::new();
+    let out = gate(&["rotate-key", "--store"])
+        .arg(replicas.redis.url())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AEGIS_FERNET_KEYS", format!("{new_key},{FERNET_KEY}"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 secrets re-encrypted"), "{said}");
+    // A replica given the new key alone starts (the key check was re-encrypted too) and runs
+    // the connection, whose secret it decrypts.
+    let node = replica_with_keys(&dir.path().join("new"), &replicas.redis.url(), &[], new_key);
+    retry(EVERY, || {
+        let view = node.admin("GET", "/workspaces/team", None).json();
+        match view["connections"][0]["health"]["status"].as_str() {
+            Some("healthy") => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    });
 }

@@ -65,6 +65,12 @@ impl SharedStore {
         Ok(store)
     }
 
+    /// [`SharedStore::connect`] with the password of [`PASSWORD_ENV`], if set.
+    pub(crate) fn open(url: &str) -> Result<SharedStore, Error> {
+        let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+        SharedStore::connect(url, password.as_deref())
+    }
+
     /// The store's URL, as it may be shown.
     pub(crate) fn url(&self) -> &str {
         &self.inner.shown

@@ -41,8 +41,13 @@ impl Replicas {
 
 /// One serve over the store at `url`, in `dir`.
 pub fn replica(dir: &Path, url: &str, extra: &[&str]) -> Serve {
+    replica_with_keys(dir, url, extra, FERNET_KEY)
+}
+
+/// The same with `keys` as its `AEGIS_FERNET_KEYS`.
+pub fn replica_with_keys(dir: &Path, url: &str, extra: &[&str], keys: &str) -> Serve {
     std::fs::create_dir_all(dir).unwrap();
     let mut args = vec!["--store", url];
     args.extend_from_slice(extra);
-    Serve::start_with_env(dir, &args, &[("AEGIS_FERNET_KEYS", FERNET_KEY)])
+    Serve::start_with_env(dir, &args, &[("AEGIS_FERNET_KEYS", keys)])
 }
