@@ -284,3 +284,30 @@ fn rotate_key_with_store_re_encrypts_the_shared_secrets_for_every_replica() {
         }
     });
 }
+
+#[test]
+fn a_tool_approved_through_one_replica_is_served_by_the_other() {
+    let replicas = Replicas::start(2);
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    let key = a.setup("team");
+    let listed = |node: &Serve, session: &str| {
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        crate::support::listed_names(&node.mcp("team", &key, Some(session), &list).json())
+    };
+    // The poisoned tool is held on both replicas (the same pin, judged once per replica).
+    let on_a = session_on(a, "team", &key);
+    let on_b = session_on(b, "team", &key);
+    retry(EVERY, || match listed(b, &on_b) {
+        names if names.contains(&"ex.echo".to_owned()) => Ok(()),
+        names => Err(format!("{names:?}")),
+    });
+    assert!(!listed(a, &on_a).contains(&"ex.poisoned_add".to_owned()));
+    assert!(!listed(b, &on_b).contains(&"ex.poisoned_add".to_owned()));
+    let approved = b.admin("POST", "/workspaces/team/tools/ex.poisoned_add/approve", None);
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    // A's merger reads the shared pins again and lists it.
+    retry(EVERY, || match listed(a, &on_a) {
+        names if names.contains(&"ex.poisoned_add".to_owned()) => Ok(()),
+        names => Err(format!("A lists {names:?}")),
+    });
+}
