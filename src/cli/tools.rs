@@ -18,10 +18,12 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
     let mut words: Vec<String> = Vec::new();
     let mut data_dir: Option<PathBuf> = None;
     let mut workspace = gate::stdio::WORKSPACE.to_owned();
+    let mut store: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Value(word) => words.push(word.string()?),
             Long("data-dir") => data_dir = Some(parser.value()?.into()),
+            Long("store") => store = Some(parser.value()?.string()?),
             Long("workspace") => workspace = parser.value()?.string()?,
             Short('h') | Long("help") => {
                 print!("{HELP}");
@@ -49,7 +51,8 @@ pub(super) fn run(parser: &mut lexopt::Parser, log_level: Option<&str>) -> Resul
         }
     };
     let data_dir = args::data_dir(data_dir.as_deref())?;
-    let out = act(&action, &data_dir, &workspace).map_err(CliError::Runtime)?;
+    let pins = open(&data_dir, store.as_deref()).map_err(CliError::Runtime)?;
+    let out = act(&action, pins, &workspace).map_err(CliError::Runtime)?;
     print!("{out}");
     Ok(())
 }
@@ -61,6 +64,7 @@ USAGE:
     aegis-gate tools list [--data-dir DIR] [--workspace ID]
     aegis-gate tools show NAME [--data-dir DIR] [--workspace ID]
     aegis-gate tools approve NAME [--data-dir DIR] [--workspace ID]
+    (each also takes --store URL instead of the data dir: the pins replicas share)
 
     list      Every tool with its verdict (pass, sanitized, held, rejected), its pin
               (approved, changed, unapproved) and the kinds of its findings
@@ -76,6 +80,9 @@ OPTIONS:
     --data-dir DIR     The gate's data dir (default $XDG_STATE_HOME/aegis-gate,
                        else ~/.local/state/aegis-gate)
     --workspace ID     Workspace (default: default, the stdio gate's)
+    --store URL        The pins of serve replicas sharing Valkey/Redis (redis://HOST:PORT/DB;
+                       the password from AEGIS_STORE_PASSWORD); every replica serves an
+                       approval within a second
     -h, --help         Print help
 
 EXAMPLES:
@@ -92,9 +99,20 @@ enum Action {
     Approve(String),
 }
 
-/// Runs `action` on the pins of `workspace` in `data_dir`; returns what to print.
-fn act(action: &Action, data_dir: &Path, workspace: &str) -> Result<String, String> {
-    let mut store = PinStore::open(data_dir).map_err(|e| e.to_string())?;
+/// The pins of `data_dir`, or of the shared store at `store` (replicas).
+fn open(data_dir: &Path, store: Option<&str>) -> Result<PinStore, String> {
+    let Some(url) = store else {
+        return PinStore::open(data_dir).map_err(|e| e.to_string());
+    };
+    let shared = crate::store::shared::SharedStore::open(url).map_err(|e| e.to_string())?;
+    let document = crate::store::shared::document::Document::new(shared);
+    crate::store::state::StateFile::shared(data_dir, document)
+        .and_then(PinStore::open_at)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `action` on the pins of `workspace`; returns what to print.
+fn act(action: &Action, mut store: PinStore, workspace: &str) -> Result<String, String> {
     match action {
         Action::List => Ok(list(&store, workspace)),
         Action::Show(name) => show(&store, workspace, name),

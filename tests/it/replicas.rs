@@ -303,11 +303,30 @@ fn a_tool_approved_through_one_replica_is_served_by_the_other() {
     });
     assert!(!listed(a, &on_a).contains(&"ex.poisoned_add".to_owned()));
     assert!(!listed(b, &on_b).contains(&"ex.poisoned_add".to_owned()));
-    let approved = b.admin("POST", "/workspaces/team/tools/ex.poisoned_add/approve", None);
+    let approved = b.admin(
+        "POST",
+        "/workspaces/team/tools/ex.poisoned_add/approve",
+        None,
+    );
     assert_eq!(approved.status, 200, "{}", approved.body);
     // A's merger reads the shared pins again and lists it.
     retry(EVERY, || match listed(a, &on_a) {
         names if names.contains(&"ex.poisoned_add".to_owned()) => Ok(()),
         names => Err(format!("A lists {names:?}")),
     });
+    // The operator's command line reads the same pins.
+    let dir = TempDir::new();
+    let out = gate(&["tools", "list", "--workspace", "team", "--store"])
+        .arg(replicas.redis.url())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.contains("ex.poisoned_add"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.contains("approved"), "{listing}");
 }
