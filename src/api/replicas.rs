@@ -12,7 +12,7 @@
 //! made (it takes `changes` first, as they do).
 
 use super::Api;
-use crate::store::state::{Connection, IdentityConfig, State};
+use crate::store::state::{Connection, IdentityConfig, Stamp, State};
 use crate::thread::{lock, JoinOnDrop};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::collections::HashMap;
@@ -46,11 +46,17 @@ impl Api {
         }
         let (tx, rx) = crossbeam_channel::bounded::<()>(1);
         let api: Weak<Api> = Arc::downgrade(self);
-        let mut identities = identities_of(lock(&self.store).state());
+        let mut applied = {
+            let store = lock(&self.store);
+            Applied {
+                stamp: store.stamp(),
+                identities: identities_of(store.state()),
+            }
+        };
         let thread = crate::thread::spawn("state-watch", move || loop {
             match rx.recv_timeout(POLL) {
                 Err(RecvTimeoutError::Timeout) => match api.upgrade() {
-                    Some(api) => api.follow(&mut identities),
+                    Some(api) => api.follow(&mut applied),
                     None => return,
                 },
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -62,8 +68,10 @@ impl Api {
         }))
     }
 
-    /// One look at the shared version; a newer state is taken and run.
-    fn follow(&self, identities: &mut HashMap<String, Option<IdentityConfig>>) {
+    /// One look at the shared version; a newer state is taken; a state not run yet is run.
+    /// A state this replica wrote itself is run too: its write may have carried another
+    /// replica's change that this one had not taken yet (running it again changes nothing).
+    fn follow(&self, applied: &mut Applied) {
         let (file, held) = {
             let store = lock(&self.store);
             (store.file().clone(), store.stamp())
@@ -76,24 +84,29 @@ impl Api {
                 file.read_stamped().map(Some)
             }
         });
-        let (state, stamp) = match read {
-            Ok(Some(read)) => read,
-            Ok(None) => return,
+        match read {
+            Ok(Some((state, stamp))) => {
+                if lock(&self.store).install(state.unwrap_or_default(), stamp) {
+                    log::info!("another replica changed the shared state ({stamp:?})");
+                }
+            }
+            Ok(None) => {}
             // Logged by the store when it becomes unreachable; `/readyz` says so meanwhile.
             Err(_) => return,
-        };
-        let state = state.unwrap_or_default();
-        if !lock(&self.store).install(state, stamp) {
-            return;
         }
-        log::info!("the shared state changed ({stamp:?}): applying it");
-        self.reconcile(identities);
+        if lock(&self.store).stamp() != applied.stamp {
+            self.reconcile(applied);
+        }
     }
 
     /// Makes this replica run what the state in memory says.
-    pub(super) fn reconcile(&self, identities: &mut HashMap<String, Option<IdentityConfig>>) {
+    fn reconcile(&self, applied: &mut Applied) {
         let _change = lock(&self.changes);
-        let state = lock(&self.store).state().clone();
+        let (state, stamp) = {
+            let store = lock(&self.store);
+            (store.state().clone(), store.stamp())
+        };
+        log::debug!("applying the shared state ({stamp:?})");
         let running: Vec<String> = lock(&self.runtimes).keys().cloned().collect();
         for ws in &running {
             if !state.workspaces.get(ws).is_some_and(|w| w.active) {
@@ -116,11 +129,14 @@ impl Api {
         }
         let now = identities_of(&state);
         for (ws, identity) in &now {
-            if identities.get(ws) != Some(identity) {
+            if applied.identities.get(ws) != Some(identity) {
                 self.identity.forget(ws);
             }
         }
-        *identities = now;
+        *applied = Applied {
+            stamp,
+            identities: now,
+        };
     }
 
     /// Adds, restarts and removes the connections of running workspace `ws` to match `state`.
@@ -153,6 +169,13 @@ impl Api {
             }
         }
     }
+}
+
+/// What `state-watch` ran last: the state's stamp, and each workspace's identity settings (to
+/// notice which changed; the checkers themselves are built on first use).
+struct Applied {
+    stamp: Stamp,
+    identities: HashMap<String, Option<IdentityConfig>>,
 }
 
 /// Each workspace's identity settings, to notice which changed.
