@@ -100,6 +100,7 @@ impl PinStore {
 
     /// The pins kept in `file` (the data dir's, or a shared store's).
     pub(crate) fn open_at(file: StateFile) -> Result<PinStore, Error> {
+        let file = file.for_pins();
         let (pins, stamp) = load(&file)?;
         Ok(PinStore { file, pins, stamp })
     }

@@ -8,13 +8,15 @@
 //! written atomically (temp file, fsync, rename, fsync of the dir), and only then becomes the
 //! state in memory, so a success means the change is on disk and a failure changes nothing. The
 //! previous good file is kept as `state.json.bak`.
+//! With `serve --store`, the same state lives in a shared store instead of the file
+//! ([`super::shared::document`]): serve's part and the pins apart, each with its version.
 //! Never: holds a plain secret: env values are Fernet tokens, keys and tokens are SHA-256 hashes.
 
 use super::schema::Pins;
 pub(crate) use super::schema::{
     Agent, Connection, IdentityConfig, Kind, Partner, PartnerKey, Remote, State, Workspace,
 };
-use super::shared::document::{Document, DocumentLock};
+use super::shared::document::{Document, DocumentLock, Part};
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -213,6 +215,15 @@ impl StateFile {
         self.shared.is_some()
     }
 
+    /// The same place, for the tool pins: a shared store keeps them apart from serve's state
+    /// (a file holds both).
+    pub(crate) fn for_pins(&self) -> StateFile {
+        StateFile {
+            shared: self.shared.as_ref().map(|d| d.of(Part::Pins)),
+            ..self.clone()
+        }
+    }
+
     /// The shared store the state is kept in, if it is.
     pub(crate) fn shared_store(&self) -> Option<super::shared::SharedStore> {
         self.shared.as_ref().map(|d| d.store().clone())
@@ -259,7 +270,10 @@ impl StateFile {
         if let Some(document) = &self.shared {
             let (bytes, version) = document.read()?;
             let state = bytes
-                .map(|bytes| parse(&bytes))
+                .map(|bytes| match document.part() {
+                    Part::Serve => parse(&bytes),
+                    Part::Pins => parse_pins(&bytes),
+                })
                 .transpose()
                 .map_err(|reason| {
                     Error::Shared(format!(
@@ -300,8 +314,17 @@ impl StateFile {
         };
         match (&self.shared, lock) {
             (Some(document), StateLock::Shared(lock)) => {
-                // Compact: every replica reads it again at every change.
-                let bytes = serde_json::to_vec(state).map_err(corrupt)?;
+                // Compact: every replica reads it again at every change. Each part holds its
+                // own: the other one's keys are never written from here.
+                let bytes = match document.part() {
+                    Part::Pins => serde_json::to_vec(&state.pins),
+                    Part::Serve if state.pins.is_empty() => serde_json::to_vec(state),
+                    Part::Serve => serde_json::to_vec(&State {
+                        pins: Pins::default(),
+                        ..state.clone()
+                    }),
+                }
+                .map_err(corrupt)?;
                 return document.write(lock, &bytes);
             }
             (None, StateLock::File { .. }) => {}
@@ -324,6 +347,16 @@ pub(crate) fn lost_error(holds: u64, seen: u64) -> Error {
          seen: it lost data (restarted without persistence?). Nothing is written until it is \
          restored; to start over from what it holds, restart the replicas"
     ))
+}
+
+/// The pins part of a shared store, as a state holding only them.
+fn parse_pins(bytes: &[u8]) -> Result<State, String> {
+    let pins: Pins = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok(State {
+        version: SCHEMA_VERSION,
+        pins,
+        ..State::default()
+    })
 }
 
 fn parse(bytes: &[u8]) -> Result<State, String> {

@@ -1,20 +1,39 @@
-//! The state document in the shared store: what `state.json` holds on one node (serve's state
-//! and the tool pins), kept as one JSON value with a version counter.
+//! The state documents in the shared store: what `state.json` holds on one node, in two parts,
+//! each one JSON value with a version counter: serve's state (`aegis:state`,
+//! `aegis:state:version`) and the tool pins (`aegis:pins`, `aegis:pins:version`), so that a
+//! change of one never makes a replica read the other (the pins of a big workspace are
+//! megabytes; an agent's creation is not).
 //!
-//! Owns: the keys `aegis:state` (the document), `aegis:state:version` (bumped by every write)
-//! and `aegis:state:lock` (a read-modify-write's lock: a random token with an expiry, so a
-//! replica that dies holding it blocks the others for at most [`LOCK_TTL`]); a write is fenced
-//! by the token (a script writes only while the token is still the lock's), so a writer whose
-//! lock expired cannot overwrite a newer change.
+//! Owns: those keys and `aegis:state:lock`, the lock of every read-modify-write of either part (a
+//! random token with an expiry, so a replica that dies holding it blocks the others for at most
+//! [`LOCK_TTL`]); a write is fenced by the token (a script writes only while the token is still
+//! the lock's), so a writer whose lock expired cannot overwrite a newer change.
 //! Never: waits for the lock longer than [`LOCK_WAIT`]; writes without holding the lock.
 
 use super::SharedStore;
 use crate::store::Error;
 use std::time::{Duration, Instant};
 
-const DOCUMENT: &str = "aegis:state";
-const VERSION: &str = "aegis:state:version";
 const LOCK: &str = "aegis:state:lock";
+
+/// Which part of the state a document holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Serve's state: workspaces, connections, agents, partners, the key check.
+    Serve,
+    /// The tool pins.
+    Pins,
+}
+
+impl Part {
+    /// The document's key and its version's.
+    fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            Part::Serve => ("aegis:state", "aegis:state:version"),
+            Part::Pins => ("aegis:pins", "aegis:pins:version"),
+        }
+    }
+}
 
 /// How long a lock lives when its holder never releases it.
 const LOCK_TTL: Duration = Duration::from_secs(10);
@@ -36,10 +55,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// The state document of a shared store.
+/// One part of the state in a shared store.
 #[derive(Clone, Debug)]
 pub(crate) struct Document {
     store: SharedStore,
+    part: Part,
 }
 
 /// A held lock on the document, released when dropped.
@@ -49,34 +69,52 @@ pub(crate) struct DocumentLock {
 }
 
 impl Document {
+    /// Serve's state in `store`.
     pub(crate) fn new(store: SharedStore) -> Document {
-        Document { store }
+        Document {
+            store,
+            part: Part::Serve,
+        }
+    }
+
+    /// The document of `part` in the same store.
+    pub(crate) fn of(&self, part: Part) -> Document {
+        Document {
+            store: self.store.clone(),
+            part,
+        }
+    }
+
+    pub(crate) fn part(&self) -> Part {
+        self.part
     }
 
     pub(crate) fn store(&self) -> &SharedStore {
         &self.store
     }
 
-    /// The version counter (0 before the first write).
+    /// The part's version counter (0 before the first write).
     pub(crate) fn version(&self) -> Result<u64, Error> {
+        let (_, version) = self.part.keys();
         self.store.run(|con| {
             redis::cmd("GET")
-                .arg(VERSION)
+                .arg(version)
                 .query::<Option<u64>>(con)
                 .map(Option::unwrap_or_default)
         })
     }
 
-    /// The document's bytes and their version; `None` before the first write.
+    /// The part's bytes and their version; `None` before the first write.
     pub(crate) fn read(&self) -> Result<(Option<Vec<u8>>, u64), Error> {
+        let (document, version) = self.part.keys();
         self.store.run(|con| {
             // In one transaction: a version read apart from the bytes could name a newer write.
             let (bytes, version): (Option<Vec<u8>>, Option<u64>) = redis::pipe()
                 .atomic()
                 .cmd("GET")
-                .arg(DOCUMENT)
+                .arg(document)
                 .cmd("GET")
-                .arg(VERSION)
+                .arg(version)
                 .query(con)?;
             Ok((bytes, version.unwrap_or_default()))
         })
@@ -114,11 +152,12 @@ impl Document {
 
     /// Replaces the document with `bytes` under `lock`; the new version.
     pub(crate) fn write(&self, lock: &DocumentLock, bytes: &[u8]) -> Result<u64, Error> {
+        let (document, version) = self.part.keys();
         let written: i64 = self.store.run(|con| {
             redis::Script::new(WRITE)
                 .key(LOCK)
-                .key(DOCUMENT)
-                .key(VERSION)
+                .key(document)
+                .key(version)
                 .arg(&lock.token)
                 .arg(bytes)
                 .invoke(con)
