@@ -41,7 +41,8 @@ class Node:
             argv += ["--store", store]
         env = dict(os.environ, AEGIS_ADMIN_TOKEN=ADMIN, AEGIS_FERNET_KEYS=FERNET,
                    AEGIS_LOG="warn")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        self.log = os.path.join(tmp, name + ".log")
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(self.log, "wb"),
                                   env=env)
         line = self.p.stdout.readline().decode()
         self.addr = line.strip().removeprefix("listening on http://")
@@ -70,12 +71,23 @@ class Node:
         return r.getheader("Mcp-Session-Id") if status == 200 else None
 
     def tools(self, ws, key, session):
+        """Every page of the merged tools/list."""
+        names, cursor = [], None
+        while True:
+            page, cursor = self.page(ws, key, session, cursor)
+            names += page
+            if not cursor:
+                return names
+
+    def page(self, ws, key, session, cursor):
+        params = {"cursor": cursor} if cursor else {}
         status, data, _ = self.request(
-            "POST", f"/mcp/{ws}", {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            "POST", f"/mcp/{ws}",
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": params},
             {"Authorization": "Bearer " + key, "Mcp-Session-Id": session,
              "Accept": "application/json, text/event-stream"})
         if status != 200:
-            return []
+            return [], None
         text = data.decode()
         messages = [text]
         if text.startswith(("data:", "event:", ":")):
@@ -84,7 +96,8 @@ class Node:
         answer = next((m for m in map(json.loads, messages) if m.get("id") == 2), {})
         if "result" not in answer:
             raise SystemExit(f"tools/list: {text[:300]}")
-        return [t["name"] for t in answer["result"]["tools"]]
+        result = answer["result"]
+        return [t["name"] for t in result["tools"]], result.get("nextCursor")
 
     def stop(self):
         self.p.terminate()
@@ -100,12 +113,12 @@ def answers(port):
         return False
 
 
-def until(check, limit=10.0, every=0.002):
+def until(check, limit=10.0, every=0.002, what="the change"):
     """Seconds until `check()` is true (polled every 2 ms), failing after `limit`."""
     start = time.perf_counter()
     while not check():
         if time.perf_counter() - start > limit:
-            raise SystemExit("waited over 10 s")
+            raise SystemExit(f"waited over 10 s for {what}")
         time.sleep(every)
     return time.perf_counter() - start
 
@@ -149,15 +162,16 @@ def main():
             t, made = timed(lambda: a.admin(
                 "POST", "/agents", {"workspace_id": "w", "name": f"a{i}"}))
             figures["rest_a"].append(t)
-            figures["agent_b"].append(until(lambda: b.session("w", made["key"]) is not None))
+            figures["agent_b"].append(
+                until(lambda: b.session("w", made["key"]) is not None, what="the agent on B"))
             name = f"c{i}"
             a.admin("POST", "/connections", {"workspace_id": "w", "name": name,
                                              "command": [EXE, "example-server", "--tools-only"]})
             start = time.perf_counter()
             want = f"{name}.echo"
-            until(lambda: want in a.tools("w", key, on_a))
+            until(lambda: want in a.tools("w", key, on_a), what=f"{want} on A")
             figures["conn_a"].append(time.perf_counter() - start)
-            until(lambda: want in b.tools("w", key, on_b))
+            until(lambda: want in b.tools("w", key, on_b), what=f"{want} on B")
             figures["conn_b"].append(time.perf_counter() - start)
         print(f"{ROUNDS} rounds; ms: median / p90 / max; ratio of medians\n")
         print("| figure | ms | ratio |\n|---|---|---|")
@@ -173,7 +187,10 @@ def main():
             node.stop()
         redis.terminate()
         redis.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("AEGIS_KEEP"):
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
