@@ -1,12 +1,15 @@
 //! Inbound delegation across replicas of serve sharing one Valkey/Redis (`serve --store`, issue
 //! #18): a partner's burst and a replayed token are refused across replicas exactly as on one
 //! node, the store's keys expire, and without the store a delegated call is refused (503),
-//! never admitted, until the store is back.
+//! never admitted, until the store is back; and the store's rate script against the in-memory
+//! limiter, decision by decision.
 
 use crate::support::http::Response;
 use crate::support::partner::{call_body, partner, post, OrgA};
+use crate::support::redis::Redis;
 use crate::support::replicas::Replicas;
 use crate::support::{initialize_request, retry, unix_now, Serve, TempDir};
+use aegis_gate::delegation::rate::{Limiter, Rate};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -235,5 +238,90 @@ fn without_the_store_a_delegated_call_is_refused_and_after_it_is_served_again() 
             }
         });
         assert_eq!(answer.json()["result"]["content"][0]["text"], "hi");
+    }
+}
+
+/// The rate script the gate runs in the store.
+const GCRA: &str = include_str!("../../src/store/shared/gcra.lua");
+
+#[test]
+fn the_stores_rate_script_decides_as_the_in_memory_limiter() {
+    let dir = TempDir::new();
+    let store = Redis::start(dir.path());
+    let mut con = redis::Client::open(store.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let script = redis::Script::new(GCRA);
+    // Rates of a call every 30 s or slower: the test's own milliseconds refill nothing, so both
+    // decide on counts and bursts alone, the limiter at a fixed instant and the store on its
+    // clock. Each key keeps its rate, as a partner's do.
+    let keys = ["org:a", "agent:a:1", "agent:a:2", "org:b", "agent:b:1"];
+    let rate = |k: usize| Rate {
+        per_minute: [2, 1, 1, 2, 1][k],
+        burst: [5, 2, 3, 1, 4][k],
+    };
+    let mut limiter = Limiter::new(100);
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        // splitmix64: the same sequence every run.
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        usize::try_from((z ^ (z >> 31)) % n).unwrap()
+    };
+    let started = std::time::Instant::now();
+    let (mut allowed, mut refused) = (0, 0);
+    for step in 0..300 {
+        // One key (chatter) or an org and one of its agents (a call), as the gate charges.
+        let picked: Vec<usize> = match next(3) {
+            0 => vec![next(5)],
+            1 => vec![0, 1 + next(2)],
+            _ => vec![3, 4],
+        };
+        let local = limiter.check_all(
+            &picked
+                .iter()
+                .map(|&k| (keys[k], rate(k)))
+                .collect::<Vec<_>>(),
+            0,
+        );
+        let mut invocation = script.prepare_invoke();
+        for &k in &picked {
+            invocation
+                .key(format!("aegis:rate:test:{}", keys[k]))
+                .arg(rate(k).interval_us())
+                .arg(rate(k).allowance_us());
+        }
+        let wait_us: u64 = invocation.invoke(&mut con).unwrap();
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap();
+        match (local, wait_us) {
+            (Ok(()), 0) => allowed += 1,
+            (Err(wait), shared) if shared > 0 => {
+                // The store's wait is shorter by the time that passed since the first call.
+                let local_us = u64::try_from(wait.as_micros()).unwrap();
+                assert!(
+                    local_us >= shared && local_us - shared <= elapsed_us + 1_000,
+                    "step {step}: {local_us} µs in memory, {shared} µs in the store"
+                );
+                refused += 1;
+            }
+            (local, shared) => panic!("step {step} {picked:?}: {local:?} in memory, {shared} µs"),
+        }
+    }
+    assert!(
+        allowed > 5 && refused > 100,
+        "{allowed} allowed, {refused} refused"
+    );
+    // Every key the script wrote expires: at its time, at most one burst of intervals ahead.
+    let written: Vec<String> = redis::cmd("KEYS")
+        .arg("aegis:rate:test:*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(written.len(), keys.len(), "{written:?}");
+    for key in written {
+        let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut con).unwrap();
+        assert!((1..=300_002).contains(&pttl), "{key}: {pttl}");
     }
 }

@@ -7,7 +7,7 @@
 //! token can no longer verify on any replica, see [`replay_ttl`]) and `aegis:rate:<key>` (a
 //! GCRA theoretical arrival time in microseconds of the store's clock; it expires when that time
 //! has passed, so an idle key vanishes, and a missing key means what a passed one means). A rate
-//! check is one Lua script ([`GCRA`]) over every key of the call, so it is atomic across
+//! check is one Lua script (`gcra.lua`) over every key of the call, so it is atomic across
 //! replicas, charges every key or none, and reads the time from the store (`TIME`): the
 //! replicas' clocks do not enter the rates. The decisions are those of
 //! [`crate::delegation::rate::Limiter::check_all`] (same interval, burst allowance and wait).
@@ -30,31 +30,9 @@ const JTI: &str = "aegis:jti:";
 /// The prefix of a rate key's theoretical arrival time.
 const RATE: &str = "aegis:rate:";
 
-/// The GCRA check of one call over `KEYS` (each with `ARGV[2i-1]` its interval and `ARGV[2i]`
-/// its burst allowance, in microseconds), at the store's time: 0 when allowed (every key
-/// charged), otherwise the wait in microseconds (no key charged). Each key expires once its
-/// time has passed (rounded up to the next millisecond, plus one).
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local after = {}
-local wait = 0
-for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local allowance = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now) or now
-  if tat < now then tat = now end
-  after[i] = tat + interval
-  local from = after[i] - allowance
-  if from - now > wait then wait = from - now end
-end
-if wait > 0 then return wait end
-for i = 1, #KEYS do
-  local ttl = math.ceil((after[i] - now) / 1000) + 1
-  redis.call('SET', KEYS[i], string.format('%.0f', after[i]), 'PX', ttl)
-end
-return 0
-";
+/// The GCRA check of one call (the script's own comment says how). The replica tests run this
+/// same text against a real store next to [`crate::delegation::rate::Limiter`].
+const GCRA: &str = include_str!("gcra.lua");
 
 /// What a rate check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
