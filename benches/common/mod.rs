@@ -323,6 +323,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `serve` with a fresh data dir under `dir` and `extra` arguments.
     pub fn start(dir: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with_env(dir, extra, &[])
+    }
+
+    /// The same with `env` set for it (`AEGIS_FERNET_KEYS` for replicas over a store).
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("bench dir");
         let mut child = Command::new(BIN)
@@ -332,6 +337,7 @@ impl Serve {
             .arg(dir.join("data"))
             .env("AEGIS_ADMIN_TOKEN", ADMIN)
             .env("AEGIS_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -2,13 +2,18 @@
 //! (a PASETO `v4.public` token, see [`crate::delegation::token`]) instead of an agent key.
 //!
 //! Owns: the order of checks after the token's stateless ones (which run first): the partner's
-//! workspace must be the one called, the `jti` must be new (a bounded replay cache that fails
-//! closed), the tool must be inside the token's scope and the partner's grant minus both deny
-//! lists, and the rate must hold (GCRA per delegator and per delegator and agent). Every decision
-//! is logged at info with its reason, `iss`, `sub`, `tool` and `jti`; the caller sees only one
-//! generic error per class (unauthorized, forbidden, rate limited) as a JSON-RPC error.
+//! workspace must be the one called, the `jti` must be new (a replay cache that fails closed),
+//! the tool must be inside the token's scope and the partner's grant minus both deny lists, and
+//! the rate must hold (GCRA per delegator and per delegator and agent). On one node the replay
+//! cache and the rate table are this process's, bounded, in memory
+//! ([`crate::delegation::replay`], [`crate::delegation::rate`]); with `serve --store` they are
+//! the shared store's ([`crate::store::shared::limits`]), so every replica decides alike, and
+//! while the store does not answer a delegated request is refused (503, `Retry-After`), never
+//! admitted. Every decision is logged at info with its reason, `iss`, `sub`, `tool` and `jti`;
+//! the caller sees only one generic error per class (unauthorized, forbidden, rate limited,
+//! unavailable) as a JSON-RPC error.
 //! Never: tells the caller which check failed; looks a `kid` up anywhere but the partner registry;
-//! admits anything when the replay cache or the rate table is full.
+//! admits anything when the replay cache or the rate table is full or does not answer.
 
 use super::{lock, Api};
 use crate::audit::records::clip;
@@ -18,6 +23,8 @@ use crate::delegation::replay::{ReplayCache, DEFAULT_CAPACITY};
 use crate::delegation::token::{self, Class, Inbound, PartnerKey, Rejection, Verified};
 use crate::glob::Scope;
 use crate::jsonrpc::{self, Id};
+use crate::store::shared::limits::{Charge, Limits, Use};
+use crate::store::shared::SharedStore;
 use crate::store::state::Partner;
 use crate::time;
 use crate::time::unix_now;
@@ -26,10 +33,34 @@ use std::time::Instant;
 
 /// The state of inbound delegation: seen token ids and rate counters.
 pub(super) struct Delegation {
-    replay: Mutex<ReplayCache>,
-    limiter: Mutex<Limiter>,
-    /// The limiter's clock starts here (monotonic milliseconds).
-    started: Instant,
+    counters: Counters,
+}
+
+/// Where the seen token ids and the rate counters are kept.
+enum Counters {
+    /// One node: in this process.
+    Local {
+        replay: Mutex<ReplayCache>,
+        limiter: Mutex<Limiter>,
+        /// The limiter's clock starts here (monotonic microseconds).
+        started: Instant,
+    },
+    /// Replicas (`serve --store`): in the shared store, on its clock.
+    Shared(Limits),
+}
+
+/// Why a verified request is not admitted.
+enum NotAdmitted {
+    /// A check refused it.
+    Rejected(Rejection),
+    /// The shared store, which the replay and rate checks need, did not answer.
+    StoreDown(crate::store::Error),
+}
+
+impl From<Rejection> for NotAdmitted {
+    fn from(rejection: Rejection) -> NotAdmitted {
+        NotAdmitted::Rejected(rejection)
+    }
 }
 
 /// A caller limited to some tools: a partner that passed every check of its delegation, or an
@@ -63,17 +94,29 @@ impl Admitted {
 /// A refused delegated request: what the caller is told.
 #[derive(Debug)]
 pub(super) struct Refused {
-    /// Its class.
-    pub(super) class: Class,
-    /// For a rate limit: seconds to wait.
+    /// Why, as the caller may know it.
+    kind: Kind,
+    /// For a rate limit or an unavailable store: seconds to wait.
     pub(super) retry_after: Option<u64>,
 }
+
+/// The kinds of refusal a caller learns.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A check of the token, the grant or the rate refused it.
+    Class(Class),
+    /// The shared store did not answer: nothing was checked, nothing admitted.
+    Unavailable,
+}
+
+/// Seconds a caller is told to wait when the shared store does not answer.
+const UNAVAILABLE_RETRY_SECS: u64 = 1;
 
 impl Refused {
     /// The generic refusal of a tool outside the caller's scopes.
     pub(super) fn forbidden() -> Refused {
         Refused {
-            class: Class::Forbidden,
+            kind: Kind::Class(Class::Forbidden),
             retry_after: None,
         }
     }
@@ -81,26 +124,39 @@ impl Refused {
     /// The generic refusal of a token.
     pub(super) fn unauthorized() -> Refused {
         Refused {
-            class: Class::Unauthorized,
+            kind: Kind::Class(Class::Unauthorized),
             retry_after: None,
+        }
+    }
+
+    /// The refusal while the shared store does not answer.
+    fn unavailable() -> Refused {
+        Refused {
+            kind: Kind::Unavailable,
+            retry_after: Some(UNAVAILABLE_RETRY_SECS),
         }
     }
 
     /// The HTTP status.
     pub(super) fn status(&self) -> u16 {
-        match self.class {
-            Class::Unauthorized => 401,
-            Class::Forbidden => 403,
-            Class::RateLimited => 429,
+        match self.kind {
+            Kind::Class(Class::Unauthorized) => 401,
+            Kind::Class(Class::Forbidden) => 403,
+            Kind::Class(Class::RateLimited) => 429,
+            Kind::Unavailable => 503,
         }
     }
 
     /// The JSON-RPC error line, answering `id` when the request had one.
     pub(super) fn body(&self, id: Option<&Id>) -> String {
-        let (code, message) = match self.class {
-            Class::Unauthorized => (jsonrpc::code::UNAUTHORIZED, "unauthorized"),
-            Class::Forbidden => (jsonrpc::code::FORBIDDEN, "forbidden"),
-            Class::RateLimited => (jsonrpc::code::RATE_LIMITED, "rate limited"),
+        let (code, message) = match self.kind {
+            Kind::Class(Class::Unauthorized) => (jsonrpc::code::UNAUTHORIZED, "unauthorized"),
+            Kind::Class(Class::Forbidden) => (jsonrpc::code::FORBIDDEN, "forbidden"),
+            Kind::Class(Class::RateLimited) => (jsonrpc::code::RATE_LIMITED, "rate limited"),
+            Kind::Unavailable => (
+                jsonrpc::code::SERVER_UNAVAILABLE,
+                "delegated requests cannot be checked now; retry later",
+            ),
         };
         let mut error = serde_json::json!({ "code": code, "message": message });
         if let Some(secs) = self.retry_after {
@@ -132,12 +188,17 @@ pub(super) struct Request<'a> {
 }
 
 impl Delegation {
-    pub(super) fn new() -> Delegation {
-        Delegation {
-            replay: Mutex::new(ReplayCache::new(DEFAULT_CAPACITY)),
-            limiter: Mutex::new(Limiter::new(DEFAULT_MAX_KEYS)),
-            started: Instant::now(),
-        }
+    /// In memory on one node; in `shared` when replicas share a store.
+    pub(super) fn new(shared: Option<&SharedStore>) -> Delegation {
+        let counters = match shared {
+            None => Counters::Local {
+                replay: Mutex::new(ReplayCache::new(DEFAULT_CAPACITY)),
+                limiter: Mutex::new(Limiter::new(DEFAULT_MAX_KEYS)),
+                started: Instant::now(),
+            },
+            Some(store) => Counters::Shared(Limits::new(store.clone())),
+        };
+        Delegation { counters }
     }
 
     /// Every check, in order; logs the decision.
@@ -176,10 +237,21 @@ impl Delegation {
                 log_decision("accepted", &verified, request.tool);
                 Ok(admitted)
             }
-            Err(rejection) => {
+            Err(NotAdmitted::Rejected(rejection)) => {
                 log_decision(&format!("rejected ({rejection})"), &verified, request.tool);
                 audit_rejection(api, request, &rejection, Some(&verified));
                 Err(refused(&rejection))
+            }
+            Err(NotAdmitted::StoreDown(e)) => {
+                // The store's error names its URL and cause, never a password.
+                log_decision(&format!("refused ({e})"), &verified, request.tool);
+                audit_refusal(
+                    api,
+                    request,
+                    "the shared store did not answer",
+                    Some(&verified),
+                );
+                Err(Refused::unavailable())
             }
         }
     }
@@ -191,15 +263,15 @@ impl Delegation {
         request: &Request<'_>,
         verified: &Verified,
         now: i64,
-    ) -> Result<Admitted, Rejection> {
+    ) -> Result<Admitted, NotAdmitted> {
         let claims = &verified.claims;
         let partner = partners
             .get(&claims.iss)
             .ok_or_else(|| Rejection::UnknownKid(verified.kid.clone()))?;
         if partner.workspace_id != request.workspace {
-            return Err(Rejection::OutOfScope);
+            return Err(Rejection::OutOfScope.into());
         }
-        lock(&self.replay).check_and_record(&claims.iss, &claims.jti, verified.exp, now)?;
+        self.first_use(&claims.iss, &claims.jti, verified.exp, now)?;
         let admitted = Admitted {
             delegation: Some((partner.org_id.clone(), claims.jti.clone())),
             scope: claims.scope.clone(),
@@ -212,36 +284,80 @@ impl Delegation {
         // resource too: each only within the grant and the token's scope.
         let named = !request.subject.is_empty();
         if (request.is_call && !named) || (named && !admitted.permits(request.subject)) {
-            return Err(Rejection::OutOfScope);
+            return Err(Rejection::OutOfScope.into());
         }
-        let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        // A partner's rate is charged for what it does (tool calls); its protocol chatter
-        // (initialize, lists, pings, notifications) has a bound of its own, generous enough
-        // for any client and small enough that it cannot be used to flood the gate.
-        let owned: Vec<(String, Rate)> = if request.is_call {
-            let agent_rate = partner.agent_rate.unwrap_or(partner.rate);
-            vec![
-                (format!("org\u{0}{}", partner.org_id), partner.rate),
-                (
-                    format!("agent\u{0}{}\u{0}{}", partner.org_id, claims.sub),
-                    agent_rate,
-                ),
-            ]
-        } else {
-            vec![(format!("chatter\u{0}{}", partner.org_id), CHATTER)]
-        };
-        let keys: Vec<(&str, Rate)> = owned.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-        if let Err(wait) = lock(&self.limiter).check_all(&keys, now_us) {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return Err(Rejection::RateLimited(secs.max(1)));
-        }
+        self.charge(partner, &claims.sub, request.is_call)?;
         Ok(admitted)
     }
+
+    /// The replay check: `jti` of `iss` recorded, or refused as seen before.
+    fn first_use(&self, iss: &str, jti: &str, exp: i64, now: i64) -> Result<(), NotAdmitted> {
+        match &self.counters {
+            Counters::Local { replay, .. } => {
+                Ok(lock(replay).check_and_record(iss, jti, exp, now)?)
+            }
+            Counters::Shared(limits) => match limits.first_use(iss, jti, exp, now) {
+                Ok(Use::First) => Ok(()),
+                Ok(Use::Replayed) => Err(Rejection::Replayed.into()),
+                Err(e) => Err(NotAdmitted::StoreDown(e)),
+            },
+        }
+    }
+
+    /// The rate check of one request by agent `sub` of `partner`.
+    fn charge(&self, partner: &Partner, sub: &str, is_call: bool) -> Result<(), NotAdmitted> {
+        let wait = match &self.counters {
+            Counters::Local {
+                limiter, started, ..
+            } => {
+                let now_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let owned = rate_keys(partner, sub, is_call, '\u{0}');
+                lock(limiter).check_all(&borrowed(&owned), now_us).err()
+            }
+            Counters::Shared(limits) => {
+                // Readable in the store; unambiguous, as an org id holds no ':'.
+                let owned = rate_keys(partner, sub, is_call, ':');
+                match limits.check_all(&borrowed(&owned)) {
+                    Ok(Charge::Allowed) => None,
+                    Ok(Charge::Wait(wait)) => Some(wait),
+                    Err(e) => return Err(NotAdmitted::StoreDown(e)),
+                }
+            }
+        };
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Err(Rejection::RateLimited(secs.max(1)).into())
+            }
+        }
+    }
+}
+
+/// The rate keys a request charges, their parts joined by `separator`. A partner's rate is
+/// charged for what it does (tool calls); its protocol chatter (initialize, lists, pings,
+/// notifications) has a bound of its own, generous enough for any client and small enough that
+/// it cannot be used to flood the gate.
+fn rate_keys(partner: &Partner, sub: &str, is_call: bool, separator: char) -> Vec<(String, Rate)> {
+    let org = &partner.org_id;
+    if is_call {
+        let agent_rate = partner.agent_rate.unwrap_or(partner.rate);
+        vec![
+            (format!("org{separator}{org}"), partner.rate),
+            (format!("agent{separator}{org}{separator}{sub}"), agent_rate),
+        ]
+    } else {
+        vec![(format!("chatter{separator}{org}"), CHATTER)]
+    }
+}
+
+fn borrowed(owned: &[(String, Rate)]) -> Vec<(&str, Rate)> {
+    owned.iter().map(|(k, r)| (k.as_str(), *r)).collect()
 }
 
 fn refused(rejection: &Rejection) -> Refused {
     Refused {
-        class: rejection.class(),
+        kind: Kind::Class(rejection.class()),
         retry_after: match rejection {
             Rejection::RateLimited(secs) => Some(*secs),
             _ => None,
@@ -257,6 +373,11 @@ fn audit_rejection(
     rejection: &Rejection,
     verified: Option<&Verified>,
 ) {
+    audit_refusal(api, request, &rejection.to_string(), verified);
+}
+
+/// The audit record of a delegated call refused for `reason`.
+fn audit_refusal(api: &Api, request: &Request<'_>, reason: &str, verified: Option<&Verified>) {
     let Some(audit) = &api.audit else { return };
     if !request.is_call {
         return;
@@ -268,7 +389,7 @@ fn audit_rejection(
         claims.map(|c| (c.iss.as_str(), c.jti.as_str())),
         request.tool,
         request.body,
-        &rejection.to_string(),
+        reason,
     ));
 }
 

@@ -90,7 +90,8 @@ pub(crate) struct Api {
     streams: streams::Streams,
     /// This gate's Ed25519 keys (its identity towards partners).
     signing: SigningKeys,
-    /// Inbound delegation: the replay cache and the partners' rate counters.
+    /// Inbound delegation: the replay cache and the partners' rate counters (in the shared
+    /// store with `--store`).
     delegation: delegated::Delegation,
     /// The signed audit trail (`audit.log`), when serve keeps one.
     audit: Option<Arc<crate::audit::Audit>>,
@@ -152,7 +153,7 @@ impl Api {
             sessions: sessions::Sessions::new(quotas),
             streams: streams::Streams::start()?,
             signing,
-            delegation: delegated::Delegation::new(),
+            delegation: delegated::Delegation::new(shared.as_ref()),
             approvals,
             webhooks,
             identity: callers::IdentityCache::default(),

@@ -29,8 +29,14 @@ pub const MAX_PER_MINUTE: u32 = 60_000_000;
 
 impl Rate {
     /// Microseconds between two calls at the sustained rate.
-    fn interval_us(self) -> u64 {
+    pub fn interval_us(self) -> u64 {
         60_000_000 / u64::from(self.per_minute.clamp(1, MAX_PER_MINUTE))
+    }
+
+    /// Microseconds of the burst allowance: how far ahead of now a key's time may run.
+    pub fn allowance_us(self) -> u64 {
+        self.interval_us()
+            .saturating_mul(u64::from(self.burst.max(1)))
     }
 }
 
@@ -72,7 +78,7 @@ impl Limiter {
         let mut wait = 0;
         for (key, rate) in keys {
             let interval = rate.interval_us();
-            let allowance = interval.saturating_mul(u64::from(rate.burst.max(1)));
+            let allowance = rate.allowance_us();
             let tat = self.tat.get(*key).copied().unwrap_or(now_us).max(now_us);
             let after = tat.saturating_add(interval);
             let allowed_from = after.saturating_sub(allowance);

@@ -4,32 +4,16 @@
 //! per class, and the rate limit answers 429 with `retry_after`.
 
 use crate::support::http::Response;
+use crate::support::partner::{call_body, partner, partner_key, post, OrgA};
 use crate::support::{
-    assert_success, call_request, gate, initialize_request, listed_names, retry, settings_file,
-    unix_now, Serve, TempDir,
+    assert_success, gate, initialize_request, listed_names, retry, settings_file, unix_now, Serve,
+    TempDir,
 };
 use aegis_gate::delegation::paserk;
-use aegis_gate::delegation::token::{self, Grant};
-use aegis_gate::glob::Scope;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-
-fn partner_key(seed: u8) -> String {
-    paserk::encode(&SigningKey::from_bytes(&[seed; 32]).verifying_key())
-}
-
-fn partner(org: &str, kid: &str, seed: u8) -> Value {
-    json!({
-        "org_id": org,
-        "keys": [{"kid": kid, "public_key": partner_key(seed)}],
-        "workspace_id": "ws-1",
-        "allow": ["ex.echo", "ex.get_*"],
-        "deny": ["ex.get_env"],
-        "rate": {"per_minute": 60, "burst": 5}
-    })
-}
 
 #[test]
 fn the_gate_shows_its_identity_over_rest_and_on_the_command_line() {
@@ -144,25 +128,6 @@ fn partners_are_registered_only_when_every_rule_holds() {
     assert_eq!(serve.admin("GET", "/partners/org-a", None).status, 404);
 }
 
-/// Org A's side of the test: signs each request as org A's gate would.
-struct OrgA {
-    key: SigningKey,
-    kid: &'static str,
-}
-
-impl OrgA {
-    fn token(&self, aud: &str, scope: &[&str], tool: &str, body: &str, now: i64) -> String {
-        let scope: Scope = serde_json::from_value(json!({ "allow": scope })).unwrap();
-        let grant = Grant {
-            iss: "org-a",
-            aud,
-            sub: "agent-7",
-            scope: &scope,
-        };
-        token::sign(&self.key, self.kid, &grant, tool, body.as_bytes(), now, 120).unwrap()
-    }
-}
-
 /// Gate B (org-b; workspace ws-1 with the example server) with org A registered: `ex.*` allowed,
 /// `ex.get_env` denied, at `rate`; and org A's signing side.
 fn gate_b_with_org_a(dir: &TempDir, rate: Value) -> (Serve, OrgA) {
@@ -173,28 +138,11 @@ fn gate_b_with_org_a(dir: &TempDir, rate: Value) -> (Serve, OrgA) {
     grant["deny"] = json!(["ex.get_env"]);
     grant["rate"] = rate;
     assert_eq!(serve.admin("POST", "/partners", Some(grant)).status, 201);
-    let a = OrgA {
-        key: SigningKey::from_bytes(&[4; 32]),
-        kid: "a1",
-    };
-    (serve, a)
-}
-
-/// POSTs `body` to /mcp/ws-1 with `token` (and a session once there is one).
-fn post(serve: &Serve, token: &str, session: Option<&str>, body: &str) -> Response {
-    let mut headers = vec![("Aegis-Delegation", token)];
-    if let Some(s) = session {
-        headers.push(("Mcp-Session-Id", s));
-    }
-    serve.post_mcp("ws-1", &headers, body)
+    (serve, OrgA::new())
 }
 
 fn list_body(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}).to_string()
-}
-
-fn call_body(id: u64, tool: &str) -> String {
-    call_request(id, tool, json!({"message": "hi", "a": 1, "b": 2})).to_string()
 }
 
 #[test]
