@@ -47,6 +47,13 @@ pub(super) fn is_modern(request: &Request) -> bool {
 pub(super) enum Modern {
     /// A JSON body with this status.
     Json { status: u16, body: String },
+    /// A request refused on who sent it (401, 403, 429, or 503 without the shared store), with
+    /// `Retry-After` when waiting helps.
+    Refused {
+        status: u16,
+        body: String,
+        retry_after: Option<u64>,
+    },
     /// 202, nothing more.
     Accepted,
     /// The answer is coming from the gate.
@@ -171,9 +178,10 @@ pub(super) fn serve(
     let (agent_id, admitted) = match callers::identify(api, caller, workspace, &asked) {
         Ok(who) => who,
         Err(refusal) => {
-            return Ok(Modern::Json {
+            return Ok(Modern::Refused {
                 status: refusal.status,
                 body: refusal.body,
+                retry_after: refusal.retry_after,
             })
         }
     };
@@ -249,6 +257,17 @@ pub(super) fn answer(api: &Api, request: Request, reply: Modern) -> u16 {
     match reply {
         Modern::Json { status, body } => {
             http::respond_json(request, status, body.as_bytes());
+            status
+        }
+        Modern::Refused {
+            status,
+            body,
+            retry_after,
+        } => {
+            let secs = retry_after.map(|s| s.to_string());
+            let headers: Vec<(&str, &str)> =
+                secs.iter().map(|s| ("Retry-After", s.as_str())).collect();
+            http::respond_json_with(request, status, &headers, body.as_bytes());
             status
         }
         Modern::Accepted => {
