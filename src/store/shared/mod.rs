@@ -4,11 +4,14 @@
 //! `AEGIS_STORE_PASSWORD` only), a small pool of blocking connections, the timeout of every
 //! command ([`TIMEOUT`]), whether the store answers ([`SharedStore::reachable`], logged when it
 //! changes), and the key names every replica agrees on (all under `aegis:`). What is kept there
-//! has a file each: the state document ([`document`]).
+//! has a file each: the state document ([`document`]), the held calls of every replica and their
+//! inboxes ([`held`]), and the heads of the replicas' audit chains ([`heads`]).
 //! Never: holds a password in its URL, its errors or its logs; waits on the store longer than
 //! [`TIMEOUT`] per command; keeps a connection that failed (the next command opens another).
 
 pub(crate) mod document;
+pub(crate) mod heads;
+pub(crate) mod held;
 
 use super::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
