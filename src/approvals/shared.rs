@@ -27,11 +27,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a mirror that failed is written again, and how long the handoff waits after a
 /// failure to reach the store.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How often the mirror removes the records of calls past their expiry by this long, whoever
+/// held them (a replica that died holding calls never removes them itself).
+const SWEEP: Duration = Duration::from_secs(60);
 
 /// What this replica shares of its approvals.
 pub(super) struct Sharing {
@@ -83,6 +87,7 @@ impl Approvals {
             replica: replica.clone(),
             mirrored: BTreeSet::new(),
             cleaned: false,
+            swept: Instant::now(),
         };
         let mirror = crate::thread::spawn("approvals-mirror", move || mirror.run(&wake_rx))?;
         let weak = Arc::downgrade(self);
@@ -108,39 +113,29 @@ impl Approvals {
     }
 
     /// The held calls of the other replicas (records as JSON, each with its `replica`), those
-    /// past their expiry left out; `None` on one node.
+    /// past their expiry or of a replica gone left out; `None` on one node.
     pub(crate) fn remote_held(&self) -> Option<Result<Vec<Value>, String>> {
         let (held, me) = self.shared()?;
-        let records = held.all().map_err(|e| e.to_string());
-        Some(records.map(|all| {
-            let now = crate::time::unix_now();
-            let mut out: Vec<Value> = all
-                .values()
-                .filter_map(|text| serde_json::from_str::<Value>(text).ok())
-                .filter(|r| r["replica"].as_str() != Some(me.as_str()))
-                .filter(|r| r["expires_unix"].as_i64().is_some_and(|t| t > now))
-                .collect();
-            out.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
-            out
-        }))
+        let records = held
+            .all()
+            .map(|all| all.values().filter_map(|t| parse(t)).collect());
+        let still = records.and_then(|records| still_held(&held, &me, records));
+        Some(
+            still
+                .map(|mut out| {
+                    out.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+                    out
+                })
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// The record of a call another replica holds; `None` on one node.
     pub(crate) fn remote_get(&self, id: &str) -> Option<Result<Option<Value>, String>> {
         let (held, me) = self.shared()?;
-        Some(
-            held.get(id)
-                .map(|text| {
-                    text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                        .filter(|r| r["replica"].as_str() != Some(me.as_str()))
-                        .filter(|r| {
-                            r["expires_unix"]
-                                .as_i64()
-                                .is_some_and(|t| t > crate::time::unix_now())
-                        })
-                })
-                .map_err(|e| e.to_string()),
-        )
+        let record = held.get(id).map(|text| text.as_deref().and_then(parse));
+        let still = record.and_then(|r| still_held(&held, &me, r.into_iter().collect()));
+        Some(still.map(|mut r| r.pop()).map_err(|e| e.to_string()))
     }
 
     /// Sends a decision for `id`, held by another replica, to that replica; `None` on one node.
@@ -191,6 +186,32 @@ impl Approvals {
     }
 }
 
+/// A record of the store, if it is one.
+fn parse(text: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text).ok()
+}
+
+/// Of `records`, those another replica than `me` holds, not past their expiry, whose replica
+/// still looks at its inbox (a replica's held calls end with it).
+fn still_held(
+    held: &HeldCalls,
+    me: &str,
+    records: Vec<Value>,
+) -> Result<Vec<Value>, crate::store::Error> {
+    let now = crate::time::unix_now();
+    let replica = |r: &Value| r["replica"].as_str().unwrap_or_default().to_owned();
+    let records: Vec<Value> = records
+        .into_iter()
+        .filter(|r| replica(r) != me)
+        .filter(|r| r["expires_unix"].as_i64().is_some_and(|t| t > now))
+        .collect();
+    let living = held.living(&records.iter().map(replica).collect())?;
+    Ok(records
+        .into_iter()
+        .filter(|r| living.contains(&replica(r)))
+        .collect())
+}
+
 /// A held call as the shared store keeps it: its record, the replica that holds it, and its
 /// expiry in Unix seconds.
 fn record(approval: &Approval, replica: &str) -> String {
@@ -211,6 +232,8 @@ struct Mirror {
     mirrored: BTreeSet<String>,
     /// Whether what an earlier run of this replica left in the store was removed.
     cleaned: bool,
+    /// The last sweep of expired records.
+    swept: Instant,
 }
 
 impl Mirror {
@@ -224,6 +247,9 @@ impl Mirror {
             }
             if dirty {
                 dirty = !self.sync();
+            }
+            if self.swept.elapsed() >= SWEEP {
+                self.sweep();
             }
         }
         // Stopping: the table is empty by now, so this removes everything mirrored.
@@ -264,6 +290,27 @@ impl Mirror {
             Err(e) => failed(&e),
         }
     }
+
+    /// Removes the records of calls past their expiry by [`SWEEP`] (their holder died).
+    fn sweep(&mut self) {
+        self.swept = Instant::now();
+        let Ok(all) = self.held.all() else { return };
+        let limit = crate::time::unix_now().saturating_sub(sweep_secs());
+        let stale: Vec<String> = all
+            .iter()
+            .filter(|(_, text)| {
+                parse(text).is_none_or(|r| r["expires_unix"].as_i64().is_none_or(|t| t < limit))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if let Err(e) = self.held.mirror(&[], &stale) {
+            failed(&e);
+        }
+    }
+}
+
+fn sweep_secs() -> i64 {
+    i64::try_from(SWEEP.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// A failed write of the mirror: logged at debug (the store logs when it becomes unreachable);

@@ -90,11 +90,9 @@ struct Recorder {
 
 impl Recorder {
     fn run(mut self, woken: &Receiver<()>) {
-        loop {
-            match woken.recv_timeout(RETRY) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => self.write(),
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // A wake-up (a new head) or a tick (a retry); the writer gone ends it.
+        while let Ok(()) | Err(RecvTimeoutError::Timeout) = woken.recv_timeout(RETRY) {
+            self.write();
         }
         // The writer's last batch.
         self.write();

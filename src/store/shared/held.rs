@@ -5,16 +5,21 @@
 //! Owns: the keys `aegis:approvals` (a hash: approval id → the record as JSON text, with the
 //! holding replica's id and the expiry) and `aegis:approvals:to:<replica>` (a list of decisions
 //! for that replica, pushed with `RPUSH`, taken with `BLPOP`; it expires [`INBOX_TTL`] after the
-//! last push, so a replica that is gone leaves nothing behind for long).
+//! last push, so a replica that is gone leaves nothing behind for long), and
+//! `aegis:approvals:alive:<replica>` (set for [`ALIVE_TTL`] by each look at the inbox: a
+//! replica's held calls are shown only while it looks, since they end with it).
 //! Never: decides anything (the holder applies what its inbox brings); waits on the store longer
 //! than the pool's timeout, or [`MAX_WAIT`] for a decision.
 
 use super::SharedStore;
 use crate::store::Error;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 const HELD: &str = "aegis:approvals";
+
+/// How long a replica counts as alive after its last look at its inbox.
+const ALIVE_TTL: Duration = Duration::from_secs(3);
 
 /// How long a replica's inbox outlives its last push.
 const INBOX_TTL: Duration = Duration::from_secs(60);
@@ -89,17 +94,47 @@ impl HeldCalls {
         Ok(sent == 1)
     }
 
-    /// The next decision sent to `replica`, waiting up to [`MAX_WAIT`] for one.
+    /// The next decision sent to `replica`, waiting up to [`MAX_WAIT`] for one; `replica`
+    /// counts as alive for [`ALIVE_TTL`] from now.
     pub(crate) fn next_decision(&self, replica: &str) -> Result<Option<String>, Error> {
         let wait = format!("{:.3}", MAX_WAIT.as_secs_f64());
-        let popped: Option<(String, String)> = self.store.run(|con| {
-            redis::cmd("BLPOP")
+        let ttl = u64::try_from(ALIVE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let (popped,): (Option<(String, String)>,) = self.store.run(|con| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(alive(replica))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl)
+                .ignore()
+                .cmd("BLPOP")
                 .arg(inbox(replica))
                 .arg(&wait)
                 .query(con)
         })?;
         Ok(popped.map(|(_, decision)| decision))
     }
+
+    /// Which of `replicas` looked at their inboxes within [`ALIVE_TTL`].
+    pub(crate) fn living(&self, replicas: &BTreeSet<String>) -> Result<BTreeSet<String>, Error> {
+        if replicas.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<String> = replicas.iter().map(|r| alive(r)).collect();
+        let found: Vec<Option<String>> = self
+            .store
+            .run(|con| redis::cmd("MGET").arg(&keys).query(con))?;
+        Ok(replicas
+            .iter()
+            .zip(found)
+            .filter(|(_, seen)| seen.is_some())
+            .map(|(replica, _)| replica.clone())
+            .collect())
+    }
+}
+
+fn alive(replica: &str) -> String {
+    format!("{HELD}:alive:{replica}")
 }
 
 fn inbox(replica: &str) -> String {
