@@ -256,3 +256,61 @@ fn known_keys(data_dir: Option<&Path>, trails: &[PathBuf]) -> Result<Vec<Signing
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(seq: u64, hash: &str) -> HeadCheck {
+        HeadCheck {
+            kid: "k4.pid.b".into(),
+            head: Head {
+                seq,
+                hash: hash.into(),
+                data_dir: Some("/srv/b".into()),
+                at: Some("2026-12-06T00:00:00Z".into()),
+            },
+            reached: false,
+            differs: false,
+            furthest: None,
+        }
+    }
+
+    fn see(check: &mut HeadCheck, lines: &[(u64, &str)]) {
+        for (seq, hash) in lines {
+            check.see(&audit::Seen {
+                seq: *seq,
+                kid: "k4.pid.b",
+                hash,
+            });
+        }
+    }
+
+    #[test]
+    fn a_head_is_reached_only_by_its_own_line() {
+        let mut reached = check(2, "h2");
+        see(&mut reached, &[(1, "h1"), (2, "h2"), (3, "h3")]);
+        assert_eq!(reached.problem(), None);
+
+        let missing = check(2, "h2");
+        let why = missing.problem().unwrap();
+        assert!(why.contains("k4.pid.b") && why.contains("missing"), "{why}");
+        assert!(why.contains("/srv/b"), "{why}");
+
+        let mut short = check(5, "h5");
+        see(&mut short, &[(1, "h1"), (2, "h2")]);
+        let why = short.problem().unwrap();
+        assert!(
+            why.contains("stops at seq 2, short of its head seq 5"),
+            "{why}"
+        );
+
+        let mut rewritten = check(2, "h2");
+        see(&mut rewritten, &[(1, "h1"), (2, "other"), (3, "h3")]);
+        assert!(rewritten.problem().unwrap().contains("rewritten"));
+
+        let mut later = check(2, "h2");
+        see(&mut later, &[(7, "h7")]);
+        assert!(later.problem().unwrap().contains("give the whole trail"));
+    }
+}
