@@ -114,7 +114,7 @@ fn a_call_held_on_one_replica_is_listed_approved_and_denied_through_the_other() 
 }
 
 #[test]
-fn without_the_store_local_decisions_go_on_and_remote_ones_are_refused_clearly() {
+fn without_the_store_local_decisions_go_on_remote_ones_are_refused_and_the_mirror_catches_up() {
     let mut replicas = Replicas::start(2);
     let client = replicas.nodes[0].setup_client("team");
     escalate_add(&replicas.nodes[0], "team");
@@ -136,6 +136,18 @@ fn without_the_store_local_decisions_go_on_and_remote_ones_are_refused_clearly()
     });
     let list = b.admin("GET", "/approvals", None).json();
     assert!(list["incomplete"].is_string(), "{list}");
+
+    // A call held while the store is away reaches it once it is back, and B decides it.
+    std::thread::scope(|s| {
+        let call = s.spawn(|| client.call("ex.add", json!({"a": 2, "b": 2})));
+        let id = a.pending_approval()["id"].as_str().unwrap().to_owned();
+        replicas.redis.start_again();
+        listed(b, &id);
+        let approved = b.admin("POST", &format!("/approvals/{id}/approve"), None);
+        assert_eq!(approved.status, 202, "{}", approved.body);
+        let answer = call.join().unwrap();
+        assert_eq!(answer["result"]["content"][0]["text"], "4", "{answer}");
+    });
 }
 
 /// The audit heads the store records, by key id, as `{seq, …}`.
