@@ -60,11 +60,11 @@ struct Decision {
 /// Where a decision for a call this replica does not hold went.
 #[derive(Debug)]
 pub(crate) enum Remote {
-    /// Sent to `record`'s replica, which holds the call.
+    /// Sent to the replica the record (shown) names, which holds the call.
     HandedOver(Value),
     /// No replica holds a call of that id.
     NotFound,
-    /// The holder released it (decided or expired) before the decision reached it.
+    /// The holder (named) released it, decided or expired, before the decision reached it.
     Released(String),
     /// The shared store did not answer; the text says why.
     Unreachable(String),
@@ -94,7 +94,16 @@ impl Approvals {
         let (inbox, me) = (held.clone(), replica.clone());
         let handoff = crate::thread::spawn("approvals-handoff", move || {
             hand_off(&weak, &inbox, &me, &stop_rx);
-        })?;
+        });
+        let handoff = match handoff {
+            Ok(handoff) => handoff,
+            Err(e) => {
+                // The mirror ends once its wake sender is gone, and only then can it be joined.
+                drop(wake_tx);
+                drop(mirror);
+                return Err(e);
+            }
+        };
         *lock(&self.sharing) = Some(Sharing {
             replica,
             held,
