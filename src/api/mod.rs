@@ -136,6 +136,10 @@ impl Api {
             options.max_held_calls,
             approval_observer(Arc::clone(&webhooks), audit.clone()),
         )?;
+        if let Some(store) = &shared {
+            // A replica is known by its signing key id: each has its own data dir and key.
+            approvals.share(store.clone(), current.kid.clone())?;
+        }
         let metrics = Arc::new(metrics::Metrics::default());
         let quotas = sessions::Quotas {
             total: settings.http.max_sessions,

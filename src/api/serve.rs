@@ -92,11 +92,18 @@ pub(crate) fn run(
         set_org_id(&mut state, org)?;
     }
     let signing = SigningKeys::load_or_create(&options.data_dir).map_err(other)?;
-    let audit = Arc::new(crate::audit::Audit::start(
+    // Replicas record the heads of their chains in the store, under their key ids.
+    let heads_to = shared.as_ref().map(|store| crate::audit::heads::HeadsTo {
+        store: store.clone(),
+        replica: signing.current().kid.clone(),
+        data_dir: options.data_dir.clone(),
+    });
+    let audit = Arc::new(crate::audit::Audit::start_recording_heads(
         &options.data_dir,
         signing.current().signing_key().clone(),
         signing.current().kid.clone(),
         options.audit_rotate_bytes,
+        heads_to,
     )?);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -9,8 +9,13 @@
 //! Never: releases a call twice; shows argument values (the preview keeps names, types and
 //! lengths only); waits on the agent or the downstream server.
 //!
-//! Threads: `approvals-expiry` (ticks every second; stopped and joined by [`Approvals::stop`]).
+//! Across replicas (`serve --store`), [`shared`] mirrors the table into the shared store and
+//! applies the decisions other replicas send for calls held here.
+//!
+//! Threads: `approvals-expiry` (ticks every second; stopped and joined by [`Approvals::stop`]);
+//! with a shared store, `approvals-mirror` and `approvals-handoff` (`shared.rs`).
 
+pub(crate) mod shared;
 pub(crate) mod webhooks;
 
 use crate::thread::{self, lock, JoinOnDrop};
@@ -162,6 +167,8 @@ pub(crate) struct Approvals {
     expiry: Mutex<Option<JoinOnDrop<()>>>,
     /// Set by [`Approvals::stop`]: nothing more is held.
     closed: std::sync::atomic::AtomicBool,
+    /// What this replica shares with the others (`serve --store`); `None` on one node.
+    sharing: Mutex<Option<shared::Sharing>>,
 }
 
 impl Approvals {
@@ -176,6 +183,7 @@ impl Approvals {
             stop: Mutex::new(Some(tx)),
             expiry: Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
+            sharing: Mutex::new(None),
         });
         let weak = Arc::downgrade(&approvals);
         let thread = thread::spawn("approvals-expiry", move || loop {
@@ -237,6 +245,7 @@ impl Approvals {
                 },
             );
         }
+        self.mirror_changed();
         (self.observer)(&approval);
         Ok(approval)
     }
@@ -266,6 +275,21 @@ impl Approvals {
             Release::Deny
         };
         Ok(self.finish(held, status, release))
+    }
+
+    /// The record of `id`, pending or decided.
+    pub(crate) fn get(&self, id: &str) -> Option<Approval> {
+        let table = lock(&self.table);
+        match table.pending.get(id) {
+            Some(held) => Some(held.approval.clone()),
+            None => table.decided.iter().rev().find(|a| a.id == id).cloned(),
+        }
+    }
+
+    /// The pending records.
+    pub(crate) fn pending(&self) -> Vec<Approval> {
+        let table = lock(&self.table);
+        table.pending.values().map(|h| h.approval.clone()).collect()
     }
 
     /// Every pending record, then the decided ones, newest first.
@@ -325,6 +349,7 @@ impl Approvals {
             table.decided.push_back(approval.clone());
         }
         (held.release)(release);
+        self.mirror_changed();
         (self.observer)(&approval);
         approval
     }
@@ -360,7 +385,7 @@ impl Approvals {
     }
 
     /// Expires every pending call (the agents are told), holds nothing more, and stops the
-    /// expiry thread.
+    /// expiry thread and the sharing with other replicas (what was mirrored is removed).
     pub(crate) fn stop(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         lock(&self.stop).take();
@@ -368,6 +393,7 @@ impl Approvals {
             thread.join();
         }
         self.expire(i64::MAX);
+        self.unshare();
     }
 }
 

@@ -20,15 +20,20 @@
 //! not answer) loses the record, with an error log, counted in [`Audit::dropped`]. Never records a
 //! secret (arguments are hashed, never written).
 //!
+//! Across replicas (`serve --store`), the head of the chain is recorded in the shared store after
+//! each batch (`heads.rs`), so `audit verify --store` can check that every replica's trail was
+//! given whole.
+//!
 //! Threads: `audit-writer`, ended by dropping the [`Audit`] (its queue closes; it flushes, fsyncs
-//! and is joined).
+//! and is joined); with a shared store, `audit-heads`, joined after it.
 
+pub(crate) mod heads;
 pub mod records;
 mod verify;
 mod writer;
 
 pub use records::{argument_hash, Event};
-pub use verify::{files, verify, Broken, Verified, PROGRESS_EVERY};
+pub use verify::{files, verify, verify_each, Broken, Seen, Verified, PROGRESS_EVERY};
 
 use crate::store::FileLock;
 use crate::thread::{self, lock, JoinOnDrop};
@@ -68,11 +73,25 @@ pub struct Audit {
     waits: AtomicU64,
     waited_us: AtomicU64,
     thread: Mutex<Option<JoinOnDrop<()>>>,
+    /// `audit-heads`, with a shared store: joined after the writer, whose last head it writes.
+    heads: Mutex<Option<JoinOnDrop<()>>>,
 }
 
 impl Audit {
     /// Opens the trail in `dir` (continuing its chain) and starts the writer.
     pub fn start(dir: &Path, key: SigningKey, kid: String, rotate_bytes: u64) -> io::Result<Audit> {
+        Audit::start_recording_heads(dir, key, kid, rotate_bytes, None)
+    }
+
+    /// The same, recording the chain's head in a shared store after each batch when `heads_to`
+    /// names one.
+    pub(crate) fn start_recording_heads(
+        dir: &Path,
+        key: SigningKey,
+        kid: String,
+        rotate_bytes: u64,
+        heads_to: Option<heads::HeadsTo>,
+    ) -> io::Result<Audit> {
         // Fails early (a trail that cannot be read) rather than at the first record.
         let (chain, live_len) = {
             let _lock =
@@ -83,6 +102,13 @@ impl Audit {
                 std::fs::metadata(dir.join(FILE)).map_or(0, |m| m.len()),
             )
         };
+        let (heads, heads_thread) = match heads_to {
+            Some(to) => {
+                let (heads, thread) = heads::Heads::start(to, kid.clone())?;
+                (Some(heads), Some(thread))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let writer = Writer {
             dir: dir.to_owned(),
@@ -91,6 +117,7 @@ impl Audit {
             rotate_bytes: rotate_bytes.max(1024),
             chain,
             written_len: Some(live_len),
+            heads,
         };
         let thread = thread::spawn("audit-writer", move || writer.run(&rx))?;
         Ok(Audit {
@@ -99,6 +126,7 @@ impl Audit {
             waits: AtomicU64::new(0),
             waited_us: AtomicU64::new(0),
             thread: Mutex::new(Some(thread)),
+            heads: Mutex::new(heads_thread),
         })
     }
 
@@ -147,6 +175,10 @@ impl Audit {
     pub fn stop(&self) {
         lock(&self.tx).take();
         if let Some(thread) = lock(&self.thread).take() {
+            thread.join();
+        }
+        // The writer is gone, and with it the sender that woke `audit-heads`.
+        if let Some(thread) = lock(&self.heads).take() {
             thread.join();
         }
     }

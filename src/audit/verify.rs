@@ -102,6 +102,18 @@ pub(super) fn seq_of(line: &[u8]) -> Option<u64> {
 /// How often a progress report is made, in records.
 pub const PROGRESS_EVERY: u64 = 1_000_000;
 
+/// A record that passed its checks, as [`verify_each`] shows it.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// Its seq.
+    pub seq: u64,
+    /// The id of the key it names.
+    pub kid: &'a str,
+    /// The SHA-256 (hex) of its line: what the next line's `prev` is, and what a replica records
+    /// as its head in a shared store.
+    pub hash: &'a str,
+}
+
 /// Checks `paths` in order as one chain. `from_start`: the first record must be seq 1 (a whole
 /// trail); otherwise the chain is checked from the first record on (one file of a trail).
 /// `progress` hears the records checked so far every [`PROGRESS_EVERY`].
@@ -110,6 +122,17 @@ pub fn verify(
     keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     from_start: bool,
     progress: &mut dyn FnMut(u64),
+) -> Result<Verified, Broken> {
+    verify_each(paths, keys, from_start, progress, &mut |_| {})
+}
+
+/// [`verify`], showing `each` every record that passed its checks.
+pub fn verify_each(
+    paths: &[PathBuf],
+    keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    from_start: bool,
+    progress: &mut dyn FnMut(u64),
+    each: &mut dyn FnMut(&Seen<'_>),
 ) -> Result<Verified, Broken> {
     let mut state = Pass {
         expected: from_start.then(|| (1, GENESIS.to_owned())),
@@ -143,12 +166,14 @@ pub fn verify(
             if line.is_empty() {
                 continue;
             }
-            let (seq, signed) = state.line(line, keys).map_err(|(seq, reason)| Broken {
-                file: path.clone(),
-                line: line_no,
-                seq,
-                reason,
-            })?;
+            let (seq, signed) = state
+                .line(line, keys, each)
+                .map_err(|(seq, reason)| Broken {
+                    file: path.clone(),
+                    line: line_no,
+                    seq,
+                    reason,
+                })?;
             if signed {
                 unsigned_from = None;
             } else if unsigned_from.is_none() {
@@ -199,20 +224,27 @@ impl Pass {
         &mut self,
         raw: &[u8],
         keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+        each: &mut dyn FnMut(&Seen<'_>),
     ) -> Result<(u64, bool), (Option<u64>, String)> {
-        let (seq, signed) = check_line(raw, keys, self.expected.as_ref())?;
-        self.expected = Some((seq + 1, crate::hex::sha256(raw)));
+        let (body, signed) = check_line(raw, keys, self.expected.as_ref())?;
+        let hash = crate::hex::sha256(raw);
+        each(&Seen {
+            seq: body.seq,
+            kid: &body.kid,
+            hash: &hash,
+        });
+        self.expected = Some((body.seq + 1, hash));
         self.records += 1;
-        Ok((seq, signed))
+        Ok((body.seq, signed))
     }
 }
 
-/// One line's checks; its seq and whether it is signed, or (seq if known, reason).
+/// One line's checks; its body and whether it is signed, or (seq if known, reason).
 fn check_line(
     raw: &[u8],
     keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     expected: Option<&(u64, String)>,
-) -> Result<(u64, bool), (Option<u64>, String)> {
+) -> Result<(Body, bool), (Option<u64>, String)> {
     let line: Line<'_> =
         serde_json::from_slice(raw).map_err(|e| (None, format!("not a record: {e}")))?;
     let body: Body = serde_json::from_str(line.body.get())
@@ -250,5 +282,6 @@ fn check_line(
             ));
         }
     }
-    Ok((body.seq, line.sig.is_some()))
+    let signed = line.sig.is_some();
+    Ok((body, signed))
 }

@@ -10,6 +10,7 @@
 //! Never: leaves a batch's last line unsigned; rewrites a line already written (a torn tail is
 //! moved aside, never repaired).
 
+use super::heads::{Head, Heads};
 use super::{now, verify, Event, FILE, GENESIS, LOCK};
 use crate::store::FileLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -130,6 +131,8 @@ pub(super) struct Writer {
     pub(super) chain: Chain,
     /// The live file's length after our last batch: if it is still that, nobody else wrote.
     pub(super) written_len: Option<u64>,
+    /// Where the head of each batch goes (a shared store), if anywhere.
+    pub(super) heads: Option<Heads>,
 }
 
 impl Writer {
@@ -196,6 +199,7 @@ impl Writer {
             Ok(f) => f,
             Err(e) => return log::error!("audit: cannot open {FILE}: {e}; {lost} records lost"),
         };
+        let first_seq = self.chain.seq;
         let last = events.len().saturating_sub(1);
         for (idx, event) in events.into_iter().enumerate() {
             if let Err(e) = self.append(&mut file, event, idx == last) {
@@ -204,6 +208,14 @@ impl Writer {
         }
         sync(&mut file);
         self.written_len = std::fs::metadata(self.dir.join(FILE)).ok().map(|m| m.len());
+        if let (Some(heads), true) = (&self.heads, self.chain.seq > first_seq) {
+            // On disk now: the store may say the chain reached this line.
+            heads.note(Head {
+                seq: self.chain.seq.saturating_sub(1),
+                hash: self.chain.prev.clone(),
+                file: self.dir.join(FILE),
+            });
+        }
     }
 
     fn open(&self) -> io::Result<BufWriter<File>> {

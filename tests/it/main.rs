@@ -51,6 +51,8 @@
 //!   as event streams, both eras side by side, the era in the audit trail.
 //! - `replicas`: serve replicas sharing their state through Valkey/Redis (`--store`): changes
 //!   followed, the store going away and coming back, what each replica needs from its operator.
+//! - `replicas_approvals`: held calls decided through any replica, and `audit verify --store`
+//!   over every replica's trail.
 //! - `replicas_delegation`: inbound delegation across replicas: a partner's rates and the replay
 //!   cache shared through the store, delegated calls refused while the store is away.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
@@ -86,6 +88,7 @@ mod partners;
 mod policy;
 mod remote;
 mod replicas;
+mod replicas_approvals;
 mod replicas_delegation;
 mod rest_api;
 mod sanitize;

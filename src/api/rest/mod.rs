@@ -82,6 +82,7 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
         (Get, ["workspaces", id, "identity"]) => workspaces::get_identity(api, id),
         (Put, ["workspaces", id, "identity"]) => workspaces::put_identity(api, id, body),
         (Get, ["approvals"]) => approvals::list(api),
+        (Get, ["approvals", id]) => approvals::get(api, id),
         (Post, ["approvals", id, "approve"]) => approvals::decide(api, id, true),
         (Post, ["approvals", id, "deny"]) => approvals::decide(api, id, false),
         (Put, ["workspaces", id, "policy"]) => workspaces::put_policy(api, id, body),
@@ -107,6 +108,7 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
             | ["agents"]
             | ["agents", _]
             | ["approvals"]
+            | ["approvals", _]
             | ["approvals", _, "approve" | "deny"],
         ) => Err(ApiError::method_not_allowed()),
         _ => Err(ApiError::not_found("no such route")),

@@ -5,11 +5,14 @@
 //! command ([`TIMEOUT`]), whether the store answers ([`SharedStore::reachable`], logged when it
 //! changes), and the key names every replica agrees on (all under `aegis:`). What is kept there
 //! has a file each: the state document ([`document`]), the delegation replay cache and rate
-//! counters ([`limits`]).
+//! counters ([`limits`]), the held calls of every replica and their inboxes ([`held`]), and the
+//! heads of the replicas' audit chains ([`heads`]).
 //! Never: holds a password in its URL, its errors or its logs; waits on the store longer than
 //! [`TIMEOUT`] per command; keeps a connection that failed (the next command opens another).
 
 pub(crate) mod document;
+pub(crate) mod heads;
+pub(crate) mod held;
 pub(crate) mod limits;
 
 use super::Error;
