@@ -330,3 +330,54 @@ fn a_tool_approved_through_one_replica_is_served_by_the_other() {
         .unwrap_or_else(|| panic!("{listing}"));
     assert!(line.contains("approved"), "{listing}");
 }
+
+#[test]
+fn a_store_over_tls_is_reached_with_the_operators_ca_and_refused_without_it() {
+    let dir = TempDir::new();
+    let cert = crate::support::repo_file("tests/data/identity/tls_test_cert.pem");
+    let key = crate::support::repo_file("tests/data/identity/tls_test_key.pem");
+    let redis = Redis::start_tls(dir.path(), &cert, &key);
+    assert!(redis.url().starts_with("rediss://"));
+    // The self-signed certificate is no public CA's: without AEGIS_CA_FILE the start fails.
+    let data = TempDir::new();
+    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(redis.url())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("AEGIS_ADMIN_TOKEN", ADMIN)
+        .env("AEGIS_FERNET_KEYS", FERNET_KEY)
+        .env_remove("AEGIS_CA_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // With it, two replicas share their state over TLS.
+    let ca = cert.to_str().unwrap();
+    let start = |name: &str| {
+        let node_dir = dir.path().join(name);
+        std::fs::create_dir_all(&node_dir).unwrap();
+        Serve::start_with_env(
+            &node_dir,
+            &["--store", &redis.url()],
+            &[("AEGIS_FERNET_KEYS", FERNET_KEY), ("AEGIS_CA_FILE", ca)],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    let key = a.setup("team");
+    let session = session_on(&b, "team", &key);
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "ex.echo", "arguments": {"message": "over tls"}}});
+    let answer = retry(EVERY, || {
+        let body = b.mcp("team", &key, Some(&session), &call).json();
+        match body.get("result") {
+            Some(_) => Ok(body),
+            None => Err(body.to_string()),
+        }
+    });
+    assert_eq!(text(&answer), "over tls");
+}

@@ -17,6 +17,8 @@ pub struct Redis {
     port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// TLS only (`rediss://`), with this certificate and key (PEM files).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Redis {
@@ -34,14 +36,35 @@ impl Redis {
             port: free_port(),
             dir,
             password: password.map(str::to_owned),
+            tls: None,
         };
         redis.start_again();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// One that speaks TLS only, with `cert` and `key` (PEM files): `rediss://`.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Redis {
+        let dir = dir.join("redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+            password: None,
+            tls: Some((cert.to_owned(), key.to_owned())),
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` when it speaks TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Stops it (SIGTERM: it writes its append-only file and exits) and waits for the exit.
@@ -65,7 +88,29 @@ impl Redis {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server runs already");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        match &self.tls {
+            Some((cert, key)) => {
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert);
+            }
+            None => {
+                cmd.args(["--port", &port]);
+            }
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -85,7 +130,15 @@ impl Redis {
             panic!("redis-server: {e} (install it: apt-get install redis-server)")
         });
         self.child = Some(child);
-        retry(Duration::from_millis(20), || self.ping());
+        match self.tls {
+            // Listening is enough: the tests' TLS client is the gate.
+            Some(_) => retry(Duration::from_millis(20), || {
+                TcpStream::connect(("127.0.0.1", self.port))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+            None => retry(Duration::from_millis(20), || self.ping()),
+        }
     }
 
     /// A `PING` over RESP (with `AUTH` first when a password is set).
