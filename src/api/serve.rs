@@ -92,6 +92,9 @@ pub(crate) fn run(
         set_org_id(&mut state, org)?;
     }
     let signing = SigningKeys::load_or_create(&options.data_dir).map_err(other)?;
+    if let Some(store) = &shared {
+        one_replica_per_key(store, &signing.current().kid)?;
+    }
     // Replicas record the heads of their chains in the store, under their key ids.
     let heads_to = shared.as_ref().map(|store| crate::audit::heads::HeadsTo {
         store: store.clone(),
@@ -326,5 +329,28 @@ fn check_keys(state: &mut StateStore, keyring: &Keyring) -> io::Result<()> {
             "--store: this replica's Fernet keys (AEGIS_FERNET_KEYS, else fernet.key in its data \
              dir) do not open the shared store's secrets: give every replica the same keys",
         )),
+    }
+}
+
+/// Refuses to start a replica whose key id another running replica has: a data dir (and its
+/// `signing.key`) copied to two replicas would make them one in the store (one audit chain
+/// head, one approvals inbox). A replica that stopped a moment ago is waited for: its sign of
+/// life lasts `ALIVE_TTL`.
+fn one_replica_per_key(store: &SharedStore, kid: &str) -> io::Result<()> {
+    use crate::store::shared::held::{HeldCalls, ALIVE_TTL};
+    let held = HeldCalls::new(store.clone());
+    let me = std::collections::BTreeSet::from([kid.to_owned()]);
+    let deadline = std::time::Instant::now() + ALIVE_TTL + std::time::Duration::from_secs(1);
+    loop {
+        if held.living(&me).map_err(other)?.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(other(format!(
+                "--store: a running replica has this replica's signing key id {kid}: give each \
+                 replica a data dir of its own (a copied signing.key makes two replicas one)"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

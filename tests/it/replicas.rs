@@ -381,3 +381,29 @@ fn a_store_over_tls_is_reached_with_the_operators_ca_and_refused_without_it() {
     });
     assert_eq!(text(&answer), "over tls");
 }
+
+#[test]
+fn a_second_replica_with_a_copied_signing_key_does_not_start() {
+    let replicas = Replicas::start(1);
+    let dir = TempDir::new();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    let key = replicas.nodes[0].data.join("signing.key");
+    std::fs::copy(&key, copy.join("signing.key")).unwrap();
+    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(replicas.redis.url())
+        .arg("--data-dir")
+        .arg(&copy)
+        .env("AEGIS_ADMIN_TOKEN", ADMIN)
+        .env("AEGIS_FERNET_KEYS", FERNET_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("signing key id"), "{err}");
+    assert!(err.contains("data dir of its own"), "{err}");
+}

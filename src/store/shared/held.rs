@@ -19,7 +19,7 @@ use std::time::Duration;
 const HELD: &str = "aegis:approvals";
 
 /// How long a replica counts as alive after its last look at its inbox.
-const ALIVE_TTL: Duration = Duration::from_secs(3);
+pub(crate) const ALIVE_TTL: Duration = Duration::from_secs(3);
 
 /// How long a replica's inbox outlives its last push.
 const INBOX_TTL: Duration = Duration::from_secs(60);
