@@ -6,7 +6,9 @@
 //! `cwd`, its `url`, its `${…}`), the data dir (usable, its mode; `fernet.key` or
 //! `AEGIS_FERNET_KEYS` valid; `state.json` parses; the stored connections' secrets decrypt), and
 //! for serve the `--listen` address free and every stored connection allowed by the allowlist
-//! (`--allow-command`/`--allow-env` as serve takes them, plus the config's `allow_commands`).
+//! (`--allow-command`/`--allow-env` as serve takes them, plus the config's `allow_commands`);
+//! for a replica (`--store`) the shared store answering, its state and key check, the admin
+//! token given, and the shared connections instead of the data dir's.
 //! Exit 0 when no check failed, 1 when one did.
 //! Never: starts a server or a child; creates or writes a file (a missing data dir or key file is
 //! reported, not made); holds the `--listen` address beyond a probe bind, closed at once; prints
@@ -36,15 +38,26 @@ pub(super) fn run(parser: &mut lexopt::Parser, _log_level: Option<&str>) -> Resu
             allowlist.extend(settings.allow_commands);
         }
     }
-    let serve = options.listen.is_some() || !allowlist.is_empty();
-    if let Some(dir) = check_data_dir(options.data_dir.as_deref(), &mut report) {
-        let keys = check_keys(Some(&dir), &mut report);
-        if let Some(state) = check_state(&dir, &mut report) {
-            let allowlist = serve.then_some(&allowlist);
-            check_connections(&state, &keys, allowlist, &mut report);
+    let serve = options.listen.is_some() || !allowlist.is_empty() || options.store.is_some();
+    let keys = match check_data_dir(options.data_dir.as_deref(), &mut report) {
+        Some(dir) => {
+            let keys = check_keys(Some(&dir), &mut report);
+            // A replica's state is the store's, not its data dir's.
+            let state = match &options.store {
+                Some(_) => None,
+                None => check_state(&dir, &mut report),
+            };
+            if let Some(state) = state {
+                check_connections(&state, &keys, serve.then_some(&allowlist), &mut report);
+            }
+            keys
         }
-    } else {
-        check_keys(None, &mut report);
+        None => check_keys(None, &mut report),
+    };
+    if let Some(url) = &options.store {
+        if let Some(state) = check_store(url, &keys, &mut report) {
+            check_connections(&state, &keys, Some(&allowlist), &mut report);
+        }
     }
     if let Some(listen) = &options.listen {
         check_listen(listen, &mut report);
@@ -58,6 +71,7 @@ struct Options {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     allowlist: Allowlist,
+    store: Option<String>,
 }
 
 /// The flags; `None` when `--help` was printed.
@@ -67,12 +81,14 @@ fn options(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         data_dir: None,
         listen: None,
         allowlist: Allowlist::default(),
+        store: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => options.config = Some(parser.value()?.into()),
             Long("data-dir") => options.data_dir = Some(parser.value()?.into()),
             Long("listen") => options.listen = Some(parser.value()?.string()?),
+            Long("store") => options.store = Some(parser.value()?.string()?),
             Long("allow-command") => {
                 let template = parser.value()?.string()?;
                 options
@@ -437,6 +453,77 @@ fn check_state(dir: &Path, report: &mut Report) -> Option<State> {
     }
 }
 
+/// A replica's shared store (`serve --store`): it answers (with `AEGIS_STORE_PASSWORD`), its
+/// state parses, this replica's keys open its key check, and an admin token is given (replicas
+/// never generate one). The state, when it could be read.
+fn check_store(url: &str, keys: &Keys, report: &mut Report) -> Option<State> {
+    use crate::store::shared::{document::Document, SharedStore};
+    let given = ["AEGIS_ADMIN_TOKEN", "AEGIS_ADMIN_TOKEN_FILE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|t| !t.is_empty()));
+    if given {
+        report.ok("the admin token is given (AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE)");
+    } else {
+        report.fail(
+            "--store: set AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE to the same token on \
+             every replica (none is generated for replicas)",
+        );
+    }
+    let store = match SharedStore::open(url) {
+        Ok(store) => store,
+        Err(e) => {
+            report.fail(format!(
+                "{e}: check the address, AEGIS_STORE_PASSWORD, the CA"
+            ));
+            return None;
+        }
+    };
+    let read = Document::new(store).read();
+    let state: State = match read {
+        Ok((None, _)) => {
+            report.ok(format!(
+                "{url}: answers; no state yet (the first replica makes it)"
+            ));
+            return None;
+        }
+        Ok((Some(bytes), version)) => match serde_json::from_slice(&bytes) {
+            Ok(state) => {
+                report.ok(format!(
+                    "{url}: answers; its state (version {version}) parses"
+                ));
+                state
+            }
+            Err(e) => {
+                report.fail(format!("{url}: its state does not parse: {e}"));
+                return None;
+            }
+        },
+        Err(e) => {
+            report.fail(e);
+            return None;
+        }
+    };
+    check_key_check(&state, keys, report);
+    Some(state)
+}
+
+/// Whether this replica's keys open the shared store's key check.
+fn check_key_check(state: &State, keys: &Keys, report: &mut Report) {
+    let (Some(token), Keys::Loaded(ring)) = (&state.key_check, keys) else {
+        return;
+    };
+    let (conn, name) = crate::crypto::KEY_CHECK_BINDING;
+    match ring.decrypt_secret(conn, name, token) {
+        Ok(text) if text == crate::crypto::KEY_CHECK_TEXT => {
+            report.ok("the Fernet keys open the shared store's key check");
+        }
+        _ => report.fail(
+            "the Fernet keys do not open the shared store's secrets: give every replica the same \
+             AEGIS_FERNET_KEYS",
+        ),
+    }
+}
+
 /// Every stored connection: its secrets decrypt, and (for serve) the allowlist allows it.
 fn check_connections(
     state: &State,
@@ -527,7 +614,7 @@ aegis-gate doctor: check a config file and a data dir before starting anything. 
 check: ok, warn or fail, and what to do. Nothing is started, created or written.
 
 USAGE:
-    aegis-gate doctor [--config FILE] [--data-dir DIR] [--listen ADDR]
+    aegis-gate doctor [--config FILE] [--data-dir DIR] [--listen ADDR] [--store URL]
                       [--allow-command TEMPLATE [--allow-env NAME]]...
 
 OPTIONS:
@@ -540,6 +627,10 @@ OPTIONS:
                          connection's secrets decrypt
     --listen ADDR        For serve: the address is free (with --config, its servers
                          must be empty)
+    --store URL          For a serve replica: the shared store answers (with
+                         AEGIS_STORE_PASSWORD), its state parses, these Fernet keys
+                         open it, an admin token is given; its connections are checked
+                         instead of the data dir's state.json
     --allow-command TEMPLATE
                          For serve, as serve takes it (repeatable): every stored
                          connection passes the allowlist (with the config's

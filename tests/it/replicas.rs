@@ -407,3 +407,37 @@ fn a_second_replica_with_a_copied_signing_key_does_not_start() {
     assert!(err.contains("signing key id"), "{err}");
     assert!(err.contains("data dir of its own"), "{err}");
 }
+
+#[test]
+fn doctor_checks_a_replica_against_its_store() {
+    let replicas = Replicas::start(1);
+    replicas.nodes[0].setup("team");
+    let dir = TempDir::new();
+    let doctor = |keys: &str| {
+        gate(&["doctor", "--store"])
+            .arg(replicas.redis.url())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--allow-command", crate::support::gate_bin()])
+            .env("AEGIS_ADMIN_TOKEN", ADMIN)
+            .env("AEGIS_FERNET_KEYS", keys)
+            .output()
+            .unwrap()
+    };
+    let out = doctor(FERNET_KEY);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("its state (version"), "{said}");
+    assert!(said.contains("open the shared store's key check"), "{said}");
+    assert!(
+        said.contains("connection \"ex\" of workspace \"team\": its secrets decrypt"),
+        "{said}"
+    );
+    let out = doctor("z4X5Qk9cLyfM6Dm2mY0aR0lE3tJ4bTn8kG1oP7sV2uI=");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("do not open the shared store's secrets"),
+        "{said}"
+    );
+}
