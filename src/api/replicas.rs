@@ -62,11 +62,13 @@ impl Api {
         }))
     }
 
-    /// One look at the shared version; a newer state is taken and run.
+    /// One look at the shared version; a newer state is taken and run. So is the state in
+    /// memory when a change made here took in other replicas' changes (`take_behind`): its
+    /// stamp is the store's then, and only the state tells what is not run yet.
     fn follow(&self, identities: &mut HashMap<String, Option<IdentityConfig>>) {
-        let (file, held) = {
-            let store = lock(&self.store);
-            (store.file().clone(), store.stamp())
+        let (file, held, behind) = {
+            let mut store = lock(&self.store);
+            (store.file().clone(), store.stamp(), store.take_behind())
         };
         // Without the store's lock: this waits on the network.
         let read = file.stamp().and_then(|stamp| {
@@ -76,18 +78,24 @@ impl Api {
                 file.read_stamped().map(Some)
             }
         });
-        let (state, stamp) = match read {
-            Ok(Some(read)) => read,
-            Ok(None) => return,
+        let newer = match read {
+            Ok(Some((state, stamp))) => {
+                let installed = lock(&self.store).install(state.unwrap_or_default(), stamp);
+                if installed {
+                    log::info!("the shared state changed ({stamp:?}): applying it");
+                }
+                installed
+            }
+            Ok(None) => false,
             // Logged by the store when it becomes unreachable; `/readyz` says so meanwhile.
-            Err(_) => return,
+            Err(_) => false,
         };
-        let state = state.unwrap_or_default();
-        if !lock(&self.store).install(state, stamp) {
-            return;
+        if behind && !newer {
+            log::info!("a change made here took in other replicas' changes: applying them");
         }
-        log::info!("the shared state changed ({stamp:?}): applying it");
-        self.reconcile(identities);
+        if newer || behind {
+            self.reconcile(identities);
+        }
     }
 
     /// Makes this replica run what the state in memory says.

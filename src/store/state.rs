@@ -34,6 +34,9 @@ pub(crate) struct StateStore {
     state: State,
     /// The file's stamp when `state` was read or written.
     stamp: Stamp,
+    /// A change was written over a shared state newer than the one in memory: the changes of
+    /// other replicas it carried came in without being run here (see [`StateStore::take_behind`]).
+    behind: bool,
 }
 
 impl StateStore {
@@ -47,7 +50,12 @@ impl StateStore {
         let (state, stamp) = file.read_stamped()?;
         let mut state = state.unwrap_or_default();
         state.pins = Pins::default();
-        Ok(StateStore { file, state, stamp })
+        Ok(StateStore {
+            file,
+            state,
+            stamp,
+            behind: false,
+        })
     }
 
     /// Where the state is kept.
@@ -76,6 +84,13 @@ impl StateStore {
         self.state = state;
         self.stamp = stamp;
         changed
+    }
+
+    /// Whether a change written since the last call took in other replicas' changes that this
+    /// replica has not run yet (the state in memory has them, and its stamp is the store's, so
+    /// a reader of the stamp alone would never run them); cleared by the call.
+    pub(crate) fn take_behind(&mut self) -> bool {
+        std::mem::take(&mut self.behind)
     }
 
     /// The state in memory, without the pins: [`super::pins::PinStore`] reads those.
@@ -122,6 +137,7 @@ impl StateStore {
         let lock = self.file.lock()?;
         let mut current = self.file.read()?.unwrap_or_default();
         let pins = std::mem::take(&mut current.pins);
+        self.behind |= current != self.state;
         let mut next = current.clone();
         let out = change(&mut next)?;
         if next != current {
