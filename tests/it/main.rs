@@ -51,6 +51,8 @@
 //!   as event streams, both eras side by side, the era in the audit trail.
 //! - `replicas`: serve replicas sharing their state through Valkey/Redis (`--store`): changes
 //!   followed, the store going away and coming back, what each replica needs from its operator.
+//! - `replicas_lb`: replicas behind HAProxy run from `deploy/haproxy.cfg`: sessions sticking to
+//!   their replica over kept-alive connections, 404 for a session elsewhere, a replica killed.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -84,6 +86,7 @@ mod partners;
 mod policy;
 mod remote;
 mod replicas;
+mod replicas_lb;
 mod rest_api;
 mod sanitize;
 mod secrets;
