@@ -4,7 +4,7 @@
 //! id that reaches a replica without it is answered 404; a replica killed during REST writes
 //! loses none of the writes answered 2xx, and the balancer takes it out of rotation.
 
-use crate::support::haproxy::Haproxy;
+use crate::support::haproxy::{replica_args, Haproxy};
 use crate::support::http::{self, KeepAlive, Response};
 use crate::support::redis::free_port;
 use crate::support::replicas::Replicas;
@@ -27,10 +27,11 @@ struct Balanced {
 
 impl Balanced {
     fn start(n: usize) -> Balanced {
-        // The replicas accept the Host clients send to the balancer, as an operator's do.
+        // The replicas accept the Host clients send to the balancer and its many connections,
+        // as deploy/haproxy.cfg tells an operator to start them.
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
-        let replicas = Replicas::start_with(n, &["--allow-host", &host]);
+        let replicas = Replicas::start_with(n, &replica_args(&host));
         let addrs: Vec<&str> = replicas.nodes.iter().map(|n| n.addr.as_str()).collect();
         let lb = Haproxy::start(port, &addrs);
         Balanced { replicas, lb }

@@ -6,7 +6,7 @@
 //! every peer is there; `haproxy` and `redis-server` must be installed (the test fails naming
 //! the package otherwise).
 
-use crate::support::haproxy::Haproxy;
+use crate::support::haproxy::{replica_args, Haproxy};
 use crate::support::redis::free_port;
 use crate::support::replicas::Replicas;
 use crate::support::{repo_file, retry, Serve};
@@ -66,7 +66,7 @@ pub(crate) fn python_sdk_client_through_haproxy_in_front_of_two_replicas_in_both
 ) {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
-    let replicas = Replicas::start_with(2, &["--allow-host", &host]);
+    let replicas = Replicas::start_with(2, &replica_args(&host));
     let addrs: Vec<&str> = replicas.nodes.iter().map(|n| n.addr.as_str()).collect();
     let lb = Haproxy::start(port, &addrs);
     let key = replicas.nodes[0].setup("ws-1");

@@ -136,6 +136,19 @@ impl Drop for Haproxy {
     }
 }
 
+/// The arguments `deploy/haproxy.cfg` asks of each replica behind a balancer whose clients
+/// write `host`: that `Host` allowed, and room for the balancer's many connections.
+pub fn replica_args(host: &str) -> [&str; 6] {
+    [
+        "--allow-host",
+        host,
+        "--max-connections",
+        "2048",
+        "--max-connections-per-peer",
+        "1024",
+    ]
+}
+
 /// `haproxy` from `PATH`, else where Debian puts it.
 fn binary() -> &'static str {
     let on_path = Command::new("haproxy")
