@@ -6,13 +6,18 @@
 //! The load: [`CLIENTS`] threads, each one keep-alive connection and one handshake-era session
 //! (through the balancer: `initialize` round robin, the session's calls sticking to its
 //! replica), calling the example server's `echo` one call after the other for the row's length.
+//! Then the same with stateless 2026-07-28 calls (no session; through the balancer each call
+//! may go to any replica), direct and through three replicas.
 //! Rows are interleaved round by round, so a noisy moment of the machine spreads over all of
-//! them; the ratio to the direct row is taken within each round.
+//! them; the ratio to the direct row of the same era is taken within each round.
 //!
 //! Prints one Markdown row per target: the median calls/s of the rounds (and their range), the
 //! median ratio to the direct row, how busy the machine was, and the CPU time per call answered
 //! by where it went (HAProxy, the gates, the example servers each replica runs, the load client,
-//! the kernel's interrupts and softirqs, and other processes: redis and anything else running).
+//! the kernel's interrupts and softirqs, and other processes: redis and anything else running;
+//! that last one is what is left of the machine's time, and a process's system time may
+//! include softirq work counted under interrupts too, so on a quiet machine it is a few µs below
+//! zero).
 //! Then the figures of a back-of-the-envelope for large workspaces: a replica's memory per
 //! session, the shared document's bytes per agent and per connection. Asserts nothing.
 //! Environment: `AEGIS_BENCH_SECS` (per row and round, default 3), `AEGIS_BENCH_ROUNDS`
@@ -85,6 +90,8 @@ fn main() {
         label: "direct to one replica".to_owned(),
         addr: replicas[0].addr.clone(),
         haproxy: None,
+        modern: false,
+        baseline: 0,
     }];
     for (n, lb) in balancers.iter().enumerate() {
         targets.push(Target {
@@ -95,8 +102,27 @@ fn main() {
             ),
             addr: lb.addr.clone(),
             haproxy: Some(lb.child.id()),
+            modern: false,
+            baseline: 0,
         });
     }
+    // The stateless era: direct, and through the balancer of all three replicas, where each
+    // call may go to another replica.
+    let modern_base = targets.len();
+    targets.push(Target {
+        label: "2026-07-28, direct to one replica".to_owned(),
+        addr: replicas[0].addr.clone(),
+        haproxy: None,
+        modern: true,
+        baseline: modern_base,
+    });
+    targets.push(Target {
+        label: "2026-07-28, HAProxy, 3 replicas".to_owned(),
+        addr: balancers[2].addr.clone(),
+        haproxy: Some(balancers[2].child.id()),
+        modern: true,
+        baseline: modern_base,
+    });
     let gates: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
     let servers: Vec<u32> = gates.iter().flat_map(|&pid| descendants(pid)).collect();
     let pids = Pids { gates, servers };
@@ -121,6 +147,11 @@ struct Target {
     addr: String,
     /// The balancer's pid, when the load goes through one.
     haproxy: Option<u32>,
+    /// Stateless 2026-07-28 calls (no session: each call goes to any replica) instead of a
+    /// handshake-era session's.
+    modern: bool,
+    /// The row (direct, same era) whose calls/s of the same round this one is a ratio to.
+    baseline: usize,
 }
 
 /// One row's run: calls answered, calls answered otherwise, its length, and the CPU seconds
@@ -183,7 +214,11 @@ fn run(target: &Target, pids: &Pids, key: &str, clients: usize, length: Duration
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let (addr, key, ready) = (target.addr.clone(), key.to_owned(), Arc::clone(&ready));
-            std::thread::spawn(move || client(&addr, &key, &ready, length))
+            let modern = target.modern;
+            std::thread::spawn(move || match modern {
+                false => client(&addr, &key, &ready, length),
+                true => modern_client(&addr, &key, &ready, length),
+            })
         })
         .collect();
     ready.wait();
@@ -234,6 +269,39 @@ fn client(addr: &str, key: &str, ready: &Barrier, length: Duration) -> (u64, u64
     (ok, bad)
 }
 
+/// Stateless 2026-07-28 calls, one after the other on one kept-alive connection, each with its
+/// envelope and the era's headers, for `length` from the moment every client is ready.
+fn modern_client(addr: &str, key: &str, ready: &Barrier, length: Duration) -> (u64, u64) {
+    let mut c = HttpClient::connect(addr);
+    let path = format!("/mcp/{WS}");
+    let headers = [
+        ("Authorization", key),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "ex.echo"),
+    ];
+    ready.wait();
+    let until = Instant::now() + length;
+    let (mut ok, mut bad, mut id) = (0, 0, 1);
+    while Instant::now() < until {
+        id += 1;
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"ex.echo","arguments":{{"message":"balanced"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"balanced","version":"1"}}}}}}}}"#
+        );
+        match c.request("POST", &path, &headers, &call) {
+            Ok(r) if r.status == 200 && r.text().contains(r#""text":"balanced""#) => ok += 1,
+            Ok(r) => {
+                if bad == 0 {
+                    eprintln!("2026-07-28 call: {} {}", r.status, r.text());
+                }
+                bad += 1;
+            }
+            Err(_) => return (ok, bad + 1),
+        }
+    }
+    (ok, bad)
+}
+
 fn print_table(targets: &[Target], runs: &[Vec<Run>], clients: usize, secs: u64, rounds: u64) {
     println!(
         "\n{clients} sessions, one call at a time each, {secs} s per row, {rounds} rounds \
@@ -251,7 +319,7 @@ fn print_table(targets: &[Target], runs: &[Vec<Run>], clients: usize, secs: u64,
         let rates: Vec<f64> = runs[i].iter().map(rate).collect();
         let ratios: Vec<f64> = runs[i]
             .iter()
-            .zip(&runs[0])
+            .zip(&runs[target.baseline])
             .map(|(r, direct)| rate(r) / rate(direct))
             .collect();
         let busy: Vec<f64> = runs[i]
