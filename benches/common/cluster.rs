@@ -145,6 +145,10 @@ fn config_for(addr: &str, replicas: &[&str], socket: &Path) -> String {
                 }
             }
             "server" => {}
+            // The global one, lowered to start under a small descriptor limit.
+            "maxconn" if !servers_written && !line.starts_with("        ") => {
+                out.push_str("    maxconn 4000\n")
+            }
             "stats" => out.push_str(&format!("    stats socket {}\n", socket.display())),
             _ => {
                 out.push_str(line);

@@ -1,7 +1,8 @@
 //! `Haproxy`: an HAProxy of the test's own in front of serve replicas, run from the repo's
 //! `deploy/haproxy.cfg` (the config the README shows) with only its addresses replaced: the
 //! `bind` line by a loopback port, the `server` lines by the replicas given, the `stats socket`
-//! by one in the test's temp dir. Waits until every replica is up; stopped and reaped on drop.
+//! by one in the test's temp dir (and the global `maxconn` lowered to 1 000, so that it starts
+//! under a small descriptor limit). Waits until every replica is up; stopped and reaped on drop.
 //! Never: runs a config other than the repo's (a change there is what these tests test); skips
 //! when `haproxy` is missing (the test fails, naming the package: CI installs it).
 
@@ -183,6 +184,9 @@ fn config_for(addr: &str, replicas: &[&str], socket: &std::path::Path) -> String
                 }
             }
             servers += 1;
+        } else if word == "maxconn" && !line.starts_with("        ") && binds == 0 {
+            // The global one: two descriptors a connection, more than a test's limit may allow.
+            out.push_str("    maxconn 1000\n");
         } else if rest.starts_with("stats socket ") {
             sockets += 1;
             out.push_str(&format!(
