@@ -1,8 +1,10 @@
 //! What the benches share: the gate binary, a keep-alive HTTP/1.1 client (Content-Length and
 //! chunked bodies, server-sent events), `serve` started on a free port with its process figures
 //! (VmRSS, threads), the REST set-up of a workspace, percentiles and a seeded random generator.
-//! Each bench uses part of it.
+//! Each bench uses part of it; `cluster` runs redis-server and HAProxy for the balanced bench.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -290,11 +292,15 @@ fn connect_from(target: SocketAddrV4, source: Ipv4Addr) -> io::Result<TcpStream>
 
 /// The `Mcp-Session-Id` an answer's head carries (empty when none).
 pub fn session_id(head: &str) -> String {
+    // Any case: HAProxy, for one, writes header names in lower case.
     head.lines()
-        .find_map(|l| l.strip_prefix("Mcp-Session-Id: "))
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("Mcp-Session-Id")
+                .then(|| value.trim().to_owned())
+        })
         .unwrap_or_default()
-        .trim()
-        .to_owned()
 }
 
 /// `bin` with `args`, its stdin and stdout piped, stderr dropped, logging at `warn`: a gate or an

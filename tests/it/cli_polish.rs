@@ -428,7 +428,7 @@ fn without_peers_the_interop_harness_ends_naming_the_skipped_tests() {
     );
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
     assert!(
-        last.starts_with("skipped 18 interop tests (real MCP peers missing): run `.ci/peers`")
+        last.starts_with("skipped 19 interop tests (real MCP peers missing): run `.ci/peers`")
             && last.contains("AEGIS_PEERS_DIR"),
         "{stdout}"
     );

@@ -55,6 +55,8 @@
 //!   over every replica's trail.
 //! - `replicas_delegation`: inbound delegation across replicas: a partner's rates and the replay
 //!   cache shared through the store, delegated calls refused while the store is away.
+//! - `replicas_lb`: replicas behind HAProxy run from `deploy/haproxy.cfg`: sessions sticking to
+//!   their replica over kept-alive connections, 404 for a session elsewhere, a replica killed.
 //! - `tidy`: house rules; `layers`: the module structure (no upward import, no circle).
 //!
 //! Tests against servers and clients someone else wrote (server-everything, the Python SDK, the
@@ -90,6 +92,7 @@ mod remote;
 mod replicas;
 mod replicas_approvals;
 mod replicas_delegation;
+mod replicas_lb;
 mod rest_api;
 mod sanitize;
 mod secrets;

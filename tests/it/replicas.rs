@@ -75,6 +75,35 @@ fn a_connection_registered_through_one_replica_is_served_by_the_other() {
 }
 
 #[test]
+fn a_change_made_over_another_replicas_unseen_change_runs_both() {
+    // As a load balancer spreads an operator's requests: the connection is added on A, the
+    // workspace activated on B, and the agent created on A before A has read B's activation.
+    // A's write takes the activation in with it; A must run the workspace all the same.
+    let replicas = Replicas::start(2);
+    let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);
+    let conn = a.connect(
+        "team",
+        json!({"name": "ex", "command": [crate::support::gate_bin(), "example-server"]}),
+    );
+    assert_eq!(conn.status, 201, "{}", conn.body);
+    b.activate("team");
+    let key = a.agent("team", "bot")["key"].as_str().unwrap().to_owned();
+    for node in [a, b] {
+        let session = session_on(node, "team", &key);
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "ex.echo", "arguments": {"message": "runs"}}});
+        let answer = retry(EVERY, || {
+            let called = node.mcp("team", &key, Some(&session), &call);
+            match called.json().get("result") {
+                Some(_) => Ok(called.json()),
+                None => Err(format!("{}\n{}", called.body, node.log())),
+            }
+        });
+        assert_eq!(text(&answer), "runs");
+    }
+}
+
+#[test]
 fn a_policy_set_through_one_replica_holds_on_the_other() {
     let replicas = Replicas::start(2);
     let (a, b) = (&replicas.nodes[0], &replicas.nodes[1]);

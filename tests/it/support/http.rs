@@ -1,6 +1,7 @@
 //! Raw HTTP/1.1 for the tests, over `TcpStream` and nothing else: one client (`send`, `send_raw`
 //! for bytes no well-behaved client writes, `parse_response` for answers read by hand, and `head`
-//! and `connect` for tests that hold a stream open or send half a request), the reading of one
+//! and `connect` for tests that hold a stream open or send half a request; `KeepAlive` for many
+//! requests on one connection), the reading of one
 //! request (`read_request`), a one-shot receiver (`receive_one`) and a fake endpoint (`Endpoint`,
 //! plain or TLS) for the gate's outgoing requests.
 //! Never: follows redirects, retries, or hides a status: what the gate answers is what a test sees.
@@ -99,6 +100,67 @@ pub fn send_raw(addr: &str, bytes: &[u8], timeout: Duration) -> std::io::Result<
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     Ok(parse_response(&String::from_utf8_lossy(&raw)))
+}
+
+/// A kept-alive HTTP/1.1 connection: requests one after the other on one TCP connection, as a
+/// pooled client sends them; each answer read by its `Content-Length` or its chunks.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    addr: String,
+}
+
+impl KeepAlive {
+    /// A connection to `addr` whose reads give up after `timeout`.
+    pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<KeepAlive> {
+        Ok(KeepAlive {
+            reader: BufReader::new(connect(addr, timeout)?),
+            addr: addr.to_owned(),
+        })
+    }
+
+    /// Sends one request (with a `Content-Length`) and reads its answer; the connection stays
+    /// open for the next one.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> std::io::Result<Response> {
+        let body = body.unwrap_or_default();
+        let length = body.len().to_string();
+        let mut all = headers.to_vec();
+        all.push(("Content-Length", &length));
+        let text = head(&self.addr, method, path, &all) + body;
+        self.reader.get_mut().write_all(text.as_bytes())?;
+        let (head, bytes) = read_message(&mut self.reader);
+        if head.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut response = parse_response(&head);
+        response.body = match header(&head, "Transfer-Encoding") {
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => self.read_chunks()?,
+            _ => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        Ok(response)
+    }
+
+    /// A chunked body, to its last chunk.
+    fn read_chunks(&mut self) -> std::io::Result<String> {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            self.reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                return Ok(String::from_utf8_lossy(&body).into_owned());
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
 }
 
 /// One whole answer as read from a connection: status, head and (de-chunked) body.

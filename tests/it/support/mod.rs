@@ -1,10 +1,11 @@
 //! Test support: the gate binary, a temp dir per test, waiting with a deadline, processes in
 //! /proc, JSON-RPC messages and answers, and the harnesses: [`stdio`] (a stdio gate), [`serve`]
 //! (a running serve) and [`http`] (raw HTTP/1.1); [`modern`] speaks MCP 2026-07-28 through the
-//! first two; [`redis`] and [`replicas`] run serve replicas over a shared store; [`partner`]
-//! signs delegated requests as a partner gate.
+//! first two; [`redis`] and [`replicas`] run serve replicas over a shared store, and [`haproxy`]
+//! a load balancer in front of them; [`partner`] signs delegated requests as a partner gate.
 //! Never: reaches anything but 127.0.0.1 and the temp dir; sleeps without a deadline.
 
+pub mod haproxy;
 pub mod http;
 pub mod modern;
 pub mod partner;
