@@ -470,3 +470,32 @@ fn doctor_checks_a_replica_against_its_store() {
         "{said}"
     );
 }
+
+#[test]
+fn a_replica_killed_holding_the_state_lock_holds_the_others_up_for_seconds_not_longer() {
+    let replicas = Replicas::start(1);
+    let node = &replicas.nodes[0];
+    node.setup("team");
+    // What a replica killed between its lock and its write leaves: the lock, with its whole
+    // expiry (the gate's LOCK_TTL, 5 s).
+    let took = replicas.redis.command(&[
+        "SET",
+        "aegis:state:lock",
+        "dead-replica",
+        "NX",
+        "PX",
+        "5000",
+    ]);
+    assert_eq!(took, "+OK");
+    // A change waits for the expiry, then is made: 201, not a refusal.
+    let made = node.admin(
+        "POST",
+        "/agents",
+        Some(json!({"workspace_id": "team", "name": "late"})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(
+        replicas.redis.command(&["EXISTS", "aegis:state:lock"]),
+        ":0"
+    );
+}

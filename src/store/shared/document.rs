@@ -35,8 +35,11 @@ impl Part {
     }
 }
 
-/// How long a lock lives when its holder never releases it.
-const LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long a lock lives when its holder never releases it (a replica killed in a write): the
+/// other replicas' writes wait that long, so it is short; a holder slower than this (a read and
+/// a write of a document of megabytes over a slow network) finds its write refused by the fence
+/// and answers 503, never overwriting a newer change.
+const LOCK_TTL: Duration = Duration::from_secs(5);
 /// How long a writer waits for another's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Between two tries for a held lock.

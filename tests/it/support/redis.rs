@@ -141,6 +141,25 @@ impl Redis {
         }
     }
 
+    /// Sends one command (no password, no TLS) and returns the store's first reply line.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut bytes = format!("*{}\r\n", args.len());
+        for arg in args {
+            bytes.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(bytes.as_bytes()).unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains("\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the store closed after {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen.lines().next().unwrap_or_default().to_owned()
+    }
+
     /// A `PING` over RESP (with `AUTH` first when a password is set).
     fn ping(&self) -> Result<(), String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
