@@ -268,4 +268,6 @@ EXAMPLES:
     aegis-gate serve --demo
     aegis-gate serve --listen 0.0.0.0:8787 --allow-command 'python3 -m mcp_server_*'
     AEGIS_ADMIN_TOKEN=... aegis-gate serve --data-dir /var/lib/aegis-gate --log-level debug
+    AEGIS_ADMIN_TOKEN_FILE=/run/secrets/admin AEGIS_FERNET_KEYS=... AEGIS_STORE_PASSWORD=... \\
+      aegis-gate serve --listen 0.0.0.0:8787 --store redis://10.0.0.5:6379/0
 ";

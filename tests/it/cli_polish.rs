@@ -184,7 +184,7 @@ fn bash_completion_made_from_the_help_texts_completes_commands_actions_and_flags
     assert_eq!(complete("aegis-gate se", 1), "serve");
     assert_eq!(
         complete("aegis-gate --log-level debug tools ''", 4),
-        "list show approve --data-dir --workspace --help"
+        "list show approve --data-dir --workspace --store --help"
     );
     let serve = complete("aegis-gate serve --allow-", 2);
     assert_eq!(
