@@ -195,6 +195,27 @@ impl Api {
         self.webhooks.stop();
     }
 
+    /// A REST change of the state (see [`StateStore::update`]). With a shared store the change
+    /// waits on the network without holding `store` (every MCP request reads the state in memory
+    /// under it); `changes`, which every REST change holds, keeps this replica's changes in
+    /// order.
+    pub(in crate::api) fn update_state<T, E: From<crate::store::Error>>(
+        &self,
+        change: impl FnOnce(&mut crate::store::state::State) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (file, seen) = {
+            let store = lock(&self.store);
+            if !store.file().is_shared() {
+                drop(store);
+                return lock(&self.store).update(change);
+            }
+            (store.file().clone(), store.stamp())
+        };
+        let (next, out, stamp) = crate::store::state::change_shared(&file, seen, change)?;
+        lock(&self.store).take(next, stamp);
+        Ok(out)
+    }
+
     /// `GET /readyz`: ready once the stored workspaces run, and while the shared store (if
     /// any) answers.
     fn readiness(&self) -> Result<(u16, serde_json::Value), ApiError> {

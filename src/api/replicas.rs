@@ -86,11 +86,13 @@ impl Api {
         });
         match read {
             Ok(Some((state, stamp))) => {
-                if lock(&self.store).install(state.unwrap_or_default(), stamp) {
+                if lock(&self.store).install(state.unwrap_or_default(), stamp, held) {
                     log::info!("another replica changed the shared state ({stamp:?})");
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                lock(&self.store).confirm(held, held);
+            }
             // Logged by the store when it becomes unreachable; `/readyz` says so meanwhile.
             Err(_) => return,
         }

@@ -92,6 +92,12 @@ impl Api {
 
     /// Starts a workspace's enabled connections (no-op when it runs already).
     pub(super) fn start_workspace(&self, ws: &str) -> Result<(), ApiError> {
+        if lock(&self.runtimes).contains_key(ws) {
+            return Ok(());
+        }
+        // Before the runtimes lock: with a shared store this reads the pins over the network,
+        // and every agent request takes that lock.
+        let pins = self.pin_store()?;
         let mut runtimes = lock(&self.runtimes);
         if runtimes.contains_key(ws) {
             return Ok(());
@@ -110,7 +116,6 @@ impl Api {
             .iter()
             .map(|c| self.server_config(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let pins = self.pin_store()?;
         let audit = self.audit.clone();
         let runtime = Runtime::start(Arc::clone(&self.settings), ws, servers, Some(pins), audit)
             .map_err(|e| ApiError::new(500, "start_failed", e.to_string()))?;

@@ -70,14 +70,17 @@ impl StateStore {
     }
 
     /// Takes `state`, read with `stamp` by a reader that did not hold this store (so that a slow
-    /// shared store never holds up those who read the state in memory); an older read than the
-    /// state in memory is ignored. True when the state in memory changed.
-    pub(crate) fn install(&mut self, mut state: State, stamp: Stamp) -> bool {
+    /// shared store never holds up those who read the state in memory) and that began when this
+    /// store's stamp was `seen`. A read is ignored when the state in memory moved meanwhile (it
+    /// may be older than what was written here since) or is not older than it; a read older than
+    /// a version this replica has seen marks the store as having lost data ([`StateStore::lost`]).
+    /// True when the state in memory changed.
+    pub(crate) fn install(&mut self, mut state: State, stamp: Stamp, seen: Stamp) -> bool {
+        if !self.confirm(stamp, seen) || stamp == self.stamp {
+            return false;
+        }
         let newer = match (stamp, self.stamp) {
-            (Stamp::Version(read), Stamp::Version(held)) => {
-                self.lost = (read < held).then_some((read, held));
-                read > held
-            }
+            (Stamp::Version(read), Stamp::Version(held)) => read > held,
             (read, held) => read != held,
         };
         if !newer {
@@ -88,6 +91,33 @@ impl StateStore {
         self.state = state;
         self.stamp = stamp;
         changed
+    }
+
+    /// What a reader that began at `seen` learned of the store's `stamp`, for [`StateStore::lost`]:
+    /// false when the state in memory moved meanwhile (nothing can be told from the read).
+    pub(crate) fn confirm(&mut self, stamp: Stamp, seen: Stamp) -> bool {
+        if self.stamp != seen {
+            return false;
+        }
+        self.lost = match (stamp, self.stamp) {
+            (Stamp::Version(read), Stamp::Version(held)) if read < held => Some((read, held)),
+            _ => None,
+        };
+        self.lost.is_none()
+    }
+
+    /// Takes a state this replica wrote (or read under the write lock) with `stamp`, unless a
+    /// newer one is held already.
+    pub(crate) fn take(&mut self, state: State, stamp: Stamp) {
+        let newer = match (stamp, self.stamp) {
+            (Stamp::Version(ours), Stamp::Version(held)) => ours >= held,
+            _ => true,
+        };
+        if newer {
+            self.state = state;
+            self.stamp = stamp;
+            self.lost = None;
+        }
     }
 
     /// When the shared store holds an older version than this replica has seen (it lost data:
@@ -139,29 +169,44 @@ impl StateStore {
         &mut self,
         change: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
-        let lock = self.file.lock()?;
-        let (current, stamp) = self.file.read_stamped()?;
-        if let (Stamp::Version(read), Stamp::Version(held)) = (stamp, self.stamp) {
-            if read < held {
-                self.lost = Some((read, held));
-                return Err(lost_error(read, held).into());
-            }
-        }
-        self.lost = None;
-        let mut current = current.unwrap_or_default();
-        let pins = std::mem::take(&mut current.pins);
-        let mut next = current.clone();
-        let out = change(&mut next)?;
-        if next != current {
-            let written = State {
-                pins,
-                ..next.clone()
-            };
-            self.stamp = Stamp::Version(self.file.write(&lock, &written)?);
-        }
-        self.state = next;
+        let file = self.file.clone();
+        let (next, out, stamp) = change_shared(&file, self.stamp, change)?;
+        self.take(next, stamp);
         Ok(out)
     }
+}
+
+/// A change of a shared store's state made without holding its [`StateStore`] (so a change
+/// waiting on the network never holds up those who read the state in memory; the caller takes
+/// the outcome in with [`StateStore::take`]): under the store's write lock, `change` is applied to
+/// the state as the store holds it. `seen` is the stamp held when the change began: a store
+/// holding an older version lost data and is not written over. The new state, `change`'s answer,
+/// and the new stamp.
+pub(crate) fn change_shared<T, E: From<Error>>(
+    file: &StateFile,
+    seen: Stamp,
+    change: impl FnOnce(&mut State) -> Result<T, E>,
+) -> Result<(State, T, Stamp), E> {
+    let lock = file.lock()?;
+    let (current, stamp) = file.read_stamped()?;
+    if let (Stamp::Version(read), Stamp::Version(held)) = (stamp, seen) {
+        if read < held {
+            return Err(lost_error(read, held).into());
+        }
+    }
+    let mut current = current.unwrap_or_default();
+    let pins = std::mem::take(&mut current.pins);
+    let mut next = current.clone();
+    let out = change(&mut next)?;
+    if next == current {
+        return Ok((next, out, stamp));
+    }
+    let written = State {
+        pins,
+        ..next.clone()
+    };
+    let version = file.write(&lock, &written)?;
+    Ok((next, out, Stamp::Version(version)))
 }
 
 /// Where the state is kept, how it is read, locked and written: `state.json` in the data dir, or

@@ -53,7 +53,7 @@ pub(super) fn add(api: &Api, workspace_id: &str, name: &str) -> Result<(String, 
         key_hash: hash_secret(&key),
         revoked: false,
     };
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         state
             .workspaces
             .entry(agent.workspace_id.clone())
@@ -73,7 +73,7 @@ pub(super) fn add(api: &Api, workspace_id: &str, name: &str) -> Result<(String, 
 /// many there were.
 pub(super) fn revoke_named(api: &Api, workspace_id: &str, name: &str) -> Result<usize, ApiError> {
     let is_it = |a: &Agent| !a.revoked && a.workspace_id == workspace_id && a.name == name;
-    let ids = lock(&api.store).update(|state| {
+    let ids = api.update_state(|state| {
         let mut ids = Vec::new();
         for agent in state.agents.values_mut().filter(|a| is_it(a)) {
             agent.revoked = true;
@@ -105,7 +105,7 @@ pub(super) fn list(api: &Api, workspace: Option<&str>) -> Answer {
 
 /// `DELETE /agents/{id}`: revokes the agent and ends its MCP sessions.
 pub(super) fn revoke(api: &Api, id: &str) -> Answer {
-    lock(&api.store).update(|state| match state.agents.get_mut(id) {
+    api.update_state(|state| match state.agents.get_mut(id) {
         Some(agent) => {
             agent.revoked = true;
             Ok(())

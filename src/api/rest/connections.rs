@@ -92,7 +92,7 @@ pub(super) fn add(api: &Api, new: NewConnection) -> Result<Connection, ApiError>
         trusted: new.trusted,
         modern: era(new.era.as_deref())?,
     };
-    let active = lock(&api.store).update(|state| {
+    let active = api.update_state(|state| {
         if state
             .connections
             .values()
@@ -326,7 +326,7 @@ pub(super) fn get(api: &Api, id: &str) -> Answer {
 /// `DELETE /connections/{id}`.
 pub(super) fn delete(api: &Api, id: &str) -> Answer {
     let conn = find_connection(api, id)?;
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         state.connections.remove(id);
         Ok::<_, ApiError>(())
     })?;
@@ -405,7 +405,7 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
     if update.era.is_some() || replace {
         conn.modern = era(update.era.as_deref())?;
     }
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         state.connections.insert(conn.id.clone(), conn.clone());
         Ok::<_, ApiError>(())
     })?;

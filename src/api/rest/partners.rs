@@ -80,7 +80,7 @@ fn get(api: &Api, org: &str) -> Answer {
 
 fn create(api: &Api, body: &[u8]) -> Answer {
     let partner: Partner = http::parse(body)?;
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         if state.partners.contains_key(&partner.org_id) {
             return Err(ApiError::new(
                 409,
@@ -111,7 +111,7 @@ fn replace(api: &Api, org: &str, body: &[u8]) -> Answer {
             partner.org_id
         )));
     }
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         if !state.partners.contains_key(org) {
             return Err(ApiError::not_found(format!("no partner {org}")));
         }
@@ -124,7 +124,7 @@ fn replace(api: &Api, org: &str, body: &[u8]) -> Answer {
 }
 
 fn delete(api: &Api, org: &str) -> Answer {
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         state
             .partners
             .remove(org)
@@ -138,7 +138,7 @@ fn delete(api: &Api, org: &str) -> Answer {
 
 fn add_key(api: &Api, org: &str, body: &[u8]) -> Answer {
     let key: PartnerKey = http::parse(body)?;
-    let partner = lock(&api.store).update(|state| {
+    let partner = api.update_state(|state| {
         let mut partner = state
             .partners
             .get(org)
@@ -154,7 +154,7 @@ fn add_key(api: &Api, org: &str, body: &[u8]) -> Answer {
 }
 
 fn remove_key(api: &Api, org: &str, kid: &str) -> Answer {
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         let partner = state
             .partners
             .get_mut(org)

@@ -103,7 +103,7 @@ pub(super) fn put_identity(api: &Api, id: &str, body: &[u8]) -> Answer {
             intro.authorization = Some(format!("encrypted:{token}"));
         }
     }
-    lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
+    api.update_state(|state| match state.workspaces.get_mut(id) {
         Some(ws) => {
             ws.identity = Some(config.clone());
             Ok(())
@@ -130,7 +130,7 @@ pub(super) fn put_policy(api: &Api, id: &str, body: &[u8]) -> Answer {
         crate::http_client::Url::parse(hook)
             .map_err(|e| ApiError::invalid(format!("a webhook URL is refused: {e}")))?;
     }
-    lock(&api.store).update(|state| match state.workspaces.get_mut(id) {
+    api.update_state(|state| match state.workspaces.get_mut(id) {
         Some(ws) => {
             ws.policy = Some(policy.clone());
             Ok(())
@@ -147,7 +147,7 @@ pub(super) fn put_policy(api: &Api, id: &str, body: &[u8]) -> Answer {
 /// Marks a workspace active or not in the store (created when missing); starts or stops nothing.
 fn set_active(api: &Api, id: &str, active: bool) -> Result<(), ApiError> {
     validate_id("workspace", id)?;
-    lock(&api.store).update(|state| {
+    api.update_state(|state| {
         state
             .workspaces
             .entry(id.to_owned())

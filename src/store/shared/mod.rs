@@ -61,7 +61,7 @@ impl SharedStore {
         let store = SharedStore {
             inner: Arc::new(Inner {
                 client,
-                shown: url.to_owned(),
+                shown: shown(url),
                 idle: Mutex::new(Vec::new()),
                 reachable: AtomicBool::new(true),
             }),
@@ -146,6 +146,18 @@ impl SharedStore {
     }
 }
 
+/// `url` as it may be shown: without its user info (a URL refused for holding a password is
+/// never echoed whole).
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => "(not a URL)".to_owned(),
+    }
+}
+
 /// Whether `e` means the connection is gone (as opposed to an error the store answered).
 fn lost(e: &redis::RedisError) -> bool {
     e.is_io_error()
@@ -157,13 +169,13 @@ fn lost(e: &redis::RedisError) -> bool {
 
 /// The client of `url`, refused when the URL holds a password or is not `redis://`/`rediss://`.
 fn client(url: &str, password: Option<&str>) -> Result<redis::Client, Error> {
-    let bad = |why: &str| Error::Shared(format!("--store {url:?}: {why}"));
+    let bad = |why: &str| Error::Shared(format!("--store {:?}: {why}", shown(url)));
     let rest = url
         .strip_prefix("redis://")
         .or_else(|| url.strip_prefix("rediss://"))
         .ok_or_else(|| bad("expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+    // The last `@` anywhere: a password may hold `/`, `?` or `#`, which end no user info here.
+    if let Some((userinfo, _)) = rest.rsplit_once('@') {
         if userinfo.contains(':') {
             // Not echoed: the URL itself holds the password.
             return Err(Error::Shared(format!(
@@ -210,6 +222,21 @@ mod tests {
             .to_string();
         assert!(err.contains(PASSWORD_ENV), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn a_password_holding_slashes_is_refused_and_never_echoed() {
+        for url in [
+            "redis://user:pa/ss@127.0.0.1:6379/0",
+            "redis://:a#b?c@127.0.0.1:6379/0",
+        ] {
+            let err = client(url, None).expect_err("refused").to_string();
+            assert!(err.contains(PASSWORD_ENV), "{err}");
+            assert!(!err.contains("pa/ss") && !err.contains("a#b"), "{err}");
+        }
+        assert_eq!(shown("redis://u:p@h:1/0"), "redis://h:1/0");
+        assert_eq!(shown("http://x/y z"), "http://x/y z");
+        assert_eq!(shown("h:1"), "(not a URL)");
     }
 
     #[test]
