@@ -147,6 +147,16 @@ impl Approvals {
         Some(still.map(|mut r| r.pop()).map_err(|e| e.to_string()))
     }
 
+    /// Claims the decision of `id`, held here, against a decision another replica may be
+    /// sending at the same moment: false when one claimed it first. A store that does not answer
+    /// claims nothing and refuses nothing (calls held here are decided here without it).
+    pub(crate) fn claim_local(&self, id: &str) -> bool {
+        let Some((held, _)) = self.shared() else {
+            return true;
+        };
+        held.claim(id).unwrap_or(true)
+    }
+
     /// Sends a decision for `id`, held by another replica, to that replica; `None` on one node.
     pub(crate) fn decide_remote(&self, id: &str, approve: bool) -> Option<Remote> {
         let (held, me) = self.shared()?;

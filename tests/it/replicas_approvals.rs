@@ -106,6 +106,13 @@ fn a_call_held_on_one_replica_is_listed_approved_and_denied_through_the_other() 
         listed(b, &id);
         let denied = b.admin("POST", &format!("/approvals/{id}/deny"), None);
         assert_eq!(denied.status, 202, "{}", denied.body);
+        // At once, before the holder applied it: a second decision, through either replica,
+        // finds the call decided (one decision per call, whoever is asked).
+        // (404 once the holder released it and its record left the store.)
+        let twice = b.admin("POST", &format!("/approvals/{id}/approve"), None);
+        assert!(matches!(twice.status, 404 | 409), "{}", twice.body);
+        let on_holder = a.admin("POST", &format!("/approvals/{id}/approve"), None);
+        assert_eq!(on_holder.status, 409, "{}", on_holder.body);
         let (code, message) = error_of(&call.join().unwrap());
         assert_eq!(code, -32013);
         assert!(message.contains("denied by a person"), "{message}");

@@ -52,6 +52,17 @@ pub(super) fn get(api: &Api, id: &str) -> Answer {
 /// `POST /approvals/{id}/approve` (`approve` true) or `…/deny`: approves (the held call goes on,
 /// exactly as sent) or denies a waiting call, here or through the replica that holds it.
 pub(super) fn decide(api: &Api, id: &str, approve: bool) -> Answer {
+    let pending_here = api
+        .approvals
+        .get(id)
+        .is_some_and(|a| a.status == crate::approvals::Status::Pending);
+    if pending_here && !api.approvals.claim_local(id) {
+        return Err(ApiError::new(
+            409,
+            "conflict",
+            format!("approval {id} was decided through another replica already"),
+        ));
+    }
     match api.approvals.decide(id, approve) {
         Ok(approval) => {
             let replica = api.approvals.replica();

@@ -28,10 +28,16 @@ const INBOX_TTL: Duration = Duration::from_secs(60);
 /// enough for the thread that waits to stop promptly.
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(500);
 
+/// How long a decision's claim is kept: past the longest an approval waits (a day), so a call
+/// is decided once whichever replicas are asked.
+const CLAIM_TTL: Duration = Duration::from_secs(86_400 + 60);
+
 /// Pushes `ARGV[2]` to the inbox `KEYS[2]` only while the call `ARGV[1]` is still in the hash
-/// `KEYS[1]` (a call released meanwhile gets no decision).
+/// `KEYS[1]` (a call released meanwhile gets no decision) and no decision claimed it yet
+/// (`KEYS[3]`, set here for `ARGV[4]` seconds: two replicas deciding at once, one wins).
 const HAND_OVER: &str = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
@@ -86,12 +92,29 @@ impl HeldCalls {
             redis::Script::new(HAND_OVER)
                 .key(HELD)
                 .key(inbox(replica))
+                .key(claim(id))
                 .arg(id)
                 .arg(decision)
                 .arg(ttl)
+                .arg(CLAIM_TTL.as_secs())
                 .invoke(con)
         })?;
         Ok(sent == 1)
+    }
+
+    /// Claims the decision of call `id` for the replica that holds it and decides it itself;
+    /// false when another replica's decision claimed it first.
+    pub(crate) fn claim(&self, id: &str) -> Result<bool, Error> {
+        let took: Option<String> = self.store.run(|con| {
+            redis::cmd("SET")
+                .arg(claim(id))
+                .arg("1")
+                .arg("NX")
+                .arg("EX")
+                .arg(CLAIM_TTL.as_secs())
+                .query(con)
+        })?;
+        Ok(took.is_some())
     }
 
     /// The next decision sent to `replica`, waiting up to [`MAX_WAIT`] for one; `replica`
@@ -135,6 +158,10 @@ impl HeldCalls {
 
 fn alive(replica: &str) -> String {
     format!("{HELD}:alive:{replica}")
+}
+
+fn claim(id: &str) -> String {
+    format!("{HELD}:decided:{id}")
 }
 
 fn inbox(replica: &str) -> String {
