@@ -139,6 +139,7 @@ impl Api {
             stamp,
             identities: now,
         };
+        log::debug!("the shared state ({stamp:?}) runs");
     }
 
     /// Adds, restarts and removes the connections of running workspace `ws` to match `state`.
@@ -154,12 +155,17 @@ impl Api {
             .cloned()
             .collect();
         for old in &started {
-            if wanted.get(&old.id) != Some(&old) {
+            let same = wanted
+                .get(&old.id)
+                .is_some_and(|now| self.same_launch(old, now));
+            if !same {
                 self.tear_down(old);
             }
         }
         for (id, conn) in wanted {
-            let same = started.iter().any(|c| &c.id == id && c == conn);
+            let same = started
+                .iter()
+                .any(|c| &c.id == id && self.same_launch(c, conn));
             if !same {
                 if let Err(e) = self.start_connection(conn) {
                     log::error!(
@@ -170,6 +176,34 @@ impl Api {
                 }
             }
         }
+    }
+}
+
+impl Api {
+    /// Whether two records of a connection start the same child: equal, or equal once their
+    /// secrets are decrypted (`rotate-key --store` re-encrypts every secret: new ciphertext, the
+    /// same values, and no child should restart for it).
+    fn same_launch(&self, a: &Connection, b: &Connection) -> bool {
+        if a == b {
+            return true;
+        }
+        matches!((self.plain(a), self.plain(b)), (Some(a), Some(b)) if a == b)
+    }
+
+    /// `conn` with its env and header values decrypted; `None` when one does not decrypt.
+    fn plain(&self, conn: &Connection) -> Option<Connection> {
+        let mut conn = conn.clone();
+        let binding = crate::crypto::binding(&conn.workspace_id, &conn.name);
+        for (var, value) in conn.env.iter_mut() {
+            *value = self.keyring.decrypt_secret(&binding, var, value).ok()?;
+        }
+        if let Some(remote) = conn.remote.as_mut() {
+            for (name, value) in remote.headers.iter_mut() {
+                let var = format!("header:{name}");
+                *value = self.keyring.decrypt_secret(&binding, &var, value).ok()?;
+            }
+        }
+        Some(conn)
     }
 }
 

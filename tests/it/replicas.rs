@@ -499,3 +499,41 @@ fn a_replica_killed_holding_the_state_lock_holds_the_others_up_for_seconds_not_l
         ":0"
     );
 }
+
+#[test]
+fn a_key_rotation_restarts_no_child() {
+    let dir = TempDir::new();
+    let redis = Redis::start(dir.path());
+    let new_key = "z4X5Qk9cLyfM6Dm2mY0aR0lE3tJ4bTn8kG1oP7sV2uI=";
+    // The replica runs with the new key first and the old one after it, as the rotation asks.
+    let keys = format!("{new_key},{FERNET_KEY}");
+    let node = replica_with_keys(&dir.path().join("a"), &redis.url(), &[], &keys);
+    node.setup("team");
+    let pid = |node: &Serve| {
+        retry(EVERY, || {
+            let view = node.admin("GET", "/workspaces/team", None).json();
+            match view["connections"][0]["health"]["pid"].as_u64() {
+                Some(pid) => Ok(pid),
+                None => Err(view.to_string()),
+            }
+        })
+    };
+    let before = pid(&node);
+    let runs = |node: &Serve| node.log().matches(")) runs").count();
+    let ran = runs(&node);
+    let out = gate(&["rotate-key", "--store"])
+        .arg(redis.url())
+        .arg("--data-dir")
+        .arg(dir.path().join("rotator"))
+        .env("AEGIS_FERNET_KEYS", &keys)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // The replica runs the rotated state (new ciphertext, the same secrets)...
+    retry(EVERY, || match runs(&node) > ran {
+        true => Ok(()),
+        false => Err("the rotation is not run yet".to_owned()),
+    });
+    // ...without restarting the child it started from the same values.
+    assert_eq!(pid(&node), before, "{}", node.log());
+}

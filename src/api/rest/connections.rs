@@ -377,7 +377,6 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
              change the rest",
         ));
     }
-    let mut conn = old.clone();
     let new_env = update.env.or_else(|| replace.then(BTreeMap::new));
     if old.remote.is_none() {
         let command = update.command.as_ref().unwrap_or(&old.command);
@@ -390,24 +389,33 @@ pub(super) fn update(api: &Api, body: &[u8], id: &str, replace: bool) -> Answer 
             None => check_command(api, command, old.env.keys().map(|k| (k.as_str(), "")))?,
         }
     }
-    if let Some(command) = update.command {
-        conn.command = command;
-    }
-    if let Some(env) = new_env {
-        conn.env = encrypt_env(api, &conn.workspace_id, &conn.name, &env)?;
-    }
-    if let Some(enabled) = update.enabled.or(replace.then_some(true)) {
-        conn.enabled = enabled;
-    }
-    if let Some(trusted) = update.trusted.or(replace.then_some(false)) {
-        conn.trusted = trusted;
-    }
-    if update.era.is_some() || replace {
-        conn.modern = era(update.era.as_deref())?;
-    }
-    api.update_state(|state| {
-        state.connections.insert(conn.id.clone(), conn.clone());
-        Ok::<_, ApiError>(())
+    let env = match new_env {
+        Some(env) => Some(encrypt_env(api, &old.workspace_id, &old.name, &env)?),
+        None => None,
+    };
+    let modern = match update.era.is_some() || replace {
+        true => Some(era(update.era.as_deref())?),
+        false => None,
+    };
+    let enabled = update.enabled.or(replace.then_some(true));
+    let trusted = update.trusted.or(replace.then_some(false));
+    // The fields asked for, set on the record as the store holds it: with replicas, the copy in
+    // memory may be a moment old, and writing it whole would undo another replica's change.
+    let conn = api.update_state(|state| {
+        let conn = state
+            .connections
+            .get_mut(id)
+            .ok_or_else(|| ApiError::not_found(format!("no connection {id}")))?;
+        if let Some(command) = &update.command {
+            conn.command.clone_from(command);
+        }
+        if let Some(env) = &env {
+            conn.env.clone_from(env);
+        }
+        conn.enabled = enabled.unwrap_or(conn.enabled);
+        conn.trusted = trusted.unwrap_or(conn.trusted);
+        conn.modern = modern.unwrap_or(conn.modern);
+        Ok::<_, ApiError>(conn.clone())
     })?;
     // Before the new child starts, so the two never hold the same resources at once.
     api.tear_down(&conn);
