@@ -26,6 +26,7 @@ pub fn rebuild_for_bench(
         on_change: settings.on_change,
         namer: Namer::from_settings(settings),
         pins: None,
+        reload_error: None,
     };
     let names: Vec<&str> = listings.iter().map(|(n, _)| n.as_str()).collect();
     let listings: Vec<(String, Listing)> = listings

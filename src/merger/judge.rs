@@ -47,6 +47,9 @@ pub(crate) struct Judge {
     pub(crate) on_change: OnChange,
     pub(crate) namer: Namer,
     pub(crate) pins: Option<PinStore>,
+    /// The last failure to read the pins again, logged once until it changes or ends (the
+    /// pins are looked at every second).
+    pub(crate) reload_error: Option<String>,
 }
 
 impl Judge {
@@ -282,9 +285,18 @@ impl Judge {
     /// Re-reads the pin store when another process (an operator's `tools approve`) changed it.
     pub(crate) fn pins_changed(&mut self) -> bool {
         match self.pins.as_mut().map(PinStore::reload_if_changed) {
-            Some(Ok(changed)) => changed,
+            Some(Ok(changed)) => {
+                if self.reload_error.take().is_some() {
+                    log::warn!("the pins can be read again");
+                }
+                changed
+            }
             Some(Err(e)) => {
-                log::error!("cannot reload pins: {e}");
+                let e = e.to_string();
+                if self.reload_error.as_deref() != Some(e.as_str()) {
+                    log::error!("cannot reload pins: {e}");
+                    self.reload_error = Some(e);
+                }
                 false
             }
             None => false,

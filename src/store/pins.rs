@@ -177,12 +177,20 @@ impl PinStore {
         self.pins.get(workspace)?.get(server)?.get(tool)
     }
 
-    /// Re-reads the file when another process changed it; true when the pins changed.
+    /// Re-reads the file when another process changed it; true when the pins changed. A shared
+    /// store that does not answer is not asked (the replica's `state-watch` finds out when it
+    /// answers again); one holding an older version than was seen here lost data, and its pins
+    /// are not taken (empty pins would approve every tool again at first sight).
     pub fn reload_if_changed(&mut self) -> Result<bool, Error> {
-        if self.file.stamp()? == self.stamp {
+        if !self.file.reachable() || self.file.stamp()? == self.stamp {
             return Ok(false);
         }
         let (pins, stamp) = load(&self.file)?;
+        if let (Stamp::Version(read), Stamp::Version(held)) = (stamp, self.stamp) {
+            if read < held {
+                return Err(super::state::lost_error(read, held));
+            }
+        }
         let changed = pins != self.pins;
         self.pins = pins;
         self.stamp = stamp;
@@ -193,7 +201,13 @@ impl PinStore {
     /// written only then (no copy of the pins to compare with: they can be megabytes).
     fn update<T>(&mut self, f: impl FnOnce(&mut Pins) -> (T, bool)) -> Result<T, Error> {
         let lock = self.file.lock()?;
-        let mut state = self.file.read()?.unwrap_or_default();
+        let (state, stamp) = self.file.read_stamped()?;
+        if let (Stamp::Version(read), Stamp::Version(held)) = (stamp, self.stamp) {
+            if read < held {
+                return Err(super::state::lost_error(read, held));
+            }
+        }
+        let mut state = state.unwrap_or_default();
         let (out, changed) = f(&mut state.pins);
         if changed {
             self.file.write(&lock, &state)?;

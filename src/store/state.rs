@@ -260,6 +260,14 @@ impl StateFile {
         self.shared.is_some()
     }
 
+    /// False while a shared store is known not to answer (the next command would wait out its
+    /// timeout); always true for a file.
+    pub(crate) fn reachable(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|document| document.store().reachable())
+    }
+
     /// The same place, for the tool pins: a shared store keeps them apart from serve's state
     /// (a file holds both).
     pub(crate) fn for_pins(&self) -> StateFile {

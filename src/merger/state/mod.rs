@@ -164,6 +164,7 @@ impl State {
             on_change: settings.on_change,
             namer: Namer::from_settings(&settings),
             pins,
+            reload_error: None,
         };
         State {
             judge,
