@@ -285,7 +285,7 @@ fn admin_token(state: &StateStore, shared: bool) -> io::Result<AdminToken> {
 
 /// The admin token given by the operator: `AEGIS_ADMIN_TOKEN`, else the first line of the file
 /// `AEGIS_ADMIN_TOKEN_FILE` names.
-fn given_admin_token() -> io::Result<Option<String>> {
+pub(crate) fn given_admin_token() -> io::Result<Option<String>> {
     if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())

@@ -15,7 +15,7 @@ use super::{args, CliError};
 use crate::audit;
 use crate::crypto::signing::SigningKeys;
 use crate::store::shared::heads::AuditHeads;
-use crate::store::shared::{SharedStore, PASSWORD_ENV};
+use crate::store::shared::SharedStore;
 use lexopt::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -184,8 +184,7 @@ fn verify_replicas(
     data_dir: Option<&Path>,
     trails: &[PathBuf],
 ) -> Result<String, String> {
-    let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
-    let store = SharedStore::connect(url, password.as_deref()).map_err(|e| e.to_string())?;
+    let store = SharedStore::open(url).map_err(|e| e.to_string())?;
     let recorded = AuditHeads::new(store).all().map_err(|e| e.to_string())?;
     let mut checks: BTreeMap<String, HeadCheck> = BTreeMap::new();
     for (kid, text) in recorded {

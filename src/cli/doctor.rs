@@ -458,16 +458,15 @@ fn check_state(dir: &Path, report: &mut Report) -> Option<State> {
 /// never generate one). The state, when it could be read.
 fn check_store(url: &str, keys: &Keys, report: &mut Report) -> Option<State> {
     use crate::store::shared::{document::Document, SharedStore};
-    let given = ["AEGIS_ADMIN_TOKEN", "AEGIS_ADMIN_TOKEN_FILE"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|t| !t.is_empty()));
-    if given {
-        report.ok("the admin token is given (AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE)");
-    } else {
-        report.fail(
+    match crate::api::serve::given_admin_token() {
+        Ok(Some(_)) => {
+            report.ok("the admin token is given (AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE)")
+        }
+        Ok(None) => report.fail(
             "--store: set AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE to the same token on \
              every replica (none is generated for replicas)",
-        );
+        ),
+        Err(e) => report.fail(e),
     }
     let store = match SharedStore::open(url) {
         Ok(store) => store,
@@ -486,7 +485,7 @@ fn check_store(url: &str, keys: &Keys, report: &mut Report) -> Option<State> {
             ));
             return None;
         }
-        Ok((Some(bytes), version)) => match serde_json::from_slice(&bytes) {
+        Ok((Some(bytes), version)) => match crate::store::state::parse(&bytes) {
             Ok(state) => {
                 report.ok(format!(
                     "{url}: answers; its state (version {version}) parses"

@@ -412,7 +412,9 @@ fn parse_pins(bytes: &[u8]) -> Result<State, String> {
     })
 }
 
-fn parse(bytes: &[u8]) -> Result<State, String> {
+/// `state.json`'s bytes (or a shared store's serve part) as a state, refused when written by a
+/// newer gate.
+pub(crate) fn parse(bytes: &[u8]) -> Result<State, String> {
     let state: State = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if state.version > SCHEMA_VERSION {
         return Err(format!(

@@ -51,12 +51,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
 return redis.call('INCR', KEYS[3])
 ";
+static WRITE_SCRIPT: super::Lua = super::Lua::new(WRITE);
 
 /// Releases the lock only when `ARGV[1]` still holds it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
+static RELEASE_SCRIPT: super::Lua = super::Lua::new(RELEASE);
 
 /// One part of the state in a shared store.
 #[derive(Clone, Debug)]
@@ -157,7 +159,8 @@ impl Document {
     pub(crate) fn write(&self, lock: &DocumentLock, bytes: &[u8]) -> Result<u64, Error> {
         let (document, version) = self.part.keys();
         let written: i64 = self.store.run(|con| {
-            redis::Script::new(WRITE)
+            WRITE_SCRIPT
+                .script()
                 .key(LOCK)
                 .key(document)
                 .key(version)
@@ -186,7 +189,8 @@ fn token() -> Result<String, Error> {
 impl Drop for DocumentLock {
     fn drop(&mut self) {
         let released = self.store.run(|con| {
-            redis::Script::new(RELEASE)
+            RELEASE_SCRIPT
+                .script()
                 .key(LOCK)
                 .arg(&self.token)
                 .invoke::<i64>(con)

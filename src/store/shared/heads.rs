@@ -27,6 +27,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 ";
+static ADVANCE_SCRIPT: super::Lua = super::Lua::new(ADVANCE);
 
 /// The audit heads of every replica.
 #[derive(Clone, Debug)]
@@ -43,7 +44,8 @@ impl AuditHeads {
     /// at or past `seq` already.
     pub(crate) fn advance(&self, kid: &str, seq: u64, head: &str) -> Result<bool, Error> {
         let written: i64 = self.store.run(|con| {
-            redis::Script::new(ADVANCE)
+            ADVANCE_SCRIPT
+                .script()
                 .key(HEADS)
                 .arg(kid)
                 .arg(seq)

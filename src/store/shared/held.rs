@@ -42,6 +42,7 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
+static HAND_OVER_SCRIPT: super::Lua = super::Lua::new(HAND_OVER);
 
 /// The held calls of every replica, as the shared store keeps them.
 #[derive(Clone, Debug)]
@@ -89,7 +90,8 @@ impl HeldCalls {
     pub(crate) fn hand_over(&self, id: &str, replica: &str, decision: &str) -> Result<bool, Error> {
         let ttl = INBOX_TTL.as_secs();
         let sent: i64 = self.store.run(|con| {
-            redis::Script::new(HAND_OVER)
+            HAND_OVER_SCRIPT
+                .script()
                 .key(HELD)
                 .key(inbox(replica))
                 .key(claim(id))

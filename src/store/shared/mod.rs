@@ -158,6 +158,26 @@ fn shown(url: &str) -> String {
     }
 }
 
+/// A Lua script of the store's, its SHA-1 computed once (`EVALSHA`, and the text itself only
+/// when the store does not know it yet).
+pub(crate) struct Lua {
+    text: &'static str,
+    script: std::sync::OnceLock<redis::Script>,
+}
+
+impl Lua {
+    pub(crate) const fn new(text: &'static str) -> Lua {
+        Lua {
+            text,
+            script: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn script(&self) -> &redis::Script {
+        self.script.get_or_init(|| redis::Script::new(self.text))
+    }
+}
+
 /// Whether `e` means the connection is gone (as opposed to an error the store answered).
 fn lost(e: &redis::RedisError) -> bool {
     e.is_io_error()
