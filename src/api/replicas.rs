@@ -1,8 +1,10 @@
 //! Replicas: a serve that shares its state with others through a shared store (`--store`)
 //! follows their changes.
 //!
-//! Owns: the `state-watch` thread, which reads the shared document's version every
-//! [`POLL`] and, when another replica changed it, takes the new state and makes this replica
+//! Owns: the `state-watch` thread, which hears of every write from the store (a subscription to
+//! its announcements) and reads the shared document's version at least every [`POLL`] (only that
+//! while the subscription cannot be had), and, when another replica changed it, takes the new
+//! state and makes this replica
 //! run what it says ([`Api::reconcile`]): workspaces started and stopped, connections added,
 //! restarted when their stored record changed, and removed; policies set; identity checkers
 //! rebuilt. What a connection's children were started from is kept in `Api::applied`, so a
@@ -12,9 +14,11 @@
 //! made (it takes `changes` first, as they do).
 
 use super::Api;
+use crate::store::shared::document::CHANGED;
+use crate::store::shared::SharedStore;
 use crate::store::state::{Connection, IdentityConfig, Stamp, State};
 use crate::thread::{lock, JoinOnDrop};
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -53,13 +57,27 @@ impl Api {
                 identities: identities_of(store.state()),
             }
         };
-        let thread = crate::thread::spawn("state-watch", move || loop {
-            match rx.recv_timeout(POLL) {
-                Err(RecvTimeoutError::Timeout) => match api.upgrade() {
-                    Some(api) => api.follow(&mut applied),
-                    None => return,
-                },
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        let store = self.shared.clone();
+        let thread = crate::thread::spawn("state-watch", move || {
+            let Some(store) = store else { return };
+            let follow = |applied: &mut Applied| match api.upgrade() {
+                Some(api) => {
+                    api.follow(applied);
+                    true
+                }
+                None => false,
+            };
+            loop {
+                // Told of every write by the store, looking at the version at least every POLL;
+                // while that cannot be, only looking every POLL.
+                let listened = store.reachable() && listen(&store, &rx, &mut applied, &follow);
+                if listened {
+                    return;
+                }
+                match rx.recv_timeout(POLL) {
+                    Err(RecvTimeoutError::Timeout) if follow(&mut applied) => {}
+                    _ => return,
+                }
             }
         })?;
         Ok(Some(Watch {
@@ -204,6 +222,44 @@ impl Api {
             }
         }
         Some(conn)
+    }
+}
+
+/// Follows the store's announcements of its writes ([`CHANGED`]) on a connection of its own,
+/// and the version every [`POLL`] without one; true when told to stop, false when the
+/// subscription failed (the store is away: the caller polls).
+fn listen(
+    store: &SharedStore,
+    stop: &Receiver<()>,
+    applied: &mut Applied,
+    follow: &impl Fn(&mut Applied) -> bool,
+) -> bool {
+    let Ok(mut con) = store.dedicated() else {
+        return false;
+    };
+    let mut subscriber = con.as_pubsub();
+    let subscribed = subscriber
+        .subscribe(CHANGED)
+        .and_then(|()| subscriber.set_read_timeout(Some(POLL)));
+    if let Err(e) = subscribed {
+        log::warn!("cannot follow the shared store's changes as they are made ({e}): polling");
+        return false;
+    }
+    loop {
+        if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+            return true;
+        }
+        match subscriber.get_message() {
+            Ok(_) => {}
+            Err(e) if e.is_timeout() => {}
+            Err(e) => {
+                log::warn!("the shared store's announcements stopped ({e}): polling");
+                return false;
+            }
+        }
+        if !follow(applied) {
+            return true;
+        }
     }
 }
 

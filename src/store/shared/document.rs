@@ -45,11 +45,18 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Between two tries for a held lock.
 const LOCK_RETRY: Duration = Duration::from_millis(5);
 
-/// Writes the document and bumps the version, only while `ARGV[1]` still holds the lock.
+/// Where every write of a part is announced (its key as the message), so replicas follow a
+/// change at once instead of at their next look at the version.
+pub(crate) const CHANGED: &str = "aegis:state:changed";
+
+/// Writes the document and bumps the version, only while `ARGV[1]` still holds the lock, and
+/// announces it on `ARGV[3]`.
 const WRITE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
-return redis.call('INCR', KEYS[3])
+local version = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[3], KEYS[2])
+return version
 ";
 static WRITE_SCRIPT: super::Lua = super::Lua::new(WRITE);
 
@@ -166,6 +173,7 @@ impl Document {
                 .key(version)
                 .arg(&lock.token)
                 .arg(bytes)
+                .arg(CHANGED)
                 .invoke(con)
         })?;
         u64::try_from(written).map_err(|_| {

@@ -111,6 +111,17 @@ impl SharedStore {
         }
     }
 
+    /// A connection of its own (not pooled), for a caller that keeps it, as a subscriber does:
+    /// connect and writes time out after [`TIMEOUT`], reads as the caller sets.
+    pub(crate) fn dedicated(&self) -> Result<redis::Connection, Error> {
+        let open = || {
+            let con = self.inner.client.get_connection_with_timeout(TIMEOUT)?;
+            con.set_write_timeout(Some(TIMEOUT))?;
+            Ok(con)
+        };
+        open().map_err(|e: redis::RedisError| self.failed(&e))
+    }
+
     fn take(&self) -> redis::RedisResult<redis::Connection> {
         if let Some(con) = crate::thread::lock(&self.inner.idle).pop() {
             return Ok(con);
