@@ -14,6 +14,8 @@
 //! reported, not made); holds the `--listen` address beyond a probe bind, closed at once; prints
 //! a secret (an env or header value, a key, a decrypted value) or what a `${…}` expanded to.
 
+mod store;
+
 use super::CliError;
 use crate::allowlist::Allowlist;
 use crate::config::{Document, Outcome, ServerConfig, Settings};
@@ -55,7 +57,7 @@ pub(super) fn run(parser: &mut lexopt::Parser, _log_level: Option<&str>) -> Resu
         None => check_keys(None, &mut report),
     };
     if let Some(url) = &options.store {
-        if let Some(state) = check_store(url, &keys, &mut report) {
+        if let Some(state) = store::check_store(url, &keys, &mut report) {
             check_connections(&state, &keys, Some(&allowlist), &mut report);
         }
     }
@@ -450,76 +452,6 @@ fn check_state(dir: &Path, report: &mut Report) -> Option<State> {
             report.fail(e);
             None
         }
-    }
-}
-
-/// A replica's shared store (`serve --store`): it answers (with `AEGIS_STORE_PASSWORD`), its
-/// state parses, this replica's keys open its key check, and an admin token is given (replicas
-/// never generate one). The state, when it could be read.
-fn check_store(url: &str, keys: &Keys, report: &mut Report) -> Option<State> {
-    use crate::store::shared::{document::Document, SharedStore};
-    match crate::api::serve::given_admin_token() {
-        Ok(Some(_)) => {
-            report.ok("the admin token is given (AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE)")
-        }
-        Ok(None) => report.fail(
-            "--store: set AEGIS_ADMIN_TOKEN or AEGIS_ADMIN_TOKEN_FILE to the same token on \
-             every replica (none is generated for replicas)",
-        ),
-        Err(e) => report.fail(e),
-    }
-    let store = match SharedStore::open(url) {
-        Ok(store) => store,
-        Err(e) => {
-            report.fail(format!(
-                "{e}: check the address, AEGIS_STORE_PASSWORD, the CA"
-            ));
-            return None;
-        }
-    };
-    let read = Document::new(store).read();
-    let state: State = match read {
-        Ok((None, _)) => {
-            report.ok(format!(
-                "{url}: answers; no state yet (the first replica makes it)"
-            ));
-            return None;
-        }
-        Ok((Some(bytes), version)) => match crate::store::state::parse(&bytes) {
-            Ok(state) => {
-                report.ok(format!(
-                    "{url}: answers; its state (version {version}) parses"
-                ));
-                state
-            }
-            Err(e) => {
-                report.fail(format!("{url}: its state does not parse: {e}"));
-                return None;
-            }
-        },
-        Err(e) => {
-            report.fail(e);
-            return None;
-        }
-    };
-    check_key_check(&state, keys, report);
-    Some(state)
-}
-
-/// Whether this replica's keys open the shared store's key check.
-fn check_key_check(state: &State, keys: &Keys, report: &mut Report) {
-    let (Some(token), Keys::Loaded(ring)) = (&state.key_check, keys) else {
-        return;
-    };
-    let (conn, name) = crate::crypto::KEY_CHECK_BINDING;
-    match ring.decrypt_secret(conn, name, token) {
-        Ok(text) if text == crate::crypto::KEY_CHECK_TEXT => {
-            report.ok("the Fernet keys open the shared store's key check");
-        }
-        _ => report.fail(
-            "the Fernet keys do not open the shared store's secrets: give every replica the same \
-             AEGIS_FERNET_KEYS",
-        ),
     }
 }
 
