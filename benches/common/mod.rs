@@ -387,24 +387,7 @@ impl Serve {
 
     /// CPU time the serve process has used (user and system, children excluded), seconds.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf reads a constant of the system.
-        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
-        (ticks(11) + ticks(12)) as f64 / per_sec
+        cluster::process_secs(&self.child.id().to_string())
     }
 
     /// Adds connections `names` (each the example server, with `args`) to `workspace`,

@@ -21,7 +21,6 @@ use crate::config::Settings;
 use crate::crypto::secret::{hash_secret, random_hex};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::Keyring;
-use crate::store::shared::document::Document;
 use crate::store::shared::SharedStore;
 use crate::store::state::{StateFile, StateStore};
 use crate::thread::lock;
@@ -80,7 +79,7 @@ pub(crate) fn run(
         log::info!("state shared through {}", store.url());
     }
     let file = match &shared {
-        Some(store) => StateFile::shared(&options.data_dir, Document::new(store.clone())),
+        Some(store) => StateFile::shared(&options.data_dir, store.clone()),
         None => StateFile::new(&options.data_dir),
     };
     let mut state = StateStore::open_at(file.map_err(other)?).map_err(other)?;

@@ -105,8 +105,7 @@ fn open(data_dir: &Path, store: Option<&str>) -> Result<PinStore, String> {
         return PinStore::open(data_dir).map_err(|e| e.to_string());
     };
     let shared = crate::store::shared::SharedStore::open(url).map_err(|e| e.to_string())?;
-    let document = crate::store::shared::document::Document::new(shared);
-    crate::store::state::StateFile::shared(data_dir, document)
+    crate::store::state::StateFile::shared(data_dir, shared)
         .and_then(PinStore::open_at)
         .map_err(|e| e.to_string())
 }

@@ -9,7 +9,6 @@
 //! Never: runs while a `serve` uses the data dir (the state lock says so); never prints a key.
 
 use super::{Keyring, KEYS_ENV, KEY_CHECK_BINDING, KEY_FILE};
-use crate::store::shared::document::Document;
 use crate::store::shared::SharedStore;
 use crate::store::state::{StateFile, StateStore};
 use crate::store::{self, atomic_write, FileLock};
@@ -88,7 +87,7 @@ pub(crate) fn rotate_shared(dir: &Path, store: SharedStore) -> Result<Rotated, S
     let first = list.split(',').map(str::trim).find(|k| !k.is_empty());
     let only_new =
         Keyring::from_list(first.unwrap_or_default(), "the new key").map_err(|e| e.to_string())?;
-    let file = StateFile::shared(dir, Document::new(store)).map_err(|e| e.to_string())?;
+    let file = StateFile::shared(dir, store).map_err(|e| e.to_string())?;
     let mut state = StateStore::open_at(file).map_err(|e| e.to_string())?;
     let secrets = reencrypt_all(&mut state, &ring, &only_new)?;
     Ok(Rotated {

@@ -17,6 +17,7 @@ pub(crate) use super::schema::{
     Agent, Connection, IdentityConfig, Kind, Partner, PartnerKey, Remote, State, Workspace,
 };
 use super::shared::document::{Document, DocumentLock, Part};
+use super::shared::SharedStore;
 use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -249,9 +250,9 @@ impl StateFile {
     }
 
     /// The state of a shared store instead of `dir`'s file (`dir` stays the data dir).
-    pub(crate) fn shared(dir: &Path, document: Document) -> Result<StateFile, Error> {
+    pub(crate) fn shared(dir: &Path, store: SharedStore) -> Result<StateFile, Error> {
         Ok(StateFile {
-            shared: Some(document),
+            shared: Some(Document::new(store)),
             ..StateFile::new(dir)?
         })
     }
@@ -278,7 +279,7 @@ impl StateFile {
     }
 
     /// The shared store the state is kept in, if it is.
-    pub(crate) fn shared_store(&self) -> Option<super::shared::SharedStore> {
+    pub(crate) fn shared_store(&self) -> Option<SharedStore> {
         self.shared.as_ref().map(|d| d.store().clone())
     }
 

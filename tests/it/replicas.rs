@@ -9,7 +9,8 @@ use crate::support::{
     assert_success, gate, initialize_request, retry, text, wait_exit, Serve, TempDir, ADMIN, WAIT,
 };
 use serde_json::json;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 const EVERY: Duration = Duration::from_millis(20);
@@ -29,6 +30,26 @@ fn session_on(node: &Serve, ws: &str, key: &str) -> String {
             _ => Err(format!("{}: {}", opened.status, opened.body)),
         }
     })
+}
+
+/// `serve --store URL` on `data` with `env` (and no admin token unless `env` gives one), which
+/// must stop by itself: its exit status and what it said on stderr.
+fn start_refused(url: &str, data: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store", url])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("AEGIS_ADMIN_TOKEN")
+        .env_remove("AEGIS_CA_FILE")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    (status, err)
 }
 
 #[test]
@@ -184,20 +205,11 @@ fn a_replica_with_other_fernet_keys_does_not_start() {
     let dir = TempDir::new();
     let other = "z4X5Qk9cLyfM6Dm2mY0aR0lE3tJ4bTn8kG1oP7sV2uI=";
     assert_ne!(other, FERNET_KEY);
-    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
-        .arg(replicas.redis.url())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("AEGIS_ADMIN_TOKEN", ADMIN)
-        .env("AEGIS_FERNET_KEYS", other)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (_, err) = start_refused(
+        &replicas.redis.url(),
+        dir.path(),
+        &[("AEGIS_ADMIN_TOKEN", ADMIN), ("AEGIS_FERNET_KEYS", other)],
+    );
     assert!(err.contains("Fernet keys"), "{err}");
     assert!(err.contains("same keys"), "{err}");
 }
@@ -208,23 +220,12 @@ fn a_replica_needs_the_operators_admin_token_and_takes_the_password_from_the_env
     let redis = Redis::start_with_password(dir.path(), Some("st0re-pass"));
     let run = |env: &[(&str, &str)], url: &str| {
         let data = TempDir::new();
-        let mut cmd = gate(&["serve", "--listen", "127.0.0.1:0", "--store", url]);
-        cmd.arg("--data-dir")
-            .arg(data.path())
-            .env_remove("AEGIS_ADMIN_TOKEN")
-            .env("AEGIS_FERNET_KEYS", FERNET_KEY)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-        (status, err)
+        let mut env = env.to_vec();
+        env.push(("AEGIS_FERNET_KEYS", FERNET_KEY));
+        start_refused(url, data.path(), &env)
     };
     let url = redis.url();
-    let (status, err) = run(&[("AEGIS_STORE_PASSWORD", "st0re-pass")], &url);
-    assert!(!status.success());
+    let (_, err) = run(&[("AEGIS_STORE_PASSWORD", "st0re-pass")], &url);
     assert!(err.contains("AEGIS_ADMIN_TOKEN_FILE"), "{err}");
 
     let with_password = url.replace("redis://", "redis://default:st0re-pass@");
@@ -369,21 +370,14 @@ fn a_store_over_tls_is_reached_with_the_operators_ca_and_refused_without_it() {
     assert!(redis.url().starts_with("rediss://"));
     // The self-signed certificate is no public CA's: without AEGIS_CA_FILE the start fails.
     let data = TempDir::new();
-    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
-        .arg(redis.url())
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("AEGIS_ADMIN_TOKEN", ADMIN)
-        .env("AEGIS_FERNET_KEYS", FERNET_KEY)
-        .env_remove("AEGIS_CA_FILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (_, err) = start_refused(
+        &redis.url(),
+        data.path(),
+        &[
+            ("AEGIS_ADMIN_TOKEN", ADMIN),
+            ("AEGIS_FERNET_KEYS", FERNET_KEY),
+        ],
+    );
     assert!(err.contains("UnknownIssuer"), "{err}");
     // With it, two replicas share their state over TLS.
     let ca = cert.to_str().unwrap();
@@ -419,20 +413,14 @@ fn a_second_replica_with_a_copied_signing_key_does_not_start() {
     std::fs::create_dir_all(&copy).unwrap();
     let key = replicas.nodes[0].data.join("signing.key");
     std::fs::copy(&key, copy.join("signing.key")).unwrap();
-    let mut child = gate(&["serve", "--listen", "127.0.0.1:0", "--store"])
-        .arg(replicas.redis.url())
-        .arg("--data-dir")
-        .arg(&copy)
-        .env("AEGIS_ADMIN_TOKEN", ADMIN)
-        .env("AEGIS_FERNET_KEYS", FERNET_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, WAIT, || "serve did not stop".into());
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (_, err) = start_refused(
+        &replicas.redis.url(),
+        &copy,
+        &[
+            ("AEGIS_ADMIN_TOKEN", ADMIN),
+            ("AEGIS_FERNET_KEYS", FERNET_KEY),
+        ],
+    );
     assert!(err.contains("signing key id"), "{err}");
     assert!(err.contains("data dir of its own"), "{err}");
 }

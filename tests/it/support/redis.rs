@@ -29,29 +29,23 @@ impl Redis {
 
     /// The same, requiring `password` (`requirepass`).
     pub fn start_with_password(dir: &Path, password: Option<&str>) -> Redis {
-        let dir = dir.join("redis");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Redis {
-            child: None,
-            port: free_port(),
-            dir,
-            password: password.map(str::to_owned),
-            tls: None,
-        };
-        redis.start_again();
-        redis
+        Redis::launch(dir, password.map(str::to_owned), None)
     }
 
     /// One that speaks TLS only, with `cert` and `key` (PEM files): `rediss://`.
     pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Redis {
+        Redis::launch(dir, None, Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn launch(dir: &Path, password: Option<String>, tls: Option<(PathBuf, PathBuf)>) -> Redis {
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = Redis {
             child: None,
             port: free_port(),
             dir,
-            password: None,
-            tls: Some((cert.to_owned(), key.to_owned())),
+            password,
+            tls,
         };
         redis.start_again();
         redis
