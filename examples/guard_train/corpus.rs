@@ -14,22 +14,33 @@ use std::path::Path;
 /// Which part of the data an item belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
-    Train,
-    /// Chooses the thresholds.
-    Validate,
+    /// Trained on, and cross-validated to choose the thresholds.
+    Development,
     /// Reported, never trained on nor used to choose anything.
     Test,
 }
 
+/// Folds of the development split for cross-validation.
+pub const FOLDS: u8 = 5;
+
 impl Split {
-    /// 70 / 10 / 20 by a hash of the id.
+    /// 80 / 20 by a hash of the id.
     pub fn of(id: &str) -> Split {
         match fnv(id) % 10 {
             0 | 1 => Split::Test,
-            2 => Split::Validate,
-            _ => Split::Train,
+            _ => Split::Development,
         }
     }
+
+    pub fn is_development(self) -> bool {
+        self == Split::Development
+    }
+}
+
+/// The cross-validation fold of a written item or a red-team case, by a hash of its id (other
+/// bits than its split's).
+pub fn fold_of(id: &str) -> u8 {
+    ((fnv(id) >> 16) % u64::from(FOLDS)) as u8
 }
 
 pub fn fnv(s: &str) -> u64 {
@@ -54,6 +65,8 @@ pub enum Shape {
 pub struct Definition {
     pub source: String,
     pub split: Split,
+    /// Cross-validation fold (development items only; a real server's tools share one).
+    pub fold: u8,
     pub malicious: bool,
     pub shape: Shape,
     pub value: Value,
@@ -65,6 +78,7 @@ pub struct Payload {
     pub id: String,
     pub source: String,
     pub split: Split,
+    pub fold: u8,
     pub field: String,
     pub text: String,
 }
@@ -111,8 +125,8 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, String
     Ok(files)
 }
 
-/// One file per server; every fifth server (in name order) is a test server, the next a
-/// validation server, so no server's wording is on both sides.
+/// One file per server; every fifth server (in name order) is a test server, the others take
+/// the development folds in turn, so no server's wording is on both sides of a split or a fold.
 fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
     let mut servers = Vec::new();
     for path in sorted_files(dir, "json")? {
@@ -121,17 +135,22 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
             servers.push(v);
         }
     }
+    let mut development = 0u8;
     for (i, server) in servers.iter().enumerate() {
-        let split = match i % 5 {
-            0 => Split::Test,
-            1 => Split::Validate,
-            _ => Split::Train,
+        let split = if i % 5 == 0 {
+            Split::Test
+        } else {
+            Split::Development
         };
+        // Development servers take the folds in turn, so no server is in two.
+        let fold = development % FOLDS;
+        development = development.wrapping_add(u8::from(split.is_development()));
         let mut push = |shape: Shape, items: &Value| {
             for item in items.as_array().into_iter().flatten() {
                 corpus.definitions.push(Definition {
                     source: "real-servers".into(),
                     split,
+                    fold,
                     malicious: false,
                     shape,
                     value: item.clone(),
@@ -166,6 +185,7 @@ fn written(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
             let split = Split::of(&id);
             if v["label"] == "malicious" {
                 corpus.payloads.push(Payload {
+                    fold: fold_of(&id),
                     id,
                     source,
                     split,
@@ -174,6 +194,7 @@ fn written(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
                 });
             } else {
                 corpus.definitions.push(Definition {
+                    fold: fold_of(&id),
                     source,
                     split,
                     malicious: false,
@@ -192,6 +213,7 @@ fn cases(path: &Path, source: &str, held_out: bool, corpus: &mut Corpus) -> Resu
     for case in v["cases"].as_array().into_iter().flatten() {
         let id = case["id"].as_str().unwrap_or("?").to_owned();
         corpus.definitions.push(Definition {
+            fold: fold_of(&id),
             split: if held_out {
                 Split::Test
             } else {

@@ -1,10 +1,11 @@
 //! Trains the gate's learned detection stage from the corpora in the repository, chooses its
-//! thresholds on a validation split, reports on a test split it never trained on, and writes
-//! `src/sanitize/model/guard.model` and `tools/guard/REPORT.md`.
+//! thresholds by cross-validation on the development split, reports on a test split it never
+//! trained on, and writes `src/sanitize/model/guard.model` and `tools/guard/REPORT.md`.
 //!
-//! `cargo run --release --example guard_train` (about a minute); `-- --check` writes nothing
-//! and fails when the committed model differs from the one the corpora give (training is
-//! deterministic).
+//! `cargo run --release --example guard_train` (about 15 s after its build); `-- --check`
+//! writes nothing and fails when the committed model differs from the one the corpora give
+//! (training is deterministic). `GUARD_CURVE=1` prints the out-of-fold trade-off between real
+//! tools held and recall for every hold threshold.
 
 mod corpus;
 mod eval;
@@ -13,7 +14,7 @@ mod train;
 
 use aegis_gate::sanitize::model::{self, Model, Weights};
 use aegis_gate::sanitize::{Context, Finding, Kind, Limits, Severity, Verdict};
-use corpus::{Corpus, Definition, Payload, Shape, Split};
+use corpus::{Corpus, Definition, Payload, Shape, Split, FOLDS};
 use eval::Parts;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -23,9 +24,13 @@ use std::sync::Arc;
 use std::time::Instant;
 use train::Example;
 
-/// The share of the validation split's real tools the thresholds may hold (the aim is at most
+/// The share of the development split's real tools (scored out of fold) the thresholds may hold (the aim is at most
 /// 2 % of real tools held; structural rejections are not detections and are not counted).
 const MAX_FP_REAL: f64 = 0.02;
+
+/// The share of the development split's hard benign texts (written to look risky, and the
+/// red-team's benign tools) the thresholds may hold, scored out of fold.
+const MAX_FP_HARD: f64 = 0.06;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -43,21 +48,18 @@ fn main() {
 fn run(root: &Path, check: bool) -> Result<(), String> {
     let started = Instant::now();
     let corpus = corpus::load(root)?;
+    if let Some(path) = std::env::var_os("GUARD_EVAL_MODEL") {
+        // Experiment: the report of another model file (an older one) on today's test split.
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let model = Model::from_bytes(Cow::Owned(bytes)).map_err(|e| e.to_string())?;
+        let (hold, flag) = model.thresholds();
+        println!("{}", report(&corpus, Arc::new(model), hold, flag));
+        return Ok(());
+    }
     let ctx = Context::default();
-    let examples = scored(examples(&corpus, &ctx));
-    let positives = examples.iter().filter(|e| e.malicious).count();
-    eprintln!("{} windows ({positives} malicious)", examples.len());
-    let trained = train::train(&examples);
-    let draft = Model::from_bytes(Cow::Owned(Weights::encode(
-        &trained.weights,
-        trained.bias,
-        0.5,
-        0.5,
-    )))
-    .map_err(|e| e.to_string())?;
-    let validate = evaluation_set(&corpus, Split::Validate);
-    let (hold, flag) = choose(&validate, &draft);
-    eprintln!("thresholds from the validation split: hold {hold:.2}, flag {flag:.2}");
+    let (hold, flag) = cross_validated_thresholds(&corpus, &ctx)?;
+    eprintln!("thresholds from {FOLDS}-fold cross-validation: hold {hold:.2}, flag {flag:.2}");
+    let trained = fit(&corpus, &ctx, &|split, _| split.is_development());
     let bytes = Weights::encode(&trained.weights, trained.bias, hold, flag);
     let path = root.join("src/sanitize/model/guard.model");
     if check {
@@ -85,15 +87,44 @@ fn run(root: &Path, check: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The training windows: every window of the benign texts, and each malicious text whole.
-fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
+/// Which items a step reads: by split and cross-validation fold.
+type Take<'a> = &'a dyn Fn(Split, u8) -> bool;
+
+/// A model trained on the items `take` admits.
+fn fit(corpus: &Corpus, ctx: &Context, take: Take<'_>) -> train::Trained {
+    let examples = scored(examples(corpus, ctx, take));
+    let positives = examples.iter().filter(|e| e.malicious).count();
+    eprintln!("{} windows ({positives} malicious)", examples.len());
+    train::train(&examples)
+}
+
+/// The thresholds chosen on out-of-fold scores: each development fold (its real servers whole,
+/// its written items) judged by a model trained on the other folds, so that every development
+/// item is scored as unseen and the 2 % ceiling is read on all of them rather than on one
+/// validation split's few servers.
+fn cross_validated_thresholds(corpus: &Corpus, ctx: &Context) -> Result<(f32, f32), String> {
+    let mut scored: Vec<(Case, Parts)> = Vec::new();
+    for k in 0..FOLDS {
+        let trained = fit(corpus, ctx, &|split, fold| {
+            split.is_development() && fold != k
+        });
+        let bytes = Weights::encode(&trained.weights, trained.bias, 0.5, 0.5);
+        let model = Model::from_bytes(Cow::Owned(bytes)).map_err(|e| e.to_string())?;
+        let ctx_model = Context::default().with_model(Arc::new(model.clone()));
+        for case in evaluation_set(corpus, &|split, fold| split.is_development() && fold == k) {
+            let parts = eval::parts(case.shape, &case.value, &model, &ctx_model);
+            scored.push((case, parts));
+        }
+    }
+    Ok(choose(&scored))
+}
+
+/// The training windows of the items `take` admits: every window of the benign texts, and each
+/// malicious text whole.
+fn examples(corpus: &Corpus, ctx: &Context, take: Take<'_>) -> Vec<Example> {
     let mut out = Vec::new();
-    let hosts = hosts(corpus, Split::Train);
-    for d in corpus
-        .definitions
-        .iter()
-        .filter(|d| d.split == Split::Train)
-    {
+    let hosts = hosts(corpus, take);
+    for d in corpus.definitions.iter().filter(|d| take(d.split, d.fold)) {
         if d.malicious {
             if let Some(text) = redteam_payload(d) {
                 out.push(positive(&text, ctx));
@@ -109,7 +140,7 @@ fn examples(corpus: &Corpus, ctx: &Context) -> Vec<Example> {
             }
         }
     }
-    for p in corpus.payloads.iter().filter(|p| p.split == Split::Train) {
+    for p in corpus.payloads.iter().filter(|p| take(p.split, p.fold)) {
         out.push(positive(&p.text, ctx));
         let windows = model::windows(&p.text, &model::text_hits(&p.text, ctx));
         let sentences = aegis_gate::sanitize::model::features::sentences(&p.text);
@@ -164,12 +195,12 @@ fn texts(d: &Definition) -> Vec<(String, String)> {
     }
 }
 
-/// The real tools of a split, to carry payloads (a plain tool when the corpus has none).
-fn hosts(corpus: &Corpus, split: Split) -> Vec<Value> {
+/// The real tools `take` admits, to carry payloads (a plain tool when the corpus has none).
+fn hosts(corpus: &Corpus, take: Take<'_>) -> Vec<Value> {
     let hosts: Vec<Value> = corpus
         .definitions
         .iter()
-        .filter(|d| d.split == split && d.source == "real-servers" && d.shape == Shape::Tool)
+        .filter(|d| take(d.split, d.fold) && d.source == "real-servers" && d.shape == Shape::Tool)
         .map(|d| d.value.clone())
         .collect();
     if hosts.is_empty() {
@@ -189,12 +220,12 @@ struct Case {
     value: Value,
 }
 
-/// The definitions of a split, with the split's payloads placed in the split's hosts.
-fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
+/// The definitions `take` admits, with the payloads it admits placed in its real tools.
+fn evaluation_set(corpus: &Corpus, take: Take<'_>) -> Vec<Case> {
     let mut out: Vec<Case> = corpus
         .definitions
         .iter()
-        .filter(|d| d.split == split)
+        .filter(|d| take(d.split, d.fold))
         .map(|d| Case {
             source: d.source.clone(),
             malicious: d.malicious,
@@ -202,12 +233,12 @@ fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
             value: d.value.clone(),
         })
         .collect();
-    let hosts = hosts(corpus, split);
+    let hosts = hosts(corpus, take);
     out.extend(
         corpus
             .payloads
             .iter()
-            .filter(|p| p.split == split)
+            .filter(|p| take(p.split, p.fold))
             .map(|p: &Payload| Case {
                 source: p.source.clone(),
                 malicious: true,
@@ -218,13 +249,11 @@ fn evaluation_set(corpus: &Corpus, split: Split) -> Vec<Case> {
     out
 }
 
-/// The thresholds with the best recall whose false positives stay under the ceilings.
-fn choose(cases: &[Case], model: &Model) -> (f32, f32) {
-    let ctx_model = Context::default().with_model(Arc::new(model.clone()));
-    let parts: Vec<(&Case, Parts)> = cases
-        .iter()
-        .map(|c| (c, eval::parts(c.shape, &c.value, model, &ctx_model)))
-        .collect();
+/// The thresholds with the best recall whose false positives stay under the ceilings, from
+/// each case's parts under a model that never saw it.
+fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
+    // `GUARD_CURVE=1`: print the out-of-fold trade-off, one line per hold threshold.
+    let curve = std::env::var_os("GUARD_CURVE").is_some();
     // What the cleaner and the detectors hold without the model (every weak phrase holding): the
     // model may not add false positives beyond that, nor beyond the 2 % aim when that is higher.
     let real_fp = |hold: f32, flag: f32| {
@@ -239,11 +268,31 @@ fn choose(cases: &[Case], model: &Model) -> (f32, f32) {
         held as f64 / set.len().max(1) as f64
     };
     let ceiling_real = MAX_FP_REAL.max(real_fp(2.0, 0.0));
+    // Written benign texts are hard on purpose (a `.env` loader, an SSH tool, "call this first"):
+    // the model may hold no more of them than `MAX_FP_HARD`, or than the strong detectors alone
+    // when they hold more.
+    let hard_fp = |hold: f32, flag: f32| {
+        let set: Vec<_> = parts
+            .iter()
+            .filter(|(c, _)| !c.malicious && c.source != "real-servers")
+            .collect();
+        let held = set.iter().filter(|(_, p)| p.held(hold, flag)).count();
+        held as f64 / set.len().max(1) as f64
+    };
+    let ceiling_hard = MAX_FP_HARD.max(hard_fp(2.0, 2.0));
+    if curve {
+        eprintln!(
+            "without the model: real tools held {:.2} % (weak phrases holding), hard benign held {:.2} % (weak phrases flagged)",
+            real_fp(2.0, 0.0) * 100.0,
+            hard_fp(2.0, 2.0) * 100.0
+        );
+    }
     let mut best = (-1.0f64, 0.99f32, 0.99f32);
     for h in (50..=99).rev() {
         let hold = h as f32 / 100.0;
-        // A weak detector phrase holds when the model gives it at least `flag`.
-        for f in (1..=h.min(50)).rev().step_by(2) {
+        // A weak detector phrase holds when the model gives it at least `flag`; never below
+        // even odds: a score under 0.5 is the model reading the text as benign.
+        for f in (50..=h).rev().step_by(2) {
             let flag = f as f32 / 100.0;
             let rate = |pred: &dyn Fn(&Case) -> bool| {
                 let set: Vec<_> = parts.iter().filter(|(c, _)| pred(c)).collect();
@@ -252,7 +301,16 @@ fn choose(cases: &[Case], model: &Model) -> (f32, f32) {
             };
             let fp_real = real_fp(hold, flag);
             let recall = rate(&|c| c.malicious);
-            if fp_real > ceiling_real {
+            let fp_hard = hard_fp(hold, flag);
+            if curve && f == 50 {
+                eprintln!(
+                    "hold {hold:.2}, flag {flag:.2}: real tools held {:.2} %, hard benign held {:.2} %, recall {:.1} %",
+                    fp_real * 100.0,
+                    fp_hard * 100.0,
+                    recall * 100.0
+                );
+            }
+            if fp_real > ceiling_real || fp_hard > ceiling_hard {
                 continue;
             }
             if recall > best.0 + 1e-9 {
@@ -300,7 +358,7 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
     let ctx = Context::default().with_model(model);
     let limits = Limits::default();
     let mut rows: BTreeMap<(String, bool), Row> = BTreeMap::new();
-    let test = evaluation_set(corpus, Split::Test);
+    let test = evaluation_set(corpus, &|split, _| split == Split::Test);
     for c in &test {
         let (verdict, findings, _) = eval::judge(c.shape, &c.value, &limits, &ctx);
         rows.entry((c.source.clone(), c.malicious))
@@ -320,7 +378,7 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
     let mut out = String::new();
     out.push_str("# Guard model: held-out report\n\n");
     out.push_str("Written by `cargo run --release --example guard_train`. The test split was never trained on\n");
-    out.push_str("nor used to choose the thresholds (they come from the validation split). Malicious rows of\n");
+    out.push_str("nor used to choose the thresholds (they come from 5-fold cross-validation on the development split). Malicious rows of\n");
     out.push_str("`written:*` sources are the split's payloads placed in the split's real tools. Every stage is on:\n");
     out.push_str("cleaner, detectors and the learned stage. *Held* and *rejected* are not listed to agents;\n");
     out.push_str("*by model only* were held by the learned stage and nothing else; *flagged* stay listed.\n\n");
@@ -417,7 +475,14 @@ fn cases(root: &Path) {
             let kinds: Vec<String> = out
                 .findings
                 .iter()
-                .map(|f| format!("{}{}", f.kind, if f.flagged { "(flag)" } else { "" }))
+                .map(|f| {
+                    let flag = if f.flagged { "(flag)" } else { "" };
+                    match f.kind {
+                        // The model's finding says its score.
+                        Kind::Model => format!("{}{flag} {}", f.kind, f.detail),
+                        _ => format!("{}{flag}", f.kind),
+                    }
+                })
                 .collect();
             println!(
                 "{} {} {} -> {} {:?}",

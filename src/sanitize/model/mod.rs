@@ -109,7 +109,7 @@ impl Model {
         let mut words = 0;
         let n = features::each_text_feature(&features::normalize(sentence), &mut |b, name| {
             sum += self.weights.get(b);
-            words += usize::from(matches!(name, Name::Word(_)));
+            words += name.words();
         });
         (sum, n, words)
     }
@@ -227,7 +227,7 @@ pub fn vector(text: &str, hits: &[Kind]) -> Vector {
     let mut v = Vector::default();
     features::each_text_feature(&normalized, &mut |b, name| {
         v.text.push(b);
-        v.words += usize::from(matches!(name, Name::Word(_)));
+        v.words += name.words();
     });
     v.hits = hits.to_vec();
     v
@@ -245,6 +245,9 @@ pub fn text_hits(text: &str, ctx: &Context) -> Vec<Kind> {
 fn hit_kinds<'a>(findings: impl Iterator<Item = &'a Finding>) -> Vec<Kind> {
     let mut kinds: Vec<Kind> = findings
         .filter(|f| f.kind.severity() >= Severity::Hold && f.stage() == "detector")
+        // A weak phrase holds only when the model, reading the text, agrees: were the phrase
+        // also a feature, the model would be agreeing with the phrase itself.
+        .filter(|f| !is_weak(f.kind))
         .map(|f| f.kind)
         .collect();
     kinds.sort_by_key(|k| k.as_str());
