@@ -5,7 +5,8 @@
 //! `cargo run --release --example guard_train` (about 15 s after its build); `-- --check`
 //! writes nothing and fails when the committed model differs from the one the corpora give
 //! (training is deterministic). `GUARD_CURVE=1` prints the out-of-fold trade-off between real
-//! tools held and recall for every hold threshold.
+//! tools held and recall for every hold threshold; `GUARD_EVAL_MODEL=FILE` writes nothing and
+//! prints the report of another model file (an older `guard.model`) on today's test split.
 
 mod corpus;
 mod eval;

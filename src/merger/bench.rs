@@ -54,9 +54,20 @@ pub fn rebuild_for_bench(
             ..ServerTools::empty(name.clone(), ())
         })
         .collect();
+    // As the merger judges the listings that arrived in one turn: one batch.
+    let others: Vec<Vec<&str>> = listings
+        .iter()
+        .map(|(name, _)| names.iter().copied().filter(|n| n != name).collect())
+        .collect();
+    let batch: Vec<(&str, &[&str], &Listing)> = listings
+        .iter()
+        .zip(&others)
+        .take(rejudge)
+        .map(|((name, listing), others)| (name.as_str(), others.as_slice(), listing))
+        .collect();
     let start = Instant::now();
-    for (server, (name, listing)) in servers.iter_mut().zip(&listings).take(rejudge) {
-        server.tools = judge_one(name, listing).tools;
+    for (server, judged) in servers.iter_mut().zip(judge.judge_many(&batch)) {
+        server.tools = judged.tools;
     }
     let merged = view::merge(&servers, Namer::from_settings(settings), false);
     let routes = view::routes(&merged, &[], Default::default(), Vec::new());
