@@ -1,9 +1,10 @@
-//! For `benches/gate.rs` only: the merger's rebuild work (judge, merge, routes, pages) run on
-//! plain listings, without a thread, connections or a pin file.
+//! For `benches/gate.rs` and `benches/guard.rs` only: the merger's rebuild work (judge, merge,
+//! routes, pages) run on plain listings, without the merger thread, connections or a pin file (a
+//! burst is judged on the `judge` threads, as the merger judges it).
 //!
 //! Owns: [`rebuild_for_bench`], hidden from the docs.
-//! Never: used by the gate itself; never touches the disk (pins stay in memory), a connection or
-//! a thread. It mirrors what the merger's state does and must be kept in step with it by hand.
+//! Never: used by the gate itself; never touches the disk (pins stay in memory) or a
+//! connection. It mirrors what the merger's state does and must be kept in step with it by hand.
 
 use super::judge::{Judge, Listing};
 use super::view::{self, MergedView, Namer, ServerTools};

@@ -526,11 +526,13 @@ mod tests {
                     .collect()
             };
         let one = seen(one_judge.observe_on(&batch, 1));
-        // Runs that split listings in the middle, and more threads than listings.
+        // Runs of exactly one listing (3), and runs that cut listings in the middle (4, 7).
         let three = seen(one_judge.observe_on(&batch, 3));
         let four = seen(one_judge.observe_on(&batch, 4));
+        let seven = seen(one_judge.observe_on(&batch, 7));
         assert_eq!(one, three);
         assert_eq!(one, four);
+        assert_eq!(one, seven);
         for server in &one {
             assert_eq!(server.len(), 122);
             let held = server.iter().filter(|o| o.1 == Verdict::Held).count();
