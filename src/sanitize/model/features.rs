@@ -2,9 +2,11 @@
 //!
 //! Owns: the normalisation (lowercase, confusable fold), the sentence split and the windows that
 //! are scored, and the hashed features of a window: words, word pairs, character 4-grams of each
-//! whitespace token (1- to 3-grams for scripts written without spaces), and the
-//! detector kinds that fired on the window.
-//! Never: reads weights or decides anything. The trainer (`examples/guard_train.rs`) calls the
+//! whitespace token (1- to 3-grams for scripts written without spaces), and the strong
+//! detector kinds that fired on the window (the weak ones are what the model confirms, so they
+//! are not its features); and the word count a window needs (a run of Han, kana or Thai counts a
+//! word per two characters).
+//! Never: reads weights or decides anything. The trainer (`examples/guard_train/`) calls the
 //! same functions, so what is trained is exactly what is scored: a change here needs the model
 //! trained again.
 
