@@ -198,7 +198,14 @@ impl Judge {
                             .join()
                             .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                         // No thread to be had: this one judges the run itself.
-                        Err(_) => observe(run),
+                        Err(e) => {
+                            log::warn!(
+                                "cannot start a judge thread ({e}); judging {} definitions on the \
+                                 merger thread",
+                                run.len()
+                            );
+                            observe(run)
+                        }
                     })
                     .collect()
             })
