@@ -110,8 +110,8 @@ fn cross_validated_thresholds(corpus: &Corpus, ctx: &Context) -> Result<(f32, f3
             split.is_development() && fold != k
         });
         let bytes = Weights::encode(&trained.weights, trained.bias, 0.5, 0.5);
-        let model = Model::from_bytes(Cow::Owned(bytes)).map_err(|e| e.to_string())?;
-        let ctx_model = Context::default().with_model(Arc::new(model.clone()));
+        let model = Arc::new(Model::from_bytes(Cow::Owned(bytes)).map_err(|e| e.to_string())?);
+        let ctx_model = Context::default().with_model(Arc::clone(&model));
         for case in evaluation_set(corpus, &|split, fold| split.is_development() && fold == k) {
             let parts = eval::parts(case.shape, &case.value, &model, &ctx_model);
             scored.push((case, parts));
@@ -258,27 +258,22 @@ fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
     // What the cleaner and the detectors hold without the model (every weak phrase holding): the
     // model may not add false positives beyond that, nor beyond the 2 % aim when that is higher.
     let real_fp = |hold: f32, flag: f32| {
-        let set: Vec<_> = parts
-            .iter()
-            .filter(|(c, _)| !c.malicious && c.source == "real-servers")
-            .collect();
-        let held = set
-            .iter()
-            .filter(|(_, p)| !p.rejected && p.held(hold, flag))
-            .count();
-        held as f64 / set.len().max(1) as f64
+        share(
+            parts,
+            |c| !c.malicious && c.source == "real-servers",
+            |p| !p.rejected && p.held(hold, flag),
+        )
     };
     let ceiling_real = MAX_FP_REAL.max(real_fp(2.0, 0.0));
     // Written benign texts are hard on purpose (a `.env` loader, an SSH tool, "call this first"):
     // the model may hold no more of them than `MAX_FP_HARD`, or than the strong detectors alone
     // when they hold more.
     let hard_fp = |hold: f32, flag: f32| {
-        let set: Vec<_> = parts
-            .iter()
-            .filter(|(c, _)| !c.malicious && c.source != "real-servers")
-            .collect();
-        let held = set.iter().filter(|(_, p)| p.held(hold, flag)).count();
-        held as f64 / set.len().max(1) as f64
+        share(
+            parts,
+            |c| !c.malicious && c.source != "real-servers",
+            |p| p.held(hold, flag),
+        )
     };
     let ceiling_hard = MAX_FP_HARD.max(hard_fp(2.0, 2.0));
     if curve {
@@ -295,13 +290,8 @@ fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
         // even odds: a score under 0.5 is the model reading the text as benign.
         for f in (50..=h).rev().step_by(2) {
             let flag = f as f32 / 100.0;
-            let rate = |pred: &dyn Fn(&Case) -> bool| {
-                let set: Vec<_> = parts.iter().filter(|(c, _)| pred(c)).collect();
-                let held = set.iter().filter(|(_, p)| p.held(hold, flag)).count();
-                held as f64 / set.len().max(1) as f64
-            };
             let fp_real = real_fp(hold, flag);
-            let recall = rate(&|c| c.malicious);
+            let recall = share(parts, |c| c.malicious, |p| p.held(hold, flag));
             let fp_hard = hard_fp(hold, flag);
             if curve && f == 50 {
                 eprintln!(
@@ -320,6 +310,20 @@ fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
         }
     }
     (best.1, best.2)
+}
+
+/// The share of the cases `pick` chooses whose parts satisfy `held`.
+fn share(
+    parts: &[(Case, Parts)],
+    pick: impl Fn(&Case) -> bool,
+    held: impl Fn(&Parts) -> bool,
+) -> f64 {
+    let (mut n, mut yes) = (0usize, 0usize);
+    for (_, p) in parts.iter().filter(|(c, _)| pick(c)) {
+        n += 1;
+        yes += usize::from(held(p));
+    }
+    yes as f64 / n.max(1) as f64
 }
 
 /// Counts of one row of the report.

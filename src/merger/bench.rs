@@ -44,17 +44,6 @@ pub fn rebuild_for_bench(
             (name.clone(), listing)
         })
         .collect();
-    let mut judge_one = |name: &str, listing: &Listing| {
-        let others: Vec<&str> = names.iter().copied().filter(|n| *n != name).collect();
-        judge.judge(name, &others, listing)
-    };
-    let mut servers: Vec<ServerTools<()>> = listings
-        .iter()
-        .map(|(name, listing)| ServerTools {
-            tools: judge_one(name, listing).tools,
-            ..ServerTools::empty(name.clone(), ())
-        })
-        .collect();
     // As the merger judges the listings that arrived in one turn: one batch.
     let others: Vec<Vec<&str>> = listings
         .iter()
@@ -63,11 +52,19 @@ pub fn rebuild_for_bench(
     let batch: Vec<(&str, &[&str], &Listing)> = listings
         .iter()
         .zip(&others)
-        .take(rejudge)
         .map(|((name, listing), others)| (name.as_str(), others.as_slice(), listing))
         .collect();
+    let mut servers: Vec<ServerTools<()>> = listings
+        .iter()
+        .zip(judge.judge_many(&batch))
+        .map(|((name, _), judged)| ServerTools {
+            tools: judged.tools,
+            ..ServerTools::empty(name.clone(), ())
+        })
+        .collect();
+    let again = &batch[..rejudge.min(batch.len())];
     let start = Instant::now();
-    for (server, judged) in servers.iter_mut().zip(judge.judge_many(&batch)) {
+    for (server, judged) in servers.iter_mut().zip(judge.judge_many(again)) {
         server.tools = judged.tools;
     }
     let merged = view::merge(&servers, Namer::from_settings(settings), false);

@@ -15,7 +15,7 @@ use super::view::{Namer, ToolEntry};
 use crate::config::OnChange;
 use crate::downstream::Catalog;
 use crate::json_text::JsonText;
-use crate::sanitize::{self, Context, Finding, Limits, SanitizedTool, Severity, Verdict};
+use crate::sanitize::{self, Context, Finding, Limits, Severity, Verdict};
 use crate::store::pins::{Observation, PinStore, Pinning, Standing};
 use serde_json::Value;
 
@@ -82,15 +82,8 @@ pub(crate) struct Judge {
 }
 
 impl Judge {
-    /// Entries for `server`'s listing; `others` are the other servers' names (for shadowing).
-    pub(crate) fn judge(&mut self, server: &str, others: &[&str], listing: &Listing) -> Judged {
-        self.judge_many(&[(server, others, listing)])
-            .pop()
-            .unwrap_or_default()
-    }
-
-    /// Entries for several servers' listings at once, in order: every tool and prompt is
-    /// sanitized, then the pin store is read and written once for all of them (a burst of 50
+    /// Entries for several servers' listings at once, in order, each given as (server, the other
+    /// servers' names for shadowing, listing): every tool and prompt is sanitized, then the pin store is read and written once for all of them (a burst of 50
     /// servers starting costs one pin update, not 50 rewrites of a growing file).
     pub(crate) fn judge_many(&mut self, batch: &[(&str, &[&str], &Listing)]) -> Vec<Judged> {
         let observed: Vec<(&str, Vec<Observation>, usize)> = self
@@ -175,7 +168,7 @@ impl Judge {
                         listing,
                         instructions: &instructions[at],
                     };
-                    self.observe_item(item, text, prompt, ctx)
+                    self.observe(item, text, prompt, ctx)
                 })
                 .collect::<Vec<Observation>>()
         };
@@ -218,33 +211,6 @@ impl Judge {
             out[at].0.push(observation);
         }
         out
-    }
-
-    /// One tool's or prompt's observation.
-    fn observe_item(
-        &self,
-        item: Observed<'_>,
-        text: &JsonText,
-        prompt: bool,
-        ctx: &Context,
-    ) -> Observation {
-        let raw = text.value();
-        let (sanitized, prefix) = if prompt {
-            (
-                sanitize::sanitize_prompt(&raw, &self.limits, ctx),
-                PROMPT_PIN,
-            )
-        } else {
-            (sanitize::sanitize_tool(&raw, &self.limits, ctx), "")
-        };
-        self.observe(
-            item.server,
-            (text, &raw),
-            prefix,
-            sanitized,
-            item.listing,
-            item.instructions,
-        )
     }
 
     /// A server's resources and templates as agents see them: clean or cleaned ones shown,
@@ -325,25 +291,31 @@ impl Judge {
             .collect()
     }
 
-    /// One tool's (or, with `pin_prefix` [`PROMPT_PIN`], one prompt's) observation; `raw` is its
-    /// definition as listed, as text and as value.
+    /// One tool's (or, with `prompt`, one prompt's, pinned under [`PROMPT_PIN`]) observation:
+    /// sanitized, with its server's instruction findings when they hold.
     fn observe(
         &self,
-        server: &str,
-        (raw_text, raw): (&JsonText, &Value),
-        pin_prefix: &str,
-        mut sanitized: SanitizedTool,
-        listing: &Listing,
-        instruction_findings: &[Finding],
+        item: Observed<'_>,
+        raw_text: &JsonText,
+        prompt: bool,
+        ctx: &Context,
     ) -> Observation {
-        if instruction_findings
+        let raw = raw_text.value();
+        let (mut sanitized, pin_prefix) = if prompt {
+            (
+                sanitize::sanitize_prompt(&raw, &self.limits, ctx),
+                PROMPT_PIN,
+            )
+        } else {
+            (sanitize::sanitize_tool(&raw, &self.limits, ctx), "")
+        };
+        if item
+            .instructions
             .iter()
             .any(|f| f.severity() >= Severity::Hold)
         {
-            sanitized
-                .findings
-                .extend(instruction_findings.iter().cloned());
-            let changed = sanitized.clean != *raw;
+            sanitized.findings.extend(item.instructions.iter().cloned());
+            let changed = sanitized.clean != raw;
             sanitized.verdict = Verdict::from_findings(&sanitized.findings, changed);
         }
         let tool = raw
@@ -351,10 +323,11 @@ impl Judge {
             .and_then(Value::as_str)
             .unwrap_or("(unnamed)")
             .to_owned();
+        let listing = item.listing;
         Observation {
-            merged_name: format!("{pin_prefix}{}", self.namer.merged_name(server, &tool)),
+            merged_name: format!("{pin_prefix}{}", self.namer.merged_name(item.server, &tool)),
             tool: format!("{pin_prefix}{tool}"),
-            hash: sanitize::pin_hash(raw, &listing.server_info, listing.instructions.as_deref()),
+            hash: sanitize::pin_hash(&raw, &listing.server_info, listing.instructions.as_deref()),
             verdict: sanitized.verdict,
             raw: raw_text.clone(),
             clean: sanitized.clean,
