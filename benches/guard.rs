@@ -3,7 +3,7 @@
 //! bench; and the judging of 5,000 tools at first sight (50 servers x 100 tools), the aim being
 //! 200 ms.
 //!
-//! `cargo bench --bench guard`
+//! `cargo bench --bench guard` (`-- first-sight`: only the 5,000 tools at first sight)
 
 use aegis_gate::sanitize::model::{self, embedded};
 use aegis_gate::sanitize::{sanitize_tool, Context, Limits};
@@ -19,6 +19,11 @@ fn main() {
         eprintln!("the embedded model does not load");
         std::process::exit(1);
     };
+    // `cargo bench --bench guard -- first-sight`: only the 5,000-tool first sight (to profile it).
+    if std::env::args().any(|a| a == "first-sight") {
+        first_sight_5000();
+        return;
+    }
     println!("aegis-gate guard bench (release build, this machine, one thread)");
     let real = real_tools();
     let synthetic: Vec<Value> = (0..2000).map(realistic_tool).collect();
