@@ -75,6 +75,11 @@ pub enum Kind {
     /// Raw HTML or markdown that loads or hides something when rendered (`<img>`, `<script>`,
     /// reference-style images, `display:none`).
     ActiveMarkup,
+    /// An HTML element that can load or style something (`<img>`, `<style>`, `<form>`…) named
+    /// without a remote address: API documentation quotes them ("a src attribute, such as
+    /// `<IMG src='cid:…'>`"), so the model decides. With an address, or a script, it is
+    /// [`Kind::ActiveMarkup`].
+    MarkupMention,
     /// "You are now…", `system:` lines.
     RolePlay,
     /// Instructions about other tools or servers.
@@ -118,8 +123,8 @@ impl Kind {
             AnsiEscape | ControlChar | Invisible | Bidi | TagChars | VariationSelectors
             | PrivateUse | Noncharacter | Padding | HtmlComment | MarkdownImage | PseudoTag
             | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
-            | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
-            | MixedScript | Model => Severity::Hold,
+            | Exfiltration | RemoteExecution | ActiveMarkup | MarkupMention | RolePlay
+            | Shadowing | Base64 | MixedScript | Model => Severity::Hold,
             InvalidName | InvalidUri | RemoteRef | UnknownDialect | Bounds | WrongType => {
                 Severity::Reject
             }
@@ -156,6 +161,7 @@ impl Kind {
             Exfiltration => "exfiltration",
             RemoteExecution => "remote_execution",
             ActiveMarkup => "active_markup",
+            MarkupMention => "markup_mention",
             RolePlay => "role_play",
             Shadowing => "shadowing",
             Base64 => "base64",
@@ -233,8 +239,8 @@ impl Finding {
         match self.kind {
             Model => "model",
             PseudoTag | Override | Concealment | Coercion | SensitivePath | CredentialHarvest
-            | Exfiltration | RemoteExecution | ActiveMarkup | RolePlay | Shadowing | Base64
-            | MixedScript => "detector",
+            | Exfiltration | RemoteExecution | ActiveMarkup | MarkupMention | RolePlay
+            | Shadowing | Base64 | MixedScript => "detector",
             InvalidName | InvalidUri | RemoteRef | UnknownDialect | Bounds | WrongType
             | DroppedKeyword | DroppedField | IconRemoved => "structure",
             _ => "cleaner",

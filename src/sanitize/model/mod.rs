@@ -276,6 +276,7 @@ pub fn is_weak(kind: Kind) -> bool {
             | RolePlay
             | Base64
             | MixedScript
+            | MarkupMention
     )
 }
 
