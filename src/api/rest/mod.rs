@@ -36,7 +36,13 @@ pub(super) const PREFIX: &str = "/api/v1/aegis/";
 pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // Each segment decoded on its own, so that an encoded `/` stays inside its segment.
+    let decoded = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     use Method::{Delete, Get, Patch, Post, Put};
     // The front has read the whole body before the handler runs, so a slow upload never holds
     // the change lock; what is checked here is its type and size.
@@ -64,7 +70,7 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
     match (method, segments.as_slice()) {
         (Post, ["connections"]) => connections::create(api, body),
         (Get, ["connections"]) => {
-            connections::list(api, query_param(query, "workspace_id").as_deref())
+            connections::list(api, query_param(query, "workspace_id")?.as_deref())
         }
         (Get, ["connections", id]) => connections::get(api, id),
         (Delete, ["connections", id]) => connections::delete(api, id),
@@ -93,7 +99,7 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
             workspaces::approve_tool(api, id, name)
         }
         (Post, ["agents"]) => agents::create(api, body),
-        (Get, ["agents"]) => agents::list(api, query_param(query, "workspace_id").as_deref()),
+        (Get, ["agents"]) => agents::list(api, query_param(query, "workspace_id")?.as_deref()),
         (Delete, ["agents", id]) => agents::revoke(api, id),
         (
             _,
@@ -115,10 +121,36 @@ pub(super) fn handle(api: &Api, request: &Request, method: &Method, url: &str) -
     }
 }
 
-/// The value of `name` in a query string (as sent: not percent-decoded).
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| v.to_owned())
-    })
+/// The value of `name` in a query string, percent-decoded (`+` is a space, as forms send it).
+fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(&k.replace('+', " "))? == name {
+            return percent_decode(&v.replace('+', " ")).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// `%XX` escapes made bytes again; a malformed escape or bytes that are not UTF-8 are a 400.
+fn percent_decode(text: &str) -> Result<String, ApiError> {
+    if !text.contains('%') {
+        return Ok(text.to_owned());
+    }
+    let malformed = || ApiError::bad_request("malformed percent-encoding in the URL");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(malformed)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| malformed())
 }

@@ -35,3 +35,29 @@ fn an_encrypted_value_for_another_binding_is_refused() {
     assert!(seal_secret(&keyring, "ws/conn", "TOKEN", &sent).is_err());
     assert!(seal_secret(&keyring, "ws/conn", "OTHER", &sent).is_err());
 }
+
+#[test]
+fn query_values_and_path_segments_are_percent_decoded() {
+    assert_eq!(
+        super::query_param("a=1&workspace_id=team%20one", "workspace_id").ok(),
+        Some(Some("team one".to_owned()))
+    );
+    assert_eq!(
+        super::query_param("workspace_id=a+b", "workspace_id").ok(),
+        Some(Some("a b".to_owned()))
+    );
+    assert_eq!(
+        super::query_param("other=1", "workspace_id").ok(),
+        Some(None)
+    );
+    assert_eq!(
+        super::percent_decode("slack.post%2Fmessage")
+            .ok()
+            .as_deref(),
+        Some("slack.post/message")
+    );
+    for bad in ["%", "%4", "%zz", "%ff%fe"] {
+        let e = super::percent_decode(bad).err().map(|e| e.status);
+        assert_eq!(e, Some(400), "{bad}");
+    }
+}
