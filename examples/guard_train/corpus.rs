@@ -64,6 +64,9 @@ pub enum Shape {
 #[derive(Clone, Debug)]
 pub struct Definition {
     pub source: String,
+    /// The real server a definition comes from (empty for the others): false positives are
+    /// also counted per server, so that one big server does not stand for all.
+    pub server: String,
     pub split: Split,
     /// Cross-validation fold (development items only; a real server's tools share one).
     pub fold: u8,
@@ -125,22 +128,40 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, String
     Ok(files)
 }
 
-/// One file per server; every fifth server (in name order) is a test server, the others take
-/// the development folds in turn, so no server's wording is on both sides of a split or a fold.
+/// One file per server. A server marked `held_out` in `servers.json` (those added on
+/// 2026-12-07) is in the test split, never trained on; of the others, every fifth (in name
+/// order) is a test server and the rest take the development folds in turn, so no server's
+/// wording is on both sides of a split or a fold.
 fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
-    let mut servers = Vec::new();
-    for path in sorted_files(dir, "json")? {
-        let v = read_json(&path)?;
-        if v.get("tools").is_some() {
-            servers.push(v);
-        }
-    }
+    let listed = read_json(&dir.join("servers.json"))?;
+    let held_out: Vec<&str> = listed["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["held_out"] == true)
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     let mut development = 0u8;
-    for (i, server) in servers.iter().enumerate() {
-        let split = if i % 5 == 0 {
+    let mut others = 0usize;
+    for path in sorted_files(dir, "json")? {
+        let server = read_json(&path)?;
+        if server.get("tools").is_none() {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        let split = if held_out.contains(&name.as_str()) {
             Split::Test
         } else {
-            Split::Development
+            others += 1;
+            if (others - 1) % 5 == 0 {
+                Split::Test
+            } else {
+                Split::Development
+            }
         };
         // Development servers take the folds in turn, so no server is in two.
         let fold = development % FOLDS;
@@ -149,6 +170,7 @@ fn real(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
             for item in items.as_array().into_iter().flatten() {
                 corpus.definitions.push(Definition {
                     source: "real-servers".into(),
+                    server: name.clone(),
                     split,
                     fold,
                     malicious: false,
@@ -196,6 +218,7 @@ fn written(dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
                 corpus.definitions.push(Definition {
                     fold: fold_of(&id),
                     source,
+                    server: String::new(),
                     split,
                     malicious: false,
                     shape: Shape::Text,
@@ -220,6 +243,7 @@ fn cases(path: &Path, source: &str, held_out: bool, corpus: &mut Corpus) -> Resu
                 Split::of(&id)
             },
             source: source.into(),
+            server: String::new(),
             malicious: case["label"] == "malicious",
             shape: Shape::Tool,
             value: case["tool"].clone(),

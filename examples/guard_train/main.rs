@@ -34,7 +34,10 @@ const MAX_FP_REAL: f64 = 0.02;
 const MAX_FP_HARD: f64 = 0.06;
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `GUARD_ROOT=DIR`: read the corpora from (and write the model and report into) a copy of
+    // the repository, for an experiment on a snapshot while the corpora change.
+    let root = std::env::var_os("GUARD_ROOT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     let check = std::env::args().any(|a| a == "--check");
     if std::env::args().any(|a| a == "--cases") {
         cases(&root);
@@ -213,9 +216,10 @@ fn hosts(corpus: &Corpus, take: Take<'_>) -> Vec<Value> {
     hosts
 }
 
-/// One definition to judge: (source, malicious, shape, value).
+/// One definition to judge: (source, real server, malicious, shape, value).
 struct Case {
     source: String,
+    server: String,
     malicious: bool,
     shape: Shape,
     value: Value,
@@ -229,6 +233,7 @@ fn evaluation_set(corpus: &Corpus, take: Take<'_>) -> Vec<Case> {
         .filter(|d| take(d.split, d.fold))
         .map(|d| Case {
             source: d.source.clone(),
+            server: d.server.clone(),
             malicious: d.malicious,
             shape: d.shape,
             value: d.value.clone(),
@@ -242,6 +247,7 @@ fn evaluation_set(corpus: &Corpus, take: Take<'_>) -> Vec<Case> {
             .filter(|p| take(p.split, p.fold))
             .map(|p: &Payload| Case {
                 source: p.source.clone(),
+                server: String::new(),
                 malicious: true,
                 shape: Shape::Tool,
                 value: inject::inject(&hosts[(corpus::fnv(&p.id) as usize) % hosts.len()], p),
@@ -259,6 +265,15 @@ fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
     // model may not add false positives beyond that, nor beyond the 2 % aim when that is higher.
     let real_fp = |hold: f32, flag: f32| {
         share(
+            parts,
+            |c| !c.malicious && c.source == "real-servers",
+            |p| !p.rejected && p.held(hold, flag),
+        )
+    };
+    // The same per server (each server's share held, averaged): reported beside, since a
+    // server's tools share their wording and move together.
+    let real_fp_per_server = |hold: f32, flag: f32| {
+        share_per_server(
             parts,
             |c| !c.malicious && c.source == "real-servers",
             |p| !p.rejected && p.held(hold, flag),
@@ -309,6 +324,52 @@ fn choose(parts: &[(Case, Parts)]) -> (f32, f32) {
             }
         }
     }
+    eprintln!(
+        "out of fold at hold {:.2}, flag {:.2}: recall {:.1} %, real tools held {:.2} % (ceiling {:.2} %; per server {:.2} %), hard benign held {:.2} %",
+        best.1,
+        best.2,
+        best.0 * 100.0,
+        real_fp(best.1, best.2) * 100.0,
+        ceiling_real * 100.0,
+        real_fp_per_server(best.1, best.2) * 100.0,
+        hard_fp(best.1, best.2) * 100.0
+    );
+    if curve {
+        let mut servers: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+        for (c, p) in parts
+            .iter()
+            .filter(|(c, _)| !c.malicious && c.source == "real-servers")
+        {
+            let e = servers.entry(c.server.as_str()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(!p.rejected && p.held(best.1, best.2));
+            e.2 += usize::from(!p.rejected && p.held(2.0, 0.0));
+        }
+        for (name, (n, held, without)) in servers.iter().filter(|(_, v)| v.1 + v.2 > 0) {
+            eprintln!("  {name}: {held} of {n} held ({without} without the model)");
+        }
+        for (c, p) in parts
+            .iter()
+            .filter(|(c, _)| !c.malicious && c.source == "real-servers")
+        {
+            if !p.rejected && (p.strong || p.weak || p.held(best.1, best.2)) {
+                let text = c.value["description"]
+                    .as_str()
+                    .or(c.value.as_str())
+                    .unwrap_or("");
+                let text: String = text.chars().take(160).collect();
+                eprintln!(
+                    "    {} {} strong={} weak={} p={:.2}: {}",
+                    c.server,
+                    c.value["name"],
+                    p.strong,
+                    p.weak,
+                    p.p,
+                    text.replace('\n', " ")
+                );
+            }
+        }
+    }
     (best.1, best.2)
 }
 
@@ -324,6 +385,26 @@ fn share(
         yes += usize::from(held(p));
     }
     yes as f64 / n.max(1) as f64
+}
+
+/// The mean over real servers of the share of each one's cases `pick` chooses that satisfy
+/// `held`.
+fn share_per_server(
+    parts: &[(Case, Parts)],
+    pick: impl Fn(&Case) -> bool,
+    held: impl Fn(&Parts) -> bool,
+) -> f64 {
+    let mut servers: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (c, p) in parts.iter().filter(|(c, _)| pick(c)) {
+        let counts = servers.entry(c.server.as_str()).or_default();
+        counts.0 += 1;
+        counts.1 += usize::from(held(p));
+    }
+    let sum: f64 = servers
+        .values()
+        .map(|&(n, yes)| yes as f64 / n.max(1) as f64)
+        .sum();
+    sum / servers.len().max(1) as f64
 }
 
 /// Counts of one row of the report.
@@ -363,12 +444,19 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
     let ctx = Context::default().with_model(model);
     let limits = Limits::default();
     let mut rows: BTreeMap<(String, bool), Row> = BTreeMap::new();
+    let mut servers: BTreeMap<String, Row> = BTreeMap::new();
     let test = evaluation_set(corpus, &|split, _| split == Split::Test);
     for c in &test {
         let (verdict, findings, _) = eval::judge(c.shape, &c.value, &limits, &ctx);
         rows.entry((c.source.clone(), c.malicious))
             .or_default()
             .add(verdict, &findings);
+        if !c.server.is_empty() {
+            servers
+                .entry(c.server.clone())
+                .or_default()
+                .add(verdict, &findings);
+        }
     }
     // Every real server, trained on or not, for the in-sample rate.
     let mut all_real = Row::default();
@@ -421,6 +509,38 @@ fn report(corpus: &Corpus, model: Arc<Model>, hold: f32, flag: f32) -> String {
         pct(real.held, real.n), real.held, real.n, real.rejected,
         pct(all_real.held, all_real.n), all_real.held, all_real.n, all_real.rejected
     ));
+    out.push_str(&per_server(&servers));
+    out
+}
+
+/// The held-out real servers one by one: their mean share held, and each server with a tool
+/// held (one server's tools move together, so the share per tool can be one server's).
+fn per_server(servers: &BTreeMap<String, Row>) -> String {
+    let mean = servers
+        .values()
+        .map(|r| r.held as f64 / r.n.max(1) as f64)
+        .sum::<f64>()
+        / servers.len().max(1) as f64;
+    let mut out = format!(
+        "**Held-out real servers: {}; mean share of a server's definitions held: {:.1} %.**",
+        servers.len(),
+        mean * 100.0
+    );
+    let held: Vec<String> = servers
+        .iter()
+        .filter(|(_, r)| r.held > 0)
+        .map(|(name, r)| format!("{name} {} of {}", r.held, r.n))
+        .collect();
+    if held.is_empty() {
+        out.push_str(" None had a definition held.\n");
+    } else {
+        out.push_str(&format!(" Held: {}.\n", held.join(", ")));
+    }
+    let names: Vec<String> = servers
+        .iter()
+        .map(|(name, r)| format!("{name} ({})", r.n))
+        .collect();
+    out.push_str(&format!("\nHeld-out servers: {}.\n", names.join(", ")));
     out
 }
 

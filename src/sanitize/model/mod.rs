@@ -280,6 +280,17 @@ pub fn is_weak(kind: Kind) -> bool {
     )
 }
 
+/// The score below which the model reads a text as benign.
+const EVEN_ODDS: f32 = 0.5;
+
+/// A finding's location is a value a schema or a definition carries rather than prose: a
+/// `title`, `default`, `const`, an `examples` or `enum` item.
+fn in_value_slot(location: &str) -> bool {
+    let last = location.rsplit('.').next().unwrap_or(location);
+    let last = last.split('[').next().unwrap_or(last);
+    matches!(last, "title" | "default" | "const" | "examples" | "enum")
+}
+
 /// The learned stage over a definition's texts (location, text), with the findings the cleaner
 /// and the detectors made: adds its finding and decides whether the weak detector findings hold.
 pub(crate) fn judge(
@@ -334,7 +345,10 @@ pub(crate) fn judge(
     // Below the flag threshold the model reads the definition as benign: weak phrases alone are
     // shown to a reviewer, not held.
     for f in findings.iter_mut() {
-        if is_weak(f.kind) && f.severity() == Severity::Hold && !from_decoded_view(f) {
+        // A title, default, example or enum value has no business instructing anyone: there a
+        // weak phrase holds unless the model reads the definition as benign (below even odds).
+        let in_value = in_value_slot(&f.location) && p >= EVEN_ODDS;
+        if is_weak(f.kind) && f.severity() == Severity::Hold && !from_decoded_view(f) && !in_value {
             f.flagged = true;
         }
     }
