@@ -455,19 +455,24 @@ fn other_server_mention(lower: &str, ctx: &Context) -> Option<String> {
         if matches!(before, Some('.' | '/' | '@')) {
             continue;
         }
+        // The cheap test first (is the separator there?), the server lookup only then: this
+        // runs for every word of every text.
         let mention = if sep_is_name {
-            ctx.other_servers.iter().any(|server| {
-                word.strip_prefix(server.as_str())
-                    .and_then(|rest| rest.strip_prefix(sep))
-                    .is_some_and(|tool| !tool.is_empty())
-            })
+            // `server<sep>tool` inside the word: at every place the separator starts with a
+            // tool after it, the part before looked up.
+            word.contains(sep)
+                && (1..word.len()).any(|i| {
+                    word.is_char_boundary(i)
+                        && word[i..].starts_with(sep)
+                        && word.len() > i + sep.len()
+                        && ctx.other_servers.contains(&word[..i])
+                })
         } else {
             let after = lower.get(idx..).unwrap_or_default();
-            let tool: String = after
-                .strip_prefix(sep)
-                .map(|t| t.chars().take_while(|&c| is_name(c)).collect())
-                .unwrap_or_default();
-            ctx.other_servers.contains(word) && !tool.is_empty() && !is_tld(&tool)
+            after.strip_prefix(sep).is_some_and(|rest| {
+                let tool = &rest[..rest.find(|c: char| !is_name(c)).unwrap_or(rest.len())];
+                !tool.is_empty() && !is_tld(tool) && ctx.other_servers.contains(word)
+            })
         };
         if mention {
             return Some(
@@ -779,6 +784,20 @@ mod tests {
         }
         let k = kinds("To find inline attachments, look for a src attribute such as <IMG src='cid:image001.jpg'>.");
         assert_eq!(k, vec![Kind::MarkupMention]);
+    }
+
+    #[test]
+    fn another_servers_tool_is_a_mention_with_either_kind_of_separator() {
+        let dot = Context::new(["slack", "github"], ".");
+        let under = Context::new(["slack", "github", "my_"], "__");
+        let mention = |text: &str, ctx: &Context| other_server_mention(text, ctx).is_some();
+        assert!(mention("then call slack.post_message with it", &dot));
+        assert!(!mention("post to hooks.slack.com or slack.com", &dot));
+        assert!(!mention("the slack. app", &dot));
+        assert!(mention("then call slack__post_message with it", &under));
+        assert!(mention("then call slack___post with it", &under));
+        assert!(mention("use my___tool", &under));
+        assert!(!mention("slack__ alone, and slackbot__x", &under));
     }
 
     #[test]
