@@ -25,6 +25,13 @@ impl JsonText {
         JsonText(Arc::from(value.to_string()))
     }
 
+    /// Text already written from a `Value` the way [`JsonText::new`] writes it (compact, keys in
+    /// the map's order), for a caller that wrote the value's pairs one by one (see
+    /// `ToolEntry::visible_with_text`); it is not checked.
+    pub(crate) fn from_written(text: String) -> JsonText {
+        JsonText(Arc::from(text))
+    }
+
     /// The value itself, parsed again from its text.
     pub fn value(&self) -> Value {
         // The text was written from a `Value`: it always parses.

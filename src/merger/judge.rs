@@ -29,6 +29,15 @@ const MAX_JUDGES: usize = 4;
 /// A tool or prompt to judge: its listing's place in the batch, whether it is a prompt, its text.
 type Item<'a> = (usize, bool, &'a JsonText);
 
+/// One server's listing judged: each tool's, then each prompt's observation, the entry agents
+/// see of each when its standing is approved (made on the judge thread that judged it), and how
+/// many are tools.
+struct Seen {
+    observations: Vec<Observation>,
+    shown: Vec<ToolEntry>,
+    tools: usize,
+}
+
 /// What one judged definition needs of its server.
 #[derive(Clone, Copy)]
 struct Observed<'a> {
@@ -86,34 +95,29 @@ impl Judge {
     /// servers' names for shadowing, listing): every tool and prompt is sanitized, then the pin store is read and written once for all of them (a burst of 50
     /// servers starting costs one pin update, not 50 rewrites of a growing file).
     pub(crate) fn judge_many(&mut self, batch: &[(&str, &[&str], &Listing)]) -> Vec<Judged> {
-        let observed: Vec<(&str, Vec<Observation>, usize)> = self
-            .observe_all(batch)
-            .into_iter()
-            .zip(batch)
-            .map(|((observations, n_tools), (server, _, _))| (*server, observations, n_tools))
-            .collect();
+        let observed: Vec<Seen> = self.observe_all(batch);
         let pinned: Vec<(&str, &[Observation])> = observed
             .iter()
-            .map(|(server, observations, _)| (*server, observations.as_slice()))
+            .zip(batch)
+            .map(|(seen, (server, _, _))| (*server, seen.observations.as_slice()))
             .collect();
         let standings = self.standings(&pinned);
         observed
             .into_iter()
             .zip(standings)
             .zip(batch)
-            .map(
-                |(((server, observations, n_tools), standings), (_, others, listing))| {
-                    let mut entries = self.entries(observations, standings);
-                    let prompts = entries.split_off(n_tools.min(entries.len()));
-                    let (resources, templates) = self.resources(server, others, &listing.catalog);
-                    Judged {
-                        tools: entries,
-                        prompts,
-                        resources,
-                        templates,
-                    }
-                },
-            )
+            .map(|((seen, standings), (server, others, listing))| {
+                let n_tools = seen.tools;
+                let mut entries = self.entries(seen, standings);
+                let prompts = entries.split_off(n_tools.min(entries.len()));
+                let (resources, templates) = self.resources(server, others, &listing.catalog);
+                Judged {
+                    tools: entries,
+                    prompts,
+                    resources,
+                    templates,
+                }
+            })
             .collect()
     }
 
@@ -121,7 +125,7 @@ impl Judge {
     /// (a gate starting with many servers) is judged on up to [`MAX_JUDGES`] threads, each
     /// taking a run of the items in order: the sanitizer holds nothing between definitions, so
     /// the split changes no verdict, only how soon the first list is complete.
-    fn observe_all(&self, batch: &[(&str, &[&str], &Listing)]) -> Vec<(Vec<Observation>, usize)> {
+    fn observe_all(&self, batch: &[(&str, &[&str], &Listing)]) -> Vec<Seen> {
         let items = batch
             .iter()
             .map(|(_, _, l)| l.catalog.tools.len() + l.catalog.prompts.len())
@@ -130,11 +134,7 @@ impl Judge {
     }
 
     /// [`Judge::observe_all`] on `judges` threads.
-    fn observe_on(
-        &self,
-        batch: &[(&str, &[&str], &Listing)],
-        judges: usize,
-    ) -> Vec<(Vec<Observation>, usize)> {
+    fn observe_on(&self, batch: &[(&str, &[&str], &Listing)], judges: usize) -> Vec<Seen> {
         let instructions: Vec<Vec<Finding>> = batch
             .iter()
             .map(|(_, others, listing)| match &listing.instructions {
@@ -170,9 +170,9 @@ impl Judge {
                     };
                     self.observe(item, text, prompt, ctx)
                 })
-                .collect::<Vec<Observation>>()
+                .collect::<Vec<(Observation, ToolEntry)>>()
         };
-        let mut observations: Vec<Observation> = if judges <= 1 {
+        let mut observations: Vec<(Observation, ToolEntry)> = if judges <= 1 {
             observe(&items)
         } else {
             std::thread::scope(|scope| {
@@ -203,12 +203,17 @@ impl Judge {
                     .collect()
             })
         };
-        let mut out: Vec<(Vec<Observation>, usize)> = batch
+        let mut out: Vec<Seen> = batch
             .iter()
-            .map(|(_, _, listing)| (Vec::new(), listing.catalog.tools.len()))
+            .map(|(_, _, listing)| Seen {
+                observations: Vec::new(),
+                shown: Vec::new(),
+                tools: listing.catalog.tools.len(),
+            })
             .collect();
-        for (&(at, _, _), observation) in items.iter().zip(observations.drain(..)) {
-            out[at].0.push(observation);
+        for (&(at, _, _), (observation, shown)) in items.iter().zip(observations.drain(..)) {
+            out[at].observations.push(observation);
+            out[at].shown.push(shown);
         }
         out
     }
@@ -256,11 +261,12 @@ impl Judge {
         (resources, templates)
     }
 
-    fn entries(&self, observations: Vec<Observation>, standings: Vec<Standing>) -> Vec<ToolEntry> {
-        observations
+    fn entries(&self, seen: Seen, standings: Vec<Standing>) -> Vec<ToolEntry> {
+        seen.observations
             .into_iter()
+            .zip(seen.shown)
             .zip(standings)
-            .map(|(obs, standing)| {
+            .map(|((obs, shown), standing)| {
                 let merged_name = obs.merged_name.clone();
                 let what = match merged_name.strip_prefix(PROMPT_PIN) {
                     Some(name) => format!("prompt {name}"),
@@ -274,7 +280,7 @@ impl Judge {
                 }
                 let prompt = merged_name.starts_with(PROMPT_PIN);
                 let changed = matches!(standing, Standing::Changed { .. });
-                let mut entry = entry_for(obs, standing, self.on_change);
+                let mut entry = entry_for(obs, shown, standing, self.on_change);
                 if prompt && changed && entry.blocked.is_none() {
                     // A prompt's template is what `prompts/get` returns: listed as approved, its
                     // changed version is never handed out.
@@ -292,14 +298,15 @@ impl Judge {
     }
 
     /// One tool's (or, with `prompt`, one prompt's, pinned under [`PROMPT_PIN`]) observation:
-    /// sanitized, with its server's instruction findings when they hold.
+    /// sanitized, with its server's instruction findings when they hold; and the entry agents
+    /// see of it if its standing is approved (its cleaned definition, serialized here once).
     fn observe(
         &self,
         item: Observed<'_>,
         raw_text: &JsonText,
         prompt: bool,
         ctx: &Context,
-    ) -> Observation {
+    ) -> (Observation, ToolEntry) {
         let raw = raw_text.value();
         let (mut sanitized, pin_prefix) = if prompt {
             (
@@ -324,15 +331,17 @@ impl Judge {
             .unwrap_or("(unnamed)")
             .to_owned();
         let listing = item.listing;
-        Observation {
+        let (shown, clean) = ToolEntry::visible_with_text(tool.clone(), &sanitized.clean);
+        let observation = Observation {
             merged_name: format!("{pin_prefix}{}", self.namer.merged_name(item.server, &tool)),
             tool: format!("{pin_prefix}{tool}"),
             hash: sanitize::pin_hash(&raw, &listing.server_info, listing.instructions.as_deref()),
             verdict: sanitized.verdict,
             raw: raw_text.clone(),
-            clean: sanitized.clean,
+            clean,
             findings: sanitized.findings,
-        }
+        };
+        (observation, shown)
     }
 
     /// Each server's tools' standings, in order, from one pin update.
@@ -392,12 +401,17 @@ impl Judge {
     }
 }
 
-/// What agents see of one tool:
+/// What agents see of one tool (`shown` being its sanitized definition's entry):
 /// - rejected: nothing, and calls are refused;
 /// - the approved version (clean, or held but approved by an operator): its sanitized definition;
 /// - changed since approval: the last approved definition, or nothing (`on_change: hide`);
 /// - never approved (held, or pinning requires approval): nothing, and calls are refused.
-pub(crate) fn entry_for(obs: Observation, standing: Standing, on_change: OnChange) -> ToolEntry {
+pub(crate) fn entry_for(
+    obs: Observation,
+    shown: ToolEntry,
+    standing: Standing,
+    on_change: OnChange,
+) -> ToolEntry {
     let name = match obs.tool.strip_prefix(PROMPT_PIN) {
         Some(prompt) => prompt.to_owned(),
         None => obs.tool,
@@ -408,7 +422,7 @@ pub(crate) fn entry_for(obs: Observation, standing: Standing, on_change: OnChang
         return blocked(format!("rejected by the gate's sanitizer ({kinds})"));
     }
     match standing {
-        Standing::Approved => ToolEntry::visible(name, obs.clean),
+        Standing::Approved => ToolEntry { name, ..shown },
         Standing::Changed { approved } if on_change == OnChange::ServeLastApproved => {
             ToolEntry::visible(name, approved)
         }
@@ -439,6 +453,7 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn judge() -> Judge {
         let settings = Settings::default();
@@ -493,18 +508,22 @@ mod tests {
             .map(|((n, o), l)| (*n, o.as_slice(), l))
             .collect();
         let one_judge = judge();
-        let seen =
-            |observed: Vec<(Vec<Observation>, usize)>| -> Vec<Vec<(String, Verdict, String)>> {
-                observed
-                    .into_iter()
-                    .map(|(o, tools)| {
-                        assert_eq!(tools, 120);
-                        o.into_iter()
-                            .map(|o| (o.merged_name, o.verdict, o.hash))
-                            .collect()
-                    })
-                    .collect()
-            };
+        // Per server, per definition: merged name, verdict, pin hash, what agents see of it.
+        type Judged = (String, Verdict, String, Option<Arc<str>>);
+        let seen = |observed: Vec<Seen>| -> Vec<Vec<Judged>> {
+            observed
+                .into_iter()
+                .map(|seen| {
+                    assert_eq!(seen.tools, 120);
+                    assert_eq!(seen.shown.len(), seen.observations.len());
+                    seen.observations
+                        .into_iter()
+                        .zip(seen.shown)
+                        .map(|(o, shown)| (o.merged_name, o.verdict, o.hash, shown.shown))
+                        .collect()
+                })
+                .collect()
+        };
         let one = seen(one_judge.observe_on(&batch, 1));
         // Runs of exactly one listing (3), and runs that cut listings in the middle (4, 7).
         let three = seen(one_judge.observe_on(&batch, 3));

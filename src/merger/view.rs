@@ -12,6 +12,7 @@
 use super::resources::{ResourceEntry, ResourceRoutes};
 use crate::config::{Naming, Separator, Settings};
 use crate::downstream::{ConnHandle, Offered};
+use crate::json_text::JsonText;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,28 +39,31 @@ pub(crate) struct ToolEntry {
 impl ToolEntry {
     /// An entry agents see as `definition` (its `name` is replaced by the merged one).
     pub(crate) fn visible(name: String, definition: Value) -> ToolEntry {
-        let mut definition = definition;
+        ToolEntry::visible_with_text(name, &definition).0
+    }
+
+    /// [`ToolEntry::visible`], and the whole definition's compact text (what [`JsonText::new`]
+    /// writes), from one serialization: the judge threads make both, so that neither the merger
+    /// thread nor the pin update serializes a definition again.
+    pub(crate) fn visible_with_text(name: String, definition: &Value) -> (ToolEntry, JsonText) {
         let annotations = definition
             .get("annotations")
             .and_then(Value::as_object)
             .map(|a| Arc::new(a.clone()));
-        let params = crate::sanitize::param_headers(&definition);
+        let params = crate::sanitize::param_headers(definition);
         let params = (!params.is_empty()).then(|| Arc::from(params));
-        if let Some(obj) = definition.as_object_mut() {
-            obj.remove("name");
-        }
-        let text = definition.to_string();
-        let rest = text
-            .strip_prefix('{')
-            .and_then(|t| t.strip_suffix('}'))
-            .unwrap_or_default();
-        ToolEntry {
+        let (text, rest) = match definition.as_object() {
+            Some(map) => written_without_name(map),
+            None => (definition.to_string(), String::new()),
+        };
+        let entry = ToolEntry {
             name,
             shown: Some(Arc::from(rest)),
             blocked: None,
             annotations,
             params,
-        }
+        };
+        (entry, JsonText::from_written(text))
     }
 
     /// An entry agents neither see nor may call, with the reason.
@@ -72,6 +76,53 @@ impl ToolEntry {
             params: None,
         }
     }
+}
+
+/// An object's compact text (`{"k":v,…}`, as `Value` writes it) and its pairs without `name`
+/// and without the braces (`"description":…,"inputSchema":…`): each pair is written once.
+fn written_without_name(map: &serde_json::Map<String, Value>) -> (String, String) {
+    let mut whole = Vec::with_capacity(1024);
+    let mut name_pair = 0..0;
+    whole.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        let start = whole.len();
+        if i > 0 {
+            whole.push(b',');
+        }
+        // Writing JSON into a Vec cannot fail: its keys are strings.
+        let written = serde_json::to_writer(&mut whole, key)
+            .and_then(|()| {
+                whole.push(b':');
+                serde_json::to_writer(&mut whole, value)
+            })
+            .is_ok();
+        if !written {
+            whole.truncate(start);
+        } else if key == "name" {
+            name_pair = start..whole.len();
+        }
+    }
+    whole.push(b'}');
+    // The pairs between the braces, the name's taken out with the comma that joins it.
+    let inner = 1..whole.len() - 1;
+    let mut rest = Vec::with_capacity(inner.len());
+    if name_pair.is_empty() {
+        rest.extend_from_slice(&whole[inner]);
+    } else {
+        let before = &whole[inner.start..name_pair.start];
+        let after = &whole[name_pair.end..inner.end];
+        // The name's pair starts with its comma unless it is first; then the next one's goes.
+        let after = if before.is_empty() {
+            after.strip_prefix(b",").unwrap_or(after)
+        } else {
+            after
+        };
+        rest.extend_from_slice(before);
+        rest.extend_from_slice(after);
+    }
+    // Both are serde_json's output: UTF-8.
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap_or_default();
+    (text(whole), text(rest))
 }
 
 /// One server's latest judged entries, as the merger holds them; `C` is how to reach it (a
@@ -478,6 +529,33 @@ mod tests {
         ServerTools {
             tools,
             ..ServerTools::empty(name.into(), "conn")
+        }
+    }
+
+    #[test]
+    fn a_definition_written_once_gives_the_text_of_a_value_and_the_pairs_but_its_name() {
+        let definitions = [
+            json!({"name": "t", "description": "d \"q\" \u{1}", "inputSchema": {"type": "object"},
+                "annotations": {"readOnlyHint": true}}),
+            // `name` first and last in the map's order, alone, and missing.
+            json!({"annotations": {}, "name": "a"}),
+            json!({"name": "z", "zz": [1, 2.5, null]}),
+            json!({"name": "only"}),
+            json!({"description": "no name"}),
+            json!({}),
+        ];
+        for definition in definitions {
+            let (entry, text) = ToolEntry::visible_with_text("t".into(), &definition);
+            assert_eq!(text, JsonText::new(&definition));
+            let mut without = definition.clone();
+            without.as_object_mut().unwrap().remove("name");
+            let whole = without.to_string();
+            let pairs = &whole[1..whole.len() - 1];
+            assert_eq!(entry.shown.as_deref(), Some(pairs), "{definition}");
+            assert_eq!(
+                entry.annotations.is_some(),
+                definition.get("annotations").is_some()
+            );
         }
     }
 

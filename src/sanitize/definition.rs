@@ -213,13 +213,14 @@ pub(super) fn dropped(
 /// pass over all of it (keys, and strings short enough to be names, also with `_`, `-`, `.` read
 /// as spaces, as the name checks read them) finds nothing.
 fn could_fire(raw: &Value, ctx: &Context) -> bool {
-    let mut joined = String::new();
+    let mut joined = String::with_capacity(1024);
     let mut stack = vec![raw];
+    let name_like = |s: &str| s.contains(['_', '-', '.']);
     while let Some(v) = stack.pop() {
         match v {
             Value::String(s) => {
                 push_text(&mut joined, s);
-                if s.len() <= MAX_NAME_BYTES && s.contains(['_', '-', '.']) {
+                if s.len() <= MAX_NAME_BYTES && name_like(s) {
                     push_text(&mut joined, &s.replace(['_', '-', '.'], " "));
                 }
             }
@@ -227,24 +228,44 @@ fn could_fire(raw: &Value, ctx: &Context) -> bool {
             Value::Object(m) => {
                 for (k, child) in m {
                     push_text(&mut joined, k);
-                    push_text(&mut joined, &k.replace(['_', '-', '.'], " "));
+                    if name_like(k) {
+                        push_text(&mut joined, &k.replace(['_', '-', '.'], " "));
+                    }
                     stack.push(child);
                 }
             }
             _ => {}
         }
     }
-    let printable = joined
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t');
     // Markup is cleaned before detection (a link's text joins the words around it), so text with
     // markup is read string by string after cleaning.
-    let markup = joined.contains("](") || joined.contains("<!--") || joined.contains("![");
-    if !printable || markup {
+    if !printable_without_markup(&joined) {
         return true;
     }
     let lower = joined.to_ascii_lowercase();
     detect::suspicious(&lower, &joined, ctx)
+}
+
+/// Every byte printable ASCII (or a newline or tab), and no markup that cleaning changes: no
+/// link or image (`](`, `![`), no comment (`<!--`). One pass over the bytes.
+fn printable_without_markup(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut previous = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !((0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t') {
+            return false;
+        }
+        let markup = match (previous, b) {
+            (b']', b'(') | (b'!', b'[') => true,
+            (b'<', b'!') => bytes.get(i + 1..i + 3) == Some(b"--"),
+            _ => false,
+        };
+        if markup {
+            return false;
+        }
+        previous = b;
+    }
+    true
 }
 
 fn push_text(joined: &mut String, s: &str) {

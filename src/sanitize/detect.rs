@@ -17,6 +17,7 @@
 use super::decode::{self, Decoding};
 use super::finding::{Finding, Kind};
 use regex::{Regex, RegexSet};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -326,20 +327,27 @@ fn tagged(evidence: &str, how: Option<Decoding>) -> String {
 
 /// The texts the patterns read: the lowercased text, its confusable fold, and a reading view with
 /// emphasis, code marks, empty tags and hyphenated line breaks taken out (`**Ig**nore`).
-fn views(lower: &str) -> Vec<String> {
-    let mut out = vec![lower.to_owned()];
-    let folded = fold_confusables(lower);
-    if folded != lower {
-        out.push(folded.clone());
+fn views(lower: &str) -> Vec<Cow<'_, str>> {
+    // Most text is ASCII: its fold is itself, and no copy of it is made.
+    let folded: Cow<'_, str> = if lower.is_ascii() {
+        Cow::Borrowed(lower)
+    } else {
+        Cow::Owned(fold_confusables(lower))
+    };
+    let reading = folded
+        .bytes()
+        .any(|b| matches!(b, b'*' | b'`' | b'~' | b'<' | b'-'))
+        .then(|| reading_view(&folded))
+        .filter(|reading| reading.as_str() != folded.as_ref());
+    let mut out = vec![Cow::Borrowed(lower)];
+    if matches!(folded, Cow::Owned(_)) && folded != lower {
+        out.push(folded);
     }
     if let Some(cyrillic) = fold_into_cyrillic(lower) {
-        out.push(cyrillic);
+        out.push(Cow::Owned(cyrillic));
     }
-    if folded.contains(['*', '`', '~', '<', '-']) {
-        let reading = reading_view(&folded);
-        if reading != folded {
-            out.push(reading);
-        }
+    if let Some(reading) = reading {
+        out.push(Cow::Owned(reading));
     }
     out
 }
@@ -386,26 +394,38 @@ fn cyrillic_look_alike(c: char) -> char {
 }
 
 fn reading_view(text: &str) -> String {
-    let joined = text.replace("-\n", "");
-    let mut out = String::with_capacity(joined.len());
-    let mut rest = joined.as_str();
-    while let Some(c) = rest.chars().next() {
-        if c == '<' {
-            // An empty or formatting tag (`<b>`, `</i>`, `<span>`) vanishes when rendered.
-            if let Some(end) = rest.get(..rest.len().min(40)).and_then(|h| h.find('>')) {
-                let tag = rest.get(1..end).unwrap_or_default();
-                if tag.chars().all(|t| t.is_ascii_alphanumeric() || t == '/') {
-                    rest = rest.get(end + 1..).unwrap_or_default();
+    let joined: Cow<'_, str> = if text.contains("-\n") {
+        Cow::Owned(text.replace("-\n", ""))
+    } else {
+        Cow::Borrowed(text)
+    };
+    // Bytes, not chars: everything taken out is ASCII (marks, and tags of ASCII letters), so
+    // what is left is still UTF-8.
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'<' => {
+                // An empty or formatting tag (`<b>`, `</i>`, `<span>`) vanishes when rendered.
+                let head = &bytes[i..bytes.len().min(i + 40)];
+                let tag_end = head.iter().position(|&t| t == b'>').filter(|&end| {
+                    head[1..end]
+                        .iter()
+                        .all(|t| t.is_ascii_alphanumeric() || *t == b'/')
+                });
+                if let Some(end) = tag_end {
+                    i += end + 1;
                     continue;
                 }
+                out.push(b);
             }
+            b'*' | b'`' | b'~' => {}
+            _ => out.push(b),
         }
-        if !matches!(c, '*' | '`' | '~') {
-            out.push(c);
-        }
-        rest = rest.get(c.len_utf8()..).unwrap_or_default();
+        i += 1;
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A line that sends something the model holds to a URL or an address.
@@ -437,22 +457,21 @@ fn other_server_mention(lower: &str, ctx: &Context) -> Option<String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    // Bytes, not chars: a name is ASCII, and a byte of a longer char only ends an empty word.
+    let bytes = lower.as_bytes();
     let mut start = 0;
-    for (idx, c) in lower
-        .char_indices()
-        .chain(std::iter::once((lower.len(), ' ')))
-    {
-        if is_name(c) {
+    for idx in 0..=bytes.len() {
+        if bytes.get(idx).is_some_and(|&b| is_name(char::from(b))) {
             continue;
         }
-        let word = lower.get(start..idx).unwrap_or_default();
         let word_start = start;
-        start = idx + c.len_utf8();
-        if word.is_empty() {
+        start = idx + 1;
+        if idx == word_start {
             continue;
         }
-        let before = lower.get(..word_start).and_then(|b| b.chars().next_back());
-        if matches!(before, Some('.' | '/' | '@')) {
+        let word = lower.get(word_start..idx).unwrap_or_default();
+        let before = word_start.checked_sub(1).and_then(|at| bytes.get(at));
+        if matches!(before, Some(b'.' | b'/' | b'@')) {
             continue;
         }
         // The cheap test first (is the separator there?), the server lookup only then: this
@@ -618,7 +637,10 @@ fn mixed_script(lower: &str, location: &str, findings: &mut Vec<Finding>) {
 /// needs mixed case and a digit (or to be one repeated character, a padding trick).
 fn base64_candidates(text: &str) -> impl Iterator<Item = &str> {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
-    let tokens = text.split_whitespace().filter(|t| !t.contains("://"));
+    // A token shorter than a run holds none: the address test only for the others.
+    let tokens = text
+        .split_whitespace()
+        .filter(|t| t.len() >= BASE64_RUN && !t.contains("://"));
     tokens
         .flat_map(move |t| t.split(move |c: char| !is_b64(c)))
         .filter(|run| {

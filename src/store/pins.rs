@@ -77,7 +77,7 @@ pub struct Observation {
     /// As sent.
     pub raw: Definition,
     /// As cleaned.
-    pub clean: Value,
+    pub clean: Definition,
     /// Findings.
     pub findings: Vec<Finding>,
 }
@@ -248,9 +248,10 @@ fn approve(pins: &mut Pins, workspace: &str, merged_name: &str) -> Result<PinEnt
 fn observe(tools: &mut Tools, obs: &Observation, pinning: Pinning, changed: &mut bool) -> Standing {
     // One text of the cleaned definition, shared by the current and the approved version (and
     // by the raw one when cleaning changed nothing).
-    let clean = match Definition::new(&obs.clean) {
-        clean if clean == obs.raw => obs.raw.clone(),
-        clean => clean,
+    let clean = if obs.clean == obs.raw {
+        obs.raw.clone()
+    } else {
+        obs.clean.clone()
     };
     let current = Current {
         hash: obs.hash.clone(),
@@ -354,7 +355,7 @@ mod tests {
             hash: hash.into(),
             verdict,
             raw: Definition::new(&json!({"name": "t", "v": hash})),
-            clean: json!({"name": "t", "v": hash}),
+            clean: Definition::new(&json!({"name": "t", "v": hash})),
             findings: Vec::new(),
         }
     }

@@ -251,11 +251,7 @@ fn bucket(tag: u8, a: &str, b: &str) -> usize {
     let mut h = u64::from(tag).wrapping_mul(K) ^ ((a.len() + b.len()) as u64);
     let mut eat = |bytes: &[u8]| {
         for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(word))
-                .wrapping_mul(K)
-                .rotate_left(29);
+            h = (h ^ little_endian(chunk)).wrapping_mul(K).rotate_left(29);
         }
     };
     eat(a.as_bytes());
@@ -268,6 +264,25 @@ fn bucket(tag: u8, a: &str, b: &str) -> usize {
     h ^= h >> 33;
     let sign = if h >> 63 == 1 { NEGATIVE } else { 0 };
     ((h as usize) & (BUCKETS - 1)) | sign
+}
+
+/// Up to 8 bytes as a little-endian number, the missing high bytes zero. Two fixed-size loads
+/// that overlap instead of a copy of a variable length (a `memcpy` call for every n-gram).
+fn little_endian(chunk: &[u8]) -> u64 {
+    let n = chunk.len();
+    if n >= 4 {
+        let mut low = [0u8; 4];
+        let mut high = [0u8; 4];
+        low.copy_from_slice(&chunk[..4]);
+        high.copy_from_slice(&chunk[n - 4..n]);
+        // The bytes the two loads share are the same in both: or-ing them changes nothing.
+        u64::from(u32::from_le_bytes(low)) | u64::from(u32::from_le_bytes(high)) << (8 * (n - 4))
+    } else {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0, |word, (i, &b)| word | u64::from(b) << (8 * i))
+    }
 }
 
 /// Fewer than `n` words in `text` (runs of letters and digits)? Then no window of it can reach
@@ -296,6 +311,20 @@ pub fn fewer_words_than(text: &str, n: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn little_endian_reads_any_length_up_to_eight_as_zero_padded_bytes() {
+        let bytes: Vec<u8> = (1..=8).map(|i| i * 37 + 3).collect();
+        for n in 0..=8 {
+            let mut word = [0u8; 8];
+            word[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(
+                little_endian(&bytes[..n]),
+                u64::from_le_bytes(word),
+                "{n} bytes"
+            );
+        }
+    }
 
     #[test]
     fn sentences_split_at_stops_and_lines() {
