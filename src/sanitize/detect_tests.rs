@@ -151,6 +151,24 @@ fn every_pattern_compiles() {
 }
 
 #[test]
+fn the_screening_set_widens_only_the_gaps_of_negated_classes() {
+    assert_eq!(
+        widened_gaps(r"\bomit\b[^.\n]{0,40}\bfrom|[^\]\n]{0,200}?x|[a-z]{2,}|.{0,2}"),
+        r"\bomit\b[^.\n]*\bfrom|[^\]\n]*x|[a-z]{2,}|.{0,2}"
+    );
+    // Every pattern still compiles widened, and a gap at its longest still matches both ways.
+    for (kind, p) in PATTERNS {
+        assert!(
+            Regex::new(&widened_gaps(&ascii_classes(p))).is_ok(),
+            "{kind}"
+        );
+    }
+    let long = format!("never tell {} the user", "x".repeat(35));
+    let set = compiled().set.as_ref().unwrap();
+    assert!(set.is_match(&long) && set.is_match(&format!("never tell {} user", "x".repeat(80))));
+}
+
+#[test]
 fn cyrillic_i_folds_to_latin_i() {
     assert_eq!(fold_confusables("\u{456}gnore"), "ignore");
     assert_eq!(fold_confusables("日本語"), "日本語");
