@@ -23,7 +23,8 @@ use serde_json::Value;
 /// A server's usual list is below it: a thread costs more than it saves there.
 const PARALLEL_FROM: usize = 256;
 
-/// Threads judging one burst at most (each a run of the burst's definitions).
+/// Threads judging one burst at most (each a run of the burst's definitions), the merger thread
+/// counted: it judges the first run itself.
 const MAX_JUDGES: usize = 4;
 
 /// A tool or prompt to judge: its listing's place in the batch, whether it is a prompt, its text.
@@ -176,8 +177,9 @@ impl Judge {
             observe(&items)
         } else {
             std::thread::scope(|scope| {
-                let runs: Vec<_> = items
-                    .chunks(part)
+                let mut runs = items.chunks(part);
+                let first = runs.next().unwrap_or(&[]);
+                let others: Vec<_> = runs
                     .map(|run| {
                         let spawned = std::thread::Builder::new()
                             .name("judge".into())
@@ -185,11 +187,16 @@ impl Judge {
                         (run, spawned)
                     })
                     .collect();
-                runs.into_iter()
-                    .flat_map(|(run, spawned)| match spawned {
-                        Ok(handle) => handle
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // The merger thread judges the first run while the judge threads judge theirs:
+                // one thread fewer to start, and one fewer set of regex caches kept after.
+                let mut observed = observe(first);
+                for (run, spawned) in others {
+                    match spawned {
+                        Ok(handle) => observed.extend(
+                            handle
+                                .join()
+                                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        ),
                         // No thread to be had: this one judges the run itself.
                         Err(e) => {
                             log::warn!(
@@ -197,10 +204,11 @@ impl Judge {
                                  merger thread",
                                 run.len()
                             );
-                            observe(run)
+                            observed.extend(observe(run));
                         }
-                    })
-                    .collect()
+                    }
+                }
+                observed
             })
         };
         let mut out: Vec<Seen> = batch
