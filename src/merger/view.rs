@@ -52,10 +52,10 @@ impl ToolEntry {
             .map(|a| Arc::new(a.clone()));
         let params = crate::sanitize::param_headers(definition);
         let params = (!params.is_empty()).then(|| Arc::from(params));
-        let (text, rest) = match definition.as_object() {
-            Some(map) => written_without_name(map),
-            None => (definition.to_string(), String::new()),
-        };
+        let (text, rest) = definition
+            .as_object()
+            .and_then(written_without_name)
+            .unwrap_or_else(|| (definition.to_string(), String::new()));
         let entry = ToolEntry {
             name,
             shown: Some(Arc::from(rest)),
@@ -80,7 +80,7 @@ impl ToolEntry {
 
 /// An object's compact text (`{"k":v,…}`, as `Value` writes it) and its pairs without `name`
 /// and without the braces (`"description":…,"inputSchema":…`): each pair is written once.
-fn written_without_name(map: &serde_json::Map<String, Value>) -> (String, String) {
+fn written_without_name(map: &serde_json::Map<String, Value>) -> Option<(String, String)> {
     let mut whole = Vec::with_capacity(1024);
     let mut name_pair = 0..0;
     whole.push(b'{');
@@ -89,16 +89,12 @@ fn written_without_name(map: &serde_json::Map<String, Value>) -> (String, String
         if i > 0 {
             whole.push(b',');
         }
-        // Writing JSON into a Vec cannot fail: its keys are strings.
-        let written = serde_json::to_writer(&mut whole, key)
-            .and_then(|()| {
-                whole.push(b':');
-                serde_json::to_writer(&mut whole, value)
-            })
-            .is_ok();
-        if !written {
-            whole.truncate(start);
-        } else if key == "name" {
+        // Writing JSON into a Vec does not fail (its keys are strings); if it ever did, the
+        // caller writes the value whole instead.
+        serde_json::to_writer(&mut whole, key).ok()?;
+        whole.push(b':');
+        serde_json::to_writer(&mut whole, value).ok()?;
+        if key == "name" {
             name_pair = start..whole.len();
         }
     }
@@ -121,8 +117,10 @@ fn written_without_name(map: &serde_json::Map<String, Value>) -> (String, String
         rest.extend_from_slice(after);
     }
     // Both are serde_json's output: UTF-8.
-    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap_or_default();
-    (text(whole), text(rest))
+    Some((
+        String::from_utf8(whole).ok()?,
+        String::from_utf8(rest).ok()?,
+    ))
 }
 
 /// One server's latest judged entries, as the merger holds them; `C` is how to reach it (a
