@@ -5,6 +5,7 @@ use crate::corpus::Shape;
 use aegis_gate::sanitize::model::{model_texts, Model};
 use aegis_gate::sanitize::{self, Context, Finding, Limits, Severity, Verdict};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What the sanitizers say of a definition, with `limits`' thresholds.
 pub fn judge(
@@ -64,7 +65,7 @@ pub fn parts(shape: Shape, value: &Value, model: &Model, ctx: &Context) -> Parts
         .iter()
         .any(|f| f.severity() == Severity::Flag && sanitize::model::is_weak(f.kind));
     let texts = match &clean {
-        Value::String(s) => vec![("description".to_owned(), s.clone())],
+        Value::String(s) => vec![("description".to_owned(), Cow::Borrowed(s.as_str()))],
         v => model_texts(v),
     };
     let p = sanitize::model::best_text(model, &texts, &findings).map_or(0.0, |b| b.p);

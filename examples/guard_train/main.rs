@@ -193,9 +193,9 @@ fn redteam_payload(d: &Definition) -> Option<String> {
 }
 
 /// The model-read texts of a benign definition.
-fn texts(d: &Definition) -> Vec<(String, String)> {
+fn texts(d: &Definition) -> Vec<(String, Cow<'_, str>)> {
     match &d.value {
-        Value::String(s) => vec![("description".into(), s.clone())],
+        Value::String(s) => vec![("description".into(), Cow::Borrowed(s.as_str()))],
         v => model::model_texts(v),
     }
 }

@@ -6,6 +6,7 @@ use crate::{eval, evaluation_set};
 use aegis_gate::sanitize::model::{self, Model};
 use aegis_gate::sanitize::{Context, Finding, Kind, Limits, Severity, Verdict};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -170,7 +171,7 @@ pub fn timing(corpus: &Corpus, model: &Model) -> String {
     let started = Instant::now();
     for (clean, findings) in &cleaned {
         let texts = match clean {
-            Value::String(s) => vec![("description".to_owned(), s.clone())],
+            Value::String(s) => vec![("description".to_owned(), Cow::Borrowed(s.as_str()))],
             v => model::model_texts(v),
         };
         std::hint::black_box(model::best_text(model, &texts, findings));

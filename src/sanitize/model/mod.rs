@@ -293,8 +293,8 @@ fn in_value_slot(location: &str) -> bool {
 
 /// The learned stage over a definition's texts (location, text), with the findings the cleaner
 /// and the detectors made: adds its finding and decides whether the weak detector findings hold.
-pub(crate) fn judge(
-    texts: &[(String, String)],
+pub(crate) fn judge<T: AsRef<str>>(
+    texts: &[(String, T)],
     limits: &Limits,
     ctx: &Context,
     findings: &mut Vec<Finding>,
@@ -378,9 +378,14 @@ pub struct Best {
 /// The text with the highest score, each text read as written and in each of its decoded views
 /// (see `decode/`); `findings` are the cleaner's and the detectors' on the same definition
 /// (flagged or not).
-pub fn best_text(model: &Model, texts: &[(String, String)], findings: &[Finding]) -> Option<Best> {
+pub fn best_text<T: AsRef<str>>(
+    model: &Model,
+    texts: &[(String, T)],
+    findings: &[Finding],
+) -> Option<Best> {
     let mut best: Option<Best> = None;
     for (location, text) in texts {
+        let text = text.as_ref();
         let hits = hit_kinds(findings.iter().filter(|f| &f.location == location));
         let mut consider = |s: TextScore, decoded: Option<&'static str>| {
             if best.as_ref().is_none_or(|b| s.p > b.p) {

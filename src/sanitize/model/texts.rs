@@ -10,6 +10,8 @@
 //! [`MAX_TOTAL_CHARS`] characters per definition.
 
 use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// Texts read per definition.
 pub(super) const MAX_TEXTS: usize = 256;
@@ -37,24 +39,28 @@ const NOT_PROSE: &[&str] = &[
     "taskSupport",
 ];
 
-/// Every model-read text of a cleaned definition, with its location.
-pub fn model_texts(clean: &Value) -> Vec<(String, String)> {
+/// Every model-read text of a cleaned definition, with its location. A string of the
+/// definition is borrowed, not copied; a name read as words is a new string.
+pub fn model_texts(clean: &Value) -> Vec<(String, Cow<'_, str>)> {
     let mut walk = Walk::default();
     if let Some(name) = clean.get("name").and_then(Value::as_str) {
-        walk.push("name".to_owned(), words(name));
+        walk.push("name".to_owned(), Cow::Owned(words(name)));
     }
-    walk.value(clean, "");
+    walk.value(clean);
     walk.out
 }
 
 #[derive(Default)]
-struct Walk {
-    out: Vec<(String, String)>,
+struct Walk<'a> {
+    out: Vec<(String, Cow<'a, str>)>,
     chars: usize,
+    /// The location of the value being walked (`inputSchema.properties.q`): one buffer grown
+    /// and cut back as the walk goes down and up, copied only for a text that is kept.
+    at: String,
 }
 
-impl Walk {
-    fn push(&mut self, location: String, text: String) {
+impl<'a> Walk<'a> {
+    fn push(&mut self, location: String, text: Cow<'a, str>) {
         if self.out.len() >= MAX_TEXTS || self.chars >= MAX_TOTAL_CHARS || text.trim().is_empty() {
             return;
         }
@@ -65,46 +71,75 @@ impl Walk {
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            text.truncate(cut);
+            text = match text {
+                Cow::Borrowed(s) => Cow::Borrowed(&s[..cut]),
+                Cow::Owned(mut s) => {
+                    s.truncate(cut);
+                    Cow::Owned(s)
+                }
+            };
         }
         self.chars += text.len();
         self.out.push((location, text));
     }
 
-    fn value(&mut self, value: &Value, at: &str) {
+    fn full(&self) -> bool {
+        self.out.len() >= MAX_TEXTS || self.chars >= MAX_TOTAL_CHARS
+    }
+
+    fn value(&mut self, value: &'a Value) {
         match value {
             Value::Object(map) => {
+                let top = self.at.is_empty();
                 for (key, v) in map {
-                    if NOT_PROSE.contains(&key.as_str()) || (at.is_empty() && key == "name") {
+                    if self.full() {
+                        return;
+                    }
+                    if NOT_PROSE.contains(&key.as_str()) || (top && key == "name") {
                         continue;
                     }
-                    let here = join(at, key);
+                    let back = self.at.len();
+                    self.enter_key(key);
                     if key == "properties" {
                         if let Value::Object(props) = v {
                             for name in props.keys() {
-                                self.push(join(&here, name), words(name));
+                                let here = self.at.len();
+                                self.enter_key(name);
+                                let location = self.at.clone();
+                                self.at.truncate(here);
+                                self.push(location, Cow::Owned(words(name)));
                             }
                         }
                     }
-                    self.value(v, &here);
+                    self.value(v);
+                    self.at.truncate(back);
                 }
             }
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    self.value(v, &format!("{at}[{i}]"));
+                    if self.full() {
+                        return;
+                    }
+                    let back = self.at.len();
+                    // Writing into a String cannot fail.
+                    let _ = write!(self.at, "[{i}]");
+                    self.value(v);
+                    self.at.truncate(back);
                 }
             }
-            Value::String(s) => self.push(at.to_owned(), s.clone()),
+            Value::String(s) => {
+                let location = self.at.clone();
+                self.push(location, Cow::Borrowed(s));
+            }
             _ => {}
         }
     }
-}
 
-fn join(at: &str, key: &str) -> String {
-    if at.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{at}.{key}")
+    fn enter_key(&mut self, key: &str) {
+        if !self.at.is_empty() {
+            self.at.push('.');
+        }
+        self.at.push_str(key);
     }
 }
 
@@ -160,7 +195,8 @@ mod tests {
     #[test]
     fn bounded() {
         let many: Vec<Value> = (0..1000).map(|i| json!(format!("v{i}"))).collect();
-        let texts = model_texts(&json!({"description": "x".repeat(100_000), "enum": many}));
+        let definition = json!({"description": "x".repeat(100_000), "enum": many});
+        let texts = model_texts(&definition);
         assert!(texts.len() <= MAX_TEXTS);
         assert!(texts.iter().map(|(_, t)| t.len()).sum::<usize>() <= MAX_TOTAL_CHARS);
     }
