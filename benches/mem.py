@@ -110,7 +110,12 @@ def serve_case(scratch, n):
     p = subprocess.Popen([*WRAP, EXE, "serve", "--listen", "127.0.0.1:0", "--allow-command", EXE, "--data-dir", data],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
-        addr = p.stdout.readline().decode().strip().removeprefix("listening on http://")
+        # A wrapper (heaptrack) may print lines of its own first.
+        line = ""
+        while not line.startswith("listening on http://"):
+            line = p.stdout.readline().decode()
+            assert line, "the gate stopped before it listened"
+        addr = line.strip().removeprefix("listening on http://")
         host, port = addr.rsplit(":", 1)
         c = http.client.HTTPConnection(host, int(port), timeout=60)
         api = "/api/v1/aegis"

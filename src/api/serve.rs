@@ -46,7 +46,7 @@ pub(crate) fn run(
     settings: Settings,
     demo: bool,
 ) -> io::Result<()> {
-    sys::limit_malloc_arenas();
+    sys::tune_malloc();
     let exe = std::env::current_exe()?.display().to_string();
     if demo {
         // Only the built-in example server: the gate's other subcommands start what they are

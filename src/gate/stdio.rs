@@ -100,7 +100,7 @@ enum Stop {
 /// Runs the gate for `config` on stdin/stdout until stdin closes or SIGTERM/SIGINT arrives;
 /// pins and findings are kept in `data_dir` under `workspace` ([`WORKSPACE`] for a config file).
 pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<(), Error> {
-    sys::limit_malloc_arenas();
+    sys::tune_malloc();
     sys::become_child_subreaper();
     let pins = PinStore::open(data_dir).map_err(Error::Store)?;
     log::info!("data dir {}", data_dir.display());
