@@ -2,7 +2,9 @@
 //! the example server and through the gate (1 and 8 in flight), the gate's RSS with 10
 //! downstreams, and the time to the first merged `tools/list`. Prints a table; asserts nothing.
 //! Set `AEGIS_BENCH_CALLS` to change the number of calls per run (default 20000), and
-//! `AEGIS_BENCH_BIN` to measure the RSS of another build (the static musl binary).
+//! `AEGIS_BENCH_BIN` to measure another build (the static musl binary, or an older build to
+//! compare with) in the stdio rows and the RSS row. `cargo bench --bench gate -- stdio` runs the
+//! stdio rows only.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -164,6 +166,8 @@ fn main() {
         "{:<36} {:>10} {:>10} {:>12}",
         "path", "p50", "p99", "calls/s"
     );
+    // AEGIS_BENCH_BIN measures another build of the gate (the static musl one, say).
+    let gate_bin = std::env::var("AEGIS_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
     let mut p50s = HashMap::new();
     for window in [1, 8] {
         for (label, args, tool) in [
@@ -196,7 +200,12 @@ fn main() {
             ),
         ] {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut peer = Peer::spawn(&args);
+            let bin = if label.starts_with("direct") {
+                BIN
+            } else {
+                &gate_bin
+            };
+            let mut peer = Peer::spawn_bin(bin, &args);
             peer.initialize();
             peer.run_calls(tool, 500, window); // warm up
             let (lat, wall) = peer.run_calls(tool, n, window);
@@ -211,7 +220,10 @@ fn main() {
             p50s.insert((label, window), pct(&lat, 50));
         }
     }
-    http_calls(usize::try_from(n).unwrap_or(20_000));
+    let stdio_only = std::env::args().any(|a| a == "stdio");
+    if !stdio_only {
+        http_calls(usize::try_from(n).unwrap_or(20_000));
+    }
     let direct = p50s[&("direct example-server", 1)];
     let added = p50s[&("through the gate", 1)].saturating_sub(direct);
     let added_off = p50s[&("through the gate, audit off", 1)].saturating_sub(direct);
@@ -220,10 +232,12 @@ fn main() {
         added.as_secs_f64() * 1e6,
         added_off.as_secs_f64() * 1e6
     );
+    if stdio_only {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     let start = Instant::now();
-    // AEGIS_BENCH_BIN measures another build of the gate here (the static musl one, say).
-    let gate_bin = std::env::var("AEGIS_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
     let mut gate = Peer::spawn_bin(&gate_bin, &["stdio", "--config", &config(&dir, 10)]);
     gate.initialize();
     gate.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
