@@ -147,25 +147,35 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), Error> {
 
 /// Replaces `path` with `bytes` atomically and durably (mode 0600).
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    atomic_write_with(path, |file| file.write_all(bytes))
+}
+
+/// Replaces `path` atomically and durably (mode 0600) with what `write` writes into a new file
+/// beside it, without the whole content in memory at once: a serializer writes into it as it
+/// goes, a copy goes from file to file in the kernel.
+pub(crate) fn atomic_write_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let write = || -> io::Result<()> {
+    let replace = || -> io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|source| {
+    replace().map_err(|source| {
         let _ = fs::remove_file(&tmp);
         Error::Io {
             path: path.to_owned(),

@@ -18,7 +18,8 @@ pub(crate) use super::schema::{
 };
 use super::shared::document::{Document, DocumentLock, Part};
 use super::shared::SharedStore;
-use super::{atomic_write, ensure_data_dir, io_error, Error, FileLock};
+use super::{atomic_write_with, ensure_data_dir, io_error, Error, FileLock};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -384,13 +385,21 @@ impl StateFile {
             (None, StateLock::File { .. }) => {}
             _ => return Err(Error::Shared("a lock of the other store".into())),
         }
-        let bytes = serde_json::to_vec_pretty(state).map_err(corrupt)?;
-        if let Ok(current) = std::fs::read(&self.path) {
-            if parse(&current).is_ok() {
-                atomic_write(&self.backup, &current)?;
-            }
+        // One file at a time in memory: the current one is read and checked (and let go)
+        // before it is copied file to file, and the new one is serialized straight into its
+        // file. With 5,000 pins each is megabytes.
+        let good = std::fs::read(&self.path).is_ok_and(|current| parse(&current).is_ok());
+        if good {
+            atomic_write_with(&self.backup, |backup| {
+                std::io::copy(&mut std::fs::File::open(&self.path)?, backup).map(|_| ())
+            })?;
         }
-        atomic_write(&self.path, &bytes).map(|()| 0)
+        atomic_write_with(&self.path, |file| {
+            let mut out = std::io::BufWriter::new(file);
+            serde_json::to_writer_pretty(&mut out, state).map_err(std::io::Error::from)?;
+            out.flush()
+        })
+        .map(|()| 0)
     }
 }
 
@@ -497,6 +506,41 @@ mod tests {
         let backup: State =
             serde_json::from_slice(&std::fs::read(dir.join(BACKUP)).unwrap()).unwrap();
         assert!(backup.workspaces.contains_key("a"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_write_keeps_the_last_good_file_as_backup_never_a_corrupt_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("backup");
+        let file = StateFile::new(&dir).unwrap();
+        let with = |id: &str| {
+            let mut state = State::default();
+            state.workspaces.insert(id.into(), Workspace::default());
+            state
+        };
+        let read = |name: &str| -> State {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        for id in ["a", "b"] {
+            file.write(&file.lock().unwrap(), &with(id)).unwrap();
+        }
+        assert!(read(BACKUP).workspaces.contains_key("a"));
+        assert!(read(FILE).workspaces.contains_key("b"));
+        // A file that does not parse is not a good one: the backup stays the last good file.
+        std::fs::write(dir.join(FILE), b"{\"version\": 2, \"workspa").unwrap();
+        file.write(&file.lock().unwrap(), &with("c")).unwrap();
+        assert!(read(BACKUP).workspaces.contains_key("a"));
+        assert!(read(FILE).workspaces.contains_key("c"));
+        file.write(&file.lock().unwrap(), &with("d")).unwrap();
+        assert!(read(BACKUP).workspaces.contains_key("c"));
+        for name in [FILE, BACKUP] {
+            let mode = std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
