@@ -295,16 +295,31 @@ impl Entry {
         }
     }
 
-    /// The client went away: a 2026-07-28 request is cancelled at the gate.
+    /// The client went away: a 2026-07-28 request is cancelled at the gate, and its connection
+    /// closed without an answer (nobody reads it).
     fn lost(&mut self) {
         if let Some(lost) = self.a.lost.take() {
             lost();
         }
+        if let Some(request) = self.request.take() {
+            request.abandon();
+        }
     }
 
-    /// A 2026-07-28 request waiting long: its event stream opened (or kept alive) so that a
-    /// client that went away is found. False when it is gone.
+    /// A 2026-07-28 request waiting: false when its client hung up (the front saw its side of
+    /// the connection end) or is gone; waiting long, its event stream is opened (or kept alive)
+    /// so that a client that went away unseen is found by a write.
     fn keep_alive(&mut self, now: Instant) -> bool {
+        // A client that hung up has gone away: the era says so (closing the connection is its
+        // cancellation), whether or not anything was written to it yet.
+        let hung_up = match (&self.request, &self.stream) {
+            (_, Some(stream)) => stream.client_hung_up(),
+            (Some(request), None) => request.client_hung_up(),
+            (None, None) => false,
+        };
+        if hung_up {
+            return false;
+        }
         let quiet = now.saturating_duration_since(self.last_write);
         if self.stream.is_none() {
             if quiet < MODERN_STREAM_AFTER || !self.a.accepts_sse || self.a.only.is_some() {

@@ -79,6 +79,9 @@ pub(super) struct Conn {
     pub(super) peer: SocketAddr,
     pub(super) id: ConnId,
     pub(super) closed: Arc<AtomicBool>,
+    /// Set when the client hangs up (its side of the socket ends) while a request of it is
+    /// answered; see [`Line`](super::exchange::Line).
+    hung_up: Arc<AtomicBool>,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -104,6 +107,7 @@ impl Conn {
             peer,
             id,
             closed: Arc::new(AtomicBool::new(false)),
+            hung_up: Arc::new(AtomicBool::new(false)),
             input: Vec::new(),
             output: Vec::new(),
             written: 0,
@@ -126,11 +130,17 @@ impl Conn {
         out: &crossbeam_channel::Sender<super::exchange::Out>,
         waker: &Arc<mio::Waker>,
     ) -> Line {
+        // A client that ended its side right after its request (no more input, none waiting)
+        // has hung up already: no later event will say so.
+        if self.eof && self.input.is_empty() {
+            self.hung_up.store(true, Ordering::SeqCst);
+        }
         Line {
             conn: self.id,
             out: out.clone(),
             waker: Arc::clone(waker),
             closed: Arc::clone(&self.closed),
+            hung_up: Arc::clone(&self.hung_up),
         }
     }
 
@@ -156,6 +166,7 @@ impl Conn {
             Phase::Answering { .. } => {
                 // Not now: the next request waits until this one is answered.
                 self.unread = true;
+                self.look_for_hang_up();
                 Next::Wait
             }
             Phase::Closing { .. } => {
@@ -166,6 +177,26 @@ impl Conn {
                 }
             }
             Phase::Head { .. } | Phase::Body { .. } => self.pump(limits, timeouts, allowance),
+        }
+    }
+
+    /// While a request is answered the socket is not read (a pipelined request waits), but a
+    /// peek tells whether the client hung up: nothing more will come, its side is closed (or
+    /// reset). A 2026-07-28 request's client that hangs up cancels it; an earlier era's
+    /// request is still answered (see `api::mcp_reply`). Input waiting (a pipelined request)
+    /// says nothing: the client is still there.
+    fn look_for_hang_up(&mut self) {
+        let mut probe = [0u8; 1];
+        let gone = match self.stream.peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        if gone || (self.eof && self.input.is_empty()) {
+            self.hung_up.store(true, Ordering::SeqCst);
         }
     }
 

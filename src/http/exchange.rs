@@ -54,9 +54,17 @@ pub(super) struct Line {
     pub(super) waker: Arc<Waker>,
     /// Set by the front when the connection is gone: sends fail at once.
     pub(super) closed: Arc<AtomicBool>,
+    /// Set by the front when the client hung up while its request was answered (its side of
+    /// the socket ended): sends may still reach it, but the client has said it is done.
+    pub(super) hung_up: Arc<AtomicBool>,
 }
 
 impl Line {
+    /// Whether the client hung up or the connection is gone.
+    fn hung_up(&self) -> bool {
+        self.hung_up.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst)
+    }
+
     fn send(&self, what: What) -> io::Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::new(
@@ -112,6 +120,12 @@ impl Request {
             peer,
             line: Some(line),
         }
+    }
+
+    /// Whether the client hung up while this request was answered (or its connection is
+    /// gone): it will not read an answer, or has said it is done with the request.
+    pub(crate) fn client_hung_up(&self) -> bool {
+        self.line.as_ref().is_some_and(Line::hung_up)
     }
 
     /// The method.
@@ -191,6 +205,17 @@ impl Request {
         stream
     }
 
+    /// The client hung up before its answer: nothing is sent, and the connection closes.
+    pub(crate) fn abandon(mut self) {
+        if let Some(line) = self.line.take() {
+            // A connection gone already needs nothing more.
+            let _ = line.send(What::End {
+                bytes: Vec::new(),
+                close: true,
+            });
+        }
+    }
+
     /// Gives up the answer without sending anything: the front answers the request itself (it
     /// could not hand it to a worker).
     pub(super) fn disarm(mut self) {
@@ -229,6 +254,11 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    /// Whether the client hung up (see [`Request::client_hung_up`]).
+    pub(crate) fn client_hung_up(&self) -> bool {
+        self.line.as_ref().is_some_and(Line::hung_up)
+    }
+
     /// Sends `data` as the next part of the body (nothing for empty `data`). An error means the
     /// client is gone, or does not read: the stream is over.
     pub(crate) fn send(&mut self, data: &[u8]) -> io::Result<()> {
@@ -345,6 +375,7 @@ pub(crate) mod testing {
             out,
             waker,
             closed: Arc::new(AtomicBool::new(false)),
+            hung_up: Arc::new(AtomicBool::new(false)),
         };
         // The poll may go: a waker stays usable after its poll is dropped (wakes go nowhere).
         std::mem::forget(poll);

@@ -463,3 +463,24 @@ fn mcp_without_a_workspace_in_the_path_serves_the_agent_keys_workspace() {
     let anonymous = serve.post_mcp_at("/mcp", &[], &initialize_request().to_string());
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
 }
+
+#[test]
+fn a_legacy_client_that_ends_its_side_early_still_gets_its_answer() {
+    // In a session (2025-11-25 and before) a disconnection is no cancellation: a client that
+    // shuts its sending side after its request still reads the answer.
+    let serve = Serve::in_temp(&[]);
+    let client = serve.setup_client("ws-1");
+    let mut stream = client.start(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "ex.sleep", "arguments": {"ms": 1500}}}));
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut seen = Vec::new();
+    stream.read_to_end(&mut seen).unwrap();
+    let all = String::from_utf8_lossy(&seen);
+    assert!(all.starts_with("HTTP/1.1 200"), "{all}");
+    assert!(all.contains("slept 1500 ms"), "{all}");
+    assert!(
+        !serve.log().contains("cancelled request"),
+        "{}",
+        serve.log()
+    );
+}

@@ -2,7 +2,8 @@
 //! served without a session; the era's transport rules with their statuses and codes (POST
 //! only, `Accept`, the envelope, the headers against the body, `=?base64?…?=` values, the
 //! version, unknown methods, notifications); `subscriptions/listen` as an event stream that
-//! stays open; a legacy session and modern requests side by side; the era in the audit trail.
+//! stays open; a legacy session and modern requests side by side; the era in the audit trail; a
+//! client that hangs up cancels its request.
 
 use crate::support::http::Response;
 use crate::support::modern::{
@@ -576,4 +577,69 @@ fn a_rest_connection_says_its_era_and_takes_a_modern_one() {
     assert_eq!(changed.status, 200, "{}", changed.body);
     let shown = serve.admin("GET", &format!("/connections/{id}"), None);
     assert_eq!(shown.json()["era"], "modern", "{}", shown.body);
+}
+
+/// Polls the gate's log until it holds `needle`, at most `within`.
+fn logged_within(serve: &Serve, needle: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if serve.log().contains(needle) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_client_that_hangs_up_cancels_its_modern_request_at_once() {
+    use std::io::Write as _;
+    let serve = Serve::in_temp(&[]);
+    let key = workspace(&serve, "ws-1");
+    // Once the server is ready (a call held until then would be cancelled at the gate, before
+    // the server saw it).
+    let echoed = serve.modern(
+        "ws-1",
+        &key,
+        &call(6, "a.echo", json!({"message": "ready"})),
+    );
+    assert_eq!(text(&echoed.json()), "ready");
+    // A call that would take 60 s, on a connection the client then closes without reading.
+    let message = call(7, "a.sleep", json!({"ms": 60_000}));
+    let body = message.to_string();
+    let computed = modern::headers_for(&message);
+    let (auth, length) = (format!("Bearer {key}"), body.len().to_string());
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Content-Length", length.as_str()),
+    ];
+    headers.extend(computed.iter().map(|(k, v)| (*k, v.as_str())));
+    let request = crate::support::http::head(&serve.addr, "POST", "/mcp/ws-1", &headers) + &body;
+    let mut stream =
+        crate::support::http::connect(&serve.addr, std::time::Duration::from_secs(5)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    drop(stream);
+    // The server is told at once, not when a keepalive would have found the client gone (the
+    // first write comes after 5 s).
+    assert!(
+        logged_within(
+            &serve,
+            "example-server: cancelled request",
+            std::time::Duration::from_secs(3)
+        ),
+        "the server was not told the call was cancelled: {}",
+        serve.log()
+    );
+    // The gate serves on, and answered nobody with an error.
+    let echoed = serve.modern("ws-1", &key, &call(8, "a.echo", json!({"message": "on"})));
+    assert_eq!(text(&echoed.json()), "on");
+    assert!(
+        !serve.log().contains("dropped unanswered"),
+        "{}",
+        serve.log()
+    );
 }
