@@ -167,9 +167,3 @@ fn the_screening_set_widens_only_the_gaps_of_negated_classes() {
     let set = compiled().set.as_ref().unwrap();
     assert!(set.is_match(&long) && set.is_match(&format!("never tell {} user", "x".repeat(80))));
 }
-
-#[test]
-fn cyrillic_i_folds_to_latin_i() {
-    assert_eq!(fold_confusables("\u{456}gnore"), "ignore");
-    assert_eq!(fold_confusables("日本語"), "日本語");
-}

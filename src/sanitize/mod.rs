@@ -37,6 +37,7 @@ mod definition;
 mod detect;
 pub(crate) mod diff;
 mod finding;
+mod fold;
 mod headers;
 pub mod model;
 mod pin;

@@ -239,7 +239,7 @@ fn is_variation_base(base: char, selector: char) -> bool {
 /// Letters of scripts that use joiners legitimately (Arabic, Persian, Indic…): non-ASCII letters
 /// that do not look like ASCII ones (a joiner between two look-alikes only splits a word).
 fn is_joining_letter(c: char) -> bool {
-    !c.is_ascii() && c.is_alphabetic() && super::detect::fold_char(c) == c
+    !c.is_ascii() && c.is_alphabetic() && super::fold::fold_char(c) == c
 }
 
 fn strip_code_points(

@@ -10,8 +10,8 @@
 //! same functions, so what is trained is exactly what is scored: a change here needs the model
 //! trained again.
 
-use super::super::detect::fold_confusables;
 use super::super::finding::Kind;
+use super::super::fold::fold_confusables;
 
 /// Number of hashed feature buckets (a power of two).
 pub const BUCKETS: usize = 1 << 18;
