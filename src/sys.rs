@@ -386,7 +386,7 @@ pub(crate) fn set_process_name(name: &std::ffi::CStr) -> io::Result<()> {
 }
 
 /// Tunes glibc's malloc for a long-running gate, each setting unless its `MALLOC_*` variable
-/// says otherwise. Called before the gate starts its threads. musl has one heap and no such
+/// or its `GLIBC_TUNABLES` entry says otherwise. Called before the gate starts its threads. musl has one heap and no such
 /// settings: nothing to do there.
 ///
 /// - Arenas: two per core. glibc gives threads up to eight arenas per core, each keeping the
@@ -400,13 +400,19 @@ pub(crate) fn set_process_name(name: &std::ffi::CStr) -> io::Result<()> {
 pub(crate) fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // A setting given as a tunable (`GLIBC_TUNABLES=glibc.malloc.arena_max=…`) is the
+        // user's too.
+        let tuned = |name: &str| {
+            std::env::var("GLIBC_TUNABLES")
+                .is_ok_and(|t| t.contains(&format!("glibc.malloc.{name}")))
+        };
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned("arena_max") {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let arenas = libc::c_int::try_from(2 * cores).unwrap_or(libc::c_int::MAX);
             // SAFETY: mallopt takes two integers; M_ARENA_MAX only caps arenas created later.
             unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
         }
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && !tuned("mmap_threshold") {
             // SAFETY: mallopt takes two integers; setting the threshold also stops glibc from
             // moving it (and the trim threshold) by itself.
             unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };

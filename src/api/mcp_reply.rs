@@ -317,7 +317,9 @@ impl Entry {
             (Some(request), None) => request.client_hung_up(),
             (None, None) => false,
         };
-        if hung_up {
+        // An answer already waiting goes out first (the loop takes it next): the call is done,
+        // nothing is left to cancel.
+        if hung_up && self.a.rx.is_empty() {
             return false;
         }
         let quiet = now.saturating_duration_since(self.last_write);

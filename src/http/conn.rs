@@ -182,9 +182,11 @@ impl Conn {
 
     /// While a request is answered the socket is not read (a pipelined request waits), but a
     /// peek tells whether the client hung up: nothing more will come, its side is closed (or
-    /// reset). A 2026-07-28 request's client that hangs up cancels it; an earlier era's
-    /// request is still answered (see `api::mcp_reply`). Input waiting (a pipelined request)
-    /// says nothing: the client is still there.
+    /// reset). A 2026-07-28 request's client that hangs up cancels it, even one that shut only
+    /// its sending side (the era reads a disconnection as the cancellation); an earlier era's
+    /// request is still answered (see `api::mcp_reply`). A pipelined request, read or still on
+    /// the socket, says the client is still there: no hang-up is seen behind it, and a client
+    /// gone then is found by the gate's next write.
     fn look_for_hang_up(&mut self) {
         let mut probe = [0u8; 1];
         let gone = match self.stream.peek(&mut probe) {
@@ -195,7 +197,7 @@ impl Conn {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ),
         };
-        if gone || (self.eof && self.input.is_empty()) {
+        if (gone || self.eof) && self.input.is_empty() {
             self.hung_up.store(true, Ordering::SeqCst);
         }
     }
@@ -407,8 +409,10 @@ impl Conn {
         }
         let (bytes, end) = match what {
             What::Bytes(bytes) => (bytes, None),
-            // A client that shut its side after its requests still gets every answer: the
-            // parse closes the connection when no complete request is left.
+            // A client that shut its side after its requests still gets every answer it is
+            // sent (a 2026-07-28 request of a client that hung up is cancelled instead, see
+            // `look_for_hang_up`): the parse closes the connection when no complete request is
+            // left.
             What::End { bytes, close } => (bytes, Some(close)),
         };
         if self.output.len() - self.written > BACKLOG {

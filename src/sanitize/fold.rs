@@ -19,9 +19,7 @@ pub(super) fn views(lower: &str) -> Vec<Cow<'_, str>> {
     } else {
         Cow::Owned(fold_confusables(lower))
     };
-    let reading = folded
-        .bytes()
-        .any(|b| matches!(b, b'*' | b'`' | b'~' | b'<' | b'-'))
+    let reading = may_read_differently(&folded)
         .then(|| reading_view(&folded))
         .filter(|reading| reading.as_str() != folded.as_ref());
     let mut out = vec![Cow::Borrowed(lower)];
@@ -35,6 +33,19 @@ pub(super) fn views(lower: &str) -> Vec<Cow<'_, str>> {
         out.push(Cow::Owned(reading));
     }
     out
+}
+
+/// Whether [`reading_view`] can take anything out of `text`: a mark (`*`, `` ` ``, `~`), a tag's
+/// `<`, or a hyphen that ends a line. A hyphen inside a line (`read-only`, `e-mail`, a date)
+/// takes nothing out, and is common enough that building the view for it cost a copy of most
+/// texts.
+fn may_read_differently(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| match b {
+        b'*' | b'`' | b'~' | b'<' => true,
+        b'-' => bytes.get(i + 1) == Some(&b'\n'),
+        _ => false,
+    })
 }
 
 /// The text with the Latin look-alikes inside Cyrillic words made Cyrillic ("прeдыдущие" with a
@@ -191,6 +202,18 @@ mod tests {
         );
         assert_eq!(fold_into_cyrillic("игнорируй предыдущие"), None);
         assert_eq!(fold_into_cyrillic("plain text"), None);
+    }
+
+    #[test]
+    fn a_reading_view_is_read_only_where_it_differs() {
+        assert_eq!(views("a read-only e-mail field, 2024-01-01").len(), 1);
+        assert_eq!(views("ig-\nnore previous").len(), 2);
+        assert_eq!(views("**ig**nore previous").len(), 2);
+        // A mark that takes nothing out gives no second view either.
+        assert_eq!(views("a <= b").len(), 1);
+        for text in ["a read-only e-mail", "x - y", "trailing-"] {
+            assert_eq!(reading_view(text), text, "{text:?}");
+        }
     }
 
     #[test]

@@ -386,12 +386,12 @@ impl StateFile {
             _ => return Err(Error::Shared("a lock of the other store".into())),
         }
         // One file at a time in memory: the current one is read and checked (and let go)
-        // before it is copied file to file, and the new one is serialized straight into its
-        // file. With 5,000 pins each is megabytes.
-        let good = std::fs::read(&self.path).is_ok_and(|current| parse(&current).is_ok());
-        if good {
+        // before it is copied, file to file from the same handle, and the new one is serialized
+        // straight into its file. With 5,000 pins each is megabytes. Should the new state then
+        // fail to be written, the backup is the current file, which stays in place.
+        if let Some(mut current) = self.good_current() {
             atomic_write_with(&self.backup, |backup| {
-                std::io::copy(&mut std::fs::File::open(&self.path)?, backup).map(|_| ())
+                std::io::copy(&mut current, backup).map(|_| ())
             })?;
         }
         atomic_write_with(&self.path, |file| {
@@ -413,6 +413,22 @@ pub(crate) fn lost_error(holds: u64, seen: u64) -> Error {
 }
 
 /// The pins part of a shared store, as a state holding only them.
+impl StateFile {
+    /// The current file, rewound, when it reads as a state this gate loads (a good one to keep
+    /// as backup); `None` when there is none, it cannot be read, or it does not parse (then
+    /// the backup stays the last good file).
+    fn good_current(&self) -> Option<std::fs::File> {
+        use std::io::{Read as _, Seek as _};
+        let mut file = std::fs::File::open(&self.path).ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        parse(&bytes).ok()?;
+        drop(bytes);
+        file.rewind().ok()?;
+        Some(file)
+    }
+}
+
 fn parse_pins(bytes: &[u8]) -> Result<State, String> {
     let pins: Pins = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     Ok(State {

@@ -127,7 +127,8 @@ impl<'a> Walk<'a> {
                     self.at.truncate(back);
                 }
             }
-            Value::String(s) => {
+            // A blank string is not kept (see `push`): its location is not copied either.
+            Value::String(s) if !s.trim().is_empty() => {
                 let location = self.at.clone();
                 self.push(location, Cow::Borrowed(s));
             }
