@@ -401,19 +401,7 @@ impl StateFile {
         })
         .map(|()| 0)
     }
-}
 
-/// The refusal of a write to a shared store that went back to an older version.
-pub(crate) fn lost_error(holds: u64, seen: u64) -> Error {
-    Error::Shared(format!(
-        "the shared store holds state version {holds}, older than version {seen} this replica has \
-         seen: it lost data (restarted without persistence?). Nothing is written until it is \
-         restored; to start over from what it holds, restart the replicas"
-    ))
-}
-
-/// The pins part of a shared store, as a state holding only them.
-impl StateFile {
     /// The current file, rewound, when it reads as a state this gate loads (a good one to keep
     /// as backup); `None` when there is none, it cannot be read, or it does not parse (then
     /// the backup stays the last good file).
@@ -429,6 +417,16 @@ impl StateFile {
     }
 }
 
+/// The refusal of a write to a shared store that went back to an older version.
+pub(crate) fn lost_error(holds: u64, seen: u64) -> Error {
+    Error::Shared(format!(
+        "the shared store holds state version {holds}, older than version {seen} this replica has \
+         seen: it lost data (restarted without persistence?). Nothing is written until it is \
+         restored; to start over from what it holds, restart the replicas"
+    ))
+}
+
+/// The pins part of a shared store, as a state holding only them.
 fn parse_pins(bytes: &[u8]) -> Result<State, String> {
     let pins: Pins = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     Ok(State {
