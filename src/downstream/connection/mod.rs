@@ -25,6 +25,7 @@
 
 mod asks;
 mod calls;
+mod child_requests;
 mod handshake;
 mod inflight;
 pub(crate) mod input;
