@@ -197,7 +197,8 @@ impl Conn {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ),
         };
-        if (gone || self.eof) && self.input.is_empty() {
+        // (An end that came with the request itself was seen when it was dispatched: `line`.)
+        if gone && self.input.is_empty() {
             self.hung_up.store(true, Ordering::SeqCst);
         }
     }

@@ -595,7 +595,6 @@ fn logged_within(serve: &Serve, needle: &str, within: std::time::Duration) -> bo
 
 #[test]
 fn a_client_that_hangs_up_cancels_its_modern_request_at_once() {
-    use std::io::Write as _;
     let serve = Serve::in_temp(&[]);
     let key = workspace(&serve, "ws-1");
     // Once the server is ready (a call held until then would be cancelled at the gate, before
@@ -607,21 +606,7 @@ fn a_client_that_hangs_up_cancels_its_modern_request_at_once() {
     );
     assert_eq!(text(&echoed.json()), "ready");
     // A call that would take 60 s, on a connection the client then closes without reading.
-    let message = call(7, "a.sleep", json!({"ms": 60_000}));
-    let body = message.to_string();
-    let computed = modern::headers_for(&message);
-    let (auth, length) = (format!("Bearer {key}"), body.len().to_string());
-    let mut headers = vec![
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-        ("Content-Length", length.as_str()),
-    ];
-    headers.extend(computed.iter().map(|(k, v)| (*k, v.as_str())));
-    let request = crate::support::http::head(&serve.addr, "POST", "/mcp/ws-1", &headers) + &body;
-    let mut stream =
-        crate::support::http::connect(&serve.addr, std::time::Duration::from_secs(5)).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    let stream = serve.modern_send("ws-1", &key, &call(7, "a.sleep", json!({"ms": 60_000})));
     drop(stream);
     // The server is told at once, not when a keepalive would have found the client gone (the
     // first write comes after 5 s).

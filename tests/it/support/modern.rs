@@ -104,6 +104,15 @@ impl Serve {
     /// Sends `message` (a `subscriptions/listen`) on a connection of its own and reads the
     /// answer's head; the stream (its reads giving up after [`WAIT`]) and what it read so far.
     pub fn modern_stream(&self, ws: &str, key: &str, message: &Value) -> (TcpStream, String) {
+        let mut stream = self.modern_send(ws, key, message);
+        let mut seen = String::new();
+        http::read_until(&mut stream, &mut seen, "\r\n\r\n");
+        (stream, seen)
+    }
+
+    /// Sends `message` as a `2026-07-28` POST on a connection of its own (`Connection: close`)
+    /// and returns the connection unread.
+    pub fn modern_send(&self, ws: &str, key: &str, message: &Value) -> TcpStream {
         let body = message.to_string();
         let computed = headers_for(message);
         let (auth, length) = (format!("Bearer {key}"), body.len().to_string());
@@ -118,9 +127,7 @@ impl Serve {
         let request = http::head(&self.addr, "POST", &format!("/mcp/{ws}"), &headers) + &body;
         let mut stream = http::connect(&self.addr, WAIT).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
-        let mut seen = String::new();
-        http::read_until(&mut stream, &mut seen, "\r\n\r\n");
-        (stream, seen)
+        stream
     }
 }
 
