@@ -424,6 +424,55 @@ pub(crate) fn tune_malloc() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
+/// Stdout opened again without blocking, when it is a pipe: see [`reopen_pipe_nonblocking`].
+pub(crate) fn nonblocking_stdout() -> Option<std::fs::File> {
+    reopen_pipe_nonblocking(1)
+}
+
+/// The pipe on descriptor `fd` opened again without blocking. Opening `/proc/self/fd/N` makes a
+/// new open file description, so the flag leaves alone the one shared with the other end's
+/// owner (for stdout, the agent) and the blocking writes made through `fd`. `None` for anything
+/// but a pipe (a socket, a file, a terminal) and off Linux.
+pub(crate) fn reopen_pipe_nonblocking(fd: i32) -> Option<std::fs::File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let path = format!("/proc/self/fd/{fd}");
+        let pipe = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_fifo());
+        if !pipe {
+            return None;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
+/// A new pipe, as its reading and writing ends (for tests of what writes to a pipe).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: pipe2 writes two descriptors into the local array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just opened by pipe2 and are owned by nothing else.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
 /// Hands the pages that glibc's malloc holds free back to the system (`malloc_trim`): after a
 /// burst (every server's tools judged at once) the freed memory would otherwise stay resident,
 /// between live allocations where the heap cannot shrink. musl returns memory by itself.

@@ -22,6 +22,7 @@ pub(crate) mod modern;
 mod route;
 pub(crate) mod runtime;
 pub(crate) mod stdio;
+mod stdout;
 pub(crate) mod tap;
 
 pub(crate) use call::{ToolCall, VerdictSlot};

@@ -8,14 +8,16 @@
 //!
 //! Threads: `stdin-reader` (frames and parses stdin, once per line, and calls `Gate::handle_parsed`; at a signal it is left blocked
 //! in `read`, since the process exits next), `stdout-writer` (drains the bounded outgoing queue,
-//! [`OUT_QUEUE`] lines; left behind only when the agent stops reading stdout, where its `write`
-//! would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second has
+//! [`OUT_QUEUE`] lines, see [`super::stdout`]: a line that can go out at once from the thread
+//! holding it skips the queue; left behind only when the agent stops reading stdout, where its
+//! `write` would never return), `signals` (the first SIGTERM/SIGINT starts the shutdown, a second has
 //! every child's tree killed and exits at once, see [`LAST_SIGNAL`]), plus those of the
 //! connections and the merger.
 //! Channels: outgoing lines (bounded), stop reasons (bounded, 4), the writer's close and done
 //! channels (dropped to signal).
 
 use super::runtime::Runtime;
+use super::stdout::Stdout;
 use super::{modern, Gate, Session};
 use crate::audit::Audit;
 use crate::config::Config;
@@ -26,9 +28,8 @@ use crate::jsonrpc::{self, code, Frame, LineReader, Message, Sink};
 use crate::store::pins::PinStore;
 use crate::sys;
 use crate::thread;
-use crossbeam_channel::{select, Receiver};
 use std::fmt;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -130,13 +131,16 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
             settings.agent.clone(),
         ))
     });
-    let writer_tap = tap.clone();
+    let stdout = Arc::new(Stdout::new(tap.clone()));
+    let writer_stdout = Arc::clone(&stdout);
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(OUT_QUEUE);
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(1);
     let (writer_done_tx, writer_done_rx) = crossbeam_channel::bounded::<()>(1);
     let writer = thread::spawn("stdout-writer", move || {
-        write_loop(&out_rx, &close_rx, writer_tap.as_deref());
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        writer_stdout.write_loop(&mut out, &out_rx, &close_rx);
         drop(writer_done_tx);
     })?;
 
@@ -167,7 +171,7 @@ pub(crate) fn run(config: Config, data_dir: &Path, workspace: &str) -> Result<()
         }
     })?;
 
-    let mut session = Session::new(Sink::new(STDIO_SESSION, out_tx));
+    let mut session = Session::new(Sink::new(STDIO_SESSION, out_tx).with_shortcut(stdout));
     // The local caller is whoever the config names: there is no channel to authenticate.
     if let Some(agent) = &settings.agent {
         session = session.with_agent(agent.as_str());
@@ -296,64 +300,6 @@ fn read_loop(gate: &Arc<Gate>, session: &Session, max_line: usize, tap: Option<&
             }
         });
     }
-}
-
-fn write_loop(lines: &Receiver<Vec<u8>>, close: &Receiver<()>, tap: Option<&Tap>) {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    loop {
-        select! {
-            recv(lines) -> line => match line {
-                Ok(line) => {
-                    if write_batch(&mut out, line, lines, tap).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => return,
-            },
-            recv(close) -> _ => {
-                while let Ok(line) = lines.try_recv() {
-                    if write_line(&mut out, &line).is_err() {
-                        return;
-                    }
-                    if let Some(tap) = tap {
-                        tap.answer(&line);
-                    }
-                }
-                let _ = out.flush();
-                return;
-            }
-        }
-    }
-}
-
-/// Writes `first` and whatever else is queued, then flushes once.
-fn write_batch(
-    out: &mut impl Write,
-    first: Vec<u8>,
-    lines: &Receiver<Vec<u8>>,
-    tap: Option<&Tap>,
-) -> io::Result<()> {
-    write_line(out, &first)?;
-    let mut written = vec![first];
-    while let Ok(line) = lines.try_recv() {
-        write_line(out, &line)?;
-        written.push(line);
-    }
-    out.flush()
-        .inspect_err(|e| log::warn!("stdout write failed: {e}"))?;
-    // After the flush: the agent has its answers before anything is recorded.
-    if let Some(tap) = tap {
-        for line in &written {
-            tap.answer(line);
-        }
-    }
-    Ok(())
-}
-
-fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
-    out.write_all(line)?;
-    out.write_all(b"\n")
 }
 
 /// `SIGINT`, `SIGTERM`, or `signal N` for another (serve's shutdown line says it the same way).

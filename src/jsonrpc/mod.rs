@@ -17,7 +17,7 @@ mod salvage;
 mod tests;
 
 pub use framing::{Frame, LineReader};
-pub use reply::{shape_result, Responder, Sent, SessionId, Shape, Sink, REPLY_WAIT};
+pub use reply::{shape_result, Responder, Sent, SessionId, Shape, Shortcut, Sink, REPLY_WAIT};
 pub use salvage::answered_id;
 pub(crate) use salvage::string_end;
 

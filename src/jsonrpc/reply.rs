@@ -1,7 +1,8 @@
 //! Reply routes: how an answer finds its way back to the agent that asked.
 //!
-//! Owns: [`Sink`] (a bounded queue of outgoing lines for one upstream transport) and [`Responder`]
-//! (a sink plus the agent's id and session, consumed by exactly one answer).
+//! Owns: [`Sink`] (a bounded queue of outgoing lines for one upstream transport, with an optional
+//! [`Shortcut`] that lets the thread holding a line write it itself) and [`Responder`] (a sink
+//! plus the agent's id and session, consumed by exactly one answer).
 //! Never: blocks for long: a notification is dropped when the sink is full; an answer waits at
 //! most [`REPLY_WAIT`] for room (a downstream thread must not stall on an agent that stopped
 //! reading); [`Sink::wait_idle`] blocks only for a transport that is shutting down.
@@ -18,7 +19,7 @@ pub const REPLY_WAIT: Duration = Duration::from_secs(2);
 /// What became of a queued line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
-    /// Queued for the peer.
+    /// Queued for the peer, or already written to it by the sink's [`Shortcut`].
     Queued,
     /// Dropped: the queue was full.
     Full,
@@ -29,6 +30,17 @@ pub enum Sent {
 /// Identifies one upstream session (one stdio peer, one HTTP session) inside the gate.
 pub type SessionId = u64;
 
+/// A way for the thread that holds a line to write it to the peer itself, skipping the hop to
+/// the transport's writer thread (a futex wake and a context switch per answer), when that keeps
+/// the order of lines and cannot block.
+pub trait Shortcut: Send + Sync + std::fmt::Debug {
+    /// Writes `line` to the peer at once and returns `None`; or gives it back for the queue,
+    /// counted as queued until the writer thread has written it (so no later line overtakes it).
+    fn write_now(&self, line: Vec<u8>) -> Option<Vec<u8>>;
+    /// A line that [`Shortcut::write_now`] gave back did not reach the queue after all.
+    fn unqueued(&self);
+}
+
 /// A bounded queue of serialized JSON-RPC lines bound for one upstream peer.
 #[derive(Clone, Debug)]
 pub struct Sink {
@@ -37,6 +49,8 @@ pub struct Sink {
     unanswered: Arc<Unanswered>,
     /// A full queue already holds the same notice (`list_changed` says nothing more twice).
     coalescing: bool,
+    /// Writes a line from the calling thread when it can (stdio's stdout).
+    shortcut: Option<Arc<dyn Shortcut>>,
 }
 
 /// Requests of one session that still owe an answer, so a closing transport can let them finish.
@@ -68,7 +82,32 @@ impl Sink {
             tx,
             unanswered: Arc::default(),
             coalescing: false,
+            shortcut: None,
         }
+    }
+
+    /// The same sink, offering every line to `shortcut` before queueing it.
+    pub fn with_shortcut(mut self, shortcut: Arc<dyn Shortcut>) -> Sink {
+        self.shortcut = Some(shortcut);
+        self
+    }
+
+    /// `line` written by the shortcut (`None`), or given back for the queue.
+    fn write_now(&self, line: Vec<u8>) -> Option<Vec<u8>> {
+        match &self.shortcut {
+            Some(shortcut) => shortcut.write_now(line),
+            None => Some(line),
+        }
+    }
+
+    /// What became of a line given back by the shortcut: one not queued is not waited for.
+    fn settle(&self, sent: Sent) -> Sent {
+        if sent != Sent::Queued {
+            if let Some(shortcut) = &self.shortcut {
+                shortcut.unqueued();
+            }
+        }
+        sent
     }
 
     /// A queue of notices for a session to pick up later, where a full queue means the notice
@@ -106,7 +145,10 @@ impl Sink {
     /// Queues one notification without waiting; a full queue drops it (notifications are the
     /// first thing to go when an agent does not keep up).
     pub fn send(&self, line: Vec<u8>) -> Sent {
-        match self.tx.try_send(line) {
+        let Some(line) = self.write_now(line) else {
+            return Sent::Queued;
+        };
+        let sent = match self.tx.try_send(line) {
             Ok(()) => Sent::Queued,
             Err(TrySendError::Full(_)) if self.coalescing => Sent::Full,
             Err(TrySendError::Full(_)) => {
@@ -117,13 +159,17 @@ impl Sink {
                 Sent::Full
             }
             Err(TrySendError::Disconnected(_)) => Sent::Closed,
-        }
+        };
+        self.settle(sent)
     }
 
     /// Queues an answer, waiting up to [`REPLY_WAIT`] for room: an answer is owed and is not
     /// dropped while a slow agent catches up; only an agent that reads nothing at all loses it.
     pub fn send_reply(&self, line: Vec<u8>) -> Sent {
-        match self.tx.send_timeout(line, REPLY_WAIT) {
+        let Some(line) = self.write_now(line) else {
+            return Sent::Queued;
+        };
+        let sent = match self.tx.send_timeout(line, REPLY_WAIT) {
             Ok(()) => Sent::Queued,
             Err(SendTimeoutError::Timeout(_)) => {
                 log::error!(
@@ -134,7 +180,8 @@ impl Sink {
                 Sent::Full
             }
             Err(SendTimeoutError::Disconnected(_)) => Sent::Closed,
-        }
+        };
+        self.settle(sent)
     }
 }
 

@@ -363,3 +363,48 @@ fn a_call_cancelled_while_startup_holds_it_is_never_run() {
     gate.assert_echo("fast.echo", "after");
     assert!(gate.buffered_has_no_answer_to("held"));
 }
+
+/// Small answers leave from the thread that holds them when stdout has room, large ones through
+/// the writer thread: whichever way, a call's progress comes before its answer, in step order.
+#[test]
+fn progress_and_answers_keep_their_order_on_stdout_under_load() {
+    let servers = json!({ "alpha": example(&["--extra-tools", "40"]) });
+    let mut gate = Gate::ready(servers, json!({}));
+    // Within `max_in_flight` (64), so every call runs.
+    let calls = 60;
+    for n in 0..calls {
+        gate.send(
+            &json!({"jsonrpc": "2.0", "id": format!("p{n}"), "method": "tools/call",
+            "params": {"name": "alpha.progress", "arguments": {"steps": 6, "interval_ms": 0},
+                       "_meta": {"progressToken": n}}}),
+        );
+        // Over 4 KiB: these go through the queue, between the small lines.
+        gate.send(&json!({"jsonrpc": "2.0", "id": format!("l{n}"), "method": "tools/list"}));
+    }
+    let mut steps = vec![0; calls];
+    let mut answered = vec![false; calls];
+    let mut lists = 0;
+    while lists < calls || answered.iter().any(|a| !a) {
+        let raw = gate.expect_raw("the next line", |_| true);
+        let line: Value = serde_json::from_str(&raw).expect("every line is JSON");
+        if line["method"] == "notifications/progress" {
+            let n = line["params"]["progressToken"].as_u64().expect("token") as usize;
+            assert!(!answered[n], "progress of call {n} after its answer");
+            steps[n] += 1;
+            assert_eq!(
+                line["params"]["progress"], steps[n],
+                "call {n}'s steps in order"
+            );
+        } else if let Some(id) = line["id"].as_str() {
+            if let Some(n) = id.strip_prefix('p') {
+                let n: usize = n.parse().expect("id");
+                assert_eq!(steps[n], 6, "call {n} answered before its last step");
+                assert_eq!(text(&line), "done after 6 steps");
+                answered[n] = true;
+            } else {
+                assert!(raw.len() > 4096, "a tools/list answer is over PIPE_BUF");
+                lists += 1;
+            }
+        }
+    }
+}

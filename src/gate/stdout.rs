@@ -1,0 +1,271 @@
+//! The stdio transport's way out: the `stdout-writer` thread's loop, and the shortcut that lets
+//! the thread holding a line (a connection thread with its child's answer, the stdin reader with
+//! a refusal) write it to stdout itself.
+//!
+//! Why the shortcut: handing each answer to the writer thread costs a futex wake and a context
+//! switch, and on a small host the writer competes for the cores with the threads of the next
+//! calls. When nothing is waiting in the queue and stdout is a pipe with room, the line goes out
+//! from the thread that has it.
+//!
+//! Owns: the order of lines on stdout (a line offered after another never overtakes it: while any
+//! queued line is unwritten, every line queues behind it), the lock held while anything is
+//! written, and recording each answer in the audit tap once it is written.
+//! Never: blocks a caller of the shortcut: it writes only to a pipe opened anew without blocking,
+//! only lines of at most `PIPE_BUF` bytes (which a pipe takes whole or not at all), and only when
+//! no one else is writing; anything else goes to the queue as before.
+
+use super::tap::Tap;
+use crate::jsonrpc::Shortcut;
+use crate::thread::lock;
+use crossbeam_channel::{select, Receiver};
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+
+/// The most a pipe takes in one write all or nothing (POSIX `PIPE_BUF`, 4096 on Linux).
+const PIPE_BUF: usize = 4096;
+
+/// The gate's stdout, shared by the writer thread and every shortcut.
+pub(crate) struct Stdout {
+    /// Held while anything is written to stdout. Inside, stdout opened again without blocking;
+    /// `None` where stdout is not a pipe (a socket, a file, a terminal) or once the writer has
+    /// stopped.
+    writing: Mutex<Option<File>>,
+    /// Lines given to the queue and not yet written.
+    queued: AtomicUsize,
+    tap: Option<Arc<Tap>>,
+}
+
+impl std::fmt::Debug for Stdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stdout")
+            .field("queued", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stdout {
+    /// The gate's stdout; `tap` records answers once written.
+    pub(crate) fn new(tap: Option<Arc<Tap>>) -> Stdout {
+        Stdout::over(crate::sys::nonblocking_stdout(), tap)
+    }
+
+    fn over(direct: Option<File>, tap: Option<Arc<Tap>>) -> Stdout {
+        Stdout {
+            writing: Mutex::new(direct),
+            queued: AtomicUsize::new(0),
+            tap,
+        }
+    }
+
+    /// Writes `line` now if it can without waiting for anyone; `Err` gives it back.
+    fn try_direct(&self, mut line: Vec<u8>) -> Result<(), Vec<u8>> {
+        if line.len() >= PIPE_BUF {
+            return Err(line);
+        }
+        let mut writing = match self.writing.try_lock() {
+            Ok(writing) => writing,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // Someone is writing: they may be blocked on a full pipe.
+            Err(TryLockError::WouldBlock) => return Err(line),
+        };
+        // Read under the lock: the writer counts lines off only once they are written.
+        if self.queued.load(Ordering::Acquire) > 0 {
+            return Err(line);
+        }
+        let Some(direct) = writing.as_mut() else {
+            return Err(line);
+        };
+        line.push(b'\n');
+        match direct.write(&line) {
+            Ok(n) if n == line.len() => {}
+            // Up to PIPE_BUF bytes a pipe takes all or nothing; anything else (a full pipe, a
+            // reader gone) is the writer thread's to meet, as it was without the shortcut.
+            _ => {
+                line.pop();
+                return Err(line);
+            }
+        }
+        drop(writing);
+        line.pop();
+        if let Some(tap) = &self.tap {
+            tap.answer(&line);
+        }
+        Ok(())
+    }
+
+    /// The writer thread's loop: writes every queued line to `out` (stdout, blocking) until
+    /// `close`, then what is left.
+    pub(crate) fn write_loop(
+        &self,
+        out: &mut impl Write,
+        lines: &Receiver<Vec<u8>>,
+        close: &Receiver<()>,
+    ) {
+        loop {
+            select! {
+                recv(lines) -> line => match line {
+                    Ok(line) => {
+                        if self.write_batch(out, line, lines).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                recv(close) -> _ => {
+                    let mut writing = lock(&self.writing);
+                    // No shortcut writes after the last flush.
+                    *writing = None;
+                    while let Ok(line) = lines.try_recv() {
+                        if write_line(out, &line).is_err() {
+                            return;
+                        }
+                        if let Some(tap) = &self.tap {
+                            tap.answer(&line);
+                        }
+                    }
+                    let _ = out.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued, then flushes once.
+    fn write_batch(
+        &self,
+        out: &mut impl Write,
+        first: Vec<u8>,
+        lines: &Receiver<Vec<u8>>,
+    ) -> io::Result<()> {
+        let writing = lock(&self.writing);
+        let mut written = vec![first];
+        while let Ok(line) = lines.try_recv() {
+            written.push(line);
+        }
+        let result = written
+            .iter()
+            .try_for_each(|line| write_line(out, line))
+            .and_then(|()| out.flush());
+        // Counted off whether or not they made it: a failed stdout ends the loop.
+        self.queued.fetch_sub(written.len(), Ordering::Release);
+        drop(writing);
+        result.inspect_err(|e| log::warn!("stdout write failed: {e}"))?;
+        // After the flush: the agent has its answers before anything is recorded.
+        if let Some(tap) = &self.tap {
+            for line in &written {
+                tap.answer(line);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Shortcut for Stdout {
+    fn write_now(&self, line: Vec<u8>) -> Option<Vec<u8>> {
+        match self.try_direct(line) {
+            Ok(()) => None,
+            Err(line) => {
+                self.queued.fetch_add(1, Ordering::AcqRel);
+                Some(line)
+            }
+        }
+    }
+
+    fn unqueued(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
+    out.write_all(line)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    /// A pipe as the gate's stdout: its reader, the blocking writer the writer thread uses, and
+    /// the shortcut over the same pipe opened again without blocking.
+    fn pipe() -> (File, File, Stdout) {
+        let (reader, writer) = crate::sys::pipe().expect("pipe");
+        let direct = crate::sys::reopen_pipe_nonblocking(writer.as_raw_fd());
+        assert!(direct.is_some(), "a pipe opens again without blocking");
+        (reader, writer, Stdout::over(direct, None))
+    }
+
+    /// Fills the pipe through the shortcut's descriptor until it would block.
+    fn fill(stdout: &Stdout) -> usize {
+        let mut guard = lock(&stdout.writing);
+        let direct = guard.as_mut().expect("direct");
+        let chunk = [b'x'; 1024];
+        let mut filled = 0;
+        while let Ok(n) = direct.write(&chunk) {
+            filled += n;
+        }
+        filled
+    }
+
+    fn read_exact(reader: &mut File, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        reader.read_exact(&mut buf).expect("read");
+        buf
+    }
+
+    #[test]
+    fn a_line_goes_out_at_once_when_nothing_waits() {
+        let (mut reader, _writer, stdout) = pipe();
+        assert_eq!(stdout.write_now(b"{\"id\":1}".to_vec()), None);
+        assert_eq!(read_exact(&mut reader, 9), b"{\"id\":1}\n");
+    }
+
+    #[test]
+    fn a_full_pipe_queues_and_later_lines_wait_behind() {
+        let (mut reader, mut writer, stdout) = pipe();
+        let filled = fill(&stdout);
+        // The pipe is full: the first line is given back for the queue.
+        let first = stdout.write_now(b"first".to_vec());
+        assert_eq!(first.as_deref(), Some(&b"first"[..]));
+        // The agent reads: the pipe has room, but "second" must not overtake "first".
+        read_exact(&mut reader, filled);
+        let second = stdout.write_now(b"second".to_vec());
+        assert_eq!(second.as_deref(), Some(&b"second"[..]));
+        // The writer thread writes both, in order; after it, lines go out at once again.
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        tx.send(b"second".to_vec()).expect("send");
+        stdout
+            .write_batch(&mut writer, b"first".to_vec(), &rx)
+            .expect("batch");
+        assert_eq!(stdout.write_now(b"third".to_vec()), None);
+        assert_eq!(read_exact(&mut reader, 19), b"first\nsecond\nthird\n");
+    }
+
+    #[test]
+    fn a_line_not_queued_after_all_does_not_hold_the_others_back() {
+        let (mut reader, _writer, stdout) = pipe();
+        let filled = fill(&stdout);
+        assert!(stdout.write_now(b"lost".to_vec()).is_some());
+        stdout.unqueued();
+        read_exact(&mut reader, filled);
+        assert_eq!(stdout.write_now(b"next".to_vec()), None);
+        assert_eq!(read_exact(&mut reader, 5), b"next\n");
+    }
+
+    #[test]
+    fn long_lines_and_stdout_that_is_no_pipe_use_the_queue() {
+        let (_reader, _writer, stdout) = pipe();
+        let long = vec![b'a'; PIPE_BUF];
+        assert_eq!(stdout.write_now(long.clone()), Some(long));
+        let no_pipe = Stdout::over(None, None);
+        assert!(no_pipe.write_now(b"x".to_vec()).is_some());
+        let device = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null");
+        assert!(crate::sys::reopen_pipe_nonblocking(device.as_raw_fd()).is_none());
+    }
+}
