@@ -19,8 +19,10 @@ pub(crate) use super::schema::{
 use super::shared::document::{Document, DocumentLock, Part};
 use super::shared::SharedStore;
 use super::{atomic_write_with, ensure_data_dir, io_error, Error, FileLock};
-use std::io::Write as _;
+use crate::thread::lock;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 const FILE: &str = "state.json";
@@ -219,6 +221,34 @@ pub(crate) struct StateFile {
     path: PathBuf,
     backup: PathBuf,
     shared: Option<Document>,
+    /// The file last read and parsed here, or last written here (shared by the clones for the
+    /// same path): a write that finds it still in place keeps it as backup without reading and
+    /// parsing it again, megabytes with 5,000 pins, which its caller has just done.
+    last_good: Arc<Mutex<Option<FileId>>>,
+}
+
+/// Which file a path names: its inode, and its size and times, which any write to it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileId {
+    fn of(file: &std::fs::File) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 /// How a reader notices that the state changed without reading it: the file's modification
@@ -247,6 +277,7 @@ impl StateFile {
             path: dir.join(FILE),
             backup: dir.join(BACKUP),
             shared: None,
+            last_good: Arc::default(),
         })
     }
 
@@ -339,14 +370,18 @@ impl StateFile {
             return Ok((state, Stamp::Version(version)));
         }
         let stamp = self.stamp()?;
-        let state = match std::fs::read(&self.path) {
-            Ok(bytes) => parse(&bytes)
-                .map(Some)
-                .map_err(|reason| corrupt(&self.path, &self.backup, &reason)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(&self.path)(e)),
-        }?;
-        Ok((state, stamp))
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, stamp)),
+            Err(e) => return Err(io_error(&self.path)(e)),
+        };
+        // Before reading: a change made while it is read then shows as another file.
+        let id = FileId::of(&file);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_error(&self.path))?;
+        let state = parse(&bytes).map_err(|reason| corrupt(&self.path, &self.backup, &reason))?;
+        *lock(&self.last_good) = id;
+        Ok((Some(state), stamp))
     }
 
     /// Replaces the file with `state` under `lock`, keeping the old one as backup (a shared
@@ -394,20 +429,30 @@ impl StateFile {
                 std::io::copy(&mut current, backup).map(|_| ())
             })?;
         }
-        atomic_write_with(&self.path, |file| {
+        let written = atomic_write_with(&self.path, |file| {
             let mut out = std::io::BufWriter::new(file);
             serde_json::to_writer_pretty(&mut out, state).map_err(std::io::Error::from)?;
             out.flush()
-        })
-        .map(|()| 0)
+        });
+        // Under the write lock no other gate writes it; an unknown file is checked next time.
+        *crate::thread::lock(&self.last_good) = written
+            .as_ref()
+            .ok()
+            .and_then(|()| std::fs::File::open(&self.path).ok())
+            .and_then(|file| FileId::of(&file));
+        written.map(|()| 0)
     }
 
     /// The current file, rewound, when it reads as a state this gate loads (a good one to keep
     /// as backup); `None` when there is none, it cannot be read, or it does not parse (then
     /// the backup stays the last good file).
     fn good_current(&self) -> Option<std::fs::File> {
-        use std::io::{Read as _, Seek as _};
+        use std::io::Seek as _;
         let mut file = std::fs::File::open(&self.path).ok()?;
+        let known = *lock(&self.last_good);
+        if known.is_some() && FileId::of(&file) == known {
+            return Some(file);
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
         parse(&bytes).ok()?;
@@ -548,6 +593,16 @@ mod tests {
         assert!(read(FILE).workspaces.contains_key("c"));
         file.write(&file.lock().unwrap(), &with("d")).unwrap();
         assert!(read(BACKUP).workspaces.contains_key("c"));
+        // Read good, then replaced behind the gate's back by a corrupt file: still checked.
+        assert!(file.read().unwrap().unwrap().workspaces.contains_key("d"));
+        std::fs::write(dir.join("other"), b"not json").unwrap();
+        std::fs::rename(dir.join("other"), dir.join(FILE)).unwrap();
+        file.write(&file.lock().unwrap(), &with("e")).unwrap();
+        assert!(read(BACKUP).workspaces.contains_key("c"));
+        // Read good and left alone: kept as backup (without being read again).
+        assert!(file.read().unwrap().unwrap().workspaces.contains_key("e"));
+        file.write(&file.lock().unwrap(), &with("f")).unwrap();
+        assert!(read(BACKUP).workspaces.contains_key("e"));
         for name in [FILE, BACKUP] {
             let mode = std::fs::metadata(dir.join(name))
                 .unwrap()
