@@ -23,14 +23,16 @@ mod route;
 pub(crate) mod runtime;
 pub(crate) mod stdio;
 mod stdout;
+mod session;
 pub(crate) mod tap;
 
 pub(crate) use call::{ToolCall, VerdictSlot};
+pub(crate) use session::Session;
 
 use crate::approvals::Approvals;
 use crate::config::Settings;
 use crate::downstream::{parse_server_request_id, ListKind};
-use crate::jsonrpc::{self, code, Id, Message, Outcome, Responder, SessionId, Shape, Sink};
+use crate::jsonrpc::{self, code, Id, Message, Outcome, Responder, SessionId, Sink};
 use crate::mcp::{self, ClientCaps, LogLevel};
 use crate::merger::{MergerHandle, Request, ViewKey};
 use crate::policy::{Facts, Policy, Verdict};
@@ -38,101 +40,8 @@ use crate::thread::{lock, read, write};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-
-/// One upstream peer's session.
-#[derive(Debug)]
-pub(crate) struct Session {
-    sink: Sink,
-    initialized: AtomicBool,
-    /// The authenticated caller (an HTTP agent's id), passed to `partner` connections.
-    agent: Option<String>,
-    /// What the agent declared at `initialize` it can answer (set by the gate for a session
-    /// that lives across messages, by the transport for an HTTP session's later requests).
-    client: Mutex<ClientCaps>,
-    /// A 2026-07-28 request's session: it lives for one request, its envelope said what the
-    /// client can answer, and its results carry what that era needs.
-    modern: bool,
-}
-
-impl Session {
-    /// A session that answers through `sink`.
-    pub(crate) fn new(sink: Sink) -> Session {
-        Session {
-            sink,
-            initialized: AtomicBool::new(false),
-            agent: None,
-            client: Mutex::new(ClientCaps::default()),
-            modern: false,
-        }
-    }
-
-    /// A session that has already been through `initialize` (a later request of an HTTP session).
-    pub(crate) fn initialized(sink: Sink) -> Session {
-        Session {
-            sink,
-            initialized: AtomicBool::new(true),
-            agent: None,
-            client: Mutex::new(ClientCaps::default()),
-            modern: false,
-        }
-    }
-
-    /// The same session, whose agent declared `client` at its `initialize`.
-    pub(crate) fn with_client(self, client: ClientCaps) -> Session {
-        *lock(&self.client) = client;
-        self
-    }
-
-    /// What the agent declared it can answer.
-    pub(crate) fn client(&self) -> ClientCaps {
-        *lock(&self.client)
-    }
-
-    /// The session of one 2026-07-28 request, whose envelope declared `client`.
-    pub(crate) fn modern(sink: Sink, client: ClientCaps) -> Session {
-        Session {
-            modern: true,
-            ..Session::initialized(sink).with_client(client)
-        }
-    }
-
-    /// The session of one 2026-07-28 request that arrived on this session's transport (the
-    /// same sink and agent; stdio multiplexes both eras on one stream).
-    pub(crate) fn for_modern_request(&self, client: ClientCaps) -> Session {
-        Session {
-            agent: self.agent.clone(),
-            ..Session::modern(self.sink.clone(), client)
-        }
-    }
-
-    /// What a result to `method` must carry in this session's era.
-    fn shape_for(&self, method: &str) -> Shape {
-        match (self.modern, modern::CACHEABLE.contains(&method)) {
-            (false, _) => Shape::Legacy,
-            (true, false) => Shape::Modern,
-            (true, true) => Shape::ModernCacheable,
-        }
-    }
-
-    /// The same session, known to be `agent` (authenticated by the transport, never by a
-    /// message's content).
-    pub(crate) fn with_agent(mut self, agent: impl Into<String>) -> Session {
-        self.agent = Some(agent.into());
-        self
-    }
-
-    /// The session's id.
-    pub(crate) fn id(&self) -> SessionId {
-        self.sink.session()
-    }
-
-    /// Where this session's messages go.
-    pub(crate) fn sink(&self) -> &Sink {
-        &self.sink
-    }
-}
 
 /// The upstream endpoint, shared by every transport thread.
 #[derive(Debug)]

@@ -2,12 +2,12 @@
 //!
 //! Owns: the connection's loop and what wakes it, the child's lifecycle (spawn, restarts with
 //! backoff, the breaker, teardown) and the status it reports, the gate's commands (agent calls,
-//! their cancellation, refreshes, restarts), and the timers (deadlines, heartbeats, a deferred
-//! listing, the next start). Its parts: `pipes` (the child and its pipes), `tail` (the child's
+//! their cancellation, refreshes, restarts), and when the timers are due. Its parts: `pipes` (the child and its pipes), `tail` (the child's
 //! last stderr lines, redacted, which end the reason of a failure; no I/O), `inflight` (the
 //! requests in flight, their ids, deadlines and progress tokens; no I/O), `handshake`
 //! (`initialize` and `tools/list` paging), `calls` (agent calls forwarded to the child, and
-//! their cancellation), `messages` (what the child sends).
+//! their cancellation), `messages` (what the child sends), `timers` (what a missed deadline
+//! does, the heartbeat).
 //! Never: blocks on a pipe or a channel (one `mio::Poll` over the three pipes and a `Waker`);
 //! re-serializes a child's `result`, except where the result cleaner must (`messages.rs`: a
 //! result with hidden characters is re-encoded after they are stripped; any other result keeps
@@ -35,6 +35,7 @@ mod parked;
 mod rounds;
 mod pipes;
 mod tail;
+mod timers;
 
 use super::child::{STDERR, STDIN, STDOUT};
 use super::health::{LineBudget, NextTry, RestartPolicy};
@@ -52,7 +53,7 @@ use pipes::{Pipes, WriteResult};
 use rounds::Rounds;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Token of the connection's `mio::Waker`.
 pub(crate) const WAKER: Token = Token(3);
@@ -477,131 +478,9 @@ impl Worker {
         true
     }
 
-    // ---- timers ----------------------------------------------------------------------------
-
-    fn on_timers(&mut self, now: Instant) {
-        self.expire_pending(now);
-        self.expire_asks(now);
-        self.expire_parked(now);
-        if self.relisten_at.is_some_and(|at| at <= now) {
-            self.relisten_at = None;
-            if self.phase == Phase::Ready && self.listens {
-                self.open_listen();
-            }
-        }
-        self.expire_rounds(now);
-        if self.phase == Phase::Ready {
-            for kind in self.lists.due(now) {
-                self.start_listing(kind);
-            }
-        }
-        match self.phase {
-            Phase::Ready if now >= self.next_heartbeat => self.beat(now),
-            Phase::Waiting { until } if now >= until => self.start_child(),
-            Phase::Ready | Phase::Waiting { .. } | Phase::Initializing | Phase::Stopped => {}
-        }
-    }
-
-    fn expire_pending(&mut self, now: Instant) {
-        for n in self.inflight.expired(now) {
-            let Some(kind) = self.inflight.remove(n) else {
-                continue;
-            };
-            match kind {
-                PendingKind::Agent { responder, .. } => {
-                    let message = format!(
-                        "server '{}' did not answer within {} ms",
-                        self.cfg.name,
-                        self.settings.call_timeout.as_millis()
-                    );
-                    responder.error(code::REQUEST_TIMEOUT, &message);
-                    self.cancel_downstream(n, "timed out in the gate");
-                }
-                PendingKind::Initialize => {
-                    self.fail("did not answer initialize in time".into());
-                    return;
-                }
-                PendingKind::Discover => {
-                    self.fail("did not answer server/discover in time".into());
-                    return;
-                }
-                PendingKind::Listen => {
-                    if self.listens {
-                        self.open_listen();
-                    }
-                }
-                PendingKind::ListPage(kind) => {
-                    self.fail(format!("did not answer {} in time", kind.method()));
-                    return;
-                }
-                PendingKind::Quiet => {}
-                PendingKind::Ping | PendingKind::Probe => {
-                    self.misses += 1;
-                    if self.misses >= self.settings.heartbeat_misses {
-                        let reason = format!("missed {} heartbeats", self.misses);
-                        self.fail(reason);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The child's requests no agent answered in time: the child gets an error, the agent a
-    /// cancellation.
-    fn expire_asks(&mut self, now: Instant) {
-        for (n, ask) in self.asks.expired(now) {
-            let message = format!(
-                "the agent did not answer {} within {} ms",
-                ask.method,
-                self.settings.call_timeout.as_millis()
-            );
-            self.tell_agent_cancelled(n, &ask, "timed out in the gate");
-            // A round's ask is the gate's own question: the child asked nothing to answer.
-            if ask.round.is_none() {
-                let line =
-                    jsonrpc::error_line(Some(&ask.child_id), code::REQUEST_TIMEOUT, &message);
-                self.write_or_fail(&line);
-            }
-        }
-    }
-
-    /// Parked calls whose agent did not come back in time: the child's call is cancelled.
-    fn expire_parked(&mut self, now: Instant) {
-        for parked in self.parked.expired(now) {
-            self.cancel_downstream(parked.call, "the agent did not answer the server's request");
-        }
-    }
-
     /// What the child declared it offers.
     fn lists_offered(&self) -> crate::downstream::Offered {
         self.lists.offered()
-    }
-
-    fn beat(&mut self, now: Instant) {
-        if let Some(status) = self.pipes.try_exit() {
-            self.fail(format!("exited ({status})"));
-            return;
-        }
-        match self.heartbeat {
-            Heartbeat::Ping => {
-                self.next_heartbeat = now + self.settings.heartbeat_interval;
-                let timeout = self.settings.heartbeat_interval;
-                self.send_internal("ping", None, PendingKind::Ping, timeout);
-            }
-            Heartbeat::Probe => {
-                self.next_heartbeat = now + self.settings.probe_interval;
-                let timeout = self.settings.list_timeout;
-                self.send_internal("tools/list", None, PendingKind::Probe, timeout);
-            }
-        }
-    }
-
-    /// The child answered a heartbeat (or the handshake): it is alive.
-    fn on_heartbeat(&mut self) {
-        self.misses = 0;
-        self.handle
-            .update(|s| s.last_heartbeat = Some(SystemTime::now()));
     }
 }
 
