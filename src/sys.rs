@@ -1,7 +1,8 @@
 //! The few POSIX calls std does not offer: process-group and process signals, reaping,
 //! subreaping, flock, the parent-death signal of a child (`PR_SET_PDEATHSIG`), and what the
 //! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name;
-//! and glibc's malloc tuning (the arena cap, `malloc_trim`).
+//! glibc's malloc tuning (the arena cap, `malloc_trim`); and writing to stdout without waiting
+//! (a pipe opened again non-blocking, `MSG_DONTWAIT` on a socket, `poll` for room).
 //!
 //! Owns: every `unsafe` block of the crate, each a libc call (or two, read together) with plain
 //! integer arguments or pointers to locals of the calling function.
@@ -424,9 +425,104 @@ pub(crate) fn tune_malloc() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
-/// Stdout opened again without blocking, when it is a pipe: see [`reopen_pipe_nonblocking`].
-pub(crate) fn nonblocking_stdout() -> Option<std::fs::File> {
+/// How to write to stdout without blocking, when it can be done: see [`NoWait`].
+pub(crate) fn nonblocking_stdout() -> Option<NoWait> {
     reopen_pipe_nonblocking(1)
+        .map(NoWait::Pipe)
+        .or_else(|| is_unix_stream(1).then_some(NoWait::UnixStream(1)))
+}
+
+/// A descriptor written to without ever waiting for its reader.
+#[derive(Debug)]
+pub(crate) enum NoWait {
+    /// A pipe opened again with `O_NONBLOCK` (see [`reopen_pipe_nonblocking`]).
+    Pipe(std::fs::File),
+    /// A Unix stream socket (what Node's `child_process` gives a child), sent to with
+    /// `MSG_DONTWAIT`: the flag is per call, so the descriptor's blocking writes elsewhere stay
+    /// blocking.
+    UnixStream(i32),
+}
+
+impl NoWait {
+    /// Writes what the descriptor takes at once; `WouldBlock` when it takes nothing.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            NoWait::Pipe(file) => io::Write::write(file, bytes),
+            NoWait::UnixStream(fd) => send_nowait(*fd, bytes),
+        }
+    }
+
+    /// The descriptor, to wait for room on.
+    pub(crate) fn fd(&self) -> i32 {
+        match self {
+            NoWait::Pipe(file) => std::os::fd::AsRawFd::as_raw_fd(file),
+            NoWait::UnixStream(fd) => *fd,
+        }
+    }
+}
+
+/// True when `fd` is a Unix-domain stream socket.
+pub(crate) fn is_unix_stream(fd: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let option = |name: libc::c_int| -> Option<libc::c_int> {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into the local integer.
+            let res = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&raw mut value).cast(),
+                    &raw mut len,
+                )
+            };
+            (res == 0).then_some(value)
+        };
+        option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+            && option(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        false
+    }
+}
+
+/// `send(2)` without waiting, and without SIGPIPE when the reader is gone (an error instead).
+fn send_nowait(fd: i32, bytes: &[u8]) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: send reads at most `bytes.len()` bytes from the slice it is given.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (fd, bytes);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Waits up to `timeout` for room to write on `fd`; false when none came.
+pub(crate) fn wait_writable(fd: i32, timeout: std::time::Duration) -> bool {
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one local pollfd it is given.
+    let res = unsafe { libc::poll(&raw mut poll, 1, ms) };
+    res > 0 && poll.revents & libc::POLLOUT != 0
 }
 
 /// The pipe on descriptor `fd` opened again without blocking. Opening `/proc/self/fd/N` makes a

@@ -10,15 +10,17 @@
 //! Owns: the order of lines on stdout (a line offered after another never overtakes it: while any
 //! queued line is unwritten, every line queues behind it), the lock held while anything is
 //! written, and recording each answer in the audit tap once it is written.
-//! Never: blocks a caller of the shortcut: it writes only to a pipe opened anew without blocking,
-//! only lines of at most `PIPE_BUF` bytes (which a pipe takes whole or not at all), and only when
-//! no one else is writing; anything else goes to the queue as before.
+//! Never: blocks a caller of the shortcut: it writes only lines under `PIPE_BUF` bytes, which a
+//! pipe (opened anew without blocking) takes whole or not at all, as a Unix stream socket (sent
+//! to with `MSG_DONTWAIT`) does with one buffer's worth, and only when no one else is writing;
+//! anything else goes to the queue as before. Should a socket take part of a line all the same,
+//! the rest waits at most [`REPLY_WAIT`] for room, as a queued answer would.
 
 use super::tap::Tap;
-use crate::jsonrpc::Shortcut;
+use crate::jsonrpc::{Shortcut, REPLY_WAIT};
+use crate::sys::{self, NoWait};
 use crate::thread::lock;
 use crossbeam_channel::{select, Receiver};
-use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
@@ -28,10 +30,10 @@ const PIPE_BUF: usize = 4096;
 
 /// The gate's stdout, shared by the writer thread and every shortcut.
 pub(crate) struct Stdout {
-    /// Held while anything is written to stdout. Inside, stdout opened again without blocking;
-    /// `None` where stdout is not a pipe (a socket, a file, a terminal) or once the writer has
-    /// stopped.
-    writing: Mutex<Option<File>>,
+    /// Held while anything is written to stdout. Inside, how to write to it without waiting;
+    /// `None` where that cannot be done (a file, a terminal, a TCP socket) or once the writer
+    /// has stopped.
+    writing: Mutex<Option<NoWait>>,
     /// Lines given to the queue and not yet written.
     queued: AtomicUsize,
     tap: Option<Arc<Tap>>,
@@ -48,10 +50,10 @@ impl std::fmt::Debug for Stdout {
 impl Stdout {
     /// The gate's stdout; `tap` records answers once written.
     pub(crate) fn new(tap: Option<Arc<Tap>>) -> Stdout {
-        Stdout::over(crate::sys::nonblocking_stdout(), tap)
+        Stdout::over(sys::nonblocking_stdout(), tap)
     }
 
-    fn over(direct: Option<File>, tap: Option<Arc<Tap>>) -> Stdout {
+    fn over(direct: Option<NoWait>, tap: Option<Arc<Tap>>) -> Stdout {
         Stdout {
             writing: Mutex::new(direct),
             queued: AtomicUsize::new(0),
@@ -80,8 +82,10 @@ impl Stdout {
         line.push(b'\n');
         match direct.write(&line) {
             Ok(n) if n == line.len() => {}
-            // Up to PIPE_BUF bytes a pipe takes all or nothing; anything else (a full pipe, a
-            // reader gone) is the writer thread's to meet, as it was without the shortcut.
+            // Taken in part (a socket split the line): the rest must follow before anything else.
+            Ok(n) if n > 0 => finish(direct, line.get(n..).unwrap_or_default()),
+            // Nothing taken (a full pipe or socket, a reader gone): the writer thread's to meet,
+            // as it was without the shortcut.
             _ => {
                 line.pop();
                 return Err(line);
@@ -178,6 +182,25 @@ impl Shortcut for Stdout {
     }
 }
 
+/// Writes the rest of a line a socket took only part of, waiting at most [`REPLY_WAIT`] in all.
+fn finish(direct: &mut NoWait, mut rest: &[u8]) {
+    let deadline = std::time::Instant::now() + REPLY_WAIT;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match direct.write(rest) {
+            Ok(n) if n > 0 => rest = rest.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && sys::wait_writable(direct.fd(), left) => {}
+            _ => {
+                log::error!("stdout: the agent stopped reading in the middle of a line");
+                return;
+            }
+        }
+    }
+}
+
 fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
     out.write_all(line)?;
     out.write_all(b"\n")
@@ -186,14 +209,16 @@ fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Read;
     use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
 
     /// A pipe as the gate's stdout: its reader, the blocking writer the writer thread uses, and
     /// the shortcut over the same pipe opened again without blocking.
     fn pipe() -> (File, File, Stdout) {
         let (reader, writer) = crate::sys::pipe().expect("pipe");
-        let direct = crate::sys::reopen_pipe_nonblocking(writer.as_raw_fd());
+        let direct = crate::sys::reopen_pipe_nonblocking(writer.as_raw_fd()).map(NoWait::Pipe);
         assert!(direct.is_some(), "a pipe opens again without blocking");
         (reader, writer, Stdout::over(direct, None))
     }
@@ -210,7 +235,7 @@ mod tests {
         filled
     }
 
-    fn read_exact(reader: &mut File, n: usize) -> Vec<u8> {
+    fn read_exact(reader: &mut impl Read, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n];
         reader.read_exact(&mut buf).expect("read");
         buf
@@ -267,5 +292,23 @@ mod tests {
             .open("/dev/null")
             .expect("/dev/null");
         assert!(crate::sys::reopen_pipe_nonblocking(device.as_raw_fd()).is_none());
+    }
+
+    #[test]
+    fn a_unix_stream_socket_takes_lines_at_once_and_queues_when_full() {
+        let (mut reader, writer) = UnixStream::pair().expect("socket pair");
+        let fd = writer.as_raw_fd();
+        assert!(crate::sys::is_unix_stream(fd));
+        let stdout = Stdout::over(Some(NoWait::UnixStream(fd)), None);
+        assert_eq!(stdout.write_now(b"one".to_vec()), None);
+        assert_eq!(read_exact(&mut reader, 4), b"one\n");
+        // Filled until it takes nothing: the next line is given back whole, never cut.
+        let filled = fill(&stdout);
+        assert_eq!(
+            stdout.write_now(b"two".to_vec()).as_deref(),
+            Some(&b"two"[..])
+        );
+        read_exact(&mut reader, filled);
+        drop(writer);
     }
 }

@@ -369,7 +369,17 @@ fn a_call_cancelled_while_startup_holds_it_is_never_run() {
 #[test]
 fn progress_and_answers_keep_their_order_on_stdout_under_load() {
     let servers = json!({ "alpha": example(&["--extra-tools", "40"]) });
-    let mut gate = Gate::ready(servers, json!({}));
+    progress_keeps_its_order(Gate::ready(servers, json!({})));
+}
+
+/// The same with stdout a Unix stream socket, as Node's `child_process` gives it.
+#[test]
+fn progress_and_answers_keep_their_order_on_a_socket_stdout_under_load() {
+    let servers = json!({ "alpha": example(&["--extra-tools", "40"]) });
+    progress_keeps_its_order(Gate::ready_over_socket(servers, json!({})));
+}
+
+fn progress_keeps_its_order(mut gate: Gate) {
     // Within `max_in_flight` (64), so every call runs.
     let calls = 60;
     for n in 0..calls {

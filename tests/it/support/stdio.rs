@@ -52,12 +52,43 @@ impl Gate {
     /// Runs `cmd` (the gate over stdio, with arguments of the caller's choosing) as a `Gate`
     /// whose stderr goes to `dir/gate.log`.
     pub fn spawn(mut cmd: Command, dir: TempDir) -> Gate {
-        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = cmd.spawn().unwrap();
+        cmd.stdout(Stdio::piped());
+        let mut child = Gate::spawn_child(cmd, &dir);
         let stdout = child.stdout.take().unwrap();
+        Gate::reading(child, stdout, dir)
+    }
+
+    /// [`Gate::start`] with the gate's stdout a Unix stream socket, as Node's `child_process`
+    /// (the TypeScript SDK, the Inspector) gives it, then the `initialize` handshake.
+    pub fn ready_over_socket(servers: Value, settings: Value) -> Gate {
+        let dir = TempDir::new();
+        let config = dir.path().join("mcp.json");
+        let body = json!({ "mcpServers": servers, "aegis": settings });
+        std::fs::write(&config, body.to_string()).unwrap();
+        let mut cmd = gate(&["--log-level", "debug", "stdio", "--config"]);
+        cmd.arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        cmd.stdout(std::os::fd::OwnedFd::from(theirs));
+        let child = Gate::spawn_child(cmd, &dir);
+        let mut gate = Gate::reading(child, ours, dir);
+        gate.initialize();
+        gate
+    }
+
+    fn spawn_child(mut cmd: Command, dir: &TempDir) -> Child {
+        let stderr = std::fs::File::create(dir.path().join("gate.log")).unwrap();
+        cmd.stdin(Stdio::piped()).stderr(stderr);
+        cmd.spawn().unwrap()
+    }
+
+    /// A `Gate` over `child`, its answers read from `stdout` by a thread of its own.
+    fn reading(
+        mut child: Child,
+        stdout: impl std::io::Read + Send + 'static,
+        dir: TempDir,
+    ) -> Gate {
         let (tx, rx) = crossbeam_channel::bounded(100_000);
         std::thread::Builder::new()
             .name("it-gate-stdout".into())
