@@ -427,10 +427,14 @@ const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// How to write to stdout without blocking, when it can be done: see [`NoWait`].
 pub(crate) fn nonblocking_stdout() -> Option<NoWait> {
-    reopen_pipe_nonblocking(1)
-        .map(NoWait::Pipe)
-        .or_else(|| is_unix_stream(1).then_some(NoWait::UnixStream(1)))
+    reopen_pipe_nonblocking(1).map(NoWait::Pipe).or_else(|| {
+        let whole = unix_stream_whole(1)?;
+        Some(NoWait::UnixStream { fd: 1, whole })
+    })
 }
+
+/// The most a pipe takes in one write whole or not at all (POSIX `PIPE_BUF`, 4096 on Linux).
+const PIPE_BUF: usize = 4096;
 
 /// A descriptor written to without ever waiting for its reader.
 #[derive(Debug)]
@@ -439,8 +443,8 @@ pub(crate) enum NoWait {
     Pipe(std::fs::File),
     /// A Unix stream socket (what Node's `child_process` gives a child), sent to with
     /// `MSG_DONTWAIT`: the flag is per call, so the descriptor's blocking writes elsewhere stay
-    /// blocking.
-    UnixStream(i32),
+    /// blocking. `whole` is the most it takes whole or not at all (see [`unix_stream_whole`]).
+    UnixStream { fd: i32, whole: usize },
 }
 
 impl NoWait {
@@ -448,7 +452,15 @@ impl NoWait {
     pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self {
             NoWait::Pipe(file) => io::Write::write(file, bytes),
-            NoWait::UnixStream(fd) => send_nowait(*fd, bytes),
+            NoWait::UnixStream { fd, .. } => send_nowait(*fd, bytes),
+        }
+    }
+
+    /// The most bytes one write takes whole or not at all.
+    pub(crate) fn whole(&self) -> usize {
+        match self {
+            NoWait::Pipe(_) => PIPE_BUF,
+            NoWait::UnixStream { whole, .. } => *whole,
         }
     }
 
@@ -456,13 +468,16 @@ impl NoWait {
     pub(crate) fn fd(&self) -> i32 {
         match self {
             NoWait::Pipe(file) => std::os::fd::AsRawFd::as_raw_fd(file),
-            NoWait::UnixStream(fd) => *fd,
+            NoWait::UnixStream { fd, .. } => *fd,
         }
     }
 }
 
-/// True when `fd` is a Unix-domain stream socket.
-pub(crate) fn is_unix_stream(fd: i32) -> bool {
+/// When `fd` is a Unix-domain stream socket, the most bytes one send puts in a single buffer,
+/// which the socket takes whole or not at all: Linux cuts a send into buffers of half the send
+/// buffer less 64 bytes (`unix_stream_sendmsg`), and only a later buffer can find no room.
+/// Capped at `PIPE_BUF`, with a margin for the kernel's own rounding.
+pub(crate) fn unix_stream_whole(fd: i32) -> Option<usize> {
     #[cfg(target_os = "linux")]
     {
         let option = |name: libc::c_int| -> Option<libc::c_int> {
@@ -480,13 +495,18 @@ pub(crate) fn is_unix_stream(fd: i32) -> bool {
             };
             (res == 0).then_some(value)
         };
-        option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
-            && option(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        let unix_stream = option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+            && option(libc::SO_TYPE) == Some(libc::SOCK_STREAM);
+        if !unix_stream {
+            return None;
+        }
+        let send_buffer = usize::try_from(option(libc::SO_SNDBUF)?).ok()?;
+        Some((send_buffer / 2).saturating_sub(256).min(PIPE_BUF))
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = fd;
-        false
+        None
     }
 }
 
@@ -514,15 +534,23 @@ fn send_nowait(fd: i32, bytes: &[u8]) -> io::Result<usize> {
 
 /// Waits up to `timeout` for room to write on `fd`; false when none came.
 pub(crate) fn wait_writable(fd: i32, timeout: std::time::Duration) -> bool {
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: poll reads and writes the one local pollfd it is given.
-    let res = unsafe { libc::poll(&raw mut poll, 1, ms) };
-    res > 0 && poll.revents & libc::POLLOUT != 0
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one local pollfd it is given.
+        let res = unsafe { libc::poll(&raw mut poll, 1, ms) };
+        if res < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            // A signal (the first SIGTERM) is no answer: wait out the rest.
+            continue;
+        }
+        return res > 0 && poll.revents & libc::POLLOUT != 0;
+    }
 }
 
 /// The pipe on descriptor `fd` opened again without blocking. Opening `/proc/self/fd/N` makes a

@@ -10,11 +10,13 @@
 //! Owns: the order of lines on stdout (a line offered after another never overtakes it: while any
 //! queued line is unwritten, every line queues behind it), the lock held while anything is
 //! written, and recording each answer in the audit tap once it is written.
-//! Never: blocks a caller of the shortcut: it writes only lines under `PIPE_BUF` bytes, which a
-//! pipe (opened anew without blocking) takes whole or not at all, as a Unix stream socket (sent
-//! to with `MSG_DONTWAIT`) does with one buffer's worth, and only when no one else is writing;
+//! Never: blocks a caller of the shortcut: it writes only lines a single write takes whole or
+//! not at all (under `PIPE_BUF` for a pipe opened anew without blocking; under one send buffer
+//! of a Unix stream socket, sent to with `MSG_DONTWAIT`), and only when no one else is writing;
 //! anything else goes to the queue as before. Should a socket take part of a line all the same,
-//! the rest waits at most [`REPLY_WAIT`] for room, as a queued answer would.
+//! the rest waits at most [`REPLY_WAIT`] for room, as a queued answer would; if none comes, the
+//! line is lost as a dropped answer is, and the shortcut is off for good. A failed write of the
+//! writer thread turns it off too: nothing is written after a line that may have been cut.
 
 use super::tap::Tap;
 use crate::jsonrpc::{Shortcut, REPLY_WAIT};
@@ -24,9 +26,6 @@ use crossbeam_channel::{select, Receiver};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
-
-/// The most a pipe takes in one write all or nothing (POSIX `PIPE_BUF`, 4096 on Linux).
-const PIPE_BUF: usize = 4096;
 
 /// The gate's stdout, shared by the writer thread and every shortcut.
 pub(crate) struct Stdout {
@@ -63,9 +62,6 @@ impl Stdout {
 
     /// Writes `line` now if it can without waiting for anyone; `Err` gives it back.
     fn try_direct(&self, mut line: Vec<u8>) -> Result<(), Vec<u8>> {
-        if line.len() >= PIPE_BUF {
-            return Err(line);
-        }
         let mut writing = match self.writing.try_lock() {
             Ok(writing) => writing,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -79,11 +75,23 @@ impl Stdout {
         let Some(direct) = writing.as_mut() else {
             return Err(line);
         };
+        if line.len() >= direct.whole() {
+            return Err(line);
+        }
         line.push(b'\n');
         match direct.write(&line) {
             Ok(n) if n == line.len() => {}
-            // Taken in part (a socket split the line): the rest must follow before anything else.
-            Ok(n) if n > 0 => finish(direct, line.get(n..).unwrap_or_default()),
+            // Taken in part, which a line this short should never be: the rest must follow
+            // before anything else.
+            Ok(n) if n > 0 => {
+                if !finish(direct, line.get(n..).unwrap_or_default()) {
+                    // Cut in the middle: no line written after it can be read any more. The
+                    // answer is lost, as one the queue drops; nothing else goes this way.
+                    log::error!("stdout: the agent stopped reading in the middle of a line");
+                    *writing = None;
+                    return Ok(());
+                }
+            }
             // Nothing taken (a full pipe or socket, a reader gone): the writer thread's to meet,
             // as it was without the shortcut.
             _ => {
@@ -143,7 +151,7 @@ impl Stdout {
         first: Vec<u8>,
         lines: &Receiver<Vec<u8>>,
     ) -> io::Result<()> {
-        let writing = lock(&self.writing);
+        let mut writing = lock(&self.writing);
         let mut written = vec![first];
         while let Ok(line) = lines.try_recv() {
             written.push(line);
@@ -152,8 +160,12 @@ impl Stdout {
             .iter()
             .try_for_each(|line| write_line(out, line))
             .and_then(|()| out.flush());
-        // Counted off whether or not they made it: a failed stdout ends the loop.
+        // Counted off whether or not they made it: a failed stdout ends the loop, and no line
+        // goes out after one that may have been cut.
         self.queued.fetch_sub(written.len(), Ordering::Release);
+        if result.is_err() {
+            *writing = None;
+        }
         drop(writing);
         result.inspect_err(|e| log::warn!("stdout write failed: {e}"))?;
         // After the flush: the agent has its answers before anything is recorded.
@@ -182,8 +194,9 @@ impl Shortcut for Stdout {
     }
 }
 
-/// Writes the rest of a line a socket took only part of, waiting at most [`REPLY_WAIT`] in all.
-fn finish(direct: &mut NoWait, mut rest: &[u8]) {
+/// Writes the rest of a line a socket took only part of, waiting at most [`REPLY_WAIT`] in all;
+/// false when it could not.
+fn finish(direct: &mut NoWait, mut rest: &[u8]) -> bool {
     let deadline = std::time::Instant::now() + REPLY_WAIT;
     while !rest.is_empty() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -193,12 +206,10 @@ fn finish(direct: &mut NoWait, mut rest: &[u8]) {
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     && sys::wait_writable(direct.fd(), left) => {}
-            _ => {
-                log::error!("stdout: the agent stopped reading in the middle of a line");
-                return;
-            }
+            _ => return false,
         }
     }
+    true
 }
 
 fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
@@ -283,7 +294,7 @@ mod tests {
     #[test]
     fn long_lines_and_stdout_that_is_no_pipe_use_the_queue() {
         let (_reader, _writer, stdout) = pipe();
-        let long = vec![b'a'; PIPE_BUF];
+        let long = vec![b'a'; 4096];
         assert_eq!(stdout.write_now(long.clone()), Some(long));
         let no_pipe = Stdout::over(None, None);
         assert!(no_pipe.write_now(b"x".to_vec()).is_some());
@@ -292,14 +303,16 @@ mod tests {
             .open("/dev/null")
             .expect("/dev/null");
         assert!(crate::sys::reopen_pipe_nonblocking(device.as_raw_fd()).is_none());
+        assert!(crate::sys::unix_stream_whole(device.as_raw_fd()).is_none());
     }
 
     #[test]
     fn a_unix_stream_socket_takes_lines_at_once_and_queues_when_full() {
         let (mut reader, writer) = UnixStream::pair().expect("socket pair");
         let fd = writer.as_raw_fd();
-        assert!(crate::sys::is_unix_stream(fd));
-        let stdout = Stdout::over(Some(NoWait::UnixStream(fd)), None);
+        let whole = crate::sys::unix_stream_whole(fd).expect("a Unix stream socket");
+        assert!(whole > 1000, "{whole}");
+        let stdout = Stdout::over(Some(NoWait::UnixStream { fd, whole }), None);
         assert_eq!(stdout.write_now(b"one".to_vec()), None);
         assert_eq!(read_exact(&mut reader, 4), b"one\n");
         // Filled until it takes nothing: the next line is given back whole, never cut.
@@ -310,5 +323,33 @@ mod tests {
         );
         read_exact(&mut reader, filled);
         drop(writer);
+    }
+
+    /// A stdout that refuses every write.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_the_writer_failed_nothing_more_is_written_at_once() {
+        let (mut reader, _writer, stdout) = pipe();
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let filled = fill(&stdout);
+        assert!(stdout.write_now(b"queued".to_vec()).is_some());
+        read_exact(&mut reader, filled);
+        assert!(stdout
+            .write_batch(&mut Broken, b"queued".to_vec(), &rx)
+            .is_err());
+        // The writer may have cut a line: what follows would be glued to it.
+        assert_eq!(stdout.queued.load(Ordering::Acquire), 0);
+        assert!(stdout.write_now(b"later".to_vec()).is_some());
     }
 }
