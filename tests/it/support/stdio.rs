@@ -1,4 +1,5 @@
 //! The stdio gate harness: `Gate`, a running `aegis-gate stdio` with a config of the test's making
+//! (its stdout a pipe, or a Unix socket as Node gives it: `Gate::ready_over_socket`)
 //! and a reader thread that buffers its answers (each as JSON and as the bytes the gate wrote),
 //! and `pipe_through` for a one-shot run (requests written, stdin closed, every answer read).
 //! Never: leaves a gate running after its test (killed and reaped on drop).
@@ -37,6 +38,14 @@ impl Gate {
     }
 
     pub fn start_with_env(servers: Value, settings: Value, env: &[(&str, &str)]) -> Gate {
+        let (mut cmd, dir) = Gate::command(servers, settings);
+        cmd.envs(env.iter().copied());
+        Gate::spawn(cmd, dir)
+    }
+
+    /// `aegis-gate stdio` over a config of `{"mcpServers": servers, "aegis": settings}` written
+    /// in a new temporary dir, which also holds the data dir.
+    fn command(servers: Value, settings: Value) -> (Command, TempDir) {
         let dir = TempDir::new();
         let config = dir.path().join("mcp.json");
         let body = json!({ "mcpServers": servers, "aegis": settings });
@@ -44,9 +53,8 @@ impl Gate {
         let mut cmd = gate(&["--log-level", "debug", "stdio", "--config"]);
         cmd.arg(&config)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .envs(env.iter().copied());
-        Gate::spawn(cmd, dir)
+            .arg(dir.path().join("data"));
+        (cmd, dir)
     }
 
     /// Runs `cmd` (the gate over stdio, with arguments of the caller's choosing) as a `Gate`
@@ -61,14 +69,7 @@ impl Gate {
     /// [`Gate::start`] with the gate's stdout a Unix stream socket, as Node's `child_process`
     /// (the TypeScript SDK, the Inspector) gives it, then the `initialize` handshake.
     pub fn ready_over_socket(servers: Value, settings: Value) -> Gate {
-        let dir = TempDir::new();
-        let config = dir.path().join("mcp.json");
-        let body = json!({ "mcpServers": servers, "aegis": settings });
-        std::fs::write(&config, body.to_string()).unwrap();
-        let mut cmd = gate(&["--log-level", "debug", "stdio", "--config"]);
-        cmd.arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"));
+        let (mut cmd, dir) = Gate::command(servers, settings);
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         cmd.stdout(std::os::fd::OwnedFd::from(theirs));
         let child = Gate::spawn_child(cmd, &dir);
