@@ -126,18 +126,11 @@ impl Stdout {
                     Err(_) => return,
                 },
                 recv(close) -> _ => {
-                    let mut writing = lock(&self.writing);
-                    // No shortcut writes after the last flush.
-                    *writing = None;
-                    while let Ok(line) = lines.try_recv() {
-                        if write_line(out, &line).is_err() {
-                            return;
-                        }
-                        if let Some(tap) = &self.tap {
-                            tap.answer(&line);
-                        }
+                    // No shortcut writes after this: what is left goes out in one last batch.
+                    *lock(&self.writing) = None;
+                    if let Ok(first) = lines.try_recv() {
+                        let _ = self.write_batch(out, first, lines);
                     }
-                    let _ = out.flush();
                     return;
                 }
             }
