@@ -358,12 +358,24 @@ pub(crate) fn wait_for_signal(set: &SignalSet, timeout: Duration) -> io::Result<
 /// no end of its server's pipes open, so the gate sees EOF the moment the server's tree is gone.
 #[cfg(target_os = "linux")]
 pub(crate) fn stdio_to_dev_null() -> io::Result<()> {
+    to_dev_null(0..=2)
+}
+
+/// Points stdin alone at `/dev/null`, closing what it was (the example server's `close_stdin`:
+/// a server whose input side is gone while it lives on).
+#[cfg(target_os = "linux")]
+pub(crate) fn stdin_to_dev_null() -> io::Result<()> {
+    to_dev_null(0..=0)
+}
+
+#[cfg(target_os = "linux")]
+fn to_dev_null(fds: std::ops::RangeInclusive<i32>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    for fd in 0..=2 {
+    for fd in fds {
         // SAFETY: dup2 takes two descriptors: one we own (`null`, open for the whole loop) and
         // a standard one, which it closes and replaces atomically.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {

@@ -8,7 +8,9 @@
 //!
 //! Threads: one `conn-<name>` thread per connection, its `JoinOnDrop` held by the manager.
 //! Channels: per connection a bounded `Command` queue (capacity [`COMMAND_QUEUE`]), written by any
-//! thread through [`ConnHandle`] followed by a `mio::Waker` wake; one bounded [`Event`] queue from all
+//! thread through [`ConnHandle`] followed by a `mio::Waker` wake (a call to a connection with
+//! nothing in flight is written to its child by the calling thread instead, when the connection's
+//! worker is free: `connection/direct.rs`); one bounded [`Event`] queue from all
 //! connections to the merger. Shutdown: a stop flag and a wake to every connection, then join them all
 //! (each tears its child down in parallel with the others).
 
@@ -295,6 +297,9 @@ struct HandleInner {
     stop: AtomicBool,
     /// Whether policies may believe its tools' annotations.
     trusted: bool,
+    /// The worker itself, for a call its holder forwards without the queue (set once, when the
+    /// worker is made).
+    direct: std::sync::OnceLock<connection::Direct>,
 }
 
 /// A clonable handle on one connection.
@@ -330,8 +335,19 @@ impl ConnHandle {
 
     /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
     /// the agent is answered with an error at once, so every request gets exactly one answer.
+    /// The calling thread forwards the call itself when the connection's worker is free (see
+    /// `connection/direct.rs`), else it queues it.
     pub fn call(&self, req: CallRequest) {
-        match self.inner.tx.try_send(Command::Call(Box::new(req))) {
+        // Boxed once, for either way (a queued command holds it boxed).
+        let req = Box::new(req);
+        let req = match self.inner.direct.get() {
+            Some(direct) => match direct.call(req) {
+                Ok(()) => return,
+                Err(req) => req,
+            },
+            None => req,
+        };
+        match self.inner.tx.try_send(Command::Call(req)) {
             Ok(()) => self.wake(),
             Err(e) => {
                 let (code, why) = if e.is_full() {
@@ -538,6 +554,7 @@ impl ConnectionManager {
                     last_error: None,
                 }),
                 stop: AtomicBool::new(false),
+                direct: std::sync::OnceLock::new(),
             }),
         };
         let worker = connection::Worker::new(
@@ -549,8 +566,12 @@ impl ConnectionManager {
             handle.clone(),
             self.audit.clone(),
         );
-        let thread =
-            thread::spawn(format!("conn-{}", cfg.name), move || worker.run()).map_err(io_err)?;
+        let worker = Arc::new(Mutex::new(worker));
+        let _ = handle.inner.direct.set(connection::Direct::to(&worker));
+        let thread = thread::spawn(format!("conn-{}", cfg.name), move || {
+            connection::run(worker)
+        })
+        .map_err(io_err)?;
         self.conns.push(Conn {
             handle: handle.clone(),
             thread: Some(thread),

@@ -145,6 +145,12 @@ impl Server {
                     &[],
                 ),
                 tool(
+                    "close_stdin",
+                    "Closes its stdin and answers; with --ignore-eof it then lives on, reading nothing.",
+                    json!({}),
+                    &[],
+                ),
+                tool(
                     "big_line",
                     "Writes one line of `bytes` bytes to stdout.",
                     json!({"bytes": {"type": "integer"}}),
@@ -435,6 +441,10 @@ impl Server {
                 Some(Ok(text_result("flooded list_changed")))
             }
             "crash" => std::process::exit(3),
+            "close_stdin" => Some(match crate::sys::stdin_to_dev_null() {
+                Ok(()) => Ok(text_result("stdin closed")),
+                Err(e) => Err(failure(code::INTERNAL_ERROR, e.to_string())),
+            }),
             "hang" => loop {
                 std::thread::park();
             },

@@ -46,6 +46,31 @@ fn a_child_that_crashes_mid_call_errors_that_call_and_comes_back() {
 }
 
 #[test]
+fn a_child_whose_stdin_is_gone_fails_the_next_call_and_comes_back() {
+    let servers = json!({
+        "faulty": example(&["--faults", "--ignore-eof"]),
+        "healthy": example(&[]),
+    });
+    let mut gate = Gate::ready(servers, fast());
+    let before = pid_of(&mut gate, "faulty");
+    assert_eq!(
+        text(&gate.call("faulty.close_stdin", json!({}))),
+        "stdin closed"
+    );
+    // Nothing is in flight to that server, so the thread that read the call writes it to the
+    // child and finds the pipe broken; the connection's own thread then restarts the child.
+    assert_error(
+        &gate.call("faulty.echo", json!({"message": "lost"})),
+        -32002,
+        "stdin write failed",
+    );
+    gate.assert_echo("healthy.echo", "ok");
+    let after = text(&gate.call_until_ok("faulty.pid", json!({})));
+    assert_ne!(after, before.to_string(), "a new child serves");
+    assert!(!process_exists(before));
+}
+
+#[test]
 fn a_hung_child_is_found_by_heartbeat_and_restarted() {
     let mut settings = fast();
     settings["heartbeat_interval_ms"] = json!(200);

@@ -157,6 +157,33 @@ fn a_call_past_its_deadline_gets_an_error_and_the_child_a_cancel() {
 }
 
 #[test]
+fn a_call_written_while_its_connection_sleeps_still_meets_its_deadline() {
+    // With nothing in flight the call is written to the child by the thread that read it, while
+    // the connection's own thread sleeps until its next heartbeat, a minute away: the call's
+    // deadline must wake it.
+    let mut gate = Gate::ready(
+        json!({ "alpha": example(&[]) }),
+        json!({ "call_timeout_ms": 300, "heartbeat_interval_ms": 60000 }),
+    );
+    gate.assert_echo("alpha.echo", "first");
+    let started = std::time::Instant::now();
+    let id = json!("late");
+    gate.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "alpha.sleep", "arguments": {"ms": 30000}}}));
+    let answer = gate
+        .expect_within("the deadline's error", Duration::from_secs(10), |v| {
+            v["id"] == "late"
+        })
+        .expect("the call's deadline passed without an answer");
+    assert_error(&answer, -32001, "did not answer within 300 ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn unknown_tools_and_bad_params_are_invalid_params() {
     let mut gate = Gate::ready(json!({ "alpha": example(&[]) }), json!({}));
     assert_error(&gate.call("alpha.nope", json!({})), -32602, "alpha.nope");

@@ -20,21 +20,26 @@ use std::time::Instant;
 const RESENT: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 
 impl Worker {
-    pub(super) fn on_call(&mut self, mut req: CallRequest) {
+    /// Forwards an agent's call, or answers it at once with why not; returns the call's
+    /// deadline when it is in flight. A stdin found broken is left in `stdin_broken` for the
+    /// loop to fail the child (this may run on a caller's thread, see `direct.rs`).
+    pub(super) fn on_call(&mut self, mut req: CallRequest) -> Option<Instant> {
         if let Some(resume) = req.resume.take() {
-            return self.on_resume(req, resume);
+            self.on_resume(req, resume);
+            return None;
         }
         if !self.modern && req.params.contains_key("requestState") {
             // Only a 2026-07-28 child hands out states of its own; this one is no one's.
-            return req.responder.error(
+            req.responder.error(
                 code::INVALID_PARAMS,
                 "requestState is not one this gate or its server handed out",
             );
+            return None;
         }
-        if self.phase != Phase::Ready {
+        if self.phase != Phase::Ready || self.stdin_broken.is_some() {
             let message = format!("server '{}' is {}", self.cfg.name, self.status);
             req.responder.error(code::SERVER_UNAVAILABLE, &message);
-            return;
+            return None;
         }
         if self.inflight.is_full(self.settings.max_in_flight) {
             let message = format!(
@@ -43,7 +48,7 @@ impl Worker {
                 self.inflight.n_agent_calls()
             );
             req.responder.error(code::OVERLOADED, &message);
-            return;
+            return None;
         }
         let id = self.inflight.next_id();
         let CallRequest {
@@ -92,7 +97,7 @@ impl Worker {
             Ok(text) => text,
             Err(e) => {
                 responder.error(code::INTERNAL_ERROR, &format!("cannot encode params: {e}"));
-                return;
+                return None;
             }
         };
         let line = jsonrpc::request_line(&Id::from_u64(id), &method, Some(&params_text));
@@ -115,15 +120,18 @@ impl Worker {
                 };
                 let deadline = Instant::now() + timeout;
                 self.inflight.insert(id, kind, deadline);
+                Some(deadline)
             }
             WriteResult::Backlogged => {
                 let message = format!("server '{}' is not reading its input", self.cfg.name);
                 responder.error(code::OVERLOADED, &message);
+                None
             }
             WriteResult::Broken(reason) => {
                 let message = format!("server '{}' failed: {reason}", self.cfg.name);
                 responder.error(code::SERVER_UNAVAILABLE, &message);
-                self.fail(reason);
+                self.stdin_broken = Some(reason);
+                None
             }
         }
     }

@@ -20,12 +20,14 @@
 //! (`fail`, `emit`, the sends) and the two plain parts; `messages` calls into `handshake`, never
 //! the reverse, and neither of them into `calls`.
 //!
-//! Threads: runs on `conn-<name>`. Channels: reads its bounded `Command` queue after every wake;
-//! writes `Event`s to the merger with a bounded wait.
+//! Threads: runs on `conn-<name>` (its loop is in `direct.rs`), behind a mutex that a thread
+//! holding an agent's call may take to write the call itself (`Direct`). Channels: reads its
+//! bounded `Command` queue after every wake; writes `Event`s to the merger with a bounded wait.
 
 mod asks;
 mod calls;
 mod child_requests;
+mod direct;
 mod handshake;
 mod inflight;
 pub(crate) mod input;
@@ -42,8 +44,10 @@ use super::health::{LineBudget, NextTry, RestartPolicy};
 use super::{Command, ConnHandle, Event, Status};
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{self, code, Id};
+use crate::thread::lock;
 use asks::Asks;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+pub(crate) use direct::{run, Direct};
 use handshake::Handshake;
 use inflight::{InFlight, PendingKind};
 use lists::Lists;
@@ -52,7 +56,7 @@ use parked::ParkedCalls;
 use pipes::{Pipes, WriteResult};
 use rounds::Rounds;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Token of the connection's `mio::Waker`.
@@ -93,7 +97,9 @@ enum Heartbeat {
 pub(crate) struct Worker {
     cfg: ServerConfig,
     settings: Arc<Settings>,
-    poll: Poll,
+    /// The loop sleeps in it without the worker's lock (so that a caller may forward a call
+    /// meanwhile, see [`Direct`]); the worker takes it to register and tear down pipes.
+    poll: Arc<Mutex<Poll>>,
     rx: Receiver<Command>,
     events: Sender<Event>,
     handle: ConnHandle,
@@ -134,6 +140,12 @@ pub(crate) struct Worker {
     invalid_lines: u32,
     policy: RestartPolicy,
     started_once: bool,
+    /// When the loop, asleep in `poll`, wakes by itself: a call forwarded directly with an
+    /// earlier deadline wakes it (`None`: it waits for an event only).
+    asleep_until: Option<Instant>,
+    /// The child's stdin broke under a call forwarded directly: the loop fails the child (a
+    /// teardown waits, which the caller's thread must not).
+    stdin_broken: Option<String>,
 }
 
 impl Worker {
@@ -159,7 +171,7 @@ impl Worker {
             pipes: Pipes::new(settings.max_line_bytes, &cfg.env, now),
             cfg,
             settings,
-            poll,
+            poll: Arc::new(Mutex::new(poll)),
             rx,
             events,
             handle,
@@ -183,53 +195,49 @@ impl Worker {
             misses: 0,
             invalid_lines: 0,
             started_once: false,
+            asleep_until: None,
+            stdin_broken: None,
         }
     }
 
-    /// The connection's main loop; returns once the manager asked it to stop.
-    pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(64);
-        self.start_child();
-        while !self.handle.stop_requested() {
-            let timeout = self.next_wakeup(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                log::error!("connection {}: poll failed: {e}", self.cfg.name);
-                break;
+    /// What woke the loop: the pipes with news, then the commands, the timers, and a stdin
+    /// that broke under a call forwarded directly. False once the command queue is closed.
+    fn on_wake(&mut self, events: &Events) -> bool {
+        let (mut out, mut err, mut inp) =
+            (self.pipes.stdout_more(), self.pipes.stderr_more(), false);
+        for event in events.iter() {
+            match event.token() {
+                STDOUT => out = true,
+                STDERR => err = true,
+                STDIN => inp = true,
+                // The waker, or a sporadic event for a pipe of a child already gone.
+                _ => {}
             }
-            let (mut out, mut err, mut inp) =
-                (self.pipes.stdout_more(), self.pipes.stderr_more(), false);
-            for event in events.iter() {
-                match event.token() {
-                    STDOUT => out = true,
-                    STDERR => err = true,
-                    STDIN => inp = true,
-                    // The waker, or a sporadic event for a pipe of a child already gone.
-                    _ => {}
-                }
-            }
-            if out {
-                self.read_stdout();
-            }
-            if err {
-                self.pipes.read_stderr(&self.poll, &self.cfg.name);
-            }
-            if inp {
-                self.flush_stdin();
-            }
-            if !self.drain_commands() {
-                break;
-            }
-            self.on_timers(Instant::now());
         }
-        self.stop();
+        if out {
+            self.read_stdout();
+        }
+        if err {
+            let poll = Arc::clone(&self.poll);
+            self.pipes.read_stderr(&lock(&poll), &self.cfg.name);
+        }
+        if inp {
+            self.flush_stdin();
+        }
+        if !self.drain_commands() {
+            return false;
+        }
+        if let Some(reason) = self.stdin_broken.take() {
+            self.fail(reason);
+        }
+        self.on_timers(Instant::now());
+        true
     }
 
-    fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+    /// When the loop must wake by itself at the latest (`None`: only for an event).
+    fn next_wakeup(&self, now: Instant) -> Option<Instant> {
         if self.pipes.stdout_more() || self.pipes.stderr_more() {
-            return Some(Duration::ZERO);
+            return Some(now);
         }
         let mut next = self.inflight.next_deadline();
         for at in [
@@ -254,7 +262,7 @@ impl Worker {
             Phase::Waiting { until } => consider(until),
             Phase::Initializing | Phase::Stopped => {}
         }
-        next.map(|t| t.saturating_duration_since(now))
+        next
     }
 
     // ---- lifecycle -------------------------------------------------------------------------
@@ -275,10 +283,12 @@ impl Worker {
             self.cfg.name,
             self.cfg.command
         );
-        match self
-            .pipes
-            .spawn(&self.cfg, self.settings.teardown_grace, &self.poll)
-        {
+        let spawned = {
+            let poll = lock(&self.poll);
+            self.pipes
+                .spawn(&self.cfg, self.settings.teardown_grace, &poll)
+        };
+        match spawned {
             Ok(pid) => {
                 log::info!("connection {}: child pid {pid}", self.cfg.name);
                 self.handle.update(|s| s.pid = Some(pid));
@@ -297,7 +307,8 @@ impl Worker {
     /// schedule the next start. The reason ends with the child's last stderr lines, if it wrote
     /// any (read now: a child that exits leaves them in the pipe).
     fn fail(&mut self, reason: String) {
-        self.pipes.read_stderr(&self.poll, &self.cfg.name);
+        let poll = Arc::clone(&self.poll);
+        self.pipes.read_stderr(&lock(&poll), &self.cfg.name);
         let reason = match self.pipes.stderr_summary() {
             Some(tail) => format!("{reason}; {tail}"),
             None => reason,
@@ -326,7 +337,9 @@ impl Worker {
 
     fn teardown_child(&mut self, polite: bool) {
         let grace = self.settings.teardown_grace;
-        if let Some((pid, exit)) = self.pipes.teardown(&mut self.poll, grace, polite) {
+        let poll = Arc::clone(&self.poll);
+        let torn_down = self.pipes.teardown(&mut lock(&poll), grace, polite);
+        if let Some((pid, exit)) = torn_down {
             log::debug!(
                 "connection {}: child {} reaped ({exit:?})",
                 self.cfg.name,
@@ -443,7 +456,9 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
-                Ok(Command::Call(req)) => self.on_call(*req),
+                Ok(Command::Call(req)) => {
+                    self.on_call(*req);
+                }
                 Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
                 Ok(Command::ClientAnswer {
                     session,
