@@ -354,6 +354,16 @@ pub(crate) fn wait_for_signal(set: &SignalSet, timeout: Duration) -> io::Result<
     }
 }
 
+/// Whether `tunables` (a `GLIBC_TUNABLES` value: `name=value` entries separated by `:`) sets
+/// `glibc.malloc.<name>`: the whole name, not a part of another.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn names_tunable(tunables: &str, name: &str) -> bool {
+    tunables.split(':').any(|entry| {
+        let key = entry.split_once('=').map_or(entry, |(key, _)| key);
+        key.strip_prefix("glibc.malloc.") == Some(name)
+    })
+}
+
 /// Points stdin, stdout and stderr at `/dev/null`, closing what they were: the supervisor keeps
 /// no end of its server's pipes open, so the gate sees EOF the moment the server's tree is gone.
 #[cfg(target_os = "linux")]
@@ -415,10 +425,8 @@ pub(crate) fn tune_malloc() {
     {
         // A setting given as a tunable (`GLIBC_TUNABLES=glibc.malloc.arena_max=…`) is the
         // user's too.
-        let tuned = |name: &str| {
-            std::env::var("GLIBC_TUNABLES")
-                .is_ok_and(|t| t.contains(&format!("glibc.malloc.{name}")))
-        };
+        let tuned =
+            |name: &str| std::env::var("GLIBC_TUNABLES").is_ok_and(|t| names_tunable(&t, name));
         if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned("arena_max") {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let arenas = libc::c_int::try_from(2 * cores).unwrap_or(libc::c_int::MAX);
@@ -619,3 +627,7 @@ pub(crate) fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+#[cfg(test)]
+#[path = "sys_tests.rs"]
+mod tests;
