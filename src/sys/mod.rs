@@ -1,14 +1,25 @@
 //! The few POSIX calls std does not offer: process-group and process signals, reaping,
 //! subreaping, flock, the parent-death signal of a child (`PR_SET_PDEATHSIG`), and what the
 //! supervisor needs: a signal mask, `sigtimedwait`, its stdio moved to `/dev/null`, its name;
-//! glibc's malloc tuning (the arena cap, `malloc_trim`); and writing to stdout without waiting
-//! (a pipe opened again non-blocking, `MSG_DONTWAIT` on a socket, `poll` for room).
+//! glibc's malloc tuning (`malloc.rs`: the arena cap, the mmap threshold, `malloc_trim`); and
+//! writing to stdout without waiting (`nowait.rs`: a pipe opened again non-blocking,
+//! `MSG_DONTWAIT` on a socket, `poll` for room).
 //!
 //! Owns: every `unsafe` block of the crate, each a libc call (or two, read together) with plain
 //! integer arguments or pointers to locals of the calling function.
 //! Never: holds state or touches memory it did not allocate; callers own the policy (which group,
 //! which signal, when).
 #![allow(unsafe_code)] // Reason: libc calls std lacks (kill of a group, waitpid on a group, prctl).
+
+mod malloc;
+mod nowait;
+
+pub(crate) use malloc::{release_free_memory, tune_malloc};
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) use nowait::pipe;
+pub(crate) use nowait::{nonblocking_stdout, wait_writable, NoWait};
+#[cfg(test)]
+pub(crate) use nowait::{reopen_pipe_nonblocking, unix_stream_whole};
 
 use std::io;
 #[cfg(target_os = "linux")]
@@ -354,16 +365,6 @@ pub(crate) fn wait_for_signal(set: &SignalSet, timeout: Duration) -> io::Result<
     }
 }
 
-/// Whether `tunables` (a `GLIBC_TUNABLES` value: `name=value` entries separated by `:`) sets
-/// `glibc.malloc.<name>`: the whole name, not a part of another.
-#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
-fn names_tunable(tunables: &str, name: &str) -> bool {
-    tunables.split(':').any(|entry| {
-        let key = entry.split_once('=').map_or(entry, |(key, _)| key);
-        key.strip_prefix("glibc.malloc.") == Some(name)
-    })
-}
-
 /// Points stdin, stdout and stderr at `/dev/null`, closing what they were: the supervisor keeps
 /// no end of its server's pipes open, so the gate sees EOF the moment the server's tree is gone.
 #[cfg(target_os = "linux")]
@@ -407,227 +408,3 @@ pub(crate) fn set_process_name(name: &std::ffi::CStr) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
-
-/// Tunes glibc's malloc for a long-running gate, each setting unless its `MALLOC_*` variable
-/// or its `GLIBC_TUNABLES` entry says otherwise. Called before the gate starts its threads. musl has one heap and no such
-/// settings: nothing to do there.
-///
-/// - Arenas: two per core. glibc gives threads up to eight arenas per core, each keeping the
-///   memory its threads freed; a gate runs a thread per connection, so each arena held on to
-///   megabytes that no other thread could reuse.
-/// - The mmap threshold: fixed at 128 KiB. glibc raises it to the size of every large block
-///   freed (up to 32 MiB), so after the first `state.json` of a few megabytes was written, the
-///   next ones were built inside the heap, and the heap kept their pages between live
-///   allocations. Fixed, a block of 128 KiB or more is always mapped on its own and handed back
-///   whole when freed (`benches/mem.py serve-100`: 31 – 44 MiB without, 31 – 34 MiB with).
-pub(crate) fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // A setting given as a tunable (`GLIBC_TUNABLES=glibc.malloc.arena_max=…`) is the
-        // user's too.
-        let tuned =
-            |name: &str| std::env::var("GLIBC_TUNABLES").is_ok_and(|t| names_tunable(&t, name));
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned("arena_max") {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            let arenas = libc::c_int::try_from(2 * cores).unwrap_or(libc::c_int::MAX);
-            // SAFETY: mallopt takes two integers; M_ARENA_MAX only caps arenas created later.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
-        }
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && !tuned("mmap_threshold") {
-            // SAFETY: mallopt takes two integers; setting the threshold also stops glibc from
-            // moving it (and the trim threshold) by itself.
-            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
-        }
-    }
-}
-
-/// Blocks at least this large are mapped on their own (glibc's own starting value, kept).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
-
-/// How to write to stdout without blocking, when it can be done: see [`NoWait`].
-pub(crate) fn nonblocking_stdout() -> Option<NoWait> {
-    reopen_pipe_nonblocking(1).map(NoWait::Pipe).or_else(|| {
-        let whole = unix_stream_whole(1)?;
-        Some(NoWait::UnixStream { fd: 1, whole })
-    })
-}
-
-/// The most a pipe takes in one write whole or not at all (POSIX `PIPE_BUF`, 4096 on Linux).
-const PIPE_BUF: usize = 4096;
-
-/// A descriptor written to without ever waiting for its reader.
-#[derive(Debug)]
-pub(crate) enum NoWait {
-    /// A pipe opened again with `O_NONBLOCK` (see [`reopen_pipe_nonblocking`]).
-    Pipe(std::fs::File),
-    /// A Unix stream socket (what Node's `child_process` gives a child), sent to with
-    /// `MSG_DONTWAIT`: the flag is per call, so the descriptor's blocking writes elsewhere stay
-    /// blocking. `whole` is the most it takes whole or not at all (see [`unix_stream_whole`]).
-    UnixStream { fd: i32, whole: usize },
-}
-
-impl NoWait {
-    /// Writes what the descriptor takes at once; `WouldBlock` when it takes nothing.
-    pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        match self {
-            NoWait::Pipe(file) => io::Write::write(file, bytes),
-            NoWait::UnixStream { fd, .. } => send_nowait(*fd, bytes),
-        }
-    }
-
-    /// The most bytes one write takes whole or not at all.
-    pub(crate) fn whole(&self) -> usize {
-        match self {
-            NoWait::Pipe(_) => PIPE_BUF,
-            NoWait::UnixStream { whole, .. } => *whole,
-        }
-    }
-
-    /// The descriptor, to wait for room on.
-    pub(crate) fn fd(&self) -> i32 {
-        match self {
-            NoWait::Pipe(file) => std::os::fd::AsRawFd::as_raw_fd(file),
-            NoWait::UnixStream { fd, .. } => *fd,
-        }
-    }
-}
-
-/// When `fd` is a Unix-domain stream socket, the most bytes one send puts in a single buffer,
-/// which the socket takes whole or not at all: Linux cuts a send into buffers of half the send
-/// buffer less 64 bytes (`unix_stream_sendmsg`), and only a later buffer can find no room.
-/// Capped at `PIPE_BUF`, with a margin for the kernel's own rounding.
-pub(crate) fn unix_stream_whole(fd: i32) -> Option<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        let option = |name: libc::c_int| -> Option<libc::c_int> {
-            let mut value: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `len` bytes into the local integer.
-            let res = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    name,
-                    (&raw mut value).cast(),
-                    &raw mut len,
-                )
-            };
-            (res == 0).then_some(value)
-        };
-        let unix_stream = option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
-            && option(libc::SO_TYPE) == Some(libc::SOCK_STREAM);
-        if !unix_stream {
-            return None;
-        }
-        let send_buffer = usize::try_from(option(libc::SO_SNDBUF)?).ok()?;
-        Some((send_buffer / 2).saturating_sub(256).min(PIPE_BUF))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        None
-    }
-}
-
-/// `send(2)` without waiting, and without SIGPIPE when the reader is gone (an error instead).
-fn send_nowait(fd: i32, bytes: &[u8]) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: send reads at most `bytes.len()` bytes from the slice it is given.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (fd, bytes);
-        Err(io::ErrorKind::Unsupported.into())
-    }
-}
-
-/// Waits up to `timeout` for room to write on `fd`; false when none came.
-pub(crate) fn wait_writable(fd: i32, timeout: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: poll reads and writes the one local pollfd it is given.
-        let res = unsafe { libc::poll(&raw mut poll, 1, ms) };
-        if res < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            // A signal (the first SIGTERM) is no answer: wait out the rest.
-            continue;
-        }
-        return res > 0 && poll.revents & libc::POLLOUT != 0;
-    }
-}
-
-/// The pipe on descriptor `fd` opened again without blocking. Opening `/proc/self/fd/N` makes a
-/// new open file description, so the flag leaves alone the one shared with the other end's
-/// owner (for stdout, the agent) and the blocking writes made through `fd`. `None` for anything
-/// but a pipe (a socket, a file, a terminal) and off Linux.
-pub(crate) fn reopen_pipe_nonblocking(fd: i32) -> Option<std::fs::File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-        let path = format!("/proc/self/fd/{fd}");
-        let pipe = std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_fifo());
-        if !pipe {
-            return None;
-        }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        None
-    }
-}
-
-/// A new pipe, as its reading and writing ends (for tests of what writes to a pipe).
-#[cfg(all(test, target_os = "linux"))]
-pub(crate) fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
-    use std::os::fd::FromRawFd;
-    let mut fds: [libc::c_int; 2] = [-1; 2];
-    // SAFETY: pipe2 writes two descriptors into the local array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just opened by pipe2 and are owned by nothing else.
-    Ok(unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    })
-}
-
-/// Hands the pages that glibc's malloc holds free back to the system (`malloc_trim`): after a
-/// burst (every server's tools judged at once) the freed memory would otherwise stay resident,
-/// between live allocations where the heap cannot shrink. musl returns memory by itself.
-pub(crate) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes an integer and only walks malloc's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(test)]
-#[path = "sys_tests.rs"]
-mod tests;
