@@ -1,7 +1,8 @@
 //! Downstream: the MCP servers behind the gate, one supervised connection each.
 //!
 //! Owns: [`ConnectionManager`] (the registry of live connections: spawn on start, teardown on
-//! shutdown) and [`ConnHandle`], the cheap clonable way other parts talk to one
+//! shutdown), the types the connections and the rest share (`Event`, `Status`, `CallRequest`,
+//! `Command`), and, in `handle.rs`, [`ConnHandle`], the cheap clonable way other parts talk to one
 //! `DownstreamConnection`, whose thread lives in `connection/`.
 //! Never: merges tool lists (that is the merger's) or interprets an agent's session; it only
 //! forwards requests it is handed and reports tool lists and status changes as [`Event`]s.
@@ -16,15 +17,18 @@
 
 mod child;
 mod connection;
+mod handle;
 mod health;
 
 pub(crate) use crate::mcp::ListKind;
 pub(crate) use connection::input;
+pub(crate) use handle::ConnHandle;
+use handle::HandleInner;
 
 use crate::config::{ServerConfig, Settings};
 use crate::json_text::JsonText;
-use crate::jsonrpc::{code, Id, Responder, SessionId};
-use crate::thread::{self, lock, JoinOnDrop};
+use crate::jsonrpc::{Id, Responder, SessionId};
+use crate::thread::{self, JoinOnDrop};
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -285,152 +289,6 @@ pub(crate) fn parse_server_request_id(id: &str) -> Option<(ConnId, u64)> {
     let rest = id.strip_prefix("\"aegis-")?.strip_suffix('"')?;
     let (conn, n) = rest.split_once('-')?;
     Some((ConnId(conn.parse().ok()?), n.parse().ok()?))
-}
-
-struct HandleInner {
-    id: ConnId,
-    name: String,
-    tx: Sender<Command>,
-    waker: Arc<mio::Waker>,
-    snapshot: Mutex<Snapshot>,
-    /// Set once by the manager; a flag rather than a command so a full queue cannot lose it.
-    stop: AtomicBool,
-    /// Whether policies may believe its tools' annotations.
-    trusted: bool,
-    /// The worker itself, for a call its holder forwards without the queue (set once, when the
-    /// worker is made).
-    direct: std::sync::OnceLock<connection::Direct>,
-}
-
-/// A clonable handle on one connection.
-#[derive(Clone)]
-pub struct ConnHandle {
-    inner: Arc<HandleInner>,
-}
-
-impl fmt::Debug for ConnHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnHandle")
-            .field("id", &self.inner.id)
-            .field("name", &self.inner.name)
-            .finish()
-    }
-}
-
-impl ConnHandle {
-    /// The connection's id.
-    pub fn id(&self) -> ConnId {
-        self.inner.id
-    }
-
-    /// The configured name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// Whether the server is marked trusted (policies may use its tools' annotations).
-    pub fn trusted(&self) -> bool {
-        self.inner.trusted
-    }
-
-    /// Forwards an agent request. When the connection cannot take it (queue full, thread gone)
-    /// the agent is answered with an error at once, so every request gets exactly one answer.
-    /// The calling thread forwards the call itself when the connection's worker is free (see
-    /// `connection/direct.rs`), else it queues it.
-    pub fn call(&self, req: CallRequest) {
-        // Boxed once, for either way (a queued command holds it boxed).
-        let req = Box::new(req);
-        let req = match self.inner.direct.get() {
-            Some(direct) => match direct.call(req) {
-                Ok(()) => return,
-                Err(req) => req,
-            },
-            None => req,
-        };
-        match self.inner.tx.try_send(Command::Call(req)) {
-            Ok(()) => self.wake(),
-            Err(e) => {
-                let (code, why) = if e.is_full() {
-                    (code::OVERLOADED, "is overloaded (command queue full)")
-                } else {
-                    (code::SERVER_UNAVAILABLE, "is stopped")
-                };
-                if let Command::Call(req) = e.into_inner() {
-                    let message = format!("server '{}' {why}", self.inner.name);
-                    req.responder.error(code, &message);
-                }
-            }
-        }
-    }
-
-    /// Tells the connection the agent cancelled request `id` of `session` (if it holds it).
-    pub fn cancel(&self, session: SessionId, id: Id) {
-        self.send(Command::Cancel { session, id });
-    }
-
-    /// Hands the child an agent's answer to its request `n`.
-    pub(crate) fn client_answer(
-        &self,
-        session: SessionId,
-        n: u64,
-        outcome: crate::jsonrpc::Outcome,
-    ) {
-        self.send(Command::ClientAnswer {
-            session,
-            n,
-            outcome,
-        });
-    }
-
-    /// Sends the child a notification of the gate's own.
-    pub(crate) fn notify(&self, method: &'static str, params: Option<String>) {
-        self.send(Command::Notify { method, params });
-    }
-
-    /// Sends the child a request of the gate's own, whose answer is not awaited.
-    pub(crate) fn tell(&self, method: &'static str, params: String) {
-        self.send(Command::Tell { method, params });
-    }
-
-    /// Asks the connection to fetch its child's tool list again.
-    pub fn refresh_tools(&self) {
-        self.send(Command::RefreshTools);
-    }
-
-    /// Restarts the child now.
-    pub fn restart(&self) {
-        self.send(Command::Restart);
-    }
-
-    /// The connection's current state.
-    pub fn snapshot(&self) -> Snapshot {
-        lock(&self.inner.snapshot).clone()
-    }
-
-    fn send(&self, cmd: Command) {
-        if self.inner.tx.try_send(cmd).is_ok() {
-            self.wake();
-        } else {
-            log::warn!(
-                "connection {}: command queue full or closed",
-                self.inner.name
-            );
-        }
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.inner.stop.load(Ordering::SeqCst)
-    }
-
-    fn wake(&self) {
-        if let Err(e) = self.inner.waker.wake() {
-            log::error!("connection {}: wake failed: {e}", self.inner.name);
-        }
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        f(&mut lock(&self.inner.snapshot));
-    }
 }
 
 /// Why a connection could not be started.
