@@ -51,23 +51,34 @@ fn a_child_whose_stdin_is_gone_fails_the_next_call_and_comes_back() {
         "faulty": example(&["--faults", "--ignore-eof"]),
         "healthy": example(&[]),
     });
-    let mut gate = Gate::ready(servers, fast());
+    // No heartbeat for a minute: only the broken write itself can get the child replaced.
+    let mut settings = fast();
+    settings["heartbeat_interval_ms"] = json!(60000);
+    let mut gate = Gate::ready(servers, settings);
     let before = pid_of(&mut gate, "faulty");
     assert_eq!(
         text(&gate.call("faulty.close_stdin", json!({}))),
         "stdin closed"
     );
     // Nothing is in flight to that server, so the thread that read the call writes it to the
-    // child and finds the pipe broken; the connection's own thread then restarts the child.
+    // child and finds the pipe broken; the connection's own thread must then restart the child
+    // without waiting for anything else to wake it.
     assert_error(
         &gate.call("faulty.echo", json!({"message": "lost"})),
         -32002,
         "stdin write failed",
     );
+    gate.wait_for_log("connection faulty: next start in");
     gate.assert_echo("healthy.echo", "ok");
     let after = text(&gate.call_until_ok("faulty.pid", json!({})));
     assert_ne!(after, before.to_string(), "a new child serves");
     assert!(!process_exists(before));
+    // One failure, counted once (twice would double the backoff and feed the breaker).
+    let restarts = gate
+        .log()
+        .matches("connection faulty: next start in")
+        .count();
+    assert_eq!(restarts, 1, "{}", gate.log());
 }
 
 #[test]

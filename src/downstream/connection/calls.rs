@@ -19,14 +19,32 @@ use std::time::Instant;
 /// The calls a 2026-07-28 child may answer `input_required` (and so may be sent again).
 const RESENT: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 
+/// What became of an agent's call handed to [`Worker::forward_call`].
+pub(super) enum Forwarded {
+    /// Written to the child and in flight until this deadline.
+    InFlight(Instant),
+    /// Answered at once (refused, resumed, or given to the child's questions).
+    Answered,
+    /// Answered -32002: the child's stdin is broken, for this reason. The child is still to be
+    /// failed, which only the connection's thread does (a teardown waits).
+    StdinBroken(String),
+}
+
 impl Worker {
-    /// Forwards an agent's call, or answers it at once with why not; returns the call's
-    /// deadline when it is in flight. A stdin found broken is left in `stdin_broken` for the
-    /// loop to fail the child (this may run on a caller's thread, see `direct.rs`).
-    pub(super) fn on_call(&mut self, mut req: CallRequest) -> Option<Instant> {
+    /// Forwards an agent's call on the connection's thread; a broken stdin fails the child at
+    /// once.
+    pub(super) fn on_call(&mut self, req: CallRequest) {
+        if let Forwarded::StdinBroken(reason) = self.forward_call(req) {
+            self.fail(reason);
+        }
+    }
+
+    /// Forwards an agent's call, or answers it at once with why not (see [`Forwarded`]); fails
+    /// nothing, so a caller's thread may run it (`direct.rs`).
+    pub(super) fn forward_call(&mut self, mut req: CallRequest) -> Forwarded {
         if let Some(resume) = req.resume.take() {
             self.on_resume(req, resume);
-            return None;
+            return Forwarded::Answered;
         }
         if !self.modern && req.params.contains_key("requestState") {
             // Only a 2026-07-28 child hands out states of its own; this one is no one's.
@@ -34,12 +52,18 @@ impl Worker {
                 code::INVALID_PARAMS,
                 "requestState is not one this gate or its server handed out",
             );
-            return None;
+            return Forwarded::Answered;
         }
-        if self.phase != Phase::Ready || self.stdin_broken.is_some() {
+        if let Some(reason) = &self.stdin_broken {
+            // Broken under a call written directly; the loop has not failed the child yet.
+            let message = format!("server '{}' failed: {reason}", self.cfg.name);
+            req.responder.error(code::SERVER_UNAVAILABLE, &message);
+            return Forwarded::Answered;
+        }
+        if self.phase != Phase::Ready {
             let message = format!("server '{}' is {}", self.cfg.name, self.status);
             req.responder.error(code::SERVER_UNAVAILABLE, &message);
-            return None;
+            return Forwarded::Answered;
         }
         if self.inflight.is_full(self.settings.max_in_flight) {
             let message = format!(
@@ -48,7 +72,7 @@ impl Worker {
                 self.inflight.n_agent_calls()
             );
             req.responder.error(code::OVERLOADED, &message);
-            return None;
+            return Forwarded::Answered;
         }
         let id = self.inflight.next_id();
         let CallRequest {
@@ -97,7 +121,7 @@ impl Worker {
             Ok(text) => text,
             Err(e) => {
                 responder.error(code::INTERNAL_ERROR, &format!("cannot encode params: {e}"));
-                return None;
+                return Forwarded::Answered;
             }
         };
         let line = jsonrpc::request_line(&Id::from_u64(id), &method, Some(&params_text));
@@ -120,18 +144,17 @@ impl Worker {
                 };
                 let deadline = Instant::now() + timeout;
                 self.inflight.insert(id, kind, deadline);
-                Some(deadline)
+                Forwarded::InFlight(deadline)
             }
             WriteResult::Backlogged => {
                 let message = format!("server '{}' is not reading its input", self.cfg.name);
                 responder.error(code::OVERLOADED, &message);
-                None
+                Forwarded::Answered
             }
             WriteResult::Broken(reason) => {
                 let message = format!("server '{}' failed: {reason}", self.cfg.name);
                 responder.error(code::SERVER_UNAVAILABLE, &message);
-                self.stdin_broken = Some(reason);
-                None
+                Forwarded::StdinBroken(reason)
             }
         }
     }

@@ -12,6 +12,7 @@
 //! Lock order: the worker, then its `Poll` (the loop takes the `Poll` alone while it sleeps,
 //! never the worker's lock with it).
 
+use super::calls::Forwarded;
 use super::Worker;
 use crate::downstream::CallRequest;
 use crate::thread::lock;
@@ -34,7 +35,9 @@ pub(crate) fn run(worker: Arc<Mutex<Worker>>) {
             w.asleep_until = w.next_wakeup(now);
             w.asleep_until.map(|t| t.saturating_duration_since(now))
         };
-        if let Err(e) = lock(&poll).poll(&mut events, timeout) {
+        // Bound first: the Poll's lock is let go before the worker's is taken (lock order).
+        let polled = lock(&poll).poll(&mut events, timeout);
+        if let Err(e) = polled {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -86,9 +89,14 @@ impl Worker {
         {
             return Err(req);
         }
-        let deadline = self.on_call(*req);
-        let wake = self.stdin_broken.is_some()
-            || deadline.is_some_and(|d| self.asleep_until.is_none_or(|t| d < t));
+        let wake = match self.forward_call(*req) {
+            Forwarded::InFlight(deadline) => self.asleep_until.is_none_or(|t| deadline < t),
+            Forwarded::Answered => false,
+            Forwarded::StdinBroken(reason) => {
+                self.stdin_broken = Some(reason);
+                true
+            }
+        };
         if wake {
             self.handle.wake();
         }

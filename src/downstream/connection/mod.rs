@@ -144,7 +144,7 @@ pub(crate) struct Worker {
     /// earlier deadline wakes it (`None`: it waits for an event only).
     asleep_until: Option<Instant>,
     /// The child's stdin broke under a call forwarded directly: the loop fails the child (a
-    /// teardown waits, which the caller's thread must not).
+    /// teardown waits, which the caller's thread must not); cleared by any failure.
     stdin_broken: Option<String>,
 }
 
@@ -224,11 +224,13 @@ impl Worker {
         if inp {
             self.flush_stdin();
         }
-        if !self.drain_commands() {
-            return false;
-        }
+        // Before the queue: a call queued behind the broken write is then told the server is
+        // restarting, as it would be had the loop written it.
         if let Some(reason) = self.stdin_broken.take() {
             self.fail(reason);
+        }
+        if !self.drain_commands() {
+            return false;
         }
         self.on_timers(Instant::now());
         true
@@ -268,6 +270,7 @@ impl Worker {
     // ---- lifecycle -------------------------------------------------------------------------
 
     fn start_child(&mut self) {
+        self.stdin_broken = None;
         self.inflight.clear();
         self.lists.restart();
         self.heartbeat = Heartbeat::Ping;
@@ -307,6 +310,9 @@ impl Worker {
     /// schedule the next start. The reason ends with the child's last stderr lines, if it wrote
     /// any (read now: a child that exits leaves them in the pipe).
     fn fail(&mut self, reason: String) {
+        // A stdin found broken under a direct call is this same failure: one failure, one
+        // reason (else the backoff would double and the breaker count it twice).
+        self.stdin_broken = None;
         let poll = Arc::clone(&self.poll);
         self.pipes.read_stderr(&lock(&poll), &self.cfg.name);
         let reason = match self.pipes.stderr_summary() {
