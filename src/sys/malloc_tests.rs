@@ -1,3 +1,5 @@
+//! Tests of the malloc settings: which `GLIBC_TUNABLES` entries count as the user's own.
+
 use super::names_tunable;
 
 #[test]
