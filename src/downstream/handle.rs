@@ -3,8 +3,8 @@
 //! flag and status [`Snapshot`].
 //!
 //! Owns: exactly one answer for every call it is handed (an error at once when the connection
-//! cannot take it). Never: waits: a full command queue is an error, the worker's lock is only
-//! tried.
+//! cannot take it). Never: waits for the connection: a full command queue is an error, the
+//! worker's lock is only tried.
 
 use super::{connection, CallRequest, Command, ConnId, Snapshot};
 use crate::jsonrpc::{code, Id, SessionId};

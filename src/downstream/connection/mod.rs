@@ -218,8 +218,7 @@ impl Worker {
             self.read_stdout();
         }
         if err {
-            let poll = Arc::clone(&self.poll);
-            self.pipes.read_stderr(&lock(&poll), &self.cfg.name);
+            self.pipes.read_stderr(&lock(&self.poll), &self.cfg.name);
         }
         if inp {
             self.flush_stdin();
@@ -286,11 +285,9 @@ impl Worker {
             self.cfg.name,
             self.cfg.command
         );
-        let spawned = {
-            let poll = lock(&self.poll);
-            self.pipes
-                .spawn(&self.cfg, self.settings.teardown_grace, &poll)
-        };
+        let spawned = self
+            .pipes
+            .spawn(&self.cfg, self.settings.teardown_grace, &lock(&self.poll));
         match spawned {
             Ok(pid) => {
                 log::info!("connection {}: child pid {pid}", self.cfg.name);
@@ -313,8 +310,7 @@ impl Worker {
         // A stdin found broken under a direct call is this same failure: one failure, one
         // reason (else the backoff would double and the breaker count it twice).
         self.stdin_broken = None;
-        let poll = Arc::clone(&self.poll);
-        self.pipes.read_stderr(&lock(&poll), &self.cfg.name);
+        self.pipes.read_stderr(&lock(&self.poll), &self.cfg.name);
         let reason = match self.pipes.stderr_summary() {
             Some(tail) => format!("{reason}; {tail}"),
             None => reason,
@@ -343,8 +339,7 @@ impl Worker {
 
     fn teardown_child(&mut self, polite: bool) {
         let grace = self.settings.teardown_grace;
-        let poll = Arc::clone(&self.poll);
-        let torn_down = self.pipes.teardown(&mut lock(&poll), grace, polite);
+        let torn_down = self.pipes.teardown(&mut lock(&self.poll), grace, polite);
         if let Some((pid, exit)) = torn_down {
             log::debug!(
                 "connection {}: child {} reaped ({exit:?})",
@@ -462,9 +457,7 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
-                Ok(Command::Call(req)) => {
-                    self.on_call(*req);
-                }
+                Ok(Command::Call(req)) => self.on_call(*req),
                 Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
                 Ok(Command::ClientAnswer {
                     session,
