@@ -174,6 +174,9 @@ impl Front {
                 max_head: http.max_head,
                 max_headers: http.max_headers,
                 max_body: http.max_body,
+                // Every request with a body needs one (an agent key, an identity provider's
+                // token, an admin token, a partner's signed token): without, no body is read.
+                credential_headers: &["Authorization", crate::delegation::token::HEADER],
             },
             timeouts: crate::http::Timeouts {
                 head: http.head_timeout,

@@ -332,3 +332,63 @@ fn framing_is_strict_conflicts_and_bad_lengths_are_400_and_only_http_1_is_spoken
     let ten = raw(&serve, "GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!(ten.status, 200, "{ten:?}");
 }
+
+/// Sends `head` (a request whose body is not sent) and reads what comes back until the gate
+/// closes the connection.
+fn head_only(serve: &Serve, head: &str) -> String {
+    let mut stream = crate::support::http::connect(&serve.addr, WAIT).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    // The gate closes after its answer: a read that times out instead means it waited for the
+    // body (a `100 Continue`, or nothing at all until the body deadline).
+    stream.read_to_end(&mut raw).unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn a_request_without_credentials_is_refused_on_its_head_and_its_body_is_never_read() {
+    let serve = Serve::in_temp(&[]);
+    let key = serve.setup("ws-1");
+    let request = |path: &str, extra: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 4000000\r\n{extra}\r\n",
+            serve.addr
+        )
+    };
+    for path in ["/mcp", "/mcp/ws-1", "/api/v1/aegis/connections"] {
+        for expect in ["Expect: 100-continue\r\n", ""] {
+            let answer = head_only(&serve, &request(path, expect));
+            assert!(
+                answer.starts_with("HTTP/1.1 401"),
+                "{path} {expect:?}: {answer}"
+            );
+            let lower = answer.to_ascii_lowercase();
+            assert!(lower.contains("connection: close"), "{path}: {answer}");
+            assert!(!answer.contains("100 Continue"), "{path}: {answer}");
+        }
+    }
+    // With a credential the body is awaited: a client that asks is told to send it.
+    let auth = format!("Authorization: Bearer {key}\r\nExpect: 100-continue\r\n");
+    let mut stream = crate::support::http::connect(&serve.addr, WAIT).unwrap();
+    stream
+        .write_all(request("/mcp/ws-1", &auth).as_bytes())
+        .unwrap();
+    let mut first = [0u8; 25];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    // A wrong credential is still refused, once its body has come (it is checked by a worker).
+    let answer = send_raw(
+        &serve.addr,
+        format!(
+            "POST /mcp/ws-1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer wrong\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Connection: close\r\nContent-Length: 2\r\n\r\n{{}}",
+            serve.addr
+        )
+        .as_bytes(),
+        WAIT,
+    )
+    .unwrap();
+    assert_eq!(answer.status, 401, "{}", answer.headers);
+}

@@ -354,6 +354,16 @@ impl Conn {
             self.phase = Phase::Answering { end: None };
             return Some(Next::Dispatch(Box::new(head), Vec::new()));
         }
+        if lacks_credential(&head, limits) {
+            // Refused on its head alone (401): its body is never read. It stays unread in the
+            // socket, so the connection cannot carry another request: it closes after the
+            // answer, draining what the client still sends (see `Phase::Closing`).
+            let mut head = head;
+            head.keep_alive = false;
+            self.input.clear();
+            self.phase = Phase::Answering { end: None };
+            return Some(Next::Dispatch(Box::new(head), Vec::new()));
+        }
         if head.expect_continue && self.input.is_empty() {
             self.queue(b"HTTP/1.1 100 Continue\r\n\r\n");
             // What does not fit now goes when the socket is writable.
@@ -530,4 +540,14 @@ fn code_of(e: &HeadError) -> &'static str {
         HeadError::BodyTooLarge => "payload_too_large",
         HeadError::NotImplemented(_) => "not_implemented",
     }
+}
+
+/// Whether the server wants credentials (see [`Limits::credential_headers`]) and `head` carries
+/// none.
+fn lacks_credential(head: &Head, limits: &Limits) -> bool {
+    !limits.credential_headers.is_empty()
+        && !limits
+            .credential_headers
+            .iter()
+            .any(|name| head.header(name).is_some())
 }

@@ -45,6 +45,12 @@ pub struct Limits {
     pub max_headers: usize,
     /// The decoded body. Default 4 MiB.
     pub max_body: usize,
+    /// Header fields that carry a credential. When not empty, a request with a body whose head
+    /// has none of them is handed on at once with its body unread (the handler refuses it on
+    /// its head), no `100 Continue` sent, and its connection closes after the answer: a peer
+    /// that presents no credential makes the server hold none of its body. Default empty: every
+    /// body is read.
+    pub credential_headers: &'static [&'static str],
 }
 
 impl Default for Limits {
@@ -55,6 +61,7 @@ impl Default for Limits {
             max_head: 64 * 1024,
             max_headers: 100,
             max_body: 4 * 1024 * 1024,
+            credential_headers: &[],
         }
     }
 }
