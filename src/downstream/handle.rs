@@ -65,6 +65,12 @@ impl ConnHandle {
     /// The calling thread forwards the call itself when the connection's worker is free (see
     /// `connection/direct.rs`), else it queues it.
     pub fn call(&self, req: CallRequest) {
+        if self.stop_requested() {
+            // Stopping: a queued call would wait out the teardown only to be failed.
+            let message = format!("server '{}' is stopped", self.inner.name);
+            req.responder.error(code::SERVER_UNAVAILABLE, &message);
+            return;
+        }
         // Boxed once, for either way (a queued command holds it boxed).
         let req = Box::new(req);
         let req = match self.inner.direct.get() {

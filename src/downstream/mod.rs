@@ -19,6 +19,8 @@ mod child;
 mod connection;
 mod handle;
 mod health;
+#[cfg(test)]
+mod stop_tests;
 
 pub(crate) use crate::mcp::ListKind;
 pub(crate) use connection::input;

@@ -372,6 +372,20 @@ impl Worker {
         self.teardown_child(true);
         self.phase = Phase::Stopped;
         self.set_status(Status::Stopped, None);
+        self.fail_queued();
+    }
+
+    /// Answers the calls still queued: those handed over just before the stop flag was set, or
+    /// while a teardown held the worker (the queue dies with the worker, and a dropped call
+    /// would never be answered). Last, after the teardown, so the handle's own check of the
+    /// flag answers every later call.
+    fn fail_queued(&mut self) {
+        while let Ok(command) = self.rx.try_recv() {
+            if let Command::Call(req) = command {
+                let message = format!("server '{}' is stopped", self.cfg.name);
+                req.responder.error(code::SERVER_UNAVAILABLE, &message);
+            }
+        }
     }
 
     fn restart_now(&mut self) {
