@@ -6,17 +6,18 @@
 //! cannot take it). Never: waits for the connection: a full command queue is an error, the
 //! worker's lock is only tried.
 
-use super::{connection, CallRequest, Command, ConnId, Snapshot};
+use super::{connection, CallRequest, Command, ConnId, QueuedCall, Snapshot};
 use crate::jsonrpc::{code, Id, SessionId};
 use crate::thread::lock;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(super) struct HandleInner {
     pub(super) id: ConnId,
-    pub(super) name: String,
+    /// Shared with every queued call (`QueuedCall`), which names it should it answer itself.
+    pub(super) name: Arc<str>,
     pub(super) tx: Sender<Command>,
     pub(super) waker: Arc<mio::Waker>,
     pub(super) snapshot: Mutex<Snapshot>,
@@ -80,17 +81,20 @@ impl ConnHandle {
             },
             None => req,
         };
-        match self.inner.tx.try_send(Command::Call(req)) {
+        let queued = QueuedCall::new(req, Arc::clone(&self.inner.name));
+        match self.inner.tx.try_send(Command::Call(queued)) {
             Ok(()) => self.wake(),
-            Err(e) => {
-                let (code, why) = if e.is_full() {
-                    (code::OVERLOADED, "is overloaded (command queue full)")
-                } else {
-                    (code::SERVER_UNAVAILABLE, "is stopped")
-                };
-                if let Command::Call(req) = e.into_inner() {
-                    let message = format!("server '{}' {why}", self.inner.name);
-                    req.responder.error(code, &message);
+            // Stopped: the call answers so as it drops (`QueuedCall`).
+            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(command)) => {
+                if let Command::Call(queued) = command {
+                    if let Some(req) = queued.take() {
+                        let message = format!(
+                            "server '{}' is overloaded (command queue full)",
+                            self.inner.name
+                        );
+                        req.responder.error(code::OVERLOADED, &message);
+                    }
                 }
             }
         }

@@ -29,7 +29,7 @@ use handle::HandleInner;
 
 use crate::config::{ServerConfig, Settings};
 use crate::json_text::JsonText;
-use crate::jsonrpc::{Id, Responder, SessionId};
+use crate::jsonrpc::{self, Id, Responder, SessionId};
 use crate::thread::{self, JoinOnDrop};
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
@@ -249,12 +249,53 @@ pub struct Resume {
     pub responses: BTreeMap<String, Box<RawValue>>,
 }
 
+/// A call in a connection's command queue. One dropped there, never handled (the connection
+/// stopped between the handle's look at its stop flag and the queue's last drain), answers its
+/// agent that the server is stopped: every call gets one answer.
+pub(crate) struct QueuedCall {
+    call: Option<Box<CallRequest>>,
+    server: Arc<str>,
+}
+
+impl QueuedCall {
+    pub(crate) fn new(call: Box<CallRequest>, server: Arc<str>) -> QueuedCall {
+        QueuedCall {
+            call: Some(call),
+            server,
+        }
+    }
+
+    /// The call, to be handled: dropping what is left answers nothing.
+    pub(crate) fn take(mut self) -> Option<Box<CallRequest>> {
+        self.call.take()
+    }
+}
+
+impl Drop for QueuedCall {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            let message = format!("server '{}' is stopped", self.server);
+            call.responder
+                .error(jsonrpc::code::SERVER_UNAVAILABLE, &message);
+        }
+    }
+}
+
+impl fmt::Debug for QueuedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuedCall")
+            .field("server", &self.server)
+            .field("call", &self.call)
+            .finish()
+    }
+}
+
 /// Commands a connection thread accepts.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Boxed: the queue's slots are all allocated (and touched) up front, each the size of the
     /// largest command; a call inline made 256 slots of a few hundred bytes per connection.
-    Call(Box<CallRequest>),
+    Call(QueuedCall),
     Cancel {
         session: SessionId,
         id: Id,
@@ -400,7 +441,7 @@ impl ConnectionManager {
             inner: Arc::new(HandleInner {
                 id,
                 trusted: cfg.trusted,
-                name: cfg.name.clone(),
+                name: cfg.name.as_str().into(),
                 tx,
                 waker,
                 snapshot: Mutex::new(Snapshot {

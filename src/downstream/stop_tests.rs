@@ -3,7 +3,7 @@
 
 use super::connection::{run, Worker};
 use super::handle::HandleInner;
-use super::{CallRequest, Command, ConnHandle, ConnId, Snapshot, Status};
+use super::{CallRequest, Command, ConnHandle, ConnId, QueuedCall, Snapshot, Status};
 use crate::config::{ServerConfig, Settings};
 use crate::jsonrpc::{Id, Responder, Sink};
 use crossbeam_channel::Receiver;
@@ -92,7 +92,8 @@ fn calls_queued_or_handed_over_while_a_connection_stops_are_answered() {
     let (out_tx, out) = crossbeam_channel::bounded(16);
     let sink = Sink::new(1, out_tx);
     // Handed over just before the stop flag was set: it sits in the queue.
-    assert!(tx.try_send(Command::Call(Box::new(call(1, &sink)))).is_ok());
+    let queued = QueuedCall::new(Box::new(call(1, &sink)), "gone".into());
+    assert!(tx.try_send(Command::Call(queued)).is_ok());
     handle.inner.stop.store(true, Ordering::SeqCst);
     // Handed over once the flag is set: answered at once, without the queue.
     handle.call(call(2, &sink));
@@ -101,4 +102,37 @@ fn calls_queued_or_handed_over_while_a_connection_stops_are_answered() {
     // The loop sees the flag, stops, and answers what was queued.
     run(Arc::new(Mutex::new(worker)));
     assert_eq!(answers(&out), vec![(1, stopped.1, stopped.2)]);
+}
+
+#[test]
+fn a_call_dropped_in_the_queue_unhandled_is_answered_and_a_handled_one_is_not() {
+    let (out_tx, out) = crossbeam_channel::bounded(16);
+    let sink = Sink::new(1, out_tx);
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    assert!(tx
+        .try_send(Command::Call(QueuedCall::new(
+            Box::new(call(1, &sink)),
+            "gone".into()
+        )))
+        .is_ok());
+    assert!(tx
+        .try_send(Command::Call(QueuedCall::new(
+            Box::new(call(2, &sink)),
+            "gone".into()
+        )))
+        .is_ok());
+    // The first is taken to be handled: nothing is answered for it here.
+    let Ok(Command::Call(first)) = rx.try_recv() else {
+        panic!("no call queued");
+    };
+    let taken = first.take();
+    assert!(taken.is_some());
+    assert_eq!(answers(&out), vec![]);
+    // The second dies with the queue, unhandled.
+    drop(rx);
+    drop(tx);
+    assert_eq!(
+        answers(&out),
+        vec![(2, -32002, "server 'gone' is stopped".to_owned())]
+    );
 }

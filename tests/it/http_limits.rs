@@ -333,16 +333,40 @@ fn framing_is_strict_conflicts_and_bad_lengths_are_400_and_only_http_1_is_spoken
     assert_eq!(ten.status, 200, "{ten:?}");
 }
 
-/// Sends `head` (a request whose body is not sent) and reads what comes back until the gate
-/// closes the connection.
+/// Reads one answer (head and `Content-Length` body) from `stream`.
+fn read_answer(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        // A read that times out means the gate waited for the body instead of answering.
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let length: usize = crate::support::http::header(&head, "Content-Length")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Sends `head` (a request whose body is not sent), reads the answer, then ends the client's
+/// side and checks that the gate closes the connection.
 fn head_only(serve: &Serve, head: &str) -> String {
     let mut stream = crate::support::http::connect(&serve.addr, WAIT).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    // The gate closes after its answer: a read that times out instead means it waited for the
-    // body (a `100 Continue`, or nothing at all until the body deadline).
-    stream.read_to_end(&mut raw).unwrap();
-    String::from_utf8_lossy(&raw).into_owned()
+    let answer = read_answer(&mut stream);
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{answer}: then {rest:?}");
+    answer
 }
 
 #[test]
@@ -391,4 +415,41 @@ fn a_request_without_credentials_is_refused_on_its_head_and_its_body_is_never_re
     )
     .unwrap();
     assert_eq!(answer.status, 401, "{}", answer.headers);
+}
+
+#[test]
+fn a_slow_upload_without_credentials_still_reads_its_401() {
+    // The gate answers on the head and drains the body the client goes on sending: closing
+    // with its bytes unread would reset the connection, and the client would never read the
+    // answer. The client paces its upload over two seconds, past the usual one-second linger.
+    let serve = Serve::in_temp(&[]);
+    serve.setup("ws-1");
+    let chunk = vec![b' '; 16 * 1024];
+    let chunks = 20;
+    let mut stream = crate::support::http::connect(&serve.addr, WAIT).unwrap();
+    let head = format!(
+        "POST /mcp/ws-1 HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        serve.addr,
+        chunk.len() * chunks
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let uploading = std::thread::spawn(move || {
+        for _ in 0..chunks {
+            writer.write_all(&chunk)?;
+            // Pacing is the scenario (a slow link), not a wait for the gate.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    uploading
+        .join()
+        .unwrap()
+        .expect("the whole body was taken, none of it refused by a reset");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
 }

@@ -375,17 +375,12 @@ impl Worker {
         self.fail_queued();
     }
 
-    /// Answers the calls still queued: those handed over just before the stop flag was set, or
-    /// while a teardown held the worker (the queue dies with the worker, and a dropped call
-    /// would never be answered). Last, after the teardown, so the handle's own check of the
-    /// flag answers every later call.
+    /// Answers the calls still queued (each as it drops, see `QueuedCall`): those handed over
+    /// just before the stop flag was set, or while a teardown held the worker. Last, after the
+    /// teardown, so the handle's own look at the flag answers every later call; one that slips
+    /// in after this drain answers when the queue itself goes.
     fn fail_queued(&mut self) {
-        while let Ok(command) = self.rx.try_recv() {
-            if let Command::Call(req) = command {
-                let message = format!("server '{}' is stopped", self.cfg.name);
-                req.responder.error(code::SERVER_UNAVAILABLE, &message);
-            }
-        }
+        while self.rx.try_recv().is_ok() {}
     }
 
     fn restart_now(&mut self) {
@@ -471,7 +466,11 @@ impl Worker {
     fn drain_commands(&mut self) -> bool {
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
-                Ok(Command::Call(req)) => self.on_call(*req),
+                Ok(Command::Call(queued)) => {
+                    if let Some(req) = queued.take() {
+                        self.on_call(*req);
+                    }
+                }
                 Ok(Command::Cancel { session, id }) => self.on_cancel(session, &id),
                 Ok(Command::ClientAnswer {
                     session,

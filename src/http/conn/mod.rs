@@ -99,6 +99,10 @@ pub(super) struct Conn {
     /// Whether a request was answered on this connection (until then, its first byte is due
     /// within the head deadline, not the keep-alive time).
     served: bool,
+    /// How long the input is drained after the last answer: [`LINGER`], or the body's deadline
+    /// when a body was left unread (the client may still be sending it, and a close with its
+    /// bytes unread would reset the connection and lose the answer).
+    linger: Duration,
 }
 
 impl Conn {
@@ -123,6 +127,7 @@ impl Conn {
             last_write: now,
             last_read: now,
             served: false,
+            linger: LINGER,
         }
     }
 
@@ -361,6 +366,7 @@ impl Conn {
             let mut head = head;
             head.keep_alive = false;
             self.input.clear();
+            self.linger = timeouts.body;
             self.phase = Phase::Answering { end: None };
             return Some(Next::Dispatch(Box::new(head), Vec::new()));
         }

@@ -1,11 +1,11 @@
 //! A connection's way out: its answer's bytes queued and written as the socket takes them, and
 //! what follows an answer written whole (back to reading heads with buffers shrunk, or the
-//! shutdown of the write side and the input drained for [`LINGER`]).
+//! shutdown of the write side and the input drained for [`LINGER`](super::LINGER), or longer after a body left unread).
 //!
 //! Never: blocks (a full socket leaves the rest queued for the next writable event); keeps
 //! more than [`KEEP`] bytes already written at the front of the output.
 
-use super::{Conn, Next, Phase, KEEP, LINGER};
+use super::{Conn, Next, Phase, KEEP};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
@@ -42,7 +42,7 @@ impl Conn {
                 let _ = self.stream.shutdown(Shutdown::Write);
                 self.closed.store(true, Ordering::SeqCst);
                 self.phase = Phase::Closing {
-                    until: Instant::now() + LINGER,
+                    until: Instant::now() + self.linger,
                 };
                 if self.drain() {
                     Next::Close
