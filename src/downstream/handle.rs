@@ -84,7 +84,7 @@ impl ConnHandle {
         let queued = QueuedCall::new(req, Arc::clone(&self.inner.name));
         match self.inner.tx.try_send(Command::Call(queued)) {
             Ok(()) => self.wake(),
-            // Stopped: the call answers so as it drops (`QueuedCall`).
+            // Stopped: the call answers its agent itself as it drops (`QueuedCall`).
             Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(command)) => {
                 if let Command::Call(queued) = command {

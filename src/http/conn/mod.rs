@@ -360,9 +360,10 @@ impl Conn {
             return Some(Next::Dispatch(Box::new(head), Vec::new()));
         }
         if lacks_credential(&head, limits) {
-            // Refused on its head alone (401): its body is never read. It stays unread in the
-            // socket, so the connection cannot carry another request: it closes after the
-            // answer, draining what the client still sends (see `Phase::Closing`).
+            // Refused on its head alone (401, or the route's own earlier refusal): its body is
+            // not kept. What is left of it on the socket means the connection cannot carry
+            // another request: it closes after the answer, draining what the client still
+            // sends (see `Phase::Closing`).
             let mut head = head;
             head.keep_alive = false;
             self.input.clear();

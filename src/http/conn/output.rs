@@ -1,6 +1,7 @@
 //! A connection's way out: its answer's bytes queued and written as the socket takes them, and
 //! what follows an answer written whole (back to reading heads with buffers shrunk, or the
-//! shutdown of the write side and the input drained for [`LINGER`](super::LINGER), or longer after a body left unread).
+//! shutdown of the write side and the input drained for [`LINGER`](super::LINGER), or longer
+//! after a body left unread).
 //!
 //! Never: blocks (a full socket leaves the rest queued for the next writable event); keeps
 //! more than [`KEEP`] bytes already written at the front of the output.
