@@ -17,6 +17,8 @@ fn small_limits() -> Limits {
         max_head: 256,
         max_headers: 6,
         max_body: 96,
+        // Head and body framing only: no credential is asked for here.
+        credential_headers: &[],
     }
 }
 
