@@ -68,9 +68,7 @@ impl ConnHandle {
     pub fn call(&self, req: CallRequest) {
         if self.stop_requested() {
             // Stopping: a queued call would wait out the teardown only to be failed.
-            let message = format!("server '{}' is stopped", self.inner.name);
-            req.responder.error(code::SERVER_UNAVAILABLE, &message);
-            return;
+            return super::answer_stopped(req.responder, &self.inner.name);
         }
         // Boxed once, for either way (a queued command holds it boxed).
         let req = Box::new(req);

@@ -274,11 +274,15 @@ impl QueuedCall {
 impl Drop for QueuedCall {
     fn drop(&mut self) {
         if let Some(call) = self.call.take() {
-            let message = format!("server '{}' is stopped", self.server);
-            call.responder
-                .error(jsonrpc::code::SERVER_UNAVAILABLE, &message);
+            answer_stopped(call.responder, &self.server);
         }
     }
+}
+
+/// Answers a call its connection will never handle: the server is stopped.
+fn answer_stopped(responder: Responder, server: &str) {
+    let message = format!("server '{server}' is stopped");
+    responder.error(jsonrpc::code::SERVER_UNAVAILABLE, &message);
 }
 
 impl fmt::Debug for QueuedCall {
@@ -430,8 +434,26 @@ impl ConnectionManager {
             name: cfg.name.clone(),
             source,
         };
-        let poll = mio::Poll::new().map_err(io_err)?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), connection::WAKER).map_err(io_err)?);
+        let (handle, worker) = self.prepare(&cfg).map_err(io_err)?;
+        let thread = thread::spawn(format!("conn-{}", cfg.name), move || {
+            connection::run(worker)
+        })
+        .map_err(io_err)?;
+        self.conns.push(Conn {
+            handle: handle.clone(),
+            thread: Some(thread),
+        });
+        Ok(handle)
+    }
+
+    /// A connection's handle and its worker, not running yet (`add` gives the worker its
+    /// thread).
+    fn prepare(
+        &mut self,
+        cfg: &ServerConfig,
+    ) -> std::io::Result<(ConnHandle, Arc<Mutex<connection::Worker>>)> {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), connection::WAKER)?);
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let id = ConnId(self.next_id);
         self.next_id += 1;
@@ -469,15 +491,7 @@ impl ConnectionManager {
         );
         let worker = Arc::new(Mutex::new(worker));
         let _ = handle.inner.direct.set(connection::Direct::to(&worker));
-        let thread = thread::spawn(format!("conn-{}", cfg.name), move || {
-            connection::run(worker)
-        })
-        .map_err(io_err)?;
-        self.conns.push(Conn {
-            handle: handle.clone(),
-            thread: Some(thread),
-        });
-        Ok(handle)
+        Ok((handle, worker))
     }
 
     /// Handles of every connection, in the order they were added.

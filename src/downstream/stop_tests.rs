@@ -1,15 +1,15 @@
 //! A connection that stops answers every call it was handed: the calls still queued when its
 //! loop ends, and those handed to it while it stops.
 
-use super::connection::{run, Worker};
-use super::handle::HandleInner;
-use super::{CallRequest, Command, ConnHandle, ConnId, QueuedCall, Snapshot, Status};
-use crate::config::{ServerConfig, Settings};
+use super::connection::run;
+use super::{CallRequest, Command, ConnectionManager, QueuedCall};
+use crate::config::{Config, Settings};
 use crate::jsonrpc::{Id, Responder, Sink};
 use crossbeam_channel::Receiver;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn call(id: u64, sink: &Sink) -> CallRequest {
@@ -43,64 +43,26 @@ fn answers(rx: &Receiver<Vec<u8>>) -> Vec<(u64, i64, String)> {
 
 #[test]
 fn calls_queued_or_handed_over_while_a_connection_stops_are_answered() {
-    let poll = mio::Poll::new().unwrap();
-    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
-    let (tx, rx) = crossbeam_channel::bounded(8);
     let (events_tx, _events) = crossbeam_channel::bounded(64);
-    let handle = ConnHandle {
-        inner: Arc::new(HandleInner {
-            id: ConnId(1),
-            name: "gone".into(),
-            tx: tx.clone(),
-            waker,
-            snapshot: Mutex::new(Snapshot {
-                name: "gone".into(),
-                command: Vec::new(),
-                pid: None,
-                status: Status::Starting,
-                last_heartbeat: None,
-                restarts: 0,
-                tools: 0,
-                last_error: None,
-            }),
-            stop: AtomicBool::new(false),
-            trusted: false,
-            direct: std::sync::OnceLock::new(),
-        }),
-    };
-    let cfg = ServerConfig {
-        name: "gone".into(),
-        // Never starts: the test is about the calls, not the child.
-        command: "/nonexistent/aegis-gate-test-server".into(),
-        args: Vec::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        pass_agent: false,
-        trusted: false,
-        modern: false,
-        remote: false,
-    };
-    let worker = Worker::new(
-        cfg,
-        Arc::new(Settings::default()),
-        poll,
-        rx,
-        events_tx,
-        handle.clone(),
-        None,
-    );
+    let mut manager = ConnectionManager::new(Arc::new(Settings::default()), events_tx, None);
+    // Never starts (no such program): the test is about the calls, not the child.
+    let cfg = Config::demo(Path::new("/nonexistent/aegis-gate-test-server"))
+        .servers
+        .remove(0);
+    // The worker is run on this thread below, once the calls are in place.
+    let (handle, worker) = manager.prepare(&cfg).unwrap();
     let (out_tx, out) = crossbeam_channel::bounded(16);
     let sink = Sink::new(1, out_tx);
     // Handed over just before the stop flag was set: it sits in the queue.
-    let queued = QueuedCall::new(Box::new(call(1, &sink)), "gone".into());
-    assert!(tx.try_send(Command::Call(queued)).is_ok());
+    let queued = QueuedCall::new(Box::new(call(1, &sink)), "hello".into());
+    assert!(handle.inner.tx.try_send(Command::Call(queued)).is_ok());
     handle.inner.stop.store(true, Ordering::SeqCst);
     // Handed over once the flag is set: answered at once, without the queue.
     handle.call(call(2, &sink));
-    let stopped = (2, -32002, "server 'gone' is stopped".to_owned());
+    let stopped = (2, -32002, "server 'hello' is stopped".to_owned());
     assert_eq!(answers(&out), vec![stopped.clone()]);
     // The loop sees the flag, stops, and answers what was queued.
-    run(Arc::new(Mutex::new(worker)));
+    run(worker);
     assert_eq!(answers(&out), vec![(1, stopped.1, stopped.2)]);
 }
 

@@ -2,11 +2,11 @@
 //! too big to buffer are refused early and cost the gate no memory, dribbling heads lose their
 //! slot at the head deadline, the process listens on one TCP socket only, and framing is strict.
 
-use crate::support::http::{parse_response, send_raw, Response};
+use crate::support::http::{parse_response, read_message, send_raw, Response};
 use crate::support::{initialize_request, retry, settings_file, Serve, TempDir, WAIT};
 use serde_json::json;
 use std::collections::HashSet;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -333,38 +333,17 @@ fn framing_is_strict_conflicts_and_bad_lengths_are_400_and_only_http_1_is_spoken
     assert_eq!(ten.status, 200, "{ten:?}");
 }
 
-/// Reads one answer (head and `Content-Length` body) from `stream`.
-fn read_answer(stream: &mut TcpStream) -> String {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        // A read that times out means the gate waited for the body instead of answering.
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "{:?}",
-            String::from_utf8_lossy(&raw)
-        );
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&raw).into_owned();
-    let length: usize = crate::support::http::header(&head, "Content-Length")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).unwrap();
-    head + &String::from_utf8_lossy(&body)
-}
-
-/// Sends `head` (a request whose body is not sent), reads the answer, then ends the client's
-/// side and checks that the gate closes the connection.
+/// Sends `head` (a request whose body is not sent), reads the answer's head, then ends the
+/// client's side and checks that the gate closes the connection.
 fn head_only(serve: &Serve, head: &str) -> String {
     let mut stream = crate::support::http::connect(&serve.addr, WAIT).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
-    let answer = read_answer(&mut stream);
+    // Nothing in time (an empty head) means the gate waited for the body instead.
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (answer, _) = read_message(&mut reader);
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).unwrap();
+    reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{answer}: then {rest:?}");
     answer
 }
@@ -443,13 +422,14 @@ fn a_slow_upload_without_credentials_still_reads_its_401() {
         }
         writer.shutdown(std::net::Shutdown::Write)
     });
-    let answer = read_answer(&mut stream);
+    let mut reader = BufReader::new(stream);
+    let (answer, _) = read_message(&mut reader);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     uploading
         .join()
         .unwrap()
         .expect("the whole body was taken, none of it refused by a reset");
     let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).unwrap();
+    reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
