@@ -18,11 +18,14 @@ use super::decode::{self, Decoding};
 use super::finding::{Finding, Kind};
 use super::fold::views;
 use super::fold::{fold_char, fold_confusables};
-use regex::{Regex, RegexSet};
+use regex::Regex;
+use screen::Screen;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 use unicode_security::MixedScript;
+
+mod screen;
 
 /// Minimum length of a base64 run worth flagging.
 const BASE64_RUN: usize = 40;
@@ -138,11 +141,12 @@ const SEND_TO_TARGET: &str = r"\b(send|sends|forward|forwards|post|upload|transm
 const HELD_DATA: &str = r"\b(conversation|history|messages?|results?|contents?|files?|keys?|tokens?|credentials|secrets?|passwords?|everything|notes?|output|answers?|replies|context|summary|chat|transcript|prompt)\b";
 
 struct Compiled {
-    /// All patterns at once: one pass says which fired; `None` if they failed to compile.
-    set: Option<RegexSet>,
+    /// All patterns in two sets: one pass of each says which could fire; `None` if they failed to
+    /// compile.
+    screen: Option<Screen>,
     send_to_target: Option<Regex>,
     held_data: Option<Regex>,
-    /// Each pattern alone, compiled the first time the set says it fired (to find the phrase).
+    /// Each pattern alone, compiled the first time the screen says it fired (to find the phrase).
     each: Vec<OnceLock<Option<Regex>>>,
     sources: Vec<String>,
 }
@@ -153,10 +157,10 @@ fn compiled() -> &'static Compiled {
         let sources: Vec<String> = PATTERNS.iter().map(|(_, p)| ascii_classes(p)).collect();
         // The patterns are constants of this file; a unit test compiles every one of them. Should
         // one fail anyway, detection fails closed (every text is held), never open.
-        let set = RegexSet::new(sources.iter().map(|p| widened_gaps(p))).ok();
+        let screen = Screen::new(&sources);
         let each = sources.iter().map(|_| OnceLock::new()).collect();
         Compiled {
-            set,
+            screen,
             send_to_target: Regex::new(&ascii_classes(SEND_TO_TARGET)).ok(),
             held_data: Regex::new(&ascii_classes(HELD_DATA)).ok(),
             each,
@@ -170,21 +174,6 @@ impl Compiled {
         let cell = self.each.get(idx)?;
         cell.get_or_init(|| self.sources.get(idx).and_then(|p| Regex::new(p).ok()))
             .as_ref()
-    }
-}
-
-/// The pattern with each bounded gap of a negated class (`[^.\n]{0,40}?`) unbounded
-/// (`[^.\n]*`), for the set that screens a text: it matches wherever the pattern does (and a
-/// little more), and each pattern alone then decides what is found. A gap counted to 40 is 40
-/// states of every pattern that has one, and the set's lazy DFA holds their products: over real
-/// tools' text it outgrew its cache and was rebuilt again and again (a third of the sanitizer's
-/// time on real servers' tools).
-fn widened_gaps(pattern: &str) -> String {
-    static GAP: OnceLock<Option<Regex>> = OnceLock::new();
-    let gap = GAP.get_or_init(|| Regex::new(r"(\[\^(?:\\.|[^\]\\])*\])\{0,[0-9]+\}\??").ok());
-    match gap {
-        Some(gap) => gap.replace_all(pattern, "${1}*").into_owned(),
-        None => pattern.to_owned(),
     }
 }
 
@@ -284,10 +273,10 @@ pub(crate) fn detect(text: &str, location: &str, ctx: &Context, findings: &mut V
 /// One pass over all of a tool's text (lowercased, printable ASCII): could any detector fire?
 /// False means the per-string detection can be skipped without missing anything.
 pub(crate) fn suspicious(lower: &str, original: &str, ctx: &Context) -> bool {
-    let Some(set) = &compiled().set else {
+    let Some(screen) = &compiled().screen else {
         return true;
     };
-    let fires = |v: &str| set.is_match(v) || exfiltration_line(v).is_some();
+    let fires = |v: &str| screen.is_match(v) || exfiltration_line(v).is_some();
     views(lower).iter().any(|v| fires(v))
         || other_server_mention(lower, ctx).is_some()
         || has_base64_run(original)
@@ -433,7 +422,7 @@ fn run_patterns(
     seen: &mut Vec<Kind>,
 ) {
     let compiled = compiled();
-    let Some(set) = &compiled.set else {
+    let Some(screen) = &compiled.screen else {
         if !seen.contains(&Kind::Override) {
             seen.push(Kind::Override);
             findings.push(Finding::new(
@@ -444,11 +433,7 @@ fn run_patterns(
         }
         return;
     };
-    let matches = set.matches(text);
-    if !matches.matched_any() {
-        return;
-    }
-    for idx in matches.iter() {
+    for idx in screen.matches(text) {
         let (Some((kind, _)), Some(regex)) = (PATTERNS.get(idx), compiled.pattern(idx)) else {
             continue;
         };
