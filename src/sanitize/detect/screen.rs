@@ -13,14 +13,17 @@
 //! guard corpus one set of every pattern needed about 9.5 MB of states: over the 2 MB cache
 //! the regex crate gives a set, it was rebuilt again and again, and screening was about 85 % of
 //! the detectors' regex time. Split this way the sets need about 2.3 and 1.8 MB; each gets a
-//! 4 MB cache, and a pass of both over those tools takes a tenth of the time one took.
+//! 4 MB cache, and a pass of both over those texts took 52–57 ms where the one set took
+//! 665–733 ms (a probe, 2026-12-08).
 
 use regex::Regex;
 use regex_automata::meta::{self, Regex as Set};
+use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::{Input, MatchKind, PatternSet};
 use std::sync::OnceLock;
 
-/// The lazy DFA cache of each set, per thread that screens (the merger and the judge threads).
+/// The lazy DFA cache of each set, per search running at once (the merger and the judge threads).
+/// A set keeps each cache it made in its pool, for the next search.
 const CACHE_BYTES: usize = 4 << 20;
 
 /// The patterns, in two sets, each with the index in the pattern list of each of its members.
@@ -32,6 +35,12 @@ impl Screen {
     /// The screen of `patterns`; `None` if a set does not compile, and detection then fails
     /// closed.
     pub(super) fn new(patterns: &[String]) -> Option<Screen> {
+        Screen::with_cache(patterns, CACHE_BYTES)
+    }
+
+    /// The same with `cache_bytes` of lazy DFA cache per set (a test gives it too little, so that
+    /// the sets fall back to their NFA).
+    fn with_cache(patterns: &[String], cache_bytes: usize) -> Option<Screen> {
         let widened: Vec<String> = patterns.iter().map(|p| widened_gaps(p)).collect();
         let (long, short): (Vec<usize>, Vec<usize>) =
             (0..widened.len()).partition(|&i| widened.get(i).is_some_and(|p| open_to_the_end(p)));
@@ -43,7 +52,7 @@ impl Screen {
                     .iter()
                     .filter_map(|&i| widened.get(i).map(String::as_str))
                     .collect();
-                Some((build(&sources)?, members))
+                Some((build(&sources, cache_bytes)?, members))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(Screen { sets })
@@ -66,22 +75,37 @@ impl Screen {
         found
     }
 
-    /// How many patterns it screens for.
+    /// How many patterns it screens for, in each set.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.sets.iter().map(|(_, m)| m.len()).sum()
+    pub(super) fn sizes(&self) -> Vec<usize> {
+        self.sets.iter().map(|(_, m)| m.len()).collect()
+    }
+
+    /// Whether pattern `idx` is in the second set (that of gaps open to the end).
+    #[cfg(test)]
+    pub(super) fn in_the_second_set(&self, idx: usize) -> bool {
+        self.sets.get(1).is_some_and(|(_, m)| m.contains(&idx))
+    }
+
+    /// The same screen with a lazy DFA cache too small to be used: every search runs on the
+    /// sets' NFA.
+    #[cfg(test)]
+    pub(super) fn without_dfa(patterns: &[String]) -> Option<Screen> {
+        Screen::with_cache(patterns, 0)
     }
 }
 
-/// One set: every match reported (`MatchKind::All`, for `matches`), a cache of `CACHE_BYTES`,
-/// and no literal prefilter. The screen reads every text whole, and the words the patterns start
-/// with ("the", "any", "read", "send", `<`) are everywhere: a prefilter stopped at each and made a
-/// pass two to three times slower than the DFA alone.
-fn build(sources: &[&str]) -> Option<Set> {
+/// One set as `regex::RegexSet` builds one (every match reported, for `matches`; no capture
+/// groups, which a set never reports and whose slots would make its NFA fallback's cache far
+/// larger), with a cache of `cache_bytes` and no literal prefilter: the screen reads every text
+/// whole, and the words the patterns start with ("the", "any", "read", "send", `<`) are
+/// everywhere; a prefilter stopped at each and made a pass two to three times slower.
+fn build(sources: &[&str], cache_bytes: usize) -> Option<Set> {
     let config = meta::Config::new()
         .match_kind(MatchKind::All)
+        .which_captures(WhichCaptures::None)
         .auto_prefilter(false)
-        .hybrid_cache_capacity(CACHE_BYTES);
+        .hybrid_cache_capacity(cache_bytes);
     Set::builder().configure(config).build_many(sources).ok()
 }
 
