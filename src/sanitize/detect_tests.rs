@@ -168,8 +168,10 @@ fn the_screening_set_widens_only_the_gaps_of_negated_classes() {
         );
     }
     let long = format!("never tell {} the user", "x".repeat(35));
-    let set = compiled().screen.as_ref().unwrap();
-    assert!(set.is_match(&long) && set.is_match(&format!("never tell {} user", "x".repeat(80))));
+    let screen = compiled().screen.as_ref().unwrap();
+    assert!(
+        screen.is_match(&long) && screen.is_match(&format!("never tell {} user", "x".repeat(80)))
+    );
 }
 
 /// Each pattern alone, widened as the screen widens it.

@@ -11,8 +11,8 @@
 //! the end of a sentence or a line (`[^.\n]*` after "read", "send", "never tell", "before
 //! using"…) stay open over most of a long description, and on the real servers' tools of the
 //! guard corpus one set of every pattern needed about 9.5 MB of states: over the 2 MB cache
-//! the regex crate gives a set, it was rebuilt again and again, and screening was about 85 % of
-//! the detectors' regex time. Split this way the sets need about 2.3 and 1.8 MB; each gets a
+//! the regex crate gives a set, it was rebuilt again and again (building states took more of a
+//! `perf` profile than the searches themselves). Split this way the sets need about 2.3 and 1.8 MB; each gets a
 //! 4 MB cache, and a pass of both over those texts took 52–57 ms where the one set took
 //! 665–733 ms (a probe, 2026-12-08).
 
